@@ -11,6 +11,12 @@ import {
   TensorProto_DataLocation,
   TensorProto_DataType,
   TensorProtoSchema,
+  TensorShapeProto_DimensionSchema,
+  TensorShapeProtoSchema,
+  TypeProto_TensorSchema,
+  TypeProtoSchema,
+  ValueInfoProtoSchema,
+  type ValueInfoProto,
   type AttributeProto,
   type GraphProto,
   type ModelProto,
@@ -224,4 +230,33 @@ export function opsetVersion(proto: ModelProto, domain: string): number | undefi
   const d = domain === "ai.onnx" ? "" : domain;
   const entry = proto.opsetImport.find((o) => (o.domain === "ai.onnx" ? "" : o.domain) === d);
   return entry ? Number(entry.version) : undefined;
+}
+
+/** A graph input/output declaration; dims are numbers or symbolic names. */
+export function makeValueInfo(name: string, elemType: TensorProto_DataType, dims?: readonly (number | string)[]): ValueInfoProto {
+  const shape = dims
+    ? create(TensorShapeProtoSchema, {
+        dim: dims.map((d) =>
+          create(TensorShapeProto_DimensionSchema, {
+            value: typeof d === "string" ? { case: "dimParam", value: d } : { case: "dimValue", value: BigInt(d) },
+          }),
+        ),
+      })
+    : undefined;
+  return create(ValueInfoProtoSchema, {
+    name,
+    type: create(TypeProtoSchema, { value: { case: "tensorType", value: create(TypeProto_TensorSchema, { elemType, shape }) } }),
+  });
+}
+
+/** Element type and rank of a graph input, when declared. */
+export function valueInfoTensorType(v: ValueInfoProto): { elemType: number; rank: number | undefined } | undefined {
+  if (v.type?.value.case !== "tensorType") return undefined;
+  const t = v.type.value.value;
+  return { elemType: t.elemType, rank: t.shape ? t.shape.dim.length : undefined };
+}
+
+/** A deep copy, through the wire format (keeps unknown fields). */
+export function cloneModel(proto: ModelProto): ModelProto {
+  return fromBinary(ModelProtoSchema, toBinary(ModelProtoSchema, proto));
 }

@@ -1,0 +1,122 @@
+// The local CLI: `quantgate run -c quantgate.yml` runs the same pipeline as the action and prints the verdict.
+import { parseArgs } from "node:util";
+import { ConfigError, loadConfig, type ConfigOverrides } from "./config/load.js";
+import { UserError } from "./errors.js";
+import { fmt, type RuleResult } from "./gate/index.js";
+import { runGate, type StageName } from "./pipeline.js";
+import { loadKernelQuantizer } from "./quantize/kernels.js";
+import { metricRows } from "./report/markdown.js";
+import type { Report } from "./report/types.js";
+import { writeReport } from "./report/write.js";
+import { loadOrt, loadOrtFrom } from "./runtime/ort.js";
+import { TOOL_VERSION } from "./version.js";
+
+const USAGE = `quantgate ${TOOL_VERSION}
+
+Usage: quantgate run [-c quantgate.yml] [options]
+
+Options:
+  -c, --config <file>       config file (default quantgate.yml)
+      --model <file>        override model
+      --format <f>          override recipe.format (int4, int8, int2)
+      --block-size <n>      override recipe.block_size
+      --symmetric <bool>    override recipe.symmetric
+      --algorithm <a>       override recipe.algorithm (rtn, mse)
+      --threads <n>         override measure.threads
+      --output-dir <dir>    override output_dir
+      --onnxruntime-path <dir>  load onnxruntime-node from this folder
+  -h, --help
+
+Exit status: 0 pass, 1 gate failed, 2 bad input or usage.`;
+
+function pad(s: string, n: number, right = false): string {
+  return right ? s.padStart(n) : s.padEnd(n);
+}
+
+export function renderTerminal(report: Report): string {
+  const byRule = new Map(report.gate.rules.map((r) => [r.rule, r]));
+  const rows = metricRows(report).map((row) => {
+    const rules = row.rules.map((id) => byRule.get(id)).filter((r): r is RuleResult => r !== undefined);
+    const show = (v: number | undefined): string => (v === undefined || !Number.isFinite(v) ? "-" : fmt(v, row.unit));
+    const limit = rules.map((r) => `${r.direction === "max" ? "<=" : ">="} ${r.limit.fail !== undefined ? fmt(r.limit.fail, r.unit) : "-"}`).join(", ");
+    const status = rules.some((r) => r.status === "fail") ? "FAIL" : rules.some((r) => r.status === "warn") ? "warn" : rules.length ? "pass" : "";
+    return [row.metric, show(row.float), show(row.quantized), limit, status];
+  });
+  const header = ["Metric", "Float", "Quantized", "Limit", "Status"];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]): string => cells.map((c, i) => pad(c, widths[i]!, i === 1 || i === 2)).join("  ");
+  const out = [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)];
+  for (const e of report.gate.errors) out.push(`ERROR ${e}`);
+  for (const r of report.gate.rules.filter((x) => x.status !== "pass")) out.push(`${r.status.toUpperCase()} ${r.message}`);
+  for (const w of report.warnings) out.push(`warning: ${w}`);
+  out.push("");
+  out.push(`Verdict: ${report.verdict.toUpperCase()}`);
+  return out.join("\n");
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        config: { type: "string", short: "c", default: "quantgate.yml" },
+        model: { type: "string" },
+        format: { type: "string" },
+        "block-size": { type: "string" },
+        symmetric: { type: "string" },
+        algorithm: { type: "string" },
+        threads: { type: "string" },
+        "output-dir": { type: "string" },
+        "onnxruntime-path": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n\n${USAGE}\n`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (values.help || positionals[0] !== "run") {
+    process.stderr.write(`${USAGE}\n`);
+    return values.help ? 0 : 2;
+  }
+  const overrides: ConfigOverrides = {
+    model: values.model,
+    "recipe.format": values.format,
+    "recipe.block_size": values["block-size"],
+    "recipe.symmetric": values.symmetric,
+    "recipe.algorithm": values.algorithm,
+    "measure.threads": values.threads,
+    output_dir: values["output-dir"],
+  };
+  try {
+    const config = await loadConfig(values.config, overrides);
+    const ortDir = values["onnxruntime-path"];
+    const ort = ortDir ? loadOrtFrom(ortDir, `--onnxruntime-path ${ortDir}`) : await loadOrt();
+    const quantizer = await loadKernelQuantizer((m) => process.stderr.write(`${m}\n`));
+    const stageNames: StageName[] = ["load", "data", "calibrate", "quantize", "emit", "evaluate", "measure", "gate"];
+    const tty = process.stderr.isTTY;
+    const run = await runGate(config, {
+      ort,
+      ortDir,
+      quantizer,
+      progress: {
+        stageStart: (stage, detail) => process.stderr.write(`[${stageNames.indexOf(stage) + 1}/${stageNames.length}] ${stage}${detail ? ` (${detail})` : ""} ...${tty ? "" : "\n"}`),
+        stageEnd: (stage, ms, error) => process.stderr.write(`${tty ? "" : `    ${stage}`} ${error ? `FAILED: ${error}` : "done"} in ${(ms / 1000).toFixed(1)}s\n`),
+      },
+    });
+    const written = await writeReport(run);
+    process.stdout.write(`\n${renderTerminal(run.report)}\n`);
+    process.stdout.write(`\nReport: ${written.reportPath}\nSummary: ${written.summaryPath}\n${run.quantizedModelPath ? `Quantized model: ${run.quantizedModelPath}\n` : ""}`);
+    return run.report.verdict === "pass" ? 0 : 1;
+  } catch (err) {
+    if (err instanceof ConfigError || err instanceof UserError) {
+      process.stderr.write(`error: ${err.message}\n`);
+      return 2;
+    }
+    process.stderr.write(`internal error (the gate fails closed): ${(err as Error).stack ?? String(err)}\n`);
+    return 1;
+  }
+}

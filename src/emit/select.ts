@@ -1,0 +1,119 @@
+// Chooses, per weight format, the fastest bit-exact ONNX Runtime form by timing each candidate on
+// one of the model's own layers (its largest in that format) next to the float MatMul.
+import { create } from "@bufbuild/protobuf";
+import { GraphProtoSchema, ModelProtoSchema, OperatorSetIdProtoSchema } from "onnx-buf";
+import type { WeightFormat } from "../config/schema.js";
+import { DataType, makeNode, makeTensor, makeValueInfo, serializeModel, type ModelProto } from "../onnx/model.js";
+import type { BlockwiseQuantized } from "../quantize/blockwise.js";
+import type { QuantizedWeight } from "../quantize/index.js";
+import { weightRowsNK } from "../quantize/index.js";
+import { transpose } from "../quantize/blockwise.js";
+import { createSession, type Ort } from "../runtime/ort.js";
+import { layerGraph, type ExecForm } from "./index.js";
+
+export const CANDIDATE_FORMS: Record<WeightFormat, readonly ExecForm[]> = {
+  int4: ["matmulnbits", "dequant-subgraph"],
+  int8: ["matmulnbits", "dequant-subgraph"],
+  int2: ["matmulnbits", "dequant-subgraph"],
+};
+
+export interface FormTiming {
+  readonly form: ExecForm;
+  readonly p50Ms: number | undefined;
+  /** Why ONNX Runtime refused the form, when it did. */
+  readonly refused?: string;
+}
+
+export interface FormChoice {
+  readonly format: WeightFormat;
+  readonly layer: string;
+  readonly k: number;
+  readonly n: number;
+  readonly floatP50Ms: number;
+  readonly candidates: FormTiming[];
+  readonly chosen: ExecForm;
+  /** The chosen form is slower than float at this layer. */
+  readonly slowerThanFloat: boolean;
+}
+
+function singleLayerModel(k: number, n: number, build: (g: { nodes: ReturnType<typeof makeNode>[]; inits: ReturnType<typeof makeTensor>[] }) => void): ModelProto {
+  const g = { nodes: [] as ReturnType<typeof makeNode>[], inits: [] as ReturnType<typeof makeTensor>[] };
+  build(g);
+  return create(ModelProtoSchema, {
+    irVersion: 8n,
+    producerName: "quantgate",
+    opsetImport: [create(OperatorSetIdProtoSchema, { domain: "", version: 17n }), create(OperatorSetIdProtoSchema, { domain: "com.microsoft", version: 1n })],
+    graph: create(GraphProtoSchema, {
+      name: "layer",
+      node: g.nodes,
+      initializer: g.inits,
+      input: [makeValueInfo("A", DataType.FLOAT, ["M", k])],
+      output: [makeValueInfo("Y", DataType.FLOAT, ["M", n])],
+    }),
+  });
+}
+
+/** One-layer model computing Y = A @ dequant(q) in the given form. */
+export function quantizedLayerModel(q: BlockwiseQuantized, form: ExecForm, accuracyLevel: number): ModelProto {
+  return singleLayerModel(q.k, q.n, (g) => {
+    const lg = layerGraph("W", "A", "Y", q, form, accuracyLevel);
+    g.nodes.push(...lg.nodes);
+    g.inits.push(...lg.initializers);
+  });
+}
+
+export function floatLayerModel(wKN: Float32Array, k: number, n: number): ModelProto {
+  return singleLayerModel(k, n, (g) => {
+    g.inits.push(makeTensor("W", DataType.FLOAT, [k, n], wKN));
+    g.nodes.push(makeNode("MatMul", ["A", "W"], ["Y"]));
+  });
+}
+
+async function timeModel(ort: Ort, model: ModelProto, k: number, threads: number, runs: number): Promise<number> {
+  const session = await createSession(ort, serializeModel(model), threads);
+  try {
+    const a = new Float32Array(k);
+    for (let i = 0; i < k; i++) a[i] = Math.sin(i * 0.37);
+    const feeds = { A: new ort.Tensor("float32", a, [1, k]) };
+    for (let i = 0; i < 3; i++) await session.run(feeds);
+    const times: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      const t0 = performance.now();
+      await session.run(feeds);
+      times.push(performance.now() - t0);
+    }
+    times.sort((x, y) => x - y);
+    return times[times.length >> 1]!;
+  } finally {
+    await session.release();
+  }
+}
+
+export async function chooseForms(ort: Ort, weights: readonly QuantizedWeight[], accuracyLevel: number, threads: number, runs = 30): Promise<FormChoice[]> {
+  const byFormat = new Map<WeightFormat, QuantizedWeight>();
+  for (const w of weights) {
+    const best = byFormat.get(w.plan.format);
+    if (!best || w.q.n * w.q.k > best.q.n * best.q.k) byFormat.set(w.plan.format, w);
+  }
+  const choices: FormChoice[] = [];
+  for (const [format, w] of byFormat) {
+    const { k, n } = w.q;
+    const floatP50Ms = await timeModel(ort, floatLayerModel(transpose(weightRowsNK(w.plan.site), n, k), k, n), k, threads, runs);
+    const candidates: FormTiming[] = [];
+    for (const form of CANDIDATE_FORMS[format]) {
+      try {
+        candidates.push({ form, p50Ms: await timeModel(ort, quantizedLayerModel(w.q, form, accuracyLevel), k, threads, runs) });
+      } catch (err) {
+        candidates.push({ form, p50Ms: undefined, refused: (err as Error).message.split("\n")[0] });
+      }
+    }
+    const timed = candidates.filter((c): c is FormTiming & { p50Ms: number } => c.p50Ms !== undefined);
+    if (timed.length === 0) throw new Error(`ONNX Runtime refused every form for ${format}: ${candidates.map((c) => `${c.form}: ${c.refused}`).join("; ")}`);
+    // Prefer the packed operator unless another form is clearly (>10%) faster: it keeps memory low.
+    const packed = timed.find((c) => c.form === "matmulnbits");
+    const fastest = timed.reduce((a, b) => (b.p50Ms < a.p50Ms ? b : a));
+    const chosen = packed && packed.p50Ms <= fastest.p50Ms * 1.1 ? packed : fastest;
+    choices.push({ format, layer: w.plan.site.name, k, n, floatP50Ms, candidates, chosen: chosen.form, slowerThanFloat: chosen.p50Ms > floatP50Ms * 1.05 });
+  }
+  return choices;
+}

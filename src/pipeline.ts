@@ -1,0 +1,280 @@
+// One gate run: config -> load model -> calibrate -> quantize -> emit -> evaluate -> measure -> gate -> report.
+// The action and the CLI only call runGate; every stage error is recorded and fails the gate.
+import { mkdir, readFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { calibrate, type CalibrationResult } from "./calibrate/index.js";
+import { resolvePath, type Config } from "./config/load.js";
+import { loadClassificationData, loadLmData, sha256, type EvalData, type ModelInputInfo } from "./data/index.js";
+import { feedTypeOf, type Feeds } from "./data/tensors.js";
+import { emitModel, type EmittedModel, type ExecForm } from "./emit/index.js";
+import { chooseForms, type FormChoice } from "./emit/select.js";
+import { evaluateClassification, evaluateLm, type EvaluationResult } from "./evaluate/index.js";
+import { evaluateGate, type GateMetrics } from "./gate/index.js";
+import { measureModelRun, summarizeStorage, type ModelRunMeasurement, type StorageSummary } from "./measure/index.js";
+import { loadModel, saveModel, valueInfoTensorType, type LoadedModel } from "./onnx/model.js";
+import { findWeights, type WeightDiscovery } from "./onnx/weights.js";
+import { quantizeBlockwiseRef } from "./quantize/blockwise.js";
+import { planWeights, quantizeWeights, type BlockwiseQuantizer, type QuantizedWeight } from "./quantize/index.js";
+import type { QuantizedLayerReport, Report, StageRecord } from "./report/types.js";
+import { createSession, type LoadedOrt } from "./runtime/ort.js";
+import { REPORT_SCHEMA, TOOL_NAME, TOOL_VERSION } from "./version.js";
+import type { WeightFormat } from "./config/schema.js";
+
+export type StageName = "load" | "data" | "calibrate" | "quantize" | "emit" | "evaluate" | "measure" | "gate";
+
+export interface Progress {
+  stageStart(stage: StageName, detail?: string): void;
+  stageEnd(stage: StageName, ms: number, error?: string): void;
+}
+
+export interface GateRunOptions {
+  readonly ort: LoadedOrt;
+  readonly quantizer?: { readonly name: string; readonly quantize: BlockwiseQuantizer };
+  /** onnxruntime-node folder for the measuring child, when not the normal dependency. */
+  readonly ortDir?: string;
+  readonly progress?: Progress;
+}
+
+export interface GateRun {
+  readonly report: Report;
+  readonly outputDir: string;
+  readonly reportPath: string;
+  readonly quantizedModelPath: string | undefined;
+}
+
+/** Canonical JSON (sorted keys) so the recipe hash does not depend on key order. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (value && typeof value === "object") {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : 1));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
+
+function modelInputs(model: LoadedModel): ModelInputInfo[] {
+  const initializers = new Set(model.graph.initializer.map((t) => t.name));
+  return model.graph.input
+    .filter((i) => !initializers.has(i.name))
+    .map((i) => {
+      const t = valueInfoTensorType(i);
+      const type = t ? feedTypeOf(t.elemType) : undefined;
+      if (!type) throw new Error(`${model.path}: model input "${i.name}" has an unsupported or undeclared element type`);
+      return { name: i.name, type, rank: t?.rank };
+    });
+}
+
+export async function runGate(config: Config, opts: GateRunOptions): Promise<GateRun> {
+  const { ort } = opts.ort;
+  const quantizer = opts.quantizer ?? { name: "js", quantize: quantizeBlockwiseRef };
+  const stages: StageRecord[] = [];
+  const errors: string[] = [];
+  const warnings: string[] = [];
+  const outputDir = resolvePath(config, config.output_dir);
+  await mkdir(outputDir, { recursive: true });
+
+  async function stage<T>(name: StageName, detail: string, fn: () => Promise<T>): Promise<T | undefined> {
+    opts.progress?.stageStart(name, detail);
+    const t0 = performance.now();
+    try {
+      const value = await fn();
+      const ms = performance.now() - t0;
+      stages.push({ stage: name, status: "ok", ms });
+      opts.progress?.stageEnd(name, ms);
+      return value;
+    } catch (err) {
+      const ms = performance.now() - t0;
+      const message = (err as Error).message;
+      stages.push({ stage: name, status: "error", ms, error: message });
+      errors.push(`${name}: ${message}`);
+      opts.progress?.stageEnd(name, ms, message);
+      return undefined;
+    }
+  }
+  const skip = (name: StageName, note: string): void => {
+    stages.push({ stage: name, status: "skipped", ms: 0, note });
+  };
+
+  const modelPath = resolvePath(config, config.model);
+  const configText = await readFile(config.configPath);
+  const recipeHash = sha256(canonicalJson(config.recipe));
+
+  // load model
+  const loaded = await stage("load", modelPath, async () => {
+    const model = await loadModel(modelPath);
+    const discovery = findWeights(model.graph, config.recipe);
+    return { model, discovery, modelHash: sha256(await readFile(modelPath)) };
+  });
+  const model = loaded?.model;
+  const discovery: WeightDiscovery = loaded?.discovery ?? { weights: [], skipped: [] };
+  if (loaded && discovery.weights.length === 0) {
+    errors.push(`load: no quantizable weights found in ${config.model} (${discovery.skipped.length} skipped: ${discovery.skipped.map((s) => `${s.name || s.nodeName}: ${s.reason}`).join("; ")})`);
+  }
+
+  // data
+  const data: EvalData | undefined = model
+    ? await stage("data", config.evaluation.dataset, async () => {
+        const resolve = (p: string): string => resolvePath(config, p);
+        const inputs = modelInputs(model);
+        return config.evaluation.task === "language-modeling" ? loadLmData(config.evaluation, resolve, inputs) : loadClassificationData(config.evaluation, resolve, inputs);
+      })
+    : undefined;
+
+  // calibrate
+  let calibration: CalibrationResult | undefined;
+  if (model && data && data.calibrationBatches.length > 0 && discovery.weights.length > 0) {
+    calibration = await stage("calibrate", `${data.calibrationBatches.length} batches`, () =>
+      calibrate(ort, model.proto, discovery.weights.map((w) => w.node.input[0]!), data.calibrationBatches, config.measure.threads),
+    );
+  } else {
+    skip("calibrate", "no calibration data configured");
+  }
+
+  // quantize
+  const plans = planWeights(discovery.weights, config.recipe);
+  const quantized: QuantizedWeight[] | undefined =
+    model && plans.length > 0
+      ? await stage("quantize", `${plans.length} weights`, async () => quantizeWeights(plans, quantizer.quantize, calibration?.stats, config.measure.threads))
+      : undefined;
+
+  // emit
+  let emitted: EmittedModel | undefined;
+  let forms: FormChoice[] = [];
+  const quantizedModelPath = path.join(outputDir, `${path.basename(modelPath, ".onnx")}.quantized.onnx`);
+  let quantizedSize: number | undefined;
+  if (model && quantized) {
+    const result = await stage("emit", "choosing ONNX Runtime forms", async () => {
+      const choices = await chooseForms(ort, quantized, config.recipe.accuracy_level, config.measure.threads);
+      const formMap = new Map<WeightFormat, ExecForm>(choices.map((c) => [c.format, c.chosen]));
+      const e = emitModel(model.proto, quantized, formMap, config.recipe.accuracy_level);
+      const size = await saveModel(e.proto, quantizedModelPath);
+      return { choices, e, size };
+    });
+    if (result) {
+      emitted = result.e;
+      forms = result.choices;
+      quantizedSize = result.size;
+      for (const c of forms) {
+        if (c.slowerThanFloat) {
+          const t = c.candidates.find((x) => x.form === c.chosen)?.p50Ms ?? NaN;
+          warnings.push(`${c.format} runs slower than float on this runner: ${c.chosen} ${t.toFixed(3)} ms vs float MatMul ${c.floatP50Ms.toFixed(3)} ms at ${c.k}x${c.n} (M=1)`);
+        }
+      }
+    }
+  }
+
+  // evaluate
+  let evaluation: EvaluationResult | undefined;
+  if (model && data && emitted) {
+    evaluation = await stage("evaluate", "float vs quantized", async () => {
+      const floatSession = await createSession(ort, modelPath, config.measure.threads);
+      const quantSession = await createSession(ort, quantizedModelPath, config.measure.threads);
+      try {
+        return data.kind === "language-modeling" && config.evaluation.task === "language-modeling"
+          ? await evaluateLm(ort, floatSession, quantSession, data, config.evaluation.output_name, config.evaluation.input_name)
+          : await evaluateClassification(ort, floatSession, quantSession, data as Extract<EvalData, { kind: "classification" }>, config.evaluation.output_name);
+      } finally {
+        await floatSession.release();
+        await quantSession.release();
+      }
+    });
+  }
+
+  // measure
+  let storage: StorageSummary | undefined;
+  let floatRun: ModelRunMeasurement | undefined;
+  let quantRun: ModelRunMeasurement | undefined;
+  if (model && emitted && data) {
+    await stage("measure", `${config.measure.runs} runs, ${config.measure.threads} thread(s)`, async () => {
+      storage = summarizeStorage(emitted!.layers);
+      if (config.measure.memory) {
+        const feeds: Feeds = data.kind === "language-modeling" ? data.evalBatches[0]! : data.samples[0]!.feeds;
+        floatRun = await measureModelRun(modelPath, feeds, config.measure, opts.ortDir);
+        quantRun = await measureModelRun(quantizedModelPath, feeds, config.measure, opts.ortDir);
+        if (quantRun.latency.p50Ms > floatRun.latency.p50Ms * 1.05) {
+          warnings.push(`the quantized model is slower than the float one: p50 ${quantRun.latency.p50Ms.toFixed(3)} ms vs ${floatRun.latency.p50Ms.toFixed(3)} ms`);
+        }
+      }
+    });
+  }
+
+  // gate
+  const metrics: GateMetrics = {
+    ...(evaluation?.task === "language-modeling"
+      ? { perplexityFloat: evaluation.perplexityFloat, perplexityQuantized: evaluation.perplexityQuantized }
+      : { accuracyFloat: evaluation?.accuracyFloat, accuracyQuantized: evaluation?.accuracyQuantized }),
+    klMean: evaluation?.kl.mean,
+    klP99: evaluation?.kl.p99,
+    top1Agreement: evaluation?.top1Agreement,
+    modelSizeBytesFloat: model?.sizeBytes,
+    modelSizeBytes: quantizedSize,
+    bitsPerWeight: storage?.bitsPerWeight,
+    peakMemoryBytesFloat: floatRun?.peakRssBytes,
+    peakMemoryBytes: quantRun?.peakRssBytes,
+    latencyP50MsFloat: floatRun?.latency.p50Ms,
+    latencyP50Ms: quantRun?.latency.p50Ms,
+    latencyP95MsFloat: floatRun?.latency.p95Ms,
+    latencyP95Ms: quantRun?.latency.p95Ms,
+  };
+  const gate = evaluateGate(config.gate, metrics, errors);
+  stages.push({ stage: "gate", status: "ok", ms: 0 });
+
+  const layerReports: QuantizedLayerReport[] = (quantized ?? []).map((w, i) => {
+    const layer = emitted?.layers[i];
+    const { site, spec } = w.plan;
+    return {
+      name: site.name,
+      node: site.nodeName,
+      op: site.opType,
+      k: site.k,
+      n: site.n,
+      format: w.plan.format,
+      bits: spec.bits,
+      blockSize: spec.blockSize,
+      symmetric: spec.symmetric,
+      algorithm: spec.clipSearch ? "mse" : "rtn",
+      overrides: w.plan.overrides,
+      form: layer?.form ?? "matmulnbits",
+      floatBytes: site.k * site.n * 4,
+      storedBytes: layer?.storedBytes ?? 0,
+      packedBytes: layer?.packedBytes ?? 0,
+      bitsPerWeight: layer ? (layer.storedBytes * 8) / (site.k * site.n) : 0,
+      rmse: w.error.rmse,
+      relativeError: w.error.relativeError,
+      outputErrorRatio: w.error.outputErrorRatio,
+    };
+  });
+
+  const report: Report = {
+    schema: REPORT_SCHEMA,
+    tool: { name: TOOL_NAME, version: TOOL_VERSION },
+    runtime: {
+      onnxruntime: opts.ort.version,
+      onnxruntimeSource: opts.ort.source,
+      node: process.version,
+      platform: process.platform,
+      arch: process.arch,
+      cpu: os.cpus()[0]?.model ?? "unknown",
+      kernels: quantizer.name,
+    },
+    createdAt: new Date().toISOString(),
+    configPath: path.relative(process.cwd(), config.configPath) || config.configPath,
+    hashes: { model: loaded?.modelHash ?? "", recipe: recipeHash, config: sha256(configText), data: data?.files ?? [] },
+    recipe: config.recipe,
+    weights: { quantized: layerReports, skipped: discovery.skipped },
+    execution: { accuracyLevel: config.recipe.accuracy_level, forms },
+    calibration: calibration ? { batches: calibration.batches, layers: calibration.stats.size, ms: calibration.ms } : null,
+    evaluation: evaluation ?? null,
+    float: { path: config.model, sizeBytes: model?.sizeBytes ?? 0, run: floatRun },
+    quantized: quantizedSize !== undefined ? { path: path.relative(config.baseDir, quantizedModelPath), sizeBytes: quantizedSize, run: quantRun } : null,
+    storage: storage ?? null,
+    warnings,
+    stages,
+    gate,
+    verdict: gate.verdict,
+  };
+  return { report, outputDir, reportPath: path.join(outputDir, "quantgate-report.json"), quantizedModelPath: quantizedSize !== undefined ? quantizedModelPath : undefined };
+}

@@ -1,0 +1,78 @@
+// The versioned JSON report: everything a run measured and decided, with the hashes that make it reproducible.
+import type { Recipe } from "../config/schema.js";
+import type { FormChoice } from "../emit/select.js";
+import type { ExecForm } from "../emit/index.js";
+import type { EvaluationResult } from "../evaluate/index.js";
+import type { GateResult } from "../gate/index.js";
+import type { ModelRunMeasurement, StorageSummary } from "../measure/index.js";
+import type { SkippedWeight } from "../onnx/weights.js";
+
+export interface StageRecord {
+  readonly stage: string;
+  readonly status: "ok" | "error" | "skipped";
+  readonly ms: number;
+  readonly error?: string;
+  readonly note?: string;
+}
+
+export interface QuantizedLayerReport {
+  readonly name: string;
+  readonly node: string;
+  readonly op: string;
+  readonly k: number;
+  readonly n: number;
+  readonly format: string;
+  readonly bits: number;
+  readonly blockSize: number;
+  readonly symmetric: boolean;
+  readonly algorithm: string;
+  readonly overrides: readonly string[];
+  readonly form: ExecForm;
+  readonly floatBytes: number;
+  readonly storedBytes: number;
+  readonly packedBytes: number;
+  readonly bitsPerWeight: number;
+  readonly rmse: number;
+  readonly relativeError: number;
+  readonly outputErrorRatio: number | undefined;
+}
+
+export interface ModelSide {
+  readonly path: string;
+  readonly sizeBytes: number;
+  readonly run?: ModelRunMeasurement;
+}
+
+export interface Report {
+  readonly schema: string;
+  readonly tool: { readonly name: string; readonly version: string };
+  readonly runtime: {
+    readonly onnxruntime: string;
+    readonly onnxruntimeSource: string;
+    readonly node: string;
+    readonly platform: string;
+    readonly arch: string;
+    readonly cpu: string;
+    readonly kernels: string;
+  };
+  readonly createdAt: string;
+  readonly configPath: string;
+  readonly hashes: {
+    readonly model: string;
+    readonly recipe: string;
+    readonly config: string;
+    readonly data: readonly { path: string; sha256: string }[];
+  };
+  readonly recipe: Recipe;
+  readonly weights: { readonly quantized: QuantizedLayerReport[]; readonly skipped: SkippedWeight[] };
+  readonly execution: { readonly accuracyLevel: number; readonly forms: FormChoice[] };
+  readonly calibration: { readonly batches: number; readonly layers: number; readonly ms: number } | null;
+  readonly evaluation: EvaluationResult | null;
+  readonly float: ModelSide;
+  readonly quantized: ModelSide | null;
+  readonly storage: StorageSummary | null;
+  readonly warnings: string[];
+  readonly stages: StageRecord[];
+  readonly gate: GateResult;
+  readonly verdict: "pass" | "fail";
+}
