@@ -103,13 +103,17 @@ export async function main(argv: string[]): Promise<number> {
       ortDir,
       quantizer,
       progress: {
-        stageStart: (stage, detail) => process.stderr.write(`[${stageNames.indexOf(stage) + 1}/${stageNames.length}] ${stage}${detail ? ` (${detail})` : ""} ...${tty ? "" : "\n"}`),
-        stageEnd: (stage, ms, error) => process.stderr.write(`${tty ? "" : `    ${stage}`} ${error ? `FAILED: ${error}` : "done"} in ${(ms / 1000).toFixed(1)}s\n`),
+        stageStart: (stage, detail) =>
+          process.stderr.write(`[${stageNames.indexOf(stage) + 1}/${stageNames.length}] ${stage}${detail ? ` (${detail})` : ""} ...${tty ? "" : "\n"}`),
+        stageEnd: (stage, ms, error) =>
+          process.stderr.write(`${tty ? "" : `    ${stage}`} ${error ? `FAILED: ${error}` : "done"} in ${(ms / 1000).toFixed(1)}s\n`),
       },
     });
     const written = await writeReport(run);
     process.stdout.write(`\n${renderTerminal(run.report)}\n`);
-    process.stdout.write(`\nReport: ${written.reportPath}\nSummary: ${written.summaryPath}\n${run.quantizedModelPath ? `Quantized model: ${run.quantizedModelPath}\n` : ""}`);
+    process.stdout.write(
+      `\nReport: ${written.reportPath}\nSummary: ${written.summaryPath}\n${run.quantizedModelPath ? `Quantized model: ${run.quantizedModelPath}\n` : ""}`,
+    );
     return run.report.verdict === "pass" ? 0 : 1;
   } catch (err) {
     if (err instanceof ConfigError || err instanceof UserError) {

@@ -47,7 +47,8 @@ export async function run(): Promise<void> {
       quantizer,
       progress: {
         stageStart: (stage, detail) => core.info(`▶ ${stage}${detail ? `: ${detail}` : ""}`),
-        stageEnd: (stage, ms, error) => (error ? core.error(`${stage} failed after ${(ms / 1000).toFixed(1)}s: ${error}`) : core.info(`✓ ${stage} ${(ms / 1000).toFixed(1)}s`)),
+        stageEnd: (stage, ms, error) =>
+          error ? core.error(`${stage} failed after ${(ms / 1000).toFixed(1)}s: ${error}`) : core.info(`✓ ${stage} ${(ms / 1000).toFixed(1)}s`),
       },
     });
     const written = await writeReport(gateRun);
@@ -68,7 +69,8 @@ export async function run(): Promise<void> {
   } catch (err) {
     core.setOutput(OUTPUTS.verdict, "fail");
     if (err instanceof ConfigError) {
-      for (const issue of err.issues) core.error(`${issue.path || "(root)"}: ${issue.message}`, { title: "QuantGate config", file: err.file, startLine: issue.line });
+      for (const issue of err.issues)
+        core.error(`${issue.path || "(root)"}: ${issue.message}`, { title: "QuantGate config", file: err.file, startLine: issue.line });
       core.setFailed(err.message);
     } else if (err instanceof UserError) {
       core.setFailed(err.message);

@@ -48,9 +48,13 @@ export async function resolveOrt(preinstalled: string | undefined): Promise<Reso
   }
   if (!restored) {
     await mkdir(dir, { recursive: true });
-    const code = await exec("npm", ["install", "--prefix", dir, "--no-save", "--no-audit", "--no-fund", "--ignore-scripts", `onnxruntime-node@${ORT_VERSION}`], {
-      env: { ...process.env, ONNXRUNTIME_NODE_INSTALL: "skip" } as Record<string, string>,
-    });
+    const code = await exec(
+      "npm",
+      ["install", "--prefix", dir, "--no-save", "--no-audit", "--no-fund", "--ignore-scripts", `onnxruntime-node@${ORT_VERSION}`],
+      {
+        env: { ...process.env, ONNXRUNTIME_NODE_INSTALL: "skip" } as Record<string, string>,
+      },
+    );
     if (code !== 0) throw new Error(`npm install onnxruntime-node@${ORT_VERSION} failed with exit code ${code}`);
     if (cache.isFeatureAvailable()) {
       try {

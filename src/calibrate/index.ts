@@ -68,7 +68,8 @@ export async function calibrate(
     for (const batch of batches) {
       const result = await session.run(toOrtFeeds(ort, batch));
       for (const name of unique) {
-        const tensor = result[name] ?? (graphInputs.has(name) ? new ort.Tensor(batch[name]!.type, batch[name]!.data, batch[name]!.dims as number[]) : undefined);
+        const tensor =
+          result[name] ?? (graphInputs.has(name) ? new ort.Tensor(batch[name]!.type, batch[name]!.data, batch[name]!.dims as number[]) : undefined);
         if (!tensor || tensor.type !== "float32") continue;
         const channels = tensor.dims[tensor.dims.length - 1]!;
         let a = acc.get(name);

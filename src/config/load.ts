@@ -24,8 +24,7 @@ export class ConfigError extends UserError {
     readonly issues: readonly { path: string; line?: number; message: string }[],
   ) {
     super(
-      `${file}: invalid configuration\n` +
-        issues.map((i) => `  ${file}${i.line ? `:${i.line}` : ""} ${i.path || "(root)"}: ${i.message}`).join("\n"),
+      `${file}: invalid configuration\n` + issues.map((i) => `  ${file}${i.line ? `:${i.line}` : ""} ${i.path || "(root)"}: ${i.message}`).join("\n"),
       file,
       issues[0]?.line,
     );

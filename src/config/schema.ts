@@ -66,20 +66,18 @@ const plainNumber = z.number({ error: "expected a number" }).nonnegative();
 
 /** A limit is either the fail threshold or { warn, fail }. */
 function limit<T extends z.ZodType<number, unknown>>(value: T) {
-  return z
-    .union([value, z.strictObject({ warn: value.optional(), fail: value.optional() })])
-    .transform((v, ctx) => {
-      const pair = typeof v === "number" ? { warn: undefined, fail: v } : (v as { warn?: number; fail?: number });
-      if (pair.warn === undefined && pair.fail === undefined) {
-        ctx.addIssue({ code: "custom", message: "expected warn and/or fail" });
-        return z.NEVER;
-      }
-      if (pair.warn !== undefined && pair.fail !== undefined && pair.warn > pair.fail) {
-        ctx.addIssue({ code: "custom", message: `warn (${pair.warn}) must not exceed fail (${pair.fail})` });
-        return z.NEVER;
-      }
-      return pair;
-    });
+  return z.union([value, z.strictObject({ warn: value.optional(), fail: value.optional() })]).transform((v, ctx) => {
+    const pair = typeof v === "number" ? { warn: undefined, fail: v } : (v as { warn?: number; fail?: number });
+    if (pair.warn === undefined && pair.fail === undefined) {
+      ctx.addIssue({ code: "custom", message: "expected warn and/or fail" });
+      return z.NEVER;
+    }
+    if (pair.warn !== undefined && pair.fail !== undefined && pair.warn > pair.fail) {
+      ctx.addIssue({ code: "custom", message: `warn (${pair.warn}) must not exceed fail (${pair.fail})` });
+      return z.NEVER;
+    }
+    return pair;
+  });
 }
 
 export const gateSchema = z.strictObject({

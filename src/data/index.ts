@@ -107,7 +107,10 @@ export async function loadLmData(cfg: LmEvaluation, resolve: (p: string) => stri
   const ids = tokenizer.encode(text, { add_special_tokens: false }).ids;
   const evalWs = windows(ids, cfg.sequence_length, cfg.samples);
   if (evalWs.length === 0) {
-    throw new UserError(`${datasetPath}: evaluation text has ${ids.length} tokens, fewer than evaluation.sequence_length (${cfg.sequence_length})`, datasetPath);
+    throw new UserError(
+      `${datasetPath}: evaluation text has ${ids.length} tokens, fewer than evaluation.sequence_length (${cfg.sequence_length})`,
+      datasetPath,
+    );
   }
   const files: DataFileHash[] = [
     { path: cfg.dataset, sha256: sha256((await readData(datasetPath, "evaluation text")) as Uint8Array) },
@@ -116,13 +119,18 @@ export async function loadLmData(cfg: LmEvaluation, resolve: (p: string) => stri
   let calibWs: number[][] = [];
   if (cfg.calibration) {
     const calibPath = resolve(cfg.calibration);
-    if (calibPath === datasetPath) throw new UserError(`evaluation.calibration and evaluation.dataset are the same file (${calibPath}); calibration data must be kept apart from evaluation data`);
+    if (calibPath === datasetPath)
+      throw new UserError(
+        `evaluation.calibration and evaluation.dataset are the same file (${calibPath}); calibration data must be kept apart from evaluation data`,
+      );
     const calibBytes = await readData(calibPath, "calibration text");
     calibWs = windows(tokenizer.encode(calibBytes.toString("utf8"), { add_special_tokens: false }).ids, cfg.sequence_length, cfg.calibration_samples);
-    if (calibWs.length === 0) throw new UserError(`${calibPath}: calibration text is shorter than evaluation.sequence_length (${cfg.sequence_length}) tokens`, calibPath);
+    if (calibWs.length === 0)
+      throw new UserError(`${calibPath}: calibration text is shorter than evaluation.sequence_length (${cfg.sequence_length}) tokens`, calibPath);
     const evalKeys = new Set(evalWs.map((w) => w.join(",")));
     const shared = calibWs.filter((w) => evalKeys.has(w.join(","))).length;
-    if (shared > 0) throw new UserError(`${calibPath}: ${shared} calibration window(s) also occur in the evaluation data; calibration data must be kept apart`, calibPath);
+    if (shared > 0)
+      throw new UserError(`${calibPath}: ${shared} calibration window(s) also occur in the evaluation data; calibration data must be kept apart`, calibPath);
     files.push({ path: cfg.calibration, sha256: sha256(calibBytes) });
   }
   return {
@@ -194,7 +202,8 @@ async function readJsonl(file: string, cfg: ClassificationEvaluation, inputs: re
     if (typeof row !== "object" || row === null) throw new UserError(`${where}: expected a JSON object per line`, file, i + 1);
     const r = row as Record<string, unknown>;
     const tensors = r[cfg.inputs_field];
-    if (typeof tensors !== "object" || tensors === null) throw new UserError(`${where}: missing "${cfg.inputs_field}" object of named input tensors`, file, i + 1);
+    if (typeof tensors !== "object" || tensors === null)
+      throw new UserError(`${where}: missing "${cfg.inputs_field}" object of named input tensors`, file, i + 1);
     const feeds: Feeds = {};
     for (const input of inputs) {
       const value = (tensors as Record<string, unknown>)[input.name];
@@ -222,7 +231,10 @@ export async function loadClassificationData(
   let calibrationBatches: Feeds[] = [];
   if (cfg.calibration) {
     const calibPath = resolve(cfg.calibration);
-    if (calibPath === datasetPath) throw new UserError(`evaluation.calibration and evaluation.dataset are the same file (${calibPath}); calibration data must be kept apart from evaluation data`);
+    if (calibPath === datasetPath)
+      throw new UserError(
+        `evaluation.calibration and evaluation.dataset are the same file (${calibPath}); calibration data must be kept apart from evaluation data`,
+      );
     calibrationBatches = (await readJsonl(calibPath, cfg, inputs, cfg.calibration_samples)).map((s) => s.feeds);
     files.push({ path: cfg.calibration, sha256: sha256(await readData(calibPath, "calibration data")) });
   }

@@ -42,7 +42,10 @@ export function makeFeedData(type: FeedType, values: readonly number[]): FeedTen
 export function feedsToJson(feeds: Feeds): string {
   return JSON.stringify(
     Object.fromEntries(
-      Object.entries(feeds).map(([k, t]) => [k, { type: t.type, dims: t.dims, data: Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).toString("base64") }]),
+      Object.entries(feeds).map(([k, t]) => [
+        k,
+        { type: t.type, dims: t.dims, data: Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).toString("base64") },
+      ]),
     ),
   );
 }
@@ -54,7 +57,15 @@ export function feedsFromJson(json: string): Feeds {
     const buf = Buffer.from(v.data, "base64");
     const ab = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength);
     const data =
-      v.type === "float32" ? new Float32Array(ab) : v.type === "int64" ? new BigInt64Array(ab) : v.type === "int32" ? new Int32Array(ab) : v.type === "int8" ? new Int8Array(ab) : new Uint8Array(ab);
+      v.type === "float32"
+        ? new Float32Array(ab)
+        : v.type === "int64"
+          ? new BigInt64Array(ab)
+          : v.type === "int32"
+            ? new Int32Array(ab)
+            : v.type === "int8"
+              ? new Int8Array(ab)
+              : new Uint8Array(ab);
     out[k] = { type: v.type, dims: v.dims, data };
   }
   return out;

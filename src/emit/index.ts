@@ -2,7 +2,18 @@
 import { create } from "@bufbuild/protobuf";
 import { OperatorSetIdProtoSchema } from "onnx-buf";
 import type { WeightFormat } from "../config/schema.js";
-import { cloneModel, DataType, getFloatAttr, makeAttribute, makeNode, makeTensor, tensorToFloat32, type ModelProto, type NodeProto, type TensorProto } from "../onnx/model.js";
+import {
+  cloneModel,
+  DataType,
+  getFloatAttr,
+  makeAttribute,
+  makeNode,
+  makeTensor,
+  tensorToFloat32,
+  type ModelProto,
+  type NodeProto,
+  type TensorProto,
+} from "../onnx/model.js";
 import { toMatMulNBits, type BlockwiseQuantized } from "../quantize/blockwise.js";
 import type { QuantizedWeight } from "../quantize/index.js";
 
@@ -67,7 +78,13 @@ export function layerGraph(prefix: string, input: string, output: string, q: Blo
       "MatMulNBits",
       inputs,
       [output],
-      [makeAttribute("K", k), makeAttribute("N", n), makeAttribute("bits", bits), makeAttribute("block_size", blockSize), makeAttribute("accuracy_level", accuracyLevel)],
+      [
+        makeAttribute("K", k),
+        makeAttribute("N", n),
+        makeAttribute("bits", bits),
+        makeAttribute("block_size", blockSize),
+        makeAttribute("accuracy_level", accuracyLevel),
+      ],
       { name: `${prefix}_MatMulNBits`, domain: "com.microsoft" },
     );
     const storedBytes = t.b.length + t.scales.length * 4 + (t.zeroPoints?.length ?? 0);
@@ -124,7 +141,12 @@ function safeName(s: string): string {
   return s.replace(/[^A-Za-z0-9_./-]/g, "_");
 }
 
-export function emitModel(source: ModelProto, weights: readonly QuantizedWeight[], forms: ReadonlyMap<WeightFormat, ExecForm>, accuracyLevel: number): EmittedModel {
+export function emitModel(
+  source: ModelProto,
+  weights: readonly QuantizedWeight[],
+  forms: ReadonlyMap<WeightFormat, ExecForm>,
+  accuracyLevel: number,
+): EmittedModel {
   const proto = cloneModel(source);
   const graph = proto.graph!;
   const replaced = new Map<number, NodeProto[]>();

@@ -36,7 +36,11 @@ export interface FormChoice {
   readonly slowerThanFloat: boolean;
 }
 
-function singleLayerModel(k: number, n: number, build: (g: { nodes: ReturnType<typeof makeNode>[]; inits: ReturnType<typeof makeTensor>[] }) => void): ModelProto {
+function singleLayerModel(
+  k: number,
+  n: number,
+  build: (g: { nodes: ReturnType<typeof makeNode>[]; inits: ReturnType<typeof makeTensor>[] }) => void,
+): ModelProto {
   const g = { nodes: [] as ReturnType<typeof makeNode>[], inits: [] as ReturnType<typeof makeTensor>[] };
   build(g);
   return create(ModelProtoSchema, {
@@ -113,7 +117,7 @@ export async function chooseForms(ort: Ort, weights: readonly QuantizedWeight[],
     const packed = timed.find((c) => c.form === "matmulnbits");
     const fastest = timed.reduce((a, b) => (b.p50Ms < a.p50Ms ? b : a));
     const chosen = packed && packed.p50Ms <= fastest.p50Ms * 1.1 ? packed : fastest;
-    choices.push({ format, layer: w.plan.site.name, k, n, floatP50Ms, candidates, chosen: chosen.form, slowerThanFloat: chosen.p50Ms > floatP50Ms * 1.05 });
+    choices.push({ format, layer: w.plan.site.name, k, n, floatP50Ms, candidates, chosen: chosen.form, slowerThanFloat: chosen.p50Ms > floatP50Ms * 1.2 });
   }
   return choices;
 }

@@ -42,7 +42,14 @@ function outputOf(session: Session, result: Record<string, { data: unknown; dims
   return { data: t.data, dims: t.dims };
 }
 
-export async function evaluateLm(ort: Ort, float: Session, quant: Session, data: LmData, outputName: string | undefined, inputName: string): Promise<LmEvaluationResult> {
+export async function evaluateLm(
+  ort: Ort,
+  float: Session,
+  quant: Session,
+  data: LmData,
+  outputName: string | undefined,
+  inputName: string,
+): Promise<LmEvaluationResult> {
   const t0 = performance.now();
   let nllFloat = 0;
   let nllQuant = 0;
@@ -84,7 +91,13 @@ export async function evaluateLm(ort: Ort, float: Session, quant: Session, data:
   };
 }
 
-export async function evaluateClassification(ort: Ort, float: Session, quant: Session, data: ClassificationData, outputName: string | undefined): Promise<ClassificationEvaluationResult> {
+export async function evaluateClassification(
+  ort: Ort,
+  float: Session,
+  quant: Session,
+  data: ClassificationData,
+  outputName: string | undefined,
+): Promise<ClassificationEvaluationResult> {
   const t0 = performance.now();
   const predF: number[] = [];
   const predQ: number[] = [];

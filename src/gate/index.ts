@@ -66,7 +66,8 @@ export const RULES: Record<Exclude<keyof GateLimits, "forbid_slower_than_float">
     label: "Accuracy drop (relative)",
     unit: "%",
     direction: "max",
-    observe: (m) => (defined(m.accuracyFloat, m.accuracyQuantized) && m.accuracyFloat! > 0 ? ((m.accuracyFloat! - m.accuracyQuantized!) / m.accuracyFloat!) * 100 : undefined),
+    observe: (m) =>
+      defined(m.accuracyFloat, m.accuracyQuantized) && m.accuracyFloat! > 0 ? ((m.accuracyFloat! - m.accuracyQuantized!) / m.accuracyFloat!) * 100 : undefined,
   },
   max_perplexity_increase_pct: {
     label: "Perplexity increase",
@@ -99,7 +100,11 @@ export function evaluateRule(rule: string, def: RuleDef, limit: Limit, observed:
     return { ...base, status: "fail", message: `${def.label} ${fmt(observed, def.unit)} breaks ${rule} (${word} ${fmt(limit.fail, def.unit)})` };
   }
   if (limit.warn !== undefined && !within(def.direction, observed, limit.warn)) {
-    return { ...base, status: "warn", message: `${def.label} ${fmt(observed, def.unit)} is past the warning level of ${rule} (${word} ${fmt(limit.warn, def.unit)})` };
+    return {
+      ...base,
+      status: "warn",
+      message: `${def.label} ${fmt(observed, def.unit)} is past the warning level of ${rule} (${word} ${fmt(limit.warn, def.unit)})`,
+    };
   }
   return { ...base, status: "pass", message: `${def.label} ${fmt(observed, def.unit)} within ${rule}` };
 }

@@ -45,14 +45,7 @@ interface BlockParams {
   zeroPoint: number;
 }
 
-function blockParams(
-  w: Float32Array,
-  start: number,
-  end: number,
-  bits: IntBits,
-  symmetric: boolean,
-  ratio: number,
-): BlockParams {
+function blockParams(w: Float32Array, start: number, end: number, bits: IntBits, symmetric: boolean, ratio: number): BlockParams {
   const qmax = (1 << bits) - 1;
   if (symmetric) {
     const mid = 1 << (bits - 1);
@@ -80,15 +73,7 @@ function blockParams(
   return { scale, zeroPoint: zp };
 }
 
-function encodeBlock(
-  w: Float32Array,
-  start: number,
-  end: number,
-  p: BlockParams,
-  qmax: number,
-  out: Uint8Array,
-  outStart: number,
-): number {
+function encodeBlock(w: Float32Array, start: number, end: number, p: BlockParams, qmax: number, out: Uint8Array, outStart: number): number {
   const inv = p.scale === 0 ? 0 : f(1 / p.scale);
   let err = 0;
   for (let i = start; i < end; i++) {

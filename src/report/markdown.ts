@@ -52,10 +52,23 @@ export function metricRows(report: Report): Row[] {
   const e = report.evaluation;
   const rows: Row[] = [];
   if (e?.task === "language-modeling") {
-    rows.push({ metric: "Perplexity", unit: "ratio", float: e.perplexityFloat, quantized: e.perplexityQuantized, rules: ["max_perplexity_increase_pct"], relative: true });
+    rows.push({
+      metric: "Perplexity",
+      unit: "ratio",
+      float: e.perplexityFloat,
+      quantized: e.perplexityQuantized,
+      rules: ["max_perplexity_increase_pct"],
+      relative: true,
+    });
   }
   if (e?.task === "classification") {
-    rows.push({ metric: "Accuracy", unit: "ratio", float: e.accuracyFloat, quantized: e.accuracyQuantized, rules: ["max_accuracy_drop", "max_accuracy_drop_pct"] });
+    rows.push({
+      metric: "Accuracy",
+      unit: "ratio",
+      float: e.accuracyFloat,
+      quantized: e.accuracyQuantized,
+      rules: ["max_accuracy_drop", "max_accuracy_drop_pct"],
+    });
     rows.push({ metric: "Macro-F1", unit: "ratio", float: e.macroF1Float, quantized: e.macroF1Quantized, rules: [] });
   }
   if (e) {
@@ -63,11 +76,45 @@ export function metricRows(report: Report): Row[] {
     rows.push({ metric: "KL divergence (p99)", unit: "nats", float: 0, quantized: e.kl.p99, rules: ["max_kl_p99"] });
     rows.push({ metric: "Top-1 agreement", unit: "ratio", float: 1, quantized: e.top1Agreement, rules: ["min_top1_agreement"] });
   }
-  rows.push({ metric: "Model size", unit: "bytes", float: report.float.sizeBytes || undefined, quantized: report.quantized?.sizeBytes, rules: ["max_model_size"], relative: true });
-  rows.push({ metric: "Bits per weight", unit: "bits", float: report.storage ? 32 : undefined, quantized: report.storage?.bitsPerWeight, rules: ["max_bits_per_weight"] });
-  rows.push({ metric: "Peak memory (RSS)", unit: "bytes", float: report.float.run?.peakRssBytes, quantized: report.quantized?.run?.peakRssBytes, rules: ["max_peak_memory"], relative: true });
-  rows.push({ metric: "Latency p50", unit: "ms", float: report.float.run?.latency.p50Ms, quantized: report.quantized?.run?.latency.p50Ms, rules: ["max_latency_p50_ms", "forbid_slower_than_float"], relative: true });
-  rows.push({ metric: "Latency p95", unit: "ms", float: report.float.run?.latency.p95Ms, quantized: report.quantized?.run?.latency.p95Ms, rules: ["max_latency_p95_ms"], relative: true });
+  rows.push({
+    metric: "Model size",
+    unit: "bytes",
+    float: report.float.sizeBytes || undefined,
+    quantized: report.quantized?.sizeBytes,
+    rules: ["max_model_size"],
+    relative: true,
+  });
+  rows.push({
+    metric: "Bits per weight",
+    unit: "bits",
+    float: report.storage ? 32 : undefined,
+    quantized: report.storage?.bitsPerWeight,
+    rules: ["max_bits_per_weight"],
+  });
+  rows.push({
+    metric: "Peak memory (RSS)",
+    unit: "bytes",
+    float: report.float.run?.peakRssBytes,
+    quantized: report.quantized?.run?.peakRssBytes,
+    rules: ["max_peak_memory"],
+    relative: true,
+  });
+  rows.push({
+    metric: "Latency p50",
+    unit: "ms",
+    float: report.float.run?.latency.p50Ms,
+    quantized: report.quantized?.run?.latency.p50Ms,
+    rules: ["max_latency_p50_ms", "forbid_slower_than_float"],
+    relative: true,
+  });
+  rows.push({
+    metric: "Latency p95",
+    unit: "ms",
+    float: report.float.run?.latency.p95Ms,
+    quantized: report.quantized?.run?.latency.p95Ms,
+    rules: ["max_latency_p95_ms"],
+    relative: true,
+  });
   return rows;
 }
 
@@ -87,7 +134,9 @@ export function renderMarkdown(report: Report): string {
   const byRule = new Map(report.gate.rules.map((x) => [x.rule, x]));
   for (const row of metricRows(report)) {
     const rules = row.rules.map((id) => byRule.get(id)).filter((x): x is RuleResult => x !== undefined);
-    out.push(`| ${row.metric} | ${show(row.float, row.unit)} | ${show(row.quantized, row.unit)} | ${delta(row)} | ${limitText(rules)} | ${statusText(rules)} |`);
+    out.push(
+      `| ${row.metric} | ${show(row.float, row.unit)} | ${show(row.quantized, row.unit)} | ${delta(row)} | ${limitText(rules)} | ${statusText(rules)} |`,
+    );
   }
   const failing = report.gate.rules.filter((x) => x.status !== "pass");
   if (report.gate.errors.length > 0 || failing.length > 0) {

@@ -3,7 +3,17 @@ import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { GraphProtoSchema, ModelProtoSchema, OperatorSetIdProtoSchema } from "onnx-buf";
-import { DataType, makeAttribute, makeNode, makeTensor, makeValueInfo, serializeModel, type ModelProto, type NodeProto, type TensorProto } from "../../src/onnx/model.js";
+import {
+  DataType,
+  makeAttribute,
+  makeNode,
+  makeTensor,
+  makeValueInfo,
+  serializeModel,
+  type ModelProto,
+  type NodeProto,
+  type TensorProto,
+} from "../../src/onnx/model.js";
 
 /** Deterministic standard-normal generator (xorshift + Box-Muller). */
 export function gaussian(seed: number): () => number {
@@ -24,7 +34,13 @@ export function randomMatrix(rows: number, cols: number, seed: number, scale = 1
   return Float32Array.from({ length: rows * cols }, () => g() * scale);
 }
 
-export function model(nodes: NodeProto[], inits: TensorProto[], inputs: ReturnType<typeof makeValueInfo>[], outputs: ReturnType<typeof makeValueInfo>[], opset = 17): ModelProto {
+export function model(
+  nodes: NodeProto[],
+  inits: TensorProto[],
+  inputs: ReturnType<typeof makeValueInfo>[],
+  outputs: ReturnType<typeof makeValueInfo>[],
+  opset = 17,
+): ModelProto {
   return create(ModelProtoSchema, {
     irVersion: 8n,
     producerName: "quantgate-test",
@@ -51,7 +67,11 @@ export function buildMlp(d0: number, d1: number, d2: number, seed = 1): Mlp {
       makeNode("Relu", ["h"], ["h_relu"], [], { name: "relu" }),
       makeNode("Gemm", ["h_relu", "fc2.weight", "fc2.bias"], ["logits"], [makeAttribute("transB", 1)], { name: "fc2" }),
     ],
-    [makeTensor("fc1.weight", DataType.FLOAT, [d0, d1], w1), makeTensor("fc2.weight", DataType.FLOAT, [d2, d1], w2), makeTensor("fc2.bias", DataType.FLOAT, [d2], b2)],
+    [
+      makeTensor("fc1.weight", DataType.FLOAT, [d0, d1], w1),
+      makeTensor("fc2.weight", DataType.FLOAT, [d2, d1], w2),
+      makeTensor("fc2.bias", DataType.FLOAT, [d2], b2),
+    ],
     [makeValueInfo("x", DataType.FLOAT, ["batch", d0])],
     [makeValueInfo("logits", DataType.FLOAT, ["batch", d2])],
   );

@@ -1,0 +1,59 @@
+// Runs the bundled action the way the GitHub runner does: node dist/index.js with INPUT_* and GITHUB_* set.
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+
+export const REPO_ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../..");
+
+export interface ActionRun {
+  readonly status: number | null;
+  readonly stdout: string;
+  readonly outputs: Record<string, string>;
+  readonly summary: string;
+}
+
+/** Parses the GITHUB_OUTPUT file (name<<delimiter ... delimiter). */
+export function parseOutputs(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const lines = text.split("\n");
+  for (let i = 0; i < lines.length; i++) {
+    const m = /^([^<]+)<<(.+)$/.exec(lines[i]!);
+    if (!m) continue;
+    const value: string[] = [];
+    for (i++; i < lines.length && lines[i] !== m[2]; i++) value.push(lines[i]!);
+    out[m[1]!] = value.join("\n");
+  }
+  return out;
+}
+
+export function runAction(cwd: string, inputs: Record<string, string>, event: unknown = {}): ActionRun {
+  const tmp = mkdtempSync(path.join(os.tmpdir(), "qg-runner-"));
+  const outputFile = path.join(tmp, "output");
+  const summaryFile = path.join(tmp, "summary");
+  const eventFile = path.join(tmp, "event.json");
+  writeFileSync(outputFile, "");
+  writeFileSync(summaryFile, "");
+  writeFileSync(eventFile, JSON.stringify(event));
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? "",
+    HOME: process.env.HOME ?? tmp,
+    GITHUB_OUTPUT: outputFile,
+    GITHUB_STEP_SUMMARY: summaryFile,
+    GITHUB_EVENT_PATH: eventFile,
+    GITHUB_EVENT_NAME: "push",
+    GITHUB_WORKSPACE: cwd,
+    RUNNER_TEMP: tmp,
+    RUNNER_TOOL_CACHE: path.join(tmp, "toolcache"),
+    // The runner passes every input, empty when not set.
+    "INPUT_ONNXRUNTIME-PATH": REPO_ROOT,
+  };
+  for (const [k, v] of Object.entries(inputs)) env[`INPUT_${k.toUpperCase()}`] = v;
+  const r = spawnSync(process.execPath, [path.join(REPO_ROOT, "dist", "index.js")], { cwd, env, encoding: "utf8", timeout: 300_000 });
+  return {
+    status: r.status,
+    stdout: r.stdout + r.stderr,
+    outputs: parseOutputs(readFileSync(outputFile, "utf8")),
+    summary: readFileSync(summaryFile, "utf8"),
+  };
+}
