@@ -93,7 +93,10 @@ function makeFeedData(type, values) {
 }
 /** Serialize feeds to JSON (for the measuring child process). */
 function feedsToJson(feeds) {
-    return JSON.stringify(Object.fromEntries(Object.entries(feeds).map(([k, t]) => [k, { type: t.type, dims: t.dims, data: Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).toString("base64") }])));
+    return JSON.stringify(Object.fromEntries(Object.entries(feeds).map(([k, t]) => [
+        k,
+        { type: t.type, dims: t.dims, data: Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).toString("base64") },
+    ])));
 }
 function feedsFromJson(json) {
     const raw = JSON.parse(json);
@@ -101,7 +104,15 @@ function feedsFromJson(json) {
     for (const [k, v] of Object.entries(raw)) {
         const buf = Buffer.from(v.data, "base64");
         const ab = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength);
-        const data = v.type === "float32" ? new Float32Array(ab) : v.type === "int64" ? new BigInt64Array(ab) : v.type === "int32" ? new Int32Array(ab) : v.type === "int8" ? new Int8Array(ab) : new Uint8Array(ab);
+        const data = v.type === "float32"
+            ? new Float32Array(ab)
+            : v.type === "int64"
+                ? new BigInt64Array(ab)
+                : v.type === "int32"
+                    ? new Int32Array(ab)
+                    : v.type === "int8"
+                        ? new Int8Array(ab)
+                        : new Uint8Array(ab);
         out[k] = { type: v.type, dims: v.dims, data };
     }
     return out;

@@ -11,6 +11,10 @@ export interface ActivationStats {
   readonly meanAbs: Float64Array;
   /** Per input channel E[x^2]. */
   readonly meanSquare: Float64Array;
+  /** E[x x^T] (k*k, float64), when an algorithm asked for it (GPTQ, AWQ, low-rank correction). */
+  readonly gram?: Float64Array;
+  /** Rows that went into the Gram matrix (it may use fewer rows than the channel statistics). */
+  readonly gramRows?: number;
 }
 
 export interface CalibrationResult {
@@ -22,15 +26,24 @@ export interface CalibrationResult {
 /** Accumulates statistics over rows of the last axis without keeping the activations. */
 export class ChannelAccumulator {
   private rows = 0;
+  private gramRows = 0;
   private readonly sumAbs: Float64Array;
   private readonly sumSq: Float64Array;
-  constructor(readonly channels: number) {
+  /** Lower triangle of sum x x^T, mirrored in result(). */
+  private readonly gram: Float64Array | undefined;
+  constructor(
+    readonly channels: number,
+    /** Rows to put into the Gram matrix (0: none). Its cost is channels^2 per row. */
+    readonly maxGramRows = 0,
+  ) {
     this.sumAbs = new Float64Array(channels);
     this.sumSq = new Float64Array(channels);
+    this.gram = maxGramRows > 0 ? new Float64Array(channels * channels) : undefined;
   }
   add(data: Float32Array): void {
     const c = this.channels;
     const rows = data.length / c;
+    const g = this.gram;
     for (let r = 0; r < rows; r++) {
       const base = r * c;
       for (let j = 0; j < c; j++) {
@@ -38,12 +51,33 @@ export class ChannelAccumulator {
         this.sumAbs[j]! += Math.abs(v);
         this.sumSq[j]! += v * v;
       }
+      if (g && this.gramRows < this.maxGramRows) {
+        for (let i = 0; i < c; i++) {
+          const xi = data[base + i]!;
+          if (xi === 0) continue;
+          const rowOff = i * c;
+          for (let j = 0; j <= i; j++) g[rowOff + j]! += xi * data[base + j]!;
+        }
+        this.gramRows++;
+      }
     }
     this.rows += rows;
   }
   result(): ActivationStats {
     const n = Math.max(1, this.rows);
-    return { rows: this.rows, meanAbs: this.sumAbs.map((v) => v / n), meanSquare: this.sumSq.map((v) => v / n) };
+    const stats = { rows: this.rows, meanAbs: this.sumAbs.map((v) => v / n), meanSquare: this.sumSq.map((v) => v / n) };
+    const g = this.gram;
+    if (!g || this.gramRows === 0) return stats;
+    const c = this.channels;
+    const gram = new Float64Array(c * c);
+    for (let i = 0; i < c; i++) {
+      for (let j = 0; j <= i; j++) {
+        const v = g[i * c + j]! / this.gramRows;
+        gram[i * c + j] = v;
+        gram[j * c + i] = v;
+      }
+    }
+    return { ...stats, gram, gramRows: this.gramRows };
   }
 }
 
@@ -53,6 +87,8 @@ export async function calibrate(
   activationNames: readonly string[],
   batches: readonly Feeds[],
   threads: number,
+  /** Activations whose Gram matrix E[x x^T] is needed, and how many rows to use for it. */
+  gram: { readonly names: ReadonlySet<string>; readonly maxRows: number } = { names: new Set(), maxRows: 0 },
 ): Promise<CalibrationResult> {
   const t0 = performance.now();
   const unique = [...new Set(activationNames)];
@@ -73,7 +109,7 @@ export async function calibrate(
         if (!tensor || tensor.type !== "float32") continue;
         const channels = tensor.dims[tensor.dims.length - 1]!;
         let a = acc.get(name);
-        if (!a) acc.set(name, (a = new ChannelAccumulator(channels)));
+        if (!a) acc.set(name, (a = new ChannelAccumulator(channels, gram.names.has(name) ? gram.maxRows : 0)));
         a.add(tensor.data as Float32Array);
       }
     }

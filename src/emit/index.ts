@@ -14,16 +14,25 @@ import {
   type NodeProto,
   type TensorProto,
 } from "../onnx/model.js";
-import { toMatMulNBits, type BlockwiseQuantized } from "../quantize/blockwise.js";
+import { containerBits, toMatMulNBits, type BlockwiseQuantized } from "../quantize/blockwise.js";
+import { tablePackedBytes, type TableQuantized } from "../quantize/tables.js";
 import type { QuantizedWeight } from "../quantize/index.js";
 
 /**
- * How a quantized weight executes in ONNX Runtime. Both forms compute with exactly the dequantized
- * values (q - zp) * scale at accuracy_level 0:
- * - matmulnbits: com.microsoft.MatMulNBits on packed codes.
+ * How a quantized weight executes in ONNX Runtime. Every form computes with exactly the dequantized
+ * values the quantizer defines (at accuracy_level 0):
+ * - matmulnbits: com.microsoft.MatMulNBits on packed codes (int2/int4/int8; int3 in a 4-bit container).
  * - dequant-subgraph: uint8 codes -> Cast -> Sub(zp) -> Mul(scale) -> MatMul, standard ops only.
+ * - lookup-subgraph: uint8 codes -> Cast -> Gather(table) -> Mul(block scale) -> MatMul, for table
+ *   formats (NF4, FP4 E2M1, MXFP4, FP8 E4M3, codebooks), standard ops only.
  */
-export type ExecForm = "matmulnbits" | "dequant-subgraph";
+export type ExecForm = "matmulnbits" | "dequant-subgraph" | "lookup-subgraph";
+
+export type AnyQuantized = BlockwiseQuantized | TableQuantized;
+
+export function isTable(q: AnyQuantized): q is TableQuantized {
+  return "table" in q;
+}
 
 export interface LayerStorage {
   /** Bytes of the quantized weight as stored in the emitted ONNX file (codes + scales + zero points). */
@@ -59,14 +68,71 @@ export function packedBytes(q: BlockwiseQuantized): number {
   return Math.ceil(codeBits / 8) + blocks * 4 + Math.ceil(zpBits / 8);
 }
 
+/** Codes [n][blocksPerRow*blockSize] -> [blocks, blockSize, n] so per-block values broadcast as [blocks, 1, n]. */
+function codesBlocksFirst(codes: Uint8Array, n: number, kPadded: number): Uint8Array {
+  const out = new Uint8Array(kPadded * n);
+  for (let row = 0; row < n; row++) {
+    for (let col = 0; col < kPadded; col++) out[col * n + row] = codes[row * kPadded + col]!;
+  }
+  return out;
+}
+
+function perBlockBlocksFirst<T extends Float32Array | Uint8Array>(values: T, n: number, blocksPerRow: number, make: (len: number) => T): T {
+  const out = make(values.length);
+  for (let row = 0; row < n; row++) {
+    for (let b = 0; b < blocksPerRow; b++) out[b * n + row] = values[row * blocksPerRow + b]!;
+  }
+  return out;
+}
+
+/** Reshape [blocks, blockSize, n] -> [kPadded, n], slice to K rows, MatMul. */
+function finishSubgraph(p: string, input: string, output: string, w3: string, k: number, kPadded: number, n: number, nodes: NodeProto[], inits: TensorProto[]): void {
+  inits.push(makeTensor(`${p}_shape`, DataType.INT64, [2], BigInt64Array.from([BigInt(kPadded), BigInt(n)])));
+  nodes.push(makeNode("Reshape", [w3, `${p}_shape`], [`${p}_w`], [], { name: `${p}_Reshape` }));
+  let weight = `${p}_w`;
+  if (kPadded !== k) {
+    inits.push(makeTensor(`${p}_slice_starts`, DataType.INT64, [1], BigInt64Array.from([0n])));
+    inits.push(makeTensor(`${p}_slice_ends`, DataType.INT64, [1], BigInt64Array.from([BigInt(k)])));
+    inits.push(makeTensor(`${p}_slice_axes`, DataType.INT64, [1], BigInt64Array.from([0n])));
+    nodes.push(makeNode("Slice", [weight, `${p}_slice_starts`, `${p}_slice_ends`, `${p}_slice_axes`], [`${p}_w_k`], [], { name: `${p}_Slice` }));
+    weight = `${p}_w_k`;
+  }
+  nodes.push(makeNode("MatMul", [input, weight], [output], [], { name: `${p}_MatMul` }));
+}
+
+function tableLayerGraph(p: string, input: string, output: string, q: TableQuantized): LayerGraph {
+  const { n, k, blocksPerRow, blockSize } = q;
+  const kPadded = blocksPerRow * blockSize;
+  const codes = codesBlocksFirst(q.codes, n, kPadded);
+  const scales = perBlockBlocksFirst(q.scales, n, blocksPerRow, (len) => new Float32Array(len));
+  const inits: TensorProto[] = [
+    makeTensor(`${p}_codes`, DataType.UINT8, [blocksPerRow, blockSize, n], codes),
+    makeTensor(`${p}_table`, DataType.FLOAT, [q.table.length], q.table),
+    makeTensor(`${p}_scales`, DataType.FLOAT, [blocksPerRow, 1, n], scales),
+  ];
+  const nodes = [
+    makeNode("Cast", [`${p}_codes`], [`${p}_idx`], [makeAttribute("to", DataType.INT32)], { name: `${p}_CastCodes` }),
+    makeNode("Gather", [`${p}_table`, `${p}_idx`], [`${p}_values`], [makeAttribute("axis", 0)], { name: `${p}_Lookup` }),
+    makeNode("Mul", [`${p}_values`, `${p}_scales`], [`${p}_w3`], [], { name: `${p}_Mul` }),
+  ];
+  finishSubgraph(p, input, output, `${p}_w3`, k, kPadded, n, nodes, inits);
+  const storedBytes = codes.length + scales.length * 4 + q.table.length * 4;
+  return { nodes, initializers: inits, storage: { storedBytes, packedBytes: tablePackedBytes(q) } };
+}
+
 /** Nodes and initializers computing `output = input @ dequant(q)` (plus nothing else). */
-export function layerGraph(prefix: string, input: string, output: string, q: BlockwiseQuantized, form: ExecForm, accuracyLevel: number): LayerGraph {
+export function layerGraph(prefix: string, input: string, output: string, q: AnyQuantized, form: ExecForm, accuracyLevel: number): LayerGraph {
+  if (isTable(q)) {
+    if (form !== "lookup-subgraph") throw new Error(`internal: ${q.format} cannot execute as ${form}`);
+    return tableLayerGraph(prefix, input, output, q);
+  }
   const { n, k, blocksPerRow } = q;
   const { bits, blockSize } = q.spec;
   if (form === "matmulnbits") {
     const t = toMatMulNBits(q);
+    const container = containerBits(bits);
     const inits = [
-      makeTensor(`${prefix}_Q${bits}`, DataType.UINT8, [n, blocksPerRow, (blockSize * bits) / 8], t.b),
+      makeTensor(`${prefix}_Q${bits}`, DataType.UINT8, [n, blocksPerRow, (blockSize * container) / 8], t.b),
       makeTensor(`${prefix}_scales`, DataType.FLOAT, [n * blocksPerRow], t.scales),
     ];
     const inputs = [input, inits[0]!.name, inits[1]!.name];
@@ -90,26 +156,16 @@ export function layerGraph(prefix: string, input: string, output: string, q: Blo
     const storedBytes = t.b.length + t.scales.length * 4 + (t.zeroPoints?.length ?? 0);
     return { nodes: [node], initializers: inits, storage: { storedBytes, packedBytes: packedBytes(q) } };
   }
-  // Codes laid out [blocks, blockSize, n] so per-block scales broadcast as [blocks, 1, n].
+  if (form !== "dequant-subgraph") throw new Error(`internal: int${bits} cannot execute as ${form}`);
   const kPadded = blocksPerRow * blockSize;
-  const codes = new Uint8Array(kPadded * n);
-  for (let row = 0; row < n; row++) {
-    for (let col = 0; col < kPadded; col++) codes[col * n + row] = q.codes[row * kPadded + col]!;
-  }
-  const scales = new Float32Array(blocksPerRow * n);
-  const zps = new Uint8Array(blocksPerRow * n);
-  for (let row = 0; row < n; row++) {
-    for (let b = 0; b < blocksPerRow; b++) {
-      scales[b * n + row] = q.scales[row * blocksPerRow + b]!;
-      zps[b * n + row] = q.zeroPoints[row * blocksPerRow + b]!;
-    }
-  }
+  const codes = codesBlocksFirst(q.codes, n, kPadded);
+  const scales = perBlockBlocksFirst(q.scales, n, blocksPerRow, (len) => new Float32Array(len));
+  const zps = perBlockBlocksFirst(q.zeroPoints, n, blocksPerRow, (len) => new Uint8Array(len));
   const p = prefix;
-  const inits = [
+  const inits: TensorProto[] = [
     makeTensor(`${p}_codes`, DataType.UINT8, [blocksPerRow, blockSize, n], codes),
     makeTensor(`${p}_zp`, DataType.UINT8, [blocksPerRow, 1, n], zps),
     makeTensor(`${p}_scales`, DataType.FLOAT, [blocksPerRow, 1, n], scales),
-    makeTensor(`${p}_shape`, DataType.INT64, [2], BigInt64Array.from([BigInt(kPadded), BigInt(n)])),
   ];
   const toFloat = [makeAttribute("to", DataType.FLOAT)];
   const nodes = [
@@ -117,17 +173,8 @@ export function layerGraph(prefix: string, input: string, output: string, q: Blo
     makeNode("Cast", [`${p}_zp`], [`${p}_zp_f`], toFloat, { name: `${p}_CastZp` }),
     makeNode("Sub", [`${p}_codes_f`, `${p}_zp_f`], [`${p}_centered`], [], { name: `${p}_Sub` }),
     makeNode("Mul", [`${p}_centered`, `${p}_scales`], [`${p}_w3`], [], { name: `${p}_Mul` }),
-    makeNode("Reshape", [`${p}_w3`, `${p}_shape`], [`${p}_w`], [], { name: `${p}_Reshape` }),
   ];
-  let weight = `${p}_w`;
-  if (kPadded !== k) {
-    inits.push(makeTensor(`${p}_slice_starts`, DataType.INT64, [1], BigInt64Array.from([0n])));
-    inits.push(makeTensor(`${p}_slice_ends`, DataType.INT64, [1], BigInt64Array.from([BigInt(k)])));
-    inits.push(makeTensor(`${p}_slice_axes`, DataType.INT64, [1], BigInt64Array.from([0n])));
-    nodes.push(makeNode("Slice", [weight, `${p}_slice_starts`, `${p}_slice_ends`, `${p}_slice_axes`], [`${p}_w_k`], [], { name: `${p}_Slice` }));
-    weight = `${p}_w_k`;
-  }
-  nodes.push(makeNode("MatMul", [input, weight], [output], [], { name: `${p}_MatMul` }));
+  finishSubgraph(p, input, output, `${p}_w3`, k, kPadded, n, nodes, inits);
   return { nodes, initializers: inits, storage: { storedBytes: codes.length + scales.length * 4 + zps.length, packedBytes: packedBytes(q) } };
 }
 

@@ -17,6 +17,14 @@ export const CANDIDATE_FORMS: Record<WeightFormat, readonly ExecForm[]> = {
   int2: ["matmulnbits", "dequant-subgraph"],
 };
 
+/**
+ * The packed operator is left for another form only when it is both PACKED_SLOWDOWN_LIMIT times slower
+ * and PACKED_SLOWDOWN_MIN_MS slower in absolute terms: naive ORT paths are 6-60x slower, while on small
+ * layers every form takes tens of microseconds and differs by noise, which must not flip the choice.
+ */
+export const PACKED_SLOWDOWN_LIMIT = 3;
+export const PACKED_SLOWDOWN_MIN_MS = 0.1;
+
 export interface FormTiming {
   readonly form: ExecForm;
   readonly p50Ms: number | undefined;
@@ -113,10 +121,12 @@ export async function chooseForms(ort: Ort, weights: readonly QuantizedWeight[],
     }
     const timed = candidates.filter((c): c is FormTiming & { p50Ms: number } => c.p50Ms !== undefined);
     if (timed.length === 0) throw new Error(`ONNX Runtime refused every form for ${format}: ${candidates.map((c) => `${c.form}: ${c.refused}`).join("; ")}`);
-    // Prefer the packed operator unless another form is clearly (>10%) faster: it keeps memory low.
+    // Prefer the packed operator: its weights stay compressed in memory, while ONNX Runtime folds a
+    // dequantizing subgraph back to float at load. Leave it only for a naive path (> PACKED_SLOWDOWN_LIMIT x).
     const packed = timed.find((c) => c.form === "matmulnbits");
     const fastest = timed.reduce((a, b) => (b.p50Ms < a.p50Ms ? b : a));
-    const chosen = packed && packed.p50Ms <= fastest.p50Ms * 1.1 ? packed : fastest;
+    const packedIsNaive = packed !== undefined && packed.p50Ms > fastest.p50Ms * PACKED_SLOWDOWN_LIMIT && packed.p50Ms - fastest.p50Ms > PACKED_SLOWDOWN_MIN_MS;
+    const chosen = packed && !packedIsNaive ? packed : fastest;
     choices.push({ format, layer: w.plan.site.name, k, n, floatP50Ms, candidates, chosen: chosen.form, slowerThanFloat: chosen.p50Ms > floatP50Ms * 1.2 });
   }
   return choices;

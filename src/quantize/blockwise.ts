@@ -198,12 +198,23 @@ export interface MatMulNBitsTensors {
   readonly zeroPoints: Uint8Array | undefined;
 }
 
+/** The MatMulNBits bit width that holds codes of `bits`: ORT runs 2, 4 and 8; int3 codes go in a 4-bit container. */
+export function containerBits(bits: IntBits): 2 | 4 | 8 {
+  return bits === 3 ? 4 : bits;
+}
+
+/**
+ * MatMulNBits tensors. Codes narrower than the container keep their values (int3 codes 0..7 with
+ * zero point 4 in a 4-bit container compute exactly the same products); the zero point is then always
+ * stored, since ORT's default would be the container's midpoint.
+ */
 export function toMatMulNBits(q: BlockwiseQuantized): MatMulNBitsTensors {
   const { bits, blockSize, symmetric } = q.spec;
-  if (bits !== 2 && bits !== 4 && bits !== 8) throw new RangeError(`MatMulNBits stores 2, 4 or 8 bits, not ${bits}`);
+  const container = containerBits(bits);
+  const needZeroPoints = !symmetric || container !== bits;
   return {
-    b: packBits(q.codes, bits, blockSize),
+    b: packBits(q.codes, container, blockSize),
     scales: q.scales,
-    zeroPoints: symmetric ? undefined : packBits(q.zeroPoints, bits, q.blocksPerRow),
+    zeroPoints: needZeroPoints ? packBits(q.zeroPoints, container, q.blocksPerRow) : undefined,
   };
 }

@@ -1,0 +1,94 @@
+/* QuantGate low-bit kernels: the public C API shared by the Node-API addon and the WebAssembly module.
+ * Every entry returns QG_OK or a negative QG_E* code; none allocates (callers pass every buffer).
+ * Weights are [n][k] row-major (MatMul's B transposed); activations x are [m][k]; outputs y are [m][n].
+ */
+#ifndef QG_KERNELS_H
+#define QG_KERNELS_H
+#include <stddef.h>
+#include <stdint.h>
+#include "qg_formats.h"
+
+#if defined(__wasm__)
+#define QG_API(name) __attribute__((export_name(#name))) 
+#else
+#define QG_API(name)
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { QG_OK = 0, QG_EINVAL = -1, QG_ENOKERNEL = -2 };
+
+typedef enum {
+  QG_OP_QUANTIZE = 0,
+  QG_OP_DEQUANTIZE = 1,
+  QG_OP_PACK = 2,
+  QG_OP_GEMV = 3, /* M = 1 */
+  QG_OP_GEMM = 4, /* M up to 64 per pass (larger M runs in passes of 64) */
+  QG_OP_COUNT = 5
+} qg_op;
+
+/* Implementation that serves an op/format: 0 none, 1 scalar reference, 2 SIMD. */
+QG_API(qg_kernel_impl) int qg_kernel_impl(int op, int fmt);
+/* Name of the instruction set selected at start ("avx2", "avx512", "simd128", "neon", "scalar"). */
+QG_API(qg_isa) const char* qg_isa(void);
+/* 1: route every call to the scalar references (tests, benchmarks); 0: best kernels. */
+QG_API(qg_force_ref) void qg_force_ref(int on);
+/* Sizes of the block structs of qg_formats.h, in the order of QG_STRUCT_SIZE_NAMES (mirror test). */
+QG_API(qg_struct_sizes) int qg_struct_sizes(int32_t* out, int cap);
+QG_API(qg_format_field) int qg_format_field(int fmt, int field);
+
+/* ---- integer formats: int2/3/4/8, MatMulNBits layout ---- */
+/* Codes come out unpacked: [n][ceil(k/bs)*bs], padding past k holds the zero point; scales and zero
+ * points [n][ceil(k/bs)]. Byte-identical to quantizeBlockwiseRef in src/quantize/blockwise.ts. */
+QG_API(qg_quantize_int)
+int qg_quantize_int(const float* wT, int64_t n, int64_t k, int bits, int bs, int symmetric, int clip_search,
+                    uint8_t* codes, float* scales, uint8_t* zero_points, int threads);
+/* LSB-first `bits`-wide fields, each group of `group_len` codes starting on a fresh byte. */
+QG_API(qg_pack_bits) int qg_pack_bits(const uint8_t* codes, int64_t count, int bits, int64_t group_len, uint8_t* out);
+QG_API(qg_unpack_bits)
+int qg_unpack_bits(const uint8_t* packed, int bits, int64_t group_len, int64_t groups, uint8_t* out);
+/* zero_points: unpacked [n][bpr] or NULL (2^(bits-1)). out: [n][k]. */
+QG_API(qg_dequantize_int)
+int qg_dequantize_int(const uint8_t* packed, const float* scales, const uint8_t* zero_points, int64_t n, int64_t k,
+                      int bits, int bs, float* out);
+QG_API(qg_gemm_int)
+int qg_gemm_int(const uint8_t* packed, const float* scales, const uint8_t* zero_points, int64_t n, int64_t k, int bits,
+                int bs, const float* x, int64_t m, float* y, int threads);
+
+/* ---- table formats: NF4, FP4 (E2M1), MXFP4, FP8 (E4M3), codebook ---- */
+/* packed: [n][bpr][bs*code_bits/8]; scales: [n][bpr] floats (MXFP4: exactly 2^(e-127), the E8M0
+ * byte is the float's exponent field; codebook: unused, may be NULL); table: the codebook's 16
+ * floats (unused entries never chosen: pass table_len), NULL for the other formats. */
+QG_API(qg_quantize_lut)
+int qg_quantize_lut(int fmt, const float* wT, int64_t n, int64_t k, int bs, const float* table, int table_len,
+                    uint8_t* packed, float* scales, int threads);
+QG_API(qg_dequantize_lut)
+int qg_dequantize_lut(int fmt, const uint8_t* packed, const float* scales, const float* table, int64_t n, int64_t k,
+                      int bs, float* out);
+QG_API(qg_gemm_lut)
+int qg_gemm_lut(int fmt, const uint8_t* packed, const float* scales, const float* table, int64_t n, int64_t k, int bs,
+                const float* x, int64_t m, float* y, int threads);
+/* 1-D Lloyd-Max codebook of `entries` (<= 16) values fitted to `count` samples, `iters` rounds. */
+QG_API(qg_codebook_fit)
+int qg_codebook_fit(const float* w, int64_t count, int entries, int iters, float* table_out);
+
+/* ---- float32 baseline and helpers ---- */
+QG_API(qg_gemm_f32)
+int qg_gemm_f32(const float* w, int64_t n, int64_t k, const float* x, int64_t m, float* y, int threads);
+QG_API(qg_f32_to_f16) int qg_f32_to_f16(const float* in, int64_t count, uint16_t* out);
+QG_API(qg_f16_to_f32) int qg_f16_to_f32(const uint16_t* in, int64_t count, float* out);
+/* Reads `count` floats and returns their sum (memory-bandwidth probe). */
+QG_API(qg_read_sum) float qg_read_sum(const float* buf, int64_t count, int threads);
+
+/* Host hook: run task(ctx, i0, i1) over [0, count) split into at most `threads` parts. The default
+ * runs serially; the addon installs its thread pool. */
+typedef void (*qg_task_fn)(void* ctx, int64_t i0, int64_t i1);
+typedef void (*qg_parallel_fn)(qg_task_fn task, void* ctx, int64_t count, int64_t grain, int threads);
+void qg_set_parallel(qg_parallel_fn fn);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

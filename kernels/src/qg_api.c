@@ -1,0 +1,386 @@
+/* Public entry points: argument checks, CPU dispatch (filled once), and the split over threads. */
+#include <string.h>
+#include "qg_internal.h"
+
+static qg_dispatch g_best, g_ref;
+static int g_ready, g_force_ref;
+
+static void serial_parallel(qg_task_fn task, void* ctx, int64_t count, int64_t grain, int threads) {
+  (void)grain; (void)threads;
+  if (count > 0) task(ctx, 0, count);
+}
+static qg_parallel_fn g_parallel = serial_parallel;
+void qg_set_parallel(qg_parallel_fn fn) { g_parallel = fn ? fn : serial_parallel; }
+
+#if (defined(__x86_64__) || defined(_M_X64)) && !defined(QG_SCALAR_ONLY)
+static int cpu_has_avx2_fma(void) {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+}
+#endif
+
+static void init_dispatch(void) {
+  if (g_ready) return;
+  qg_fill_ref(&g_ref);
+  qg_fill_ref(&g_best);
+#if (defined(__x86_64__) || defined(_M_X64)) && !defined(QG_SCALAR_ONLY)
+  if (cpu_has_avx2_fma()) qg_fill_avx2(&g_best);
+#elif defined(__wasm_simd128__)
+  qg_fill_simd128(&g_best);
+#elif defined(__aarch64__) && !defined(QG_SCALAR_ONLY)
+  qg_fill_neon(&g_best);
+#endif
+  g_ready = 1;
+}
+
+static const qg_dispatch* dispatch(void) {
+  init_dispatch();
+  return g_force_ref ? &g_ref : &g_best;
+}
+
+void qg_force_ref(int on) { g_force_ref = on; }
+const char* qg_isa(void) { return dispatch()->isa; }
+
+static int is_int_bits(int bits) { return bits == 2 || bits == 3 || bits == 4 || bits == 8; }
+static int is_lut(int fmt) {
+  return fmt == QG_FMT_NF4 || fmt == QG_FMT_FP4 || fmt == QG_FMT_MXFP4 || fmt == QG_FMT_FP8 || fmt == QG_FMT_CODEBOOK;
+}
+static int valid_bs(int bs) { return bs >= 8 && bs <= QG_MAX_BLOCK && bs % 8 == 0; }
+
+int qg_kernel_impl(int op, int fmt) {
+  const qg_dispatch* d = dispatch();
+  const int bits = fmt == QG_FMT_INT8 ? 8 : fmt == QG_FMT_INT4 ? 4 : fmt == QG_FMT_INT3 ? 3 : fmt == QG_FMT_INT2 ? 2 : 0;
+  switch (op) {
+    case QG_OP_QUANTIZE:
+      if (bits) return d->quant_int != qg_quantize_int_ref ? 2 : 1;
+      return is_lut(fmt) ? 1 : 0;
+    case QG_OP_DEQUANTIZE:
+    case QG_OP_PACK: return bits || is_lut(fmt) ? 1 : 0;
+    case QG_OP_GEMV:
+    case QG_OP_GEMM: {
+      qg_gemm_fn f = bits ? (op == QG_OP_GEMV ? d->gemv_int[bits] : d->gemm_int[bits])
+                          : (is_lut(fmt) ? d->gemm_lut[fmt] : NULL);
+      if (fmt == QG_FMT_F32) return d->gemm_f32 != qg_gemm_f32_ref ? 2 : 1;
+      if (!f) return 0;
+      return (f == qg_gemm_int_ref || f == qg_gemm_lut_ref) ? 1 : 2;
+    }
+    default: return 0;
+  }
+}
+
+int qg_struct_sizes(int32_t* out, int cap) {
+  const int32_t s[] = {
+      (int32_t)sizeof(qg_block_i8x32_f32_sym),  (int32_t)sizeof(qg_block_i8x32_f16_asym),
+      (int32_t)sizeof(qg_block_i4x32_f16_sym),  (int32_t)sizeof(qg_block_i4x32_f16_asym),
+      (int32_t)sizeof(qg_block_i4x32_f32_asym), (int32_t)sizeof(qg_block_i3x32_f16_sym),
+      (int32_t)sizeof(qg_block_i3x32_f16_asym), (int32_t)sizeof(qg_block_i2x32_f16_sym),
+      (int32_t)sizeof(qg_block_i2x32_f16_asym), (int32_t)sizeof(qg_block_i4x16_f16_sym),
+      (int32_t)sizeof(qg_block_i4x64_f16_sym),  (int32_t)sizeof(qg_block_i4x128_f16_sym),
+      (int32_t)sizeof(qg_block_i3x128_f16_sym), (int32_t)sizeof(qg_block_i2x128_f16_sym),
+      (int32_t)sizeof(qg_block_nf4x32),         (int32_t)sizeof(qg_block_fp4x32),
+      (int32_t)sizeof(qg_block_mxfp4),          (int32_t)sizeof(qg_block_fp8x32),
+      (int32_t)sizeof(qg_block_cb4x32)};
+  const int count = (int)(sizeof(s) / sizeof(s[0]));
+  for (int i = 0; i < count && i < cap; i++) out[i] = s[i];
+  return count;
+}
+
+int qg_format_field(int fmt, int field) {
+  static const qg_format_info info[QG_FMT_COUNT] = QG_FORMAT_TABLE;
+  if (fmt < 0 || fmt >= QG_FMT_COUNT) return QG_EINVAL;
+  const qg_format_info* f = &info[fmt];
+  switch (field) {
+    case 0: return f->code_bits;
+    case 1: return f->has_scale;
+    case 2: return f->scale_bits;
+    case 3: return f->has_zero_point;
+    case 4: return f->fixed_block;
+    default: return QG_EINVAL;
+  }
+}
+
+/* ---------------- integer formats ---------------- */
+
+typedef struct {
+  const qg_dispatch* d;
+  const float* wT;
+  int64_t k;
+  int bits, bs, sym, clip;
+  uint8_t* codes;
+  float* scales;
+  uint8_t* zp;
+} quant_int_ctx;
+
+static void quant_int_task(void* p, int64_t r0, int64_t r1) {
+  const quant_int_ctx* c = (const quant_int_ctx*)p;
+  c->d->quant_int(c->wT, c->k, c->bits, c->bs, c->sym, c->clip, c->codes, c->scales, c->zp, r0, r1);
+}
+
+int qg_quantize_int(const float* wT, int64_t n, int64_t k, int bits, int bs, int symmetric, int clip_search,
+                    uint8_t* codes, float* scales, uint8_t* zero_points, int threads) {
+  if (!wT || !codes || !scales || !zero_points || n < 0 || k < 1 || !is_int_bits(bits) || !valid_bs(bs))
+    return QG_EINVAL;
+  quant_int_ctx c = {dispatch(), wT, k, bits, bs, symmetric != 0, clip_search != 0, codes, scales, zero_points};
+  g_parallel(quant_int_task, &c, n, 1 + 65536 / k, threads);
+  return QG_OK;
+}
+
+int qg_pack_bits(const uint8_t* codes, int64_t count, int bits, int64_t group_len, uint8_t* out) {
+  if (!codes || !out || bits < 1 || bits > 8 || group_len < 1 || count % group_len) return QG_EINVAL;
+  const int64_t groups = count / group_len, gbytes = (group_len * bits + 7) / 8;
+  memset(out, 0, (size_t)(groups * gbytes));
+  const unsigned mask = (1u << bits) - 1;
+  for (int64_t g = 0; g < groups; g++) {
+    uint8_t* o = out + g * gbytes;
+    const uint8_t* c = codes + g * group_len;
+    if (bits == 4) {
+      int64_t i = 0;
+      for (; i + 1 < group_len; i += 2) o[i >> 1] = (uint8_t)((c[i] & 15) | (c[i + 1] & 15) << 4);
+      if (i < group_len) o[i >> 1] = (uint8_t)(c[i] & 15);
+      continue;
+    }
+    if (bits == 8) { memcpy(o, c, (size_t)group_len); continue; }
+    for (int64_t i = 0; i < group_len; i++) {
+      const int64_t pos = i * bits;
+      const unsigned v = (c[i] & mask) << (pos & 7);
+      o[pos >> 3] |= (uint8_t)v;
+      if ((pos & 7) + bits > 8) o[(pos >> 3) + 1] |= (uint8_t)(v >> 8);
+    }
+  }
+  return QG_OK;
+}
+
+int qg_unpack_bits(const uint8_t* packed, int bits, int64_t group_len, int64_t groups, uint8_t* out) {
+  if (!packed || !out || bits < 1 || bits > 8 || group_len < 1 || groups < 0) return QG_EINVAL;
+  const int64_t gbytes = (group_len * bits + 7) / 8;
+  for (int64_t g = 0; g < groups; g++)
+    for (int64_t i = 0; i < group_len; i++) out[g * group_len + i] = (uint8_t)qg_get_code(packed + g * gbytes, i, bits);
+  return QG_OK;
+}
+
+static void make_weight(qg_weight* w, const uint8_t* packed, const float* scales, const uint8_t* zp, const float* tbl,
+                        int64_t n, int64_t k, int bits, int bs, int fmt) {
+  w->packed = packed; w->scales = scales; w->zp = zp; w->table = tbl;
+  w->n = n; w->k = k; w->bits = bits; w->bs = bs; w->fmt = fmt;
+  w->bpr = (k + bs - 1) / bs;
+  w->block_bytes = qg_block_code_bytes(bits, bs);
+  w->row_bytes = w->bpr * w->block_bytes;
+}
+
+int qg_dequantize_int(const uint8_t* packed, const float* scales, const uint8_t* zero_points, int64_t n, int64_t k,
+                      int bits, int bs, float* out) {
+  if (!packed || !scales || !out || n < 0 || k < 1 || !is_int_bits(bits) || !valid_bs(bs)) return QG_EINVAL;
+  qg_weight w;
+  make_weight(&w, packed, scales, zero_points, NULL, n, k, bits, bs, 0);
+  const float mid = (float)(1 << (bits - 1));
+  for (int64_t row = 0; row < n; row++)
+    for (int64_t i = 0; i < k; i++) {
+      const int64_t b = i / bs, bi = row * w.bpr + b;
+      const unsigned c = qg_get_code(packed + row * w.row_bytes + b * w.block_bytes, i % bs, bits);
+      out[row * k + i] = ((float)c - (zero_points ? (float)zero_points[bi] : mid)) * scales[bi];
+    }
+  return QG_OK;
+}
+
+typedef struct {
+  qg_gemm_fn fn;
+  const qg_weight* w;
+  const float* x;
+  int64_t m;
+  float* y;
+} gemm_ctx;
+
+static void gemm_task(void* p, int64_t n0, int64_t n1) {
+  const gemm_ctx* c = (const gemm_ctx*)p;
+  for (int64_t m0 = 0; m0 < c->m; m0 += QG_GEMM_TILE_M) {
+    const int64_t mt = c->m - m0 < QG_GEMM_TILE_M ? c->m - m0 : QG_GEMM_TILE_M;
+    c->fn(c->w, c->x + m0 * c->w->k, mt, c->y + m0 * c->w->n, n0, n1);
+  }
+}
+
+static int run_gemm(qg_gemm_fn fn, const qg_weight* w, const float* x, int64_t m, float* y, int threads) {
+  if (!fn) return QG_ENOKERNEL;
+  gemm_ctx c = {fn, w, x, m, y};
+  /* Rows per task: enough work to amortize a wake-up, multiple of 8 for the row-blocked kernels. */
+  int64_t grain = (1 << 16) / (w->k * (m < 8 ? m : 8)) + 1;
+  grain = (grain + 7) & ~(int64_t)7;
+  g_parallel(gemm_task, &c, w->n, grain, threads);
+  return QG_OK;
+}
+
+int qg_gemm_int(const uint8_t* packed, const float* scales, const uint8_t* zero_points, int64_t n, int64_t k, int bits,
+                int bs, const float* x, int64_t m, float* y, int threads) {
+  if (!packed || !scales || !x || !y || n < 0 || k < 1 || m < 1 || !is_int_bits(bits) || !valid_bs(bs)) return QG_EINVAL;
+  qg_weight w;
+  make_weight(&w, packed, scales, zero_points, NULL, n, k, bits, bs, 0);
+  const qg_dispatch* d = dispatch();
+  return run_gemm(m == 1 ? d->gemv_int[bits] : d->gemm_int[bits], &w, x, m, y, threads);
+}
+
+/* ---------------- table formats ---------------- */
+
+typedef struct {
+  int fmt;
+  const float* wT;
+  int64_t k;
+  int bs;
+  const float* table;
+  int table_len;
+  uint8_t* packed;
+  float* scales;
+} quant_lut_ctx;
+
+static void quant_lut_task(void* p, int64_t r0, int64_t r1) {
+  const quant_lut_ctx* c = (const quant_lut_ctx*)p;
+  qg_quantize_lut_ref(c->fmt, c->wT, c->k, c->bs, c->table, c->table_len, c->packed, c->scales, r0, r1);
+}
+
+static int lut_args_ok(int fmt, int bs, const float* table, int table_len) {
+  if (!is_lut(fmt) || !valid_bs(bs)) return 0;
+  if (fmt == QG_FMT_MXFP4 && bs != 32) return 0;
+  if (fmt == QG_FMT_CODEBOOK && (!table || table_len < 1 || table_len > 16)) return 0;
+  return 1;
+}
+
+int qg_quantize_lut(int fmt, const float* wT, int64_t n, int64_t k, int bs, const float* table, int table_len,
+                    uint8_t* packed, float* scales, int threads) {
+  if (!wT || !packed || n < 0 || k < 1 || !lut_args_ok(fmt, bs, table, table_len)) return QG_EINVAL;
+  if (!scales && fmt != QG_FMT_CODEBOOK) return QG_EINVAL;
+  quant_lut_ctx c = {fmt, wT, k, bs, table, table_len, packed, scales};
+  g_parallel(quant_lut_task, &c, n, 1 + 16384 / k, threads);
+  return QG_OK;
+}
+
+int qg_dequantize_lut(int fmt, const uint8_t* packed, const float* scales, const float* table, int64_t n, int64_t k,
+                      int bs, float* out) {
+  if (!packed || !out || n < 0 || k < 1 || !lut_args_ok(fmt, bs, table, 16)) return QG_EINVAL;
+  if (!scales && fmt != QG_FMT_CODEBOOK) return QG_EINVAL;
+  qg_weight w;
+  make_weight(&w, packed, fmt == QG_FMT_CODEBOOK ? NULL : scales, NULL, table, n, k, fmt == QG_FMT_FP8 ? 8 : 4, bs, fmt);
+  const float* lut = fmt == QG_FMT_NF4 ? qg_nf4_table : fmt == QG_FMT_CODEBOOK ? table : qg_e2m1_table;
+  for (int64_t row = 0; row < n; row++)
+    for (int64_t i = 0; i < k; i++) {
+      const int64_t b = i / bs, bi = row * w.bpr + b;
+      const uint8_t* blk = packed + row * w.row_bytes + b * w.block_bytes;
+      const float v = fmt == QG_FMT_FP8 ? qg_e4m3_decode(blk[i % bs]) : lut[qg_get_code(blk, i % bs, 4)];
+      out[row * k + i] = w.scales ? v * w.scales[bi] : v;
+    }
+  return QG_OK;
+}
+
+int qg_gemm_lut(int fmt, const uint8_t* packed, const float* scales, const float* table, int64_t n, int64_t k, int bs,
+                const float* x, int64_t m, float* y, int threads) {
+  if (!packed || !x || !y || n < 0 || k < 1 || m < 1 || !lut_args_ok(fmt, bs, table, 16)) return QG_EINVAL;
+  if (!scales && fmt != QG_FMT_CODEBOOK) return QG_EINVAL;
+  qg_weight w;
+  make_weight(&w, packed, fmt == QG_FMT_CODEBOOK ? NULL : scales, NULL, table, n, k, fmt == QG_FMT_FP8 ? 8 : 4, bs, fmt);
+  return run_gemm(dispatch()->gemm_lut[fmt], &w, x, m, y, threads);
+}
+
+int qg_codebook_fit(const float* w, int64_t count, int entries, int iters, float* table_out) {
+  if (!w || !table_out || count < 1 || entries < 1 || entries > 16 || iters < 0) return QG_EINVAL;
+  float lo = w[0], hi = w[0];
+  for (int64_t i = 1; i < count; i++) { lo = w[i] < lo ? w[i] : lo; hi = w[i] > hi ? w[i] : hi; }
+  /* Start from uniform levels, then Lloyd iterations (sorted levels: nearest = between midpoints). */
+  for (int j = 0; j < entries; j++) table_out[j] = entries == 1 ? 0.5f * (lo + hi) : lo + (hi - lo) * (float)j / (float)(entries - 1);
+  double sum[16], cnt[16];
+  for (int it = 0; it < iters; it++) {
+    for (int j = 0; j < entries; j++) sum[j] = cnt[j] = 0;
+    for (int64_t i = 0; i < count; i++) {
+      int j = 0;
+      while (j + 1 < entries && w[i] > 0.5f * (table_out[j] + table_out[j + 1])) j++;
+      sum[j] += w[i];
+      cnt[j] += 1;
+    }
+    for (int j = 0; j < entries; j++) if (cnt[j] > 0) table_out[j] = (float)(sum[j] / cnt[j]);
+  }
+  for (int j = entries; j < 16; j++) table_out[j] = table_out[entries - 1];
+  return QG_OK;
+}
+
+/* ---------------- float32 and helpers ---------------- */
+
+typedef struct {
+  qg_gemm_f32_fn fn;
+  const float* w;
+  int64_t n, k;
+  const float* x;
+  int64_t m;
+  float* y;
+} f32_ctx;
+
+static void f32_task(void* p, int64_t n0, int64_t n1) {
+  const f32_ctx* c = (const f32_ctx*)p;
+  c->fn(c->w, c->n, c->k, c->x, c->m, c->y, n0, n1);
+}
+
+int qg_gemm_f32(const float* w, int64_t n, int64_t k, const float* x, int64_t m, float* y, int threads) {
+  if (!w || !x || !y || n < 0 || k < 1 || m < 1) return QG_EINVAL;
+  f32_ctx c = {dispatch()->gemm_f32, w, n, k, x, m, y};
+  g_parallel(f32_task, &c, n, 1 + 16384 / k, threads);
+  return QG_OK;
+}
+
+static uint16_t f32_to_f16_one(float f) {
+  uint32_t x;
+  memcpy(&x, &f, 4);
+  const uint32_t sign = (x >> 16) & 0x8000u;
+  const uint32_t ax = x & 0x7FFFFFFFu;
+  if (ax >= 0x7F800000u) return (uint16_t)(sign | 0x7C00u | (ax > 0x7F800000u ? 0x200u : 0));
+  if (ax >= 0x477FF000u) return (uint16_t)(sign | 0x7C00u); /* rounds past 65504 */
+  if (ax < 0x38800000u) { /* half subnormal: value / 2^-24, round half to even */
+    float a;
+    memcpy(&a, &ax, 4);
+    volatile float big = 8388608.0f;
+    const float s = a * 16777216.0f;
+    return (uint16_t)(sign | (uint32_t)((s + big) - big));
+  }
+  const uint32_t r = ax + 0xFFFu + ((ax >> 13) & 1u);
+  return (uint16_t)(sign | ((r - 0x38000000u) >> 13));
+}
+
+int qg_f32_to_f16(const float* in, int64_t count, uint16_t* out) {
+  if (!in || !out || count < 0) return QG_EINVAL;
+  for (int64_t i = 0; i < count; i++) out[i] = f32_to_f16_one(in[i]);
+  return QG_OK;
+}
+
+int qg_f16_to_f32(const uint16_t* in, int64_t count, float* out) {
+  if (!in || !out || count < 0) return QG_EINVAL;
+  for (int64_t i = 0; i < count; i++) {
+    const uint32_t h = in[i], sign = (h & 0x8000u) << 16, e = (h >> 10) & 31, mant = h & 1023;
+    uint32_t b;
+    if (e == 0) {
+      float v = (float)mant * 5.9604644775390625e-8f; /* 2^-24 */
+      memcpy(&b, &v, 4);
+      b |= sign;
+    } else if (e == 31) b = sign | 0x7F800000u | (mant << 13);
+    else b = sign | ((e + 112) << 23) | (mant << 13);
+    memcpy(&out[i], &b, 4);
+  }
+  return QG_OK;
+}
+
+typedef struct {
+  const float* buf;
+  float part[64];
+  int64_t chunk;
+} sum_ctx;
+
+static void sum_task(void* p, int64_t i0, int64_t i1) {
+  sum_ctx* c = (sum_ctx*)p;
+  const qg_dispatch* d = dispatch();
+  for (int64_t i = i0; i < i1; i++) c->part[i] = d->read_sum(c->buf + i * c->chunk, c->chunk);
+}
+
+float qg_read_sum(const float* buf, int64_t count, int threads) {
+  if (!buf || count < 0) return 0.0f;
+  sum_ctx c;
+  c.buf = buf;
+  c.chunk = count / 64;
+  for (int i = 0; i < 64; i++) c.part[i] = 0;
+  g_parallel(sum_task, &c, 64, 1, threads);
+  float s = dispatch()->read_sum(buf + 64 * c.chunk, count - 64 * c.chunk);
+  for (int i = 0; i < 64; i++) s += c.part[i];
+  return s;
+}

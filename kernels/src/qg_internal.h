@@ -1,0 +1,104 @@
+/* Internal: kernel signatures, the dispatch table, and float helpers shared by every variant. */
+#ifndef QG_INTERNAL_H
+#define QG_INTERNAL_H
+#include "../include/qg_kernels.h"
+
+#define QG_MAX_BLOCK 256
+#define QG_GEMM_TILE_M 64
+
+typedef struct {
+  const uint8_t* packed;
+  const float* scales;
+  const uint8_t* zp; /* NULL: symmetric */
+  const float* table;
+  int64_t n, k, bpr, block_bytes, row_bytes;
+  int bits, bs, fmt;
+} qg_weight;
+
+/* Rows [n0, n1) of y[m][n] = x[m][k] . W^T; m <= QG_GEMM_TILE_M. */
+typedef void (*qg_gemm_fn)(const qg_weight* w, const float* x, int64_t m, float* y, int64_t n0, int64_t n1);
+/* Rows [r0, r1) of the integer quantizer. */
+typedef void (*qg_quant_int_fn)(const float* wT, int64_t k, int bits, int bs, int sym, int clip, uint8_t* codes,
+                                float* scales, uint8_t* zp, int64_t r0, int64_t r1);
+typedef void (*qg_gemm_f32_fn)(const float* w, int64_t n, int64_t k, const float* x, int64_t m, float* y, int64_t n0,
+                               int64_t n1);
+typedef float (*qg_read_sum_fn)(const float* buf, int64_t count);
+
+typedef struct {
+  const char* isa;
+  qg_gemm_fn gemm_int[9];           /* by bits: 2, 3, 4, 8 */
+  qg_gemm_fn gemv_int[9];           /* M = 1 specializations */
+  qg_gemm_fn gemm_lut[QG_FMT_COUNT];
+  qg_quant_int_fn quant_int;
+  qg_gemm_f32_fn gemm_f32;
+  qg_read_sum_fn read_sum;
+} qg_dispatch;
+
+/* References (qg_ref.c) */
+void qg_gemm_int_ref(const qg_weight* w, const float* x, int64_t m, float* y, int64_t n0, int64_t n1);
+void qg_gemm_lut_ref(const qg_weight* w, const float* x, int64_t m, float* y, int64_t n0, int64_t n1);
+void qg_quantize_int_ref(const float* wT, int64_t k, int bits, int bs, int sym, int clip, uint8_t* codes,
+                         float* scales, uint8_t* zp, int64_t r0, int64_t r1);
+void qg_quantize_lut_ref(int fmt, const float* wT, int64_t k, int bs, const float* table, int table_len,
+                         uint8_t* packed, float* scales, int64_t r0, int64_t r1);
+void qg_gemm_f32_ref(const float* w, int64_t n, int64_t k, const float* x, int64_t m, float* y, int64_t n0,
+                     int64_t n1);
+float qg_read_sum_ref(const float* buf, int64_t count);
+void qg_fill_ref(qg_dispatch* d);
+
+/* SIMD variants fill what they provide over the reference table. */
+void qg_fill_avx2(qg_dispatch* d);
+void qg_fill_avx512(qg_dispatch* d);
+void qg_fill_simd128(qg_dispatch* d);
+void qg_fill_neon(qg_dispatch* d);
+
+extern const float qg_nf4_table[16];
+extern const float qg_e2m1_table[16];
+float qg_e4m3_decode(uint8_t c);
+uint8_t qg_e4m3_encode(float x); /* round to nearest even, saturating at +-448 */
+
+/* Round half away from zero (C roundf) without libm, identical on every target. */
+static inline float qg_round_away(float x) {
+  float t = __builtin_truncf(x);
+  if (__builtin_fabsf(x - t) >= 0.5f) t += __builtin_copysignf(1.0f, x);
+  return t;
+}
+/* Math.min(hi, Math.max(lo, x)) including NaN propagation. */
+static inline float qg_js_clamp(float x, float lo, float hi) {
+  if (x != x) return x;
+  return x < lo ? lo : (x > hi ? hi : x);
+}
+/* Uint8Array store of an integral float in [0, 255] (NaN stores 0). */
+static inline uint8_t qg_js_u8(float x) { return x != x ? 0 : (uint8_t)(int)x; }
+static inline float qg_clip_ratio(int i) { return 1.0f - (float)i * 0.03125f; }
+
+/* Code i of a dense LSB-first bitstream of `bits`-wide fields. */
+static inline unsigned qg_get_code(const uint8_t* p, int64_t i, int bits) {
+  int64_t pos = i * bits;
+  unsigned v = p[pos >> 3];
+  if ((pos & 7) + bits > 8) v |= (unsigned)p[(pos >> 3) + 1] << 8;
+  return (v >> (pos & 7)) & ((1u << bits) - 1);
+}
+/* Scale and zero point of a block from its range, as blockParams() in blockwise.ts. */
+typedef struct { float scale, zp; } block_params;
+
+static inline block_params params_from_range(float lo, float hi, float ext, int bits, int sym, float ratio) {
+  block_params p;
+  const float qmax = (float)((1 << bits) - 1);
+  if (sym) {
+    const float mid = (float)(1 << (bits - 1));
+    p.scale = (ext * ratio) / -mid;
+    p.zp = mid;
+    return p;
+  }
+  lo = lo * ratio;
+  hi = hi * ratio;
+  const float scale = (hi - lo) / qmax;
+  if (scale == 0.0f) { p.scale = 0.0f; p.zp = 0.0f; return p; }
+  const float inv = 1.0f / scale;
+  p.scale = scale;
+  p.zp = qg_js_clamp(qg_round_away(-lo * inv), 0.0f, qmax);
+  return p;
+}
+
+#endif

@@ -1,0 +1,287 @@
+/* Node-API glue: checks every argument at the boundary (TypeError / RangeError naming it), then
+ * calls the C API. Buffers are caller-owned typed arrays; nothing here keeps a reference. */
+#include <node_api.h>
+#include <stdio.h>
+#include <string.h>
+#include "qg_internal.h"
+
+void qg_threads_install(void);
+
+#define MAX_ARGS 12
+typedef struct {
+  void* p;       /* typed array data (NULL for an omitted optional array) */
+  int64_t len;   /* elements */
+  int64_t i;     /* integer arguments */
+} arg_t;
+
+static napi_value throw_type(napi_env env, const char* fn, const char* name, const char* want) {
+  char msg[256];
+  snprintf(msg, sizeof msg, "%s: argument '%s' must be %s", fn, name, want);
+  napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
+  return NULL;
+}
+
+/* spec: one letter per argument, then ':' and comma-separated names.
+ * F Float32Array, f Float32Array|null, U Uint8Array, u Uint8Array|null, H Uint16Array,
+ * N non-negative safe integer, I integer, B boolean. */
+static int parse_args(napi_env env, napi_callback_info info, const char* fn, const char* spec, const char* names, arg_t* out) {
+  size_t argc = MAX_ARGS;
+  napi_value argv[MAX_ARGS];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  const size_t want = strlen(spec);
+  char namebuf[256];
+  snprintf(namebuf, sizeof namebuf, "%s", names);
+  char* save = NULL;
+  char* name = strtok_r(namebuf, ",", &save);
+  for (size_t a = 0; a < want; a++, name = strtok_r(NULL, ",", &save)) {
+    const char* nm = name ? name : "?";
+    const char t = spec[a];
+    napi_valuetype vt = napi_undefined;
+    if (a < argc) napi_typeof(env, argv[a], &vt);
+    out[a].p = NULL;
+    out[a].len = 0;
+    out[a].i = 0;
+    if (t == 'F' || t == 'f' || t == 'U' || t == 'u' || t == 'H') {
+      const int optional = t == 'f' || t == 'u';
+      if (optional && (vt == napi_null || vt == napi_undefined)) continue;
+      bool is_ta = false;
+      if (a < argc) napi_is_typedarray(env, argv[a], &is_ta);
+      const char* want_name = (t == 'F' || t == 'f') ? "a Float32Array" : t == 'H' ? "a Uint16Array" : "a Uint8Array";
+      if (!is_ta) { throw_type(env, fn, nm, want_name); return 0; }
+      napi_typedarray_type tt;
+      size_t len;
+      void* data;
+      napi_get_typedarray_info(env, argv[a], &tt, &len, &data, NULL, NULL);
+      const napi_typedarray_type expect = (t == 'F' || t == 'f') ? napi_float32_array : t == 'H' ? napi_uint16_array : napi_uint8_array;
+      if (tt != expect) { throw_type(env, fn, nm, want_name); return 0; }
+      out[a].p = data;
+      out[a].len = (int64_t)len;
+    } else if (t == 'N' || t == 'I') {
+      double d;
+      if (vt != napi_number) { throw_type(env, fn, nm, "a number"); return 0; }
+      napi_get_value_double(env, argv[a], &d);
+      if (d != (double)(int64_t)d || d > 9007199254740991.0 || d < -9007199254740991.0 || (t == 'N' && d < 0)) {
+        throw_type(env, fn, nm, t == 'N' ? "a non-negative integer" : "an integer");
+        return 0;
+      }
+      out[a].i = (int64_t)d;
+    } else if (t == 'B') {
+      bool b;
+      if (vt != napi_boolean) { throw_type(env, fn, nm, "a boolean"); return 0; }
+      napi_get_value_bool(env, argv[a], &b);
+      out[a].i = b;
+    }
+  }
+  return 1;
+}
+
+static int need_len(napi_env env, const char* fn, const char* name, const arg_t* a, int64_t n) {
+  if (!a->p || a->len >= n) return 1;
+  char msg[256];
+  snprintf(msg, sizeof msg, "%s: '%s' has %lld elements, needs %lld", fn, name, (long long)a->len, (long long)n);
+  napi_throw_range_error(env, "ERR_OUT_OF_RANGE", msg);
+  return 0;
+}
+
+static napi_value status_result(napi_env env, const char* fn, int rc) {
+  if (rc != QG_OK) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "%s: invalid arguments (code %d)", fn, rc);
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", msg);
+    return NULL;
+  }
+  napi_value u;
+  napi_get_undefined(env, &u);
+  return u;
+}
+
+static int threads_of(int64_t t) { return t < 1 ? 1 : t > 64 ? 64 : (int)t; }
+
+#define ARGS(fn, spec, names)                                  \
+  arg_t A[MAX_ARGS];                                           \
+  if (!parse_args(env, info, fn, spec, names, A)) return NULL;
+
+static napi_value js_quantize_int(napi_env env, napi_callback_info info) {
+  ARGS("quantizeInt", "FNNIIBBUFUI", "wT,n,k,bits,blockSize,symmetric,clipSearch,codes,scales,zeroPoints,threads");
+  const int64_t n = A[1].i, k = A[2].i, bs = A[4].i, bpr = bs > 0 ? (k + bs - 1) / bs : 0;
+  if (!need_len(env, "quantizeInt", "wT", &A[0], n * k) || !need_len(env, "quantizeInt", "codes", &A[7], n * bpr * bs) ||
+      !need_len(env, "quantizeInt", "scales", &A[8], n * bpr) || !need_len(env, "quantizeInt", "zeroPoints", &A[9], n * bpr))
+    return NULL;
+  return status_result(env, "quantizeInt",
+                       qg_quantize_int(A[0].p, n, k, (int)A[3].i, (int)bs, (int)A[5].i, (int)A[6].i, A[7].p, A[8].p, A[9].p,
+                                       threads_of(A[10].i)));
+}
+
+static napi_value js_pack_bits(napi_env env, napi_callback_info info) {
+  ARGS("packBits", "UINU", "codes,bits,groupLength,out");
+  const int64_t g = A[2].i;
+  if (g < 1 || A[0].len % g) return status_result(env, "packBits", QG_EINVAL);
+  if (!need_len(env, "packBits", "out", &A[3], (A[0].len / g) * ((g * A[1].i + 7) / 8))) return NULL;
+  return status_result(env, "packBits", qg_pack_bits(A[0].p, A[0].len, (int)A[1].i, g, A[3].p));
+}
+
+static napi_value js_unpack_bits(napi_env env, napi_callback_info info) {
+  ARGS("unpackBits", "UINNU", "packed,bits,groupLength,groups,out");
+  const int64_t g = A[2].i, groups = A[3].i;
+  if (!need_len(env, "unpackBits", "packed", &A[0], groups * ((g * A[1].i + 7) / 8)) ||
+      !need_len(env, "unpackBits", "out", &A[4], groups * g))
+    return NULL;
+  return status_result(env, "unpackBits", qg_unpack_bits(A[0].p, (int)A[1].i, g, groups, A[4].p));
+}
+
+static int int_weight_lens(napi_env env, const char* fn, arg_t* packed, arg_t* scales, arg_t* zp, int64_t n, int64_t k,
+                           int64_t bits, int64_t bs) {
+  if (bs < 1 || bits < 1 || bits > 8) return 1; /* the C API rejects these */
+  const int64_t bpr = (k + bs - 1) / bs;
+  return need_len(env, fn, "packed", packed, n * bpr * ((bs * bits + 7) / 8)) && need_len(env, fn, "scales", scales, n * bpr) &&
+         need_len(env, fn, "zeroPoints", zp, n * bpr);
+}
+
+static napi_value js_dequantize_int(napi_env env, napi_callback_info info) {
+  ARGS("dequantizeInt", "UFuNNIIF", "packed,scales,zeroPoints,n,k,bits,blockSize,out");
+  const int64_t n = A[3].i, k = A[4].i;
+  if (!int_weight_lens(env, "dequantizeInt", &A[0], &A[1], &A[2], n, k, A[5].i, A[6].i) ||
+      !need_len(env, "dequantizeInt", "out", &A[7], n * k))
+    return NULL;
+  return status_result(env, "dequantizeInt", qg_dequantize_int(A[0].p, A[1].p, A[2].p, n, k, (int)A[5].i, (int)A[6].i, A[7].p));
+}
+
+static napi_value js_gemm_int(napi_env env, napi_callback_info info) {
+  ARGS("gemmInt", "UFuNNIIFNFI", "packed,scales,zeroPoints,n,k,bits,blockSize,x,m,y,threads");
+  const int64_t n = A[3].i, k = A[4].i, m = A[8].i;
+  if (!int_weight_lens(env, "gemmInt", &A[0], &A[1], &A[2], n, k, A[5].i, A[6].i) || !need_len(env, "gemmInt", "x", &A[7], m * k) ||
+      !need_len(env, "gemmInt", "y", &A[9], m * n))
+    return NULL;
+  return status_result(env, "gemmInt",
+                       qg_gemm_int(A[0].p, A[1].p, A[2].p, n, k, (int)A[5].i, (int)A[6].i, A[7].p, m, A[9].p, threads_of(A[10].i)));
+}
+
+static int lut_lens(napi_env env, const char* fn, int64_t fmt, arg_t* packed, arg_t* scales, arg_t* table, int64_t n, int64_t k,
+                    int64_t bs) {
+  if (bs < 1) return 1;
+  const int64_t bpr = (k + bs - 1) / bs, cb = fmt == QG_FMT_FP8 ? 8 : 4;
+  return need_len(env, fn, "packed", packed, n * bpr * ((bs * cb + 7) / 8)) && need_len(env, fn, "scales", scales, n * bpr) &&
+         need_len(env, fn, "table", table, fmt == QG_FMT_CODEBOOK ? 16 : 0);
+}
+
+static napi_value js_quantize_lut(napi_env env, napi_callback_info info) {
+  ARGS("quantizeLut", "IFNNIfIUfI", "format,wT,n,k,blockSize,table,tableLength,packed,scales,threads");
+  const int64_t n = A[2].i, k = A[3].i;
+  if (!need_len(env, "quantizeLut", "wT", &A[1], n * k) || !lut_lens(env, "quantizeLut", A[0].i, &A[7], &A[8], &A[5], n, k, A[4].i))
+    return NULL;
+  return status_result(env, "quantizeLut", qg_quantize_lut((int)A[0].i, A[1].p, n, k, (int)A[4].i, A[5].p, (int)A[6].i, A[7].p,
+                                                           A[8].p, threads_of(A[9].i)));
+}
+
+static napi_value js_dequantize_lut(napi_env env, napi_callback_info info) {
+  ARGS("dequantizeLut", "IUffNNIF", "format,packed,scales,table,n,k,blockSize,out");
+  const int64_t n = A[4].i, k = A[5].i;
+  if (!lut_lens(env, "dequantizeLut", A[0].i, &A[1], &A[2], &A[3], n, k, A[6].i) || !need_len(env, "dequantizeLut", "out", &A[7], n * k))
+    return NULL;
+  return status_result(env, "dequantizeLut", qg_dequantize_lut((int)A[0].i, A[1].p, A[2].p, A[3].p, n, k, (int)A[6].i, A[7].p));
+}
+
+static napi_value js_gemm_lut(napi_env env, napi_callback_info info) {
+  ARGS("gemmLut", "IUffNNIFNFI", "format,packed,scales,table,n,k,blockSize,x,m,y,threads");
+  const int64_t n = A[4].i, k = A[5].i, m = A[8].i;
+  if (!lut_lens(env, "gemmLut", A[0].i, &A[1], &A[2], &A[3], n, k, A[6].i) || !need_len(env, "gemmLut", "x", &A[7], m * k) ||
+      !need_len(env, "gemmLut", "y", &A[9], m * n))
+    return NULL;
+  return status_result(env, "gemmLut", qg_gemm_lut((int)A[0].i, A[1].p, A[2].p, A[3].p, n, k, (int)A[6].i, A[7].p, m, A[9].p,
+                                                   threads_of(A[10].i)));
+}
+
+static napi_value js_codebook_fit(napi_env env, napi_callback_info info) {
+  ARGS("codebookFit", "FIIF", "w,entries,iterations,table");
+  if (!need_len(env, "codebookFit", "table", &A[3], 16)) return NULL;
+  return status_result(env, "codebookFit", qg_codebook_fit(A[0].p, A[0].len, (int)A[1].i, (int)A[2].i, A[3].p));
+}
+
+static napi_value js_gemm_f32(napi_env env, napi_callback_info info) {
+  ARGS("gemmF32", "FNNFNFI", "w,n,k,x,m,y,threads");
+  const int64_t n = A[1].i, k = A[2].i, m = A[4].i;
+  if (!need_len(env, "gemmF32", "w", &A[0], n * k) || !need_len(env, "gemmF32", "x", &A[3], m * k) ||
+      !need_len(env, "gemmF32", "y", &A[5], m * n))
+    return NULL;
+  return status_result(env, "gemmF32", qg_gemm_f32(A[0].p, n, k, A[3].p, m, A[5].p, threads_of(A[6].i)));
+}
+
+static napi_value js_f32_to_f16(napi_env env, napi_callback_info info) {
+  ARGS("f32ToF16", "FH", "input,out");
+  if (!need_len(env, "f32ToF16", "out", &A[1], A[0].len)) return NULL;
+  return status_result(env, "f32ToF16", qg_f32_to_f16(A[0].p, A[0].len, A[1].p));
+}
+
+static napi_value js_f16_to_f32(napi_env env, napi_callback_info info) {
+  ARGS("f16ToF32", "HF", "input,out");
+  if (!need_len(env, "f16ToF32", "out", &A[1], A[0].len)) return NULL;
+  return status_result(env, "f16ToF32", qg_f16_to_f32(A[0].p, A[0].len, A[1].p));
+}
+
+static napi_value js_read_sum(napi_env env, napi_callback_info info) {
+  ARGS("readSum", "FI", "buffer,threads");
+  napi_value r;
+  napi_create_double(env, qg_read_sum(A[0].p, A[0].len, threads_of(A[1].i)), &r);
+  return r;
+}
+
+static napi_value js_isa(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value r;
+  napi_create_string_utf8(env, qg_isa(), NAPI_AUTO_LENGTH, &r);
+  return r;
+}
+
+static napi_value js_kernel_impl(napi_env env, napi_callback_info info) {
+  ARGS("kernelImpl", "II", "op,format");
+  napi_value r;
+  napi_create_int32(env, qg_kernel_impl((int)A[0].i, (int)A[1].i), &r);
+  return r;
+}
+
+static napi_value js_force_ref(napi_env env, napi_callback_info info) {
+  ARGS("forceRef", "B", "on");
+  qg_force_ref((int)A[0].i);
+  return status_result(env, "forceRef", QG_OK);
+}
+
+static napi_value js_struct_sizes(napi_env env, napi_callback_info info) {
+  (void)info;
+  int32_t sizes[64];
+  const int count = qg_struct_sizes(sizes, 64);
+  napi_value arr;
+  napi_create_array_with_length(env, (size_t)count, &arr);
+  for (int i = 0; i < count; i++) {
+    napi_value v;
+    napi_create_int32(env, sizes[i], &v);
+    napi_set_element(env, arr, (uint32_t)i, v);
+  }
+  return arr;
+}
+
+static napi_value js_format_field(napi_env env, napi_callback_info info) {
+  ARGS("formatField", "II", "format,field");
+  napi_value r;
+  napi_create_int32(env, qg_format_field((int)A[0].i, (int)A[1].i), &r);
+  return r;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  qg_threads_install();
+  const struct { const char* name; napi_callback cb; } fns[] = {
+      {"quantizeInt", js_quantize_int},   {"packBits", js_pack_bits},       {"unpackBits", js_unpack_bits},
+      {"dequantizeInt", js_dequantize_int}, {"gemmInt", js_gemm_int},       {"quantizeLut", js_quantize_lut},
+      {"dequantizeLut", js_dequantize_lut}, {"gemmLut", js_gemm_lut},       {"codebookFit", js_codebook_fit},
+      {"gemmF32", js_gemm_f32},           {"f32ToF16", js_f32_to_f16},      {"f16ToF32", js_f16_to_f32},
+      {"readSum", js_read_sum},           {"isa", js_isa},                  {"kernelImpl", js_kernel_impl},
+      {"forceRef", js_force_ref},         {"structSizes", js_struct_sizes}, {"formatField", js_format_field},
+  };
+  for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+    napi_value f;
+    napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].cb, NULL, &f);
+    napi_set_named_property(env, exports, fns[i].name, f);
+  }
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -1,0 +1,207 @@
+/* C test driver: every dispatched (SIMD) kernel against its scalar reference on awkward sizes.
+ * Exits non-zero on the first failure class; run under -fsanitize=address,undefined by test-asan.sh. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "../src/qg_internal.h"
+
+static int failures;
+#define CHECK(cond, ...)                                   \
+  do {                                                     \
+    if (!(cond)) {                                         \
+      failures++;                                          \
+      if (failures < 20) { printf("FAIL: " __VA_ARGS__); printf("\n"); } \
+    }                                                      \
+  } while (0)
+
+static uint64_t rng = 88172645463325252ull;
+static double urand(void) {
+  rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+  return (double)(rng >> 11) / 9007199254740992.0;
+}
+static float gauss(void) { return (float)(sqrt(-2.0 * log(urand() + 1e-300)) * cos(6.283185307179586 * urand())); }
+/* Student-t-like heavy tail: Gaussian divided by a random scale. */
+static float heavy(void) { return gauss() / (float)(0.15 + urand()); }
+
+static void fill(float* w, int64_t count, int kind) {
+  for (int64_t i = 0; i < count; i++) w[i] = kind == 0 ? gauss() * 0.05f : kind == 1 ? heavy() * 0.02f : 0.0f;
+  if (kind == 0 && count > 40) for (int64_t i = 0; i < 33 && i < count; i++) w[i] = 0.0f; /* an all-zero block */
+  if (kind == 3) for (int64_t i = 0; i < count; i++) w[i] = (float)((int)(urand() * 9) - 4) * 0.25f; /* ties galore */
+}
+
+static const int SIZES[] = {1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 33, 95, 129};
+#define NSIZES ((int)(sizeof(SIZES) / sizeof(SIZES[0])))
+
+static void test_quantize_int(void) {
+  const int bitsv[] = {2, 3, 4, 8}, bsv[] = {16, 32, 64, 128};
+  for (int bi = 0; bi < 4; bi++)
+    for (int si = 0; si < 4; si++)
+      for (int sym = 0; sym < 2; sym++)
+        for (int clip = 0; clip < 2; clip++)
+          for (int kind = 0; kind < 4; kind++) {
+            const int bits = bitsv[bi], bs = bsv[si];
+            const int64_t n = 5, k = (si * 4 + kind) % 2 ? 129 : 95 + bs; /* K not a multiple of bs */
+            const int64_t bpr = (k + bs - 1) / bs;
+            float* w = malloc(sizeof(float) * n * k);
+            fill(w, n * k, kind);
+            uint8_t *c1 = malloc(n * bpr * bs), *c2 = malloc(n * bpr * bs), *z1 = malloc(n * bpr), *z2 = malloc(n * bpr);
+            float *s1 = malloc(4 * n * bpr), *s2 = malloc(4 * n * bpr);
+            qg_force_ref(1);
+            qg_quantize_int(w, n, k, bits, bs, sym, clip, c1, s1, z1, 1);
+            qg_force_ref(0);
+            qg_quantize_int(w, n, k, bits, bs, sym, clip, c2, s2, z2, 1);
+            CHECK(!memcmp(c1, c2, n * bpr * bs) && !memcmp(s1, s2, 4 * n * bpr) && !memcmp(z1, z2, n * bpr),
+                  "quantize_int bits=%d bs=%d sym=%d clip=%d kind=%d differs from ref", bits, bs, sym, clip, kind);
+            free(w); free(c1); free(c2); free(z1); free(z2); free(s1); free(s2);
+          }
+}
+
+/* |y - yref| <= budget * (sum_i |w_i x_i| + tiny): a relative budget that respects cancellation. */
+static void compare(const char* what, const float* y, const float* yref, const float* mag, int64_t count, double budget) {
+  for (int64_t i = 0; i < count; i++) {
+    const double err = fabs((double)y[i] - yref[i]);
+    if (!(err <= budget * (mag[i] + 1e-30))) {
+      CHECK(0, "%s: y[%lld]=%g ref=%g err=%g budget=%g", what, (long long)i, y[i], yref[i], err, budget * mag[i]);
+      return;
+    }
+  }
+}
+
+static void abs_gemm(const float* wdeq, const float* x, int64_t n, int64_t k, int64_t m, float* mag) {
+  for (int64_t mi = 0; mi < m; mi++)
+    for (int64_t r = 0; r < n; r++) {
+      double s = 0;
+      for (int64_t i = 0; i < k; i++) s += fabs((double)wdeq[r * k + i] * x[mi * k + i]);
+      mag[mi * n + r] = (float)s;
+    }
+}
+
+/* Named error budgets (relative to sum |w x|): float32 summation-order differences only. */
+#define BUDGET_INT 2e-5
+#define BUDGET_LUT 2e-5
+#define BUDGET_F32 2e-5
+
+static void test_gemm_int(void) {
+  const int bitsv[] = {2, 3, 4, 8};
+  const int64_t ms[] = {1, 3, 64, 65};
+  for (int bi = 0; bi < 4; bi++)
+    for (int si = 0; si < NSIZES; si += 1)
+      for (int mi = 0; mi < 4; mi++) {
+        const int bits = bitsv[bi], bs = (si % 4 == 0) ? 16 : (si % 4 == 1) ? 32 : (si % 4 == 2) ? 64 : 128;
+        const int64_t k = SIZES[si] * 3 + (si % 3), n = SIZES[(si * 7 + mi) % NSIZES], m = ms[mi];
+        const int64_t bpr = (k + bs - 1) / bs, bb = bs * bits / 8;
+        float *w = malloc(4 * n * k), *x = malloc(4 * m * k), *s = malloc(4 * n * bpr), *deq = malloc(4 * n * k);
+        uint8_t *c = malloc(n * bpr * bs), *z = malloc(n * bpr), *p = malloc(n * bpr * bb);
+        float *y1 = malloc(4 * m * n), *y2 = malloc(4 * m * n), *mag = malloc(4 * m * n);
+        fill(w, n * k, 1);
+        fill(x, m * k, 0);
+        const int sym = (si + mi) % 2;
+        qg_quantize_int(w, n, k, bits, bs, sym, 0, c, s, z, 1);
+        qg_pack_bits(c, n * bpr * bs, bits, bs, p);
+        qg_dequantize_int(p, s, sym ? NULL : z, n, k, bits, bs, deq);
+        abs_gemm(deq, x, n, k, m, mag);
+        qg_force_ref(1);
+        qg_gemm_int(p, s, sym ? NULL : z, n, k, bits, bs, x, m, y1, 1);
+        qg_force_ref(0);
+        qg_gemm_int(p, s, sym ? NULL : z, n, k, bits, bs, x, m, y2, 1);
+        char what[96];
+        snprintf(what, sizeof what, "gemm_int bits=%d bs=%d n=%lld k=%lld m=%lld", bits, bs, (long long)n, (long long)k, (long long)m);
+        compare(what, y2, y1, mag, m * n, BUDGET_INT);
+        /* and the reference itself against the dequantized float product */
+        qg_gemm_f32(deq, n, k, x, m, y2, 1);
+        compare(what, y2, y1, mag, m * n, BUDGET_F32);
+        free(w); free(x); free(s); free(deq); free(c); free(z); free(p); free(y1); free(y2); free(mag);
+      }
+}
+
+static void test_pack(void) {
+  for (int bits = 1; bits <= 8; bits++)
+    for (int si = 0; si < NSIZES; si++) {
+      const int64_t g = SIZES[si], groups = 3;
+      uint8_t *c = malloc(g * groups), *p = malloc(g * groups + 8), *u = malloc(g * groups);
+      for (int64_t i = 0; i < g * groups; i++) c[i] = (uint8_t)(urand() * (1 << bits));
+      qg_pack_bits(c, g * groups, bits, g, p);
+      qg_unpack_bits(p, bits, g, groups, u);
+      CHECK(!memcmp(c, u, g * groups), "pack/unpack bits=%d group=%lld", bits, (long long)g);
+      /* LSB-first: code 0 of each group sits in the low bits of the group's first byte */
+      CHECK((p[0] & ((1 << bits) - 1)) == c[0], "pack LSB-first bits=%d", bits);
+      free(c); free(p); free(u);
+    }
+}
+
+static void test_lut(void) {
+  const int fmts[] = {QG_FMT_NF4, QG_FMT_FP4, QG_FMT_MXFP4, QG_FMT_FP8, QG_FMT_CODEBOOK};
+  const double qerr[] = {0.12, 0.15, 0.2, 0.04, 0.15}; /* RMS error / RMS weight, Gaussian */
+  for (int fi = 0; fi < 5; fi++)
+    for (int si = 0; si < NSIZES; si += 2)
+      for (int mi = 0; mi < 3; mi++) {
+        const int fmt = fmts[fi], bs = fmt == QG_FMT_MXFP4 ? 32 : (si % 2 ? 64 : 32), cb = fmt == QG_FMT_FP8 ? 8 : 4;
+        const int64_t k = SIZES[si] * 5 + 1, n = SIZES[(si + 3 * mi) % NSIZES] + 1, m = mi == 0 ? 1 : mi == 1 ? 3 : 64;
+        const int64_t bpr = (k + bs - 1) / bs, bb = bs * cb / 8;
+        float *w = malloc(4 * n * k), *x = malloc(4 * m * k), *s = malloc(4 * n * bpr), *deq = malloc(4 * n * k), tbl[16];
+        uint8_t* p = malloc(n * bpr * bb);
+        float *y1 = malloc(4 * m * n), *y2 = malloc(4 * m * n), *mag = malloc(4 * m * n);
+        fill(w, n * k, 0);
+        fill(x, m * k, 0);
+        qg_codebook_fit(w, n * k, 16, 8, tbl);
+        CHECK(qg_quantize_lut(fmt, w, n, k, bs, tbl, 16, p, s, 1) == QG_OK, "quantize_lut fmt=%d", fmt);
+        qg_dequantize_lut(fmt, p, s, tbl, n, k, bs, deq);
+        double e2 = 0, w2 = 0;
+        for (int64_t i = 0; i < n * k; i++) { e2 += (double)(deq[i] - w[i]) * (deq[i] - w[i]); w2 += (double)w[i] * w[i]; }
+        if (n * k >= 256) CHECK(sqrt(e2 / (w2 + 1e-30)) <= qerr[fi], "quantize_lut fmt=%d rel rms err %g > %g", fmt, sqrt(e2 / w2), qerr[fi]);
+        abs_gemm(deq, x, n, k, m, mag);
+        qg_force_ref(1);
+        qg_gemm_lut(fmt, p, s, tbl, n, k, bs, x, m, y1, 1);
+        qg_force_ref(0);
+        qg_gemm_lut(fmt, p, s, tbl, n, k, bs, x, m, y2, 1);
+        char what[96];
+        snprintf(what, sizeof what, "gemm_lut fmt=%d n=%lld k=%lld m=%lld", fmt, (long long)n, (long long)k, (long long)m);
+        compare(what, y2, y1, mag, m * n, BUDGET_LUT);
+        free(w); free(x); free(s); free(deq); free(p); free(y1); free(y2); free(mag);
+      }
+  /* E4M3 round trip on every finite code */
+  for (int c = 0; c < 256; c++) {
+    if ((c & 0x7F) == 0x7F) continue;
+    CHECK(qg_e4m3_encode(qg_e4m3_decode((uint8_t)c)) == (c == 0x80 ? 0x80 : c), "e4m3 code %d", c);
+  }
+}
+
+static void test_f32_and_f16(void) {
+  for (int si = 0; si < NSIZES; si++) {
+    const int64_t k = SIZES[si] * 3 + 1, n = SIZES[NSIZES - 1 - si], m = si % 3 == 0 ? 1 : 3;
+    float *w = malloc(4 * n * k), *x = malloc(4 * m * k), *y1 = malloc(4 * m * n), *y2 = malloc(4 * m * n), *mag = malloc(4 * m * n);
+    fill(w, n * k, 1);
+    fill(x, m * k, 0);
+    abs_gemm(w, x, n, k, m, mag);
+    qg_force_ref(1);
+    qg_gemm_f32(w, n, k, x, m, y1, 1);
+    qg_force_ref(0);
+    qg_gemm_f32(w, n, k, x, m, y2, 1);
+    compare("gemm_f32", y2, y1, mag, m * n, BUDGET_F32);
+    free(w); free(x); free(y1); free(y2); free(mag);
+  }
+  for (uint32_t h = 0; h < 65536; h++) {
+    if (((h >> 10) & 31) == 31 && (h & 1023)) continue; /* NaN payloads */
+    uint16_t hh = (uint16_t)h, back;
+    float f;
+    qg_f16_to_f32(&hh, 1, &f);
+    qg_f32_to_f16(&f, 1, &back);
+    CHECK(back == hh, "f16 round trip %u", h);
+  }
+}
+
+int main(void) {
+  printf("isa: %s\n", qg_isa());
+  test_pack();
+  test_quantize_int();
+  test_gemm_int();
+  test_lut();
+  test_f32_and_f16();
+  /* argument checks return errors instead of crashing */
+  CHECK(qg_gemm_int(NULL, NULL, NULL, 1, 1, 4, 32, NULL, 1, NULL, 1) == QG_EINVAL, "null args");
+  CHECK(qg_quantize_int((const float*)"", 1, 1, 5, 32, 0, 0, (uint8_t*)"", (float*)"", (uint8_t*)"", 1) == QG_EINVAL, "bits=5");
+  if (failures) { printf("%d failure(s)\n", failures); return 1; }
+  printf("all kernel tests passed\n");
+  return 0;
+}

@@ -1,0 +1,88 @@
+// The low-level kernel surface both the Node-API addon and the WebAssembly adapter implement:
+// caller-allocated typed arrays in, results written into them (mirrors kernels/src/qg_napi.c).
+
+export interface RawKernels {
+  isa(): string;
+  kernelImpl(op: number, format: number): number;
+  forceRef(on: boolean): void;
+  structSizes(): number[];
+  formatField(format: number, field: number): number;
+  quantizeInt(
+    wT: Float32Array,
+    n: number,
+    k: number,
+    bits: number,
+    blockSize: number,
+    symmetric: boolean,
+    clipSearch: boolean,
+    codes: Uint8Array,
+    scales: Float32Array,
+    zeroPoints: Uint8Array,
+    threads: number,
+  ): void;
+  packBits(codes: Uint8Array, bits: number, groupLength: number, out: Uint8Array): void;
+  unpackBits(packed: Uint8Array, bits: number, groupLength: number, groups: number, out: Uint8Array): void;
+  dequantizeInt(
+    packed: Uint8Array,
+    scales: Float32Array,
+    zeroPoints: Uint8Array | null,
+    n: number,
+    k: number,
+    bits: number,
+    blockSize: number,
+    out: Float32Array,
+  ): void;
+  gemmInt(
+    packed: Uint8Array,
+    scales: Float32Array,
+    zeroPoints: Uint8Array | null,
+    n: number,
+    k: number,
+    bits: number,
+    blockSize: number,
+    x: Float32Array,
+    m: number,
+    y: Float32Array,
+    threads: number,
+  ): void;
+  quantizeLut(
+    format: number,
+    wT: Float32Array,
+    n: number,
+    k: number,
+    blockSize: number,
+    table: Float32Array | null,
+    tableLength: number,
+    packed: Uint8Array,
+    scales: Float32Array | null,
+    threads: number,
+  ): void;
+  dequantizeLut(
+    format: number,
+    packed: Uint8Array,
+    scales: Float32Array | null,
+    table: Float32Array | null,
+    n: number,
+    k: number,
+    blockSize: number,
+    out: Float32Array,
+  ): void;
+  gemmLut(
+    format: number,
+    packed: Uint8Array,
+    scales: Float32Array | null,
+    table: Float32Array | null,
+    n: number,
+    k: number,
+    blockSize: number,
+    x: Float32Array,
+    m: number,
+    y: Float32Array,
+    threads: number,
+  ): void;
+  codebookFit(w: Float32Array, entries: number, iterations: number, table: Float32Array): void;
+  gemmF32(w: Float32Array, n: number, k: number, x: Float32Array, m: number, y: Float32Array, threads: number): void;
+  f32ToF16(input: Float32Array, out: Uint16Array): void;
+  f16ToF32(input: Uint16Array, out: Float32Array): void;
+  readSum(buffer: Float32Array, threads: number): number;
+}

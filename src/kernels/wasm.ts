@@ -1,0 +1,199 @@
+// WebAssembly backend: instantiates dist/kernels/quantgate_kernels.wasm (no imports) and adapts its
+// C exports to RawKernels. Memory is managed from JS: a bump arena from __heap_base, reset after
+// every call; arguments are copied in and results copied out.
+import type { RawKernels } from "./raw.js";
+
+type Ptr = number;
+// Minimal WebAssembly typings (the project's lib settings carry no DOM types).
+interface WasmMemory {
+  readonly buffer: ArrayBuffer;
+  grow(pages: number): number;
+}
+interface WasmApi {
+  instantiate(bytes: Uint8Array, imports: object): Promise<{ instance: { exports: unknown } }>;
+}
+const WA = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
+type Exports = Record<string, (...args: (number | bigint)[]) => number> & {
+  memory: WasmMemory;
+  __heap_base: { value: number };
+};
+
+type Typed = Float32Array | Uint8Array | Uint16Array;
+
+export async function instantiateWasmKernels(bytes: Uint8Array): Promise<RawKernels> {
+  const { instance } = await WA.instantiate(bytes, {});
+  const ex = instance.exports as unknown as Exports;
+  const memory = ex.memory;
+  const heapBase = Number(ex.__heap_base.value);
+  let top = heapBase;
+
+  const alloc = (bytes: number): Ptr => {
+    const ptr = (top + 15) & ~15;
+    const end = ptr + bytes;
+    if (end > memory.buffer.byteLength) memory.grow(Math.ceil((end - memory.buffer.byteLength) / 65536));
+    top = end;
+    return ptr;
+  };
+  /** Copy an argument in (or reserve room for an output); null stays a null pointer. */
+  const put = (a: Typed | null, copy = true): Ptr => {
+    if (a === null) return 0;
+    const ptr = alloc(a.byteLength);
+    if (copy) new Uint8Array(memory.buffer, ptr, a.byteLength).set(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+    return ptr;
+  };
+  const take = (ptr: Ptr, a: Typed): void => {
+    new Uint8Array(a.buffer, a.byteOffset, a.byteLength).set(new Uint8Array(memory.buffer, ptr, a.byteLength));
+  };
+  const call = (name: string, ...args: (number | bigint)[]): number => {
+    const fn = ex[name];
+    if (typeof fn !== "function") throw new Error(`wasm kernels lack export ${name}`);
+    return fn(...args);
+  };
+  const check = (name: string, rc: number): void => {
+    if (rc !== 0) throw new RangeError(`${name}: invalid arguments (code ${rc})`);
+  };
+  const scoped = <T>(fn: () => T): T => {
+    const mark = top;
+    try {
+      return fn();
+    } finally {
+      top = mark;
+    }
+  };
+  const I = (v: number): bigint => {
+    if (!Number.isSafeInteger(v) || v < 0) throw new TypeError(`expected a non-negative integer, got ${v}`);
+    return BigInt(v);
+  };
+  const bool = (b: boolean): number => (b ? 1 : 0);
+  const need = (fn: string, name: string, a: Typed | null, count: number): void => {
+    if (a && a.length < count) throw new RangeError(`${fn}: '${name}' has ${a.length} elements, needs ${count}`);
+  };
+
+  return {
+    isa() {
+      const ptr = call("qg_isa");
+      const bytesView = new Uint8Array(memory.buffer, ptr);
+      return new TextDecoder().decode(bytesView.subarray(0, bytesView.indexOf(0)));
+    },
+    kernelImpl: (op, format) => call("qg_kernel_impl", op, format),
+    forceRef: (on) => void call("qg_force_ref", bool(on)),
+    structSizes() {
+      return scoped(() => {
+        const ptr = alloc(256);
+        const count = call("qg_struct_sizes", ptr, 64);
+        return Array.from(new Int32Array(memory.buffer, ptr, count));
+      });
+    },
+    formatField: (format, field) => call("qg_format_field", format, field),
+    quantizeInt(wT, n, k, bits, bs, sym, clip, codes, scales, zps, _threads) {
+      const bpr = Math.ceil(k / bs);
+      need("quantizeInt", "wT", wT, n * k);
+      need("quantizeInt", "codes", codes, n * bpr * bs);
+      need("quantizeInt", "scales", scales, n * bpr);
+      need("quantizeInt", "zeroPoints", zps, n * bpr);
+      scoped(() => {
+        const pw = put(wT), pc = put(codes, false), ps = put(scales, false), pz = put(zps, false);
+        check("quantizeInt", call("qg_quantize_int", pw, I(n), I(k), bits, bs, bool(sym), bool(clip), pc, ps, pz, 1));
+        take(pc, codes);
+        take(ps, scales);
+        take(pz, zps);
+      });
+    },
+    packBits(codes, bits, groupLength, out) {
+      scoped(() => {
+        const pc = put(codes), po = put(out, false);
+        check("packBits", call("qg_pack_bits", pc, I(codes.length), bits, I(groupLength), po));
+        take(po, out);
+      });
+    },
+    unpackBits(packed, bits, groupLength, groups, out) {
+      need("unpackBits", "out", out, groups * groupLength);
+      scoped(() => {
+        const pp = put(packed), po = put(out, false);
+        check("unpackBits", call("qg_unpack_bits", pp, bits, I(groupLength), I(groups), po));
+        take(po, out);
+      });
+    },
+    dequantizeInt(packed, scales, zps, n, k, bits, bs, out) {
+      need("dequantizeInt", "out", out, n * k);
+      need("dequantizeInt", "packed", packed, n * Math.ceil(k / bs) * Math.ceil((bs * bits) / 8));
+      scoped(() => {
+        const pp = put(packed), ps = put(scales), pz = put(zps), po = put(out, false);
+        check("dequantizeInt", call("qg_dequantize_int", pp, ps, pz, I(n), I(k), bits, bs, po));
+        take(po, out);
+      });
+    },
+    gemmInt(packed, scales, zps, n, k, bits, bs, x, m, y, _threads) {
+      need("gemmInt", "x", x, m * k);
+      need("gemmInt", "y", y, m * n);
+      need("gemmInt", "packed", packed, n * Math.ceil(k / bs) * Math.ceil((bs * bits) / 8));
+      need("gemmInt", "scales", scales, n * Math.ceil(k / bs));
+      scoped(() => {
+        const pp = put(packed), ps = put(scales), pz = put(zps), px = put(x), py = put(y, false);
+        check("gemmInt", call("qg_gemm_int", pp, ps, pz, I(n), I(k), bits, bs, px, I(m), py, 1));
+        take(py, y);
+      });
+    },
+    quantizeLut(format, wT, n, k, bs, table, tableLength, packed, scales, _threads) {
+      need("quantizeLut", "wT", wT, n * k);
+      scoped(() => {
+        const pw = put(wT), pt = put(table), pp = put(packed, false), ps = put(scales, false);
+        check("quantizeLut", call("qg_quantize_lut", format, pw, I(n), I(k), bs, pt, tableLength, pp, ps, 1));
+        take(pp, packed);
+        if (scales) take(ps, scales);
+      });
+    },
+    dequantizeLut(format, packed, scales, table, n, k, bs, out) {
+      need("dequantizeLut", "out", out, n * k);
+      scoped(() => {
+        const pp = put(packed), ps = put(scales), pt = put(table), po = put(out, false);
+        check("dequantizeLut", call("qg_dequantize_lut", format, pp, ps, pt, I(n), I(k), bs, po));
+        take(po, out);
+      });
+    },
+    gemmLut(format, packed, scales, table, n, k, bs, x, m, y, _threads) {
+      need("gemmLut", "x", x, m * k);
+      need("gemmLut", "y", y, m * n);
+      scoped(() => {
+        const pp = put(packed), ps = put(scales), pt = put(table), px = put(x), py = put(y, false);
+        check("gemmLut", call("qg_gemm_lut", format, pp, ps, pt, I(n), I(k), bs, px, I(m), py, 1));
+        take(py, y);
+      });
+    },
+    codebookFit(w, entries, iterations, table) {
+      need("codebookFit", "table", table, 16);
+      scoped(() => {
+        const pw = put(w), pt = put(table, false);
+        check("codebookFit", call("qg_codebook_fit", pw, I(w.length), entries, iterations, pt));
+        take(pt, table);
+      });
+    },
+    gemmF32(w, n, k, x, m, y, _threads) {
+      need("gemmF32", "w", w, n * k);
+      need("gemmF32", "x", x, m * k);
+      need("gemmF32", "y", y, m * n);
+      scoped(() => {
+        const pw = put(w), px = put(x), py = put(y, false);
+        check("gemmF32", call("qg_gemm_f32", pw, I(n), I(k), px, I(m), py, 1));
+        take(py, y);
+      });
+    },
+    f32ToF16(input, out) {
+      scoped(() => {
+        const pi = put(input), po = put(out, false);
+        check("f32ToF16", call("qg_f32_to_f16", pi, I(input.length), po));
+        take(po, out);
+      });
+    },
+    f16ToF32(input, out) {
+      scoped(() => {
+        const pi = put(input), po = put(out, false);
+        check("f16ToF32", call("qg_f16_to_f32", pi, I(input.length), po));
+        take(po, out);
+      });
+    },
+    readSum(buffer, _threads) {
+      return scoped(() => call("qg_read_sum", put(buffer), I(buffer.length), 1));
+    },
+  };
+}

@@ -1,0 +1,146 @@
+// Activation-aware weight quantization (AWQ, Lin et al. 2023, "AWQ: Activation-aware Weight Quantization
+// for LLM Compression and Acceleration"): a few input channels carry most of the activation energy, and
+// their weights matter most. Scaling those weight columns up by s_j = mean|x_j|^alpha before block-wise
+// quantization gives them a finer effective step; the grid search over alpha keeps the trade-off honest
+// by measuring the layer's output error under the calibration statistics, and alpha = 0 is plain RTN.
+//
+// CONTRACT WITH THE EMITTER: the returned `q` quantizes W * diag(s) (row r, column j multiplied by
+// s_j = channelScales[j]). The graph stays equivalent only if the MatMul's input is multiplied by
+// `inverseScales` (= fround(1 / s_j), float32, shape [k]) first: y = (x * inverseScales) @ dequant(q)^T.
+// Insert a Mul on the activation (or fold it into the producer: a LayerNorm's gamma/beta or the previous
+// MatMul's output columns, at float32 rounding cost). The error reported here is computed with exactly
+// those float32 inverse scales.
+//
+// Error measure: sum over output rows of d^T H d with d_j = w_j - deq_j / s_j, H = E[x x^T] when the Gram
+// matrix is given, else diag(E[x^2]) (cross-channel terms ignored).
+
+import { dequantizeBlockwise, type BlockwiseQuantized, type BlockwiseSpec } from "../blockwise.js";
+import { quadraticForm } from "./linalg.js";
+
+export interface AwqStats {
+  /** Per input channel mean |x|, length k. */
+  readonly meanAbs: Float64Array;
+  /** Per input channel E[x^2], length k. */
+  readonly meanSquare: Float64Array;
+  /** E[x x^T], k*k, optional. */
+  readonly gram?: Float64Array;
+}
+
+export interface AwqOptions {
+  /** Grid points: alpha = i / grid for i = 0..grid-1 (AWQ's n_grid = 20, so alpha in [0, 0.95]). */
+  readonly grid?: number;
+  /**
+   * How s is normalized: "minmax" divides by sqrt(max(s) * min(s)) (AWQ's code), "geomean" by the
+   * geometric mean. Either leaves the product of scales near 1 so weights stay in range.
+   */
+  readonly normalize?: "minmax" | "geomean";
+  /**
+   * Output rows used during the search (evenly strided). Block-wise quantization is row-independent, so
+   * this is exact for those rows; the final `error` always uses all rows. Default: all rows. With a
+   * Gram matrix each grid point costs rows * k^2, so large layers want a cap (e.g. 256).
+   */
+  readonly searchRows?: number;
+  /** Use only the diagonal of the statistics even when a Gram matrix is given. */
+  readonly diagonalOnly?: boolean;
+}
+
+export type BlockwiseQuantizeFn = (wT: Float32Array, n: number, k: number, spec: BlockwiseSpec) => BlockwiseQuantized;
+
+export interface AwqResult {
+  readonly alpha: number;
+  /** s, length k, float32. */
+  readonly channelScales: Float32Array;
+  /** fround(1 / s), length k: what the emitter multiplies the activation by. */
+  readonly inverseScales: Float32Array;
+  /** Quantization of W * diag(s), [n][k] block-wise. */
+  readonly q: BlockwiseQuantized;
+  /** Output error of the chosen alpha, all rows. */
+  readonly error: number;
+  /** Output error of plain quantization (alpha = 0), all rows. */
+  readonly errorRtn: number;
+  /** The search curve (on the search rows). */
+  readonly curve: readonly { alpha: number; error: number }[];
+}
+
+const f = Math.fround;
+
+/** AWQ's per-channel scales for one alpha (float32), and their float32 inverses. */
+export function awqChannelScales(meanAbs: Float64Array, alpha: number, normalize: "minmax" | "geomean" = "minmax"): { scales: Float32Array; inverse: Float32Array } {
+  const k = meanAbs.length;
+  let max = 0;
+  for (let j = 0; j < k; j++) if (meanAbs[j]! > max) max = meanAbs[j]!;
+  const scales = new Float32Array(k).fill(1);
+  const inverse = new Float32Array(k).fill(1);
+  if (!(max > 0) || alpha === 0) return { scales, inverse };
+  const floor = max * 1e-4; // dead channels: keep them finite and scale-invariant
+  const s = new Float64Array(k);
+  let lo = Infinity;
+  let hi = 0;
+  let logSum = 0;
+  for (let j = 0; j < k; j++) {
+    s[j] = Math.max(meanAbs[j]!, floor) ** alpha;
+    lo = Math.min(lo, s[j]!);
+    hi = Math.max(hi, s[j]!);
+    logSum += Math.log(s[j]!);
+  }
+  const norm = normalize === "geomean" ? Math.exp(logSum / k) : Math.sqrt(hi * lo);
+  for (let j = 0; j < k; j++) {
+    scales[j] = f(s[j]! / norm);
+    inverse[j] = f(1 / scales[j]!);
+  }
+  return { scales, inverse };
+}
+
+function pickRows(wT: Float32Array, n: number, k: number, rows: number): Float32Array {
+  if (rows >= n) return wT;
+  const out = new Float32Array(rows * k);
+  for (let i = 0; i < rows; i++) {
+    const r = Math.floor((i * n) / rows);
+    out.set(wT.subarray(r * k, (r + 1) * k), i * k);
+  }
+  return out;
+}
+
+function scaledError(wT: Float32Array, rows: number, k: number, spec: BlockwiseSpec, quantize: BlockwiseQuantizeFn, scales: Float32Array, inverse: Float32Array, h: Float64Array) {
+  const ws = new Float32Array(rows * k);
+  for (let r = 0; r < rows; r++) for (let j = 0; j < k; j++) ws[r * k + j] = f(wT[r * k + j]! * scales[j]!);
+  const q = quantize(ws, rows, k, spec);
+  const deq = dequantizeBlockwise(q);
+  const d = new Float64Array(k);
+  let error = 0;
+  for (let r = 0; r < rows; r++) {
+    for (let j = 0; j < k; j++) d[j] = wT[r * k + j]! - deq[r * k + j]! * inverse[j]!;
+    error += quadraticForm(h, d, k);
+  }
+  return { q, error };
+}
+
+export function awqSearch(wT: Float32Array, n: number, k: number, stats: AwqStats, spec: BlockwiseSpec, quantize: BlockwiseQuantizeFn, opts: AwqOptions = {}): AwqResult {
+  if (wT.length !== n * k) throw new RangeError(`awq: weight has ${wT.length} values, expected n*k = ${n * k}`);
+  if (stats.meanAbs.length !== k || stats.meanSquare.length !== k) throw new RangeError(`awq: statistics have ${stats.meanAbs.length} channels, the weight has k = ${k}`);
+  if (stats.gram && stats.gram.length !== k * k) throw new RangeError(`awq: Gram matrix has ${stats.gram.length} values, expected k*k = ${k * k}`);
+  const grid = Math.max(1, Math.floor(opts.grid ?? 20));
+  const normalize = opts.normalize ?? "minmax";
+  const h = stats.gram && !opts.diagonalOnly ? stats.gram : stats.meanSquare;
+  const searchRows = Math.max(1, Math.min(n, Math.floor(opts.searchRows ?? n)));
+  const ws = pickRows(wT, n, k, searchRows);
+
+  const curve: { alpha: number; error: number }[] = [];
+  let best = { alpha: 0, error: Infinity, q: undefined as BlockwiseQuantized | undefined };
+  let rtn: { q: BlockwiseQuantized; error: number } | undefined;
+  for (let i = 0; i < grid; i++) {
+    const alpha = i / grid;
+    const { scales, inverse } = awqChannelScales(stats.meanAbs, alpha, normalize);
+    const r = scaledError(ws, searchRows, k, spec, quantize, scales, inverse, h);
+    curve.push({ alpha, error: r.error });
+    if (i === 0) rtn = r;
+    if (r.error < best.error) best = { alpha, error: r.error, q: r.q };
+  }
+  const { scales, inverse } = awqChannelScales(stats.meanAbs, best.alpha, normalize);
+  if (searchRows === n) {
+    return { alpha: best.alpha, channelScales: scales, inverseScales: inverse, q: best.q!, error: best.error, errorRtn: rtn!.error, curve };
+  }
+  const full = scaledError(wT, n, k, spec, quantize, scales, inverse, h);
+  const fullRtn = best.alpha === 0 ? full : scaledError(wT, n, k, spec, quantize, new Float32Array(k).fill(1), new Float32Array(k).fill(1), h);
+  return { alpha: best.alpha, channelScales: scales, inverseScales: inverse, q: full.q, error: full.error, errorRtn: fullRtn.error, curve };
+}

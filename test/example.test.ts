@@ -1,0 +1,63 @@
+import { spawnSync } from "node:child_process";
+import { mkdtemp, readFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { fromBinary } from "@bufbuild/protobuf";
+import { ModelProtoSchema } from "onnx-buf";
+import { describe, expect, it } from "vitest";
+import { REPO_ROOT, runAction } from "./helpers/action.js";
+
+const EXAMPLE = path.join(REPO_ROOT, "examples", "tiny-lm");
+
+describe("the bundled tiny-LM example", () => {
+  it("passes the gate through the CLI with int4 asymmetric block 32 on MatMulNBits", async () => {
+    const out = await mkdtemp(path.join(os.tmpdir(), "qg-example-"));
+    const r = spawnSync(process.execPath, [path.join(REPO_ROOT, "bin", "quantgate.js"), "run", "-c", path.join(EXAMPLE, "quantgate.yml"), "--output-dir", out], {
+      encoding: "utf8",
+    });
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/Verdict: PASS/);
+    const report = JSON.parse(await readFile(path.join(out, "quantgate-report.json"), "utf8"));
+    expect(report.recipe).toMatchObject({ format: "int4", block_size: 32, symmetric: false });
+    const e = report.evaluation;
+    expect(e.task).toBe("language-modeling");
+    expect(e.perplexityFloat).toBeGreaterThan(5);
+    expect(e.perplexityFloat).toBeLessThan(30); // a trained model, far below the unigram baseline (185)
+    expect(e.perplexityQuantized).toBeGreaterThan(e.perplexityFloat * 0.98);
+    expect(e.kl.mean).toBeGreaterThan(0);
+    expect(e.kl.p99).toBeGreaterThanOrEqual(e.kl.mean);
+    expect(e.kl.max).toBeGreaterThanOrEqual(e.kl.p99);
+    expect(e.top1Agreement).toBeGreaterThan(0.8);
+    expect(report.weights.quantized.length).toBe(17); // 4 layers x 4 projections + the LM head
+    expect(report.storage.floatBytes / report.storage.storedBytes).toBeGreaterThanOrEqual(5);
+    expect(report.float.run.latency.p50Ms).toBeGreaterThan(0);
+    expect(report.quantized.run.peakRssBytes).toBeGreaterThan(0);
+    expect(report.quantized.sizeBytes).toBeLessThan(report.float.sizeBytes);
+    const model = fromBinary(ModelProtoSchema, await readFile(path.join(out, "model.quantized.onnx")));
+    const nbits = model.graph!.node.filter((n) => n.opType === "MatMulNBits" && n.domain === "com.microsoft");
+    expect(nbits.length).toBe(17);
+  });
+
+  it("is deterministic: two runs write byte-identical quantized models", async () => {
+    const a = await mkdtemp(path.join(os.tmpdir(), "qg-det-a-"));
+    const b = await mkdtemp(path.join(os.tmpdir(), "qg-det-b-"));
+    for (const out of [a, b]) {
+      // memory/latency measurement is irrelevant to the bytes: keep this test quick
+      const r = spawnSync(process.execPath, [path.join(REPO_ROOT, "bin", "quantgate.js"), "run", "-c", path.join(EXAMPLE, "quantgate.yml"), "--output-dir", out], {
+        encoding: "utf8",
+      });
+      expect(r.status, r.stderr).not.toBeNull();
+    }
+    const [ma, mb] = await Promise.all([readFile(path.join(a, "model.quantized.onnx")), readFile(path.join(b, "model.quantized.onnx"))]);
+    expect(ma.equals(mb)).toBe(true);
+  });
+
+  it("runs through the bundled action as the runner does", async () => {
+    const out = await mkdtemp(path.join(os.tmpdir(), "qg-example-action-"));
+    const run = runAction(EXAMPLE, { config: "quantgate.yml", "output-dir": out });
+    expect(run.status, run.stdout).toBe(0);
+    expect(run.outputs.verdict).toBe("pass");
+    expect(Number(run.outputs["perplexity-quantized"])).toBeGreaterThan(Number(run.outputs["perplexity-float"]) * 0.98);
+    expect(run.summary).toMatch(/\| Perplexity \|/);
+  });
+});

@@ -1,0 +1,94 @@
+import { describe, expect, it } from "vitest";
+import { dequantizeBlockwise, packBits, toMatMulNBits, type BlockwiseSpec, type IntBits } from "../../src/quantize/blockwise.js";
+import { makeWeights, realBackends, referenceGemm, firstOutside } from "./helpers.js";
+
+const backends = await realBackends();
+
+/** Named error budgets, relative to sum |w x|: float32 accumulation in a different order only. */
+const BUDGET = { int8: 3e-6, int4: 3e-6, int3: 3e-6, int2: 3e-6, f32: 3e-6 } as const;
+const budgetOf = (bits: number): number => BUDGET[bits === 8 ? "int8" : bits === 4 ? "int4" : bits === 3 ? "int3" : "int2"];
+
+const SIZES = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 31, 33, 95, 129];
+
+describe.each(backends.map((b) => [b.backend, b] as const))("%s GEMV/GEMM on packed codes", (_name, kernels) => {
+  it("packs exactly like toMatMulNBits (2/4/8 bits) and densely LSB-first for int3", () => {
+    for (const bits of [2, 3, 4, 8] as IntBits[])
+      for (const blockSize of [16, 32, 128]) {
+        const spec: BlockwiseSpec = { bits, blockSize, symmetric: false, clipSearch: false };
+        const q = kernels.quantizeBlockwise(makeWeights(7 * 95, "heavy", bits), 7, 95, spec);
+        const p = kernels.packBlockwise(q);
+        const expected = bits === 3 ? packBits(q.codes, 3, blockSize) : toMatMulNBits(q).b;
+        expect(Buffer.from(p.packed).equals(Buffer.from(expected)), `bits=${bits} bs=${blockSize}`).toBe(true);
+        expect(p.packed.length).toBe(7 * q.blocksPerRow * ((blockSize * bits) / 8));
+        expect(kernels.unpackBits(p.packed, bits, blockSize, 7 * q.blocksPerRow)).toEqual(q.codes);
+        expect(kernels.dequantizeBlockwise(p)).toEqual(dequantizeBlockwise(q));
+      }
+  });
+
+  it("matches the float64 product of the dequantized weight on awkward K, N and M", () => {
+    let cases = 0;
+    for (const bits of [2, 3, 4, 8] as IntBits[])
+      for (const [i, k] of SIZES.entries()) {
+        const n = SIZES[(i * 5 + bits) % SIZES.length]!;
+        const blockSize = [16, 32, 64, 128][(i + bits) % 4]!;
+        const m = [1, 3, 64][i % 3]!;
+        const spec: BlockwiseSpec = { bits, blockSize, symmetric: i % 2 === 0, clipSearch: false };
+        const q = kernels.quantizeBlockwise(makeWeights(n * k, "heavy", i + 1), n, k, spec);
+        const p = kernels.packBlockwise(q);
+        const x = makeWeights(m * k, "gaussian", 99 + i);
+        const { y: ref, mag } = referenceGemm(dequantizeBlockwise(q), n, k, x, m);
+        const y = kernels.gemmBlockwise(p, x, m, 2);
+        const bad = firstOutside(y, ref, mag, budgetOf(bits));
+        expect(bad, `bits=${bits} n=${n} k=${k} m=${m} bs=${blockSize}: y=${y[bad]} ref=${ref[bad]}`).toBe(-1);
+        cases++;
+      }
+    expect(cases).toBe(4 * SIZES.length);
+  });
+
+  it("handles K = 4097 (partial last block) with one and two threads", () => {
+    const n = 33, k = 4097;
+    for (const bits of [4, 3] as IntBits[]) {
+      const q = kernels.quantizeBlockwise(makeWeights(n * k, "gaussian", 5), n, k, { bits, blockSize: 32, symmetric: false, clipSearch: false });
+      const p = kernels.packBlockwise(q);
+      const x = makeWeights(3 * k, "heavy", 6);
+      const { y: ref, mag } = referenceGemm(dequantizeBlockwise(q), n, k, x, 3);
+      for (const threads of [1, 2]) {
+        expect(firstOutside(kernels.gemmBlockwise(p, x, 3, threads), ref, mag, budgetOf(bits))).toBe(-1);
+        expect(firstOutside(kernels.gemmBlockwise(p, x.subarray(0, k), 1, threads), ref.subarray(0, n), mag.subarray(0, n), budgetOf(bits))).toBe(-1);
+      }
+    }
+  });
+
+  it("float32 GEMV/GEMM matches float64", () => {
+    for (const [i, k] of SIZES.entries()) {
+      const n = SIZES[SIZES.length - 1 - i]!, m = [1, 3, 64][i % 3]!;
+      const w = makeWeights(n * k, "heavy", i), x = makeWeights(m * k, "gaussian", i + 50);
+      const { y: ref, mag } = referenceGemm(w, n, k, x, m);
+      expect(firstOutside(kernels.gemmF32(w, n, k, x, m, 2), ref, mag, BUDGET.f32)).toBe(-1);
+    }
+  });
+
+  it("the SIMD path equals the scalar reference path within the budget", () => {
+    const n = 17, k = 129, m = 3;
+    const q = kernels.quantizeBlockwise(makeWeights(n * k, "heavy"), n, k, { bits: 4, blockSize: 32, symmetric: false, clipSearch: false });
+    const p = kernels.packBlockwise(q);
+    const x = makeWeights(m * k, "gaussian", 2);
+    const fast = kernels.gemmBlockwise(p, x, m);
+    kernels.forceReference(true);
+    let slow: Float32Array;
+    try {
+      slow = kernels.gemmBlockwise(p, x, m);
+    } finally {
+      kernels.forceReference(false);
+    }
+    const { mag } = referenceGemm(dequantizeBlockwise(q), n, k, x, m);
+    expect(firstOutside(fast, Float64Array.from(slow), mag, BUDGET.int4)).toBe(-1);
+  });
+
+  it("checks arguments at the boundary", () => {
+    const q = kernels.quantizeBlockwise(new Float32Array(64), 2, 32, { bits: 4, blockSize: 32, symmetric: true, clipSearch: false });
+    const p = kernels.packBlockwise(q);
+    expect(() => kernels.gemmBlockwise(p, new Float32Array(31), 1)).toThrow(/x/);
+    expect(() => kernels.gemmBlockwise({ ...p, packed: new Uint8Array(3) }, new Float32Array(32), 1)).toThrow(/packed/);
+  });
+});
