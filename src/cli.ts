@@ -1,4 +1,5 @@
 // The local CLI: `quantgate run -c quantgate.yml` runs the same pipeline as the action and prints the verdict.
+import { copyFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { ConfigError, loadConfig, type ConfigOverrides } from "./config/load.js";
 import { UserError } from "./errors.js";
@@ -24,6 +25,9 @@ Options:
       --algorithm <a>       override recipe.algorithm (rtn, mse)
       --threads <n>         override measure.threads
       --output-dir <dir>    override output_dir
+      --preset <name>       override recipe.preset (int8, int4-rtn, int4-awq, int4-gptq, int3-quantx,
+                            nf4, mxfp4, mixed-3.5bpw, lowrank-int3)
+      --update-lock         write the precision lockfile (quantgate.lock.json) beside the config
       --onnxruntime-path <dir>  load onnxruntime-node from this folder
   -h, --help
 
@@ -70,6 +74,8 @@ export async function main(argv: string[]): Promise<number> {
         threads: { type: "string" },
         "output-dir": { type: "string" },
         "onnxruntime-path": { type: "string" },
+        preset: { type: "string" },
+        "update-lock": { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -84,6 +90,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const overrides: ConfigOverrides = {
     model: values.model,
+    "recipe.preset": values.preset,
     "recipe.format": values.format,
     "recipe.block_size": values["block-size"],
     "recipe.symmetric": values.symmetric,
@@ -110,6 +117,10 @@ export async function main(argv: string[]): Promise<number> {
       },
     });
     const written = await writeReport(run);
+    if (values["update-lock"] && run.report.lockfile) {
+      await copyFile(run.report.lockfile.path, run.report.lockfile.committed);
+      process.stderr.write(`lockfile written: ${run.report.lockfile.committed}\n`);
+    }
     process.stdout.write(`\n${renderTerminal(run.report)}\n`);
     process.stdout.write(
       `\nReport: ${written.reportPath}\nSummary: ${written.summaryPath}\n${run.quantizedModelPath ? `Quantized model: ${run.quantizedModelPath}\n` : ""}`,

@@ -16,10 +16,16 @@ import { loadModel, saveModel, valueInfoTensorType, type LoadedModel } from "./o
 import { findWeights, type WeightDiscovery } from "./onnx/weights.js";
 import { quantizeBlockwiseRef } from "./quantize/blockwise.js";
 import { planWeights, quantizeWeights, type BlockwiseQuantizer, type QuantizedWeight } from "./quantize/index.js";
+import { planMixedPrecision } from "./quantize/mixed-plan.js";
+import { planQuantx } from "./quantize/quantx.js";
 import type { QuantizedLayerReport, Report, StageRecord } from "./report/types.js";
+import { buildLockfile, diffLockfiles, LOCKFILE_NAME, readLockfile, writeLockfile, type LayerChange } from "./report/lockfile.js";
 import { createSession, type LoadedOrt } from "./runtime/ort.js";
 import { REPORT_SCHEMA, TOOL_NAME, TOOL_VERSION } from "./version.js";
 import type { WeightFormat } from "./config/schema.js";
+
+/** Calibration rows that go into each Gram matrix (its cost is k^2 per row). */
+const GRAM_ROWS = 2048;
 
 export type StageName = "load" | "data" | "calibrate" | "quantize" | "emit" | "evaluate" | "measure" | "gate";
 
@@ -130,14 +136,12 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
   // calibrate
   let calibration: CalibrationResult | undefined;
   if (model && data && data.calibrationBatches.length > 0 && discovery.weights.length > 0) {
+    const r = config.recipe;
+    const needsGram = r.algorithm === "gptq" || r.algorithm === "awq" || r.lowrank.rank > 0 || r.overrides.some((o) => o.algorithm === "gptq" || o.algorithm === "awq");
+    const activations = discovery.weights.map((w) => w.node.input[0]!);
+    const gram = { names: new Set(needsGram ? activations : []), maxRows: GRAM_ROWS };
     calibration = await stage("calibrate", `${data.calibrationBatches.length} batches`, () =>
-      calibrate(
-        ort,
-        model.proto,
-        discovery.weights.map((w) => w.node.input[0]!),
-        data.calibrationBatches,
-        config.measure.threads,
-      ),
+      calibrate(ort, model.proto, activations, data.calibrationBatches, config.measure.threads, gram),
     );
   } else {
     skip("calibrate", "no calibration data configured");
@@ -147,7 +151,13 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
   const plans = planWeights(discovery.weights, config.recipe);
   const quantized: QuantizedWeight[] | undefined =
     model && plans.length > 0
-      ? await stage("quantize", `${plans.length} weights`, async () => quantizeWeights(plans, quantizer.quantize, calibration?.stats, config.measure.threads))
+      ? await stage("quantize", `${plans.length} weights`, async () => {
+          const ctx = { quantize: quantizer.quantize, stats: calibration?.stats, recipe: config.recipe, threads: config.measure.threads };
+          let planned = plans;
+          if (config.recipe.mixed) planned = planMixedPrecision(plans, calibration?.stats, config.recipe.mixed).plans;
+          else if (config.recipe.quantx) planned = planQuantx(plans, ctx, config.recipe.quantx).plans;
+          return quantizeWeights(planned, ctx);
+        })
       : undefined;
 
   // emit
@@ -249,18 +259,44 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
       bits: spec.bits,
       blockSize: spec.blockSize,
       symmetric: spec.symmetric,
-      algorithm: spec.clipSearch ? "mse" : "rtn",
+      algorithm: w.plan.algorithm,
+      notes: w.notes,
+      lowRankRank: w.lowRank?.rank ?? 0,
       overrides: w.plan.overrides,
       form: layer?.form ?? "matmulnbits",
       floatBytes: site.k * site.n * 4,
       storedBytes: layer?.storedBytes ?? 0,
       packedBytes: layer?.packedBytes ?? 0,
-      bitsPerWeight: layer ? (layer.storedBytes * 8) / (site.k * site.n) : 0,
+      bitsPerWeight: layer ? (layer.packedBytes * 8) / (site.k * site.n) : 0,
+      storedBitsPerWeight: layer ? (layer.storedBytes * 8) / (site.k * site.n) : 0,
+      // Entropy-coded size: the codes at their empirical entropy / Huffman length, the rest as packed.
+      entropyBitsPerWeight: layer ? (layer.packedBytes * 8) / (site.k * site.n) - w.entropy.codeBits + w.entropy.entropyBits : 0,
+      huffmanBitsPerWeight: layer ? (layer.packedBytes * 8) / (site.k * site.n) - w.entropy.codeBits + w.entropy.huffmanBits : 0,
       rmse: w.error.rmse,
       relativeError: w.error.relativeError,
       outputErrorRatio: w.error.outputErrorRatio,
     };
   });
+
+  if (storage && layerReports.length > 0) {
+    const params = layerReports.reduce((a, l) => a + l.k * l.n, 0);
+    const weighted = (pick: (l: QuantizedLayerReport) => number): number => layerReports.reduce((a, l) => a + pick(l) * l.k * l.n, 0) / params;
+    storage = { ...storage, entropyBitsPerWeight: weighted((l) => l.entropyBitsPerWeight), huffmanBitsPerWeight: weighted((l) => l.huffmanBitsPerWeight) };
+  }
+
+  let lockChanges: LayerChange[] = [];
+  const lockPath = path.join(outputDir, LOCKFILE_NAME);
+  let lockWritten: string | undefined;
+  if (layerReports.length > 0) {
+    const lock = buildLockfile(config.model, loaded?.modelHash ?? "", recipeHash, layerReports);
+    try {
+      lockChanges = diffLockfiles(await readLockfile(path.join(config.baseDir, LOCKFILE_NAME)), lock);
+    } catch (err) {
+      warnings.push(`committed lockfile not compared: ${(err as Error).message}`);
+    }
+    await writeLockfile(lockPath, lock);
+    lockWritten = lockPath;
+  }
 
   const report: Report = {
     schema: REPORT_SCHEMA,
@@ -285,6 +321,7 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     float: { path: config.model, sizeBytes: model?.sizeBytes ?? 0, run: floatRun },
     quantized: quantizedSize !== undefined ? { path: path.relative(config.baseDir, quantizedModelPath), sizeBytes: quantizedSize, run: quantRun } : null,
     storage: storage ?? null,
+    lockfile: lockWritten ? { path: lockWritten, committed: path.join(config.baseDir, LOCKFILE_NAME), changes: lockChanges } : null,
     warnings,
     stages,
     gate,

@@ -4,6 +4,7 @@ import { quantizedLayerModel } from "../src/emit/select.js";
 import type { ExecForm } from "../src/emit/index.js";
 import { serializeModel } from "../src/onnx/model.js";
 import { dequantizeBlockwise, quantizeBlockwiseRef, type IntBits } from "../src/quantize/blockwise.js";
+import { dequantizeTable, quantizeTableRef, type TableFormat } from "../src/quantize/tables.js";
 import { gaussian, randomMatrix } from "./helpers/models.js";
 
 // Tolerance: ONNX Runtime accumulates in float32 in its own order; our reference accumulates the same
@@ -53,6 +54,18 @@ const specs: { bits: IntBits; blockSize: number; symmetric: boolean; form: ExecF
   { bits: 8, blockSize: 32, symmetric: true, form: "dequant-subgraph" },
   { bits: 2, blockSize: 32, symmetric: false, form: "matmulnbits" },
   { bits: 2, blockSize: 16, symmetric: false, form: "dequant-subgraph" },
+  { bits: 3, blockSize: 32, symmetric: false, form: "matmulnbits" }, // int3 codes in a 4-bit container
+  { bits: 3, blockSize: 64, symmetric: true, form: "matmulnbits" },
+  { bits: 3, blockSize: 16, symmetric: false, form: "dequant-subgraph" },
+];
+
+const tableSpecs: { format: TableFormat; blockSize: number; form: ExecForm }[] = [
+  { format: "nf4", blockSize: 64, form: "lookup-subgraph" },
+  { format: "nf4", blockSize: 32, form: "matmulbnb4" },
+  { format: "bnb-fp4", blockSize: 32, form: "matmulbnb4" },
+  { format: "fp4", blockSize: 32, form: "lookup-subgraph" },
+  { format: "mxfp4", blockSize: 32, form: "lookup-subgraph" },
+  { format: "fp8", blockSize: 64, form: "lookup-subgraph" },
 ];
 
 describe("emitted layer in ONNX Runtime equals the TypeScript dequantize-and-multiply reference", () => {
@@ -73,6 +86,21 @@ describe("emitted layer in ONNX Runtime equals the TypeScript dequantize-and-mul
         const floatRef = reference(a, m, wNK, n, k);
         const maxDiff = Math.max(...Array.from(y, (v, i) => Math.abs(v - floatRef.y[i]!)));
         expect(maxDiff).toBeGreaterThan(0);
+      });
+    }
+    for (const t of tableSpecs) {
+      if (t.form === "matmulbnb4" && k % t.blockSize !== 0) continue; // MatMulBnb4 blocks run over the flattened weight
+      it(`K=${k} N=${n} ${t.format} block ${t.blockSize} via ${t.form}`, async () => {
+        const wNK = randomMatrix(n, k, k * 17 + n, 0.2);
+        const q = quantizeTableRef(wNK, n, k, t.format, t.blockSize);
+        const m = 3;
+        const g = gaussian(k * 3 + n);
+        const a = Float32Array.from({ length: m * k }, () => g());
+        const y = await runLayer(serializeModel(quantizedLayerModel(q, t.form, 0)), a, m, k);
+        const ref = reference(a, m, dequantizeTable(q), n, k);
+        for (let i = 0; i < m * n; i++) {
+          expect(Math.abs(y[i]! - ref.y[i]!)).toBeLessThanOrEqual(REL_TOL * ref.mag[i]! + 1e-6);
+        }
       });
     }
   }

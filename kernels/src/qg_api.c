@@ -54,6 +54,8 @@ int qg_kernel_impl(int op, int fmt) {
     case QG_OP_QUANTIZE:
       if (bits) return d->quant_int != qg_quantize_int_ref ? 2 : 1;
       return is_lut(fmt) ? 1 : 0;
+    case 5: /* QG_OP_GEMV with int8 activations (int4 only) */
+      return fmt == QG_FMT_INT4 ? (d->gemv_int4_q8 != qg_gemv_int4_q8_ref ? 2 : 1) : 0;
     case QG_OP_DEQUANTIZE:
     case QG_OP_PACK: return bits || is_lut(fmt) ? 1 : 0;
     case QG_OP_GEMV:
@@ -215,6 +217,54 @@ int qg_gemm_int(const uint8_t* packed, const float* scales, const uint8_t* zero_
   make_weight(&w, packed, scales, zero_points, NULL, n, k, bits, bs, 0);
   const qg_dispatch* d = dispatch();
   return run_gemm(m == 1 ? d->gemv_int[bits] : d->gemm_int[bits], &w, x, m, y, threads);
+}
+
+int64_t qg_gemv_q8_workspace_bytes(int64_t k, int bs) {
+  if (k < 1 || bs < 32 || bs % 32) return 0;
+  const int64_t chunks = (k + bs - 1) / bs * (bs / 32);
+  return chunks * 32 + chunks * 8 + 64;
+}
+
+typedef struct {
+  qg_gemv_q8_fn fn;
+  const qg_weight* w;
+  const qg_q8_act* a;
+  float* y;
+} q8_ctx;
+
+static void q8_task(void* p, int64_t n0, int64_t n1) {
+  const q8_ctx* c = (const q8_ctx*)p;
+  c->fn(c->w, c->a, c->y, n0, n1);
+}
+
+int qg_gemv_int4_q8(const uint8_t* packed, const float* scales, const uint8_t* zero_points, int64_t n, int64_t k, int bs,
+                    const float* x, float* y, void* ws, int threads) {
+  if (!packed || !scales || !x || !y || !ws || n < 0 || k < 1 || bs < 32 || bs % 32 || bs > QG_MAX_BLOCK) return QG_EINVAL;
+  qg_weight w;
+  make_weight(&w, packed, scales, zero_points, NULL, n, k, 4, bs, 0);
+  const int64_t chunks = w.bpr * (bs / 32);
+  int8_t* xq = (int8_t*)(((uintptr_t)ws + 31) & ~(uintptr_t)31);
+  float* dx = (float*)(xq + chunks * 32);
+  float* dsx = dx + chunks;
+  for (int64_t j = 0; j < chunks; j++) { /* quantize x per 32 (zeros past k), even positions first */
+    float amax = 0.0f;
+    for (int64_t i = j * 32; i < j * 32 + 32 && i < k; i++) amax = __builtin_fabsf(x[i]) > amax ? __builtin_fabsf(x[i]) : amax;
+    const float d = amax / 127.0f, inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    int32_t sum = 0;
+    for (int i = 0; i < 32; i++) {
+      const int64_t src = j * 32 + i;
+      int q = src < k ? (int)qg_round_away(x[src] * inv) : 0;
+      q = q > 127 ? 127 : q < -127 ? -127 : q;
+      xq[j * 32 + (i & 1) * 16 + (i >> 1)] = (int8_t)q;
+      sum += q;
+    }
+    dx[j] = d;
+    dsx[j] = d * (float)sum;
+  }
+  const qg_q8_act a = {xq, dx, dsx};
+  q8_ctx c = {dispatch()->gemv_int4_q8, &w, &a, y};
+  g_parallel(q8_task, &c, n, 64, threads);
+  return QG_OK;
 }
 
 /* ---------------- table formats ---------------- */

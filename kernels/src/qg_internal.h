@@ -23,6 +23,14 @@ typedef void (*qg_quant_int_fn)(const float* wT, int64_t k, int bits, int bs, in
 typedef void (*qg_gemm_f32_fn)(const float* w, int64_t n, int64_t k, const float* x, int64_t m, float* y, int64_t n0,
                                int64_t n1);
 typedef float (*qg_read_sum_fn)(const float* buf, int64_t count);
+/* Activations quantized per 32: xq permuted so that each 32-chunk lists even then odd positions
+ * (the order of low then high nibbles of 16 packed bytes); dx = scale; dsx = dx * sum(xq). */
+typedef struct {
+  const int8_t* xq;
+  const float* dx;
+  const float* dsx;
+} qg_q8_act;
+typedef void (*qg_gemv_q8_fn)(const qg_weight* w, const qg_q8_act* a, float* y, int64_t n0, int64_t n1);
 
 typedef struct {
   const char* isa;
@@ -32,7 +40,9 @@ typedef struct {
   qg_quant_int_fn quant_int;
   qg_gemm_f32_fn gemm_f32;
   qg_read_sum_fn read_sum;
+  qg_gemv_q8_fn gemv_int4_q8;
 } qg_dispatch;
+void qg_gemv_int4_q8_ref(const qg_weight* w, const qg_q8_act* a, float* y, int64_t n0, int64_t n1);
 
 /* References (qg_ref.c) */
 void qg_gemm_int_ref(const qg_weight* w, const float* x, int64_t m, float* y, int64_t n0, int64_t n1);

@@ -2,6 +2,7 @@
  * calls the C API. Buffers are caller-owned typed arrays; nothing here keeps a reference. */
 #include <node_api.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "qg_internal.h"
 
@@ -156,6 +157,21 @@ static napi_value js_gemm_int(napi_env env, napi_callback_info info) {
                        qg_gemm_int(A[0].p, A[1].p, A[2].p, n, k, (int)A[5].i, (int)A[6].i, A[7].p, m, A[9].p, threads_of(A[10].i)));
 }
 
+static napi_value js_gemv_int4_q8(napi_env env, napi_callback_info info) {
+  ARGS("gemvInt4Q8", "UFuNNIFFI", "packed,scales,zeroPoints,n,k,blockSize,x,y,threads");
+  const int64_t n = A[3].i, k = A[4].i, bs = A[5].i;
+  if (!int_weight_lens(env, "gemvInt4Q8", &A[0], &A[1], &A[2], n, k, 4, bs) || !need_len(env, "gemvInt4Q8", "x", &A[6], k) ||
+      !need_len(env, "gemvInt4Q8", "y", &A[7], n))
+    return NULL;
+  const int64_t bytes = qg_gemv_q8_workspace_bytes(k, (int)bs);
+  if (bytes <= 0) return status_result(env, "gemvInt4Q8", QG_EINVAL);
+  void* ws = malloc((size_t)bytes); /* the glue owns the workspace; the kernel never allocates */
+  if (!ws) return status_result(env, "gemvInt4Q8", QG_EINVAL);
+  const int rc = qg_gemv_int4_q8(A[0].p, A[1].p, A[2].p, n, k, (int)bs, A[6].p, A[7].p, ws, threads_of(A[8].i));
+  free(ws);
+  return status_result(env, "gemvInt4Q8", rc);
+}
+
 static int lut_lens(napi_env env, const char* fn, int64_t fmt, arg_t* packed, arg_t* scales, arg_t* table, int64_t n, int64_t k,
                     int64_t bs) {
   if (bs < 1) return 1;
@@ -270,7 +286,7 @@ static napi_value init(napi_env env, napi_value exports) {
   qg_threads_install();
   const struct { const char* name; napi_callback cb; } fns[] = {
       {"quantizeInt", js_quantize_int},   {"packBits", js_pack_bits},       {"unpackBits", js_unpack_bits},
-      {"dequantizeInt", js_dequantize_int}, {"gemmInt", js_gemm_int},       {"quantizeLut", js_quantize_lut},
+      {"dequantizeInt", js_dequantize_int}, {"gemmInt", js_gemm_int}, {"gemvInt4Q8", js_gemv_int4_q8},       {"quantizeLut", js_quantize_lut},
       {"dequantizeLut", js_dequantize_lut}, {"gemmLut", js_gemm_lut},       {"codebookFit", js_codebook_fit},
       {"gemmF32", js_gemm_f32},           {"f32ToF16", js_f32_to_f16},      {"f16ToF32", js_f16_to_f32},
       {"readSum", js_read_sum},           {"isa", js_isa},                  {"kernelImpl", js_kernel_impl},

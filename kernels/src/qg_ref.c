@@ -243,7 +243,28 @@ float qg_read_sum_ref(const float* buf, int64_t count) {
   return s;
 }
 
+void qg_gemv_int4_q8_ref(const qg_weight* w, const qg_q8_act* a, float* y, int64_t n0, int64_t n1) {
+  const int64_t chunks_per_block = w->bs / 32;
+  for (int64_t row = n0; row < n1; row++) {
+    float acc = 0.0f;
+    for (int64_t b = 0; b < w->bpr; b++) {
+      const int64_t bi = row * w->bpr + b;
+      const float s = w->scales[bi], z = w->zp ? (float)w->zp[bi] : 8.0f;
+      for (int64_t c = 0; c < chunks_per_block; c++) {
+        const int64_t j = b * chunks_per_block + c;
+        const uint8_t* q = w->packed + row * w->row_bytes + b * w->block_bytes + c * 16;
+        const int8_t* xq = a->xq + j * 32;
+        int32_t dot = 0;
+        for (int i = 0; i < 16; i++) dot += (q[i] & 15) * xq[i] + (q[i] >> 4) * xq[16 + i];
+        acc += s * (a->dx[j] * (float)dot - z * a->dsx[j]);
+      }
+    }
+    y[row] = acc;
+  }
+}
+
 void qg_fill_ref(qg_dispatch* d) {
+  d->gemv_int4_q8 = qg_gemv_int4_q8_ref;
   d->isa = "scalar";
   for (int b = 0; b < 9; b++) d->gemm_int[b] = d->gemv_int[b] = (b == 2 || b == 3 || b == 4 || b == 8) ? qg_gemm_int_ref : NULL;
   for (int f = 0; f < QG_FMT_COUNT; f++) d->gemm_lut[f] = NULL;

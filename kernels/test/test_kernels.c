@@ -115,6 +115,40 @@ static void test_gemm_int(void) {
       }
 }
 
+/* int8-activation int4 GEMV: SIMD vs reference (same math, tight), and vs the float product (loose:
+ * the activations carry int8 rounding). */
+#define BUDGET_Q8_VS_REF 2e-6
+#define BUDGET_Q8_VS_F32 1e-2
+static void test_gemv_q8(void) {
+  const int bsv[] = {32, 64, 128};
+  for (int si = 0; si < NSIZES; si++)
+    for (int bi = 0; bi < 3; bi++) {
+      const int bs = bsv[bi];
+      const int64_t k = SIZES[si] * 7 + 1, n = SIZES[(si + bi) % NSIZES], bpr = (k + bs - 1) / bs;
+      float *w = malloc(4 * n * k), *x = malloc(4 * k), *s = malloc(4 * n * bpr), *deq = malloc(4 * n * k);
+      uint8_t *c = malloc(n * bpr * bs), *z = malloc(n * bpr), *p = malloc(n * bpr * bs / 2);
+      float *y1 = malloc(4 * n), *y2 = malloc(4 * n), *y3 = malloc(4 * n), *mag = malloc(4 * n);
+      void* ws = malloc((size_t)qg_gemv_q8_workspace_bytes(k, bs));
+      fill(w, n * k, 1);
+      fill(x, k, 0);
+      const int sym = si % 2;
+      qg_quantize_int(w, n, k, 4, bs, sym, 0, c, s, z, 1);
+      qg_pack_bits(c, n * bpr * bs, 4, bs, p);
+      qg_dequantize_int(p, s, sym ? NULL : z, n, k, 4, bs, deq);
+      abs_gemm(deq, x, n, k, 1, mag);
+      qg_force_ref(1);
+      qg_gemv_int4_q8(p, s, sym ? NULL : z, n, k, bs, x, y1, ws, 1);
+      qg_force_ref(0);
+      qg_gemv_int4_q8(p, s, sym ? NULL : z, n, k, bs, x, y2, ws, 1);
+      qg_gemm_int(p, s, sym ? NULL : z, n, k, 4, bs, x, 1, y3, 1);
+      char what[96];
+      snprintf(what, sizeof what, "gemv_int4_q8 bs=%d n=%lld k=%lld", bs, (long long)n, (long long)k);
+      compare(what, y2, y1, mag, n, BUDGET_Q8_VS_REF);
+      compare(what, y2, y3, mag, n, BUDGET_Q8_VS_F32);
+      free(w); free(x); free(s); free(deq); free(c); free(z); free(p); free(y1); free(y2); free(y3); free(mag); free(ws);
+    }
+}
+
 static void test_pack(void) {
   for (int bits = 1; bits <= 8; bits++)
     for (int si = 0; si < NSIZES; si++) {
@@ -196,6 +230,7 @@ int main(void) {
   test_pack();
   test_quantize_int();
   test_gemm_int();
+  test_gemv_q8();
   test_lut();
   test_f32_and_f16();
   /* argument checks return errors instead of crashing */

@@ -1,6 +1,8 @@
 // Every action input and output name, in one table; nothing else reads inputs.
 import * as core from "@actions/core";
 import type { ConfigOverrides } from "../config/load.js";
+import { UserError } from "../errors.js";
+import { COMMENT_MODES, type CommentMode } from "../github/comment.js";
 
 export const INPUTS = {
   config: "config",
@@ -12,6 +14,13 @@ export const INPUTS = {
   threads: "threads",
   outputDir: "output-dir",
   onnxruntimePath: "onnxruntime-path",
+  githubToken: "github-token",
+  comment: "comment",
+  artifact: "artifact",
+  artifactRetentionDays: "artifact-retention-days",
+  mode: "mode",
+  cache: "cache",
+  historyRemote: "history-remote",
 } as const;
 
 export const OUTPUTS = {
@@ -29,12 +38,46 @@ export const OUTPUTS = {
   bitsPerWeight: "bits-per-weight",
   latencyP50Ms: "latency-p50-ms",
   peakMemoryBytes: "peak-memory-bytes",
+  commentUrl: "comment-url",
+  artifactId: "artifact-id",
+  artifactUrl: "artifact-url",
+  baseCommit: "base-commit",
+  historyLocation: "history-location",
+  dashboardPath: "dashboard-path",
+  releaseRecordPath: "release-record-path",
+  cacheHits: "cache-hits",
 } as const;
+
+export type RunMode = "check" | "release";
+
+export interface CiInputs {
+  readonly githubToken: string | undefined;
+  readonly comment: CommentMode;
+  readonly artifact: boolean;
+  readonly artifactRetentionDays: number | undefined;
+  readonly mode: RunMode;
+  readonly cache: boolean;
+  readonly historyRemote: string | undefined;
+}
 
 export interface ActionInputs {
   readonly configPath: string;
   readonly overrides: ConfigOverrides;
   readonly onnxruntimePath: string | undefined;
+  readonly ci: CiInputs;
+}
+
+function oneOf<T extends string>(name: string, value: string | undefined, allowed: readonly T[], fallback: T): T {
+  if (value === undefined) return fallback;
+  if ((allowed as readonly string[]).includes(value)) return value as T;
+  throw new UserError(`input "${name}": expected ${allowed.map((a) => `"${a}"`).join(", ")}, got "${value}"`);
+}
+
+function bool(name: string, value: string | undefined, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (/^(true|yes|on|1)$/i.test(value)) return true;
+  if (/^(false|no|off|0)$/i.test(value)) return false;
+  throw new UserError(`input "${name}": expected true or false, got "${value}"`);
 }
 
 export function readInputs(): ActionInputs {
@@ -42,6 +85,7 @@ export function readInputs(): ActionInputs {
   return {
     configPath: get(INPUTS.config) ?? "quantgate.yml",
     onnxruntimePath: get(INPUTS.onnxruntimePath),
+    ci: readCiInputs(get),
     overrides: {
       model: get(INPUTS.model),
       "recipe.format": get(INPUTS.format),
@@ -51,5 +95,23 @@ export function readInputs(): ActionInputs {
       "measure.threads": get(INPUTS.threads),
       output_dir: get(INPUTS.outputDir),
     },
+  };
+}
+
+/** The CI inputs, validated; each message names the input and the bad value. */
+export function readCiInputs(get: (name: string) => string | undefined): CiInputs {
+  const days = get(INPUTS.artifactRetentionDays);
+  const retention = days === undefined ? undefined : Number(days);
+  if (retention !== undefined && (!Number.isInteger(retention) || retention < 1 || retention > 90)) {
+    throw new UserError(`input "${INPUTS.artifactRetentionDays}": expected a whole number of days from 1 to 90, got "${days}"`);
+  }
+  return {
+    githubToken: get(INPUTS.githubToken),
+    comment: oneOf(INPUTS.comment, get(INPUTS.comment), COMMENT_MODES, "always"),
+    artifact: bool(INPUTS.artifact, get(INPUTS.artifact), true),
+    artifactRetentionDays: retention,
+    mode: oneOf<RunMode>(INPUTS.mode, get(INPUTS.mode), ["check", "release"], "check"),
+    cache: bool(INPUTS.cache, get(INPUTS.cache), true),
+    historyRemote: get(INPUTS.historyRemote),
   };
 }

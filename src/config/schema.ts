@@ -2,11 +2,53 @@
 import { z } from "zod";
 import { parseBytes, parseDurationMs, parsePercent } from "./units.js";
 
-export const FORMATS = ["int8", "int4", "int2"] as const;
+export const INT_FORMATS = ["int8", "int4", "int3", "int2"] as const;
+export const TABLE_FORMATS = ["nf4", "fp4", "bnb-fp4", "mxfp4", "fp8", "codebook"] as const;
+export const FORMATS = [...INT_FORMATS, ...TABLE_FORMATS] as const;
+export type IntFormat = (typeof INT_FORMATS)[number];
+export type TableFormatName = (typeof TABLE_FORMATS)[number];
 export type WeightFormat = (typeof FORMATS)[number];
-export const FORMAT_BITS: Record<WeightFormat, 2 | 4 | 8> = { int8: 8, int4: 4, int2: 2 };
+export const FORMAT_BITS: Record<WeightFormat, 2 | 3 | 4 | 8> = {
+  int8: 8,
+  int4: 4,
+  int3: 3,
+  int2: 2,
+  nf4: 4,
+  fp4: 4,
+  "bnb-fp4": 4,
+  mxfp4: 4,
+  fp8: 8,
+  codebook: 4,
+};
+export const isIntFormat = (f: WeightFormat): f is IntFormat => (INT_FORMATS as readonly string[]).includes(f);
 export const BLOCK_SIZES = [16, 32, 64, 128, 256] as const;
-export const ALGORITHMS = ["rtn", "mse"] as const;
+export const ALGORITHMS = ["rtn", "mse", "awq", "gptq"] as const;
+
+/**
+ * Named recipes from the papers. A preset fills recipe fields the config does not set itself.
+ * - int8: per-block int8, symmetric, round to nearest (the LLM.int8()-free baseline every toolkit ships).
+ * - int4-rtn: int4 asymmetric block 32, round to nearest (ONNX Runtime's MatMulNBits default recipe).
+ * - int4-awq: int4 asymmetric block 128 with activation-aware scaling (Lin et al., AWQ, 2023).
+ * - int4-gptq: int4 asymmetric block 128 with GPTQ error feedback (Frantar et al., 2022).
+ * - int3-quantx: per-matrix hardware-aware choice of grid and block size around 3 bits (QuantX).
+ * - nf4: NormalFloat4 with block-64 absmax (Dettmers et al., QLoRA, 2023).
+ * - mxfp4: OCP Microscaling FP4: E2M1 codes, one E8M0 power-of-two scale per 32.
+ * - mixed-3.5bpw: bits allocated by sensitivity to 3.5 bits per weight (the optimal-formats rule).
+ * - lowrank-int3: int3 with MSE clip search plus a rank-8 float16 correction of the
+ *   activation-weighted error (LQER-style; the training-free counterpart of DL-QAT's low-rank update).
+ */
+export const PRESETS: Record<string, Record<string, unknown>> = {
+  int8: { format: "int8", block_size: 128, symmetric: true, algorithm: "rtn" },
+  "int4-rtn": { format: "int4", block_size: 32, symmetric: false, algorithm: "rtn" },
+  "int4-awq": { format: "int4", block_size: 128, symmetric: false, algorithm: "awq" },
+  "int4-gptq": { format: "int4", block_size: 128, symmetric: false, algorithm: "gptq" },
+  "int3-quantx": { format: "int3", block_size: 64, symmetric: false, algorithm: "mse", quantx: { target_bpw: 3.6 } },
+  nf4: { format: "nf4", block_size: 64 },
+  mxfp4: { format: "mxfp4", block_size: 32 },
+  "mixed-3.5bpw": { format: "int4", block_size: 64, symmetric: false, algorithm: "mse", mixed: { target_bpw: 3.5, method: "fisher", formats: ["int2", "int3", "int4", "int8"] } },
+  "lowrank-int3": { format: "int3", block_size: 64, symmetric: false, algorithm: "mse", lowrank: { rank: 8 } },
+};
+export const PRESET_NAMES = Object.keys(PRESETS);
 
 const blockSize = z
   .number({ error: `expected one of ${BLOCK_SIZES.join(", ")}` })
@@ -25,7 +67,10 @@ const override = z.strictObject({
   skip: z.boolean().optional(),
 });
 
-export const recipeSchema = z.strictObject({
+const intFormat = z.enum(INT_FORMATS, { error: `expected one of ${INT_FORMATS.join(", ")}` });
+
+const recipeObject = z.strictObject({
+  preset: z.enum(PRESET_NAMES as [string, ...string[]], { error: `expected one of ${PRESET_NAMES.join(", ")}` }).optional(),
   format: format.default("int4"),
   block_size: blockSize.default(32),
   symmetric: z.boolean().default(false),
@@ -36,6 +81,65 @@ export const recipeSchema = z.strictObject({
   min_elements: z.number().int().nonnegative().default(1024),
   exclude: patternList,
   overrides: z.array(override).default([]),
+  gptq: z
+    .strictObject({
+      damp: z.number().positive().max(1).default(0.01),
+      act_order: z.boolean().default(false),
+      lazy_batch: z.number().int().positive().default(128),
+    })
+    .default({ damp: 0.01, act_order: false, lazy_batch: 128 }),
+  awq: z.strictObject({ grid: z.number().int().min(2).max(100).default(20) }).default({ grid: 20 }),
+  lowrank: z
+    .strictObject({
+      /** Rank of the float correction branch; 0 turns it off. */
+      rank: z.number().int().nonnegative().max(512).default(0),
+      /** Least-squares refinement of block scales on calibration statistics. */
+      refine_scales: z.boolean().default(false),
+    })
+    .default({ rank: 0, refine_scales: false }),
+  codebook: z
+    .strictObject({
+      levels: z.number().int().min(2).max(16).default(16),
+      method: z.enum(["lloyd-max", "student-t"], { error: 'expected "lloyd-max" or "student-t"' }).default("lloyd-max"),
+    })
+    .default({ levels: 16, method: "lloyd-max" }),
+  /** Mixed precision: bits per layer allocated by sensitivity to reach a bits-per-weight target. */
+  mixed: z
+    .strictObject({
+      target_bpw: z.number().positive().max(16),
+      method: z.enum(["fisher", "uniform"], { error: 'expected "fisher" or "uniform"' }).default("fisher"),
+      formats: z.array(intFormat).min(1).default(["int2", "int3", "int4", "int8"]),
+      /** Share of weights in the low format (the Q_r knob); when set, layers go low or high by sensitivity instead. */
+      q_ratio: z.number().min(0).max(1).optional(),
+      low: intFormat.default("int3"),
+      high: intFormat.default("int8"),
+    })
+    .optional(),
+  /** Hardware-aware per-matrix choice (QuantX): grid and block size from weight statistics and kernel cost. */
+  quantx: z
+    .strictObject({
+      target_bpw: z.number().positive().max(16),
+      /** Largest accepted kernel-time ratio to int4 per weight byte, when kernel costs are measured. */
+      max_cost_ratio: z.number().positive().default(1.5),
+    })
+    .optional(),
+});
+
+/** Expand `preset` under the fields the config sets itself. */
+function expandPreset(raw: unknown): unknown {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) return raw;
+  const r = raw as Record<string, unknown>;
+  const preset = typeof r.preset === "string" ? PRESETS[r.preset] : undefined;
+  return preset ? { ...preset, ...r } : raw;
+}
+
+export const recipeSchema = z.preprocess(expandPreset, recipeObject).superRefine((r, ctx) => {
+  if (r.format === "mxfp4" && r.block_size !== 32) {
+    ctx.addIssue({ code: "custom", path: ["block_size"], message: "mxfp4 uses one E8M0 scale per 32 weights: block_size must be 32" });
+  }
+  if ((r.algorithm === "awq" || r.algorithm === "gptq") && !isIntFormat(r.format)) {
+    ctx.addIssue({ code: "custom", path: ["algorithm"], message: `${r.algorithm} works on the int formats (${INT_FORMATS.join(", ")}), not ${r.format}` });
+  }
 });
 
 const bytesValue = z.union([z.string(), z.number()]).transform((v, ctx) => {
@@ -132,23 +236,76 @@ export const measureSchema = z.strictObject({
   kernel_benchmark: z.boolean().default(true),
 });
 
+/** Regression rules against the latest history entry of the base branch (pull requests). */
+export const regressionSchema = z.strictObject({
+  /** Quantized accuracy drop against the base branch, in points (percentage points). */
+  max_accuracy_drop: limit(plainNumber).optional(),
+  /** Quantized perplexity increase against the base branch. */
+  max_perplexity_increase_pct: limit(percentValue).optional(),
+  /** Increase of the mean KL divergence against the base branch (nats). */
+  max_kl_increase: limit(plainNumber).optional(),
+  /** Median latency increase against the base branch; fails only when the confidence interval clears the limit. */
+  max_latency_increase_pct: limit(percentValue).optional(),
+  /** Quantized model size increase against the base branch. */
+  max_size_increase_pct: limit(percentValue).optional(),
+  /** Confidence level of the bootstrap intervals. */
+  confidence: z.number({ error: "expected a number between 0.5 and 0.999" }).min(0.5).max(0.999).default(0.95),
+  /** Bootstrap resamples. */
+  bootstrap_samples: z.number().int().min(100).max(100_000).default(2000),
+  /** Divide latency by the float model's latency measured in the same run (cancels runner speed) when the float model is unchanged. */
+  latency_relative_to_float: z.boolean().default(true),
+  /** Fail when a pull request finds no history entry of its base branch (otherwise: a note, no regression rules). */
+  require_base: z.boolean().default(false),
+});
+
+/** Where run results are kept: one JSON file per config on a branch, or @actions/cache entries. */
+export const historySchema = z.strictObject({
+  backend: z.enum(["branch", "cache", "none"], { error: 'expected "branch", "cache" or "none"' }).default("branch"),
+  branch: z.string().min(1).default("quantgate-data"),
+  /** Folder inside the history branch for the data files and the dashboard. */
+  path: z.string().default("quantgate"),
+  max_entries: z.number().int().min(1).max(10_000).default(200),
+  /** Branches whose runs are stored; empty: the repository's default branch. */
+  branches: z.array(z.string().min(1)).default([]),
+  /** Name of this config in history, comments and artifacts; default: from the config path. */
+  name: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]+$/, "expected letters, digits, '.', '_' or '-'")
+    .optional(),
+  dashboard: z.boolean().default(true),
+});
+
+/** Stricter rules for `mode: release`: each limit here replaces the normal one where it is stricter. */
+export const releaseSchema = z.strictObject({
+  gate: gateSchema.partial().default({}),
+  regression: regressionSchema.partial().default({}),
+  /** The machine-readable pass/fail record, relative to output_dir. */
+  record: z.string().min(1).default("quantgate-release.json"),
+});
+
 export const configSchema = z.strictObject({
   version: z.literal(1).default(1),
   model: z.string().min(1, "expected the path of an .onnx file"),
-  recipe: recipeSchema.default(recipeSchema.parse({})),
+  recipe: recipeSchema.default(recipeObject.parse({})),
   evaluation: evaluationSchema,
   gate: gateSchema.default(gateSchema.parse({})),
   measure: measureSchema.default(measureSchema.parse({})),
   output_dir: z.string().default("quantgate-out"),
+  regression: regressionSchema.optional(),
+  history: historySchema.optional(),
+  release: releaseSchema.optional(),
 });
 
 export type ConfigFile = z.infer<typeof configSchema>;
-export type Recipe = z.infer<typeof recipeSchema>;
+export type Recipe = z.output<typeof recipeSchema>;
 export type GateLimits = z.infer<typeof gateSchema>;
 export type Evaluation = z.infer<typeof evaluationSchema>;
 export type LmEvaluation = z.infer<typeof lmEvaluation>;
 export type ClassificationEvaluation = z.infer<typeof classificationEvaluation>;
 export type MeasureSettings = z.infer<typeof measureSchema>;
+export type RegressionSettings = z.infer<typeof regressionSchema>;
+export type HistorySettings = z.infer<typeof historySchema>;
+export type ReleaseSettings = z.infer<typeof releaseSchema>;
 export interface Limit {
   warn?: number | undefined;
   fail?: number | undefined;

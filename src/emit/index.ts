@@ -14,9 +14,9 @@ import {
   type NodeProto,
   type TensorProto,
 } from "../onnx/model.js";
-import { containerBits, toMatMulNBits, type BlockwiseQuantized } from "../quantize/blockwise.js";
+import { containerBits, toMatMulNBits } from "../quantize/blockwise.js";
 import { tablePackedBytes, type TableQuantized } from "../quantize/tables.js";
-import type { QuantizedWeight } from "../quantize/index.js";
+import { isTable, type AnyQuantized, type QuantizedWeight } from "../quantize/index.js";
 
 /**
  * How a quantized weight executes in ONNX Runtime. Every form computes with exactly the dequantized
@@ -25,14 +25,22 @@ import type { QuantizedWeight } from "../quantize/index.js";
  * - dequant-subgraph: uint8 codes -> Cast -> Sub(zp) -> Mul(scale) -> MatMul, standard ops only.
  * - lookup-subgraph: uint8 codes -> Cast -> Gather(table) -> Mul(block scale) -> MatMul, for table
  *   formats (NF4, FP4 E2M1, MXFP4, FP8 E4M3, codebooks), standard ops only.
+ * - matmulbnb4: com.microsoft.MatMulBnb4 (NF4 quant_type 1, bitsandbytes FP4 quant_type 0) on codes
+ *   packed two per byte, first code in the high nibble, blocks over the flattened [N, K] weight
+ *   (so only when K is a multiple of the block size, where those blocks equal ours).
+ * DequantizeLinear with FLOAT4E2M1 (opset 23) would be the standard form for FP4, but ONNX Runtime 1.30
+ * has no CPU kernel for it (test/ort-forms.test.ts), so FP4 and MXFP4 fall back to lookup-subgraph.
  */
-export type ExecForm = "matmulnbits" | "dequant-subgraph" | "lookup-subgraph";
+export type ExecForm = "matmulnbits" | "dequant-subgraph" | "lookup-subgraph" | "matmulbnb4";
 
-export type AnyQuantized = BlockwiseQuantized | TableQuantized;
-
-export function isTable(q: AnyQuantized): q is TableQuantized {
-  return "table" in q;
+/** Whether a form can carry this weight at all (before timing it). */
+export function formApplies(form: ExecForm, q: AnyQuantized): boolean {
+  if (form === "matmulbnb4") return isTable(q) && (q.format === "nf4" || q.format === "bnb-fp4") && q.k % q.blockSize === 0;
+  if (form === "lookup-subgraph") return isTable(q);
+  return !isTable(q);
 }
+
+
 
 export interface LayerStorage {
   /** Bytes of the quantized weight as stored in the emitted ONNX file (codes + scales + zero points). */
@@ -61,7 +69,7 @@ export interface LayerGraph {
 }
 
 /** Dense storage of a block-wise quantized weight: codes at `bits` each, fp32 scales, zero points at `bits` each. */
-export function packedBytes(q: BlockwiseQuantized): number {
+export function packedBytes(q: import("../quantize/blockwise.js").BlockwiseQuantized): number {
   const blocks = q.n * q.blocksPerRow;
   const codeBits = q.n * q.k * q.spec.bits;
   const zpBits = q.spec.symmetric ? 0 : blocks * q.spec.bits;
@@ -100,6 +108,22 @@ function finishSubgraph(p: string, input: string, output: string, w3: string, k:
   nodes.push(makeNode("MatMul", [input, weight], [output], [], { name: `${p}_MatMul` }));
 }
 
+function bnb4LayerGraph(p: string, input: string, output: string, q: TableQuantized): LayerGraph {
+  const { n, k, blockSize } = q;
+  const total = n * k;
+  const packed = new Uint8Array(Math.ceil(total / 2));
+  for (let i = 0; i < total; i += 2) packed[i >> 1] = (q.codes[i]! << 4) | (i + 1 < total ? q.codes[i + 1]! : 0);
+  const inits = [makeTensor(`${p}_bnb4`, DataType.UINT8, [packed.length], packed), makeTensor(`${p}_absmax`, DataType.FLOAT, [q.scales.length], q.scales)];
+  const node = makeNode(
+    "MatMulBnb4",
+    [input, inits[0]!.name, inits[1]!.name],
+    [output],
+    [makeAttribute("K", k), makeAttribute("N", n), makeAttribute("block_size", blockSize), makeAttribute("quant_type", q.format === "nf4" ? 1 : 0)],
+    { name: `${p}_MatMulBnb4`, domain: "com.microsoft" },
+  );
+  return { nodes: [node], initializers: inits, storage: { storedBytes: packed.length + q.scales.length * 4, packedBytes: tablePackedBytes(q) } };
+}
+
 function tableLayerGraph(p: string, input: string, output: string, q: TableQuantized): LayerGraph {
   const { n, k, blocksPerRow, blockSize } = q;
   const kPadded = blocksPerRow * blockSize;
@@ -122,10 +146,8 @@ function tableLayerGraph(p: string, input: string, output: string, q: TableQuant
 
 /** Nodes and initializers computing `output = input @ dequant(q)` (plus nothing else). */
 export function layerGraph(prefix: string, input: string, output: string, q: AnyQuantized, form: ExecForm, accuracyLevel: number): LayerGraph {
-  if (isTable(q)) {
-    if (form !== "lookup-subgraph") throw new Error(`internal: ${q.format} cannot execute as ${form}`);
-    return tableLayerGraph(prefix, input, output, q);
-  }
+  if (!formApplies(form, q)) throw new Error(`internal: ${isTable(q) ? q.format : `int${q.spec.bits}`} cannot execute as ${form}`);
+  if (isTable(q)) return form === "matmulbnb4" ? bnb4LayerGraph(prefix, input, output, q) : tableLayerGraph(prefix, input, output, q);
   const { n, k, blocksPerRow } = q;
   const { bits, blockSize } = q.spec;
   if (form === "matmulnbits") {
@@ -147,7 +169,7 @@ export function layerGraph(prefix: string, input: string, output: string, q: Any
       [
         makeAttribute("K", k),
         makeAttribute("N", n),
-        makeAttribute("bits", bits),
+        makeAttribute("bits", container),
         makeAttribute("block_size", blockSize),
         makeAttribute("accuracy_level", accuracyLevel),
       ],
@@ -204,15 +226,43 @@ export function emitModel(
   for (const w of weights) {
     const { site, format } = w.plan;
     const node = graph.node[site.nodeIndex]!;
-    const form = forms.get(format) ?? "matmulnbits";
+    let form = forms.get(format) ?? (isTable(w.q) ? "lookup-subgraph" : "matmulnbits");
+    // The form measured on the largest layer may not fit this one (MatMulBnb4 needs K % block == 0).
+    if (!formApplies(form, w.q)) form = isTable(w.q) ? "lookup-subgraph" : "dequant-subgraph";
     const prefix = safeName(`${site.nodeName}_${format}`);
-    const input = node.input[0]!;
     const output = node.output[0]!;
+    const nodes: NodeProto[] = [];
+    let input = node.input[0]!;
+    let extraFloatBytes = 0;
+    if (w.inputScales) {
+      // AWQ: W was quantized as W*diag(s); x*(1/s) keeps the product equal.
+      newInits.push(makeTensor(`${prefix}_awq_inv_scales`, DataType.FLOAT, [site.k], w.inputScales));
+      nodes.push(makeNode("Mul", [input, `${prefix}_awq_inv_scales`], [`${prefix}_awq_input`], [], { name: `${prefix}_AwqScale` }));
+      input = `${prefix}_awq_input`;
+      extraFloatBytes += site.k * 4;
+    }
     const isGemmWithBias = site.opType === "Gemm" && (node.input[2] ?? "") !== "";
-    const product = isGemmWithBias ? `${prefix}_product` : output;
+    const needsSum = isGemmWithBias || w.lowRank !== undefined;
+    const product = needsSum ? `${prefix}_product` : output;
     const lg = layerGraph(prefix, input, product, w.q, form, accuracyLevel);
-    const nodes = [...lg.nodes];
+    nodes.push(...lg.nodes);
     newInits.push(...lg.initializers);
+    let sum = product;
+    if (w.lowRank) {
+      // Low-rank error correction: y += (x @ A) @ B, a small float16 branch on the original input.
+      const { aHalf, bHalf, rank } = w.lowRank;
+      newInits.push(makeTensor(`${prefix}_lr_a`, DataType.FLOAT16, [site.k, rank], aHalf));
+      newInits.push(makeTensor(`${prefix}_lr_b`, DataType.FLOAT16, [rank, site.n], bHalf));
+      const toFloat = [makeAttribute("to", DataType.FLOAT)];
+      nodes.push(makeNode("Cast", [`${prefix}_lr_a`], [`${prefix}_lr_a_f`], toFloat, { name: `${prefix}_LowRankCastA` }));
+      nodes.push(makeNode("Cast", [`${prefix}_lr_b`], [`${prefix}_lr_b_f`], toFloat, { name: `${prefix}_LowRankCastB` }));
+      nodes.push(makeNode("MatMul", [node.input[0]!, `${prefix}_lr_a_f`], [`${prefix}_lr_mid`], [], { name: `${prefix}_LowRankA` }));
+      nodes.push(makeNode("MatMul", [`${prefix}_lr_mid`, `${prefix}_lr_b_f`], [`${prefix}_lr_out`], [], { name: `${prefix}_LowRankB` }));
+      const target = isGemmWithBias ? `${prefix}_corrected` : output;
+      nodes.push(makeNode("Add", [product, `${prefix}_lr_out`], [target], [], { name: `${prefix}_LowRankAdd` }));
+      sum = target;
+      extraFloatBytes += rank * (site.k + site.n) * 2;
+    }
     if (isGemmWithBias) {
       const c = node.input[2]!;
       const beta = getFloatAttr(node, "beta", 1);
@@ -223,7 +273,7 @@ export function emitModel(
         bias = `${prefix}_bias`;
         newInits.push(makeTensor(bias, DataType.FLOAT, cTensor.dims.map(Number), scaled));
       }
-      nodes.push(makeNode("Add", [product, bias], [output], [], { name: `${prefix}_AddBias` }));
+      nodes.push(makeNode("Add", [sum, bias], [output], [], { name: `${prefix}_AddBias` }));
     }
     replaced.set(site.nodeIndex, nodes);
     removed.add(site.name);
@@ -233,9 +283,10 @@ export function emitModel(
       format,
       form,
       floatBytes: site.k * site.n * 4,
-      ...lg.storage,
+      storedBytes: lg.storage.storedBytes + extraFloatBytes,
+      packedBytes: lg.storage.packedBytes + extraFloatBytes,
     });
-    if (form === "matmulnbits") ensureOpset(proto, "com.microsoft", 1);
+    if (form === "matmulnbits" || form === "matmulbnb4") ensureOpset(proto, "com.microsoft", 1);
   }
   graph.node = graph.node.flatMap((node, i) => replaced.get(i) ?? [node]);
   const stillUsed = new Set(graph.node.flatMap((n) => n.input));

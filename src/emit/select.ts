@@ -4,17 +4,28 @@ import { create } from "@bufbuild/protobuf";
 import { GraphProtoSchema, ModelProtoSchema, OperatorSetIdProtoSchema } from "onnx-buf";
 import type { WeightFormat } from "../config/schema.js";
 import { DataType, makeNode, makeTensor, makeValueInfo, serializeModel, type ModelProto } from "../onnx/model.js";
-import type { BlockwiseQuantized } from "../quantize/blockwise.js";
-import type { QuantizedWeight } from "../quantize/index.js";
+import type { AnyQuantized, QuantizedWeight } from "../quantize/index.js";
 import { weightRowsNK } from "../quantize/index.js";
 import { transpose } from "../quantize/blockwise.js";
 import { createSession, type Ort } from "../runtime/ort.js";
-import { layerGraph, type ExecForm } from "./index.js";
+import { formApplies, layerGraph, type ExecForm } from "./index.js";
 
+const INT_FORMS: readonly ExecForm[] = ["matmulnbits", "dequant-subgraph"];
+const TABLE_FORMS: readonly ExecForm[] = ["lookup-subgraph"];
+const BNB_FORMS: readonly ExecForm[] = ["matmulbnb4", "lookup-subgraph"];
+
+/** The bit-exact forms to try per format, packed operator first. */
 export const CANDIDATE_FORMS: Record<WeightFormat, readonly ExecForm[]> = {
-  int4: ["matmulnbits", "dequant-subgraph"],
-  int8: ["matmulnbits", "dequant-subgraph"],
-  int2: ["matmulnbits", "dequant-subgraph"],
+  int8: INT_FORMS,
+  int4: INT_FORMS,
+  int3: INT_FORMS,
+  int2: INT_FORMS,
+  nf4: BNB_FORMS,
+  fp4: TABLE_FORMS,
+  "bnb-fp4": BNB_FORMS,
+  mxfp4: TABLE_FORMS,
+  fp8: TABLE_FORMS,
+  codebook: TABLE_FORMS,
 };
 
 /**
@@ -66,7 +77,7 @@ function singleLayerModel(
 }
 
 /** One-layer model computing Y = A @ dequant(q) in the given form. */
-export function quantizedLayerModel(q: BlockwiseQuantized, form: ExecForm, accuracyLevel: number): ModelProto {
+export function quantizedLayerModel(q: AnyQuantized, form: ExecForm, accuracyLevel: number): ModelProto {
   return singleLayerModel(q.k, q.n, (g) => {
     const lg = layerGraph("W", "A", "Y", q, form, accuracyLevel);
     g.nodes.push(...lg.nodes);
@@ -112,7 +123,7 @@ export async function chooseForms(ort: Ort, weights: readonly QuantizedWeight[],
     const { k, n } = w.q;
     const floatP50Ms = await timeModel(ort, floatLayerModel(transpose(weightRowsNK(w.plan.site), n, k), k, n), k, threads, runs);
     const candidates: FormTiming[] = [];
-    for (const form of CANDIDATE_FORMS[format]) {
+    for (const form of CANDIDATE_FORMS[format].filter((fm) => formApplies(fm, w.q))) {
       try {
         candidates.push({ form, p50Ms: await timeModel(ort, quantizedLayerModel(w.q, form, accuracyLevel), k, threads, runs) });
       } catch (err) {
@@ -123,7 +134,7 @@ export async function chooseForms(ort: Ort, weights: readonly QuantizedWeight[],
     if (timed.length === 0) throw new Error(`ONNX Runtime refused every form for ${format}: ${candidates.map((c) => `${c.form}: ${c.refused}`).join("; ")}`);
     // Prefer the packed operator: its weights stay compressed in memory, while ONNX Runtime folds a
     // dequantizing subgraph back to float at load. Leave it only for a naive path (> PACKED_SLOWDOWN_LIMIT x).
-    const packed = timed.find((c) => c.form === "matmulnbits");
+    const packed = timed.find((c) => c.form === "matmulnbits" || c.form === "matmulbnb4");
     const fastest = timed.reduce((a, b) => (b.p50Ms < a.p50Ms ? b : a));
     const packedIsNaive = packed !== undefined && packed.p50Ms > fastest.p50Ms * PACKED_SLOWDOWN_LIMIT && packed.p50Ms - fastest.p50Ms > PACKED_SLOWDOWN_MIN_MS;
     const chosen = packed && !packedIsNaive ? packed : fastest;

@@ -69,6 +69,7 @@ export function jsRawKernels(): RawKernels {
           y[mi * n + r] = acc;
         }
     },
+    gemvInt4Q8: () => unsupported("gemvBlockwiseInt8"),
     quantizeLut: () => unsupported("quantizeTable"),
     dequantizeLut: () => unsupported("dequantizeTable"),
     gemmLut: () => unsupported("gemmTable"),

@@ -45,6 +45,18 @@ export interface RawKernels {
     y: Float32Array,
     threads: number,
   ): void;
+  /** int4 GEMV with activations quantized to int8 per 32 (blockSize % 32 == 0). */
+  gemvInt4Q8(
+    packed: Uint8Array,
+    scales: Float32Array,
+    zeroPoints: Uint8Array | null,
+    n: number,
+    k: number,
+    blockSize: number,
+    x: Float32Array,
+    y: Float32Array,
+    threads: number,
+  ): void;
   quantizeLut(
     format: number,
     wT: Float32Array,

@@ -134,6 +134,18 @@ export async function instantiateWasmKernels(bytes: Uint8Array): Promise<RawKern
         take(py, y);
       });
     },
+    gemvInt4Q8(packed, scales, zps, n, k, bs, x, y, _threads) {
+      need("gemvInt4Q8", "x", x, k);
+      need("gemvInt4Q8", "y", y, n);
+      need("gemvInt4Q8", "packed", packed, n * Math.ceil(k / bs) * (bs / 2));
+      scoped(() => {
+        const wsBytes = Number(call("qg_gemv_q8_workspace_bytes", I(k), bs));
+        if (wsBytes <= 0) throw new RangeError(`gemvInt4Q8: blockSize must be a multiple of 32, not ${bs}`);
+        const pp = put(packed), ps = put(scales), pz = put(zps), px = put(x), py = put(y, false), pw = alloc(wsBytes);
+        check("gemvInt4Q8", call("qg_gemv_int4_q8", pp, ps, pz, I(n), I(k), bs, px, py, pw, 1));
+        take(py, y);
+      });
+    },
     quantizeLut(format, wT, n, k, bs, table, tableLength, packed, scales, _threads) {
       need("quantizeLut", "wT", wT, n * k);
       scoped(() => {

@@ -33,12 +33,18 @@ export interface StorageSummary {
   readonly floatBytes: number;
   readonly storedBytes: number;
   readonly packedBytes: number;
-  /** Bits per quantized weight as stored in the emitted ONNX file (codes, scales, zero points). */
+  /**
+   * Bits per quantized weight of the deployable, densely packed artifact: codes at their true width,
+   * scales and zero points counted (int3 counts 3 bits though ONNX Runtime runs it in a 4-bit container).
+   */
   readonly bitsPerWeight: number;
-  /** Bits per quantized weight in the densely packed artifact. */
-  readonly packedBitsPerWeight: number;
+  /** Bits per quantized weight as the emitted ONNX file stores them (containers and 8-bit subgraph codes included). */
+  readonly storedBitsPerWeight: number;
   /** Float bytes over stored bytes of the quantized weights. */
   readonly compression: number;
+  /** Bits per weight with every tensor's codes at their empirical entropy / Huffman-coded. */
+  readonly entropyBitsPerWeight?: number;
+  readonly huffmanBitsPerWeight?: number;
 }
 
 export function summarizeStorage(layers: readonly EmittedLayer[]): StorageSummary {
@@ -51,8 +57,8 @@ export function summarizeStorage(layers: readonly EmittedLayer[]): StorageSummar
     floatBytes,
     storedBytes,
     packedBytes,
-    bitsPerWeight: weights > 0 ? (storedBytes * 8) / weights : 0,
-    packedBitsPerWeight: weights > 0 ? (packedBytes * 8) / weights : 0,
+    bitsPerWeight: weights > 0 ? (packedBytes * 8) / weights : 0,
+    storedBitsPerWeight: weights > 0 ? (storedBytes * 8) / weights : 0,
     compression: storedBytes > 0 ? floatBytes / storedBytes : 1,
   };
 }

@@ -1,23 +1,37 @@
-// The quantize stage: resolve the recipe per weight, quantize it through the kernels, measure its error.
-import type { Recipe, WeightFormat } from "../config/schema.js";
-import { FORMAT_BITS } from "../config/schema.js";
-import { tensorToFloat32 } from "../onnx/model.js";
-import { matchesAny, type WeightSite } from "../onnx/weights.js";
+// The quantize stage: resolve the recipe per weight, quantize it (kernels for the hot loops, the
+// algorithms of the papers where the recipe asks), and measure the error of what will be emitted.
 import type { ActivationStats } from "../calibrate/index.js";
-import { dequantizeBlockwise, transpose, type BlockwiseQuantized, type BlockwiseSpec } from "./blockwise.js";
+import { FORMAT_BITS, isIntFormat, type Recipe, type WeightFormat } from "../config/schema.js";
+import { UserError } from "../errors.js";
+import { roundToHalf, tensorToFloat32 } from "../onnx/model.js";
+import { matchesAny, type WeightSite } from "../onnx/weights.js";
+import { awqSearch } from "./algorithms/awq.js";
+import { blockwiseCodes, codeEntropy } from "./algorithms/entropy.js";
+import { gptqQuantize } from "./algorithms/gptq.js";
+import { lowRankCorrection, refineGroupScales } from "./algorithms/lowrank.js";
+import { dequantizeBlockwise, transpose, type BlockwiseQuantized, type BlockwiseSpec, type IntBits } from "./blockwise.js";
+import { fitCodebook } from "./codebook.js";
+import { dequantizeTable, quantizeTableRef, type TableQuantized } from "./tables.js";
 
 export type BlockwiseQuantizer = (wT: Float32Array, n: number, k: number, spec: BlockwiseSpec, threads?: number) => BlockwiseQuantized;
+export type Algorithm = Recipe["algorithm"];
+export type AnyQuantized = BlockwiseQuantized | TableQuantized;
+
+export function isTable(q: AnyQuantized): q is TableQuantized {
+  return "table" in q;
+}
 
 export interface WeightPlan {
   readonly site: WeightSite;
   readonly format: WeightFormat;
   readonly spec: BlockwiseSpec;
-  /** Which override patterns applied, in order. */
+  readonly algorithm: Algorithm;
+  /** Which override patterns applied, in order, and any planner that changed the format. */
   readonly overrides: readonly string[];
 }
 
 export interface WeightError {
-  /** Root mean square of W - dequant(Q(W)). */
+  /** Root mean square of W - dequant(Q(W)) (of the weight as emitted: AWQ scales and low-rank branch included). */
   readonly rmse: number;
   /** ||W - Q(W)||_F / ||W||_F */
   readonly relativeError: number;
@@ -29,10 +43,42 @@ export interface WeightError {
   readonly outputErrorRatio: number | undefined;
 }
 
+export interface LowRankBranch {
+  /** [k][rank]: x @ a (values rounded to float16) */
+  readonly a: Float32Array;
+  /** [rank][n] */
+  readonly b: Float32Array;
+  /** The same factors as float16 bits, as stored. */
+  readonly aHalf: Uint16Array;
+  readonly bHalf: Uint16Array;
+  readonly rank: number;
+}
+
 export interface QuantizedWeight {
   readonly plan: WeightPlan;
-  readonly q: BlockwiseQuantized;
+  readonly q: AnyQuantized;
+  /** AWQ: the activation is multiplied by these (1/s per input channel) before the quantized product. */
+  readonly inputScales?: Float32Array;
+  readonly lowRank?: LowRankBranch;
   readonly error: WeightError;
+  /** What the algorithm found, for the report (e.g. AWQ's alpha). */
+  readonly notes: string[];
+  /** Empirical entropy and Huffman code length of the codes, bits per code. */
+  readonly entropy: { readonly entropyBits: number; readonly huffmanBits: number; readonly codeBits: number };
+}
+
+/** Entropy of the codes (padding past K excluded). */
+export function codesEntropy(q: AnyQuantized): QuantizedWeight["entropy"] {
+  const asBlockwise: BlockwiseQuantized = isTable(q)
+    ? { n: q.n, k: q.k, blocksPerRow: q.blocksPerRow, codes: q.codes, scales: q.scales, zeroPoints: new Uint8Array(0), spec: { bits: 4, blockSize: q.blockSize, symmetric: true, clipSearch: false } }
+    : q;
+  const alphabet = isTable(q) ? q.table.length : 1 << q.spec.bits;
+  const e = codeEntropy(blockwiseCodes(asBlockwise), alphabet);
+  return { entropyBits: e.entropyBits, huffmanBits: e.huffmanBits, codeBits: isTable(q) ? q.codeBits : q.spec.bits };
+}
+
+export function specFor(format: WeightFormat, blockSize: number, symmetric: boolean, algorithm: Algorithm): BlockwiseSpec {
+  return { bits: FORMAT_BITS[format] as IntBits, blockSize, symmetric, clipSearch: algorithm === "mse" };
 }
 
 export function planWeights(sites: readonly WeightSite[], recipe: Recipe): WeightPlan[] {
@@ -50,12 +96,9 @@ export function planWeights(sites: readonly WeightSite[], recipe: Recipe): Weigh
       symmetric = o.symmetric ?? symmetric;
       algorithm = o.algorithm ?? algorithm;
     }
-    return {
-      site,
-      format,
-      spec: { bits: FORMAT_BITS[format], blockSize, symmetric, clipSearch: algorithm === "mse" },
-      overrides: applied,
-    };
+    if (!isIntFormat(format) && (algorithm === "awq" || algorithm === "gptq")) algorithm = "rtn";
+    if (format === "mxfp4") blockSize = 32;
+    return { site, format, spec: specFor(format, blockSize, symmetric, algorithm), algorithm, overrides: applied };
   });
 }
 
@@ -67,23 +110,95 @@ export function weightRowsNK(site: WeightSite): Float32Array {
   return wT;
 }
 
-export function quantizeWeights(
-  plans: readonly WeightPlan[],
-  quantize: BlockwiseQuantizer,
-  stats: ReadonlyMap<string, ActivationStats> | undefined,
-  threads = 1,
-): QuantizedWeight[] {
-  return plans.map((plan) => {
-    const { site, spec } = plan;
-    const wT = weightRowsNK(site);
-    const q = quantize(wT, site.n, site.k, spec, threads);
-    return { plan, q, error: weightError(wT, q, stats?.get(site.node.input[0] ?? "")) };
-  });
+export function dequantize(q: AnyQuantized): Float32Array {
+  return isTable(q) ? dequantizeTable(q) : dequantizeBlockwise(q);
 }
 
-export function weightError(wT: Float32Array, q: BlockwiseQuantized, act: ActivationStats | undefined): WeightError {
-  const deq = dequantizeBlockwise(q);
+export interface QuantizeContext {
+  readonly quantize: BlockwiseQuantizer;
+  readonly stats: ReadonlyMap<string, ActivationStats> | undefined;
+  readonly recipe: Recipe;
+  readonly threads: number;
+}
+
+function needStats(plan: WeightPlan, stats: ActivationStats | undefined, what: string, gram: boolean): ActivationStats {
+  if (!stats || (gram && !stats.gram)) {
+    throw new UserError(`${what} for ${plan.site.name} needs calibration data: set evaluation.calibration in the config`);
+  }
+  return stats;
+}
+
+export function quantizeWeight(plan: WeightPlan, ctx: QuantizeContext): QuantizedWeight {
+  const { site, spec, format, algorithm } = plan;
+  const { n, k } = site;
+  const wT = weightRowsNK(site);
+  const stats = ctx.stats?.get(site.node.input[0] ?? "");
+  const notes: string[] = [];
+  let q: AnyQuantized;
+  let inputScales: Float32Array | undefined;
+  if (!isIntFormat(format)) {
+    const table = format === "codebook" ? fitCodebook(wT, k, spec.blockSize, ctx.recipe.codebook.levels, ctx.recipe.codebook.method) : undefined;
+    q = quantizeTableRef(wT, n, k, format, spec.blockSize, table);
+    if (table) notes.push(`${ctx.recipe.codebook.method} codebook of ${table.length} levels`);
+  } else if (algorithm === "gptq") {
+    const s = needStats(plan, stats, "GPTQ", true);
+    const g = ctx.recipe.gptq;
+    q = gptqQuantize(wT, n, k, s.gram!, spec, { dampRatio: g.damp, actOrder: g.act_order, lazyBatch: g.lazy_batch });
+    notes.push(`gptq damp ${g.damp}${g.act_order ? ", act-order" : ""}, Hessian from ${s.gramRows} rows`);
+  } else if (algorithm === "awq") {
+    const s = needStats(plan, stats, "AWQ", false);
+    const res = awqSearch(wT, n, k, s, spec, (w, rows, cols, sp) => ctx.quantize(w, rows, cols, sp, ctx.threads), { grid: ctx.recipe.awq.grid, searchRows: 256 });
+    q = res.q;
+    inputScales = res.inverseScales;
+    notes.push(`awq alpha ${res.alpha.toFixed(2)}, output error ${(res.error / Math.max(res.errorRtn, 1e-30)).toFixed(3)}x of RTN`);
+  } else {
+    q = ctx.quantize(wT, n, k, spec, ctx.threads);
+  }
+  if (!isTable(q) && ctx.recipe.lowrank.refine_scales && !inputScales && stats) {
+    q = refineGroupScales(wT, q, stats);
+    notes.push("block scales refined on calibration data");
+  }
+  let lowRank: LowRankBranch | undefined;
+  const rank = Math.min(ctx.recipe.lowrank.rank, n, k);
+  if (rank > 0) {
+    const s = needStats(plan, stats, "low-rank error correction", false);
+    const c = lowRankCorrection(wT, effectiveWeightNK({ q, inputScales }), n, k, rank, s);
+    // The branch is stored in float16: the error reported is that of the rounded factors.
+    const a = roundToHalf(c.a);
+    const b = roundToHalf(c.b);
+    lowRank = { a: a.values, b: b.values, aHalf: a.bits, bHalf: b.bits, rank: c.rank };
+    notes.push(`rank-${c.rank} correction: output error ${(c.errorAfter / Math.max(c.errorBefore, 1e-30)).toFixed(3)}x, +${c.extraParams} float16 params`);
+  }
+  const effective = effectiveWeightNK({ q, inputScales, lowRank });
+  return { plan, q, inputScales, lowRank, error: weightError(wT, effective, n, k, stats), notes, entropy: codesEntropy(q) };
+}
+
+/** The [n][k] weight the emitted graph computes with: dequantized codes, AWQ scales folded back, low-rank branch added. */
+export function effectiveWeightNK(w: Pick<QuantizedWeight, "q" | "inputScales" | "lowRank">): Float32Array {
+  const { q, inputScales, lowRank } = w;
   const { n, k } = q;
+  const out = dequantize(q);
+  if (inputScales) {
+    for (let row = 0; row < n; row++) for (let col = 0; col < k; col++) out[row * k + col] = Math.fround(out[row * k + col]! * inputScales[col]!);
+  }
+  if (lowRank) {
+    const r = lowRank.rank;
+    for (let row = 0; row < n; row++) {
+      for (let col = 0; col < k; col++) {
+        let s = 0;
+        for (let j = 0; j < r; j++) s += lowRank.a[col * r + j]! * lowRank.b[j * n + row]!;
+        out[row * k + col] = Math.fround(out[row * k + col]! + s);
+      }
+    }
+  }
+  return out;
+}
+
+export function quantizeWeights(plans: readonly WeightPlan[], ctx: QuantizeContext): QuantizedWeight[] {
+  return plans.map((plan) => quantizeWeight(plan, ctx));
+}
+
+export function weightError(wT: Float32Array, deq: Float32Array, n: number, k: number, act: ActivationStats | undefined): WeightError {
   let errSq = 0;
   let normSq = 0;
   let maxAbs = 0;

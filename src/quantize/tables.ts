@@ -114,7 +114,8 @@ export function quantizeTableRef(
       const end = row * k + Math.min(k, (b + 1) * blockSize);
       let absmax = 0;
       for (let i = start; i < end; i++) absmax = Math.max(absmax, Math.abs(wT[i]!));
-      const scale = format === "mxfp4" ? mxScale(absmax) : absmax === 0 ? 1 : f(absmax / maxAbs);
+      // Codebooks are fitted to block-absmax-normalized weights, so their scale is the absmax itself.
+      const scale = format === "mxfp4" ? mxScale(absmax) : absmax === 0 ? 1 : format === "codebook" ? absmax : f(absmax / maxAbs);
       const inv = f(1 / scale);
       const blockIndex = row * blocksPerRow + b;
       scales[blockIndex] = scale;

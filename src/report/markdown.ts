@@ -149,6 +149,16 @@ export function renderMarkdown(report: Report): string {
     out.push("");
     for (const w of report.warnings) out.push(`> ⚠️ ${w}`);
   }
+  const changes = report.lockfile?.changes ?? [];
+  if (changes.length > 0) {
+    out.push("");
+    out.push(`### Precision changes against the committed \`quantgate.lock.json\` (${changes.length})`);
+    out.push("");
+    out.push("| Weight | Change | Before | After |");
+    out.push("| --- | --- | --- | --- |");
+    const describe = (e?: { format: string; blockSize: number; algorithm: string; form: string }): string => (e ? `${e.format} b${e.blockSize} ${e.algorithm} (${e.form})` : "—");
+    for (const c of changes) out.push(`| \`${c.name}\` | ${c.change}${c.fields.length ? `: ${c.fields.join(", ")}` : ""} | ${describe(c.before)} | ${describe(c.after)} |`);
+  }
   if (report.execution.forms.length > 0) {
     out.push("");
     out.push("<details><summary>Execution forms chosen by measurement</summary>");
@@ -167,14 +177,14 @@ export function renderMarkdown(report: Report): string {
     out.push("");
     out.push(`<details><summary>Weights: ${layers.length} quantized, ${report.weights.skipped.length} skipped</summary>`);
     out.push("");
-    out.push("| Weight | Shape K×N | Format | Form | Bits/weight | Rel. error | Output error |");
-    out.push("| --- | --- | --- | --- | ---: | ---: | ---: |");
+    out.push("| Weight | Shape K×N | Format | Form | Bits/weight (in ONNX) | Rel. error | Output error | Notes |");
+    out.push("| --- | --- | --- | --- | ---: | ---: | ---: | --- |");
     for (const l of layers) {
       out.push(
-        `| \`${l.name}\` | ${l.k}×${l.n} | ${l.format} b${l.blockSize} ${l.symmetric ? "sym" : "asym"} ${l.algorithm} | ${l.form} | ${l.bitsPerWeight.toFixed(3)} | ${l.relativeError.toFixed(4)} | ${l.outputErrorRatio === undefined ? "—" : l.outputErrorRatio.toExponential(2)} |`,
+        `| \`${l.name}\` | ${l.k}×${l.n} | ${l.format} b${l.blockSize} ${l.symmetric ? "sym" : "asym"} ${l.algorithm} | ${l.form} | ${l.bitsPerWeight.toFixed(3)} (${l.storedBitsPerWeight.toFixed(3)}) | ${l.relativeError.toFixed(4)} | ${l.outputErrorRatio === undefined ? "—" : l.outputErrorRatio.toExponential(2)} | ${l.notes.join("; ")} |`,
       );
     }
-    for (const s of report.weights.skipped) out.push(`| \`${s.name || s.nodeName}\` | ${s.shape ? s.shape.join("×") : "—"} | skipped | ${s.reason} | | | |`);
+    for (const s of report.weights.skipped) out.push(`| \`${s.name || s.nodeName}\` | ${s.shape ? s.shape.join("×") : "—"} | skipped | ${s.reason} | | | | |`);
     out.push("");
     out.push("</details>");
   }

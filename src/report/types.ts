@@ -6,6 +6,7 @@ import type { EvaluationResult } from "../evaluate/index.js";
 import type { GateResult } from "../gate/index.js";
 import type { ModelRunMeasurement, StorageSummary } from "../measure/index.js";
 import type { SkippedWeight } from "../onnx/weights.js";
+import type { LayerChange } from "./lockfile.js";
 
 export interface StageRecord {
   readonly stage: string;
@@ -26,12 +27,21 @@ export interface QuantizedLayerReport {
   readonly blockSize: number;
   readonly symmetric: boolean;
   readonly algorithm: string;
+  readonly notes: readonly string[];
+  readonly lowRankRank: number;
   readonly overrides: readonly string[];
   readonly form: ExecForm;
   readonly floatBytes: number;
   readonly storedBytes: number;
   readonly packedBytes: number;
+  /** Deployable (packed) bits per weight. */
   readonly bitsPerWeight: number;
+  /** As stored in the emitted ONNX file. */
+  readonly storedBitsPerWeight: number;
+  /** Packed bits per weight with the codes at their empirical entropy (the entropy-coded size bound). */
+  readonly entropyBitsPerWeight: number;
+  /** Packed bits per weight with the codes Huffman-coded. */
+  readonly huffmanBitsPerWeight: number;
   readonly rmse: number;
   readonly relativeError: number;
   readonly outputErrorRatio: number | undefined;
@@ -71,6 +81,8 @@ export interface Report {
   readonly float: ModelSide;
   readonly quantized: ModelSide | null;
   readonly storage: StorageSummary | null;
+  /** The precision lockfile written for this run and its differences from the committed one. */
+  readonly lockfile: { readonly path: string; readonly committed: string; readonly changes: LayerChange[] } | null;
   readonly warnings: string[];
   readonly stages: StageRecord[];
   readonly gate: GateResult;

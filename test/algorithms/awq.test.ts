@@ -6,7 +6,7 @@ import { activations, heavyTailWeights, sampleOutputError, statsOf } from "./syn
 
 function setup(n: number, k: number, seed: number, rows: number, outliers = 4) {
   const wT = heavyTailWeights(n, k, seed);
-  const x = activations(rows, k, seed + 500, { outliers, outlierScale: 25 });
+  const x = activations(rows, k, seed + 500, { outliers, outlierScale: 10 });
   return { wT, x, ...statsOf(x, rows, k) };
 }
 
@@ -69,20 +69,23 @@ describe("AWQ", () => {
     console.log(lines.join("\n"));
   });
 
-  it("never does worse than RTN, and a row subset search gives a consistent full-layer error", () => {
+  it("never does worse than RTN, and a row-subset search reports the error of those rows of the full result", () => {
     const n = 64;
     const k = 128;
     const { wT, meanAbs, meanSquare, gram } = setup(n, k, 17, 512, 0);
     const spec: BlockwiseSpec = { bits: 4, blockSize: 32, symmetric: true, clipSearch: false };
     const r = awqSearch(wT, n, k, { meanAbs, meanSquare }, spec, quantizeBlockwiseRef);
     expect(r.error).toBeLessThanOrEqual(r.errorRtn);
+    expect(r.errorRows).toBe(n);
     const sub = awqSearch(wT, n, k, { meanAbs, meanSquare, gram }, spec, quantizeBlockwiseRef, { searchRows: 16 });
-    const recomputed = gptqObjective(
-      wT,
-      Float32Array.from(dequantizeBlockwise(sub.q), (v, i) => v * sub.inverseScales[i % k]!),
-      gram,
-    );
-    expect(Math.abs(recomputed - sub.error) / sub.error).toBeLessThan(1e-4);
     expect(sub.q.n).toBe(n);
+    expect(sub.errorRows).toBe(16);
+    const deq = dequantizeBlockwise(sub.q);
+    const rows = Array.from({ length: 16 }, (_, i) => Math.floor((i * n) / 16));
+    const pick = (a: ArrayLike<number>): Float32Array => Float32Array.from(rows.flatMap((row) => Array.from({ length: k }, (_, j) => a[row * k + j]!)));
+    const effective = Float32Array.from(deq, (v, i) => v * sub.inverseScales[i % k]!);
+    const recomputed = gptqObjective(pick(wT), pick(effective), gram);
+    expect(Math.abs(recomputed - sub.error) / sub.error).toBeLessThan(1e-4);
+    expect(sub.error).toBeLessThanOrEqual(sub.errorRtn);
   });
 });

@@ -195,7 +195,7 @@ describe("GPTQ", () => {
     expect(Number.isFinite(objective(wT, gptqQuantize(wT, n, k, few.gram, spec3, { dampRatio: 0 }), few.gram))).toBe(true);
   });
 
-  it("lowers the output error well below round-to-nearest on correlated activations, also on held-out data", () => {
+  it("lowers the output error well below round-to-nearest on correlated activations (act-order lower still), also on held-out data", () => {
     const n = 128;
     const k = 256;
     const { wT, gram } = layer(n, k, 21, 1024);
@@ -209,10 +209,14 @@ describe("GPTQ", () => {
       const gAct = gptqQuantize(wT, n, k, gram, spec, { actOrder: true });
       const e = { rtn: objective(wT, rtn, gram), mse: objective(wT, mse, gram), gptq: objective(wT, g, gram), act: objective(wT, gAct, gram) };
       const h = { rtn: objective(wT, rtn, heldOut), gptq: objective(wT, g, heldOut) };
-      rows.push(`int${bits}: rtn ${e.rtn.toExponential(3)} mse-clip ${e.mse.toExponential(3)} gptq ${e.gptq.toExponential(3)} gptq+act ${e.act.toExponential(3)} | held-out rtn ${h.rtn.toExponential(3)} gptq ${h.gptq.toExponential(3)}`);
+      rows.push(
+        `int${bits}: rtn ${e.rtn.toExponential(3)} mse-clip ${e.mse.toExponential(3)} gptq ${e.gptq.toExponential(3)} gptq+act ${e.act.toExponential(3)} | held-out rtn ${h.rtn.toExponential(3)} gptq ${h.gptq.toExponential(3)}`,
+      );
       expect(e.gptq).toBeLessThan(0.6 * e.rtn);
       expect(e.gptq).toBeLessThan(e.mse);
       expect(e.act).toBeLessThan(0.6 * e.rtn);
+      // Act-order (with static groups) helps when a few channels dominate H, as the GPTQ authors report.
+      expect(e.act).toBeLessThan(e.gptq);
       expect(h.gptq).toBeLessThan(0.7 * h.rtn);
     }
     console.log(rows.join("\n"));

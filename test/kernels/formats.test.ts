@@ -1,3 +1,5 @@
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
 import { describe, expect, it } from "vitest";
 import { BLOCK_STRUCT_SIZES, FORMAT_IDS, FORMAT_INFO, blockBytes, type FormatName } from "../../src/kernels/formats.js";
 import { loadKernels, nativeCandidates, wasmCandidates } from "../../src/kernels/index.js";
@@ -7,7 +9,7 @@ const backends = await realBackends();
 
 describe.each(backends.map((b) => [b.backend, b] as const))("format table mirror (%s)", (name) => {
   it("matches the C header's struct sizes and fields", async () => {
-    const raw = name === "native" ? (await import("node:module")).createRequire(import.meta.url)(nativeCandidates().find((p) => require_exists(p))!) : undefined;
+    const raw = name === "native" ? createRequire(import.meta.url)(nativeCandidates().find((p) => existsSync(p))!) : undefined;
     const kernels = await loadKernels({ prefer: name });
     // struct sizes and fields come through the raw surface; reach it via kernelImpl-free calls
     const sizes: number[] = raw ? raw.structSizes() : await wasmStructSizes();
@@ -16,16 +18,8 @@ describe.each(backends.map((b) => [b.backend, b] as const))("format table mirror
   });
 });
 
-function require_exists(p: string): boolean {
-  try {
-    return (require("node:fs") as typeof import("node:fs")).existsSync(p);
-  } catch {
-    return false;
-  }
-}
-
 async function wasmStructSizes(): Promise<number[]> {
-  const { readFileSync, existsSync } = await import("node:fs");
+  const { readFileSync } = await import("node:fs");
   const { instantiateWasmKernels } = await import("../../src/kernels/wasm.js");
   const raw = await instantiateWasmKernels(readFileSync(wasmCandidates().find((p) => existsSync(p))!));
   const fields = (Object.keys(FORMAT_IDS) as FormatName[]).map((f) => [0, 1, 2, 3, 4].map((i) => raw.formatField(FORMAT_IDS[f], i)));

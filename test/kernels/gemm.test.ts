@@ -85,6 +85,26 @@ describe.each(backends.map((b) => [b.backend, b] as const))("%s GEMV/GEMM on pac
     expect(firstOutside(fast, Float64Array.from(slow), mag, BUDGET.int4)).toBe(-1);
   });
 
+  it("int4 GEMV with int8 activations stays within its budget of the float product", () => {
+    const BUDGET_INT8_ACT = 1e-2; // activations rounded to int8 per 32 values
+    for (const [n, k, blockSize] of [
+      [1, 1, 32],
+      [17, 95, 32],
+      [33, 129, 64],
+      [9, 4097, 128],
+    ] as const) {
+      const q = kernels.quantizeBlockwise(makeWeights(n * k, "heavy", k), n, k, { bits: 4, blockSize, symmetric: n % 2 === 1, clipSearch: false });
+      const p = kernels.packBlockwise(q);
+      const x = makeWeights(k, "gaussian", n);
+      const { y: ref, mag } = referenceGemm(dequantizeBlockwise(q), n, k, x, 1);
+      const y = kernels.gemvBlockwiseInt8(p, x, 2);
+      const bad = firstOutside(y, ref, mag, BUDGET_INT8_ACT);
+      expect(bad, `n=${n} k=${k}: ${y[bad]} vs ${ref[bad]}`).toBe(-1);
+      // and it is not the float path in disguise: some output differs
+      if (k > 32) expect(Array.from(y)).not.toEqual(Array.from(kernels.gemmBlockwise(p, x, 1)));
+    }
+  });
+
   it("checks arguments at the boundary", () => {
     const q = kernels.quantizeBlockwise(new Float32Array(64), 2, 32, { bits: 4, blockSize: 32, symmetric: true, clipSearch: false });
     const p = kernels.packBlockwise(q);

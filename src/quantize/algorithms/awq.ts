@@ -15,7 +15,7 @@
 // matrix is given, else diag(E[x^2]) (cross-channel terms ignored).
 
 import { dequantizeBlockwise, type BlockwiseQuantized, type BlockwiseSpec } from "../blockwise.js";
-import { quadraticForm } from "./linalg.js";
+import { sumQuadraticForms } from "./linalg.js";
 
 export interface AwqStats {
   /** Per input channel mean |x|, length k. */
@@ -35,9 +35,10 @@ export interface AwqOptions {
    */
   readonly normalize?: "minmax" | "geomean";
   /**
-   * Output rows used during the search (evenly strided). Block-wise quantization is row-independent, so
-   * this is exact for those rows; the final `error` always uses all rows. Default: all rows. With a
-   * Gram matrix each grid point costs rows * k^2, so large layers want a cap (e.g. 256).
+   * Output rows used during the search and for the reported errors (rows floor(i * n / searchRows)).
+   * Block-wise quantization is row-independent, so this is exact for those rows. Default: all rows.
+   * With a Gram matrix each grid point costs searchRows * k^2 / 2, so large layers want a cap
+   * (k = 1024: 256 rows and 20 grid points take a few seconds on one core).
    */
   readonly searchRows?: number;
   /** Use only the diagonal of the statistics even when a Gram matrix is given. */
@@ -54,10 +55,12 @@ export interface AwqResult {
   readonly inverseScales: Float32Array;
   /** Quantization of W * diag(s), [n][k] block-wise. */
   readonly q: BlockwiseQuantized;
-  /** Output error of the chosen alpha, all rows. */
+  /** Output error of the chosen alpha, summed over `errorRows` output rows. */
   readonly error: number;
-  /** Output error of plain quantization (alpha = 0), all rows. */
+  /** Output error of plain quantization (alpha = 0), the same rows. */
   readonly errorRtn: number;
+  /** Output rows the errors are summed over (n unless searchRows was set). */
+  readonly errorRows: number;
   /** The search curve (on the search rows). */
   readonly curve: readonly { alpha: number; error: number }[];
 }
@@ -65,7 +68,11 @@ export interface AwqResult {
 const f = Math.fround;
 
 /** AWQ's per-channel scales for one alpha (float32), and their float32 inverses. */
-export function awqChannelScales(meanAbs: Float64Array, alpha: number, normalize: "minmax" | "geomean" = "minmax"): { scales: Float32Array; inverse: Float32Array } {
+export function awqChannelScales(
+  meanAbs: Float64Array,
+  alpha: number,
+  normalize: "minmax" | "geomean" = "minmax",
+): { scales: Float32Array; inverse: Float32Array } {
   const k = meanAbs.length;
   let max = 0;
   for (let j = 0; j < k; j++) if (meanAbs[j]! > max) max = meanAbs[j]!;
@@ -101,23 +108,37 @@ function pickRows(wT: Float32Array, n: number, k: number, rows: number): Float32
   return out;
 }
 
-function scaledError(wT: Float32Array, rows: number, k: number, spec: BlockwiseSpec, quantize: BlockwiseQuantizeFn, scales: Float32Array, inverse: Float32Array, h: Float64Array) {
+function scaledError(
+  wT: Float32Array,
+  rows: number,
+  k: number,
+  spec: BlockwiseSpec,
+  quantize: BlockwiseQuantizeFn,
+  scales: Float32Array,
+  inverse: Float32Array,
+  h: Float64Array,
+) {
   const ws = new Float32Array(rows * k);
   for (let r = 0; r < rows; r++) for (let j = 0; j < k; j++) ws[r * k + j] = f(wT[r * k + j]! * scales[j]!);
   const q = quantize(ws, rows, k, spec);
   const deq = dequantizeBlockwise(q);
-  const d = new Float64Array(k);
-  let error = 0;
-  for (let r = 0; r < rows; r++) {
-    for (let j = 0; j < k; j++) d[j] = wT[r * k + j]! - deq[r * k + j]! * inverse[j]!;
-    error += quadraticForm(h, d, k);
-  }
-  return { q, error };
+  const d = new Float64Array(rows * k);
+  for (let r = 0; r < rows; r++) for (let j = 0; j < k; j++) d[r * k + j] = wT[r * k + j]! - deq[r * k + j]! * inverse[j]!;
+  return { q, error: sumQuadraticForms(h, d, rows, k) };
 }
 
-export function awqSearch(wT: Float32Array, n: number, k: number, stats: AwqStats, spec: BlockwiseSpec, quantize: BlockwiseQuantizeFn, opts: AwqOptions = {}): AwqResult {
+export function awqSearch(
+  wT: Float32Array,
+  n: number,
+  k: number,
+  stats: AwqStats,
+  spec: BlockwiseSpec,
+  quantize: BlockwiseQuantizeFn,
+  opts: AwqOptions = {},
+): AwqResult {
   if (wT.length !== n * k) throw new RangeError(`awq: weight has ${wT.length} values, expected n*k = ${n * k}`);
-  if (stats.meanAbs.length !== k || stats.meanSquare.length !== k) throw new RangeError(`awq: statistics have ${stats.meanAbs.length} channels, the weight has k = ${k}`);
+  if (stats.meanAbs.length !== k || stats.meanSquare.length !== k)
+    throw new RangeError(`awq: statistics have ${stats.meanAbs.length} channels, the weight has k = ${k}`);
   if (stats.gram && stats.gram.length !== k * k) throw new RangeError(`awq: Gram matrix has ${stats.gram.length} values, expected k*k = ${k * k}`);
   const grid = Math.max(1, Math.floor(opts.grid ?? 20));
   const normalize = opts.normalize ?? "minmax";
@@ -137,10 +158,11 @@ export function awqSearch(wT: Float32Array, n: number, k: number, stats: AwqStat
     if (r.error < best.error) best = { alpha, error: r.error, q: r.q };
   }
   const { scales, inverse } = awqChannelScales(stats.meanAbs, best.alpha, normalize);
-  if (searchRows === n) {
-    return { alpha: best.alpha, channelScales: scales, inverseScales: inverse, q: best.q!, error: best.error, errorRtn: rtn!.error, curve };
+  let q = best.q!;
+  if (searchRows < n) {
+    const ws = new Float32Array(n * k);
+    for (let r = 0; r < n; r++) for (let j = 0; j < k; j++) ws[r * k + j] = f(wT[r * k + j]! * scales[j]!);
+    q = quantize(ws, n, k, spec);
   }
-  const full = scaledError(wT, n, k, spec, quantize, scales, inverse, h);
-  const fullRtn = best.alpha === 0 ? full : scaledError(wT, n, k, spec, quantize, new Float32Array(k).fill(1), new Float32Array(k).fill(1), h);
-  return { alpha: best.alpha, channelScales: scales, inverseScales: inverse, q: full.q, error: full.error, errorRtn: fullRtn.error, curve };
+  return { alpha: best.alpha, channelScales: scales, inverseScales: inverse, q, error: best.error, errorRtn: rtn!.error, errorRows: searchRows, curve };
 }

@@ -55,18 +55,18 @@ export function gptqQuantize(wT: Float32Array, n: number, k: number, hessian: Fl
   const staticGroups = actOrder || (opts.staticGroups ?? false);
 
   // Dead channels: H_ii = 0 means the input never fired; give them a unit, uncoupled Hessian entry.
-  const h = Float64Array.from(hessian);
+  const dead = new Uint8Array(k);
   const originalDiag = new Float64Array(k);
   const w = Float64Array.from(wT);
+  let meanDiag = 0;
   for (let i = 0; i < k; i++) {
-    originalDiag[i] = h[i * k + i]!;
-    if (!(h[i * k + i]! > 0)) {
-      for (let j = 0; j < k; j++) {
-        h[i * k + j] = 0;
-        h[j * k + i] = 0;
-      }
-      h[i * k + i] = 1;
-      originalDiag[i] = 0;
+    const hii = hessian[i * k + i]!;
+    if (hii > 0) {
+      originalDiag[i] = hii;
+      meanDiag += hii / k;
+    } else {
+      dead[i] = 1;
+      meanDiag += 1 / k;
       if (opts.zeroDeadColumns) for (let r = 0; r < n; r++) w[r * k + i] = 0;
     }
   }
@@ -74,18 +74,21 @@ export function gptqQuantize(wT: Float32Array, n: number, k: number, hessian: Fl
   const perm = Array.from({ length: k }, (_, i) => i);
   if (actOrder) perm.sort((a, b) => originalDiag[b]! - originalDiag[a]! || a - b);
 
-  let meanDiag = 0;
-  for (let i = 0; i < k; i++) meanDiag += h[i * k + i]!;
-  meanDiag /= k;
+  // Permuted, damped Hessian, factored in place (one k x k buffer). A PSD Hessian from few rows can fail
+  // Cholesky at small damping: retry with more, as implementations do.
   const hp = new Float64Array(k * k);
-  for (let i = 0; i < k; i++) for (let j = 0; j < k; j++) hp[i * k + j] = h[perm[i]! * k + perm[j]!]!;
-  // A PSD Hessian from few rows can fail Cholesky at small damping: retry with more, as implementations do.
   let u: Float64Array | undefined;
   let damp = dampRatio * meanDiag;
   for (let attempt = 0; attempt < 8 && !u; attempt++) {
-    const hd = Float64Array.from(hp);
-    for (let i = 0; i < k; i++) hd[i * k + i]! += damp;
-    u = upperCholeskyOfInverse(hd, k);
+    for (let i = 0; i < k; i++) {
+      const pi = perm[i]!;
+      for (let j = 0; j < k; j++) {
+        const pj = perm[j]!;
+        hp[i * k + j] = dead[pi] || dead[pj] ? (pi === pj ? 1 : 0) : hessian[pi * k + pj]!;
+      }
+      hp[i * k + i]! += damp;
+    }
+    u = upperCholeskyOfInverse(hp, k, true);
     damp = damp > 0 ? damp * 10 : 1e-6 * meanDiag || 1e-6;
   }
   if (!u) throw new RangeError("gptq: the damped Hessian is not positive definite (NaN or negative eigenvalues in the calibration statistics?)");

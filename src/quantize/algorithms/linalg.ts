@@ -27,58 +27,80 @@ export function gaussianSource(seed: number): () => number {
  * Returns undefined when a pivot is not positive (the matrix is not numerically PD).
  */
 export function choleskyLower(a: Float64Array, n: number): Float64Array | undefined {
-  const l = new Float64Array(n * n);
+  const l = Float64Array.from(a);
+  return choleskyLowerInPlace(l, n) ? l : undefined;
+}
+
+/** In-place Cholesky: the lower triangle of `a` becomes L, the upper is zeroed. False if not PD (a is then garbage). */
+export function choleskyLowerInPlace(a: Float64Array, n: number): boolean {
   for (let j = 0; j < n; j++) {
     const rj = j * n;
     let s = a[rj + j]!;
-    for (let p = 0; p < j; p++) s -= l[rj + p]! * l[rj + p]!;
-    if (!(s > 0) || !Number.isFinite(s)) return undefined;
+    for (let p = 0; p < j; p++) s -= a[rj + p]! * a[rj + p]!;
+    if (!(s > 0) || !Number.isFinite(s)) return false;
     const d = Math.sqrt(s);
-    l[rj + j] = d;
+    a[rj + j] = d;
     for (let i = j + 1; i < n; i++) {
       const ri = i * n;
       let t = a[ri + j]!;
-      for (let p = 0; p < j; p++) t -= l[ri + p]! * l[rj + p]!;
-      l[ri + j] = t / d;
+      for (let p = 0; p < j; p++) t -= a[ri + p]! * a[rj + p]!;
+      a[ri + j] = t / d;
     }
   }
-  return l;
+  for (let i = 0; i < n; i++) a.fill(0, i * n + i + 1, (i + 1) * n);
+  return true;
 }
 
 /** Inverse of a lower triangular matrix with nonzero diagonal (the result is lower triangular). */
 export function invertLower(l: Float64Array, n: number): Float64Array {
-  const m = new Float64Array(n * n);
+  const m = Float64Array.from(l);
+  invertLowerInPlace(m, n);
+  return m;
+}
+
+/**
+ * In-place inverse of a lower triangular matrix. Row i of M = inv(L) needs only row i of L and the rows
+ * of M above it: M[i][j] = -(sum_{p=j}^{i-1} L[i][p] M[p][j]) / L[i][i].
+ */
+export function invertLowerInPlace(a: Float64Array, n: number): void {
   const acc = new Float64Array(n);
   for (let i = 0; i < n; i++) {
     const ri = i * n;
     acc.fill(0, 0, i);
-    // Row i of M: M[i][j] = -(sum_{p=j}^{i-1} L[i][p] M[p][j]) / L[i][i]; accumulate row by row of M.
     for (let p = 0; p < i; p++) {
-      const lip = l[ri + p]!;
+      const lip = a[ri + p]!;
       if (lip === 0) continue;
       const rp = p * n;
-      for (let j = 0; j <= p; j++) acc[j]! += lip * m[rp + j]!;
+      for (let j = 0; j <= p; j++) acc[j]! += lip * a[rp + j]!;
     }
-    const inv = 1 / l[ri + i]!;
-    for (let j = 0; j < i; j++) m[ri + j] = -acc[j]! * inv;
-    m[ri + i] = inv;
+    const inv = 1 / a[ri + i]!;
+    for (let j = 0; j < i; j++) a[ri + j] = -acc[j]! * inv;
+    a[ri + i] = inv;
   }
-  return m;
+}
+
+/** a[i][j] <-> a[n-1-i][n-1-j] in place (J a J for the reversal permutation J). */
+function rotateHalfTurn(a: Float64Array, n: number): void {
+  const last = n * n - 1;
+  for (let i = 0; i < (n * n) >> 1; i++) {
+    const t = a[i]!;
+    a[i] = a[last - i]!;
+    a[last - i] = t;
+  }
 }
 
 /**
  * Upper Cholesky factor U of inv(a) (inv(a) = U^T U) for a symmetric PD matrix, as GPTQ needs it.
  * Uses one Cholesky and one triangular inverse: with J the reversal permutation, J a J = L L^T gives
  * inv(a) = (J inv(L) J)^T (J inv(L) J), and J inv(L) J is upper triangular with a positive diagonal.
+ * With `inPlace` the input is overwritten (one k x k buffer in all); otherwise it is left alone.
  */
-export function upperCholeskyOfInverse(a: Float64Array, n: number): Float64Array | undefined {
-  const r = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) r[i * n + j] = a[(n - 1 - i) * n + (n - 1 - j)]!;
-  const l = choleskyLower(r, n);
-  if (!l) return undefined;
-  const m = invertLower(l, n);
-  const u = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) for (let j = i; j < n; j++) u[i * n + j] = m[(n - 1 - i) * n + (n - 1 - j)]!;
+export function upperCholeskyOfInverse(a: Float64Array, n: number, inPlace = false): Float64Array | undefined {
+  const u = inPlace ? a : Float64Array.from(a);
+  rotateHalfTurn(u, n);
+  if (!choleskyLowerInPlace(u, n)) return undefined;
+  invertLowerInPlace(u, n);
+  rotateHalfTurn(u, n);
   return u;
 }
 
@@ -183,12 +205,38 @@ export function orthonormalize(vs: Float64Array, len: number, count: number, see
 
 /** sum over rows of d_r^T H d_r for d = a - b given as [rows][k] (H k x k, or its diagonal). */
 export function weightedSquaredError(a: Float32Array | Float64Array, b: Float32Array | Float64Array, rows: number, k: number, h: Float64Array): number {
-  const diagonal = h.length === k;
-  const d = new Float64Array(k);
+  const d = new Float64Array(rows * k);
+  for (let i = 0; i < rows * k; i++) d[i] = a[i]! - b[i]!;
+  return sumQuadraticForms(h, d, rows, k);
+}
+
+/**
+ * sum over rows r of d_r^T H d_r, d given as [rows][k] row-major, H symmetric k x k (or its diagonal,
+ * length k). Uses the upper triangle only and takes rows in groups of 8 so each row of H is read once
+ * per group from cache: the cost is rows * k^2 / 2 multiply-adds, memory traffic rows / 8 passes over H.
+ */
+export function sumQuadraticForms(h: Float64Array, d: Float64Array, rows: number, k: number): number {
+  if (h.length === k) {
+    let s = 0;
+    for (let r = 0; r < rows; r++) for (let c = 0; c < k; c++) s += h[c]! * d[r * k + c]! * d[r * k + c]!;
+    return s;
+  }
+  const group = 8;
   let total = 0;
-  for (let r = 0; r < rows; r++) {
-    for (let c = 0; c < k; c++) d[c] = a[r * k + c]! - b[r * k + c]!;
-    total += quadraticForm(h, d, k, diagonal);
+  for (let r0 = 0; r0 < rows; r0 += group) {
+    const r1 = Math.min(rows, r0 + group);
+    for (let i = 0; i < k; i++) {
+      const hi = i * k;
+      const hii = h[hi + i]!;
+      for (let r = r0; r < r1; r++) {
+        const base = r * k;
+        const di = d[base + i]!;
+        if (di === 0) continue;
+        let s = 0;
+        for (let j = i + 1; j < k; j++) s += h[hi + j]! * d[base + j]!;
+        total += di * (hii * di + 2 * s);
+      }
+    }
   }
   return total;
 }

@@ -17,7 +17,7 @@
 // subspace iteration with a fixed-seed Gaussian sketch and Rayleigh-Ritz (large n), in float64.
 
 import { roundHalfAway, type BlockwiseQuantized } from "../blockwise.js";
-import { gaussianSource, orthonormalize, symmetricEigen } from "./linalg.js";
+import { gaussianSource, orthonormalize, sumQuadraticForms, symmetricEigen } from "./linalg.js";
 
 export interface LowRankStats {
   /** Per input channel E[x^2], length k (the weighting when no Gram matrix is given). */
@@ -184,27 +184,18 @@ export function lowRankCorrection(
   const w = weighting(k, stats, opts.diagonalOnly ?? false);
   const e = new Float64Array(n * k);
   for (let i = 0; i < n * k; i++) e[i] = wT[i]! - deqT[i]!;
-  let errorBefore = 0;
-  {
-    const eh = new Float64Array(k);
-    for (let r = 0; r < n; r++) {
-      const base = r * k;
-      if (w.kind === "diag") {
-        for (let c = 0; c < k; c++) errorBefore += w.h[c]! * e[base + c]! * e[base + c]!;
-        continue;
-      }
-      eh.fill(0);
-      for (let c = 0; c < k; c++) {
-        const ec = e[base + c]!;
-        if (ec === 0) continue;
-        for (let j = 0; j < k; j++) eh[j]! += ec * w.h[c * k + j]!;
-      }
-      for (let c = 0; c < k; c++) errorBefore += eh[c]! * e[base + c]!;
-    }
-  }
+  const errorBefore = sumQuadraticForms(w.h, e, n, k);
   const r = Math.max(0, Math.min(Math.floor(rank), n, k));
   if (r === 0) {
-    return { a: new Float32Array(0), b: new Float32Array(0), rank: 0, errorBefore, errorAfter: errorBefore, extraParams: 0, singularValues: new Float64Array(0) };
+    return {
+      a: new Float32Array(0),
+      b: new Float32Array(0),
+      rank: 0,
+      errorBefore,
+      errorAfter: errorBefore,
+      extraParams: 0,
+      singularValues: new Float64Array(0),
+    };
   }
   const { v, values } = topEigen(e, n, k, w, r, opts);
   let captured = 0;
@@ -234,7 +225,7 @@ export function lowRankCorrection(
   };
 }
 
-/** [n][k] float64 of W - (a b)^T - Q, i.e. the error left with the branch (for checks and reports). */
+/** [n][k] float64 of Q + (a b)^T: the weight the graph computes with the branch added (W minus this is the error left). */
 export function correctedWeight(deqT: Float32Array, n: number, k: number, c: LowRankCorrection): Float64Array {
   const out = Float64Array.from(deqT);
   const r = c.rank;
@@ -264,7 +255,12 @@ const f = Math.fround;
  * whose channels never fired falls back to h = 1; a block whose codes are all at the zero point keeps its
  * scale. A new scale is only taken when its float32 value lowers the block's weighted error.
  */
-export function refineGroupScales(wT: Float32Array, q: BlockwiseQuantized, stats: { readonly meanSquare: Float64Array }, opts: RefineOptions = {}): BlockwiseQuantized {
+export function refineGroupScales(
+  wT: Float32Array,
+  q: BlockwiseQuantized,
+  stats: { readonly meanSquare: Float64Array },
+  opts: RefineOptions = {},
+): BlockwiseQuantized {
   const { n, k, blocksPerRow } = q;
   const { blockSize, bits } = q.spec;
   const qmax = (1 << bits) - 1;

@@ -354,6 +354,44 @@ QG_GEMM_VARIANTS(i8, K_I8)
 QG_GEMM_VARIANTS(lut4, K_LUT4)
 QG_GEMM_VARIANTS(fp8, K_FP8)
 
+/* int4 x int8 activations: 32 codes per step as unsigned bytes against permuted int8 activations;
+ * maddubs + madd give eight int32 partial dots, scaled per 32 in float. Two rows share each load. */
+QG_INLINE __m256i nibbles32(const uint8_t* q) {
+  const __m128i v = _mm_loadu_si128((const __m128i*)q);
+  return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), _mm256_set1_epi8(15));
+}
+
+QG_AVX2 static void gemv_int4_q8_avx2(const qg_weight* w, const qg_q8_act* a, float* y, int64_t n0, int64_t n1) {
+  const int64_t cpb = w->bs / 32;
+  const __m256i ones = _mm256_set1_epi16(1);
+  int64_t row = n0;
+  for (; row + 2 <= n1; row += 2) {
+    const uint8_t* p0 = w->packed + row * w->row_bytes;
+    const uint8_t* p1 = p0 + w->row_bytes;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    float corr0 = 0.0f, corr1 = 0.0f;
+    for (int64_t b = 0; b < w->bpr; b++) {
+      const int64_t bi0 = row * w->bpr + b, bi1 = bi0 + w->bpr;
+      const float s0 = w->scales[bi0], s1 = w->scales[bi1];
+      const float z0 = w->zp ? (float)w->zp[bi0] : 8.0f, z1 = w->zp ? (float)w->zp[bi1] : 8.0f;
+      for (int64_t c = 0; c < cpb; c++) {
+        const int64_t j = b * cpb + c;
+        const __m256i xq = _mm256_load_si256((const __m256i*)(a->xq + j * 32));
+        const __m256i d0 = _mm256_madd_epi16(_mm256_maddubs_epi16(nibbles32(p0 + b * w->block_bytes + c * 16), xq), ones);
+        const __m256i d1 = _mm256_madd_epi16(_mm256_maddubs_epi16(nibbles32(p1 + b * w->block_bytes + c * 16), xq), ones);
+        const float dx = a->dx[j];
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d0), _mm256_set1_ps(s0 * dx), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d1), _mm256_set1_ps(s1 * dx), acc1);
+        corr0 += s0 * z0 * a->dsx[j];
+        corr1 += s1 * z1 * a->dsx[j];
+      }
+    }
+    y[row] = hsum8(acc0) - corr0;
+    y[row + 1] = hsum8(acc1) - corr1;
+  }
+  if (row < n1) qg_gemv_int4_q8_ref(w, a, y, row, n1); /* scalar tail: the odd last row */
+}
+
 /* ---------------- float32 baseline ---------------- */
 
 QG_AVX2 static void gemm_f32_avx2(const float* w, int64_t n, int64_t k, const float* x, int64_t m, float* y, int64_t n0,
@@ -403,5 +441,6 @@ void qg_fill_avx2(qg_dispatch* d) {
   d->gemm_lut[QG_FMT_FP8] = gemm_fp8;
   d->gemm_f32 = gemm_f32_avx2;
   d->read_sum = read_sum_avx2;
+  d->gemv_int4_q8 = gemv_int4_q8_avx2;
 }
 #endif

@@ -1,0 +1,93 @@
+// The CI part of the one markdown body (job summary and PR comment): base-branch comparison,
+// per-layer changes against the base, cache hits, release mode and links to the run and the artifact.
+import { fmt, type RuleResult } from "../gate/index.js";
+import type { Comparison, RegressionResult } from "../history/regression.js";
+import { renderMarkdown } from "../report/markdown.js";
+import type { Report } from "../report/types.js";
+
+export interface CiSection {
+  readonly mode: "check" | "release";
+  readonly baseBranch?: string;
+  readonly regression?: RegressionResult;
+  /** Why there is no base comparison on a pull request. */
+  readonly baseMissing?: string;
+  readonly cacheLine?: string;
+  readonly runUrl?: string;
+  readonly artifact?: { readonly name: string; readonly url?: string; readonly files: number };
+  readonly artifactNote?: string;
+  readonly releaseRecord?: string;
+  readonly historyNote?: string;
+}
+
+export type CiReport = Report & { readonly ci?: CiSection };
+
+const ICON: Record<string, string> = { pass: "✅ pass", warn: "⚠️ warn", fail: "❌ fail" };
+
+function show(v: number | undefined, c: Comparison): string {
+  return v === undefined || !Number.isFinite(v) ? "—" : fmt(v, c.unit);
+}
+
+function change(c: Comparison): string {
+  if (c.change === undefined || !Number.isFinite(c.change)) return "—";
+  const sign = c.change >= 0 ? "+" : "";
+  const body = c.changeUnit === "%" ? `${sign}${c.change.toFixed(2)}%` : `${sign}${fmt(c.change, c.changeUnit)}`;
+  if (!c.interval) return body;
+  const f = (x: number): string => (c.changeUnit === "%" ? `${x.toFixed(2)}%` : fmt(x, c.changeUnit));
+  return `${body}<br><sub>${Math.round(c.interval.level * 100)}% CI [${f(c.interval.lo)}, ${f(c.interval.hi)}]</sub>`;
+}
+
+export function renderCiMarkdown(ci: CiSection, rules: readonly RuleResult[]): string {
+  const out: string[] = [];
+  const byRule = new Map(rules.map((r) => [r.rule, r]));
+  if (ci.mode === "release") {
+    out.push(`**Release mode**: the stricter limits of the \`release:\` block apply${ci.releaseRecord ? `; pass/fail record \`${ci.releaseRecord}\`` : ""}.`);
+    out.push("");
+  }
+  const reg = ci.regression;
+  if (reg) {
+    const sha = reg.base.commit.slice(0, 7);
+    const base = reg.base.runUrl ? `[${sha}](${reg.base.runUrl})` : `\`${sha}\``;
+    out.push(`### Against the base branch \`${ci.baseBranch ?? reg.base.branch ?? "?"}\` (${base})`);
+    out.push("");
+    out.push("| Metric | Base | This run | Change | Rule | Status |");
+    out.push("| --- | ---: | ---: | ---: | --- | --- |");
+    for (const c of reg.comparisons) {
+      if (c.base === undefined && c.current === undefined) continue;
+      const rule = c.rule ? byRule.get(c.rule) : undefined;
+      const limit = rule?.limit.fail !== undefined ? `≤ ${fmt(rule.limit.fail, rule.unit)} (\`${rule.rule}\`)` : rule ? `\`${rule.rule}\`` : "—";
+      out.push(`| ${c.metric} | ${show(c.base, c)} | ${show(c.current, c)} | ${change(c)} | ${limit} | ${rule ? ICON[rule.status] : ""} |`);
+    }
+    for (const n of reg.notes) out.push(`\n> ℹ️ ${n}`);
+    if (reg.layers.length > 0) {
+      out.push("");
+      out.push(`### Per-layer precision changes against \`${sha}\` (${reg.layers.length})`);
+      out.push("");
+      out.push("| Weight | Change | Base | This run |");
+      out.push("| --- | --- | --- | --- |");
+      const d = (l?: { format: string; blockSize: number; form: string; bitsPerWeight: number }): string =>
+        l ? `${l.format} b${l.blockSize} (${l.form}), ${l.bitsPerWeight.toFixed(3)} bpw` : "—";
+      for (const l of reg.layers.slice(0, 50)) out.push(`| \`${l.name}\` | ${l.change}${l.fields.length ? `: ${l.fields.join(", ")}` : ""} | ${d(l.before)} | ${d(l.after)} |`);
+      if (reg.layers.length > 50) out.push(`| … ${reg.layers.length - 50} more | | | |`);
+    }
+    out.push("");
+  } else if (ci.baseMissing) {
+    out.push(`> ℹ️ Base-branch comparison skipped: ${ci.baseMissing}`);
+    out.push("");
+  }
+  const links: string[] = [];
+  if (ci.runUrl) links.push(`[Workflow run](${ci.runUrl})`);
+  if (ci.artifact) links.push(ci.artifact.url ? `[Artifact \`${ci.artifact.name}\`](${ci.artifact.url})` : `Artifact \`${ci.artifact.name}\` (${ci.artifact.files} files)`);
+  if (ci.artifactNote) links.push(ci.artifactNote);
+  if (ci.cacheLine) links.push(ci.cacheLine);
+  if (ci.historyNote) links.push(ci.historyNote);
+  if (links.length > 0) out.push(links.join(" · "));
+  return out.length ? out.join("\n") + "\n" : "";
+}
+
+/** The one body: the report's markdown, then the CI sections. */
+export function renderBody(report: CiReport): string {
+  const main = renderMarkdown(report);
+  if (!report.ci) return main;
+  const extra = renderCiMarkdown(report.ci, report.gate.rules);
+  return extra ? `${main}\n${extra}` : main;
+}

@@ -1,0 +1,68 @@
+// Mixed precision in the pipeline: per-layer sensitivity from calibration statistics, then bits per
+// layer to reach a bits-per-weight target (optimal-formats rule) or a quantization ratio Q_r.
+import type { ActivationStats } from "../calibrate/index.js";
+import { FORMAT_BITS, type IntFormat, type Recipe } from "../config/schema.js";
+import { UserError } from "../errors.js";
+import { allocateBits, fisherProxy, layerSensitivity, quantizationRatioPlan, uniformPlan, type FormatOption, type LayerSensitivityInput } from "./algorithms/mixed.js";
+import { specFor, weightRowsNK, type WeightPlan } from "./index.js";
+
+type Mixed = NonNullable<Recipe["mixed"]>;
+
+/** Bits per weight of the packed artifact: codes, an fp32 scale per block, a zero point per block when asymmetric. */
+export function formatBpw(format: IntFormat, blockSize: number, symmetric: boolean): number {
+  const bits = FORMAT_BITS[format];
+  return bits + 32 / blockSize + (symmetric ? 0 : bits / blockSize);
+}
+
+export interface MixedDecision {
+  readonly name: string;
+  readonly format: IntFormat;
+  readonly sensitivity: number;
+  readonly bpw: number;
+}
+
+export function planMixedPrecision(plans: readonly WeightPlan[], stats: ReadonlyMap<string, ActivationStats> | undefined, mixed: Mixed): { plans: WeightPlan[]; decisions: MixedDecision[] } {
+  const layers: LayerSensitivityInput[] = plans.map((p) => {
+    const w = weightRowsNK(p.site);
+    let sq = 0;
+    for (const v of w) sq += v * v;
+    const s = stats?.get(p.site.node.input[0] ?? "");
+    if (!s && mixed.method === "fisher") throw new UserError(`mixed precision by Fisher sensitivity needs calibration data for ${p.site.name}: set evaluation.calibration`);
+    return { name: p.site.name, params: w.length, rmsW: Math.sqrt(sq / w.length), meanFisher: s ? fisherProxy(s.meanSquare) : 1 };
+  });
+  const blockSize = plans[0]?.spec.blockSize ?? 64;
+  const symmetric = plans[0]?.spec.symmetric ?? false;
+  const byBits = new Map<number, IntFormat>();
+  const options: FormatOption[] = mixed.formats.map((f) => {
+    byBits.set(FORMAT_BITS[f], f);
+    return { bits: FORMAT_BITS[f], bpw: formatBpw(f, blockSize, symmetric) };
+  });
+  let assignment;
+  if (mixed.q_ratio !== undefined) {
+    const option = (f: IntFormat): FormatOption => {
+      byBits.set(FORMAT_BITS[f], f);
+      return { bits: FORMAT_BITS[f], bpw: formatBpw(f, blockSize, symmetric) };
+    };
+    assignment = quantizationRatioPlan(
+      layers.map((l) => ({ name: l.name, params: l.params, sensitivity: layerSensitivity(l) })),
+      mixed.q_ratio,
+      option(mixed.low),
+      option(mixed.high),
+    ).plan;
+  } else if (mixed.method === "uniform") {
+    // The widest format whose bpw fits the target, everywhere (the baseline Fisher allocation must beat).
+    const fitting = options.filter((o) => o.bpw <= mixed.target_bpw + 1e-9).sort((a, b) => b.bpw - a.bpw);
+    const option = fitting[0] ?? [...options].sort((a, b) => a.bpw - b.bpw)[0]!;
+    assignment = uniformPlan(layers, option);
+  } else {
+    assignment = allocateBits(layers, mixed.target_bpw, options);
+  }
+  const decisions: MixedDecision[] = [];
+  const out = plans.map((p, i) => {
+    const a = assignment[i]!;
+    const format = byBits.get(a.bits)!;
+    decisions.push({ name: p.site.name, format, sensitivity: layerSensitivity(layers[i]!), bpw: a.bpw });
+    return { ...p, format, spec: specFor(format, p.spec.blockSize, p.spec.symmetric, p.algorithm), overrides: [...p.overrides, `mixed:${mixed.method}${mixed.q_ratio !== undefined ? ` q_ratio ${mixed.q_ratio}` : ""}`] };
+  });
+  return { plans: out, decisions };
+}
