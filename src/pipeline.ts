@@ -18,6 +18,9 @@ import { quantizeBlockwiseRef } from "./quantize/blockwise.js";
 import { planWeights, quantizeWeights, type BlockwiseQuantizer, type QuantizedWeight } from "./quantize/index.js";
 import { planMixedPrecision } from "./quantize/mixed-plan.js";
 import { planQuantx } from "./quantize/quantx.js";
+import type { Kernels } from "./kernels/index.js";
+import { benchmarkKernels, type BenchFormat, type KernelBenchResult } from "./kernels/bench.js";
+import { isTable } from "./quantize/index.js";
 import type { QuantizedLayerReport, Report, StageRecord } from "./report/types.js";
 import { buildLockfile, diffLockfiles, LOCKFILE_NAME, readLockfile, writeLockfile, type LayerChange } from "./report/lockfile.js";
 import { createSession, type LoadedOrt } from "./runtime/ort.js";
@@ -36,7 +39,7 @@ export interface Progress {
 
 export interface GateRunOptions {
   readonly ort: LoadedOrt;
-  readonly quantizer?: { readonly name: string; readonly quantize: BlockwiseQuantizer };
+  readonly quantizer?: { readonly name: string; readonly quantize: BlockwiseQuantizer; readonly kernels?: Kernels };
   /** onnxruntime-node folder for the measuring child, when not the normal dependency. */
   readonly ortDir?: string;
   readonly progress?: Progress;
@@ -209,6 +212,7 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
   let storage: StorageSummary | undefined;
   let floatRun: ModelRunMeasurement | undefined;
   let quantRun: ModelRunMeasurement | undefined;
+  let kernelBench: KernelBenchResult | undefined;
   if (model && emitted && data) {
     await stage("measure", `${config.measure.runs} runs, ${config.measure.threads} thread(s)`, async () => {
       storage = summarizeStorage(emitted!.layers);
@@ -222,6 +226,8 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
           );
         }
       }
+      const kernels = opts.quantizer?.kernels;
+      if (config.measure.kernel_benchmark && kernels && quantized) kernelBench = runKernelBenchmark(kernels, quantized, config.measure.threads);
     });
   }
 
@@ -242,6 +248,8 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     latencyP50Ms: quantRun?.latency.p50Ms,
     latencyP95MsFloat: floatRun?.latency.p95Ms,
     latencyP95Ms: quantRun?.latency.p95Ms,
+    kernelGemvMsFloat: kernelBench?.totals.reduce((a, t) => a + t.f32GemvMs, 0),
+    kernelGemvMs: kernelBench?.totals.reduce((a, t) => a + t.gemvMs, 0),
   };
   const gate = evaluateGate(config.gate, metrics, errors);
   stages.push({ stage: "gate", status: "ok", ms: 0 });
@@ -321,6 +329,7 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     float: { path: config.model, sizeBytes: model?.sizeBytes ?? 0, run: floatRun },
     quantized: quantizedSize !== undefined ? { path: path.relative(config.baseDir, quantizedModelPath), sizeBytes: quantizedSize, run: quantRun } : null,
     storage: storage ?? null,
+    kernelBenchmark: kernelBench ?? null,
     lockfile: lockWritten ? { path: lockWritten, committed: path.join(config.baseDir, LOCKFILE_NAME), changes: lockChanges } : null,
     warnings,
     stages,
@@ -333,4 +342,21 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     reportPath: path.join(outputDir, "quantgate-report.json"),
     quantizedModelPath: quantizedSize !== undefined ? quantizedModelPath : undefined,
   };
+}
+
+/** The recipe's formats at the model's own layer shapes, on our kernels (GEMV, M = 1). */
+function runKernelBenchmark(kernels: Kernels, quantized: readonly QuantizedWeight[], threads: number): KernelBenchResult {
+  const shapes = new Map<string, { name: string; k: number; n: number }>();
+  const formats = new Map<string, BenchFormat>();
+  for (const w of quantized) {
+    const { k, n } = w.q;
+    if (!shapes.has(`${k}x${n}`)) shapes.set(`${k}x${n}`, { name: w.plan.site.name, k, n });
+    if (isTable(w.q)) {
+      if (w.q.format !== "bnb-fp4") formats.set(`${w.q.format}/${w.q.blockSize}`, { format: w.q.format, blockSize: w.q.blockSize });
+    } else {
+      const spec = { ...w.q.spec, clipSearch: false };
+      formats.set(`${spec.bits}/${spec.blockSize}/${spec.symmetric}`, spec);
+    }
+  }
+  return benchmarkKernels(kernels, [...shapes.values()], [...formats.values()], { threads, runs: 15, warmup: 3 });
 }

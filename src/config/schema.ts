@@ -196,6 +196,8 @@ export const gateSchema = z.strictObject({
   max_peak_memory: limit(bytesValue).optional(),
   max_latency_p50_ms: limit(msValue).optional(),
   max_latency_p95_ms: limit(msValue).optional(),
+  /** Budget on our kernels' GEMV time summed over the model's layers (measure.kernel_benchmark). */
+  max_kernel_gemv_ms: limit(msValue).optional(),
   /** Fail when the quantized model is slower than the float one (p50). */
   forbid_slower_than_float: z.boolean().default(false),
 });

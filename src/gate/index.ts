@@ -22,6 +22,9 @@ export interface GateMetrics {
   readonly latencyP50Ms?: number;
   readonly latencyP95MsFloat?: number;
   readonly latencyP95Ms?: number;
+  /** Sum over the model's layer shapes and the recipe's formats of our kernels' GEMV time (M = 1). */
+  readonly kernelGemvMsFloat?: number;
+  readonly kernelGemvMs?: number;
 }
 
 export type Unit = "points" | "%" | "nats" | "bytes" | "bits" | "ms" | "ratio";
@@ -83,6 +86,7 @@ export const RULES: Record<Exclude<keyof GateLimits, "forbid_slower_than_float">
   max_peak_memory: { label: "Peak memory", unit: "bytes", direction: "max", observe: (m) => m.peakMemoryBytes },
   max_latency_p50_ms: { label: "Latency p50", unit: "ms", direction: "max", observe: (m) => m.latencyP50Ms },
   max_latency_p95_ms: { label: "Latency p95", unit: "ms", direction: "max", observe: (m) => m.latencyP95Ms },
+  max_kernel_gemv_ms: { label: "Kernel GEMV time (all layers, M=1)", unit: "ms", direction: "max", observe: (m) => m.kernelGemvMs },
 };
 
 /** Direction-aware: true when `value` is within `limit`. */

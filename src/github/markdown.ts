@@ -31,9 +31,10 @@ function change(c: Comparison): string {
   if (c.change === undefined || !Number.isFinite(c.change)) return "—";
   const sign = c.change >= 0 ? "+" : "";
   const body = c.changeUnit === "%" ? `${sign}${c.change.toFixed(2)}%` : `${sign}${fmt(c.change, c.changeUnit)}`;
-  if (!c.interval) return body;
   const f = (x: number): string => (c.changeUnit === "%" ? `${x.toFixed(2)}%` : fmt(x, c.changeUnit));
-  return `${body}<br><sub>${Math.round(c.interval.level * 100)}% CI [${f(c.interval.lo)}, ${f(c.interval.hi)}]</sub>`;
+  const ci = c.interval ? `${Math.round(c.interval.level * 100)}% CI [${f(c.interval.lo)}, ${f(c.interval.hi)}]` : undefined;
+  const sub = [ci, c.note].filter(Boolean).join("; ");
+  return sub ? `${body}<br><sub>${sub}</sub>` : body;
 }
 
 export function renderCiMarkdown(ci: CiSection, rules: readonly RuleResult[]): string {

@@ -110,7 +110,8 @@ export function evaluateRegression(current: HistoryEntry, base: HistoryEntry, se
   };
 
   if (c.accuracyQuantized !== undefined || b.accuracyQuantized !== undefined) {
-    const drop = sub(b.accuracyQuantized, c.accuracyQuantized);
+    const diff = sub(b.accuracyQuantized, c.accuracyQuantized);
+    const drop = diff === undefined ? undefined : diff * 100;
     let interval: Interval | undefined;
     if (drop !== undefined) {
       const sameData = base.hashes.data === current.hashes.data;
@@ -179,6 +180,7 @@ export function evaluateRegression(current: HistoryEntry, base: HistoryEntry, se
   const relative = settings.latency_relative_to_float && sameFloat;
   let latencyPoint: number | undefined;
   let latencyInterval: Interval | undefined;
+  let latencyNote: string | undefined;
   if (bq?.length && cq?.length && bq.length >= 3 && cq.length >= 3) {
     const bf = relative ? base.latencySamplesMs?.float : undefined;
     const cf = relative ? current.latencySamplesMs?.float : undefined;
@@ -188,6 +190,7 @@ export function evaluateRegression(current: HistoryEntry, base: HistoryEntry, se
   } else if (c.latencyP50Ms !== undefined && b.latencyP50Ms !== undefined) {
     const useFloat = relative && c.latencyP50MsFloat && b.latencyP50MsFloat;
     latencyPoint = useFloat ? pct(c.latencyP50Ms / c.latencyP50MsFloat!, b.latencyP50Ms / b.latencyP50MsFloat!) : pct(c.latencyP50Ms, b.latencyP50Ms);
+    latencyNote = `point estimate${useFloat ? " relative to the float model in the same run" : ""}; raw samples not recorded`;
   }
   comparisons.push({
     metric: "Latency p50",
@@ -198,7 +201,7 @@ export function evaluateRegression(current: HistoryEntry, base: HistoryEntry, se
     changeUnit: "%",
     interval: latencyInterval,
     rule: settings.max_latency_increase_pct ? "regression.max_latency_increase_pct" : undefined,
-    note: latencyInterval?.method,
+    note: latencyInterval?.method ?? latencyNote,
   });
   if (settings.max_latency_increase_pct) {
     push(

@@ -91,6 +91,9 @@ export function metricRows(report: Report): Row[] {
     quantized: report.storage?.bitsPerWeight,
     rules: ["max_bits_per_weight"],
   });
+  if (report.storage?.huffmanBitsPerWeight !== undefined) {
+    rows.push({ metric: "Bits per weight, Huffman-coded", unit: "bits", float: 32, quantized: report.storage.huffmanBitsPerWeight, rules: [] });
+  }
   rows.push({
     metric: "Peak memory (RSS)",
     unit: "bytes",
@@ -115,6 +118,18 @@ export function metricRows(report: Report): Row[] {
     rules: ["max_latency_p95_ms"],
     relative: true,
   });
+  if (report.kernelBenchmark) {
+    const kb = report.kernelBenchmark;
+    const sum = (pick: (t: (typeof kb.totals)[number]) => number): number => kb.totals.reduce((a, t) => a + pick(t), 0);
+    rows.push({
+      metric: `Kernel GEMV, all layers (${kb.backend} ${kb.isa})`,
+      unit: "ms",
+      float: sum((t) => t.f32GemvMs),
+      quantized: sum((t) => t.gemvMs),
+      rules: ["max_kernel_gemv_ms"],
+      relative: true,
+    });
+  }
   return rows;
 }
 

@@ -7,6 +7,7 @@ import type { GateResult } from "../gate/index.js";
 import type { ModelRunMeasurement, StorageSummary } from "../measure/index.js";
 import type { SkippedWeight } from "../onnx/weights.js";
 import type { LayerChange } from "./lockfile.js";
+import type { KernelBenchResult } from "../kernels/bench.js";
 
 export interface StageRecord {
   readonly stage: string;
@@ -81,6 +82,8 @@ export interface Report {
   readonly float: ModelSide;
   readonly quantized: ModelSide | null;
   readonly storage: StorageSummary | null;
+  /** GEMV of the recipe's formats on our kernels at this model's layer shapes, next to float32. */
+  readonly kernelBenchmark: KernelBenchResult | null;
   /** The precision lockfile written for this run and its differences from the committed one. */
   readonly lockfile: { readonly path: string; readonly committed: string; readonly changes: LayerChange[] } | null;
   readonly warnings: string[];
