@@ -15,9 +15,11 @@ import { measureModelRun, summarizeStorage, type ModelRunMeasurement, type Stora
 import { loadModel, saveModel, valueInfoTensorType, type LoadedModel } from "./onnx/model.js";
 import { findWeights, type WeightDiscovery } from "./onnx/weights.js";
 import { quantizeBlockwiseRef } from "./quantize/blockwise.js";
-import { planWeights, quantizeWeights, type BlockwiseQuantizer, type QuantizedWeight } from "./quantize/index.js";
+import { planWeights, quantizeWeights, specFor, type BlockwiseQuantizer, type QuantizedWeight } from "./quantize/index.js";
 import { planMixedPrecision } from "./quantize/mixed-plan.js";
 import { planQuantx } from "./quantize/quantx.js";
+import { measureLayerKl } from "./quantize/sensitivity.js";
+import { UserError } from "./errors.js";
 import type { Kernels } from "./kernels/index.js";
 import { benchmarkKernels, type BenchFormat, type KernelBenchResult } from "./kernels/bench.js";
 import { isTable } from "./quantize/index.js";
@@ -29,6 +31,8 @@ import type { WeightFormat } from "./config/schema.js";
 
 /** Calibration rows that go into each Gram matrix (its cost is k^2 per row). */
 const GRAM_ROWS = 2048;
+/** Calibration batches each one-layer-quantized model runs to measure its KL (mixed.method kl). */
+const SENSITIVITY_BATCHES = 2;
 
 export type StageName = "load" | "data" | "calibrate" | "quantize" | "emit" | "evaluate" | "measure" | "gate";
 
@@ -157,7 +161,16 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
       ? await stage("quantize", `${plans.length} weights`, async () => {
           const ctx = { quantize: quantizer.quantize, stats: calibration?.stats, recipe: config.recipe, threads: config.measure.threads };
           let planned = plans;
-          if (config.recipe.mixed) planned = planMixedPrecision(plans, calibration?.stats, config.recipe.mixed).plans;
+          const mixed = config.recipe.mixed;
+          if (mixed) {
+            let measured: Map<string, number> | undefined;
+            if (mixed.method === "kl") {
+              if (!data || data.calibrationBatches.length === 0) throw new UserError("recipe.mixed.method kl measures each layer on calibration data: set evaluation.calibration");
+              const atLow = plans.map((p) => ({ ...p, format: mixed.low, spec: specFor(mixed.low, p.spec.blockSize, p.spec.symmetric, p.algorithm) }));
+              measured = await measureLayerKl(ort, model.proto, atLow, ctx, data.calibrationBatches.slice(0, SENSITIVITY_BATCHES), config.measure.threads);
+            }
+            planned = planMixedPrecision(plans, calibration?.stats, mixed, measured).plans;
+          }
           else if (config.recipe.quantx) planned = planQuantx(plans, ctx, config.recipe.quantx).plans;
           return quantizeWeights(planned, ctx);
         })

@@ -22,7 +22,7 @@ describe("config validation", () => {
   const cases: { what: string; input: string; overrides?: Record<string, string>; expected: RegExp }[] = [
     { what: "unknown top-level key", input: `${base}modle: x.onnx\n`, expected: /quantgate\.yml:6 \(root\): unknown key "modle"/ },
     { what: "unknown recipe key", input: `${base}recipe:\n  blok_size: 32\n`, expected: /quantgate\.yml:7 recipe: unknown key "blok_size"/ },
-    { what: "bad format", input: `${base}recipe:\n  format: int5\n`, expected: /quantgate\.yml:7 recipe\.format: expected one of int8, int4, int2/ },
+    { what: "bad format", input: `${base}recipe:\n  format: int5\n`, expected: /quantgate\.yml:7 recipe\.format: expected one of int8, int4, int3, int2, nf4/ },
     { what: "bad block size", input: `${base}recipe:\n  block_size: 48\n`, expected: /:7 recipe\.block_size: expected one of 16, 32, 64, 128, 256/ },
     { what: "missing model", input: base.replace("model: model.onnx\n", ""), expected: /model: missing/ },
     {
@@ -44,7 +44,7 @@ describe("config validation", () => {
       what: "bad input override",
       input: base,
       overrides: { "recipe.format": "fp3" },
-      expected: /recipe\.format \(from input\): expected one of int8, int4, int2/,
+      expected: /recipe\.format \(from input\): expected one of int8, int4, int3, int2/,
     },
     {
       what: "non-numeric input override",

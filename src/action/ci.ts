@@ -145,7 +145,11 @@ export class CiRun {
   }
 
   private entry(report: CiReport, branch: string | undefined): HistoryEntry {
-    return toHistoryEntry(report, { config: this.id, commit: this.ctx.sha, branch, runId: this.ctx.runId, runUrl: this.ctx.runUrl, message: this.ctx.message }, gateLimits(this.config));
+    return toHistoryEntry(
+      report,
+      { config: this.id, commit: this.ctx.sha, branch, runId: this.ctx.runId, runUrl: this.ctx.runUrl, message: this.ctx.message },
+      gateLimits(this.config),
+    );
   }
 
   /** Base-branch comparison for pull requests: regression rules added to the gate. */
@@ -176,7 +180,8 @@ export class CiRun {
       this.warn(new OptionalStepError(`reading the history of ${pr.baseRef} from ${store.description} failed: ${(err as Error).message}`));
       return missing(`the history of \`${pr.baseRef}\` could not be read (${store.description})`);
     }
-    if (!base) return missing(`no history entry of \`${pr.baseRef}\` for \`${this.id}\` yet (${store.description}); it is written by runs on \`${pr.baseRef}\``);
+    if (!base)
+      return missing(`no history entry of \`${pr.baseRef}\` for \`${this.id}\` yet (${store.description}); it is written by runs on \`${pr.baseRef}\``);
     const regression: RegressionResult = evaluateRegression(this.entry(report, pr.headRef), base, settings);
     return { report: withRules(report, regression.rules), section: { baseBranch: pr.baseRef, regression } };
   }
@@ -231,10 +236,8 @@ export class CiRun {
       const repoUrl = this.ctx.owner ? `${this.ctx.serverUrl}/${this.ctx.owner}/${this.ctx.repo}` : undefined;
       const dashboard = this.history.dashboard;
       try {
-        const r = await store.append(
-          this.entry(report, branch),
-          this.history.max_entries,
-          (all): Record<string, string> => (dashboard ? { [DASHBOARD_FILE]: renderDashboard(all, { repoUrl, title: `QuantGate: ${this.ctx.owner}/${this.ctx.repo}` }) } : {}),
+        const r = await store.append(this.entry(report, branch), this.history.max_entries, (all): Record<string, string> =>
+          dashboard ? { [DASHBOARD_FILE]: renderDashboard(all, { repoUrl, title: `QuantGate: ${this.ctx.owner}/${this.ctx.repo}` }) } : {},
         );
         historyLocation = r.location;
         section.historyNote = `history: ${r.file.entries.length} entries in ${r.location}${r.attempts > 1 ? ` (pushed after ${r.attempts} attempts)` : ""}`;

@@ -84,7 +84,13 @@ export interface ReleaseRecord {
   readonly recipeSha256: string;
   readonly quantizedModel: { readonly path: string; readonly sizeBytes: number } | null;
   readonly baseCommit: string | null;
-  readonly rules: readonly { readonly rule: string; readonly status: string; readonly observed: number | null; readonly fail: number | null; readonly warn: number | null }[];
+  readonly rules: readonly {
+    readonly rule: string;
+    readonly status: string;
+    readonly observed: number | null;
+    readonly fail: number | null;
+    readonly warn: number | null;
+  }[];
   readonly errors: readonly string[];
 }
 

@@ -45,7 +45,13 @@ export const PRESETS: Record<string, Record<string, unknown>> = {
   "int3-quantx": { format: "int3", block_size: 64, symmetric: false, algorithm: "mse", quantx: { target_bpw: 3.6 } },
   nf4: { format: "nf4", block_size: 64 },
   mxfp4: { format: "mxfp4", block_size: 32 },
-  "mixed-3.5bpw": { format: "int4", block_size: 64, symmetric: false, algorithm: "mse", mixed: { target_bpw: 3.5, method: "fisher", formats: ["int2", "int3", "int4", "int8"] } },
+  "mixed-3.5bpw": {
+    format: "int4",
+    block_size: 64,
+    symmetric: false,
+    algorithm: "mse",
+    mixed: { target_bpw: 3.5, method: "fisher", formats: ["int2", "int3", "int4", "int8"] },
+  },
   "lowrank-int3": { format: "int3", block_size: 64, symmetric: false, algorithm: "mse", lowrank: { rank: 8 } },
 };
 export const PRESET_NAMES = Object.keys(PRESETS);
@@ -107,7 +113,8 @@ const recipeObject = z.strictObject({
   mixed: z
     .strictObject({
       target_bpw: z.number().positive().max(16),
-      method: z.enum(["fisher", "uniform"], { error: 'expected "fisher" or "uniform"' }).default("fisher"),
+      /** fisher: activation-statistics proxy; kl: measured by quantizing one layer at a time (to `low`); uniform: the baseline. */
+      method: z.enum(["fisher", "kl", "uniform"], { error: 'expected "fisher", "kl" or "uniform"' }).default("fisher"),
       formats: z.array(intFormat).min(1).default(["int2", "int3", "int4", "int8"]),
       /** Share of weights in the low format (the Q_r knob); when set, layers go low or high by sensitivity instead. */
       q_ratio: z.number().min(0).max(1).optional(),

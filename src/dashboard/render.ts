@@ -70,7 +70,9 @@ export function dashboardModel(file: HistoryFile, tableRows = 20): DashboardConf
     add("perplexity", "Perplexity", "", [
       { label: "quantized", values: metric(entries, "perplexityQuantized"), kind: "value" },
       { label: "float", values: metric(entries, "perplexityFloat"), kind: "float" },
-      ...limitSeries(entries, "max_perplexity_increase_pct", (l, e) => (e.metrics.perplexityFloat === undefined ? undefined : e.metrics.perplexityFloat * (1 + l / 100))),
+      ...limitSeries(entries, "max_perplexity_increase_pct", (l, e) =>
+        e.metrics.perplexityFloat === undefined ? undefined : e.metrics.perplexityFloat * (1 + l / 100),
+      ),
     ]);
   } else {
     add("accuracy", "Accuracy", "%", [
@@ -84,7 +86,10 @@ export function dashboardModel(file: HistoryFile, tableRows = 20): DashboardConf
     { label: "p99", values: metric(entries, "klP99"), kind: "value" },
     ...limitSeries(entries, "max_kl_mean"),
   ]);
-  add("bpw", "Bits per weight", "bits", [{ label: "bits per weight", values: metric(entries, "bitsPerWeight"), kind: "value" }, ...limitSeries(entries, "max_bits_per_weight")]);
+  add("bpw", "Bits per weight", "bits", [
+    { label: "bits per weight", values: metric(entries, "bitsPerWeight"), kind: "value" },
+    ...limitSeries(entries, "max_bits_per_weight"),
+  ]);
   add("size", "Model size", "KiB", [
     { label: "quantized", values: metric(entries, "sizeBytes", 1 / 1024), kind: "value" },
     ...limitSeries(entries, "max_model_size", (l) => l / 1024),
@@ -127,7 +132,11 @@ export function dashboardModel(file: HistoryFile, tableRows = 20): DashboardConf
 }
 
 /** JSON that is safe inside a <script> element. */
-const scriptJson = (value: unknown): string => JSON.stringify(value).replace(/</g, "\\u003c").replace(/\u2028/g, "\\u2028").replace(/\u2029/g, "\\u2029");
+const scriptJson = (value: unknown): string =>
+  JSON.stringify(value)
+    .replace(/</g, "\\u003c")
+    .replace(/\u2028/g, "\\u2028")
+    .replace(/\u2029/g, "\\u2029");
 const escapeHtml = (s: string): string => s.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!);
 
 const PAGE_SCRIPT = String.raw`
@@ -193,7 +202,8 @@ const PAGE_SCRIPT = String.raw`
       td(r.branch || "");
       td(r.createdAt.replace("T", " ").slice(0, 16));
       var v = document.createElement(r.runUrl ? "a" : "span");
-      v.textContent = r.verdict === "pass" ? "✅ pass" : "❌ fail";
+      v.textContent = r.verdict;
+      v.className = r.verdict;
       if (r.runUrl) v.href = r.runUrl;
       td(v, true);
       cols.forEach(function (c) { td(r.cells[c]); });
@@ -226,6 +236,7 @@ table { border-collapse: collapse; margin-top: 16px; font-size: 13px; }
 th, td { border: 1px solid #d0d7de; padding: 4px 8px; text-align: right; } th { background: #f6f8fa; }
 td:nth-child(-n+4), th:nth-child(-n+4) { text-align: left; }
 .muted { color: #656d76; }
+.pass { color: #1a7f37; } .fail { color: #cf222e; font-weight: 600; }
 </style>
 </head>
 <body>

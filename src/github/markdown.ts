@@ -67,7 +67,8 @@ export function renderCiMarkdown(ci: CiSection, rules: readonly RuleResult[]): s
       out.push("| --- | --- | --- | --- |");
       const d = (l?: { format: string; blockSize: number; form: string; bitsPerWeight: number }): string =>
         l ? `${l.format} b${l.blockSize} (${l.form}), ${l.bitsPerWeight.toFixed(3)} bpw` : "—";
-      for (const l of reg.layers.slice(0, 50)) out.push(`| \`${l.name}\` | ${l.change}${l.fields.length ? `: ${l.fields.join(", ")}` : ""} | ${d(l.before)} | ${d(l.after)} |`);
+      for (const l of reg.layers.slice(0, 50))
+        out.push(`| \`${l.name}\` | ${l.change}${l.fields.length ? `: ${l.fields.join(", ")}` : ""} | ${d(l.before)} | ${d(l.after)} |`);
       if (reg.layers.length > 50) out.push(`| … ${reg.layers.length - 50} more | | | |`);
     }
     out.push("");
@@ -77,7 +78,8 @@ export function renderCiMarkdown(ci: CiSection, rules: readonly RuleResult[]): s
   }
   const links: string[] = [];
   if (ci.runUrl) links.push(`[Workflow run](${ci.runUrl})`);
-  if (ci.artifact) links.push(ci.artifact.url ? `[Artifact \`${ci.artifact.name}\`](${ci.artifact.url})` : `Artifact \`${ci.artifact.name}\` (${ci.artifact.files} files)`);
+  if (ci.artifact)
+    links.push(ci.artifact.url ? `[Artifact \`${ci.artifact.name}\`](${ci.artifact.url})` : `Artifact \`${ci.artifact.name}\` (${ci.artifact.files} files)`);
   if (ci.artifactNote) links.push(ci.artifactNote);
   if (ci.cacheLine) links.push(ci.cacheLine);
   if (ci.historyNote) links.push(ci.historyNote);

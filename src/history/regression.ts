@@ -34,7 +34,13 @@ export interface RegressionResult {
   readonly notes: string[];
 }
 
-export const REGRESSION_RULES = ["max_accuracy_drop", "max_perplexity_increase_pct", "max_kl_increase", "max_latency_increase_pct", "max_size_increase_pct"] as const;
+export const REGRESSION_RULES = [
+  "max_accuracy_drop",
+  "max_perplexity_increase_pct",
+  "max_kl_increase",
+  "max_latency_increase_pct",
+  "max_size_increase_pct",
+] as const;
 
 const pct = (cur: number | undefined, base: number | undefined): number | undefined =>
   cur !== undefined && base !== undefined && base !== 0 ? (cur / base - 1) * 100 : undefined;
@@ -44,7 +50,9 @@ const showInterval = (i: Interval, unit: Unit): string => `${Math.round(i.level 
 function pointRule(id: string, label: string, unit: Unit, limit: Limit | undefined, observed: number | undefined, suffix: string): RuleResult | undefined {
   if (!limit) return undefined;
   const r = evaluateRule(`regression.${id}`, { label, unit, direction: "max", observe: () => observed }, limit, observed);
-  return observed === undefined ? { ...r, status: "warn", message: `regression.${id}: the base entry or this run lacks the measurement; not compared` } : { ...r, message: r.message + suffix };
+  return observed === undefined
+    ? { ...r, status: "warn", message: `regression.${id}: the base entry or this run lacks the measurement; not compared` }
+    : { ...r, message: r.message + suffix };
 }
 
 /**
@@ -70,7 +78,11 @@ export function latencyRule(limit: Limit, point: number, interval: Interval | un
     return { ...base, status: "fail", message: `${label} ${fmt(point, "%")} against ${baseSha} breaks ${id} (at most ${fmt(failLimit, "%")})${ci}` };
   }
   if (limit.warn !== undefined && interval.lo > limit.warn) {
-    return { ...base, status: "warn", message: `${label} ${fmt(point, "%")} against ${baseSha} is past the warning level of ${id} (at most ${fmt(limit.warn, "%")})${ci}` };
+    return {
+      ...base,
+      status: "warn",
+      message: `${label} ${fmt(point, "%")} against ${baseSha} is past the warning level of ${id} (at most ${fmt(limit.warn, "%")})${ci}`,
+    };
   }
   if (warnLimit !== undefined && point > warnLimit) {
     return {
@@ -132,7 +144,16 @@ export function evaluateRegression(current: HistoryEntry, base: HistoryEntry, se
       interval: interval ? { ...interval, lo: -interval.hi, hi: -interval.lo } : undefined,
       rule: settings.max_accuracy_drop ? "regression.max_accuracy_drop" : undefined,
     });
-    push(pointRule("max_accuracy_drop", "Accuracy drop vs base", "points", settings.max_accuracy_drop, drop, suffix + (interval ? ` (${showInterval(interval, "points")}, ${interval.method})` : "")));
+    push(
+      pointRule(
+        "max_accuracy_drop",
+        "Accuracy drop vs base",
+        "points",
+        settings.max_accuracy_drop,
+        drop,
+        suffix + (interval ? ` (${showInterval(interval, "points")}, ${interval.method})` : ""),
+      ),
+    );
   }
   if (c.perplexityQuantized !== undefined || b.perplexityQuantized !== undefined) {
     const inc = pct(c.perplexityQuantized, b.perplexityQuantized);
@@ -170,8 +191,22 @@ export function evaluateRegression(current: HistoryEntry, base: HistoryEntry, se
     rule: settings.max_size_increase_pct ? "regression.max_size_increase_pct" : undefined,
   });
   push(pointRule("max_size_increase_pct", "Model size increase vs base", "%", settings.max_size_increase_pct, sizeInc, suffix));
-  comparisons.push({ metric: "Bits per weight", unit: "bits", base: b.bitsPerWeight, current: c.bitsPerWeight, change: sub(c.bitsPerWeight, b.bitsPerWeight), changeUnit: "bits" });
-  comparisons.push({ metric: "Peak memory", unit: "bytes", base: b.peakMemoryBytes, current: c.peakMemoryBytes, change: pct(c.peakMemoryBytes, b.peakMemoryBytes), changeUnit: "%" });
+  comparisons.push({
+    metric: "Bits per weight",
+    unit: "bits",
+    base: b.bitsPerWeight,
+    current: c.bitsPerWeight,
+    change: sub(c.bitsPerWeight, b.bitsPerWeight),
+    changeUnit: "bits",
+  });
+  comparisons.push({
+    metric: "Peak memory",
+    unit: "bytes",
+    base: b.peakMemoryBytes,
+    current: c.peakMemoryBytes,
+    change: pct(c.peakMemoryBytes, b.peakMemoryBytes),
+    changeUnit: "%",
+  });
 
   // Latency: bootstrap over raw samples when both runs kept them, relative to the float model when it is unchanged.
   const bq = base.latencySamplesMs?.quantized;
@@ -210,7 +245,10 @@ export function evaluateRegression(current: HistoryEntry, base: HistoryEntry, se
         : latencyRule(settings.max_latency_increase_pct, latencyPoint, latencyInterval, sha),
     );
   }
-  if (base.cpu !== current.cpu) notes.push(`the base entry was measured on another CPU (${base.cpu}); latency is ${relative ? "compared relative to the float model" : "not directly comparable"}`);
+  if (base.cpu !== current.cpu)
+    notes.push(
+      `the base entry was measured on another CPU (${base.cpu}); latency is ${relative ? "compared relative to the float model" : "not directly comparable"}`,
+    );
   if (base.onnxruntime !== current.onnxruntime) notes.push(`ONNX Runtime changed since ${sha}: ${base.onnxruntime} → ${current.onnxruntime}`);
 
   return {

@@ -95,7 +95,11 @@ export function latencyIncreaseInterval(
     stats[b] = (vc / vb - 1) * 100;
   }
   const n = `${base.quantized.length}+${current.quantized.length} runs`;
-  return { point, interval: percentileInterval(stats, level, `bootstrap of medians (${n}${relative ? ", relative to the float model in the same run" : ""})`), relativeToFloat: relative };
+  return {
+    point,
+    interval: percentileInterval(stats, level, `bootstrap of medians (${n}${relative ? ", relative to the float model in the same run" : ""})`),
+    relativeToFloat: relative,
+  };
 }
 
 /** Inverse of the standard normal CDF (Acklam's rational approximation, |error| < 1.2e-9). */
@@ -113,7 +117,6 @@ export function normalQuantile(p: number): number {
   const q = p - 0.5;
   const r = q * q;
   return (
-    ((((((a[0]! * r + a[1]!) * r + a[2]!) * r + a[3]!) * r + a[4]!) * r + a[5]!) * q) /
-    (((((b[0]! * r + b[1]!) * r + b[2]!) * r + b[3]!) * r + b[4]!) * r + 1)
+    ((((((a[0]! * r + a[1]!) * r + a[2]!) * r + a[3]!) * r + a[4]!) * r + a[5]!) * q) / (((((b[0]! * r + b[1]!) * r + b[2]!) * r + b[3]!) * r + b[4]!) * r + 1)
   );
 }

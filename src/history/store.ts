@@ -158,7 +158,8 @@ export class BranchHistoryStore implements HistoryStore {
           await this.git(repo, ["push", "-q", "origin", `HEAD:refs/heads/${this.opts.branch}`]);
           return { file, all, location: `${this.opts.branch}:${this.filePath(entry.config)}`, attempts: attempt };
         } catch (err) {
-          if (attempt >= maxAttempts) throw new HistoryError(`pushing history to ${this.opts.branch} failed after ${attempt} attempts: ${(err as Error).message}`);
+          if (attempt >= maxAttempts)
+            throw new HistoryError(`pushing history to ${this.opts.branch} failed after ${attempt} attempts: ${(err as Error).message}`);
           this.opts.log?.(`history push to ${this.opts.branch} rejected (attempt ${attempt}): another run pushed first; retrying on top of it`);
           await new Promise((r) => setTimeout(r, 200 * attempt + Math.floor(Math.random() * 300)));
         }
@@ -190,7 +191,8 @@ export class CacheHistoryStore implements HistoryStore {
   }
 
   private async restore(configId: string, branch: string): Promise<HistoryFile | undefined> {
-    if (!this.opts.client.available()) throw new HistoryError("the cache service is not available on this runner (ACTIONS_CACHE_URL / ACTIONS_RESULTS_URL unset)");
+    if (!this.opts.client.available())
+      throw new HistoryError("the cache service is not available on this runner (ACTIONS_CACHE_URL / ACTIONS_RESULTS_URL unset)");
     const folder = path.join(this.opts.folder, branch.replace(/[^A-Za-z0-9._-]+/g, "-"));
     await rm(folder, { recursive: true, force: true });
     await mkdir(folder, { recursive: true });

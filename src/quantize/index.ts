@@ -13,6 +13,9 @@ import { dequantizeBlockwise, transpose, type BlockwiseQuantized, type Blockwise
 import { fitCodebook } from "./codebook.js";
 import { dequantizeTable, quantizeTableRef, type TableQuantized } from "./tables.js";
 
+/** Output rows AWQ's alpha search evaluates (exact for those rows; each costs k^2 per grid point with a Gram matrix). */
+const AWQ_SEARCH_ROWS = 64;
+
 export type BlockwiseQuantizer = (wT: Float32Array, n: number, k: number, spec: BlockwiseSpec, threads?: number) => BlockwiseQuantized;
 export type Algorithm = Recipe["algorithm"];
 export type AnyQuantized = BlockwiseQuantized | TableQuantized;
@@ -147,7 +150,7 @@ export function quantizeWeight(plan: WeightPlan, ctx: QuantizeContext): Quantize
     notes.push(`gptq damp ${g.damp}${g.act_order ? ", act-order" : ""}, Hessian from ${s.gramRows} rows`);
   } else if (algorithm === "awq") {
     const s = needStats(plan, stats, "AWQ", false);
-    const res = awqSearch(wT, n, k, s, spec, (w, rows, cols, sp) => ctx.quantize(w, rows, cols, sp, ctx.threads), { grid: ctx.recipe.awq.grid, searchRows: 256 });
+    const res = awqSearch(wT, n, k, s, spec, (w, rows, cols, sp) => ctx.quantize(w, rows, cols, sp, ctx.threads), { grid: ctx.recipe.awq.grid, searchRows: AWQ_SEARCH_ROWS });
     q = res.q;
     inputScales = res.inverseScales;
     notes.push(`awq alpha ${res.alpha.toFixed(2)}, output error ${(res.error / Math.max(res.errorRtn, 1e-30)).toFixed(3)}x of RTN`);

@@ -21,14 +21,30 @@ export interface MixedDecision {
   readonly bpw: number;
 }
 
-export function planMixedPrecision(plans: readonly WeightPlan[], stats: ReadonlyMap<string, ActivationStats> | undefined, mixed: Mixed): { plans: WeightPlan[]; decisions: MixedDecision[] } {
+/**
+ * @param measuredKl for method "kl": the KL of the model with only that layer quantized to `mixed.low`.
+ * The error model KL_i(b) = c_i 2^(-2b) gives c_i = KL_i(low) 2^(2 low), which replaces F_i P_i RMS_i^2.
+ */
+export function planMixedPrecision(
+  plans: readonly WeightPlan[],
+  stats: ReadonlyMap<string, ActivationStats> | undefined,
+  mixed: Mixed,
+  measuredKl?: ReadonlyMap<string, number>,
+): { plans: WeightPlan[]; decisions: MixedDecision[] } {
   const layers: LayerSensitivityInput[] = plans.map((p) => {
     const w = weightRowsNK(p.site);
     let sq = 0;
     for (const v of w) sq += v * v;
+    const rmsW = Math.sqrt(sq / w.length);
+    if (mixed.method === "kl") {
+      const kl = measuredKl?.get(p.site.name);
+      if (kl === undefined) throw new Error(`internal: no measured KL for ${p.site.name}`);
+      const c = Math.max(kl, 1e-12) * 2 ** (2 * FORMAT_BITS[mixed.low]);
+      return { name: p.site.name, params: w.length, rmsW, meanFisher: c / (w.length * rmsW * rmsW) };
+    }
     const s = stats?.get(p.site.node.input[0] ?? "");
     if (!s && mixed.method === "fisher") throw new UserError(`mixed precision by Fisher sensitivity needs calibration data for ${p.site.name}: set evaluation.calibration`);
-    return { name: p.site.name, params: w.length, rmsW: Math.sqrt(sq / w.length), meanFisher: s ? fisherProxy(s.meanSquare) : 1 };
+    return { name: p.site.name, params: w.length, rmsW, meanFisher: s ? fisherProxy(s.meanSquare) : 1 };
   });
   const blockSize = plans[0]?.spec.blockSize ?? 64;
   const symmetric = plans[0]?.spec.symmetric ?? false;

@@ -77,11 +77,15 @@ describe("pull-request checks (runner-style, local GitHub API)", () => {
     await writeClassifierFixture(dir, "  max_kl_mean: 0.5\n");
     gh.readOnly = true;
     try {
-      const run = await runActionAsync(dir, { config: "quantgate.yml", "github-token": "ghs_read_only", artifact: "false", cache: "false" }, {
-        eventName: "pull_request",
-        event: pullRequestEvent(9, "main", "patch-1", true),
-        env: prEnv(9),
-      });
+      const run = await runActionAsync(
+        dir,
+        { config: "quantgate.yml", "github-token": "ghs_read_only", artifact: "false", cache: "false" },
+        {
+          eventName: "pull_request",
+          event: pullRequestEvent(9, "main", "patch-1", true),
+          env: prEnv(9),
+        },
+      );
       expect(run.status, run.stdout).toBe(0);
       expect(run.outputs.verdict).toBe("pass");
       expect(run.stdout).toMatch(/::warning::cannot comment on #9 \(HTTP 403: Resource not accessible by integration/);
@@ -94,11 +98,15 @@ describe("pull-request checks (runner-style, local GitHub API)", () => {
   it("comment: on-failure creates nothing for a passing run", async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), "qg-onfail-"));
     await writeClassifierFixture(dir, "  max_kl_mean: 0.5\n");
-    const run = await runActionAsync(dir, { config: "quantgate.yml", "github-token": "t", comment: "on-failure", artifact: "false", cache: "false" }, {
-      eventName: "pull_request",
-      event: pullRequestEvent(11),
-      env: prEnv(11),
-    });
+    const run = await runActionAsync(
+      dir,
+      { config: "quantgate.yml", "github-token": "t", comment: "on-failure", artifact: "false", cache: "false" },
+      {
+        eventName: "pull_request",
+        event: pullRequestEvent(11),
+        env: prEnv(11),
+      },
+    );
     expect(run.status, run.stdout).toBe(0);
     expect(gh.requests.filter((r) => r.path.includes("/issues/11/") && r.method === "POST")).toHaveLength(0);
   });

@@ -47,7 +47,13 @@ export async function startFakeGithub(): Promise<FakeGithub> {
       } catch {
         body = text;
       }
-      requests.push({ method: req.method ?? "", path: url.pathname, query: Object.fromEntries(url.searchParams), authorization: req.headers.authorization, body });
+      requests.push({
+        method: req.method ?? "",
+        path: url.pathname,
+        query: Object.fromEntries(url.searchParams),
+        authorization: req.headers.authorization,
+        body,
+      });
       const send = (status: number, data: unknown, headers: Record<string, string> = {}): void => {
         res.writeHead(status, { "content-type": "application/json; charset=utf-8", ...headers });
         res.end(JSON.stringify(data));
@@ -120,7 +126,14 @@ export async function startFakeGithub(): Promise<FakeGithub> {
 export function seedComments(gh: FakeGithub, key: string, count: number): void {
   const list = gh.comments.get(key) ?? [];
   for (let i = 0; i < count; i++) {
-    list.push({ id: 1 + i, body: `an unrelated review comment ${i}`, html_url: `https://github.com/x#c${i}`, user: { login: "someone" }, created_at: "", updated_at: "" });
+    list.push({
+      id: 1 + i,
+      body: `an unrelated review comment ${i}`,
+      html_url: `https://github.com/x#c${i}`,
+      user: { login: "someone" },
+      created_at: "",
+      updated_at: "",
+    });
   }
   gh.comments.set(key, list);
 }
