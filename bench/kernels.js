@@ -94,7 +94,8 @@ for (const { k, n } of SHAPES) {
   for (const threads of THREADS) {
     // float32 baseline (our kernel)
     for (const m of MS) {
-      const x = weights(m * k, 5), y = new Float32Array(m * n);
+      const x = weights(m * k, 5),
+        y = new Float32Array(m * n);
       const ms = timeIt(() => kernels.gemmF32(wT, n, k, x, m, threads, y));
       record({ format: "f32", implementation: `quantgate-${kernels.isa}`, m, n, k, threads, ms, weightBytes: n * k * 4 });
     }
@@ -112,12 +113,14 @@ for (const { k, n } of SHAPES) {
         if (f.bits === 4 && f.blockSize % 32 === 0) runInt8 = (x, y) => kernels.gemvBlockwiseInt8(p, x, threads, y);
       }
       if (runInt8) {
-        const x = weights(k, 5), y = new Float32Array(n);
+        const x = weights(k, 5),
+          y = new Float32Array(n);
         const ms = timeIt(() => runInt8(x, y));
         record({ format: label, implementation: `quantgate-${kernels.isa}-int8act`, m: 1, n, k, threads, ms, weightBytes });
       }
       for (const m of MS) {
-        const x = weights(m * k, 5), y = new Float32Array(m * n);
+        const x = weights(m * k, 5),
+          y = new Float32Array(m * n);
         const ms = timeIt(() => run(x, m, y));
         record({ format: label, implementation: `quantgate-${kernels.isa}`, m, n, k, threads, ms, weightBytes });
       }
@@ -134,16 +137,35 @@ for (const { k, n } of SHAPES) {
     };
     for (const [name, nodes] of Object.entries(models)) {
       const acc = name.endsWith("acc4") ? 4 : 0;
-      const graphNodes =
-        nodes ??
-        [makeNode("MatMulNBits", ["A", "B", "S", "Z"], ["Y"], [makeAttribute("K", k), makeAttribute("N", n), makeAttribute("bits", 4), makeAttribute("block_size", 32), makeAttribute("accuracy_level", acc)], { domain: "com.microsoft" })];
+      const graphNodes = nodes ?? [
+        makeNode(
+          "MatMulNBits",
+          ["A", "B", "S", "Z"],
+          ["Y"],
+          [makeAttribute("K", k), makeAttribute("N", n), makeAttribute("bits", 4), makeAttribute("block_size", 32), makeAttribute("accuracy_level", acc)],
+          { domain: "com.microsoft" },
+        ),
+      ];
       const inits = nodes
         ? [makeTensor("W", DataType.FLOAT, [k, n], W)]
-        : [makeTensor("B", DataType.UINT8, [n, nb, 16], t4.b), makeTensor("S", DataType.FLOAT, [n * nb], t4.scales), makeTensor("Z", DataType.UINT8, [t4.zeroPoints.length], t4.zeroPoints)];
+        : [
+            makeTensor("B", DataType.UINT8, [n, nb, 16], t4.b),
+            makeTensor("S", DataType.FLOAT, [n * nb], t4.scales),
+            makeTensor("Z", DataType.UINT8, [t4.zeroPoints.length], t4.zeroPoints),
+          ];
       const model = create(ModelProtoSchema, {
         irVersion: 10n,
-        opsetImport: [create(OperatorSetIdProtoSchema, { domain: "", version: 17n }), create(OperatorSetIdProtoSchema, { domain: "com.microsoft", version: 1n })],
-        graph: create(GraphProtoSchema, { name: "g", node: graphNodes, initializer: inits, input: [makeValueInfo("A", DataType.FLOAT, ["M", k])], output: [makeValueInfo("Y", DataType.FLOAT, ["M", n])] }),
+        opsetImport: [
+          create(OperatorSetIdProtoSchema, { domain: "", version: 17n }),
+          create(OperatorSetIdProtoSchema, { domain: "com.microsoft", version: 1n }),
+        ],
+        graph: create(GraphProtoSchema, {
+          name: "g",
+          node: graphNodes,
+          initializer: inits,
+          input: [makeValueInfo("A", DataType.FLOAT, ["M", k])],
+          output: [makeValueInfo("Y", DataType.FLOAT, ["M", n])],
+        }),
       });
       const session = await ort.InferenceSession.create(serializeModel(model), { intraOpNumThreads: threads, interOpNumThreads: 1 });
       for (const m of MS) {
@@ -161,7 +183,9 @@ for (const { k, n } of SHAPES) {
 // ---- quantization throughput (weights per second)
 const quantization = [];
 {
-  const n = 4096, k = 4096, wT = weights(n * k, 11);
+  const n = 4096,
+    k = 4096,
+    wT = weights(n * k, 11);
   for (const clipSearch of [false, true])
     for (const threads of THREADS) {
       const spec = { bits: 4, blockSize: 32, symmetric: false, clipSearch };
@@ -181,11 +205,37 @@ const report = { date: new Date().toISOString(), backend: kernels.backend, isa: 
 writeFileSync(new URL("./out/kernels.json", import.meta.url), JSON.stringify(report, null, 2));
 
 const pad = (s, w) => String(s).padStart(w);
-console.log("\n" + ["impl".padEnd(24), "format".padEnd(18), pad("M", 3), pad("N", 6), pad("K", 5), pad("thr", 3), pad("ms", 9), pad("GFLOP/s", 8), pad("GB/s", 7), pad("%bw", 5)].join(" "));
+console.log(
+  "\n" +
+    [
+      "impl".padEnd(24),
+      "format".padEnd(18),
+      pad("M", 3),
+      pad("N", 6),
+      pad("K", 5),
+      pad("thr", 3),
+      pad("ms", 9),
+      pad("GFLOP/s", 8),
+      pad("GB/s", 7),
+      pad("%bw", 5),
+    ].join(" "),
+);
 for (const r of rows)
   console.log(
-    [r.implementation.padEnd(24), r.format.padEnd(18), pad(r.m, 3), pad(r.n, 6), pad(r.k, 5), pad(r.threads, 3), pad(r.ms.toFixed(3), 9), pad(r.gflops.toFixed(1), 8), pad(r.gbPerS.toFixed(1), 7), pad((100 * r.bandwidthFraction).toFixed(0), 5)].join(" "),
+    [
+      r.implementation.padEnd(24),
+      r.format.padEnd(18),
+      pad(r.m, 3),
+      pad(r.n, 6),
+      pad(r.k, 5),
+      pad(r.threads, 3),
+      pad(r.ms.toFixed(3), 9),
+      pad(r.gflops.toFixed(1), 8),
+      pad(r.gbPerS.toFixed(1), 7),
+      pad((100 * r.bandwidthFraction).toFixed(0), 5),
+    ].join(" "),
   );
 console.log("\nquantization throughput (4096 x 4096):");
-for (const q of quantization) console.log(`  ${q.method.padEnd(22)} threads=${q.threads} ${(q.weightsPerSecond / 1e6).toFixed(0)} M weights/s (${q.ms.toFixed(1)} ms)`);
+for (const q of quantization)
+  console.log(`  ${q.method.padEnd(22)} threads=${q.threads} ${(q.weightsPerSecond / 1e6).toFixed(0)} M weights/s (${q.ms.toFixed(1)} ms)`);
 console.log("\nwrote bench/out/kernels.json");

@@ -74,14 +74,17 @@ for (const [name, recipe] of VARIANTS) {
     top1Agreement: e.top1Agreement,
     // Weight-space error, params-weighted: what RTN and clip search optimize directly.
     weightRelError: r.weights.quantized.reduce((a, l) => a + l.relativeError * l.k * l.n, 0) / r.weights.quantized.reduce((a, l) => a + l.k * l.n, 0),
-    outputErrorRatio: r.weights.quantized.reduce((a, l) => a + (l.outputErrorRatio ?? 0) * l.k * l.n, 0) / r.weights.quantized.reduce((a, l) => a + l.k * l.n, 0),
+    outputErrorRatio:
+      r.weights.quantized.reduce((a, l) => a + (l.outputErrorRatio ?? 0) * l.k * l.n, 0) / r.weights.quantized.reduce((a, l) => a + l.k * l.n, 0),
     quantizeMs: stageMs("quantize"),
     calibrateMs: stageMs("calibrate"),
     wallMs,
     formats: [...new Set(r.weights.quantized.map((l) => `${l.format}/${l.blockSize}`))].join(" "),
   };
   rows.push(row);
-  process.stderr.write(`${name.padEnd(18)} bpw ${row.bitsPerWeight.toFixed(3)}  ppl ${row.perplexity.toFixed(3)}  KL ${row.klMean.toFixed(5)}  (${(wallMs / 1000).toFixed(1)} s)\n`);
+  process.stderr.write(
+    `${name.padEnd(18)} bpw ${row.bitsPerWeight.toFixed(3)}  ppl ${row.perplexity.toFixed(3)}  KL ${row.klMean.toFixed(5)}  (${(wallMs / 1000).toFixed(1)} s)\n`,
+  );
 }
 
 const by = Object.fromEntries(rows.map((r) => [r.name, r]));
@@ -109,6 +112,9 @@ const md = [
   "",
 ].join("\n");
 await mkdir(path.join(root, "bench", "out"), { recursive: true });
-await writeFile(path.join(root, "bench", "out", "recipes.json"), JSON.stringify({ kernels: quantizer.name, rows, orderings: Object.fromEntries(orderings) }, null, 2) + "\n");
+await writeFile(
+  path.join(root, "bench", "out", "recipes.json"),
+  JSON.stringify({ kernels: quantizer.name, rows, orderings: Object.fromEntries(orderings) }, null, 2) + "\n",
+);
 await writeFile(path.join(root, "bench", "out", "recipes.md"), md);
 process.stdout.write(md);

@@ -1,6 +1,8 @@
 // The local CLI: `quantgate run -c quantgate.yml` runs the same pipeline as the action and prints the verdict.
 import { copyFile } from "node:fs/promises";
+import path from "node:path";
 import { parseArgs } from "node:util";
+import { cacheSummaryLine, WORK_CACHE_DIR, WorkCache } from "./cache/index.js";
 import { ConfigError, loadConfig, type ConfigOverrides } from "./config/load.js";
 import { UserError } from "./errors.js";
 import { fmt, type RuleResult } from "./gate/index.js";
@@ -28,6 +30,8 @@ Options:
       --preset <name>       override recipe.preset (int8, int4-rtn, int4-awq, int4-gptq, int3-quantx,
                             nf4, mxfp4, mixed-3.5bpw, lowrank-int3)
       --update-lock         write the precision lockfile (quantgate.lock.json) beside the config
+      --cache               reuse unchanged work (quantized model, evaluation) from .quantgate/cache
+                            beside the config; latency and memory are always measured again
       --onnxruntime-path <dir>  load onnxruntime-node from this folder
   -h, --help
 
@@ -76,6 +80,7 @@ export async function main(argv: string[]): Promise<number> {
         "onnxruntime-path": { type: "string" },
         preset: { type: "string" },
         "update-lock": { type: "boolean" },
+        cache: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -105,8 +110,10 @@ export async function main(argv: string[]): Promise<number> {
     const quantizer = await loadKernelQuantizer((m) => process.stderr.write(`${m}\n`));
     const stageNames: StageName[] = ["load", "data", "calibrate", "quantize", "emit", "evaluate", "measure", "gate"];
     const tty = process.stderr.isTTY;
+    const cache = values.cache ? new WorkCache(path.join(config.baseDir, WORK_CACHE_DIR)) : undefined;
     const run = await runGate(config, {
       ort,
+      cache,
       ortDir,
       quantizer,
       progress: {
@@ -122,6 +129,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`lockfile written: ${run.report.lockfile.committed}\n`);
     }
     process.stdout.write(`\n${renderTerminal(run.report)}\n`);
+    if (cache) process.stdout.write(`${cacheSummaryLine(cache.summary())}\n`);
     process.stdout.write(
       `\nReport: ${written.reportPath}\nSummary: ${written.summaryPath}\n${run.quantizedModelPath ? `Quantized model: ${run.quantizedModelPath}\n` : ""}`,
     );

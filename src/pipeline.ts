@@ -7,7 +7,7 @@ import { calibrate, type CalibrationResult } from "./calibrate/index.js";
 import { resolvePath, type Config } from "./config/load.js";
 import { loadClassificationData, loadLmData, sha256, type EvalData, type ModelInputInfo } from "./data/index.js";
 import { feedTypeOf, type Feeds } from "./data/tensors.js";
-import { emitModel, type EmittedModel, type ExecForm } from "./emit/index.js";
+import { emitModel, type EmittedLayer, type ExecForm } from "./emit/index.js";
 import { chooseForms, type FormChoice } from "./emit/select.js";
 import { evaluateClassification, evaluateLm, type EvaluationResult } from "./evaluate/index.js";
 import { evaluateGate, type GateMetrics } from "./gate/index.js";
@@ -22,7 +22,10 @@ import { measureLayerKl } from "./quantize/sensitivity.js";
 import { UserError } from "./errors.js";
 import type { Kernels } from "./kernels/index.js";
 import { benchmarkKernels, type BenchFormat, type KernelBenchResult } from "./kernels/bench.js";
-import { isTable } from "./quantize/index.js";
+import type { TableFormat } from "./kernels/index.js";
+import type { IntBits } from "./quantize/blockwise.js";
+import { isIntFormat } from "./config/schema.js";
+import { workCacheKey, type WorkCache } from "./cache/index.js";
 import type { QuantizedLayerReport, Report, StageRecord } from "./report/types.js";
 import { buildLockfile, diffLockfiles, LOCKFILE_NAME, readLockfile, writeLockfile, type LayerChange } from "./report/lockfile.js";
 import { createSession, type LoadedOrt } from "./runtime/ort.js";
@@ -47,6 +50,18 @@ export interface GateRunOptions {
   /** onnxruntime-node folder for the measuring child, when not the normal dependency. */
   readonly ortDir?: string;
   readonly progress?: Progress;
+  /** Restores unchanged work (quantized model, evaluation) keyed by hashes of model, recipe, data, tool and runtime. */
+  readonly cache?: WorkCache;
+}
+
+/** What the calibrate, quantize and emit stages produce, and what the work cache keeps of it. */
+interface QuantizedOutcome {
+  readonly layerReports: QuantizedLayerReport[];
+  readonly layers: EmittedLayer[];
+  readonly forms: FormChoice[];
+  readonly quantizedSize: number;
+  readonly warnings: string[];
+  readonly calibration: Report["calibration"];
 }
 
 export interface GateRun {
@@ -140,11 +155,28 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
       })
     : undefined;
 
+  const quantizedModelPath = path.join(outputDir, `${path.basename(modelPath, ".onnx")}.quantized.onnx`);
+  const runtimeKey = { onnxruntime: opts.ort.version, platform: process.platform, arch: process.arch, kernels: quantizer.name, cpu: os.cpus()[0]?.model };
+  const keyBase =
+    loaded && data ? { model: loaded.modelHash, recipe: recipeHash, data: data.files, toolVersion: TOOL_VERSION, runtime: runtimeKey } : undefined;
+  const quantKey = keyBase && workCacheKey({ ...keyBase, kind: "quantized", settings: { evaluation: config.evaluation, threads: config.measure.threads } });
+  let outcome: QuantizedOutcome | undefined;
+  if (opts.cache && quantKey) {
+    const hit = await opts.cache.restore(quantKey);
+    if (hit && (await opts.cache.restoreFile(quantKey, "model.onnx", quantizedModelPath))) {
+      outcome = hit.meta as QuantizedOutcome;
+      for (const name of ["calibrate", "quantize", "emit"] as const) skip(name, "restored from the work cache");
+    }
+  }
+
   // calibrate
   let calibration: CalibrationResult | undefined;
-  if (model && data && data.calibrationBatches.length > 0 && discovery.weights.length > 0) {
+  if (outcome) {
+    // restored
+  } else if (model && data && data.calibrationBatches.length > 0 && discovery.weights.length > 0) {
     const r = config.recipe;
-    const needsGram = r.algorithm === "gptq" || r.algorithm === "awq" || r.lowrank.rank > 0 || r.overrides.some((o) => o.algorithm === "gptq" || o.algorithm === "awq");
+    const needsGram =
+      r.algorithm === "gptq" || r.algorithm === "awq" || r.lowrank.rank > 0 || r.overrides.some((o) => o.algorithm === "gptq" || o.algorithm === "awq");
     const activations = discovery.weights.map((w) => w.node.input[0]!);
     const gram = { names: new Set(needsGram ? activations : []), maxRows: GRAM_ROWS };
     calibration = await stage("calibrate", `${data.calibrationBatches.length} batches`, () =>
@@ -157,7 +189,7 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
   // quantize
   const plans = planWeights(discovery.weights, config.recipe);
   const quantized: QuantizedWeight[] | undefined =
-    model && plans.length > 0
+    model && plans.length > 0 && !outcome
       ? await stage("quantize", `${plans.length} weights`, async () => {
           const ctx = { quantize: quantizer.quantize, stats: calibration?.stats, recipe: config.recipe, threads: config.measure.threads };
           let planned = plans;
@@ -165,22 +197,18 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
           if (mixed) {
             let measured: Map<string, number> | undefined;
             if (mixed.method === "kl") {
-              if (!data || data.calibrationBatches.length === 0) throw new UserError("recipe.mixed.method kl measures each layer on calibration data: set evaluation.calibration");
+              if (!data || data.calibrationBatches.length === 0)
+                throw new UserError("recipe.mixed.method kl measures each layer on calibration data: set evaluation.calibration");
               const atLow = plans.map((p) => ({ ...p, format: mixed.low, spec: specFor(mixed.low, p.spec.blockSize, p.spec.symmetric, p.algorithm) }));
               measured = await measureLayerKl(ort, model.proto, atLow, ctx, data.calibrationBatches.slice(0, SENSITIVITY_BATCHES), config.measure.threads);
             }
             planned = planMixedPrecision(plans, calibration?.stats, mixed, measured).plans;
-          }
-          else if (config.recipe.quantx) planned = planQuantx(plans, ctx, config.recipe.quantx).plans;
+          } else if (config.recipe.quantx) planned = planQuantx(plans, ctx, config.recipe.quantx).plans;
           return quantizeWeights(planned, ctx);
         })
       : undefined;
 
   // emit
-  let emitted: EmittedModel | undefined;
-  let forms: FormChoice[] = [];
-  const quantizedModelPath = path.join(outputDir, `${path.basename(modelPath, ".onnx")}.quantized.onnx`);
-  let quantizedSize: number | undefined;
   if (model && quantized) {
     const result = await stage("emit", "choosing ONNX Runtime forms", async () => {
       const choices = await chooseForms(ort, quantized, config.recipe.accuracy_level, config.measure.threads);
@@ -190,23 +218,39 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
       return { choices, e, size };
     });
     if (result) {
-      emitted = result.e;
-      forms = result.choices;
-      quantizedSize = result.size;
-      for (const c of forms) {
+      const emitWarnings: string[] = [];
+      for (const c of result.choices) {
         if (c.slowerThanFloat) {
           const t = c.candidates.find((x) => x.form === c.chosen)?.p50Ms ?? NaN;
-          warnings.push(
+          emitWarnings.push(
             `${c.format} runs slower than float on this runner: ${c.chosen} ${t.toFixed(3)} ms vs float MatMul ${c.floatP50Ms.toFixed(3)} ms at ${c.k}x${c.n} (M=1)`,
           );
         }
       }
+      outcome = {
+        layerReports: layerReportsOf(quantized, result.e.layers),
+        layers: result.e.layers,
+        forms: result.choices,
+        quantizedSize: result.size,
+        warnings: emitWarnings,
+        calibration: calibration ? { batches: calibration.batches, layers: calibration.stats.size, ms: calibration.ms } : null,
+      };
+      if (opts.cache && quantKey) await opts.cache.save(quantKey, { "model.onnx": quantizedModelPath }, outcome);
     }
   }
+  warnings.push(...(outcome?.warnings ?? []));
+  const forms = outcome?.forms ?? [];
+  const quantizedSize = outcome?.quantizedSize;
+  const layerReports = outcome?.layerReports ?? [];
 
   // evaluate
   let evaluation: EvaluationResult | undefined;
-  if (model && data && emitted) {
+  const evalKey = keyBase && workCacheKey({ ...keyBase, kind: "evaluation", settings: { evaluation: config.evaluation, threads: config.measure.threads } });
+  const cachedEvaluation = opts.cache && evalKey && outcome ? await opts.cache.restoreValue<EvaluationResult>(evalKey) : undefined;
+  if (cachedEvaluation) {
+    evaluation = cachedEvaluation;
+    skip("evaluate", "restored from the work cache");
+  } else if (model && data && outcome) {
     evaluation = await stage("evaluate", "float vs quantized", async () => {
       const floatSession = await createSession(ort, modelPath, config.measure.threads);
       const quantSession = await createSession(ort, quantizedModelPath, config.measure.threads);
@@ -219,6 +263,7 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
         await quantSession.release();
       }
     });
+    if (evaluation && opts.cache && evalKey) await opts.cache.saveValue(evalKey, evaluation);
   }
 
   // measure
@@ -226,9 +271,9 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
   let floatRun: ModelRunMeasurement | undefined;
   let quantRun: ModelRunMeasurement | undefined;
   let kernelBench: KernelBenchResult | undefined;
-  if (model && emitted && data) {
+  if (model && outcome && data) {
     await stage("measure", `${config.measure.runs} runs, ${config.measure.threads} thread(s)`, async () => {
-      storage = summarizeStorage(emitted!.layers);
+      storage = summarizeStorage(outcome!.layers);
       if (config.measure.memory) {
         const feeds: Feeds = data.kind === "language-modeling" ? data.evalBatches[0]! : data.samples[0]!.feeds;
         floatRun = await measureModelRun(modelPath, feeds, config.measure, opts.ortDir);
@@ -240,7 +285,7 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
         }
       }
       const kernels = opts.quantizer?.kernels;
-      if (config.measure.kernel_benchmark && kernels && quantized) kernelBench = runKernelBenchmark(kernels, quantized, config.measure.threads);
+      if (config.measure.kernel_benchmark && kernels) kernelBench = runKernelBenchmark(kernels, outcome!.layerReports, config.measure.threads);
     });
   }
 
@@ -266,38 +311,6 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
   };
   const gate = evaluateGate(config.gate, metrics, errors);
   stages.push({ stage: "gate", status: "ok", ms: 0 });
-
-  const layerReports: QuantizedLayerReport[] = (quantized ?? []).map((w, i) => {
-    const layer = emitted?.layers[i];
-    const { site, spec } = w.plan;
-    return {
-      name: site.name,
-      node: site.nodeName,
-      op: site.opType,
-      k: site.k,
-      n: site.n,
-      format: w.plan.format,
-      bits: spec.bits,
-      blockSize: spec.blockSize,
-      symmetric: spec.symmetric,
-      algorithm: w.plan.algorithm,
-      notes: w.notes,
-      lowRankRank: w.lowRank?.rank ?? 0,
-      overrides: w.plan.overrides,
-      form: layer?.form ?? "matmulnbits",
-      floatBytes: site.k * site.n * 4,
-      storedBytes: layer?.storedBytes ?? 0,
-      packedBytes: layer?.packedBytes ?? 0,
-      bitsPerWeight: layer ? (layer.packedBytes * 8) / (site.k * site.n) : 0,
-      storedBitsPerWeight: layer ? (layer.storedBytes * 8) / (site.k * site.n) : 0,
-      // Entropy-coded size: the codes at their empirical entropy / Huffman length, the rest as packed.
-      entropyBitsPerWeight: layer ? (layer.packedBytes * 8) / (site.k * site.n) - w.entropy.codeBits + w.entropy.entropyBits : 0,
-      huffmanBitsPerWeight: layer ? (layer.packedBytes * 8) / (site.k * site.n) - w.entropy.codeBits + w.entropy.huffmanBits : 0,
-      rmse: w.error.rmse,
-      relativeError: w.error.relativeError,
-      outputErrorRatio: w.error.outputErrorRatio,
-    };
-  });
 
   if (storage && layerReports.length > 0) {
     const params = layerReports.reduce((a, l) => a + l.k * l.n, 0);
@@ -337,7 +350,8 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     recipe: config.recipe,
     weights: { quantized: layerReports, skipped: discovery.skipped },
     execution: { accuracyLevel: config.recipe.accuracy_level, forms },
-    calibration: calibration ? { batches: calibration.batches, layers: calibration.stats.size, ms: calibration.ms } : null,
+    calibration: outcome?.calibration ?? null,
+    cache: opts.cache?.summary() ?? null,
     evaluation: evaluation ?? null,
     float: { path: config.model, sizeBytes: model?.sizeBytes ?? 0, run: floatRun },
     quantized: quantizedSize !== undefined ? { path: path.relative(config.baseDir, quantizedModelPath), sizeBytes: quantizedSize, run: quantRun } : null,
@@ -358,18 +372,51 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
 }
 
 /** The recipe's formats at the model's own layer shapes, on our kernels (GEMV, M = 1). */
-function runKernelBenchmark(kernels: Kernels, quantized: readonly QuantizedWeight[], threads: number): KernelBenchResult {
+function runKernelBenchmark(kernels: Kernels, layers: readonly QuantizedLayerReport[], threads: number): KernelBenchResult {
   const shapes = new Map<string, { name: string; k: number; n: number }>();
   const formats = new Map<string, BenchFormat>();
-  for (const w of quantized) {
-    const { k, n } = w.q;
-    if (!shapes.has(`${k}x${n}`)) shapes.set(`${k}x${n}`, { name: w.plan.site.name, k, n });
-    if (isTable(w.q)) {
-      if (w.q.format !== "bnb-fp4") formats.set(`${w.q.format}/${w.q.blockSize}`, { format: w.q.format, blockSize: w.q.blockSize });
-    } else {
-      const spec = { ...w.q.spec, clipSearch: false };
+  for (const l of layers) {
+    if (!shapes.has(`${l.k}x${l.n}`)) shapes.set(`${l.k}x${l.n}`, { name: l.name, k: l.k, n: l.n });
+    if (isIntFormat(l.format as WeightFormat)) {
+      const spec = { bits: l.bits as IntBits, blockSize: l.blockSize, symmetric: l.symmetric, clipSearch: false };
       formats.set(`${spec.bits}/${spec.blockSize}/${spec.symmetric}`, spec);
+    } else if (l.format !== "bnb-fp4") {
+      formats.set(`${l.format}/${l.blockSize}`, { format: l.format as TableFormat, blockSize: l.blockSize });
     }
   }
   return benchmarkKernels(kernels, [...shapes.values()], [...formats.values()], { threads, runs: 15, warmup: 3 });
+}
+
+function layerReportsOf(quantized: readonly QuantizedWeight[], layers: readonly EmittedLayer[]): QuantizedLayerReport[] {
+  return quantized.map((w, i) => {
+    const layer = layers[i];
+    const { site, spec } = w.plan;
+    return {
+      name: site.name,
+      node: site.nodeName,
+      op: site.opType,
+      k: site.k,
+      n: site.n,
+      format: w.plan.format,
+      bits: spec.bits,
+      blockSize: spec.blockSize,
+      symmetric: spec.symmetric,
+      algorithm: w.plan.algorithm,
+      notes: w.notes,
+      lowRankRank: w.lowRank?.rank ?? 0,
+      overrides: w.plan.overrides,
+      form: layer?.form ?? "matmulnbits",
+      floatBytes: site.k * site.n * 4,
+      storedBytes: layer?.storedBytes ?? 0,
+      packedBytes: layer?.packedBytes ?? 0,
+      bitsPerWeight: layer ? (layer.packedBytes * 8) / (site.k * site.n) : 0,
+      storedBitsPerWeight: layer ? (layer.storedBytes * 8) / (site.k * site.n) : 0,
+      // Entropy-coded size: the codes at their empirical entropy / Huffman length, the rest as packed.
+      entropyBitsPerWeight: layer ? (layer.packedBytes * 8) / (site.k * site.n) - w.entropy.codeBits + w.entropy.entropyBits : 0,
+      huffmanBitsPerWeight: layer ? (layer.packedBytes * 8) / (site.k * site.n) - w.entropy.codeBits + w.entropy.huffmanBits : 0,
+      rmse: w.error.rmse,
+      relativeError: w.error.relativeError,
+      outputErrorRatio: w.error.outputErrorRatio,
+    };
+  });
 }

@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { mkdtemp, readFile } from "node:fs/promises";
+import { mkdtemp, readFile, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { fromBinary } from "@bufbuild/protobuf";
@@ -12,9 +12,13 @@ const EXAMPLE = path.join(REPO_ROOT, "examples", "tiny-lm");
 describe("the bundled tiny-LM example", () => {
   it("passes the gate through the CLI with int4 asymmetric block 32 on MatMulNBits", async () => {
     const out = await mkdtemp(path.join(os.tmpdir(), "qg-example-"));
-    const r = spawnSync(process.execPath, [path.join(REPO_ROOT, "bin", "quantgate.js"), "run", "-c", path.join(EXAMPLE, "quantgate.yml"), "--output-dir", out], {
-      encoding: "utf8",
-    });
+    const r = spawnSync(
+      process.execPath,
+      [path.join(REPO_ROOT, "bin", "quantgate.js"), "run", "-c", path.join(EXAMPLE, "quantgate.yml"), "--output-dir", out],
+      {
+        encoding: "utf8",
+      },
+    );
     expect(r.status, r.stdout + r.stderr).toBe(0);
     expect(r.stdout).toMatch(/Verdict: PASS/);
     const report = JSON.parse(await readFile(path.join(out, "quantgate-report.json"), "utf8"));
@@ -43,9 +47,13 @@ describe("the bundled tiny-LM example", () => {
     const b = await mkdtemp(path.join(os.tmpdir(), "qg-det-b-"));
     for (const out of [a, b]) {
       // memory/latency measurement is irrelevant to the bytes: keep this test quick
-      const r = spawnSync(process.execPath, [path.join(REPO_ROOT, "bin", "quantgate.js"), "run", "-c", path.join(EXAMPLE, "quantgate.yml"), "--output-dir", out], {
-        encoding: "utf8",
-      });
+      const r = spawnSync(
+        process.execPath,
+        [path.join(REPO_ROOT, "bin", "quantgate.js"), "run", "-c", path.join(EXAMPLE, "quantgate.yml"), "--output-dir", out],
+        {
+          encoding: "utf8",
+        },
+      );
       expect(r.status, r.stderr).not.toBeNull();
     }
     const [ma, mb] = await Promise.all([readFile(path.join(a, "model.quantized.onnx")), readFile(path.join(b, "model.quantized.onnx"))]);
@@ -59,5 +67,32 @@ describe("the bundled tiny-LM example", () => {
     expect(run.outputs.verdict).toBe("pass");
     expect(Number(run.outputs["perplexity-quantized"])).toBeGreaterThan(Number(run.outputs["perplexity-float"]) * 0.98);
     expect(run.summary).toMatch(/\| Perplexity \|/);
+  });
+});
+
+describe("the work cache", () => {
+  it("serves an unchanged re-run from the cache and re-measures only latency and memory", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "qg-cache-"));
+    let text = await readFile(path.join(EXAMPLE, "quantgate.yml"), "utf8");
+    for (const f of ["model.onnx", "eval.txt", "calib.txt", "tokenizer.json"]) text = text.replace(`: ${f}`, `: ${path.join(EXAMPLE, f)}`);
+    await writeFile(path.join(dir, "quantgate.yml"), text);
+    const reports = [];
+    for (let i = 0; i < 2; i++) {
+      const r = spawnSync(process.execPath, [path.join(REPO_ROOT, "bin", "quantgate.js"), "run", "-c", path.join(dir, "quantgate.yml"), "--cache"], {
+        encoding: "utf8",
+      });
+      expect(r.status, r.stderr).toBe(0);
+      reports.push(JSON.parse(await readFile(path.join(dir, "quantgate-out", "quantgate-report.json"), "utf8")));
+    }
+    const [cold, warm] = reports;
+    expect(cold.cache.hits).toEqual([]);
+    expect(warm.cache.hits).toContain("quantized");
+    expect(warm.cache.hits).toContain("evaluation");
+    const skipped = warm.stages.filter((s: { status: string }) => s.status === "skipped").map((s: { stage: string }) => s.stage);
+    expect(skipped).toEqual(expect.arrayContaining(["calibrate", "quantize", "emit", "evaluate"]));
+    expect(warm.stages.find((s: { stage: string }) => s.stage === "measure").status).toBe("ok");
+    expect(warm.evaluation).toEqual(cold.evaluation);
+    expect(warm.weights.quantized).toEqual(cold.weights.quantized);
+    expect(warm.quantized.run.latency.p50Ms).toBeGreaterThan(0);
   });
 });

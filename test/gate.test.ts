@@ -63,7 +63,12 @@ describe("evaluation metrics", () => {
   it("argmax, percentile and macro-F1", () => {
     expect(argmax(Float32Array.from([0, 5, 1, 2, 9, 3]), 3, 3)).toBe(1);
     expect(percentile([5, 1, 4, 2, 3], 50)).toBe(3);
-    expect(percentile(Array.from({ length: 100 }, (_, i) => i + 1), 99)).toBe(99);
+    expect(
+      percentile(
+        Array.from({ length: 100 }, (_, i) => i + 1),
+        99,
+      ),
+    ).toBe(99);
     expect(macroF1([0, 0, 1, 1], [0, 0, 1, 1])).toBe(1);
     expect(macroF1([0, 0, 1, 1], [0, 1, 1, 1])).toBeCloseTo((2 / 3 + 0.8) / 2, 6);
   });

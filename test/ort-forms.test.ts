@@ -10,8 +10,17 @@ function oneOp(nodes: NodeProto[], inits: TensorProto[], k: number, n: number, o
   return serializeModel(
     create(ModelProtoSchema, {
       irVersion: 11n,
-      opsetImport: [create(OperatorSetIdProtoSchema, { domain: "", version: BigInt(opset) }), create(OperatorSetIdProtoSchema, { domain: "com.microsoft", version: 1n })],
-      graph: create(GraphProtoSchema, { name: "g", node: nodes, initializer: inits, input: [makeValueInfo("A", DataType.FLOAT, [1, k])], output: [makeValueInfo("Y", DataType.FLOAT, [1, n])] }),
+      opsetImport: [
+        create(OperatorSetIdProtoSchema, { domain: "", version: BigInt(opset) }),
+        create(OperatorSetIdProtoSchema, { domain: "com.microsoft", version: 1n }),
+      ],
+      graph: create(GraphProtoSchema, {
+        name: "g",
+        node: nodes,
+        initializer: inits,
+        input: [makeValueInfo("A", DataType.FLOAT, [1, k])],
+        output: [makeValueInfo("Y", DataType.FLOAT, [1, n])],
+      }),
     }),
   );
 }
@@ -31,8 +40,19 @@ function nbits(bits: number, k = 64, n = 8) {
   const bs = 32;
   const blocks = k / bs;
   return oneOp(
-    [makeNode("MatMulNBits", ["A", "B", "S"], ["Y"], [makeAttribute("K", k), makeAttribute("N", n), makeAttribute("bits", bits), makeAttribute("block_size", bs)], { domain: "com.microsoft" })],
-    [makeTensor("B", DataType.UINT8, [n, blocks, Math.ceil((bs * bits) / 8)], new Uint8Array(n * blocks * Math.ceil((bs * bits) / 8))), makeTensor("S", DataType.FLOAT, [n * blocks], new Float32Array(n * blocks).fill(1))],
+    [
+      makeNode(
+        "MatMulNBits",
+        ["A", "B", "S"],
+        ["Y"],
+        [makeAttribute("K", k), makeAttribute("N", n), makeAttribute("bits", bits), makeAttribute("block_size", bs)],
+        { domain: "com.microsoft" },
+      ),
+    ],
+    [
+      makeTensor("B", DataType.UINT8, [n, blocks, Math.ceil((bs * bits) / 8)], new Uint8Array(n * blocks * Math.ceil((bs * bits) / 8))),
+      makeTensor("S", DataType.FLOAT, [n * blocks], new Float32Array(n * blocks).fill(1)),
+    ],
     k,
     n,
     17,
@@ -61,7 +81,15 @@ describe("ONNX Runtime 1.30 CPU operator support", () => {
   it("runs MatMulBnb4 (NF4 and bitsandbytes FP4)", async () => {
     for (const qt of [0, 1]) {
       const model = oneOp(
-        [makeNode("MatMulBnb4", ["A", "B", "S"], ["Y"], [makeAttribute("K", 64), makeAttribute("N", 8), makeAttribute("block_size", 64), makeAttribute("quant_type", qt)], { domain: "com.microsoft" })],
+        [
+          makeNode(
+            "MatMulBnb4",
+            ["A", "B", "S"],
+            ["Y"],
+            [makeAttribute("K", 64), makeAttribute("N", 8), makeAttribute("block_size", 64), makeAttribute("quant_type", qt)],
+            { domain: "com.microsoft" },
+          ),
+        ],
         [makeTensor("B", DataType.UINT8, [256], new Uint8Array(256)), makeTensor("S", DataType.FLOAT, [8], new Float32Array(8).fill(1))],
         64,
         8,

@@ -67,7 +67,14 @@ async function run(recipeYaml: string, forms: Partial<Record<WeightFormat, ExecF
   const y = (await session.run({ x: new ort.Tensor("float32", evalX, [8, dims[0]]) })).logits!.data as Float32Array;
   await session.release();
   const ref = forward(evalX, 8, effectiveWeightNK(weights[0]!), effectiveWeightNK(weights[1]!), bias, dims);
-  const float = forward(evalX, 8, Float32Array.from({ length: dims[1] * dims[0] }, (_, i) => mlp.w1[(i % dims[0]) * dims[1] + Math.floor(i / dims[0])]!), mlp.w2, bias, dims);
+  const float = forward(
+    evalX,
+    8,
+    Float32Array.from({ length: dims[1] * dims[0] }, (_, i) => mlp.w1[(i % dims[0]) * dims[1] + Math.floor(i / dims[0])]!),
+    mlp.w2,
+    bias,
+    dims,
+  );
   let maxDiff = 0;
   let outErr = 0;
   for (let i = 0; i < y.length; i++) {

@@ -14,7 +14,7 @@ import {
   type NodeProto,
   type TensorProto,
 } from "../onnx/model.js";
-import { containerBits, toMatMulNBits } from "../quantize/blockwise.js";
+import { containerBits, toMatMulNBits, type BlockwiseQuantized } from "../quantize/blockwise.js";
 import { tablePackedBytes, type TableQuantized } from "../quantize/tables.js";
 import { isTable, type AnyQuantized, type QuantizedWeight } from "../quantize/index.js";
 
@@ -39,8 +39,6 @@ export function formApplies(form: ExecForm, q: AnyQuantized): boolean {
   if (form === "lookup-subgraph") return isTable(q);
   return !isTable(q);
 }
-
-
 
 export interface LayerStorage {
   /** Bytes of the quantized weight as stored in the emitted ONNX file (codes + scales + zero points). */
@@ -69,7 +67,7 @@ export interface LayerGraph {
 }
 
 /** Dense storage of a block-wise quantized weight: codes at `bits` each, fp32 scales, zero points at `bits` each. */
-export function packedBytes(q: import("../quantize/blockwise.js").BlockwiseQuantized): number {
+export function packedBytes(q: BlockwiseQuantized): number {
   const blocks = q.n * q.blocksPerRow;
   const codeBits = q.n * q.k * q.spec.bits;
   const zpBits = q.spec.symmetric ? 0 : blocks * q.spec.bits;
@@ -94,7 +92,17 @@ function perBlockBlocksFirst<T extends Float32Array | Uint8Array>(values: T, n: 
 }
 
 /** Reshape [blocks, blockSize, n] -> [kPadded, n], slice to K rows, MatMul. */
-function finishSubgraph(p: string, input: string, output: string, w3: string, k: number, kPadded: number, n: number, nodes: NodeProto[], inits: TensorProto[]): void {
+function finishSubgraph(
+  p: string,
+  input: string,
+  output: string,
+  w3: string,
+  k: number,
+  kPadded: number,
+  n: number,
+  nodes: NodeProto[],
+  inits: TensorProto[],
+): void {
   inits.push(makeTensor(`${p}_shape`, DataType.INT64, [2], BigInt64Array.from([BigInt(kPadded), BigInt(n)])));
   nodes.push(makeNode("Reshape", [w3, `${p}_shape`], [`${p}_w`], [], { name: `${p}_Reshape` }));
   let weight = `${p}_w`;

@@ -30,6 +30,9 @@ export interface ClassificationEvaluationResult {
   readonly top1Agreement: number;
   readonly kl: KlSummary;
   readonly ms: number;
+  /** Per sample: float and quantized prediction correct (for paired bootstrap intervals); absent without labels. */
+  readonly floatCorrect?: boolean[];
+  readonly quantizedCorrect?: boolean[];
 }
 
 export type EvaluationResult = LmEvaluationResult | ClassificationEvaluationResult;
@@ -132,5 +135,7 @@ export async function evaluateClassification(
     top1Agreement: predF.filter((p, i) => p === predQ[i]).length / predF.length,
     kl: { mean: mean(kls), p99: percentile(kls, 99), max: Math.max(...kls) },
     ms: performance.now() - t0,
+    floatCorrect: labelled ? predF.map((p, i) => p === labels[i]) : undefined,
+    quantizedCorrect: labelled ? predQ.map((p, i) => p === labels[i]) : undefined,
   };
 }

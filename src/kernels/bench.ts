@@ -53,7 +53,8 @@ function syntheticWeights(count: number, seed: number): Float32Array {
   let s = seed >>> 0 || 1;
   for (let i = 0; i < count; i++) {
     s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    const a = s & 0xffff, b = s >>> 16;
+    const a = s & 0xffff,
+      b = s >>> 16;
     w[i] = ((a + b) / 65536 - 1) * 0.05;
   }
   return w;
@@ -72,7 +73,14 @@ export function medianMs(fn: () => void, runs: number, warmup: number): number {
 }
 
 /** A prepared GEMV for one format and shape: the closure runs y = W x once. */
-export function prepareGemv(kernels: Kernels, format: BenchFormat, wT: Float32Array, n: number, k: number, threads: number): { run: () => void; weightBytes: number } {
+export function prepareGemv(
+  kernels: Kernels,
+  format: BenchFormat,
+  wT: Float32Array,
+  n: number,
+  k: number,
+  threads: number,
+): { run: () => void; weightBytes: number } {
   const x = syntheticWeights(k, 7);
   const y = new Float32Array(n);
   if ("format" in format) {

@@ -47,21 +47,28 @@ export function jsRawKernels(): RawKernels {
       out.set(unpackBits(packed, bits, groupLength, groups));
     },
     dequantizeInt(packed, scales, zeroPoints, n, k, bits, bs, out) {
-      const bpr = Math.ceil(k / bs), bb = Math.ceil((bs * bits) / 8), mid = 1 << (bits - 1);
+      const bpr = Math.ceil(k / bs),
+        bb = Math.ceil((bs * bits) / 8),
+        mid = 1 << (bits - 1);
       for (let r = 0; r < n; r++)
         for (let i = 0; i < k; i++) {
-          const b = Math.floor(i / bs), bi = r * bpr + b;
+          const b = Math.floor(i / bs),
+            bi = r * bpr + b;
           const c = code(packed, bi * bb, i % bs, bits);
           out[r * k + i] = f((c - (zeroPoints ? zeroPoints[bi]! : mid)) * scales[bi]!);
         }
     },
     gemmInt(packed, scales, zeroPoints, n, k, bits, bs, x, m, y) {
-      const bpr = Math.ceil(k / bs), bb = Math.ceil((bs * bits) / 8), mid = 1 << (bits - 1);
+      const bpr = Math.ceil(k / bs),
+        bb = Math.ceil((bs * bits) / 8),
+        mid = 1 << (bits - 1);
       for (let r = 0; r < n; r++)
         for (let mi = 0; mi < m; mi++) {
           let acc = 0;
           for (let b = 0; b < bpr; b++) {
-            const bi = r * bpr + b, z = zeroPoints ? zeroPoints[bi]! : mid, len = Math.min(bs, k - b * bs);
+            const bi = r * bpr + b,
+              z = zeroPoints ? zeroPoints[bi]! : mid,
+              len = Math.min(bs, k - b * bs);
             let s = 0;
             for (let i = 0; i < len; i++) s = f(s + f((code(packed, bi * bb, i, bits) - z) * x[mi * k + b * bs + i]!));
             acc = f(acc + f(scales[bi]! * s));
@@ -86,20 +93,26 @@ export function jsRawKernels(): RawKernels {
       const view = new DataView(new ArrayBuffer(4));
       for (let i = 0; i < input.length; i++) {
         view.setFloat32(0, input[i]!);
-        const x = view.getUint32(0), sign = (x >>> 16) & 0x8000, ax = x & 0x7fffffff;
+        const x = view.getUint32(0),
+          sign = (x >>> 16) & 0x8000,
+          ax = x & 0x7fffffff;
         if (ax >= 0x7f800000) out[i] = sign | 0x7c00 | (ax > 0x7f800000 ? 0x200 : 0);
         else if (ax >= 0x477ff000) out[i] = sign | 0x7c00;
         else if (ax < 0x38800000) {
           view.setUint32(0, ax);
           const s = view.getFloat32(0) * 16777216;
-          const r = Math.round(s), tie = Math.abs(s - Math.trunc(s)) === 0.5;
+          const r = Math.round(s),
+            tie = Math.abs(s - Math.trunc(s)) === 0.5;
           out[i] = sign | (tie && r % 2 ? r - 1 : r);
-        } else out[i] = sign | (((ax + 0xfff + ((ax >>> 13) & 1)) - 0x38000000) >>> 13);
+        } else out[i] = sign | ((ax + 0xfff + ((ax >>> 13) & 1) - 0x38000000) >>> 13);
       }
     },
     f16ToF32(input, out) {
       for (let i = 0; i < input.length; i++) {
-        const h = input[i]!, s = h & 0x8000 ? -1 : 1, e = (h >> 10) & 31, m = h & 1023;
+        const h = input[i]!,
+          s = h & 0x8000 ? -1 : 1,
+          e = (h >> 10) & 31,
+          m = h & 1023;
         out[i] = e === 0 ? s * m * 2 ** -24 : e === 31 ? (m ? NaN : s * Infinity) : s * (1 + m / 1024) * 2 ** (e - 15);
       }
     },

@@ -92,7 +92,10 @@ export async function instantiateWasmKernels(bytes: Uint8Array): Promise<RawKern
       need("quantizeInt", "scales", scales, n * bpr);
       need("quantizeInt", "zeroPoints", zps, n * bpr);
       scoped(() => {
-        const pw = put(wT), pc = put(codes, false), ps = put(scales, false), pz = put(zps, false);
+        const pw = put(wT),
+          pc = put(codes, false),
+          ps = put(scales, false),
+          pz = put(zps, false);
         check("quantizeInt", call("qg_quantize_int", pw, I(n), I(k), bits, bs, bool(sym), bool(clip), pc, ps, pz, 1));
         take(pc, codes);
         take(ps, scales);
@@ -101,7 +104,8 @@ export async function instantiateWasmKernels(bytes: Uint8Array): Promise<RawKern
     },
     packBits(codes, bits, groupLength, out) {
       scoped(() => {
-        const pc = put(codes), po = put(out, false);
+        const pc = put(codes),
+          po = put(out, false);
         check("packBits", call("qg_pack_bits", pc, I(codes.length), bits, I(groupLength), po));
         take(po, out);
       });
@@ -109,7 +113,8 @@ export async function instantiateWasmKernels(bytes: Uint8Array): Promise<RawKern
     unpackBits(packed, bits, groupLength, groups, out) {
       need("unpackBits", "out", out, groups * groupLength);
       scoped(() => {
-        const pp = put(packed), po = put(out, false);
+        const pp = put(packed),
+          po = put(out, false);
         check("unpackBits", call("qg_unpack_bits", pp, bits, I(groupLength), I(groups), po));
         take(po, out);
       });
@@ -118,7 +123,10 @@ export async function instantiateWasmKernels(bytes: Uint8Array): Promise<RawKern
       need("dequantizeInt", "out", out, n * k);
       need("dequantizeInt", "packed", packed, n * Math.ceil(k / bs) * Math.ceil((bs * bits) / 8));
       scoped(() => {
-        const pp = put(packed), ps = put(scales), pz = put(zps), po = put(out, false);
+        const pp = put(packed),
+          ps = put(scales),
+          pz = put(zps),
+          po = put(out, false);
         check("dequantizeInt", call("qg_dequantize_int", pp, ps, pz, I(n), I(k), bits, bs, po));
         take(po, out);
       });
@@ -129,7 +137,11 @@ export async function instantiateWasmKernels(bytes: Uint8Array): Promise<RawKern
       need("gemmInt", "packed", packed, n * Math.ceil(k / bs) * Math.ceil((bs * bits) / 8));
       need("gemmInt", "scales", scales, n * Math.ceil(k / bs));
       scoped(() => {
-        const pp = put(packed), ps = put(scales), pz = put(zps), px = put(x), py = put(y, false);
+        const pp = put(packed),
+          ps = put(scales),
+          pz = put(zps),
+          px = put(x),
+          py = put(y, false);
         check("gemmInt", call("qg_gemm_int", pp, ps, pz, I(n), I(k), bits, bs, px, I(m), py, 1));
         take(py, y);
       });
@@ -141,7 +153,12 @@ export async function instantiateWasmKernels(bytes: Uint8Array): Promise<RawKern
       scoped(() => {
         const wsBytes = Number(call("qg_gemv_q8_workspace_bytes", I(k), bs));
         if (wsBytes <= 0) throw new RangeError(`gemvInt4Q8: blockSize must be a multiple of 32, not ${bs}`);
-        const pp = put(packed), ps = put(scales), pz = put(zps), px = put(x), py = put(y, false), pw = alloc(wsBytes);
+        const pp = put(packed),
+          ps = put(scales),
+          pz = put(zps),
+          px = put(x),
+          py = put(y, false),
+          pw = alloc(wsBytes);
         check("gemvInt4Q8", call("qg_gemv_int4_q8", pp, ps, pz, I(n), I(k), bs, px, py, pw, 1));
         take(py, y);
       });
@@ -149,7 +166,10 @@ export async function instantiateWasmKernels(bytes: Uint8Array): Promise<RawKern
     quantizeLut(format, wT, n, k, bs, table, tableLength, packed, scales, _threads) {
       need("quantizeLut", "wT", wT, n * k);
       scoped(() => {
-        const pw = put(wT), pt = put(table), pp = put(packed, false), ps = put(scales, false);
+        const pw = put(wT),
+          pt = put(table),
+          pp = put(packed, false),
+          ps = put(scales, false);
         check("quantizeLut", call("qg_quantize_lut", format, pw, I(n), I(k), bs, pt, tableLength, pp, ps, 1));
         take(pp, packed);
         if (scales) take(ps, scales);
@@ -158,7 +178,10 @@ export async function instantiateWasmKernels(bytes: Uint8Array): Promise<RawKern
     dequantizeLut(format, packed, scales, table, n, k, bs, out) {
       need("dequantizeLut", "out", out, n * k);
       scoped(() => {
-        const pp = put(packed), ps = put(scales), pt = put(table), po = put(out, false);
+        const pp = put(packed),
+          ps = put(scales),
+          pt = put(table),
+          po = put(out, false);
         check("dequantizeLut", call("qg_dequantize_lut", format, pp, ps, pt, I(n), I(k), bs, po));
         take(po, out);
       });
@@ -167,7 +190,11 @@ export async function instantiateWasmKernels(bytes: Uint8Array): Promise<RawKern
       need("gemmLut", "x", x, m * k);
       need("gemmLut", "y", y, m * n);
       scoped(() => {
-        const pp = put(packed), ps = put(scales), pt = put(table), px = put(x), py = put(y, false);
+        const pp = put(packed),
+          ps = put(scales),
+          pt = put(table),
+          px = put(x),
+          py = put(y, false);
         check("gemmLut", call("qg_gemm_lut", format, pp, ps, pt, I(n), I(k), bs, px, I(m), py, 1));
         take(py, y);
       });
@@ -175,7 +202,8 @@ export async function instantiateWasmKernels(bytes: Uint8Array): Promise<RawKern
     codebookFit(w, entries, iterations, table) {
       need("codebookFit", "table", table, 16);
       scoped(() => {
-        const pw = put(w), pt = put(table, false);
+        const pw = put(w),
+          pt = put(table, false);
         check("codebookFit", call("qg_codebook_fit", pw, I(w.length), entries, iterations, pt));
         take(pt, table);
       });
@@ -185,21 +213,25 @@ export async function instantiateWasmKernels(bytes: Uint8Array): Promise<RawKern
       need("gemmF32", "x", x, m * k);
       need("gemmF32", "y", y, m * n);
       scoped(() => {
-        const pw = put(w), px = put(x), py = put(y, false);
+        const pw = put(w),
+          px = put(x),
+          py = put(y, false);
         check("gemmF32", call("qg_gemm_f32", pw, I(n), I(k), px, I(m), py, 1));
         take(py, y);
       });
     },
     f32ToF16(input, out) {
       scoped(() => {
-        const pi = put(input), po = put(out, false);
+        const pi = put(input),
+          po = put(out, false);
         check("f32ToF16", call("qg_f32_to_f16", pi, I(input.length), po));
         take(po, out);
       });
     },
     f16ToF32(input, out) {
       scoped(() => {
-        const pi = put(input), po = put(out, false);
+        const pi = put(input),
+          po = put(out, false);
         check("f16ToF32", call("qg_f16_to_f32", pi, I(input.length), po));
         take(po, out);
       });

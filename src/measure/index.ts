@@ -24,6 +24,8 @@ export interface LatencyStats {
 
 export interface ModelRunMeasurement {
   readonly latency: LatencyStats;
+  /** Every timed run, for noise-aware comparison against the base branch. */
+  readonly latenciesMs: number[];
   readonly peakRssBytes: number;
   readonly loadMs: number;
 }
@@ -89,7 +91,7 @@ export async function measureModelRun(modelPath: string, feeds: Feeds, settings:
       throw new Error(`measuring ${path.basename(modelPath)} failed: ${err.stderr?.trim() || err.message}`);
     });
     const result = JSON.parse(stdout) as ChildResult;
-    return { latency: latencyStats(result.latenciesMs), peakRssBytes: result.peakRssBytes, loadMs: result.loadMs };
+    return { latency: latencyStats(result.latenciesMs), latenciesMs: result.latenciesMs, peakRssBytes: result.peakRssBytes, loadMs: result.loadMs };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -73,7 +73,15 @@ export interface QuantizedWeight {
 /** Entropy of the codes (padding past K excluded). */
 export function codesEntropy(q: AnyQuantized): QuantizedWeight["entropy"] {
   const asBlockwise: BlockwiseQuantized = isTable(q)
-    ? { n: q.n, k: q.k, blocksPerRow: q.blocksPerRow, codes: q.codes, scales: q.scales, zeroPoints: new Uint8Array(0), spec: { bits: 4, blockSize: q.blockSize, symmetric: true, clipSearch: false } }
+    ? {
+        n: q.n,
+        k: q.k,
+        blocksPerRow: q.blocksPerRow,
+        codes: q.codes,
+        scales: q.scales,
+        zeroPoints: new Uint8Array(0),
+        spec: { bits: 4, blockSize: q.blockSize, symmetric: true, clipSearch: false },
+      }
     : q;
   const alphabet = isTable(q) ? q.table.length : 1 << q.spec.bits;
   const e = codeEntropy(blockwiseCodes(asBlockwise), alphabet);
@@ -150,7 +158,10 @@ export function quantizeWeight(plan: WeightPlan, ctx: QuantizeContext): Quantize
     notes.push(`gptq damp ${g.damp}${g.act_order ? ", act-order" : ""}, Hessian from ${s.gramRows} rows`);
   } else if (algorithm === "awq") {
     const s = needStats(plan, stats, "AWQ", false);
-    const res = awqSearch(wT, n, k, s, spec, (w, rows, cols, sp) => ctx.quantize(w, rows, cols, sp, ctx.threads), { grid: ctx.recipe.awq.grid, searchRows: AWQ_SEARCH_ROWS });
+    const res = awqSearch(wT, n, k, s, spec, (w, rows, cols, sp) => ctx.quantize(w, rows, cols, sp, ctx.threads), {
+      grid: ctx.recipe.awq.grid,
+      searchRows: AWQ_SEARCH_ROWS,
+    });
     q = res.q;
     inputScales = res.inverseScales;
     notes.push(`awq alpha ${res.alpha.toFixed(2)}, output error ${(res.error / Math.max(res.errorRtn, 1e-30)).toFixed(3)}x of RTN`);

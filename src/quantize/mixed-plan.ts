@@ -3,7 +3,15 @@
 import type { ActivationStats } from "../calibrate/index.js";
 import { FORMAT_BITS, type IntFormat, type Recipe } from "../config/schema.js";
 import { UserError } from "../errors.js";
-import { allocateBits, fisherProxy, layerSensitivity, quantizationRatioPlan, uniformPlan, type FormatOption, type LayerSensitivityInput } from "./algorithms/mixed.js";
+import {
+  allocateBits,
+  fisherProxy,
+  layerSensitivity,
+  quantizationRatioPlan,
+  uniformPlan,
+  type FormatOption,
+  type LayerSensitivityInput,
+} from "./algorithms/mixed.js";
 import { specFor, weightRowsNK, type WeightPlan } from "./index.js";
 
 type Mixed = NonNullable<Recipe["mixed"]>;
@@ -43,7 +51,8 @@ export function planMixedPrecision(
       return { name: p.site.name, params: w.length, rmsW, meanFisher: c / (w.length * rmsW * rmsW) };
     }
     const s = stats?.get(p.site.node.input[0] ?? "");
-    if (!s && mixed.method === "fisher") throw new UserError(`mixed precision by Fisher sensitivity needs calibration data for ${p.site.name}: set evaluation.calibration`);
+    if (!s && mixed.method === "fisher")
+      throw new UserError(`mixed precision by Fisher sensitivity needs calibration data for ${p.site.name}: set evaluation.calibration`);
     return { name: p.site.name, params: w.length, rmsW, meanFisher: s ? fisherProxy(s.meanSquare) : 1 };
   });
   const blockSize = plans[0]?.spec.blockSize ?? 64;
@@ -78,7 +87,12 @@ export function planMixedPrecision(
     const a = assignment[i]!;
     const format = byBits.get(a.bits)!;
     decisions.push({ name: p.site.name, format, sensitivity: layerSensitivity(layers[i]!), bpw: a.bpw });
-    return { ...p, format, spec: specFor(format, p.spec.blockSize, p.spec.symmetric, p.algorithm), overrides: [...p.overrides, `mixed:${mixed.method}${mixed.q_ratio !== undefined ? ` q_ratio ${mixed.q_ratio}` : ""}`] };
+    return {
+      ...p,
+      format,
+      spec: specFor(format, p.spec.blockSize, p.spec.symmetric, p.algorithm),
+      overrides: [...p.overrides, `mixed:${mixed.method}${mixed.q_ratio !== undefined ? ` q_ratio ${mixed.q_ratio}` : ""}`],
+    };
   });
   return { plans: out, decisions };
 }

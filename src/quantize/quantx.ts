@@ -74,7 +74,11 @@ export function planQuantx(
     const candidates: Candidate[] = candidateFormats(stats, plan.spec.symmetric)
       .filter((c) => (kernelCostRatio?.get(c.format) ?? 1) <= quantx.max_cost_ratio)
       .map((c) => {
-        const trial: WeightPlan = { ...plan, format: c.format, spec: specFor(c.format, c.blockSize, plan.spec.symmetric, plan.algorithm === "gptq" || plan.algorithm === "awq" ? "mse" : plan.algorithm) };
+        const trial: WeightPlan = {
+          ...plan,
+          format: c.format,
+          spec: specFor(c.format, c.blockSize, plan.spec.symmetric, plan.algorithm === "gptq" || plan.algorithm === "awq" ? "mse" : plan.algorithm),
+        };
         const q = quantizeWeight(trial, { ...ctx, recipe: { ...ctx.recipe, lowrank: { rank: 0, refine_scales: false } } });
         // Activation-weighted squared error of the whole layer (not relative), so layers compete fairly.
         const deq = dequantize(q.q);
@@ -109,7 +113,13 @@ export function planQuantx(
     const c = choice[i]!;
     decisions.push({ name: l.plan.site.name, stats: l.stats, chosen: { format: c.format, blockSize: c.blockSize, bpw: c.bpw }, candidates: l.candidates });
     const algorithm = c.format === "nf4" ? "rtn" : l.plan.algorithm;
-    return { ...l.plan, format: c.format, algorithm, spec: specFor(c.format, c.blockSize, l.plan.spec.symmetric, algorithm), overrides: [...l.plan.overrides, `quantx: kurtosis ${l.stats.kurtosis.toFixed(1)}`] };
+    return {
+      ...l.plan,
+      format: c.format,
+      algorithm,
+      spec: specFor(c.format, c.blockSize, l.plan.spec.symmetric, algorithm),
+      overrides: [...l.plan.overrides, `quantx: kurtosis ${l.stats.kurtosis.toFixed(1)}`],
+    };
   });
   return { plans: out, decisions };
 }

@@ -92,14 +92,7 @@ export function tableFor(format: Exclude<TableFormat, "codebook">): Float32Array
   }
 }
 
-export function quantizeTableRef(
-  wT: Float32Array,
-  n: number,
-  k: number,
-  format: TableFormat,
-  blockSize: number,
-  codebook?: Float32Array,
-): TableQuantized {
+export function quantizeTableRef(wT: Float32Array, n: number, k: number, format: TableFormat, blockSize: number, codebook?: Float32Array): TableQuantized {
   if (format === "mxfp4" && blockSize !== 32) throw new RangeError("MXFP4 uses blocks of 32");
   const table = format === "codebook" ? codebook : tableFor(format);
   if (!table) throw new RangeError("the codebook format needs a table");

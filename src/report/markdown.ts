@@ -171,8 +171,10 @@ export function renderMarkdown(report: Report): string {
     out.push("");
     out.push("| Weight | Change | Before | After |");
     out.push("| --- | --- | --- | --- |");
-    const describe = (e?: { format: string; blockSize: number; algorithm: string; form: string }): string => (e ? `${e.format} b${e.blockSize} ${e.algorithm} (${e.form})` : "—");
-    for (const c of changes) out.push(`| \`${c.name}\` | ${c.change}${c.fields.length ? `: ${c.fields.join(", ")}` : ""} | ${describe(c.before)} | ${describe(c.after)} |`);
+    const describe = (e?: { format: string; blockSize: number; algorithm: string; form: string }): string =>
+      e ? `${e.format} b${e.blockSize} ${e.algorithm} (${e.form})` : "—";
+    for (const c of changes)
+      out.push(`| \`${c.name}\` | ${c.change}${c.fields.length ? `: ${c.fields.join(", ")}` : ""} | ${describe(c.before)} | ${describe(c.after)} |`);
   }
   if (report.execution.forms.length > 0) {
     out.push("");
@@ -202,6 +204,12 @@ export function renderMarkdown(report: Report): string {
     for (const s of report.weights.skipped) out.push(`| \`${s.name || s.nodeName}\` | ${s.shape ? s.shape.join("×") : "—"} | skipped | ${s.reason} | | | | |`);
     out.push("");
     out.push("</details>");
+  }
+  if (report.cache && (report.cache.hits.length > 0 || report.cache.misses.length > 0)) {
+    out.push("");
+    out.push(
+      `Work cache: ${report.cache.hits.length} hit(s)${report.cache.hits.length ? ` (${report.cache.hits.join(", ")})` : ""}, ${report.cache.misses.length} miss(es); latency and memory are always measured on this runner.`,
+    );
   }
   out.push("");
   out.push(

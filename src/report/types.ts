@@ -7,6 +7,7 @@ import type { GateResult } from "../gate/index.js";
 import type { ModelRunMeasurement, StorageSummary } from "../measure/index.js";
 import type { SkippedWeight } from "../onnx/weights.js";
 import type { LayerChange } from "./lockfile.js";
+import type { CacheSummary } from "../cache/index.js";
 import type { KernelBenchResult } from "../kernels/bench.js";
 
 export interface StageRecord {
@@ -87,6 +88,8 @@ export interface Report {
   /** The precision lockfile written for this run and its differences from the committed one. */
   readonly lockfile: { readonly path: string; readonly committed: string; readonly changes: LayerChange[] } | null;
   readonly warnings: string[];
+  /** Work-cache hits and misses of this run (absent without a cache). */
+  readonly cache: CacheSummary | null;
   readonly stages: StageRecord[];
   readonly gate: GateResult;
   readonly verdict: "pass" | "fail";

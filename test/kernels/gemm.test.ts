@@ -46,7 +46,8 @@ describe.each(backends.map((b) => [b.backend, b] as const))("%s GEMV/GEMM on pac
   });
 
   it("handles K = 4097 (partial last block) with one and two threads", () => {
-    const n = 33, k = 4097;
+    const n = 33,
+      k = 4097;
     for (const bits of [4, 3] as IntBits[]) {
       const q = kernels.quantizeBlockwise(makeWeights(n * k, "gaussian", 5), n, k, { bits, blockSize: 32, symmetric: false, clipSearch: false });
       const p = kernels.packBlockwise(q);
@@ -61,15 +62,19 @@ describe.each(backends.map((b) => [b.backend, b] as const))("%s GEMV/GEMM on pac
 
   it("float32 GEMV/GEMM matches float64", () => {
     for (const [i, k] of SIZES.entries()) {
-      const n = SIZES[SIZES.length - 1 - i]!, m = [1, 3, 64][i % 3]!;
-      const w = makeWeights(n * k, "heavy", i), x = makeWeights(m * k, "gaussian", i + 50);
+      const n = SIZES[SIZES.length - 1 - i]!,
+        m = [1, 3, 64][i % 3]!;
+      const w = makeWeights(n * k, "heavy", i),
+        x = makeWeights(m * k, "gaussian", i + 50);
       const { y: ref, mag } = referenceGemm(w, n, k, x, m);
       expect(firstOutside(kernels.gemmF32(w, n, k, x, m, 2), ref, mag, BUDGET.f32)).toBe(-1);
     }
   });
 
   it("the SIMD path equals the scalar reference path within the budget", () => {
-    const n = 17, k = 129, m = 3;
+    const n = 17,
+      k = 129,
+      m = 3;
     const q = kernels.quantizeBlockwise(makeWeights(n * k, "heavy"), n, k, { bits: 4, blockSize: 32, symmetric: false, clipSearch: false });
     const p = kernels.packBlockwise(q);
     const x = makeWeights(m * k, "gaussian", 2);

@@ -21,9 +21,11 @@ export function makeWeights(count: number, dist: Dist, seed = 1): Float32Array {
   const w = new Float32Array(count);
   for (let i = 0; i < count; i++) {
     if (dist === "gaussian") w[i] = gauss() * 0.05;
-    else if (dist === "heavy") w[i] = (gauss() / (0.15 + r())) * 0.02; // Student-t-like tails
+    else if (dist === "heavy")
+      w[i] = (gauss() / (0.15 + r())) * 0.02; // Student-t-like tails
     else if (dist === "ties") w[i] = (Math.floor(r() * 9) - 4) * 0.25;
-    else if (dist === "tiny") w[i] = gauss() * 1e-39; // subnormal floats
+    else if (dist === "tiny")
+      w[i] = gauss() * 1e-39; // subnormal floats
     else w[i] = 0;
   }
   if (dist === "gaussian" && count > 64) w.fill(0, 0, 40); // an all-zero block
@@ -43,10 +45,12 @@ export async function realBackends(): Promise<Kernels[]> {
 
 /** float64 y = x . W^T from a dequantized [n][k] weight, and sum |w x| for relative budgets. */
 export function referenceGemm(w: Float32Array, n: number, k: number, x: Float32Array, m: number): { y: Float64Array; mag: Float64Array } {
-  const y = new Float64Array(m * n), mag = new Float64Array(m * n);
+  const y = new Float64Array(m * n),
+    mag = new Float64Array(m * n);
   for (let mi = 0; mi < m; mi++)
     for (let r = 0; r < n; r++) {
-      let s = 0, a = 0;
+      let s = 0,
+        a = 0;
       for (let i = 0; i < k; i++) {
         const p = w[r * k + i]! * x[mi * k + i]!;
         s += p;

@@ -1,11 +1,7 @@
 import { describe, expect, it } from "vitest";
 import ort from "onnxruntime-node";
 import { create } from "@bufbuild/protobuf";
-import {
-  GraphProtoSchema,
-  ModelProtoSchema,
-  OperatorSetIdProtoSchema,
-} from "onnx-buf";
+import { GraphProtoSchema, ModelProtoSchema, OperatorSetIdProtoSchema } from "onnx-buf";
 import { DataType, makeAttribute, makeNode, makeTensor, makeValueInfo, serializeModel } from "../../src/onnx/model.js";
 import { toMatMulNBits, type IntBits } from "../../src/quantize/blockwise.js";
 import { makeWeights, realBackends, firstOutside } from "./helpers.js";

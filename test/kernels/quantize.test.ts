@@ -39,7 +39,8 @@ describe.each(backends.map((b) => [b.backend, b] as const))("quantizeBlockwise o
   });
 
   it("matches on a multi-threaded large tensor (rows split across threads)", () => {
-    const n = 67, k = 4097;
+    const n = 67,
+      k = 4097;
     const w = makeWeights(n * k, "heavy", 3);
     for (const spec of [
       { bits: 4, blockSize: 32, symmetric: false, clipSearch: true },

@@ -16,7 +16,8 @@ const QUANT_ERROR: Record<TableFormat, Record<"gaussian" | "heavy", number>> = {
 const BUDGET_TABLE = 3e-6;
 
 const relRms = (a: Float32Array, b: Float32Array): number => {
-  let e = 0, s = 0;
+  let e = 0,
+    s = 0;
   for (let i = 0; i < a.length; i++) {
     e += (a[i]! - b[i]!) ** 2;
     s += a[i]! ** 2;
@@ -27,7 +28,8 @@ const relRms = (a: Float32Array, b: Float32Array): number => {
 describe.each(backends.map((b) => [b.backend, b] as const))("%s table formats", (_name, kernels) => {
   it.each(TABLE_FORMATS.map((f) => [f]))("%s: quantize/dequantize error within its bound", (format) => {
     for (const dist of ["gaussian", "heavy"] as Dist[]) {
-      const n = 16, k = 520;
+      const n = 16,
+        k = 520;
       const w = makeWeights(n * k, dist, 11);
       const q = kernels.quantizeTable(format, w, n, k, 32);
       const err = relRms(w, kernels.dequantizeTable(q));
@@ -83,7 +85,8 @@ it("native and wasm produce identical table-format bytes", async () => {
   const [a, b] = backends as [(typeof backends)[0], (typeof backends)[0]];
   const w = makeWeights(9 * 100, "heavy", 8);
   for (const format of TABLE_FORMATS) {
-    const qa = a.quantizeTable(format, w, 9, 100, 32), qb = b.quantizeTable(format, w, 9, 100, 32, { codebook: qa.table });
+    const qa = a.quantizeTable(format, w, 9, 100, 32),
+      qb = b.quantizeTable(format, w, 9, 100, 32, { codebook: qa.table });
     expect(Buffer.from(qa.packed).equals(Buffer.from(qb.packed)), format).toBe(true);
     expect(qa.scales).toEqual(qb.scales);
   }
