@@ -100,7 +100,7 @@ const orderings = [
 const md = [
   `Recipes on examples/tiny-lm (${rows[0].perplexityFloat.toFixed(3)} float perplexity), kernels ${quantizer.name}, ${os.cpus()[0]?.model ?? ""}`,
   "",
-  "| Recipe | Formats | BPW stored | BPW entropy | BPW Huffman | Perplexity | KL mean | KL p99 | Top-1 agr. | Weight rel. err | Act.-weighted err | Quantize s |",
+  "| Recipe | Formats | BPW (packed) | BPW entropy | BPW Huffman | Perplexity | KL mean | KL p99 | Top-1 agr. | Weight rel. err | Act.-weighted err | Quantize s |",
   "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
   ...rows.map(
     (r) =>

@@ -7,6 +7,7 @@ import { COMMENT_MODES, type CommentMode } from "../github/comment.js";
 export const INPUTS = {
   config: "config",
   model: "model",
+  preset: "preset",
   format: "format",
   blockSize: "block-size",
   symmetric: "symmetric",
@@ -88,6 +89,7 @@ export function readInputs(): ActionInputs {
     ci: readCiInputs(get),
     overrides: {
       model: get(INPUTS.model),
+      "recipe.preset": get(INPUTS.preset),
       "recipe.format": get(INPUTS.format),
       "recipe.block_size": get(INPUTS.blockSize),
       "recipe.symmetric": get(INPUTS.symmetric),
