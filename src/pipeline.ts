@@ -14,7 +14,7 @@ import { evaluateGate, type GateMetrics } from "./gate/index.js";
 import { measureModelRun, summarizeStorage, type ModelRunMeasurement, type StorageSummary } from "./measure/index.js";
 import { loadModel, saveModel, valueInfoTensorType, type LoadedModel } from "./onnx/model.js";
 import { findWeights, type WeightDiscovery } from "./onnx/weights.js";
-import { quantizeBlockwiseRef } from "./quantize/blockwise.js";
+import { quantizeBlockwiseRef, type BlockwiseSpec } from "./quantize/blockwise.js";
 import { planWeights, quantizeWeights, specFor, type BlockwiseQuantizer, type QuantizedWeight } from "./quantize/index.js";
 import { planMixedPrecision } from "./quantize/mixed-plan.js";
 import { planQuantx } from "./quantize/quantx.js";
@@ -97,7 +97,10 @@ function modelInputs(model: LoadedModel): ModelInputInfo[] {
 
 export async function runGate(config: Config, opts: GateRunOptions): Promise<GateRun> {
   const { ort } = opts.ort;
-  const quantizer = opts.quantizer ?? { name: "js", quantize: quantizeBlockwiseRef };
+  const quantizer = opts.quantizer ?? {
+    name: "js",
+    quantize: (wT: Float32Array, n: number, k: number, spec: BlockwiseSpec) => quantizeBlockwiseRef(wT, n, k, spec),
+  };
   const stages: StageRecord[] = [];
   const errors: string[] = [];
   const warnings: string[] = [];

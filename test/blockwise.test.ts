@@ -78,3 +78,23 @@ describe("block-wise quantization reference", () => {
     expect(toMatMulNBits({ ...q, spec: { ...q.spec, symmetric: true } }).zeroPoints).toBeUndefined();
   });
 });
+
+describe("importance-weighted clip search", () => {
+  it("lowers the activation-weighted error below the unweighted search, which lowers plain weight error", () => {
+    const n = 32;
+    const k = 128;
+    const w = data(n * k, 77, true);
+    const g = gaussian(5);
+    // A few input channels carry most of the activation energy.
+    const importance = Float32Array.from({ length: k }, (_, i) => (i % 16 === 0 ? 50 : 0.2 + Math.abs(g())));
+    const spec = { bits: 3 as const, blockSize: 32, symmetric: false, clipSearch: true };
+    const weighted = quantizeBlockwiseRef(w, n, k, spec, importance);
+    const plain = quantizeBlockwiseRef(w, n, k, spec);
+    const err = (q: ReturnType<typeof quantizeBlockwiseRef>, imp?: Float32Array): number => {
+      const d = dequantizeBlockwise(q);
+      return w.reduce((s, v, i) => s + (imp ? imp[i % k]! : 1) * (v - d[i]!) ** 2, 0);
+    };
+    expect(err(weighted, importance)).toBeLessThan(err(plain, importance));
+    expect(err(plain)).toBeLessThanOrEqual(err(weighted));
+  });
+});

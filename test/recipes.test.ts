@@ -6,7 +6,7 @@ import { emitModel, type ExecForm } from "../src/emit/index.js";
 import { floatToHalf, halfToFloat, serializeModel } from "../src/onnx/model.js";
 import { findWeights } from "../src/onnx/weights.js";
 import { effectiveWeightNK, planWeights, quantizeWeights } from "../src/quantize/index.js";
-import { quantizeBlockwiseRef } from "../src/quantize/blockwise.js";
+import { quantizeBlockwiseRef, type BlockwiseSpec } from "../src/quantize/blockwise.js";
 import { planMixedPrecision } from "../src/quantize/mixed-plan.js";
 import { planQuantx } from "../src/quantize/quantx.js";
 import type { Ort } from "../src/runtime/ort.js";
@@ -57,7 +57,12 @@ async function run(recipeYaml: string, forms: Partial<Record<WeightFormat, ExecF
     names: new Set(["x", "h_relu"]),
     maxRows: 4096,
   });
-  const ctx = { quantize: quantizeBlockwiseRef, stats: cal.stats, recipe, threads: 1 };
+  const ctx = {
+    quantize: (wT: Float32Array, n: number, k: number, spec: BlockwiseSpec) => quantizeBlockwiseRef(wT, n, k, spec),
+    stats: cal.stats,
+    recipe,
+    threads: 1,
+  };
   let plans = planWeights(sites, recipe);
   if (recipe.mixed) plans = planMixedPrecision(plans, cal.stats, recipe.mixed).plans;
   if (recipe.quantx) plans = planQuantx(plans, ctx, recipe.quantx).plans;

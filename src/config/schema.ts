@@ -87,6 +87,8 @@ const recipeObject = z.strictObject({
   min_elements: z.number().int().nonnegative().default(1024),
   exclude: patternList,
   overrides: z.array(override).default([]),
+  /** With calibration data, the MSE clip search weights each input channel's error by its E[x^2]. */
+  mse_importance: z.boolean().default(true),
   gptq: z
     .strictObject({
       damp: z.number().positive().max(1).default(0.01),

@@ -73,7 +73,17 @@ function blockParams(w: Float32Array, start: number, end: number, bits: IntBits,
   return { scale, zeroPoint: zp };
 }
 
-function encodeBlock(w: Float32Array, start: number, end: number, p: BlockParams, qmax: number, out: Uint8Array, outStart: number): number {
+function encodeBlock(
+  w: Float32Array,
+  start: number,
+  end: number,
+  p: BlockParams,
+  qmax: number,
+  out: Uint8Array,
+  outStart: number,
+  importance?: Float32Array,
+  colStart = 0,
+): number {
   const inv = p.scale === 0 ? 0 : f(1 / p.scale);
   let err = 0;
   for (let i = start; i < end; i++) {
@@ -81,7 +91,8 @@ function encodeBlock(w: Float32Array, start: number, end: number, p: BlockParams
     const q = Math.min(qmax, Math.max(0, roundHalfAway(f(v * inv)) + p.zeroPoint));
     out[outStart + (i - start)] = q;
     const d = f(v - f((q - p.zeroPoint) * p.scale));
-    err = f(err + f(d * d));
+    const d2 = f(d * d);
+    err = f(err + (importance ? f(importance[colStart + (i - start)]! * d2) : d2));
   }
   return err;
 }
@@ -89,8 +100,11 @@ function encodeBlock(w: Float32Array, start: number, end: number, p: BlockParams
 /**
  * Quantize a weight given as [n][k] row-major (that is, MatMul's B transposed).
  * Deterministic: the same input gives the same bytes.
+ * @param importance per input channel (length k): the clip search then minimizes sum_k importance_k * err_k^2,
+ *   the output error under activations with E[x_k^2] = importance_k (an importance matrix), instead of the
+ *   plain weight error. Only the TypeScript path takes it; the kernels search the unweighted error.
  */
-export function quantizeBlockwiseRef(wT: Float32Array, n: number, k: number, spec: BlockwiseSpec): BlockwiseQuantized {
+export function quantizeBlockwiseRef(wT: Float32Array, n: number, k: number, spec: BlockwiseSpec, importance?: Float32Array): BlockwiseQuantized {
   if (wT.length !== n * k) throw new RangeError(`weight has ${wT.length} values, expected n*k = ${n * k}`);
   const { bits, blockSize, symmetric } = spec;
   const qmax = (1 << bits) - 1;
@@ -107,10 +121,11 @@ export function quantizeBlockwiseRef(wT: Float32Array, n: number, k: number, spe
       const blockIndex = row * blocksPerRow + b;
       const outStart = blockIndex * blockSize;
       let best = blockParams(wT, start, end, bits, symmetric, ratios[0]!);
-      let bestErr = encodeBlock(wT, start, end, best, qmax, codes, outStart);
+      const colStart = b * blockSize;
+      let bestErr = encodeBlock(wT, start, end, best, qmax, codes, outStart, importance, colStart);
       for (let r = 1; r < ratios.length; r++) {
         const p = blockParams(wT, start, end, bits, symmetric, ratios[r]!);
-        const e = encodeBlock(wT, start, end, p, qmax, scratch, 0);
+        const e = encodeBlock(wT, start, end, p, qmax, scratch, 0, importance, colStart);
         if (e < bestErr) {
           bestErr = e;
           best = p;

@@ -9,7 +9,7 @@ import { awqSearch } from "./algorithms/awq.js";
 import { blockwiseCodes, codeEntropy } from "./algorithms/entropy.js";
 import { gptqQuantize } from "./algorithms/gptq.js";
 import { lowRankCorrection, refineGroupScales } from "./algorithms/lowrank.js";
-import { dequantizeBlockwise, transpose, type BlockwiseQuantized, type BlockwiseSpec, type IntBits } from "./blockwise.js";
+import { dequantizeBlockwise, quantizeBlockwiseRef, transpose, type BlockwiseQuantized, type BlockwiseSpec, type IntBits } from "./blockwise.js";
 import { fitCodebook } from "./codebook.js";
 import { dequantizeTable, quantizeTableRef, type TableQuantized } from "./tables.js";
 
@@ -165,6 +165,17 @@ export function quantizeWeight(plan: WeightPlan, ctx: QuantizeContext): Quantize
     q = res.q;
     inputScales = res.inverseScales;
     notes.push(`awq alpha ${res.alpha.toFixed(2)}, output error ${(res.error / Math.max(res.errorRtn, 1e-30)).toFixed(3)}x of RTN`);
+  } else if (algorithm === "mse" && stats && ctx.recipe.mse_importance) {
+    // Clip search weighted by the calibration E[x^2] per input channel: output error, not weight error.
+    const mean = stats.meanSquare.reduce((a, v) => a + v, 0) / k || 1;
+    q = quantizeBlockwiseRef(
+      wT,
+      n,
+      k,
+      spec,
+      Float32Array.from(stats.meanSquare, (v) => v / mean),
+    );
+    notes.push("clip search weighted by calibration E[x^2]");
   } else {
     q = ctx.quantize(wT, n, k, spec, ctx.threads);
   }
