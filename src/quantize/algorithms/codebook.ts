@@ -13,7 +13,7 @@
 // Tables are sorted ascending. Values are expected block-normalized (block absmax = 1), as the format
 // stores them; `normalizeByBlock` produces them.
 
-import { nearestCode } from "../tables.js";
+import { dequantizeTable, quantizeTableRef } from "../tables.js";
 
 const f = Math.fround;
 
@@ -371,23 +371,8 @@ export interface CodebookQuantized {
 export function quantizeCodebook(wT: Float32Array, n: number, k: number, blockSize: number, table: Float32Array): CodebookQuantized {
   if (wT.length !== n * k) throw new RangeError(`quantizeCodebook: weight has ${wT.length} values, expected ${n * k}`);
   if (table.length < 1 || table.length > 256) throw new RangeError(`quantizeCodebook: table must have 1..256 levels, got ${table.length}`);
-  const blocksPerRow = Math.ceil(k / blockSize);
-  const indices = new Uint8Array(n * blocksPerRow * blockSize).fill(nearestCode(table, 0));
-  const scales = new Float32Array(n * blocksPerRow);
-  for (let row = 0; row < n; row++) {
-    for (let b = 0; b < blocksPerRow; b++) {
-      const start = row * k + b * blockSize;
-      const end = row * k + Math.min(k, (b + 1) * blockSize);
-      let absmax = 0;
-      for (let i = start; i < end; i++) absmax = Math.max(absmax, Math.abs(wT[i]!));
-      const scale = absmax === 0 ? 1 : absmax;
-      const inv = f(1 / scale);
-      const bi = row * blocksPerRow + b;
-      scales[bi] = scale;
-      for (let i = start; i < end; i++) indices[bi * blockSize + (i - start)] = nearestCode(table, f(wT[i]! * inv));
-    }
-  }
-  return { n, k, blockSize, blocksPerRow, table, indices, scales };
+  const q = quantizeTableRef(wT, n, k, "codebook", blockSize, table);
+  return { n, k, blockSize, blocksPerRow: q.blocksPerRow, table: q.table, indices: q.codes, scales: q.scales };
 }
 
 /**
@@ -411,12 +396,5 @@ export function codebookWeights(wT: Float32Array, n: number, k: number, blockSiz
 }
 
 export function dequantizeCodebook(q: CodebookQuantized): Float32Array {
-  const out = new Float32Array(q.n * q.k);
-  for (let row = 0; row < q.n; row++) {
-    for (let col = 0; col < q.k; col++) {
-      const bi = row * q.blocksPerRow + Math.floor(col / q.blockSize);
-      out[row * q.k + col] = f(q.table[q.indices[bi * q.blockSize + (col % q.blockSize)]!]! * q.scales[bi]!);
-    }
-  }
-  return out;
+  return dequantizeTable({ ...q, format: "codebook", codes: q.indices, codeBits: Math.max(1, Math.ceil(Math.log2(q.table.length))), scaleBits: 32 });
 }
