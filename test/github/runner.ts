@@ -1,10 +1,9 @@
 // Runs the bundled action as the runner does (node dist/index.js with INPUT_* and GITHUB_* set), asynchronously,
 // so that servers in the test process (the fake GitHub API) can answer while it runs.
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import os from "node:os";
+import { readFileSync } from "node:fs";
 import path from "node:path";
-import { parseOutputs, REPO_ROOT, type ActionRun } from "../helpers/action.js";
+import { parseOutputs, REPO_ROOT, runnerEnvironment, type ActionRun } from "../helpers/action.js";
 
 export interface CiActionRun extends ActionRun {
   readonly ms: number;
@@ -17,31 +16,14 @@ export interface RunOptions {
 }
 
 export async function runActionAsync(cwd: string, inputs: Record<string, string>, opts: RunOptions): Promise<CiActionRun> {
-  const tmp = mkdtempSync(path.join(os.tmpdir(), "qg-runner-"));
-  const outputFile = path.join(tmp, "output");
-  const summaryFile = path.join(tmp, "summary");
-  const eventFile = path.join(tmp, "event.json");
-  writeFileSync(outputFile, "");
-  writeFileSync(summaryFile, "");
-  writeFileSync(eventFile, JSON.stringify(opts.event));
-  const env: Record<string, string> = {
-    PATH: process.env.PATH ?? "",
-    HOME: process.env.HOME ?? tmp,
-    GITHUB_OUTPUT: outputFile,
-    GITHUB_STEP_SUMMARY: summaryFile,
-    GITHUB_EVENT_PATH: eventFile,
+  const { env, outputFile, summaryFile } = runnerEnvironment(cwd, inputs, opts.event, {
     GITHUB_EVENT_NAME: opts.eventName,
-    GITHUB_WORKSPACE: cwd,
     GITHUB_REPOSITORY: "acme/models",
     GITHUB_SERVER_URL: "https://github.com",
     GITHUB_RUN_ID: String(4000 + Math.floor(Math.random() * 1000)),
     GITHUB_RUN_ATTEMPT: "1",
-    RUNNER_TEMP: tmp,
-    RUNNER_TOOL_CACHE: path.join(tmp, "toolcache"),
-    "INPUT_ONNXRUNTIME-PATH": REPO_ROOT,
     ...opts.env,
-  };
-  for (const [k, v] of Object.entries(inputs)) env[`INPUT_${k.toUpperCase()}`] = v;
+  });
   const t0 = performance.now();
   const child = spawn(process.execPath, [path.join(REPO_ROOT, "dist", "index.js")], { cwd, env });
   let out = "";

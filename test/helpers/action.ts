@@ -27,7 +27,14 @@ export function parseOutputs(text: string): Record<string, string> {
   return out;
 }
 
-export function runAction(cwd: string, inputs: Record<string, string>, event: unknown = {}): ActionRun {
+export interface RunnerFiles {
+  readonly env: Record<string, string>;
+  readonly outputFile: string;
+  readonly summaryFile: string;
+}
+
+/** The files and environment the runner gives an action step: GITHUB_OUTPUT, GITHUB_STEP_SUMMARY, the event, INPUT_*. */
+export function runnerEnvironment(cwd: string, inputs: Record<string, string>, event: unknown, extra: Record<string, string> = {}): RunnerFiles {
   const tmp = mkdtempSync(path.join(os.tmpdir(), "qg-runner-"));
   const outputFile = path.join(tmp, "output");
   const summaryFile = path.join(tmp, "summary");
@@ -47,8 +54,14 @@ export function runAction(cwd: string, inputs: Record<string, string>, event: un
     RUNNER_TOOL_CACHE: path.join(tmp, "toolcache"),
     // The runner passes every input, empty when not set.
     "INPUT_ONNXRUNTIME-PATH": REPO_ROOT,
+    ...extra,
   };
   for (const [k, v] of Object.entries(inputs)) env[`INPUT_${k.toUpperCase()}`] = v;
+  return { env, outputFile, summaryFile };
+}
+
+export function runAction(cwd: string, inputs: Record<string, string>, event: unknown = {}): ActionRun {
+  const { env, outputFile, summaryFile } = runnerEnvironment(cwd, inputs, event);
   const r = spawnSync(process.execPath, [path.join(REPO_ROOT, "dist", "index.js")], { cwd, env, encoding: "utf8", timeout: 300_000 });
   return {
     status: r.status,
