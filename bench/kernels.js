@@ -235,6 +235,33 @@ for (const r of rows)
       pad((100 * r.bandwidthFraction).toFixed(0), 5),
     ].join(" "),
   );
+// ---- the issue's targets, from the rows above (same run, same shapes and thread counts)
+console.log("\ntargets (int4 = int4-b32-asym; ratio < 1 means ours is faster):");
+const find = (impl, format, m, n, threads) => rows.find((r) => r.implementation === impl && r.format === format && r.m === m && r.n === n && r.threads === threads);
+const ours = `quantgate-${kernels.isa}`;
+for (const { k, n } of SHAPES)
+  for (const threads of THREADS) {
+    for (const m of MS) {
+      const q = find(ours, "int4-b32-asym", m, n, threads);
+      const acc0 = find("ort-matmulnbits4-acc0", "int4-b32-asym", m, n, threads);
+      const acc4 = find("ort-matmulnbits4-acc4", "int4-b32-asym", m, n, threads);
+      const f32 = find("ort-matmul-f32", "f32", m, n, threads);
+      const q8 = m === 1 ? find(`${ours}-int8act`, "int4-b32-asym", 1, n, threads) : undefined;
+      if (!q || !acc0 || !acc4 || !f32) continue;
+      console.log(
+        `  K=${k} N=${n} M=${m} thr=${threads}: int4 ${q.ms.toFixed(3)} ms (${(q.ms / acc0.ms).toFixed(2)}x ORT acc0 ${acc0.ms.toFixed(3)}, ` +
+          `${(100 * q.bandwidthFraction).toFixed(0)}% bw)` +
+          (q8 ? `; int8-act ${q8.ms.toFixed(3)} ms (${(q8.ms / acc4.ms).toFixed(2)}x ORT acc4 ${acc4.ms.toFixed(3)}, ${(100 * q8.bandwidthFraction).toFixed(0)}% bw)` : `; ORT acc4 ${acc4.ms.toFixed(3)}`) +
+          `; ORT f32 ${f32.ms.toFixed(3)}`,
+      );
+    }
+    const base = find(ours, "int4-b32-asym", 1, n, threads);
+    if (!base) continue;
+    const perByte = (r) => r.ms / r.weightBytes / (base.ms / base.weightBytes);
+    const others = rows.filter((r) => r.implementation === ours && r.m === 1 && r.n === n && r.threads === threads && r.format !== "f32");
+    console.log(`    time per weight byte vs int4 (target <= 1.5): ${others.map((r) => `${r.format} ${perByte(r).toFixed(2)}`).join(", ")}`);
+  }
+
 console.log("\nquantization throughput (4096 x 4096):");
 for (const q of quantization)
   console.log(`  ${q.method.padEnd(22)} threads=${q.threads} ${(q.weightsPerSecond / 1e6).toFixed(0)} M weights/s (${q.ms.toFixed(1)} ms)`);

@@ -8,6 +8,7 @@
         "src/qg_threads.c",
         "src/qg_napi.c",
         "src/arch/x86/qg_avx2.c",
+        "src/arch/x86/qg_avx512.c",
         "src/arch/arm/qg_neon.c"
       ],
       "include_dirs": ["include"],

@@ -7,7 +7,7 @@ out="${TMPDIR:-/tmp}/quantgate-kernels-asan"
 CC="${CC:-gcc}"
 srcs=("$here/src/qg_api.c" "$here/src/qg_ref.c" "$here/src/qg_threads.c" "$here/test/test_kernels.c")
 case "$(uname -m)" in
-  x86_64 | amd64) srcs+=("$here/src/arch/x86/qg_avx2.c") ;;
+  x86_64 | amd64) srcs+=("$here/src/arch/x86/qg_avx2.c" "$here/src/arch/x86/qg_avx512.c") ;;
   aarch64 | arm64) srcs+=("$here/src/arch/arm/qg_neon.c") ;;
 esac
 "$CC" -std=c11 -O1 -g -ffp-contract=off -fno-omit-frame-pointer -Wall -Wextra -Werror \

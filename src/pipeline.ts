@@ -176,11 +176,12 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
   let calibration: CalibrationResult | undefined;
   if (outcome) {
     // restored
-  } else if (model && data && data.calibrationBatches.length > 0 && discovery.weights.length > 0) {
+  } else if (model && data && data.calibrationBatches.length > 0 && discovery.weights.some((w) => w.kind === "product")) {
     const r = config.recipe;
     const needsGram =
       r.algorithm === "gptq" || r.algorithm === "awq" || r.lowrank.rank > 0 || r.overrides.some((o) => o.algorithm === "gptq" || o.algorithm === "awq");
-    const activations = discovery.weights.map((w) => w.node.input[0]!);
+    // Activation statistics describe the K inputs of a product; Conv and Gather sites have none.
+    const activations = discovery.weights.filter((w) => w.kind === "product").map((w) => w.node.input[0]!);
     const gram = { names: new Set(needsGram ? activations : []), maxRows: GRAM_ROWS };
     calibration = await stage("calibrate", `${data.calibrationBatches.length} batches`, () =>
       calibrate(ort, model.proto, activations, data.calibrationBatches, config.measure.threads, gram),
@@ -398,6 +399,9 @@ function layerReportsOf(quantized: readonly QuantizedWeight[], layers: readonly 
       name: site.name,
       node: site.nodeName,
       op: site.opType,
+      origin: site.origin,
+      shape: site.dims,
+      graph: site.graphLabel,
       k: site.k,
       n: site.n,
       format: w.plan.format,

@@ -3,7 +3,7 @@
 #include "qg_internal.h"
 
 static qg_dispatch g_best, g_ref;
-static int g_ready, g_force_ref;
+static int g_ready, g_force_ref, g_isa_cap = -1;
 
 static void serial_parallel(qg_task_fn task, void* ctx, int64_t count, int64_t grain, int threads) {
   (void)grain; (void)threads;
@@ -17,6 +17,10 @@ static int cpu_has_avx2_fma(void) {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
 }
+static int cpu_has_avx512(void) { /* libgcc also checks that the OS saves the zmm/mask state */
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni");
+}
 #endif
 
 static void init_dispatch(void) {
@@ -24,7 +28,10 @@ static void init_dispatch(void) {
   qg_fill_ref(&g_ref);
   qg_fill_ref(&g_best);
 #if (defined(__x86_64__) || defined(_M_X64)) && !defined(QG_SCALAR_ONLY)
-  if (cpu_has_avx2_fma()) qg_fill_avx2(&g_best);
+  if (cpu_has_avx2_fma() && g_isa_cap != 0) {
+    if (cpu_has_avx512() && g_isa_cap != 1) qg_fill_avx512(&g_best);
+    else qg_fill_avx2(&g_best);
+  }
 #elif defined(__wasm_simd128__)
   qg_fill_simd128(&g_best);
 #elif defined(__aarch64__) && !defined(QG_SCALAR_ONLY)
@@ -39,6 +46,11 @@ static const qg_dispatch* dispatch(void) {
 }
 
 void qg_force_ref(int on) { g_force_ref = on; }
+void qg_limit_isa(int level) {
+  g_isa_cap = level;
+  g_ready = 0;
+  init_dispatch();
+}
 const char* qg_isa(void) { return dispatch()->isa; }
 
 static int is_int_bits(int bits) { return bits == 2 || bits == 3 || bits == 4 || bits == 8; }
@@ -221,8 +233,8 @@ int qg_gemm_int(const uint8_t* packed, const float* scales, const uint8_t* zero_
 
 int64_t qg_gemv_q8_workspace_bytes(int64_t k, int bs) {
   if (k < 1 || bs < 32 || bs % 32) return 0;
-  const int64_t chunks = (k + bs - 1) / bs * (bs / 32);
-  return chunks * 32 + chunks * 8 + 64;
+  const int64_t chunks = (k + bs - 1) / bs * (bs / 32), groups = chunks / 8;
+  return chunks * 32 + groups * 256 + chunks * 8 + 64;
 }
 
 typedef struct {
@@ -244,7 +256,9 @@ int qg_gemv_int4_q8(const uint8_t* packed, const float* scales, const uint8_t* z
   make_weight(&w, packed, scales, zero_points, NULL, n, k, 4, bs, 0);
   const int64_t chunks = w.bpr * (bs / 32);
   int8_t* xq = (int8_t*)(((uintptr_t)ws + 31) & ~(uintptr_t)31);
-  float* dx = (float*)(xq + chunks * 32);
+  const int64_t groups = chunks / 8;
+  int8_t* xqp = xq + chunks * 32;
+  float* dx = (float*)(xqp + groups * 256);
   float* dsx = dx + chunks;
   for (int64_t j = 0; j < chunks; j++) { /* quantize x per 32 (zeros past k), even positions first */
     float amax = 0.0f;
@@ -261,7 +275,12 @@ int qg_gemv_int4_q8(const uint8_t* packed, const float* scales, const uint8_t* z
     dx[j] = d;
     dsx[j] = d * (float)sum;
   }
-  const qg_q8_act a = {xq, dx, dsx};
+  for (int64_t j = 0; j < groups * 8; j++) { /* the chunk-pair copy for the SIMD kernels */
+    const int64_t pair = j >> 1, half = j & 1;
+    memcpy(xqp + pair * 64 + half * 16, xq + j * 32, 16);
+    memcpy(xqp + pair * 64 + 32 + half * 16, xq + j * 32 + 16, 16);
+  }
+  const qg_q8_act a = {xq, dx, dsx, xqp};
   q8_ctx c = {dispatch()->gemv_int4_q8, &w, &a, y};
   g_parallel(q8_task, &c, n, 64, threads);
   return QG_OK;

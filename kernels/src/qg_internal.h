@@ -25,10 +25,13 @@ typedef void (*qg_gemm_f32_fn)(const float* w, int64_t n, int64_t k, const float
 typedef float (*qg_read_sum_fn)(const float* buf, int64_t count);
 /* Activations quantized per 32: xq permuted so that each 32-chunk lists even then odd positions
  * (the order of low then high nibbles of 16 packed bytes); dx = scale; dsx = dx * sum(xq). */
+/* The SIMD kernels also get the same activations in chunk-pair order: for chunks 2q, 2q+1, 64 bytes
+ * [even 2q | even 2q+1 | odd 2q | odd 2q+1] (low / high nibbles of 32 consecutive packed bytes). */
 typedef struct {
   const int8_t* xq;
   const float* dx;
   const float* dsx;
+  const int8_t* xqp; /* pairs of the first chunks / 8 * 8 chunks, 32-byte aligned */
 } qg_q8_act;
 typedef void (*qg_gemv_q8_fn)(const qg_weight* w, const qg_q8_act* a, float* y, int64_t n0, int64_t n1);
 
@@ -55,6 +58,8 @@ void qg_gemm_f32_ref(const float* w, int64_t n, int64_t k, const float* x, int64
                      int64_t n1);
 float qg_read_sum_ref(const float* buf, int64_t count);
 void qg_fill_ref(qg_dispatch* d);
+/* Tests: cap the instruction set the dispatch may pick (0 scalar, 1 AVX2, 2 AVX-512; -1 no cap). */
+void qg_limit_isa(int level);
 
 /* SIMD variants fill what they provide over the reference table. */
 void qg_fill_avx2(qg_dispatch* d);

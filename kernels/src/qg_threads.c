@@ -62,11 +62,14 @@ static void pool_parallel(qg_task_fn task, void* ctx, int64_t count, int64_t gra
   if (grain < 1) grain = 1;
   int64_t parts = (count + grain - 1) / grain;
   if (threads > QG_MAX_WORKERS + 1) threads = QG_MAX_WORKERS + 1;
-  if (parts > threads) parts = threads;
-  if (parts <= 1) { task(ctx, 0, count); return; }
+  if (threads <= 1 || parts <= 1) { task(ctx, 0, count); return; }
+  /* Up to 4 parts per thread, taken first come first served: a thread slowed by another process
+   * (shared cores) leaves its later parts to the others instead of holding up the whole call. */
+  const int64_t workers = (parts < threads ? parts : threads) - 1;
+  if (parts > 4 * (int64_t)threads) parts = 4 * (int64_t)threads;
   pthread_mutex_lock(&g_call_mu);
   pthread_mutex_lock(&g_mu);
-  while (g_workers < parts - 1) {
+  while (g_workers < workers) {
     if (pthread_create(&g_threads[g_workers], NULL, worker_main, (void*)(intptr_t)g_workers) != 0) break;
     pthread_detach(g_threads[g_workers]);
     g_workers++;
@@ -77,7 +80,7 @@ static void pool_parallel(qg_task_fn task, void* ctx, int64_t count, int64_t gra
   g_job.parts = parts;
   atomic_store(&g_job.next, 0);
   atomic_store(&g_job.finished, 0);
-  g_wanted = (int)(parts - 1);
+  g_wanted = (int)workers;
   g_generation++;
   pthread_cond_broadcast(&g_wake);
   pthread_mutex_unlock(&g_mu);

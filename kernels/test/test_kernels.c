@@ -149,6 +149,52 @@ static void test_gemv_q8(void) {
     }
 }
 
+/* Long rows: several K tiles of the SIMD GEMV/GEMM, a partial last block, N not a multiple of 4. */
+static void test_long_rows(void) {
+  const int bitsv[] = {2, 3, 4, 8};
+  const int64_t n = 7, k = 2 * 4096 + 96 + 5, ms[] = {1, 5};
+  float *w = malloc(4 * n * k), *x = malloc(4 * 5 * k), *deq = malloc(4 * n * k), *s = malloc(4 * n * k);
+  float *y1 = malloc(4 * 5 * n), *y2 = malloc(4 * 5 * n), *mag = malloc(4 * 5 * n), tbl[16];
+  uint8_t *c = malloc(n * k + 256), *z = malloc(n * k), *p = malloc(n * k + 256);
+  fill(w, n * k, 1);
+  fill(x, 5 * k, 0);
+  for (int bi = 0; bi < 4; bi++)
+    for (int bs = 32; bs <= 128; bs *= 4)
+      for (int mi = 0; mi < 2; mi++) {
+        const int bits = bitsv[bi], sym = mi;
+        const int64_t m = ms[mi], bpr = (k + bs - 1) / bs;
+        qg_quantize_int(w, n, k, bits, bs, sym, 0, c, s, z, 1);
+        qg_pack_bits(c, n * bpr * bs, bits, bs, p);
+        qg_dequantize_int(p, s, sym ? NULL : z, n, k, bits, bs, deq);
+        abs_gemm(deq, x, n, k, m, mag);
+        qg_force_ref(1);
+        qg_gemm_int(p, s, sym ? NULL : z, n, k, bits, bs, x, m, y1, 1);
+        qg_force_ref(0);
+        qg_gemm_int(p, s, sym ? NULL : z, n, k, bits, bs, x, m, y2, 2);
+        char what[96];
+        snprintf(what, sizeof what, "long gemm_int bits=%d bs=%d m=%lld", bits, bs, (long long)m);
+        compare(what, y2, y1, mag, m * n, BUDGET_INT);
+      }
+  const int fmts[] = {QG_FMT_NF4, QG_FMT_FP4, QG_FMT_MXFP4, QG_FMT_FP8, QG_FMT_CODEBOOK};
+  qg_codebook_fit(w, n * k, 16, 4, tbl);
+  for (int fi = 0; fi < 5; fi++)
+    for (int mi = 0; mi < 2; mi++) {
+      const int fmt = fmts[fi], bs = fmt == QG_FMT_MXFP4 || mi == 0 ? 32 : 64;
+      const int64_t m = ms[mi];
+      qg_quantize_lut(fmt, w, n, k, bs, tbl, 16, p, s, 1);
+      qg_dequantize_lut(fmt, p, s, tbl, n, k, bs, deq);
+      abs_gemm(deq, x, n, k, m, mag);
+      qg_force_ref(1);
+      qg_gemm_lut(fmt, p, s, tbl, n, k, bs, x, m, y1, 1);
+      qg_force_ref(0);
+      qg_gemm_lut(fmt, p, s, tbl, n, k, bs, x, m, y2, 2);
+      char what[96];
+      snprintf(what, sizeof what, "long gemm_lut fmt=%d bs=%d m=%lld", fmt, bs, (long long)m);
+      compare(what, y2, y1, mag, m * n, BUDGET_LUT);
+    }
+  free(w); free(x); free(deq); free(s); free(y1); free(y2); free(mag); free(c); free(z); free(p);
+}
+
 static void test_pack(void) {
   for (int bits = 1; bits <= 8; bits++)
     for (int si = 0; si < NSIZES; si++) {
@@ -233,6 +279,16 @@ int main(void) {
   test_gemv_q8();
   test_lut();
   test_f32_and_f16();
+  test_long_rows();
+  if (!strcmp(qg_isa(), "avx512")) { /* the AVX2 kernels too, as a CPU without AVX-512 runs them */
+    qg_limit_isa(1);
+    printf("isa: %s\n", qg_isa());
+    test_gemm_int();
+    test_gemv_q8();
+    test_lut();
+    test_long_rows();
+    qg_limit_isa(-1);
+  }
   /* argument checks return errors instead of crashing */
   CHECK(qg_gemm_int(NULL, NULL, NULL, 1, 1, 4, 32, NULL, 1, NULL, 1) == QG_EINVAL, "null args");
   CHECK(qg_quantize_int((const float*)"", 1, 1, 5, 32, 0, 0, (uint8_t*)"", (float*)"", (uint8_t*)"", 1) == QG_EINVAL, "bits=5");

@@ -87,6 +87,14 @@ const recipeObject = z.strictObject({
   min_elements: z.number().int().nonnegative().default(1024),
   exclude: patternList,
   overrides: z.array(override).default([]),
+  /** Which ops' weights to quantize (Gather embedding tables are opt-in). */
+  op_types: z
+    .array(z.enum(["matmul", "gemm", "conv", "conv_transpose", "gather"], { error: "expected matmul, gemm, conv, conv_transpose or gather" }))
+    .default(["matmul", "gemm", "conv", "conv_transpose"]),
+  /** Weight shapes kept in float; -1 matches any size, e.g. [201, -1] for an STFT basis. */
+  exclude_shapes: z.array(z.array(z.number().int())).default([]),
+  /** Subgraph labels kept in float, e.g. 'If "cond" *' or 'Loop*'. */
+  exclude_subgraphs: z.array(z.string().min(1)).default([]),
   /** With calibration data, the MSE clip search weights each input channel's error by its E[x^2]. */
   mse_importance: z.boolean().default(true),
   gptq: z
@@ -235,8 +243,125 @@ const classificationEvaluation = z.strictObject({
   calibration_samples: z.number().int().positive().default(32),
 });
 
-export const evaluationSchema = z.discriminatedUnion("task", [lmEvaluation, classificationEvaluation], {
-  error: 'expected task "language-modeling" or "classification"',
+/** Image preprocessing, applied in this order: decode -> channels -> resize -> center crop -> scale -> mean/std -> layout. */
+const imagePreprocess = z.strictObject({
+  /** Resize (bilinear) to [height, width] before cropping. */
+  resize: z.tuple([z.number().int().positive(), z.number().int().positive()]).optional(),
+  /** Center crop to [height, width]. */
+  crop: z.tuple([z.number().int().positive(), z.number().int().positive()]).optional(),
+  /** Pixel values (0..255) are multiplied by this first. */
+  scale: z.number().default(1 / 255),
+  mean: z.array(z.number()).min(1).max(3).default([0]),
+  std: z
+    .array(z.number().refine((v) => v !== 0, "std must not be 0"))
+    .min(1)
+    .max(3)
+    .default([1]),
+  layout: z.enum(["NCHW", "NHWC"], { error: 'expected "NCHW" or "NHWC"' }).default("NCHW"),
+  channels: z.enum(["rgb", "bgr", "gray"], { error: 'expected "rgb", "bgr" or "gray"' }).default("rgb"),
+});
+
+export const INPUT_FORMATS = ["jsonl", "npy", "npz", "images", "wav"] as const;
+export type InputFormat = (typeof INPUT_FORMATS)[number];
+
+const fidelityLimit = limit(z.number({ error: "expected a number" }));
+/** A lower bound: warn at or above fail. */
+const fidelityMinLimit = z
+  .union([z.number(), z.strictObject({ warn: z.number().optional(), fail: z.number().optional() })])
+  .transform((v, ctx) => {
+    const pair = typeof v === "number" ? { warn: undefined, fail: v } : v;
+    if (pair.warn === undefined && pair.fail === undefined) {
+      ctx.addIssue({ code: "custom", message: "expected warn and/or fail" });
+      return z.NEVER;
+    }
+    if (pair.warn !== undefined && pair.fail !== undefined && pair.warn < pair.fail) {
+      ctx.addIssue({ code: "custom", message: `a lower bound warns first: warn (${pair.warn}) must not be below fail (${pair.fail})` });
+      return z.NEVER;
+    }
+    return pair;
+  });
+
+/** One compared output and its rules. */
+const fidelityOutput = z.strictObject({
+  name: z.string().min(1),
+  /** Axis of classes / vocabulary for top-1 agreement and KL (default: last). */
+  axis: z.number().int().default(-1),
+  /** logits or probabilities enable KL divergence (per position for sequence outputs); values compare numbers only. */
+  kind: z.enum(["logits", "probabilities", "values"], { error: 'expected "logits", "probabilities" or "values"' }).default("values"),
+  min_cosine: fidelityMinLimit.optional(),
+  max_relative_l2: fidelityLimit.optional(),
+  max_abs_error: fidelityLimit.optional(),
+  min_top1_agreement: fidelityMinLimit.optional(),
+  max_kl_mean: fidelityLimit.optional(),
+  max_kl_p99: fidelityLimit.optional(),
+});
+
+/** Stateful models: state outputs feed the next call's state inputs over the chunks of a sequence. */
+const statefulSpec = z.strictObject({
+  /** The input cut into chunks (default: the source's input). */
+  chunk_input: z.string().min(1).optional(),
+  /** Elements per chunk along `axis` of each sequence (for wav, chunk_samples is used). */
+  chunk_size: z.number().int().positive().optional(),
+  /** Axis of the model input along which chunks are cut (default: the last). */
+  axis: z.number().int().default(-1),
+  state: z
+    .array(
+      z.strictObject({
+        input: z.string().min(1),
+        output: z.string().min(1),
+        /** Initial state shape (default: the model input's declared shape); initial value is zero. */
+        shape: z.array(z.number().int().positive()).optional(),
+      }),
+    )
+    .min(1),
+});
+
+const fidelityEvaluation = z.strictObject({
+  task: z.literal("fidelity"),
+  /** A file or folder of model inputs, read as `format`. */
+  dataset: z.string().min(1),
+  calibration: z.string().min(1).optional(),
+  /**
+   * jsonl: one object per line, { inputs: { name: nested array | {dims, data} }, label? };
+   * npy: one array for `input`, axis 0 indexing samples (with `stateful`: sequences);
+   * npz: one array per model input, named after it, axis 0 indexing samples (optional `labels` array);
+   * images: PNG/JPEG files; subfolders are classes (sorted names, index = label);
+   * wav: a WAV file or a folder of them, mono, resampled, cut into chunks.
+   * Default: from the extension (a folder: images, unless it holds .wav files).
+   */
+  format: z.enum(INPUT_FORMATS, { error: `expected one of ${INPUT_FORMATS.join(", ")}` }).optional(),
+  /** The model input a single-input format (npy, images, wav) feeds (default: the model's only input). */
+  input: z.string().min(1).optional(),
+  inputs_field: z.string().default("inputs"),
+  /** jsonl: the label field; npz: the labels array; npy: a second .npy file of labels. */
+  label_field: z.string().default("label"),
+  preprocess: imagePreprocess.default(imagePreprocess.parse({})),
+  audio: z
+    .strictObject({
+      sample_rate: z.number().int().positive().default(16000),
+      /** Samples per chunk; the last chunk is zero-padded. Without `stateful`, each chunk is one sample. */
+      chunk_samples: z.number().int().positive().default(16000),
+    })
+    .default({ sample_rate: 16000, chunk_samples: 16000 }),
+  /** Outputs to compare (default: every output, as values). */
+  outputs: z.array(fidelityOutput).default([]),
+  samples: z.number().int().positive().default(256),
+  calibration_samples: z.number().int().positive().default(32),
+  stateful: statefulSpec.optional(),
+  /** A JS module exporting `default (floatOutputs, quantizedOutputs, labels) => Record<string, number>`. */
+  metric: z
+    .strictObject({
+      module: z.string().min(1),
+      /** Limits on the named numbers it returns: { name: { max | min: limit } }. */
+      limits: z
+        .record(z.string(), z.strictObject({ max: fidelityLimit.optional(), min: fidelityMinLimit.optional() }))
+        .default({}),
+    })
+    .optional(),
+});
+
+export const evaluationSchema = z.discriminatedUnion("task", [lmEvaluation, classificationEvaluation, fidelityEvaluation], {
+  error: 'expected task "language-modeling", "classification" or "fidelity"',
 });
 
 export const measureSchema = z.strictObject({
@@ -313,6 +438,9 @@ export type GateLimits = z.infer<typeof gateSchema>;
 export type Evaluation = z.infer<typeof evaluationSchema>;
 export type LmEvaluation = z.infer<typeof lmEvaluation>;
 export type ClassificationEvaluation = z.infer<typeof classificationEvaluation>;
+export type FidelityEvaluation = z.infer<typeof fidelityEvaluation>;
+export type FidelityOutputSpec = z.infer<typeof fidelityOutput>;
+export type ImagePreprocess = z.infer<typeof imagePreprocess>;
 export type MeasureSettings = z.infer<typeof measureSchema>;
 export type RegressionSettings = z.infer<typeof regressionSchema>;
 export type HistorySettings = z.infer<typeof historySchema>;

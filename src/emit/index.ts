@@ -10,6 +10,7 @@ import {
   makeNode,
   makeTensor,
   tensorToFloat32,
+  type GraphProto,
   type ModelProto,
   type NodeProto,
   type TensorProto,
@@ -17,6 +18,7 @@ import {
 import { containerBits, toMatMulNBits, type BlockwiseQuantized } from "../quantize/blockwise.js";
 import { tablePackedBytes, type TableQuantized } from "../quantize/tables.js";
 import { isTable, type AnyQuantized, type QuantizedWeight } from "../quantize/index.js";
+import { graphAt, readCounts } from "../onnx/weights.js";
 
 /**
  * How a quantized weight executes in ONNX Runtime. Every form computes with exactly the dequantized
@@ -218,6 +220,59 @@ function safeName(s: string): string {
   return s.replace(/[^A-Za-z0-9_./-]/g, "_");
 }
 
+/**
+ * A float tensor of the weight's original shape from its codes: for ops without a low-bit kernel
+ * (Conv, ConvTranspose, Gather, batched MatMul). Codes keep the quantizer's [n][blocks][blockSize] layout.
+ */
+export function dequantTensorGraph(p: string, output: string, q: AnyQuantized, dims: readonly number[]): LayerGraph {
+  const { n, k, blocksPerRow } = q;
+  const blockSize = isTable(q) ? q.blockSize : q.spec.blockSize;
+  const kPadded = blocksPerRow * blockSize;
+  const inits: TensorProto[] = [
+    makeTensor(`${p}_codes`, DataType.UINT8, [n, blocksPerRow, blockSize], q.codes),
+    makeTensor(`${p}_scales`, DataType.FLOAT, [n, blocksPerRow, 1], q.scales),
+  ];
+  const nodes: NodeProto[] = [];
+  let storedBytes = q.codes.length + q.scales.length * 4;
+  if (isTable(q)) {
+    inits.push(makeTensor(`${p}_table`, DataType.FLOAT, [q.table.length], q.table));
+    nodes.push(makeNode("Cast", [`${p}_codes`], [`${p}_idx`], [makeAttribute("to", DataType.INT32)], { name: `${p}_CastCodes` }));
+    nodes.push(makeNode("Gather", [`${p}_table`, `${p}_idx`], [`${p}_values`], [makeAttribute("axis", 0)], { name: `${p}_Lookup` }));
+    nodes.push(makeNode("Mul", [`${p}_values`, `${p}_scales`], [`${p}_w3`], [], { name: `${p}_Mul` }));
+    storedBytes += q.table.length * 4;
+  } else {
+    inits.push(makeTensor(`${p}_zp`, DataType.UINT8, [n, blocksPerRow, 1], q.zeroPoints));
+    const toFloat = [makeAttribute("to", DataType.FLOAT)];
+    nodes.push(makeNode("Cast", [`${p}_codes`], [`${p}_codes_f`], toFloat, { name: `${p}_CastCodes` }));
+    nodes.push(makeNode("Cast", [`${p}_zp`], [`${p}_zp_f`], toFloat, { name: `${p}_CastZp` }));
+    nodes.push(makeNode("Sub", [`${p}_codes_f`, `${p}_zp_f`], [`${p}_centered`], [], { name: `${p}_Sub` }));
+    nodes.push(makeNode("Mul", [`${p}_centered`, `${p}_scales`], [`${p}_w3`], [], { name: `${p}_Mul` }));
+    storedBytes += q.zeroPoints.length;
+  }
+  inits.push(makeTensor(`${p}_rows`, DataType.INT64, [2], BigInt64Array.from([BigInt(n), BigInt(kPadded)])));
+  nodes.push(makeNode("Reshape", [`${p}_w3`, `${p}_rows`], [`${p}_w2`], [], { name: `${p}_ReshapeRows` }));
+  let flat = `${p}_w2`;
+  if (kPadded !== k) {
+    inits.push(makeTensor(`${p}_slice_starts`, DataType.INT64, [1], BigInt64Array.from([0n])));
+    inits.push(makeTensor(`${p}_slice_ends`, DataType.INT64, [1], BigInt64Array.from([BigInt(k)])));
+    inits.push(makeTensor(`${p}_slice_axes`, DataType.INT64, [1], BigInt64Array.from([1n])));
+    nodes.push(makeNode("Slice", [flat, `${p}_slice_starts`, `${p}_slice_ends`, `${p}_slice_axes`], [`${p}_w2k`], [], { name: `${p}_Slice` }));
+    flat = `${p}_w2k`;
+  }
+  inits.push(makeTensor(`${p}_dims`, DataType.INT64, [dims.length], BigInt64Array.from(dims.map((d) => BigInt(d)))));
+  nodes.push(makeNode("Reshape", [flat, `${p}_dims`], [output], [], { name: `${p}_ReshapeWeight` }));
+  const packed = isTable(q) ? tablePackedBytes(q) : packedBytes(q);
+  return { nodes, initializers: inits, storage: { storedBytes, packedBytes: packed } };
+}
+
+interface GraphEdits {
+  readonly graph: GraphProto;
+  readonly replaced: Map<number, NodeProto[]>;
+  readonly newInits: TensorProto[];
+  /** Chain nodes (Cast, Transpose, Constant...) that may be dead after the rewrite. */
+  readonly chain: Set<NodeProto>;
+}
+
 export function emitModel(
   source: ModelProto,
   weights: readonly QuantizedWeight[],
@@ -225,19 +280,37 @@ export function emitModel(
   accuracyLevel: number,
 ): EmittedModel {
   const proto = cloneModel(source);
-  const graph = proto.graph!;
-  const replaced = new Map<number, NodeProto[]>();
-  const newInits: TensorProto[] = [];
-  const removed = new Set<string>();
+  const main = proto.graph!;
+  const edits = new Map<string, GraphEdits>();
+  const roots = new Set<string>();
   const layers: EmittedLayer[] = [];
-  const initByName = new Map(graph.initializer.map((t) => [t.name, t]));
+  const usedPrefixes = new Set<string>();
   for (const w of weights) {
     const { site, format } = w.plan;
+    const key = JSON.stringify(site.graphPath);
+    let e = edits.get(key);
+    if (!e) edits.set(key, (e = { graph: graphAt(main, site.graphPath), replaced: new Map(), newInits: [], chain: new Set() }));
+    const { graph, newInits } = e;
     const node = graph.node[site.nodeIndex]!;
+    for (const c of site.chainNodes) e.chain.add(graph.node[c]!);
+    roots.add(site.name);
+    let prefix = safeName(`${site.nodeName}_${format}`);
+    // Names are one namespace across the main graph and its subgraphs.
+    while (usedPrefixes.has(prefix)) prefix = `${prefix}_${usedPrefixes.size}`;
+    usedPrefixes.add(prefix);
+    if (site.kind === "dequant") {
+      const form: ExecForm = isTable(w.q) ? "lookup-subgraph" : "dequant-subgraph";
+      const lg = dequantTensorGraph(prefix, `${prefix}_weight`, w.q, site.dims);
+      newInits.push(...lg.initializers);
+      node.input[site.inputIndex] = `${prefix}_weight`;
+      e.replaced.set(site.nodeIndex, [...lg.nodes, node]);
+      layers.push({ name: site.name, nodeName: site.nodeName, format, form, floatBytes: site.k * site.n * 4, ...lg.storage });
+      continue;
+    }
+    const initByName = new Map(graph.initializer.map((t) => [t.name, t]));
     let form = forms.get(format) ?? (isTable(w.q) ? "lookup-subgraph" : "matmulnbits");
     // The form measured on the largest layer may not fit this one (MatMulBnb4 needs K % block == 0).
     if (!formApplies(form, w.q)) form = isTable(w.q) ? "lookup-subgraph" : "dequant-subgraph";
-    const prefix = safeName(`${site.nodeName}_${format}`);
     const output = node.output[0]!;
     const nodes: NodeProto[] = [];
     let input = node.input[0]!;
@@ -283,8 +356,7 @@ export function emitModel(
       }
       nodes.push(makeNode("Add", [sum, bias], [output], [], { name: `${prefix}_AddBias` }));
     }
-    replaced.set(site.nodeIndex, nodes);
-    removed.add(site.name);
+    e.replaced.set(site.nodeIndex, nodes);
     layers.push({
       name: site.name,
       nodeName: site.nodeName,
@@ -296,9 +368,32 @@ export function emitModel(
     });
     if (form === "matmulnbits" || form === "matmulbnb4") ensureOpset(proto, "com.microsoft", 1);
   }
-  graph.node = graph.node.flatMap((node, i) => replaced.get(i) ?? [node]);
-  const stillUsed = new Set(graph.node.flatMap((n) => n.input));
-  graph.initializer = [...graph.initializer.filter((t) => !removed.has(t.name) || stillUsed.has(t.name)), ...newInits];
+  for (const e of edits.values()) {
+    e.graph.node = e.graph.node.flatMap((node, i) => e.replaced.get(i) ?? [node]);
+    e.graph.initializer.push(...e.newInits);
+  }
+  removeDeadWeights(main, edits, roots);
   proto.producerName = "quantgate";
   return { proto, layers };
+}
+
+/** Drop the chain nodes and the float tensors the rewrite left unread (never anything still read). */
+function removeDeadWeights(main: GraphProto, edits: ReadonlyMap<string, GraphEdits>, roots: ReadonlySet<string>): void {
+  for (let changed = true; changed;) {
+    changed = false;
+    const reads = readCounts(main);
+    for (const e of edits.values()) {
+      const outputs = new Set(e.graph.output.map((o) => o.name));
+      const before = e.graph.node.length;
+      e.graph.node = e.graph.node.filter((n) => !e.chain.has(n) || n.output.some((o) => (reads.get(o) ?? 0) > 0 || outputs.has(o)));
+      if (e.graph.node.length !== before) changed = true;
+    }
+  }
+  const reads = readCounts(main);
+  const prune = (g: GraphProto): void => {
+    const outputs = new Set(g.output.map((o) => o.name));
+    g.initializer = g.initializer.filter((t) => !roots.has(t.name) || (reads.get(t.name) ?? 0) > 0 || outputs.has(t.name));
+    for (const n of g.node) for (const a of n.attribute) [a.g, ...a.graphs].forEach((sub) => sub && prune(sub));
+  };
+  prune(main);
 }

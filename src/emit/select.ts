@@ -115,6 +115,7 @@ async function timeModel(ort: Ort, model: ModelProto, k: number, threads: number
 export async function chooseForms(ort: Ort, weights: readonly QuantizedWeight[], accuracyLevel: number, threads: number, runs = 30): Promise<FormChoice[]> {
   const byFormat = new Map<WeightFormat, QuantizedWeight>();
   for (const w of weights) {
+    if (w.plan.site.kind !== "product") continue;
     const best = byFormat.get(w.plan.format);
     if (!best || w.q.n * w.q.k > best.q.n * best.q.k) byFormat.set(w.plan.format, w);
   }

@@ -130,7 +130,7 @@ export function elementCount(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
-/** Float tensor (FLOAT, FLOAT16, DOUBLE) as float32 values. */
+/** Float tensor (FLOAT, FLOAT16, BFLOAT16, DOUBLE) as float32 values. */
 export function tensorToFloat32(t: TensorProto): Float32Array {
   const n = elementCount(tensorShape(t));
   const raw = t.rawData;
@@ -144,6 +144,12 @@ export function tensorToFloat32(t: TensorProto): Float32Array {
     case TensorProto_DataType.DOUBLE:
       if (view) for (let i = 0; i < n; i++) out[i] = view.getFloat64(i * 8, true);
       else out.set(t.doubleData);
+      break;
+    case TensorProto_DataType.BFLOAT16:
+      for (let i = 0; i < n; i++) {
+        const bits = (view ? view.getUint16(i * 2, true) : t.int32Data[i]!) << 16;
+        out[i] = new Float32Array(new Uint32Array([bits >>> 0]).buffer)[0]!;
+      }
       break;
     case TensorProto_DataType.FLOAT16:
       for (let i = 0; i < n; i++) out[i] = halfToFloat(view ? view.getUint16(i * 2, true) : t.int32Data[i]!);
@@ -297,4 +303,18 @@ export function valueInfoTensorType(v: ValueInfoProto): { elemType: number; rank
 /** A deep copy, through the wire format (keeps unknown fields). */
 export function cloneModel(proto: ModelProto): ModelProto {
   return fromBinary(ModelProtoSchema, toBinary(ModelProtoSchema, proto));
+}
+
+/** Integer tensor (INT64, INT32) as numbers (shapes, axes, perms). */
+export function tensorToInts(t: TensorProto): number[] {
+  const n = elementCount(tensorShape(t));
+  const raw = t.rawData;
+  if (raw.length) {
+    const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+    if (t.dataType === TensorProto_DataType.INT64) return Array.from({ length: n }, (_, i) => Number(view.getBigInt64(i * 8, true)));
+    if (t.dataType === TensorProto_DataType.INT32) return Array.from({ length: n }, (_, i) => view.getInt32(i * 4, true));
+  }
+  if (t.dataType === TensorProto_DataType.INT64) return t.int64Data.map(Number);
+  if (t.dataType === TensorProto_DataType.INT32) return [...t.int32Data];
+  throw new UserError(`tensor "${t.name}" has type ${dataTypeName(t.dataType)}, expected INT64 or INT32`);
 }

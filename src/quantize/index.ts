@@ -3,7 +3,7 @@
 import type { ActivationStats } from "../calibrate/index.js";
 import { FORMAT_BITS, isIntFormat, type Recipe, type WeightFormat } from "../config/schema.js";
 import { UserError } from "../errors.js";
-import { roundToHalf, tensorToFloat32 } from "../onnx/model.js";
+import { roundToHalf } from "../onnx/model.js";
 import { matchesAny, type WeightSite } from "../onnx/weights.js";
 import { awqSearch } from "./algorithms/awq.js";
 import { blockwiseCodes, codeEntropy } from "./algorithms/entropy.js";
@@ -108,6 +108,8 @@ export function planWeights(sites: readonly WeightSite[], recipe: Recipe): Weigh
       algorithm = o.algorithm ?? algorithm;
     }
     if (!isIntFormat(format) && (algorithm === "awq" || algorithm === "gptq")) algorithm = "rtn";
+    // Calibration-driven algorithms need the K inputs of a product; other ops get the clip search.
+    if (site.kind === "dequant" && (algorithm === "awq" || algorithm === "gptq")) algorithm = "mse";
     if (format === "mxfp4") blockSize = 32;
     return { site, format, spec: specFor(format, blockSize, symmetric, algorithm), algorithm, overrides: applied };
   });
@@ -115,8 +117,8 @@ export function planWeights(sites: readonly WeightSite[], recipe: Recipe): Weigh
 
 /** The weight as [n][k] float32 (MatMul's B transposed), with Gemm alpha folded in. */
 export function weightRowsNK(site: WeightSite): Float32Array {
-  const w = tensorToFloat32(site.tensor);
-  const wT = site.transposed ? w : transpose(w, site.k, site.n);
+  const w = site.values;
+  const wT = site.transposed ? Float32Array.from(w) : transpose(w, site.k, site.n);
   if (site.alpha !== 1) for (let i = 0; i < wT.length; i++) wT[i] = Math.fround(wT[i]! * site.alpha);
   return wT;
 }
@@ -143,7 +145,7 @@ export function quantizeWeight(plan: WeightPlan, ctx: QuantizeContext): Quantize
   const { site, spec, format, algorithm } = plan;
   const { n, k } = site;
   const wT = weightRowsNK(site);
-  const stats = ctx.stats?.get(site.node.input[0] ?? "");
+  const stats = site.kind === "product" ? ctx.stats?.get(site.node.input[0] ?? "") : undefined;
   const notes: string[] = [];
   let q: AnyQuantized;
   let inputScales: Float32Array | undefined;
@@ -184,7 +186,7 @@ export function quantizeWeight(plan: WeightPlan, ctx: QuantizeContext): Quantize
     notes.push("block scales refined on calibration data");
   }
   let lowRank: LowRankBranch | undefined;
-  const rank = Math.min(ctx.recipe.lowrank.rank, n, k);
+  const rank = site.kind === "product" ? Math.min(ctx.recipe.lowrank.rank, n, k) : 0;
   if (rank > 0) {
     const s = needStats(plan, stats, "low-rank error correction", false);
     const c = lowRankCorrection(wT, effectiveWeightNK({ q, inputScales }), n, k, rank, s);

@@ -194,14 +194,15 @@ export function renderMarkdown(report: Report): string {
     out.push("");
     out.push(`<details><summary>Weights: ${layers.length} quantized, ${report.weights.skipped.length} skipped</summary>`);
     out.push("");
-    out.push("| Weight | Shape K×N | Format | Form | Bits/weight (in ONNX) | Rel. error | Output error | Notes |");
+    out.push("| Weight | Op, shape | Format | Form | Bits/weight (in ONNX) | Rel. error | Output error | Origin, notes |");
     out.push("| --- | --- | --- | --- | ---: | ---: | ---: | --- |");
     for (const l of layers) {
       out.push(
-        `| \`${l.name}\` | ${l.k}×${l.n} | ${l.format} b${l.blockSize} ${l.symmetric ? "sym" : "asym"} ${l.algorithm} | ${l.form} | ${l.bitsPerWeight.toFixed(3)} (${l.storedBitsPerWeight.toFixed(3)}) | ${l.relativeError.toFixed(4)} | ${l.outputErrorRatio === undefined ? "—" : l.outputErrorRatio.toExponential(2)} | ${l.notes.join("; ")} |`,
+        `| \`${l.name}\` | ${l.op} ${l.shape.join("×")}${l.graph === "main graph" ? "" : ` in ${l.graph}`} | ${l.format} b${l.blockSize} ${l.symmetric ? "sym" : "asym"} ${l.algorithm} | ${l.form} | ${l.bitsPerWeight.toFixed(3)} (${l.storedBitsPerWeight.toFixed(3)}) | ${l.relativeError.toFixed(4)} | ${l.outputErrorRatio === undefined ? "—" : l.outputErrorRatio.toExponential(2)} | ${[l.origin, ...l.notes].join("; ")} |`,
       );
     }
-    for (const s of report.weights.skipped) out.push(`| \`${s.name || s.nodeName}\` | ${s.shape ? s.shape.join("×") : "—"} | skipped | ${s.reason} | | | | |`);
+    for (const s of report.weights.skipped)
+      out.push(`| \`${s.name || s.nodeName}\` | ${s.opType} ${s.shape ? s.shape.join("×") : "—"} | skipped | ${s.reason} | | | | ${s.origin ?? ""} |`);
     out.push("");
     out.push("</details>");
   }

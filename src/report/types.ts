@@ -22,6 +22,12 @@ export interface QuantizedLayerReport {
   readonly name: string;
   readonly node: string;
   readonly op: string;
+  /** Where the weight came from (initializer, Constant node, Cast/Transpose chain, ...). */
+  readonly origin: string;
+  /** Shape as the op reads it. */
+  readonly shape: readonly number[];
+  /** "main graph" or the subgraph holding the op. */
+  readonly graph: string;
   readonly k: number;
   readonly n: number;
   readonly format: string;

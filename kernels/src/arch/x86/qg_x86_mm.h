@@ -1,0 +1,501 @@
+/* x86 GEMV / GEMM bodies on packed codes, included by qg_avx2.c (AVX2+FMA) and qg_avx512.c (adds
+ * AVX-512VL/BW/VNNI: 32 vector registers, two-table permutes for 16-entry float tables, vpdpbusd).
+ * The includer defines QG_MM (the target attribute string), QG_MM_512 (0/1) and QG_MM_SUFFIX.
+ *
+ * GEMV (M = 1, bs % 32 == 0): x is permuted once per K tile (on the stack) into the order in which
+ * 32 codes come out of the decoder, so a 32-code group costs a few shifts/masks and no shuffles;
+ * the zero point leaves the inner loop (sum s*q*x - s*z*sum x, the block sums of x computed once
+ * and shared by every row).
+ * GEMM (M > 1): four weight rows are decoded once per K tile into scaled floats on the stack and
+ * multiplied against several activation rows at a time from registers (register tiling: each weight
+ * is decoded once per pass over M <= 64 rows).
+ * int4 x int8 activations: chunk pairs against a pre-arranged copy of the activations, vpdpbusd
+ * (AVX-512 VNNI) or maddubs/madd (AVX2), eight chunks reduced and scaled at once.
+ * Every kernel ends with the same scalar tail as its reference (the partial last block). */
+#include <immintrin.h>
+#include <string.h>
+#include "../../qg_internal.h"
+
+#define QG_MM_FN __attribute__((target(QG_MM)))
+#define QG_MM_IN static inline __attribute__((always_inline, target(QG_MM)))
+#define QG_MM_CAT2(a, b) a##b
+#define QG_MM_CAT(a, b) QG_MM_CAT2(a, b)
+#define QG_MM_NAME(n) QG_MM_CAT(n, QG_MM_SUFFIX)
+
+enum { MK_I2 = 2, MK_I3 = 3, MK_I4 = 4, MK_I8 = 8, MK_LUT4 = 16, MK_FP8 = 17 };
+#define QG_MM_KT 4096 /* GEMV: floats of permuted x per K tile (16 KiB of stack) */
+#define QG_MM_KC 512  /* GEMM: weights per decoded row tile */
+#define QG_MM_WT_PAD 16  /* GEMM: floats of padding per decoded row, so rows do not share L1 sets */
+#define QG_MM_Q8_PF 1024 /* int8-activation GEMV: software prefetch distance in bytes (8 groups) */
+#if QG_MM_512
+#define QG_MM_MR 4 /* activation rows per GEMM pass: 16 accumulators need the 32 AVX-512 registers */
+#else
+#define QG_MM_MR 2
+#endif
+
+QG_MM_IN float mm_hsum8(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+static const float* mm_table(const qg_weight* w) {
+  return w->fmt == QG_FMT_NF4 ? qg_nf4_table : w->fmt == QG_FMT_CODEBOOK ? w->table : qg_e2m1_table;
+}
+
+/* Position (within a group of 32) of the code that lane l of decoded vector v (0..3) holds. */
+static int mm_perm(int kind, int v, int l) {
+  switch (kind) {
+    case MK_I4:
+    case MK_LUT4: return 16 * (v >> 1) + 2 * l + (v & 1);
+    case MK_I2: return 4 * l + v;
+    case MK_I3: return l < 4 ? 8 * l + 2 * v : 8 * (l - 4) + 2 * v + 1;
+    default: return 8 * v + l;
+  }
+}
+
+QG_MM_IN __m256 mm_lut16(__m256i idx, __m256 tlo, __m256 thi) {
+#if QG_MM_512
+  return _mm256_permutex2var_ps(tlo, idx, thi);
+#else
+  const __m256 lo = _mm256_permutevar8x32_ps(tlo, idx), hi = _mm256_permutevar8x32_ps(thi, idx);
+  return _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
+#endif
+}
+
+QG_MM_IN __m256 mm_fp8(__m256i c) {
+  const __m256 mag = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_and_si256(c, _mm256_set1_epi32(0x7F)), 20));
+  const __m256 sign = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_and_si256(c, _mm256_set1_epi32(0x80)), 24));
+  return _mm256_or_ps(_mm256_mul_ps(mag, _mm256_set1_ps(1.329227995784916e36f)), sign); /* 2^120 */
+}
+
+QG_MM_IN __m128i mm_load8(const uint8_t* p) { return _mm_loadl_epi64((const __m128i*)p); }
+
+/* The 32 codes of group g of a block as four float vectors in mm_perm order (unscaled; the integer
+ * formats without their zero point). With AVX-512, int2 / int3 come out as 1 + c/4 and 1 + c/8
+ * (mm_code_bias): the GEMV scales x by 4 / 8 and subtracts the bias with the zero point. */
+QG_MM_IN void mm_decode32(int kind, const uint8_t* blk, int64_t g, int wide, __m256 tlo, __m256 thi, __m256 v[4]) {
+  switch (kind) {
+    case MK_I4:
+    case MK_LUT4: {
+      const uint8_t* p = blk + 16 * g;
+      const __m256i d0 = _mm256_cvtepu8_epi32(mm_load8(p)), d1 = _mm256_cvtepu8_epi32(mm_load8(p + 8));
+      const __m256i m = _mm256_set1_epi32(15);
+      const __m256i c0 = _mm256_and_si256(d0, m), c1 = _mm256_srli_epi32(d0, 4);
+      const __m256i c2 = _mm256_and_si256(d1, m), c3 = _mm256_srli_epi32(d1, 4);
+      if (kind == MK_I4) {
+        v[0] = _mm256_cvtepi32_ps(c0); v[1] = _mm256_cvtepi32_ps(c1);
+        v[2] = _mm256_cvtepi32_ps(c2); v[3] = _mm256_cvtepi32_ps(c3);
+      } else {
+        v[0] = mm_lut16(c0, tlo, thi); v[1] = mm_lut16(c1, tlo, thi);
+        v[2] = mm_lut16(c2, tlo, thi); v[3] = mm_lut16(c3, tlo, thi);
+      }
+      return;
+    }
+    case MK_I2: {
+      const __m256i d = _mm256_cvtepu8_epi32(mm_load8(blk + 8 * g));
+#if QG_MM_512
+      /* 1 + c/4 straight from the bits (code into the mantissa of 1.0): two ops instead of three */
+      const __m256i m = _mm256_set1_epi32(3 << 21), one = _mm256_set1_epi32(0x3F800000);
+      v[0] = _mm256_castsi256_ps(_mm256_ternarylogic_epi32(_mm256_slli_epi32(d, 21), m, one, 0xEA));
+      v[1] = _mm256_castsi256_ps(_mm256_ternarylogic_epi32(_mm256_slli_epi32(d, 19), m, one, 0xEA));
+      v[2] = _mm256_castsi256_ps(_mm256_ternarylogic_epi32(_mm256_slli_epi32(d, 17), m, one, 0xEA));
+      v[3] = _mm256_castsi256_ps(_mm256_ternarylogic_epi32(_mm256_slli_epi32(d, 15), m, one, 0xEA));
+#else
+      const __m256i m = _mm256_set1_epi32(3);
+      v[0] = _mm256_cvtepi32_ps(_mm256_and_si256(d, m));
+      v[1] = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(d, 2), m));
+      v[2] = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(d, 4), m));
+      v[3] = _mm256_cvtepi32_ps(_mm256_srli_epi32(d, 6));
+#endif
+      return;
+    }
+    case MK_I3: { /* dword j of each lane = the 24 bits of codes 8j..8j+7; the high lane shifted by 3 */
+      const uint8_t* p = blk + 12 * g;
+      __m256i raw;
+      if (wide) raw = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i*)p)); /* 4 bytes past the group */
+      else {
+        uint32_t t;
+        memcpy(&t, p + 8, 4);
+        raw = _mm256_broadcastsi128_si256(_mm_insert_epi32(mm_load8(p), (int)t, 2));
+      }
+      const __m256i grp = _mm256_shuffle_epi8(
+          raw, _mm256_setr_epi8(0, 1, 2, -1, 3, 4, 5, -1, 6, 7, 8, -1, 9, 10, 11, -1, 0, 1, 2, -1, 3, 4, 5, -1, 6, 7, 8, -1, 9, 10, 11, -1));
+      const __m256i d = _mm256_srlv_epi32(grp, _mm256_setr_epi32(0, 0, 0, 0, 3, 3, 3, 3));
+#if QG_MM_512 /* 1 + c/8, as for int2 */
+      const __m256i m = _mm256_set1_epi32(7 << 20), one = _mm256_set1_epi32(0x3F800000);
+      v[0] = _mm256_castsi256_ps(_mm256_ternarylogic_epi32(_mm256_slli_epi32(d, 20), m, one, 0xEA));
+      v[1] = _mm256_castsi256_ps(_mm256_ternarylogic_epi32(_mm256_slli_epi32(d, 14), m, one, 0xEA));
+      v[2] = _mm256_castsi256_ps(_mm256_ternarylogic_epi32(_mm256_slli_epi32(d, 8), m, one, 0xEA));
+      v[3] = _mm256_castsi256_ps(_mm256_ternarylogic_epi32(_mm256_slli_epi32(d, 2), m, one, 0xEA));
+#else
+      const __m256i m = _mm256_set1_epi32(7);
+      v[0] = _mm256_cvtepi32_ps(_mm256_and_si256(d, m));
+      v[1] = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(d, 6), m));
+      v[2] = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(d, 12), m));
+      v[3] = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(d, 18), m));
+#endif
+      return;
+    }
+    case MK_FP8: {
+      const uint8_t* p = blk + 32 * g;
+      for (int i = 0; i < 4; i++) v[i] = mm_fp8(_mm256_cvtepu8_epi32(mm_load8(p + 8 * i)));
+      return;
+    }
+    default: { /* MK_I8 */
+      const uint8_t* p = blk + 32 * g;
+      for (int i = 0; i < 4; i++) v[i] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(mm_load8(p + 8 * i)));
+      return;
+    }
+  }
+}
+
+/* The decoder's value is (c + bias) / div: div = bias = 4 for int2, 8 for int3 with AVX-512. */
+static int mm_code_bias(int kind) { return QG_MM_512 && kind == MK_I2 ? 4 : QG_MM_512 && kind == MK_I3 ? 8 : 0; }
+
+/* Scalar value of code i of a block (the reference's decode), zero point included. */
+QG_MM_IN float mm_scalar(int kind, const qg_weight* w, const uint8_t* blk, int64_t i, float z) {
+  if (kind == MK_LUT4) return mm_table(w)[qg_get_code(blk, i, 4)];
+  if (kind == MK_FP8) return qg_e4m3_decode(blk[i]);
+  return (float)qg_get_code(blk, i, kind) - z;
+}
+QG_MM_IN float mm_zp(int kind, const qg_weight* w, int64_t bi) {
+  if (kind >= MK_LUT4) return 0.0f;
+  return w->zp ? (float)w->zp[bi] : (float)(1 << (w->bits - 1));
+}
+QG_MM_IN float mm_scale(const qg_weight* w, int64_t bi) { return w->scales ? w->scales[bi] : 1.0f; }
+
+/* ---------------- GEMV ---------------- */
+
+/* sum over blocks [b0, b0+nb) of row `row`: s * z * xsum (the hoisted zero-point term). */
+QG_MM_IN float mm_zp_term(const qg_weight* w, int64_t row, int64_t b0, int64_t nb, const float* xs, int bias) {
+  const float* s = w->scales + row * w->bpr + b0;
+  int64_t b = 0;
+  __m256 acc = _mm256_setzero_ps();
+  if (w->zp) {
+    const uint8_t* z = w->zp + row * w->bpr + b0;
+    for (; b + 8 <= nb; b += 8)
+      acc = _mm256_fmadd_ps(
+          _mm256_mul_ps(_mm256_loadu_ps(s + b),
+                        _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_cvtepu8_epi32(mm_load8(z + b)), _mm256_set1_epi32(bias)))),
+          _mm256_loadu_ps(xs + b), acc);
+    float t = mm_hsum8(acc);
+    for (; b < nb; b++) t += s[b] * (float)(z[b] + bias) * xs[b];
+    return t;
+  }
+  for (; b + 8 <= nb; b += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(s + b), _mm256_loadu_ps(xs + b), acc);
+  float t = mm_hsum8(acc);
+  for (; b < nb; b++) t += s[b] * xs[b];
+  return t * (float)((1 << (w->bits - 1)) + bias);
+}
+
+/* One block of one row: acc += s * (codes . xp), in two independent chains. */
+QG_MM_IN void mm_gemv_block(int kind, int wide, const uint8_t* blk, const float* sp, int64_t groups, const float* xb, __m256 tlo,
+                            __m256 thi, __m256* acc0, __m256* acc1) {
+  __m256 v[4];
+  mm_decode32(kind, blk, 0, wide, tlo, thi, v);
+  __m256 t0 = _mm256_mul_ps(v[0], _mm256_load_ps(xb)), t1 = _mm256_mul_ps(v[1], _mm256_load_ps(xb + 8));
+  t0 = _mm256_fmadd_ps(v[2], _mm256_load_ps(xb + 16), t0);
+  t1 = _mm256_fmadd_ps(v[3], _mm256_load_ps(xb + 24), t1);
+  for (int64_t g = 1; g < groups; g++) {
+    const float* xg = xb + 32 * g;
+    mm_decode32(kind, blk, g, wide, tlo, thi, v);
+    t0 = _mm256_fmadd_ps(v[0], _mm256_load_ps(xg), t0);
+    t1 = _mm256_fmadd_ps(v[1], _mm256_load_ps(xg + 8), t1);
+    t0 = _mm256_fmadd_ps(v[2], _mm256_load_ps(xg + 16), t0);
+    t1 = _mm256_fmadd_ps(v[3], _mm256_load_ps(xg + 24), t1);
+  }
+  const __m256 s = _mm256_broadcast_ss(sp);
+  *acc0 = _mm256_fmadd_ps(s, t0, *acc0);
+  *acc1 = _mm256_fmadd_ps(s, t1, *acc1);
+}
+
+/* One row over blocks [0, nb) of the tile. One row at a time measured faster than several (rows
+ * 2 KiB apart compete for the same L1 sets) and than two accumulators per row (throughput-bound). */
+QG_MM_IN __m256 mm_gemv_row(int kind, int wide, const qg_weight* w, const uint8_t* p, const float* sc, int64_t sstep,
+                            int64_t nb, int64_t groups, const float* xp, __m256 tlo, __m256 thi) {
+  __m256 a0 = _mm256_setzero_ps(), c0 = a0;
+  const int64_t bb = w->block_bytes, bs = w->bs;
+  for (int64_t b = 0; b < nb; b++)
+    mm_gemv_block(kind, wide, p + b * bb, sc + b * sstep, groups, xp + b * bs, tlo, thi, &a0, &c0);
+  return _mm256_add_ps(a0, c0);
+}
+
+QG_MM_IN void mm_gemv(int kind, const qg_weight* w, const float* x, float* y, int64_t n0, int64_t n1) {
+  float xp[QG_MM_KT] __attribute__((aligned(32)));
+  float xs[QG_MM_KT / 32];
+  __m256 tlo = _mm256_setzero_ps(), thi = tlo;
+  if (kind == MK_LUT4) {
+    tlo = _mm256_loadu_ps(mm_table(w));
+    thi = _mm256_loadu_ps(mm_table(w) + 8);
+  }
+  int perm[32];
+  for (int v = 0; v < 4; v++)
+    for (int l = 0; l < 8; l++) perm[8 * v + l] = mm_perm(kind, v, l);
+  const float one = 1.0f;
+  const int64_t bs = w->bs, groups = bs / 32, full = w->k / bs, bt = QG_MM_KT / bs;
+  const int has_zp = kind < MK_LUT4, bias = mm_code_bias(kind);
+  const float xmul = bias ? (float)bias : 1.0f;
+  for (int64_t b0 = 0; b0 < full; b0 += bt) {
+    const int64_t nb = full - b0 < bt ? full - b0 : bt;
+    const float* xt = x + b0 * bs;
+    for (int64_t g = 0; g < nb * groups; g++)
+      for (int p = 0; p < 32; p++) xp[32 * g + p] = xt[32 * g + perm[p]] * xmul; /* exact: a power of two */
+    if (has_zp)
+      for (int64_t b = 0; b < nb; b++) {
+        __m256 a = _mm256_setzero_ps();
+        for (int64_t i = 0; i < bs; i += 8) a = _mm256_add_ps(a, _mm256_loadu_ps(xt + b * bs + i));
+        xs[b] = mm_hsum8(a);
+      }
+    for (int64_t row = n0; row < n1; row++) {
+      const uint8_t* p = w->packed + row * w->row_bytes + b0 * w->block_bytes;
+      const float* sc = w->scales ? w->scales + row * w->bpr + b0 : &one;
+      const int64_t sstep = w->scales ? 1 : 0;
+      /* int3 reads 16 bytes per 12-byte group unless the row ends the packed codes */
+      const int wide = kind == MK_I3 && (row + 1 < w->n || b0 + nb < w->bpr);
+      __m256 acc;
+      if (kind == MK_I3 && !wide) acc = mm_gemv_row(kind, 0, w, p, sc, sstep, nb, groups, xp, tlo, thi);
+      else if (groups == 1) acc = mm_gemv_row(kind, 1, w, p, sc, sstep, nb, 1, xp, tlo, thi);
+      else if (groups == 4) acc = mm_gemv_row(kind, 1, w, p, sc, sstep, nb, 4, xp, tlo, thi);
+      else acc = mm_gemv_row(kind, 1, w, p, sc, sstep, nb, groups, xp, tlo, thi);
+      float t = mm_hsum8(acc);
+      if (has_zp) t -= mm_zp_term(w, row, b0, nb, xs, bias);
+      y[row] = b0 == 0 ? t : y[row] + t;
+    }
+  }
+  if (full == 0)
+    for (int64_t row = n0; row < n1; row++) y[row] = 0.0f;
+  if (full < w->bpr) /* scalar tail: the partial last block */
+    for (int64_t row = n0; row < n1; row++) {
+      const int64_t bi = row * w->bpr + full, len = w->k - full * bs;
+      const uint8_t* blk = w->packed + row * w->row_bytes + full * w->block_bytes;
+      const float z = mm_zp(kind, w, bi);
+      float a = 0.0f;
+      for (int64_t i = 0; i < len; i++) a += mm_scalar(kind, w, blk, i, z) * x[full * bs + i];
+      y[row] += mm_scale(w, bi) * a;
+    }
+}
+
+/* ---------------- GEMM (M > 1) ---------------- */
+
+/* Natural-order codes 8g..8g+7 of a block as int32 lanes. */
+QG_MM_IN __m256i mm_codes8(const uint8_t* blk, int bits, int64_t g) {
+  uint32_t u;
+  switch (bits) {
+    case 4:
+      memcpy(&u, blk + 4 * g, 4);
+      return _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)u), _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)),
+                              _mm256_set1_epi32(15));
+    case 2: {
+      uint16_t h;
+      memcpy(&h, blk + 2 * g, 2);
+      return _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(h), _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)),
+                              _mm256_set1_epi32(3));
+    }
+    case 3: {
+      const uint8_t* p = blk + 3 * g;
+      u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16;
+      return _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)u), _mm256_setr_epi32(0, 3, 6, 9, 12, 15, 18, 21)),
+                              _mm256_set1_epi32(7));
+    }
+    default: return _mm256_cvtepu8_epi32(mm_load8(blk + 8 * g));
+  }
+}
+
+/* Weights [kb, kb+kc) of one row, scaled, into out (kb and kc whole blocks except at the end of K). */
+QG_MM_IN void mm_decode_row(int kind, const qg_weight* w, int64_t row, int64_t kb, int64_t kc, __m256 tlo, __m256 thi,
+                            float* out) {
+  const int64_t bs = w->bs;
+  for (int64_t i0 = 0; i0 < kc; i0 += bs) {
+    const int64_t b = (kb + i0) / bs, bi = row * w->bpr + b, len = kc - i0 < bs ? kc - i0 : bs;
+    const uint8_t* blk = w->packed + row * w->row_bytes + b * w->block_bytes;
+    const float s = mm_scale(w, bi), z = mm_zp(kind, w, bi);
+    float* o = out + i0;
+    if (len < bs) { /* scalar tail: the partial last block */
+      for (int64_t i = 0; i < len; i++) o[i] = mm_scalar(kind, w, blk, i, z) * s;
+      continue;
+    }
+    const __m256 vs = _mm256_set1_ps(s);
+    const __m256i vz = _mm256_set1_epi32((int)z);
+    for (int64_t g = 0; g < bs / 8; g++) {
+      __m256 v;
+      if (kind == MK_LUT4) v = mm_lut16(mm_codes8(blk, 4, g), tlo, thi);
+      else if (kind == MK_FP8) v = mm_fp8(mm_codes8(blk, 8, g));
+      else v = _mm256_cvtepi32_ps(_mm256_sub_epi32(mm_codes8(blk, kind, g), vz));
+      _mm256_store_ps(o + 8 * g, _mm256_mul_ps(v, vs));
+    }
+  }
+}
+
+QG_MM_IN void mm_gemm(int kind, const qg_weight* w, const float* x, int64_t m, float* y, int64_t n0, int64_t n1) {
+  const int64_t k = w->k, bs = w->bs, kcmax = bs * (QG_MM_KC / bs > 0 ? QG_MM_KC / bs : 1);
+  float wt[4][(QG_MM_KC > QG_MAX_BLOCK ? QG_MM_KC : QG_MAX_BLOCK) + QG_MM_WT_PAD] __attribute__((aligned(64)));
+  __m256 tlo = _mm256_setzero_ps(), thi = tlo;
+  if (kind == MK_LUT4) {
+    tlo = _mm256_loadu_ps(mm_table(w));
+    thi = _mm256_loadu_ps(mm_table(w) + 8);
+  }
+  for (int64_t row = n0; row < n1; row += 4) {
+    const int64_t nr = n1 - row < 4 ? n1 - row : 4;
+    for (int64_t kb = 0; kb < k; kb += kcmax) {
+      const int64_t kc = k - kb < kcmax ? k - kb : kcmax;
+      for (int r = 0; r < 4; r++) {
+        if (r < nr) mm_decode_row(kind, w, row + r, kb, kc, tlo, thi, wt[r]);
+        else memcpy(wt[r], wt[nr - 1], (size_t)kc * sizeof(float));
+      }
+      for (int64_t mi = 0; mi < m; mi += QG_MM_MR) {
+        const int64_t mr = m - mi < QG_MM_MR ? m - mi : QG_MM_MR;
+        const float* xr[QG_MM_MR];
+        for (int j = 0; j < QG_MM_MR; j++) xr[j] = x + (mi + (j < mr ? j : mr - 1)) * k + kb;
+        float part[4][QG_MM_MR];
+        int64_t kv = 0;
+#if QG_MM_512
+        kv = kc & ~(int64_t)15;
+        {
+          __m512 acc[4][QG_MM_MR];
+          for (int r = 0; r < 4; r++)
+            for (int j = 0; j < QG_MM_MR; j++) acc[r][j] = _mm512_setzero_ps();
+          for (int64_t i = 0; i < kv; i += 16) {
+            const __m512 w0 = _mm512_load_ps(wt[0] + i), w1 = _mm512_load_ps(wt[1] + i);
+            const __m512 w2 = _mm512_load_ps(wt[2] + i), w3 = _mm512_load_ps(wt[3] + i);
+            for (int j = 0; j < QG_MM_MR; j++) {
+              const __m512 xv = _mm512_loadu_ps(xr[j] + i);
+              acc[0][j] = _mm512_fmadd_ps(w0, xv, acc[0][j]);
+              acc[1][j] = _mm512_fmadd_ps(w1, xv, acc[1][j]);
+              acc[2][j] = _mm512_fmadd_ps(w2, xv, acc[2][j]);
+              acc[3][j] = _mm512_fmadd_ps(w3, xv, acc[3][j]);
+            }
+          }
+          for (int r = 0; r < 4; r++)
+            for (int j = 0; j < QG_MM_MR; j++) part[r][j] = _mm512_reduce_add_ps(acc[r][j]);
+        }
+#else
+        kv = kc & ~(int64_t)7;
+        {
+          __m256 acc[4][QG_MM_MR];
+          for (int r = 0; r < 4; r++)
+            for (int j = 0; j < QG_MM_MR; j++) acc[r][j] = _mm256_setzero_ps();
+          for (int64_t i = 0; i < kv; i += 8) {
+            const __m256 w0 = _mm256_load_ps(wt[0] + i), w1 = _mm256_load_ps(wt[1] + i);
+            const __m256 w2 = _mm256_load_ps(wt[2] + i), w3 = _mm256_load_ps(wt[3] + i);
+            for (int j = 0; j < QG_MM_MR; j++) {
+              const __m256 xv = _mm256_loadu_ps(xr[j] + i);
+              acc[0][j] = _mm256_fmadd_ps(w0, xv, acc[0][j]);
+              acc[1][j] = _mm256_fmadd_ps(w1, xv, acc[1][j]);
+              acc[2][j] = _mm256_fmadd_ps(w2, xv, acc[2][j]);
+              acc[3][j] = _mm256_fmadd_ps(w3, xv, acc[3][j]);
+            }
+          }
+          for (int r = 0; r < 4; r++)
+            for (int j = 0; j < QG_MM_MR; j++) part[r][j] = mm_hsum8(acc[r][j]);
+        }
+#endif
+        for (int r = 0; r < nr; r++)
+          for (int j = 0; j < mr; j++) {
+            float t = part[r][j];
+            for (int64_t i = kv; i < kc; i++) t += wt[r][i] * xr[j][i]; /* scalar tail */
+            float* o = y + (mi + j) * w->n + row + r;
+            *o = kb == 0 ? t : *o + t;
+          }
+      }
+    }
+  }
+}
+
+/* GEMV for bs % 32 == 0, else the GEMM body (which handles any M, and any bs). */
+#define QG_MM_VARIANT(name, kind)                                                                                 \
+  QG_MM_FN static void QG_MM_NAME(gemm_##name)(const qg_weight* w, const float* x, int64_t m, float* y, int64_t n0, \
+                                               int64_t n1) {                                                        \
+    if (m == 1 && w->bs % 32 == 0) mm_gemv(kind, w, x, y, n0, n1);                                                \
+    else mm_gemm(kind, w, x, m, y, n0, n1);                                                                         \
+  }
+QG_MM_VARIANT(i2, MK_I2)
+QG_MM_VARIANT(i3, MK_I3)
+QG_MM_VARIANT(i4, MK_I4)
+QG_MM_VARIANT(i8, MK_I8)
+QG_MM_VARIANT(lut4, MK_LUT4)
+QG_MM_VARIANT(fp8, MK_FP8)
+
+/* ---------------- int4 x int8 activations ---------------- */
+
+/* Chunk pairs: 32 packed bytes (two chunks) give low nibbles [even j | even j+1] and high nibbles
+ * [odd j | odd j+1], matching a->xqp, so no shuffles. Eight chunks are reduced to one int32 vector
+ * (an hadd tree and one permute) and scaled in float. */
+QG_MM_IN __m256i mm_pair_dot(__m256i pk, const int8_t* xq) {
+  const __m256i m = _mm256_set1_epi8(15);
+  const __m256i lo = _mm256_and_si256(pk, m), hi = _mm256_and_si256(_mm256_srli_epi16(pk, 4), m);
+  const __m256i xlo = _mm256_load_si256((const __m256i*)xq), xhi = _mm256_load_si256((const __m256i*)(xq + 32));
+#if QG_MM_512
+  return _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), lo, xlo), hi, xhi);
+#else
+  /* |15 * 127 * 2| * 2 fits int16 */
+  return _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(lo, xlo), _mm256_maddubs_epi16(hi, xhi)),
+                           _mm256_set1_epi16(1));
+#endif
+}
+
+/* Eight chunks (256 codes) of one row: s * (dx * dot - z * dsx) per chunk, as a vector in chunk order. */
+QG_MM_IN __m256 mm_q8_group(const uint8_t* pg, const int8_t* xg, const float* s, const uint8_t* zr, const float* dx,
+                            const float* dsx, int64_t cpb, __m256i bidx, __m256i bmask) {
+  const __m256i d0 = mm_pair_dot(_mm256_loadu_si256((const __m256i*)pg), xg);
+  const __m256i d1 = mm_pair_dot(_mm256_loadu_si256((const __m256i*)(pg + 32)), xg + 64);
+  const __m256i d2 = mm_pair_dot(_mm256_loadu_si256((const __m256i*)(pg + 64)), xg + 128);
+  const __m256i d3 = mm_pair_dot(_mm256_loadu_si256((const __m256i*)(pg + 96)), xg + 192);
+  /* the hadd tree leaves chunks in the order 0,2,4,6,1,3,5,7 */
+  const __m256i h = _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(_mm256_hadd_epi32(d0, d1), _mm256_hadd_epi32(d2, d3)),
+                                                _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+  __m256 sv, zv;
+  if (cpb == 1) {
+    sv = _mm256_loadu_ps(s);
+    zv = zr ? _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(mm_load8(zr))) : _mm256_set1_ps(8.0f);
+  } else { /* 8 / cpb blocks, each scale repeated cpb times */
+    sv = _mm256_permutevar8x32_ps(_mm256_maskload_ps(s, bmask), bidx);
+    if (zr) {
+      uint64_t zb = 0;
+      memcpy(&zb, zr, (size_t)(8 / cpb));
+      zv = _mm256_cvtepi32_ps(_mm256_permutevar8x32_epi32(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)zb)), bidx));
+    } else zv = _mm256_set1_ps(8.0f);
+  }
+  return _mm256_mul_ps(sv, _mm256_fmsub_ps(_mm256_cvtepi32_ps(h), _mm256_loadu_ps(dx), _mm256_mul_ps(zv, _mm256_loadu_ps(dsx))));
+}
+
+QG_MM_FN static void QG_MM_NAME(gemv_int4_q8)(const qg_weight* w, const qg_q8_act* a, float* y, int64_t n0, int64_t n1) {
+  const int64_t cpb = w->bs / 32, chunks = w->bpr * cpb, groups = 8 % cpb ? 0 : chunks / 8, nblk = 8 / cpb;
+  const __m256i bidx = _mm256_setr_epi32(0, 1 / cpb, 2 / cpb, 3 / cpb, 4 / cpb, 5 / cpb, 6 / cpb, 7 / cpb);
+  const __m256i bmask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)nblk), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  const __m256i ones = _mm256_set1_epi16(1);
+  int64_t row = n0;
+  for (; row < n1; row++) {
+    const float* s0 = w->scales + row * w->bpr;
+    const uint8_t* z0 = w->zp ? w->zp + row * w->bpr : NULL;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t gi = 0; gi < groups; gi++) {
+      _mm_prefetch((const char*)(w->packed + row * w->row_bytes + gi * 128 + QG_MM_Q8_PF), _MM_HINT_T0);
+      acc = _mm256_add_ps(acc, mm_q8_group(w->packed + row * w->row_bytes + gi * 128, a->xqp + gi * 256, s0 + gi * nblk,
+                                           z0 ? z0 + gi * nblk : NULL, a->dx + gi * 8, a->dsx + gi * 8, cpb, bidx, bmask));
+    }
+    y[row] = mm_hsum8(acc);
+  }
+  if (groups * 8 == chunks) return;
+  for (row = n0; row < n1; row++) {
+    const uint8_t* p = w->packed + row * w->row_bytes;
+    const float* s = w->scales + row * w->bpr;
+    const uint8_t* zr = w->zp ? w->zp + row * w->bpr : NULL;
+    float t = 0.0f;
+    for (int64_t j = groups * 8; j < chunks; j++) { /* leftover chunks, one at a time */
+      const int64_t b = j / cpb;
+      const __m128i v = _mm_loadu_si128((const __m128i*)(p + 16 * j));
+      const __m256i nib = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), _mm256_set1_epi8(15));
+      const __m256i d = _mm256_madd_epi16(_mm256_maddubs_epi16(nib, _mm256_load_si256((const __m256i*)(a->xq + 32 * j))), ones);
+      const __m128i d4 = _mm_add_epi32(_mm256_castsi256_si128(d), _mm256_extracti128_si256(d, 1));
+      const __m128i d2 = _mm_add_epi32(d4, _mm_shuffle_epi32(d4, 0x4E));
+      const int32_t dot = _mm_cvtsi128_si32(_mm_add_epi32(d2, _mm_shuffle_epi32(d2, 0xB1)));
+      const float z = zr ? (float)zr[b] : 8.0f;
+      t += s[b] * (a->dx[j] * (float)dot - z * a->dsx[j]);
+    }
+    y[row] += t;
+  }
+}
+
+#undef QG_MM_VARIANT

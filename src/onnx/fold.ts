@@ -1,0 +1,169 @@
+// Folds the constant that reaches an op input: an initializer, a Constant node, or either of them behind
+// Cast, Transpose, Reshape, Squeeze, Unsqueeze, Flatten or Identity (how exporters really store weights).
+import {
+  dataTypeName,
+  elementCount,
+  getAttr,
+  tensorShape,
+  tensorToFloat32,
+  tensorToInts,
+  DataType,
+  type GraphProto,
+  type NodeProto,
+  type TensorProto,
+} from "./model.js";
+
+export interface FoldedConstant {
+  readonly values: Float32Array;
+  readonly dims: number[];
+  /** Where it came from, e.g. `initializer "w" (FLOAT16) via Cast -> Transpose`. */
+  readonly origin: string;
+  /** The stored tensor (initializer or Constant attribute) at the root of the chain. */
+  readonly rootName: string;
+  /** Nodes of this graph on the chain (Constant node included), by index. */
+  readonly chainNodes: number[];
+  /** Source element type, for reasons (FLOAT, FLOAT16, BFLOAT16, DOUBLE). */
+  readonly sourceType: number;
+}
+
+const FLOAT_TYPES = new Set<number>([DataType.FLOAT, DataType.FLOAT16, DataType.BFLOAT16, DataType.DOUBLE]);
+
+export interface FoldScope {
+  readonly graph: GraphProto;
+  readonly initializers: ReadonlyMap<string, TensorProto>;
+  /** Output name -> producing node index in this graph. */
+  readonly producers: ReadonlyMap<string, number>;
+  /** Initializers of enclosing graphs (subgraphs may read them by name). */
+  readonly outer?: ReadonlyMap<string, TensorProto>;
+}
+
+export function foldScope(graph: GraphProto, outer?: ReadonlyMap<string, TensorProto>): FoldScope {
+  const producers = new Map<string, number>();
+  graph.node.forEach((n, i) => n.output.forEach((o) => producers.set(o, i)));
+  return { graph, initializers: new Map(graph.initializer.map((t) => [t.name, t])), producers, outer };
+}
+
+function transposeND(values: Float32Array, dims: number[], perm: number[]): { values: Float32Array; dims: number[] } {
+  const rank = dims.length;
+  const outDims = perm.map((p) => dims[p]!);
+  const inStrides = new Array<number>(rank).fill(1);
+  for (let i = rank - 2; i >= 0; i--) inStrides[i] = inStrides[i + 1]! * dims[i + 1]!;
+  const out = new Float32Array(values.length);
+  const idx = new Array<number>(rank).fill(0);
+  for (let o = 0; o < out.length; o++) {
+    let src = 0;
+    for (let d = 0; d < rank; d++) src += idx[d]! * inStrides[perm[d]!]!;
+    out[o] = values[src]!;
+    for (let d = rank - 1; d >= 0; d--) {
+      if (++idx[d]! < outDims[d]!) break;
+      idx[d] = 0;
+    }
+  }
+  return { values: out, dims: outDims };
+}
+
+function constInts(name: string | undefined, scope: FoldScope): number[] | undefined {
+  if (!name) return undefined;
+  const t = scope.initializers.get(name) ?? scope.outer?.get(name);
+  if (t) return tensorToInts(t);
+  const pi = scope.producers.get(name);
+  const node = pi === undefined ? undefined : scope.graph.node[pi];
+  const value = node?.opType === "Constant" ? getAttr(node, "value")?.t : undefined;
+  return value ? tensorToInts(value) : undefined;
+}
+
+/** The constant behind `name`, or undefined when it is computed at run time. */
+export function foldConstant(name: string, scope: FoldScope, depth = 0): FoldedConstant | undefined {
+  if (depth > 16) return undefined;
+  const init = scope.initializers.get(name) ?? scope.outer?.get(name);
+  if (init) {
+    if (!FLOAT_TYPES.has(init.dataType)) return undefined;
+    const type = init.dataType === DataType.FLOAT ? "" : ` (${dataTypeName(init.dataType)})`;
+    return {
+      values: tensorToFloat32(init),
+      dims: tensorShape(init),
+      origin: `initializer "${name}"${type}`,
+      rootName: name,
+      chainNodes: [],
+      sourceType: init.dataType,
+    };
+  }
+  const index = scope.producers.get(name);
+  if (index === undefined) return undefined;
+  const node: NodeProto = scope.graph.node[index]!;
+  if (node.domain !== "" && node.domain !== "ai.onnx") return undefined;
+  const via = (inner: FoldedConstant, values: Float32Array, dims: number[]): FoldedConstant => ({
+    ...inner,
+    values,
+    dims,
+    origin: `${inner.origin} -> ${node.opType}`,
+    chainNodes: [...inner.chainNodes, index],
+  });
+  switch (node.opType) {
+    case "Constant": {
+      const t = getAttr(node, "value")?.t;
+      if (!t || !FLOAT_TYPES.has(t.dataType)) return undefined;
+      const type = t.dataType === DataType.FLOAT ? "" : ` (${dataTypeName(t.dataType)})`;
+      return {
+        values: tensorToFloat32(t),
+        dims: tensorShape(t),
+        origin: `Constant node "${node.name || node.output[0]}"${type}`,
+        rootName: node.output[0]!,
+        chainNodes: [index],
+        sourceType: t.dataType,
+      };
+    }
+    case "Identity":
+    case "Cast": {
+      const inner = foldConstant(node.input[0]!, scope, depth + 1);
+      if (!inner) return undefined;
+      if (node.opType === "Cast" && Number(getAttr(node, "to")?.i ?? 0) !== DataType.FLOAT) return undefined;
+      return via(inner, inner.values, inner.dims);
+    }
+    case "Transpose": {
+      const inner = foldConstant(node.input[0]!, scope, depth + 1);
+      if (!inner) return undefined;
+      const permAttr = getAttr(node, "perm")?.ints.map(Number);
+      const perm = permAttr && permAttr.length ? permAttr : inner.dims.map((_, i) => inner.dims.length - 1 - i);
+      const t = transposeND(inner.values, inner.dims, perm);
+      return via(inner, t.values, t.dims);
+    }
+    case "Reshape":
+    case "Squeeze":
+    case "Unsqueeze":
+    case "Flatten": {
+      const inner = foldConstant(node.input[0]!, scope, depth + 1);
+      if (!inner) return undefined;
+      let dims: number[] | undefined;
+      if (node.opType === "Reshape") {
+        const shape = constInts(node.input[1], scope);
+        if (!shape) return undefined;
+        const total = inner.values.length;
+        const fixed = shape.map((d, i) => (d === 0 ? inner.dims[i]! : d));
+        const known = fixed.filter((d) => d !== -1).reduce((a, b) => a * b, 1);
+        dims = fixed.map((d) => (d === -1 ? total / known : d));
+      } else if (node.opType === "Flatten") {
+        const axis = Number(getAttr(node, "axis")?.i ?? 1);
+        const a = axis < 0 ? axis + inner.dims.length : axis;
+        dims = [elementCount(inner.dims.slice(0, a)), elementCount(inner.dims.slice(a))];
+      } else {
+        const axes = getAttr(node, "axes")?.ints.map(Number) ?? constInts(node.input[1], scope) ?? [];
+        if (node.opType === "Squeeze") {
+          const rank = inner.dims.length;
+          const drop = new Set(axes.length ? axes.map((a) => (a < 0 ? a + rank : a)) : inner.dims.flatMap((d, i) => (d === 1 ? [i] : [])));
+          dims = inner.dims.filter((_, i) => !drop.has(i));
+        } else {
+          const rank = inner.dims.length + axes.length;
+          const add = new Set(axes.map((a) => (a < 0 ? a + rank : a)));
+          dims = [];
+          let j = 0;
+          for (let i = 0; i < rank; i++) dims.push(add.has(i) ? 1 : inner.dims[j++]!);
+        }
+      }
+      if (!dims || elementCount(dims) !== inner.values.length) return undefined;
+      return via(inner, inner.values, dims);
+    }
+    default:
+      return undefined;
+  }
+}
