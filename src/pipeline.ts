@@ -10,6 +10,9 @@ import { feedTypeOf, type Feeds } from "./data/tensors.js";
 import { emitModel, type EmittedLayer, type ExecForm } from "./emit/index.js";
 import { chooseForms, type FormChoice } from "./emit/select.js";
 import { evaluateClassification, evaluateLm, type EvaluationResult } from "./evaluate/index.js";
+import { evaluateFidelity } from "./evaluate/fidelity.js";
+import { loadUserMetric } from "./evaluate/user-metric.js";
+import { declaredDims, loadFidelityData } from "./data/fidelity.js";
 import { evaluateGate, type GateMetrics } from "./gate/index.js";
 import { measureModelRun, summarizeStorage, type ModelRunMeasurement, type StorageSummary } from "./measure/index.js";
 import { loadModel, saveModel, valueInfoTensorType, type LoadedModel } from "./onnx/model.js";
@@ -91,7 +94,7 @@ function modelInputs(model: LoadedModel): ModelInputInfo[] {
       const t = valueInfoTensorType(i);
       const type = t ? feedTypeOf(t.elemType) : undefined;
       if (!type) throw new Error(`${model.path}: model input "${i.name}" has an unsupported or undeclared element type`);
-      return { name: i.name, type, rank: t?.rank };
+      return { name: i.name, type, rank: t?.rank, dims: declaredDims(i) };
     });
 }
 
@@ -152,9 +155,9 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     ? await stage("data", config.evaluation.dataset, async () => {
         const resolve = (p: string): string => resolvePath(config, p);
         const inputs = modelInputs(model);
-        return config.evaluation.task === "language-modeling"
-          ? loadLmData(config.evaluation, resolve, inputs)
-          : loadClassificationData(config.evaluation, resolve, inputs);
+        const ev = config.evaluation;
+        if (ev.task === "fidelity") return loadFidelityData(ev, resolve, inputs);
+        return ev.task === "language-modeling" ? loadLmData(ev, resolve, inputs) : loadClassificationData(ev, resolve, inputs);
       })
     : undefined;
 
@@ -259,9 +262,20 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
       const floatSession = await createSession(ort, modelPath, config.measure.threads);
       const quantSession = await createSession(ort, quantizedModelPath, config.measure.threads);
       try {
-        return data.kind === "language-modeling" && config.evaluation.task === "language-modeling"
-          ? await evaluateLm(ort, floatSession, quantSession, data, config.evaluation.output_name, config.evaluation.input_name)
-          : await evaluateClassification(ort, floatSession, quantSession, data as Extract<EvalData, { kind: "classification" }>, config.evaluation.output_name);
+        const ev = config.evaluation;
+        if (data.kind === "fidelity" && ev.task === "fidelity") {
+          const metric = ev.metric ? await loadUserMetric(resolvePath(config, ev.metric.module)) : undefined;
+          return await evaluateFidelity(ort, floatSession, quantSession, data, ev, metric);
+        }
+        return data.kind === "language-modeling" && ev.task === "language-modeling"
+          ? await evaluateLm(ort, floatSession, quantSession, data, ev.output_name, ev.input_name)
+          : await evaluateClassification(
+              ort,
+              floatSession,
+              quantSession,
+              data as Extract<EvalData, { kind: "classification" }>,
+              ev.task === "fidelity" ? undefined : ev.output_name,
+            );
       } finally {
         await floatSession.release();
         await quantSession.release();
@@ -313,7 +327,8 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     kernelGemvMsFloat: kernelBench?.totals.reduce((a, t) => a + t.f32GemvMs, 0),
     kernelGemvMs: kernelBench?.totals.reduce((a, t) => a + t.gemvMs, 0),
   };
-  const gate = evaluateGate(config.gate, metrics, errors);
+  // The fidelity task's per-output and user-metric rules join the gate's own.
+  const gate = evaluateGate(config.gate, metrics, errors, evaluation?.task === "fidelity" ? evaluation.rules : []);
   stages.push({ stage: "gate", status: "ok", ms: 0 });
 
   if (storage && layerReports.length > 0) {

@@ -266,20 +266,18 @@ export type InputFormat = (typeof INPUT_FORMATS)[number];
 
 const fidelityLimit = limit(z.number({ error: "expected a number" }));
 /** A lower bound: warn at or above fail. */
-const fidelityMinLimit = z
-  .union([z.number(), z.strictObject({ warn: z.number().optional(), fail: z.number().optional() })])
-  .transform((v, ctx) => {
-    const pair = typeof v === "number" ? { warn: undefined, fail: v } : v;
-    if (pair.warn === undefined && pair.fail === undefined) {
-      ctx.addIssue({ code: "custom", message: "expected warn and/or fail" });
-      return z.NEVER;
-    }
-    if (pair.warn !== undefined && pair.fail !== undefined && pair.warn < pair.fail) {
-      ctx.addIssue({ code: "custom", message: `a lower bound warns first: warn (${pair.warn}) must not be below fail (${pair.fail})` });
-      return z.NEVER;
-    }
-    return pair;
-  });
+const fidelityMinLimit = z.union([z.number(), z.strictObject({ warn: z.number().optional(), fail: z.number().optional() })]).transform((v, ctx) => {
+  const pair = typeof v === "number" ? { warn: undefined, fail: v } : v;
+  if (pair.warn === undefined && pair.fail === undefined) {
+    ctx.addIssue({ code: "custom", message: "expected warn and/or fail" });
+    return z.NEVER;
+  }
+  if (pair.warn !== undefined && pair.fail !== undefined && pair.warn < pair.fail) {
+    ctx.addIssue({ code: "custom", message: `a lower bound warns first: warn (${pair.warn}) must not be below fail (${pair.fail})` });
+    return z.NEVER;
+  }
+  return pair;
+});
 
 /** One compared output and its rules. */
 const fidelityOutput = z.strictObject({
@@ -353,9 +351,7 @@ const fidelityEvaluation = z.strictObject({
     .strictObject({
       module: z.string().min(1),
       /** Limits on the named numbers it returns: { name: { max | min: limit } }. */
-      limits: z
-        .record(z.string(), z.strictObject({ max: fidelityLimit.optional(), min: fidelityMinLimit.optional() }))
-        .default({}),
+      limits: z.record(z.string(), z.strictObject({ max: fidelityLimit.optional(), min: fidelityMinLimit.optional() })).default({}),
     })
     .optional(),
 });

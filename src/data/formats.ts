@@ -51,7 +51,8 @@ export function parseNpy(bytes: Uint8Array, where: string): RawArray {
   if (byteOrder === ">" && !type.endsWith("1")) throw new UserError(`${where}: big-endian arrays (${descr}) are not supported`);
   const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
   const need = (size: number): void => {
-    if (data.length < count * size) throw new UserError(`${where}: data holds ${data.length} bytes, shape (${dims.join(", ")}) of ${descr} needs ${count * size}`);
+    if (data.length < count * size)
+      throw new UserError(`${where}: data holds ${data.length} bytes, shape (${dims.join(", ")}) of ${descr} needs ${count * size}`);
   };
   const fill = <T extends RawArray["values"]>(out: T, size: number, read: (offset: number) => number | bigint): RawArray => {
     need(size);
@@ -134,7 +135,7 @@ export function parseWav(bytes: Uint8Array, where: string): Audio {
   if (bytes.length < 12 || tag(0) !== "RIFF" || tag(8) !== "WAVE") throw new UserError(`${where}: not a RIFF/WAVE file`);
   let fmt: { format: number; channels: number; rate: number; bits: number } | undefined;
   let data: Uint8Array | undefined;
-  for (let p = 12; p + 8 <= bytes.length; ) {
+  for (let p = 12; p + 8 <= bytes.length;) {
     const id = tag(p);
     const size = view.getUint32(p + 4, true);
     const body = p + 8;
@@ -155,7 +156,7 @@ export function parseWav(bytes: Uint8Array, where: string): Audio {
   let read: (o: number) => number;
   if (format === 1 && bits === 16) read = (o) => dv.getInt16(o, true) / 32768;
   else if (format === 1 && bits === 8) read = (o) => (dv.getUint8(o) - 128) / 128;
-  else if (format === 1 && bits === 24) read = (o) => ((dv.getUint8(o) | (dv.getUint8(o + 1) << 8) | (dv.getInt8(o + 2) << 16)) / 8388608);
+  else if (format === 1 && bits === 24) read = (o) => (dv.getUint8(o) | (dv.getUint8(o + 1) << 8) | (dv.getInt8(o + 2) << 16)) / 8388608;
   else if (format === 1 && bits === 32) read = (o) => dv.getInt32(o, true) / 2147483648;
   else if (format === 3 && bits === 32) read = (o) => dv.getFloat32(o, true);
   else if (format === 3 && bits === 64) read = (o) => dv.getFloat64(o, true);

@@ -4,12 +4,15 @@ import { readFile } from "node:fs/promises";
 import { Tokenizer } from "@huggingface/tokenizers";
 import type { ClassificationEvaluation, LmEvaluation } from "../config/schema.js";
 import { UserError } from "../errors.js";
+import type { FidelityData } from "./fidelity.js";
 import { makeFeedData, type FeedTensor, type Feeds, type FeedType } from "./tensors.js";
 
 export interface ModelInputInfo {
   readonly name: string;
   readonly type: FeedType;
   readonly rank: number | undefined;
+  /** Declared sizes per axis (undefined where symbolic), when the model declares a shape. */
+  readonly dims?: readonly (number | undefined)[];
 }
 
 export interface DataFileHash {
@@ -39,7 +42,7 @@ export interface ClassificationData {
   readonly files: DataFileHash[];
 }
 
-export type EvalData = LmData | ClassificationData;
+export type EvalData = LmData | ClassificationData | FidelityData;
 
 async function readData(file: string, what: string): Promise<Buffer> {
   try {

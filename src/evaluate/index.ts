@@ -2,6 +2,7 @@
 import type { ClassificationData, LmData } from "../data/index.js";
 import { toOrtFeeds } from "../data/tensors.js";
 import type { Ort, Session } from "../runtime/ort.js";
+import type { FidelityEvaluationResult } from "./fidelity.js";
 import { argmax, klDivergence, logSoftmax, macroF1, mean, percentile } from "./metrics.js";
 
 export interface KlSummary {
@@ -35,7 +36,7 @@ export interface ClassificationEvaluationResult {
   readonly quantizedCorrect?: boolean[];
 }
 
-export type EvaluationResult = LmEvaluationResult | ClassificationEvaluationResult;
+export type EvaluationResult = LmEvaluationResult | ClassificationEvaluationResult | FidelityEvaluationResult;
 
 function outputOf(session: Session, result: Record<string, { data: unknown; dims: readonly number[] }>, name: string | undefined) {
   const key = name ?? session.outputNames[0]!;

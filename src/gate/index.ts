@@ -132,7 +132,8 @@ export function fmt(value: number, unit: Unit): string {
   }
 }
 
-export function evaluateGate(limits: GateLimits, metrics: GateMetrics, errors: readonly string[] = []): GateResult {
+/** @param extraRules rules evaluated elsewhere (the fidelity task's per-output limits), judged with the rest. */
+export function evaluateGate(limits: GateLimits, metrics: GateMetrics, errors: readonly string[] = [], extraRules: readonly RuleResult[] = []): GateResult {
   const rules: RuleResult[] = [];
   for (const [rule, def] of Object.entries(RULES)) {
     const limit = limits[rule as keyof typeof RULES];
@@ -150,6 +151,7 @@ export function evaluateGate(limits: GateLimits, metrics: GateMetrics, errors: r
       ),
     );
   }
+  rules.push(...extraRules);
   const failed = errors.length > 0 || rules.some((r) => r.status === "fail");
   return { verdict: failed ? "fail" : "pass", rules, errors: [...errors] };
 }

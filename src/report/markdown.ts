@@ -153,6 +153,18 @@ export function renderMarkdown(report: Report): string {
       `| ${row.metric} | ${show(row.float, row.unit)} | ${show(row.quantized, row.unit)} | ${delta(row)} | ${limitText(rules)} | ${statusText(rules)} |`,
     );
   }
+  const fidelity = report.evaluation?.task === "fidelity" ? report.evaluation.rules : [];
+  if (fidelity.length > 0) {
+    out.push("");
+    out.push("| Output fidelity rule | Observed | Limit | Status |");
+    out.push("| --- | ---: | --- | --- |");
+    for (const r of fidelity) {
+      const op = r.direction === "max" ? "≤" : "≥";
+      out.push(
+        `| \`${r.rule}\` | ${show(r.observed, r.unit)} | ${r.limit.fail !== undefined ? `${op} ${fmt(r.limit.fail, r.unit)}` : "—"}${r.limit.warn !== undefined ? `, warn ${op} ${fmt(r.limit.warn, r.unit)}` : ""} | ${STATUS_ICON[r.status]} |`,
+      );
+    }
+  }
   const failing = report.gate.rules.filter((x) => x.status !== "pass");
   if (report.gate.errors.length > 0 || failing.length > 0) {
     out.push("");

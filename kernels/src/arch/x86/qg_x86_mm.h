@@ -138,9 +138,14 @@ QG_MM_IN void mm_decode32(int kind, const uint8_t* blk, int64_t g, int wide, __m
 #endif
       return;
     }
-    case MK_FP8: {
+    case MK_FP8: { /* E4M3 bits re-laid as binary16 (value / 2^8, the GEMV scales x by 2^8), then F16C */
       const uint8_t* p = blk + 32 * g;
-      for (int i = 0; i < 4; i++) v[i] = mm_fp8(_mm256_cvtepu8_epi32(mm_load8(p + 8 * i)));
+      for (int i = 0; i < 2; i++) {
+        const __m256i h = _mm256_and_si256(_mm256_slli_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i*)(p + 16 * i))), 7),
+                                           _mm256_set1_epi16((short)0xBF80));
+        v[2 * i] = _mm256_cvtph_ps(_mm256_castsi256_si128(h));
+        v[2 * i + 1] = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
+      }
       return;
     }
     default: { /* MK_I8 */
@@ -236,7 +241,7 @@ QG_MM_IN void mm_gemv(int kind, const qg_weight* w, const float* x, float* y, in
   const float one = 1.0f;
   const int64_t bs = w->bs, groups = bs / 32, full = w->k / bs, bt = QG_MM_KT / bs;
   const int has_zp = kind < MK_LUT4, bias = mm_code_bias(kind);
-  const float xmul = bias ? (float)bias : 1.0f;
+  const float xmul = kind == MK_FP8 ? 256.0f : bias ? (float)bias : 1.0f;
   for (int64_t b0 = 0; b0 < full; b0 += bt) {
     const int64_t nb = full - b0 < bt ? full - b0 : bt;
     const float* xt = x + b0 * bs;
