@@ -237,7 +237,8 @@ for (const r of rows)
   );
 // ---- the issue's targets, from the rows above (same run, same shapes and thread counts)
 console.log("\ntargets (int4 = int4-b32-asym; ratio < 1 means ours is faster):");
-const find = (impl, format, m, n, threads) => rows.find((r) => r.implementation === impl && r.format === format && r.m === m && r.n === n && r.threads === threads);
+const find = (impl, format, m, n, threads) =>
+  rows.find((r) => r.implementation === impl && r.format === format && r.m === m && r.n === n && r.threads === threads);
 const ours = `quantgate-${kernels.isa}`;
 for (const { k, n } of SHAPES)
   for (const threads of THREADS) {
@@ -251,7 +252,9 @@ for (const { k, n } of SHAPES)
       console.log(
         `  K=${k} N=${n} M=${m} thr=${threads}: int4 ${q.ms.toFixed(3)} ms (${(q.ms / acc0.ms).toFixed(2)}x ORT acc0 ${acc0.ms.toFixed(3)}, ` +
           `${(100 * q.bandwidthFraction).toFixed(0)}% bw)` +
-          (q8 ? `; int8-act ${q8.ms.toFixed(3)} ms (${(q8.ms / acc4.ms).toFixed(2)}x ORT acc4 ${acc4.ms.toFixed(3)}, ${(100 * q8.bandwidthFraction).toFixed(0)}% bw)` : `; ORT acc4 ${acc4.ms.toFixed(3)}`) +
+          (q8
+            ? `; int8-act ${q8.ms.toFixed(3)} ms (${(q8.ms / acc4.ms).toFixed(2)}x ORT acc4 ${acc4.ms.toFixed(3)}, ${(100 * q8.bandwidthFraction).toFixed(0)}% bw)`
+            : `; ORT acc4 ${acc4.ms.toFixed(3)}`) +
           `; ORT f32 ${f32.ms.toFixed(3)}`,
       );
     }
