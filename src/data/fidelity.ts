@@ -6,7 +6,7 @@ import type { ValueInfoProto } from "onnx-buf";
 import type { FidelityEvaluation, InputFormat } from "../config/schema.js";
 import { UserError } from "../errors.js";
 import { chunkSignal, decodeImage, imageToTensor, parseNpy, parseNpz, parseWav, rawNumbers, resample, type RawArray } from "./formats.js";
-import { sha256, type DataFileHash, type ModelInputInfo } from "./index.js";
+import { flattenNested, sha256, type DataFileHash, type ModelInputInfo } from "./index.js";
 import { makeFeedData, type FeedTensor, type Feeds } from "./tensors.js";
 
 export interface FidelitySample {
@@ -93,20 +93,8 @@ function nested(value: unknown, where: string): RawArray {
       throw new UserError(`${where}: dims [${dims.join(", ")}] do not match ${flat.values.length} values`);
     return { dims, values: flat.values };
   }
-  const dims: number[] = [];
-  for (let probe: unknown = value; Array.isArray(probe); probe = probe[0]) dims.push(probe.length);
-  const values: number[] = [];
-  const walk = (v: unknown, depth: number): void => {
-    if (depth === dims.length) {
-      if (typeof v !== "number" && typeof v !== "boolean") throw new UserError(`${where}: expected a number, got ${JSON.stringify(v)?.slice(0, 40)}`);
-      values.push(Number(v));
-      return;
-    }
-    if (!Array.isArray(v) || v.length !== dims[depth]) throw new UserError(`${where}: ragged array (expected length ${dims[depth]} at depth ${depth})`);
-    for (const item of v) walk(item, depth + 1);
-  };
-  walk(value, 0);
-  return { dims, values: Float64Array.from(values) };
+  const flat = flattenNested(value, where);
+  return { dims: flat.dims, values: Float64Array.from(flat.values) };
 }
 
 function slice0(a: RawArray, i: number): RawArray {

@@ -4,6 +4,7 @@ import jpeg from "jpeg-js";
 import { PNG } from "pngjs";
 import type { ImagePreprocess } from "../config/schema.js";
 import { UserError } from "../errors.js";
+import { halfToFloat } from "../onnx/model.js";
 
 /** A decoded array: row-major values and their shape. */
 export interface RawArray {
@@ -14,15 +15,6 @@ export interface RawArray {
 /** Numbers of a raw array (int64 as numbers: token ids and labels fit). */
 export function rawNumbers(a: RawArray): ArrayLike<number> {
   return a.values instanceof BigInt64Array ? Array.from(a.values, Number) : a.values;
-}
-
-function halfBitsToFloat(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >> 10) & 0x1f;
-  const frac = h & 0x3ff;
-  if (exp === 0) return sign * frac * 2 ** -24;
-  if (exp === 31) return frac ? NaN : sign * Infinity;
-  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
 }
 
 /** Parses a NumPy .npy file (format 1.0-3.0, little-endian or byte-sized types, C order). */
@@ -65,7 +57,7 @@ export function parseNpy(bytes: Uint8Array, where: string): RawArray {
     case "f8":
       return fill(new Float64Array(count), 8, (o) => dv.getFloat64(o, true));
     case "f2":
-      return fill(new Float32Array(count), 2, (o) => halfBitsToFloat(dv.getUint16(o, true)));
+      return fill(new Float32Array(count), 2, (o) => halfToFloat(dv.getUint16(o, true)));
     case "i8":
       return fill(new BigInt64Array(count), 8, (o) => dv.getBigInt64(o, true));
     case "u8":

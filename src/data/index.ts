@@ -148,7 +148,8 @@ export async function loadLmData(cfg: LmEvaluation, resolve: (p: string) => stri
 
 type Nested = number | Nested[];
 
-function flattenNested(value: unknown, where: string): { dims: number[]; values: number[] } {
+/** Nested JSON arrays -> dims and flat values (rectangular only). */
+export function flattenNested(value: unknown, where: string): { dims: number[]; values: number[] } {
   const dims: number[] = [];
   let probe: unknown = value;
   while (Array.isArray(probe)) {
