@@ -248,8 +248,8 @@ describe("weights wherever exporters store them", () => {
     }
   });
 
-  it("keeps a tied weight float with the reason, and excludes by shape", async () => {
-    const w = makeTensor("tied", DataType.FLOAT, [32, 32], randomMatrix(32, 32, 17));
+  it("quantizes a tied weight once for all its readers (or keeps it float), and excludes by shape", async () => {
+    const w = makeTensor("tied", DataType.FLOAT, [32, 32], randomMatrix(32, 32, 17, 0.2));
     const m = model(
       [
         makeNode("MatMul", ["x", "tied"], ["h"], [], { name: "a" }),
@@ -260,9 +260,16 @@ describe("weights wherever exporters store them", () => {
       [makeValueInfo("x", DataType.FLOAT, ["b", 32])],
       [makeValueInfo("z", DataType.FLOAT, ["b", 17])],
     );
-    const found = findWeights(m.graph!, recipe("  exclude_shapes: [[-1, 17]]\n"));
-    expect(found.weights).toEqual([]);
-    expect(found.skipped.map((s) => s.reason)).toEqual([
+    const once = await roundTrip(m, { x: x(4, 32) }, "  exclude_shapes: [[-1, 17]]\n");
+    expect(once.discovery.weights.map((s) => [s.name, s.kind, s.readers.length])).toEqual([["tied", "dequant", 2]]);
+    expect(once.discovery.weights[0]!.origin).toMatch(/read by 2 nodes \(quantized once\)/);
+    expect(once.relErr).toBeLessThan(0.03);
+    expect(once.initNames).not.toContain("tied");
+    expect(once.discovery.skipped.map((s) => s.reason)).toEqual([expect.stringMatching(/excluded by recipe shape \[-1, 17\]/)]);
+
+    const float = findWeights(m.graph!, recipe("  shared_weights: float\n  exclude_shapes: [[-1, 17]]\n"));
+    expect(float.weights).toEqual([]);
+    expect(float.skipped.map((s) => s.reason)).toEqual([
       expect.stringMatching(/shared: "tied" is read by 2 nodes/),
       expect.stringMatching(/shared: "tied" is read by 2 nodes/),
       expect.stringMatching(/excluded by recipe shape \[-1, 17\]/),

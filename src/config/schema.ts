@@ -91,6 +91,8 @@ const recipeObject = z.strictObject({
   op_types: z
     .array(z.enum(["matmul", "gemm", "conv", "conv_transpose", "gather"], { error: "expected matmul, gemm, conv, conv_transpose or gather" }))
     .default(["matmul", "gemm", "conv", "conv_transpose"]),
+  /** A tied weight read by several ops: "quantize" once (one dequantized tensor for all readers) or keep "float". */
+  shared_weights: z.enum(["quantize", "float"], { error: 'expected "quantize" or "float"' }).default("quantize"),
   /** Weight shapes kept in float; -1 matches any size, e.g. [201, -1] for an STFT basis. */
   exclude_shapes: z.array(z.array(z.number().int())).default([]),
   /** Subgraph labels kept in float, e.g. 'If "cond" *' or 'Loop*'. */

@@ -302,7 +302,7 @@ export function emitModel(
       const form: ExecForm = isTable(w.q) ? "lookup-subgraph" : "dequant-subgraph";
       const lg = dequantTensorGraph(prefix, `${prefix}_weight`, w.q, site.dims);
       newInits.push(...lg.initializers);
-      node.input[site.inputIndex] = `${prefix}_weight`;
+      for (const r of site.readers) graph.node[r.nodeIndex]!.input[r.inputIndex] = `${prefix}_weight`;
       e.replaced.set(site.nodeIndex, [...lg.nodes, node]);
       layers.push({ name: site.name, nodeName: site.nodeName, format, form, floatBytes: site.k * site.n * 4, ...lg.storage });
       continue;

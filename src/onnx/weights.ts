@@ -50,6 +50,11 @@ export interface WeightSite {
   readonly graphPath: readonly GraphStep[];
   /** "main graph" or e.g. `If "cond" then_branch`. */
   readonly graphLabel: string;
+  /**
+   * Every node that reads the weight, at which input (dequant sites). More than one for a tied weight that
+   * is quantized once: all readers then see the same dequantized tensor.
+   */
+  readonly readers: { readonly nodeIndex: number; readonly inputIndex: number }[];
 }
 
 export interface SkippedWeight {
@@ -94,7 +99,8 @@ const OP_OF: Record<string, { kind: OpKind; input: number }> = {
   Gather: { kind: "gather", input: 0 },
 };
 
-type RecipeView = Pick<Recipe, "exclude" | "min_elements" | "overrides"> & Partial<Pick<Recipe, "op_types" | "exclude_shapes" | "exclude_subgraphs">>;
+type RecipeView = Pick<Recipe, "exclude" | "min_elements" | "overrides"> &
+  Partial<Pick<Recipe, "op_types" | "exclude_shapes" | "exclude_subgraphs" | "shared_weights">>;
 
 /** Every graph reachable from `graph`, with its path and label. */
 function* graphsOf(graph: GraphProto, path: GraphStep[] = [], label = "main graph"): Generator<{ graph: GraphProto; path: GraphStep[]; label: string }> {
@@ -134,6 +140,14 @@ export function findWeights(main: GraphProto, recipe: RecipeView): WeightDiscove
   const outerInits = new Map<string, TensorProto>();
   for (const { graph, path, label } of graphsOf(main)) {
     const scope: FoldScope = foldScope(graph, path.length ? outerInits : undefined);
+    // A tied weight read directly by several supported ops of this graph is quantized once (one site).
+    const sharedSites = new Map<string, WeightSite>();
+    const weightReaders = new Map<string, { nodeIndex: number; inputIndex: number; kind: OpKind }[]>();
+    graph.node.forEach((n, i) => {
+      const o = OP_OF[n.opType];
+      const v = o && (n.domain === "" || n.domain === "ai.onnx") ? n.input[o.input] : undefined;
+      if (v) weightReaders.set(v, [...(weightReaders.get(v) ?? []), { nodeIndex: i, inputIndex: o!.input, kind: o!.kind }]);
+    });
     graph.node.forEach((node, index) => {
       const op = OP_OF[node.opType];
       if (!op || (node.domain !== "" && node.domain !== "ai.onnx")) return;
@@ -163,7 +177,21 @@ export function findWeights(main: GraphProto, recipe: RecipeView): WeightDiscove
       if (subgraphRule) return skip(`excluded by recipe subgraph pattern "${subgraphRule}" (${label})`, dims);
       // The stored tensor, and every value on the chain, must have this node as its only reader.
       const rootReads = reads.get(name) ?? 0;
-      const shared = rootReads > 1 || outputs.has(name) || (reads.get(input) ?? 0) > 1;
+      const inputReads = reads.get(input) ?? 0;
+      const existing = sharedSites.get(input);
+      if (existing) {
+        existing.readers.push({ nodeIndex: index, inputIndex: op.input });
+        return;
+      }
+      const readersHere = weightReaders.get(input) ?? [];
+      const quantizeOnce =
+        (recipe.shared_weights ?? "quantize") === "quantize" &&
+        inputReads > 1 &&
+        (rootReads <= 1 || name === input) &&
+        !outputs.has(input) &&
+        readersHere.length === inputReads &&
+        readersHere.every((r) => opTypes.has(r.kind));
+      const shared = !quantizeOnce && (rootReads > 1 || outputs.has(name) || inputReads > 1);
       if (shared) {
         return skip(
           `shared: "${name}" is read by ${Math.max(rootReads, reads.get(input) ?? 0)} nodes (a tied weight); kept float so every reader sees the same values`,
@@ -172,6 +200,7 @@ export function findWeights(main: GraphProto, recipe: RecipeView): WeightDiscove
       }
       if (elementCount(dims) < recipe.min_elements) return skip(`too small: ${elementCount(dims)} elements < min_elements ${recipe.min_elements}`, dims);
       const base = {
+        readers: [{ nodeIndex: index, inputIndex: op.input }],
         name,
         node,
         nodeIndex: index,
@@ -186,6 +215,21 @@ export function findWeights(main: GraphProto, recipe: RecipeView): WeightDiscove
         graphPath: path,
         graphLabel: label,
       };
+      if (quantizeOnce) {
+        const n = op.kind === "conv" || op.kind === "conv_transpose" ? dims[0]! : elementCount(dims.slice(0, -1));
+        const site: WeightSite = {
+          ...base,
+          kind: "dequant",
+          k: elementCount(dims) / n,
+          n,
+          transposed: true,
+          alpha: 1,
+          origin: `${folded.origin}, read by ${inputReads} nodes (quantized once)`,
+        };
+        sharedSites.set(input, site);
+        weights.push(site);
+        return;
+      }
       if ((op.kind === "matmul" || op.kind === "gemm") && dims.length === 2) {
         let transposed = false;
         let alpha = 1;
