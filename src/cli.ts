@@ -54,6 +54,12 @@ export function renderTerminal(report: Report): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]): string => cells.map((c, i) => pad(c, widths[i]!, i === 1 || i === 2)).join("  ");
   const out = [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)];
+  if (report.evaluation?.task === "fidelity") {
+    for (const r of report.evaluation.rules) {
+      const limit = r.limit.fail !== undefined ? ` (${r.direction === "max" ? "<=" : ">="} ${fmt(r.limit.fail, r.unit)})` : "";
+      out.push(`${r.status.padEnd(4)}  ${r.rule}: ${r.observed === undefined ? "-" : fmt(r.observed, r.unit)}${limit}`);
+    }
+  }
   for (const e of report.gate.errors) out.push(`ERROR ${e}`);
   for (const r of report.gate.rules.filter((x) => x.status !== "pass")) out.push(`${r.status.toUpperCase()} ${r.message}`);
   for (const w of report.warnings) out.push(`warning: ${w}`);
