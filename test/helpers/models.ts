@@ -2,6 +2,7 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { create } from "@bufbuild/protobuf";
+import { gaussianSource } from "../../src/quantize/algorithms/linalg.js";
 import { GraphProtoSchema, ModelProtoSchema, OperatorSetIdProtoSchema } from "onnx-buf";
 import {
   DataType,
@@ -15,18 +16,9 @@ import {
   type TensorProto,
 } from "../../src/onnx/model.js";
 
-/** Deterministic standard-normal generator (xorshift + Box-Muller). */
+/** Deterministic standard-normal generator (the algorithms' xorshift + Box-Muller source). */
 export function gaussian(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  const next = (): number => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return (s + 0.5) / 4294967296;
-  };
-  return () => Math.sqrt(-2 * Math.log(next())) * Math.cos(2 * Math.PI * next());
+  return gaussianSource(seed);
 }
 
 export function randomMatrix(rows: number, cols: number, seed: number, scale = 1): Float32Array {
