@@ -28,7 +28,7 @@ import { benchmarkKernels, type BenchFormat, type KernelBenchResult } from "./ke
 import type { TableFormat } from "./kernels/index.js";
 import type { IntBits } from "./quantize/blockwise.js";
 import { isIntFormat } from "./config/schema.js";
-import { workCacheKey, type WorkCache } from "./cache/index.js";
+import { canonical, workCacheKey, type WorkCache } from "./cache/index.js";
 import type { QuantizedLayerReport, Report, StageRecord } from "./report/types.js";
 import { buildLockfile, diffLockfiles, LOCKFILE_NAME, readLockfile, writeLockfile, type LayerChange } from "./report/lockfile.js";
 import { createSession, type LoadedOrt } from "./runtime/ort.js";
@@ -72,18 +72,6 @@ export interface GateRun {
   readonly outputDir: string;
   readonly reportPath: string;
   readonly quantizedModelPath: string | undefined;
-}
-
-/** Canonical JSON (sorted keys) so the recipe hash does not depend on key order. */
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
-  if (value && typeof value === "object") {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : 1));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
-  }
-  return JSON.stringify(value);
 }
 
 function modelInputs(model: LoadedModel): ModelInputInfo[] {
@@ -134,7 +122,7 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
 
   const modelPath = resolvePath(config, config.model);
   const configText = await readFile(config.configPath);
-  const recipeHash = sha256(canonicalJson(config.recipe));
+  const recipeHash = sha256(canonical(config.recipe));
 
   // load model
   const loaded = await stage("load", modelPath, async () => {

@@ -1,5 +1,5 @@
 // One markdown body for the job summary, the terminal and (later) the PR comment.
-import { fmt, RULES, type RuleResult, type Unit } from "../gate/index.js";
+import { fmt, type RuleResult, type Unit } from "../gate/index.js";
 import type { Report } from "./types.js";
 
 interface Row {
@@ -230,5 +230,3 @@ export function renderMarkdown(report: Report): string {
   );
   return out.join("\n") + "\n";
 }
-
-export { RULES };
