@@ -1,0 +1,80 @@
+// The contract between evaluation tasks and everything that consumes their results (gate, summary, outputs,
+// history, regression, dashboard): a task returns metric records, and no consumer names a task.
+import type { Feeds } from "../data/tensors.js";
+import type { DataFileHash, ModelInputInfo } from "../data/index.js";
+import type { Ort, Session } from "../runtime/ort.js";
+
+/** Units a metric value is expressed in; formatting and rule messages key off this. */
+export type MetricUnit = "ratio" | "%" | "points" | "nats" | "perplexity" | "bytes" | "bits" | "ms" | "tokens/s" | "count" | "value";
+
+/**
+ * One measured quantity of an evaluation, float beside quantized.
+ * - `float` is the float model's value where it has one of its own (accuracy vs labels, perplexity);
+ *   comparison metrics (KL, top-1 agreement, cosine vs float) have only `quantized`.
+ * - `perSample` holds the per-sample values whose mean is the metric (for paired bootstrap intervals and
+ *   exact shard merges); absent where the metric is not a mean of samples (p99, max).
+ * - `rules` are the gate rule keys that judge this metric (e.g. ["max_accuracy_drop", "max_accuracy_drop_pct"]);
+ *   regression rules against the base branch are looked up through the same keys.
+ */
+export interface MetricRecord {
+  /** Stable key: history, outputs and the dashboard are keyed by it (e.g. "accuracy", "kl_mean", "cer", "output.logits.cosine"). */
+  readonly key: string;
+  readonly label: string;
+  readonly unit: MetricUnit;
+  /** Which way is better. */
+  readonly direction: "higher" | "lower";
+  readonly float?: number;
+  readonly quantized: number;
+  readonly perSample?: { readonly float?: readonly number[]; readonly quantized: readonly number[] };
+  readonly rules: readonly string[];
+  /** Free text shown beside the metric (e.g. "vs labels", "vs float", "2,048 tokens"). */
+  readonly note?: string;
+}
+
+/** How much of the user's data the task evaluated ("evaluated N of M samples (K sequences)"). */
+export interface SampleCount {
+  readonly evaluated: number;
+  readonly total: number;
+  /** Windows, chunks or sequences the samples became, where that differs from samples. */
+  readonly sequences?: number;
+  /** Why some were left out (empty when all were evaluated). */
+  readonly leftOut?: string;
+}
+
+/** What a task hands the rest of the pipeline after evaluating both sessions. */
+export interface TaskEvaluation {
+  readonly task: string;
+  readonly metrics: readonly MetricRecord[];
+  readonly samples: SampleCount;
+  readonly ms: number;
+  /** Task-specific detail for the JSON report and the folded section of the summary (never read by the gate). */
+  readonly details?: Record<string, unknown>;
+  readonly warnings?: readonly string[];
+}
+
+/** Data a task loaded from its config: calibration batches are kept apart from evaluation data. */
+export interface TaskData {
+  readonly task: string;
+  readonly calibrationBatches: Feeds[];
+  readonly files: DataFileHash[];
+}
+
+export interface TaskLoadContext {
+  /** Resolves a path from the config (contained in the workspace) to an absolute path. */
+  readonly resolve: (path: string, key: string) => string;
+  readonly inputs: readonly ModelInputInfo[];
+}
+
+export interface TaskEvalContext {
+  readonly ort: Ort;
+  readonly float: Session;
+  readonly quantized: Session;
+  readonly threads: number;
+}
+
+/** A task module: `src/tasks/<task>.ts` exports one of these; `runGate` calls it and never branches on the task. */
+export interface Task<Config, Data extends TaskData = TaskData> {
+  readonly name: string;
+  load(config: Config, ctx: TaskLoadContext): Promise<Data>;
+  evaluate(config: Config, data: Data, ctx: TaskEvalContext): Promise<TaskEvaluation>;
+}
