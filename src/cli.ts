@@ -5,13 +5,14 @@ import { parseArgs } from "node:util";
 import { cacheSummaryLine, WORK_CACHE_DIR, WorkCache } from "./cache/index.js";
 import { ConfigError, loadConfig, type ConfigOverrides } from "./config/load.js";
 import { UserError } from "./errors.js";
-import { fmt, type RuleResult } from "./gate/index.js";
+import { fmt, type RuleResult, type Unit } from "./gate/index.js";
 import { runGate, type StageName } from "./pipeline.js";
 import { loadKernelQuantizer } from "./quantize/kernels.js";
-import { metricRows } from "./report/markdown.js";
+import { metricRows, samplesText } from "./report/markdown.js";
 import type { Report } from "./report/types.js";
 import { writeReport } from "./report/write.js";
 import { loadOrt, loadOrtFrom } from "./runtime/ort.js";
+import { singleLine } from "./util/escape.js";
 import { TOOL_VERSION } from "./version.js";
 
 const USAGE = `quantgate ${TOOL_VERSION}
@@ -42,27 +43,24 @@ function pad(s: string, n: number, right = false): string {
 }
 
 export function renderTerminal(report: Report): string {
-  const byRule = new Map(report.gate.rules.map((r) => [r.rule, r]));
-  const rows = metricRows(report).map((row) => {
-    const rules = row.rules.map((id) => byRule.get(id)).filter((r): r is RuleResult => r !== undefined);
-    const show = (v: number | undefined): string => (v === undefined || !Number.isFinite(v) ? "-" : fmt(v, row.unit));
-    const limit = rules.map((r) => `${r.direction === "max" ? "<=" : ">="} ${r.limit.fail !== undefined ? fmt(r.limit.fail, r.unit) : "-"}`).join(", ");
-    const status = rules.some((r) => r.status === "fail") ? "FAIL" : rules.some((r) => r.status === "warn") ? "warn" : rules.length ? "pass" : "";
-    return [row.metric, show(row.float), show(row.quantized), limit, status];
-  });
+  const show = (v: number | undefined, unit: Unit): string => (v === undefined || !Number.isFinite(v) ? "-" : fmt(v, unit));
+  const limitOf = (r: RuleResult): string => `${r.direction === "max" ? "<=" : ">="} ${r.limit.fail !== undefined ? fmt(r.limit.fail, r.unit) : "-"}`;
+  const rows = metricRows(report).map(({ record, rules, status }) => [
+    singleLine(record.label),
+    show(record.float, record.unit),
+    show(record.quantized, record.unit),
+    rules.map(limitOf).join(", "),
+    status === "fail" ? "FAIL" : (status ?? ""),
+  ]);
   const header = ["Metric", "Float", "Quantized", "Limit", "Status"];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]): string => cells.map((c, i) => pad(c, widths[i]!, i === 1 || i === 2)).join("  ");
   const out = [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)];
-  if (report.evaluation?.task === "fidelity") {
-    for (const r of report.evaluation.rules) {
-      const limit = r.limit.fail !== undefined ? ` (${r.direction === "max" ? "<=" : ">="} ${fmt(r.limit.fail, r.unit)})` : "";
-      out.push(`${r.status.padEnd(4)}  ${r.rule}: ${r.observed === undefined ? "-" : fmt(r.observed, r.unit)}${limit}`);
-    }
-  }
-  for (const e of report.gate.errors) out.push(`ERROR ${e}`);
-  for (const r of report.gate.rules.filter((x) => x.status !== "pass")) out.push(`${r.status.toUpperCase()} ${r.message}`);
-  for (const w of report.warnings) out.push(`warning: ${w}`);
+  const samples = samplesText(report.evaluation?.samples);
+  if (samples) out.push("", samples);
+  for (const e of report.gate.errors) out.push(`ERROR ${singleLine(e)}`);
+  for (const r of report.gate.rules.filter((x) => x.status !== "pass")) out.push(`${r.status.toUpperCase()} ${singleLine(r.message)}`);
+  for (const w of report.warnings) out.push(`warning: ${singleLine(w)}`);
   out.push("");
   out.push(`Verdict: ${report.verdict.toUpperCase()}`);
   return out.join("\n");

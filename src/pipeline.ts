@@ -5,15 +5,15 @@ import os from "node:os";
 import path from "node:path";
 import { calibrate, type CalibrationResult } from "./calibrate/index.js";
 import { resolvePath, type Config } from "./config/load.js";
-import { loadClassificationData, loadLmData, sha256, type EvalData, type ModelInputInfo } from "./data/index.js";
-import { feedTypeOf, type Feeds } from "./data/tensors.js";
+import { sha256, type ModelInputInfo } from "./data/index.js";
+import { feedTypeOf } from "./data/tensors.js";
 import { emitModel, type EmittedLayer, type ExecForm } from "./emit/index.js";
 import { chooseForms, type FormChoice } from "./emit/select.js";
-import { evaluateClassification, evaluateLm, type EvaluationResult } from "./evaluate/index.js";
-import { evaluateFidelity } from "./evaluate/fidelity.js";
-import { loadUserMetric } from "./evaluate/user-metric.js";
-import { declaredDims, loadFidelityData } from "./data/fidelity.js";
-import { evaluateGate, type GateMetrics } from "./gate/index.js";
+import { declaredDims } from "./data/records.js";
+import { evaluateGate } from "./gate/index.js";
+import { taskOf } from "./tasks/index.js";
+import { measurementRecords } from "./tasks/measurements.js";
+import type { TaskData, TaskEvaluation } from "./tasks/types.js";
 import { measureModelRun, summarizeStorage, type ModelRunMeasurement, type StorageSummary } from "./measure/index.js";
 import { loadModel, saveModel, valueInfoTensorType, type LoadedModel } from "./onnx/model.js";
 import { findWeights, type WeightDiscovery } from "./onnx/weights.js";
@@ -139,14 +139,11 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
   }
 
   // data
-  const data: EvalData | undefined = model
-    ? await stage("data", config.evaluation.dataset, async () => {
-        const resolve = (p: string): string => resolvePath(config, p);
-        const inputs = modelInputs(model);
-        const ev = config.evaluation;
-        if (ev.task === "fidelity") return loadFidelityData(ev, resolve, inputs);
-        return ev.task === "language-modeling" ? loadLmData(ev, resolve, inputs) : loadClassificationData(ev, resolve, inputs);
-      })
+  const task = taskOf(config.evaluation);
+  const data: TaskData | undefined = model
+    ? await stage("data", config.evaluation.dataset, () =>
+        task.load(config.evaluation, { resolve: (p: string) => resolvePath(config, p), inputs: modelInputs(model) }),
+      )
     : undefined;
 
   const quantizedModelPath = path.join(outputDir, `${path.basename(modelPath, ".onnx")}.quantized.onnx`);
@@ -239,10 +236,10 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
   const layerReports = outcome?.layerReports ?? [];
 
   // evaluate
-  let evaluation: EvaluationResult | undefined;
+  let evaluation: TaskEvaluation | undefined;
   const evalKey = keyBase && workCacheKey({ ...keyBase, kind: "evaluation", settings: { evaluation: config.evaluation, threads: config.measure.threads } });
-  const cachedEvaluation = opts.cache && evalKey && outcome ? await opts.cache.restoreValue<EvaluationResult>(evalKey) : undefined;
-  if (cachedEvaluation) {
+  const cachedEvaluation = opts.cache && evalKey && outcome ? await opts.cache.restoreValue<TaskEvaluation>(evalKey) : undefined;
+  if (cachedEvaluation && Array.isArray(cachedEvaluation.metrics)) {
     evaluation = cachedEvaluation;
     skip("evaluate", "restored from the work cache");
   } else if (model && data && outcome) {
@@ -250,20 +247,7 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
       const floatSession = await createSession(ort, modelPath, config.measure.threads);
       const quantSession = await createSession(ort, quantizedModelPath, config.measure.threads);
       try {
-        const ev = config.evaluation;
-        if (data.kind === "fidelity" && ev.task === "fidelity") {
-          const metric = ev.metric ? await loadUserMetric(resolvePath(config, ev.metric.module)) : undefined;
-          return await evaluateFidelity(ort, floatSession, quantSession, data, ev, metric);
-        }
-        return data.kind === "language-modeling" && ev.task === "language-modeling"
-          ? await evaluateLm(ort, floatSession, quantSession, data, ev.output_name, ev.input_name)
-          : await evaluateClassification(
-              ort,
-              floatSession,
-              quantSession,
-              data as Extract<EvalData, { kind: "classification" }>,
-              ev.task === "fidelity" ? undefined : ev.output_name,
-            );
+        return await task.evaluate(config.evaluation, data, { ort, float: floatSession, quantized: quantSession, threads: config.measure.threads });
       } finally {
         await floatSession.release();
         await quantSession.release();
@@ -271,6 +255,7 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     });
     if (evaluation && opts.cache && evalKey) await opts.cache.saveValue(evalKey, evaluation);
   }
+  warnings.push(...(evaluation?.warnings ?? []));
 
   // measure
   let storage: StorageSummary | undefined;
@@ -281,7 +266,8 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     await stage("measure", `${config.measure.runs} runs, ${config.measure.threads} thread(s)`, async () => {
       storage = summarizeStorage(outcome!.layers);
       if (config.measure.memory) {
-        const feeds: Feeds = data.kind === "language-modeling" ? data.evalBatches[0]! : data.samples[0]!.feeds;
+        const feeds = data.measureFeeds;
+        if (!feeds) throw new Error(`the ${task.name} task gave no input to measure latency and memory with`);
         floatRun = await measureModelRun(modelPath, feeds, config.measure, opts.ortDir);
         quantRun = await measureModelRun(quantizedModelPath, feeds, config.measure, opts.ortDir);
         if (quantRun.latency.p50Ms > floatRun.latency.p50Ms * 1.1) {
@@ -296,34 +282,25 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
   }
 
   // gate
-  const metrics: GateMetrics = {
-    ...(evaluation?.task === "language-modeling"
-      ? { perplexityFloat: evaluation.perplexityFloat, perplexityQuantized: evaluation.perplexityQuantized }
-      : { accuracyFloat: evaluation?.accuracyFloat, accuracyQuantized: evaluation?.accuracyQuantized }),
-    klMean: evaluation?.kl.mean,
-    klP99: evaluation?.kl.p99,
-    top1Agreement: evaluation?.top1Agreement,
-    modelSizeBytesFloat: model?.sizeBytes,
-    modelSizeBytes: quantizedSize,
-    bitsPerWeight: storage?.bitsPerWeight,
-    peakMemoryBytesFloat: floatRun?.peakRssBytes,
-    peakMemoryBytes: quantRun?.peakRssBytes,
-    latencyP50MsFloat: floatRun?.latency.p50Ms,
-    latencyP50Ms: quantRun?.latency.p50Ms,
-    latencyP95MsFloat: floatRun?.latency.p95Ms,
-    latencyP95Ms: quantRun?.latency.p95Ms,
-    kernelGemvMsFloat: kernelBench?.totals.reduce((a, t) => a + t.f32GemvMs, 0),
-    kernelGemvMs: kernelBench?.totals.reduce((a, t) => a + t.gemvMs, 0),
-  };
-  // The fidelity task's per-output and user-metric rules join the gate's own.
-  const gate = evaluateGate(config.gate, metrics, errors, evaluation?.task === "fidelity" ? evaluation.rules : []);
-  stages.push({ stage: "gate", status: "ok", ms: 0 });
-
   if (storage && layerReports.length > 0) {
     const params = layerReports.reduce((a, l) => a + l.k * l.n, 0);
     const weighted = (pick: (l: QuantizedLayerReport) => number): number => layerReports.reduce((a, l) => a + pick(l) * l.k * l.n, 0) / params;
     storage = { ...storage, entropyBitsPerWeight: weighted((l) => l.entropyBitsPerWeight), huffmanBitsPerWeight: weighted((l) => l.huffmanBitsPerWeight) };
   }
+  const records = [
+    ...(evaluation?.metrics ?? []),
+    ...measurementRecords({
+      floatSizeBytes: model?.sizeBytes,
+      quantizedSizeBytes: quantizedSize,
+      storage,
+      floatRun,
+      quantizedRun: quantRun,
+      kernelBench,
+    }),
+  ];
+  // The task's own rules (fidelity's per-output and user-metric limits) are judged with the gate's.
+  const gate = evaluateGate(config.gate, records, errors, evaluation?.rules ?? []);
+  stages.push({ stage: "gate", status: "ok", ms: 0 });
 
   let lockChanges: LayerChange[] = [];
   const lockPath = path.join(outputDir, LOCKFILE_NAME);
@@ -360,6 +337,7 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     calibration: outcome?.calibration ?? null,
     cache: opts.cache?.summary() ?? null,
     evaluation: evaluation ?? null,
+    metrics: records,
     float: { path: config.model, sizeBytes: model?.sizeBytes ?? 0, run: floatRun },
     quantized: quantizedSize !== undefined ? { path: path.relative(config.baseDir, quantizedModelPath), sizeBytes: quantizedSize, run: quantRun } : null,
     storage: storage ?? null,

@@ -7,7 +7,7 @@ import { PNG } from "pngjs";
 import { describe, expect, it } from "vitest";
 import { parseConfig } from "../src/config/load.js";
 import type { FidelityEvaluation } from "../src/config/schema.js";
-import { loadFidelityData } from "../src/data/fidelity.js";
+import { loadFidelityData } from "../src/tasks/fidelity.js";
 import { chunkSignal, decodeImage, imageToTensor, parseNpy, parseNpz, parseWav, resample } from "../src/data/formats.js";
 import type { ModelInputInfo } from "../src/data/index.js";
 

@@ -5,9 +5,10 @@ import ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
 import { parseConfig } from "../src/config/load.js";
 import type { FidelityEvaluation } from "../src/config/schema.js";
-import type { FidelityData } from "../src/data/fidelity.js";
-import { evaluateFidelity, fidelityRule } from "../src/evaluate/fidelity.js";
-import { loadUserMetric } from "../src/evaluate/user-metric.js";
+import { evaluateGate } from "../src/gate/index.js";
+import { gateSchema } from "../src/config/schema.js";
+import { fidelityTask, type FidelityData } from "../src/tasks/fidelity.js";
+import type { TaskEvaluation } from "../src/tasks/types.js";
 import { DataType, makeNode, makeTensor, makeValueInfo, serializeModel } from "../src/onnx/model.js";
 import type { Ort } from "../src/runtime/ort.js";
 import { model } from "./helpers/models.js";
@@ -41,12 +42,27 @@ function chunks(count: number): FidelityData {
     sequence: 0,
     chunk: c,
   }));
-  return { kind: "fidelity", samples, calibrationBatches: [], files: [], state: [{ input: "state", output: "state_out" }] };
+  return {
+    task: "fidelity",
+    samples,
+    calibrationBatches: [],
+    files: [],
+    state: [{ input: "state", output: "state_out" }],
+    count: { evaluated: 1, total: 1, sequences: count, sequenceUnit: "chunks" },
+  };
 }
 
-function outputsOf(yaml: string): Pick<FidelityEvaluation, "outputs" | "metric"> {
+function outputsOf(yaml: string): FidelityEvaluation {
   return parseConfig(`model: m.onnx\nevaluation:\n  task: fidelity\n  dataset: d.npy\n${yaml}`, "quantgate.yml").evaluation as FidelityEvaluation;
 }
+
+/** The task's rules judged by the gate, as [rule, status]. */
+function judged(e: TaskEvaluation): [string, string][] {
+  return evaluateGate(gateSchema.parse({}), e.metrics, [], e.rules).rules.map((x) => [x.rule, x.status]);
+}
+const metric = (e: TaskEvaluation, key: string) => e.metrics.find((m) => m.key === key)!;
+const evaluate = (f: ort.InferenceSession, q: ort.InferenceSession, data: FidelityData, cfg: FidelityEvaluation) =>
+  fidelityTask.evaluate(cfg, data, { ort: ort as unknown as Ort, float: f, quantized: q, threads: 1 });
 
 async function sessions(gainQ: number) {
   const o = { intraOpNumThreads: 1 };
@@ -63,11 +79,12 @@ describe("the fidelity task", () => {
       ort.InferenceSession.create(serializeModel(accumulator(1))),
     ]);
     const cfg = outputsOf("  outputs:\n    - { name: logits, kind: logits, min_cosine: 0.9999, max_kl_mean: 1e-9 }\n");
-    const r = await evaluateFidelity(ort as unknown as Ort, f, q, chunks(3), cfg);
-    expect(r.outputs[0]!.relativeL2).toBe(0);
-    expect(r.outputs[0]!.top1Agreement).toBe(1);
-    expect(r.outputs[0]!.positions).toBe(6);
-    expect(r.rules.map((x) => x.status)).toEqual(["pass", "pass"]);
+    const r = await evaluate(f, q, chunks(3), cfg);
+    expect(metric(r, "output.logits.relative_l2").quantized).toBe(0);
+    expect(metric(r, "output.logits.top1_agreement").quantized).toBe(1);
+    expect(metric(r, "output.logits.top1_agreement").perSample!.quantized).toHaveLength(6);
+    expect(judged(r).map((x) => x[1])).toEqual(["pass", "pass"]);
+    expect(metric(r, "accuracy").float).toBeDefined(); // labelled chunks: argmax of the logits output vs labels
   });
 
   it("measures a drift that accumulates through the state and fails the rules it breaks", async () => {
@@ -75,18 +92,18 @@ describe("the fidelity task", () => {
     const cfg = outputsOf(
       "  outputs:\n    - { name: logits, kind: logits, min_cosine: { warn: 0.99, fail: 0.9 }, max_relative_l2: 0.01, max_abs_error: 10 }\n",
     );
-    const r = await evaluateFidelity(ort as unknown as Ort, f, q, chunks(4), cfg);
-    const o = r.outputs[0]!;
+    const r = await evaluate(f, q, chunks(4), cfg);
+    const rel = metric(r, "output.logits.relative_l2").quantized;
     // Chunk c's quantized state carries 1.05x the float one: the error grows with c, relative L2 about 5%.
-    expect(o.relativeL2).toBeGreaterThan(0.03);
-    expect(o.relativeL2).toBeLessThan(0.06);
-    expect(r.rules.map((x) => [x.rule, x.status])).toEqual([
+    expect(rel).toBeGreaterThan(0.03);
+    expect(rel).toBeLessThan(0.06);
+    expect(judged(r)).toEqual([
       ["outputs.logits.min_cosine", "pass"], // a gain changes the length, barely the direction
       ["outputs.logits.max_relative_l2", "fail"],
       ["outputs.logits.max_abs_error", "pass"],
     ]);
-    expect(o.cosineMean).toBeCloseTo(1, 6); // quantized = 1.05 x float at every chunk: same direction
-    expect(r.kl.mean).toBeGreaterThan(0);
+    expect(metric(r, "output.logits.cosine").quantized).toBeCloseTo(1, 6); // quantized = 1.05 x float at every chunk: same direction
+    expect(metric(r, "kl_mean").quantized).toBeGreaterThan(0);
   });
 
   it("runs a user metric module on float outputs, quantized outputs and labels, with limits", async () => {
@@ -100,23 +117,27 @@ describe("the fidelity task", () => {
   return { first_value_error: err / floatOut.length, labelled: labels.filter((l) => l !== undefined).length };
 }\n`,
     );
-    const metric = await loadUserMetric(file);
     const [f, q] = await sessions(1.05);
     const cfg = outputsOf(
       `  outputs:\n    - { name: logits }\n  metric:\n    module: metric.mjs\n    limits:\n      first_value_error: { max: 0.001 }\n      labelled: { min: 4 }\n`,
     );
-    const r = await evaluateFidelity(ort as unknown as Ort, f, q, chunks(4), cfg, metric);
-    expect(r.userMetrics!.labelled).toBe(4);
-    expect(r.userMetrics!.first_value_error).toBeGreaterThan(0.001);
-    expect(r.rules.map((x) => [x.rule, x.status])).toEqual([
+    const r = await evaluate(f, q, { ...chunks(4), metricFile: file }, cfg);
+    expect(metric(r, "metric.labelled").quantized).toBe(4);
+    expect(metric(r, "metric.first_value_error").quantized).toBeGreaterThan(0.001);
+    expect(judged(r)).toEqual([
       ["metric.first_value_error.max", "fail"],
       ["metric.labelled.min", "pass"],
     ]);
   });
 
-  it("treats a lower bound's warn above its fail, and an unmeasured value as a failure", () => {
-    expect(fidelityRule("r", "x", "ratio", "min", 0.95, { warn: 0.99, fail: 0.9 }).status).toBe("warn");
-    expect(fidelityRule("r", "x", "ratio", "min", undefined, { fail: 0.9 }).status).toBe("fail");
+  it("treats a lower bound's warn above its fail, and an unmeasured value as a failure", async () => {
+    const [f, q] = await sessions(1.05);
+    const r = await evaluate(f, q, chunks(2), outputsOf("  outputs:\n    - { name: logits, min_cosine: { warn: 2, fail: 0.9 }, max_kl_mean: 1 }\n"));
+    // kind "values": no KL is measured, so max_kl_mean has nothing to judge and fails closed
+    expect(judged(r)).toEqual([
+      ["outputs.logits.min_cosine", "warn"],
+      ["outputs.logits.max_kl_mean", "fail"],
+    ]);
     expect(() => outputsOf("  outputs:\n    - { name: y, min_cosine: { warn: 0.9, fail: 0.99 } }\n")).toThrow(/warn \(0\.9\) must not be below fail/);
   });
 });

@@ -2,22 +2,30 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { gateSchema } from "../src/config/schema.js";
 import { evaluateGate } from "../src/gate/index.js";
+import type { MetricRecord } from "../src/tasks/types.js";
 import { argmax, klDivergence, logSoftmax, macroF1, percentile } from "../src/evaluate/metrics.js";
 import { TOOL_VERSION } from "../src/version.js";
 
 const limits = (raw: Record<string, unknown>) => gateSchema.parse(raw);
 
 describe("gate rules", () => {
-  const metrics = {
-    perplexityFloat: 10,
-    perplexityQuantized: 10.6,
-    klMean: 0.02,
-    top1Agreement: 0.9,
-    modelSizeBytes: 2 * 1024 * 1024,
-    bitsPerWeight: 5.125,
-    latencyP50Ms: 4,
-    latencyP50MsFloat: 3,
-  };
+  const rec = (key: string, quantized: number, float?: number): MetricRecord => ({
+    key,
+    label: key,
+    unit: "value",
+    direction: "lower",
+    quantized,
+    ...(float !== undefined ? { float } : {}),
+    rules: [],
+  });
+  const metrics = [
+    rec("perplexity", 10.6, 10),
+    rec("kl_mean", 0.02),
+    rec("top1_agreement", 0.9),
+    rec("model_size", 2 * 1024 * 1024),
+    rec("bits_per_weight", 5.125),
+    rec("latency_p50", 4, 3),
+  ];
 
   it("passes, warns and fails by direction-aware thresholds", () => {
     const g = evaluateGate(

@@ -11,13 +11,13 @@ import { runGate } from "../pipeline.js";
 import { loadKernelQuantizer } from "../quantize/kernels.js";
 import { CiRun, type CiDeps, type CiOutcome } from "./ci.js";
 import { OUTPUTS, readInputs } from "./io.js";
+import { metricOutputs } from "./outputs.js";
 import { resolveOrt } from "./ort-install.js";
 import { applyRelease } from "./release.js";
 
 function setOutputs(run: GateRun, outcome: CiOutcome): void {
   const r = outcome.report;
   const { reportPath, summaryPath } = outcome;
-  const e = r.evaluation;
   const set = (name: string, value: number | string | undefined): void => {
     if (value !== undefined && value !== "") core.setOutput(name, typeof value === "number" ? String(Number(value.toPrecision(6))) : value);
   };
@@ -25,19 +25,7 @@ function setOutputs(run: GateRun, outcome: CiOutcome): void {
   set(OUTPUTS.reportPath, reportPath);
   set(OUTPUTS.summaryPath, summaryPath);
   set(OUTPUTS.modelPath, run.quantizedModelPath);
-  if (e?.task === "language-modeling") {
-    set(OUTPUTS.perplexityFloat, e.perplexityFloat);
-    set(OUTPUTS.perplexityQuantized, e.perplexityQuantized);
-  } else if (e?.task === "classification") {
-    set(OUTPUTS.accuracyFloat, e.accuracyFloat);
-    set(OUTPUTS.accuracyQuantized, e.accuracyQuantized);
-  }
-  set(OUTPUTS.klMean, e?.kl.mean);
-  set(OUTPUTS.top1Agreement, e?.top1Agreement);
-  set(OUTPUTS.sizeBytes, r.quantized?.sizeBytes);
-  set(OUTPUTS.bitsPerWeight, r.storage?.bitsPerWeight);
-  set(OUTPUTS.latencyP50Ms, r.quantized?.run?.latency.p50Ms);
-  set(OUTPUTS.peakMemoryBytes, r.quantized?.run?.peakRssBytes);
+  for (const [name, value] of Object.entries(metricOutputs(r.metrics ?? []))) set(name, value);
   set(OUTPUTS.commentUrl, outcome.comment?.url);
   set(OUTPUTS.artifactId, outcome.artifact?.id);
   set(OUTPUTS.artifactUrl, outcome.artifact?.url);

@@ -4,7 +4,7 @@ import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { Config } from "../config/load.js";
 import { regressionSchema, type GateLimits, type Limit, type RegressionSettings } from "../config/schema.js";
-import { RULES } from "../gate/index.js";
+import { GATE_RULES, REGRESSION_RULES, ruleDirection } from "../gate/rules.js";
 import type { Report } from "../report/types.js";
 
 export const RELEASE_SCHEMA = "quantgate.release/v1";
@@ -36,13 +36,14 @@ export function applyRelease(config: Config): ReleaseConfig {
   const release = config.release;
   if (!release) return { config, origins };
   const gate: Record<string, unknown> = { ...config.gate };
-  for (const [rule, def] of Object.entries(RULES)) {
-    const key = rule as keyof typeof RULES;
+  for (const def of GATE_RULES) {
+    const rule = def.key;
+    const key = rule;
     const r = release.gate[key];
     if (!r) continue;
-    const merged = stricterLimit(def.direction, config.gate[key], r);
+    const merged = stricterLimit(ruleDirection(def.kind), config.gate[key] as Limit | undefined, r);
     gate[rule] = merged;
-    if (!sameLimit(merged, config.gate[key])) origins.set(rule, `release.gate.${rule}`);
+    if (!sameLimit(merged, config.gate[key] as Limit | undefined)) origins.set(rule, `release.gate.${rule}`);
   }
   if (release.gate.forbid_slower_than_float && !config.gate.forbid_slower_than_float) {
     gate.forbid_slower_than_float = true;
@@ -50,13 +51,13 @@ export function applyRelease(config: Config): ReleaseConfig {
   }
   const baseRegression: RegressionSettings = config.regression ?? regressionSchema.parse({});
   const regression: Record<string, unknown> = { ...baseRegression };
-  const limits = ["max_accuracy_drop", "max_perplexity_increase_pct", "max_kl_increase", "max_latency_increase_pct", "max_size_increase_pct"] as const;
+  const limits = REGRESSION_RULES.map((d) => d.key);
   for (const rule of limits) {
     const r = release.regression[rule];
     if (!r) continue;
-    const merged = stricterLimit("max", baseRegression[rule], r);
+    const merged = stricterLimit("max", baseRegression[rule] as Limit | undefined, r);
     regression[rule] = merged;
-    if (!sameLimit(merged, baseRegression[rule])) origins.set(`regression.${rule}`, `release.regression.${rule}`);
+    if (!sameLimit(merged, baseRegression[rule] as Limit | undefined)) origins.set(`regression.${rule}`, `release.regression.${rule}`);
   }
   regression.confidence = Math.max(baseRegression.confidence, release.regression.confidence ?? 0);
   regression.bootstrap_samples = Math.max(baseRegression.bootstrap_samples, release.regression.bootstrap_samples ?? 0);

@@ -1,5 +1,6 @@
 // The quantgate.yml schema (zod): one source for validation, types and the generated JSON Schema.
 import { z } from "zod";
+import { GATE_RULES, REGRESSION_RULES, ruleDirection, type RuleDef } from "../gate/rules.js";
 import { parseBytes, parseDurationMs, parsePercent } from "./units.js";
 
 export const INT_FORMATS = ["int8", "int4", "int3", "int2"] as const;
@@ -203,26 +204,27 @@ function limit<T extends z.ZodType<number, unknown>>(value: T) {
   });
 }
 
+const LIMIT_VALUES = { number: plainNumber, signed: z.number({ error: "expected a number" }), percent: percentValue, bytes: bytesValue, ms: msValue };
+/** A `{ warn, fail }` limit per rule of a registry (src/gate/rules.ts); lower bounds warn at or above fail. */
+function ruleLimits<const D extends readonly RuleDef[]>(defs: D) {
+  return Object.fromEntries(
+    defs.map((d) => [d.key, (ruleDirection(d.kind) === "min" ? minLimit(LIMIT_VALUES[d.value]) : limit(LIMIT_VALUES[d.value])).optional().describe(d.description)]),
+  ) as unknown as { [K in D[number]["key"]]: z.ZodOptional<z.ZodType<Limit, unknown>> };
+}
+
+/** Gate rules: one key per entry of GATE_RULES (a new rule is declared there, not here). */
 export const gateSchema = z.strictObject({
-  max_accuracy_drop: limit(plainNumber).optional(),
-  max_accuracy_drop_pct: limit(percentValue).optional(),
-  max_perplexity_increase_pct: limit(percentValue).optional(),
-  max_kl_mean: limit(plainNumber).optional(),
-  max_kl_p99: limit(plainNumber).optional(),
-  min_top1_agreement: limit(plainNumber).optional(),
-  max_model_size: limit(bytesValue).optional(),
-  max_bits_per_weight: limit(plainNumber).optional(),
-  max_peak_memory: limit(bytesValue).optional(),
-  max_latency_p50_ms: limit(msValue).optional(),
-  max_latency_p95_ms: limit(msValue).optional(),
-  /** Budget on our kernels' GEMV time summed over the model's layers (measure.kernel_benchmark). */
-  max_kernel_gemv_ms: limit(msValue).optional(),
+  ...ruleLimits(GATE_RULES),
   /** Fail when the quantized model is slower than the float one (p50). */
   forbid_slower_than_float: z.boolean().default(false),
 });
 
+/** Values fed as they are to named model inputs in every call (e.g. a sample rate `sr: 16000`); the element type is the model input's. */
+const constantInputs = z.record(z.string().min(1), z.union([z.number(), z.array(z.number()), z.array(z.array(z.number()))])).default({});
+
 const lmEvaluation = z.strictObject({
   task: z.literal("language-modeling"),
+  constant_inputs: constantInputs,
   dataset: z.string().min(1),
   tokenizer: z.string().min(1),
   calibration: z.string().min(1).optional(),
@@ -236,6 +238,7 @@ const lmEvaluation = z.strictObject({
 
 const classificationEvaluation = z.strictObject({
   task: z.literal("classification"),
+  constant_inputs: constantInputs,
   dataset: z.string().min(1),
   calibration: z.string().min(1).optional(),
   label_field: z.string().default("label"),
@@ -262,6 +265,22 @@ const imagePreprocess = z.strictObject({
   layout: z.enum(["NCHW", "NHWC"], { error: 'expected "NCHW" or "NHWC"' }).default("NCHW"),
   channels: z.enum(["rgb", "bgr", "gray"], { error: 'expected "rgb", "bgr" or "gray"' }).default("rgb"),
 });
+
+/** A lower bound: warn at or above fail. */
+function minLimit<T extends z.ZodType<number, unknown>>(value: T) {
+  return z.union([value, z.strictObject({ warn: value.optional(), fail: value.optional() })]).transform((v, ctx) => {
+    const pair = typeof v === "number" ? { warn: undefined, fail: v } : (v as { warn?: number; fail?: number });
+    if (pair.warn === undefined && pair.fail === undefined) {
+      ctx.addIssue({ code: "custom", message: "expected warn and/or fail" });
+      return z.NEVER;
+    }
+    if (pair.warn !== undefined && pair.fail !== undefined && pair.warn < pair.fail) {
+      ctx.addIssue({ code: "custom", message: `a lower bound warns first: warn (${pair.warn}) must not be below fail (${pair.fail})` });
+      return z.NEVER;
+    }
+    return pair;
+  });
+}
 
 export const INPUT_FORMATS = ["jsonl", "npy", "npz", "images", "wav"] as const;
 export type InputFormat = (typeof INPUT_FORMATS)[number];
@@ -304,6 +323,10 @@ const statefulSpec = z.strictObject({
   chunk_size: z.number().int().positive().optional(),
   /** Axis of the model input along which chunks are cut (default: the last). */
   axis: z.number().int().default(-1),
+  /** Elements the window advances per call (default: chunk_size, no overlap). */
+  hop: z.number().int().positive().optional(),
+  /** Elements of the preceding signal prepended to each chunk (zeros before the start): the model input is context + chunk_size long. */
+  context: z.number().int().nonnegative().default(0),
   state: z
     .array(
       z.strictObject({
@@ -318,6 +341,7 @@ const statefulSpec = z.strictObject({
 
 const fidelityEvaluation = z.strictObject({
   task: z.literal("fidelity"),
+  constant_inputs: constantInputs,
   /** A file or folder of model inputs, read as `format`. */
   dataset: z.string().min(1),
   calibration: z.string().min(1).optional(),
@@ -372,16 +396,8 @@ export const measureSchema = z.strictObject({
 
 /** Regression rules against the latest history entry of the base branch (pull requests). */
 export const regressionSchema = z.strictObject({
-  /** Quantized accuracy drop against the base branch, in points (percentage points). */
-  max_accuracy_drop: limit(plainNumber).optional(),
-  /** Quantized perplexity increase against the base branch. */
-  max_perplexity_increase_pct: limit(percentValue).optional(),
-  /** Increase of the mean KL divergence against the base branch (nats). */
-  max_kl_increase: limit(plainNumber).optional(),
-  /** Median latency increase against the base branch; fails only when the confidence interval clears the limit. */
-  max_latency_increase_pct: limit(percentValue).optional(),
-  /** Quantized model size increase against the base branch. */
-  max_size_increase_pct: limit(percentValue).optional(),
+  /** One key per entry of REGRESSION_RULES (src/gate/rules.ts). */
+  ...ruleLimits(REGRESSION_RULES),
   /** Confidence level of the bootstrap intervals. */
   confidence: z.number({ error: "expected a number between 0.5 and 0.999" }).min(0.5).max(0.999).default(0.95),
   /** Bootstrap resamples. */

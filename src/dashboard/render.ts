@@ -1,7 +1,9 @@
 // The dashboard: one static HTML file (uPlot bundled in) with, per config, charts over commits and a table
 // of the latest runs. The data is embedded, so the page works from a file, an artifact or GitHub Pages.
-import type { Limit } from "../config/schema.js";
-import type { HistoryEntry, HistoryFile, HistoryMetrics } from "../history/entry.js";
+import { GATE_RULES, type RuleDef } from "../gate/rules.js";
+import { normalizeEntry, type HistoryEntry, type HistoryFile, type HistoryMetric } from "../history/entry.js";
+import type { MetricUnit } from "../tasks/types.js";
+import { escapeHtml } from "../util/escape.js";
 import { UPLOT_CSS, UPLOT_JS, UPLOT_VERSION } from "./vendor.js";
 
 export const DASHBOARD_FILE = "index.html";
@@ -36,77 +38,89 @@ export interface DashboardConfig {
 
 const val = (x: number | undefined): number | null => (x === undefined || !Number.isFinite(x) ? null : x);
 
-function limitSeries(entries: readonly HistoryEntry[], rule: string, map: (limit: number, e: HistoryEntry) => number | undefined = (l) => l): SeriesSpec[] {
-  const pick = (which: keyof Limit): (number | null)[] =>
-    entries.map((e) => {
-      const l = e.limits[rule]?.[which];
-      return l === undefined ? null : val(map(l, e));
-    });
+/** Only http(s) URLs become links. */
+export const safeUrl = (url: string | undefined): string | undefined => (url && /^https?:\/\/[^\s"'<>]+$/i.test(url) ? url : undefined);
+
+/** How a metric's values are drawn: bytes in KiB or MiB, everything else in its own unit. */
+function scaleOf(unit: MetricUnit, values: readonly (number | undefined)[]): { scale: number; unit: string } {
+  if (unit === "bytes") {
+    const big = values.some((v) => v !== undefined && v >= 1048576);
+    return big ? { scale: 1 / 1048576, unit: "MiB" } : { scale: 1 / 1024, unit: "KiB" };
+  }
+  return { scale: 1, unit: unit === "ratio" || unit === "value" ? "" : unit };
+}
+
+/** A gate rule's limit drawn in the metric's own terms (an allowed drop becomes float minus the drop). */
+function limitInMetric(def: RuleDef, limit: number, float: number | undefined): number | undefined {
+  switch (def.kind) {
+    case "value_max":
+    case "value_min":
+      return limit;
+    case "drop_points":
+      return float === undefined ? undefined : float - limit / 100;
+    case "drop_pct":
+      return float === undefined ? undefined : float * (1 - limit / 100);
+    case "increase_points":
+      return float === undefined ? undefined : float + limit / 100;
+    case "increase":
+      return float === undefined ? undefined : float + limit;
+    case "increase_pct":
+      return float === undefined ? undefined : float * (1 + limit / 100);
+    case "ratio_max":
+      return float === undefined ? undefined : float * limit;
+  }
+}
+
+function limitSeries(entries: readonly HistoryEntry[], key: string, scale: number): SeriesSpec[] {
   const out: SeriesSpec[] = [];
-  const fail = pick("fail");
-  const warn = pick("warn");
-  if (fail.some((x) => x !== null)) out.push({ label: `limit (${rule})`, values: fail, kind: "fail" });
-  if (warn.some((x) => x !== null)) out.push({ label: `warn (${rule})`, values: warn, kind: "warn" });
+  for (const def of GATE_RULES as readonly RuleDef[]) {
+    if (def.metric !== key) continue;
+    for (const which of ["fail", "warn"] as const) {
+      const values = entries.map((e) => {
+        const l = e.limits[def.key]?.[which];
+        const v = l === undefined ? undefined : limitInMetric(def, l, e.metrics[key]?.float);
+        return v === undefined ? null : val(v * scale);
+      });
+      if (values.some((x) => x !== null)) out.push({ label: `${which === "fail" ? "limit" : "warn"} (${def.key})`, values, kind: which });
+    }
+  }
   return out;
 }
 
-const metric = (entries: readonly HistoryEntry[], key: keyof HistoryMetrics, scale = 1): (number | null)[] =>
-  entries.map((e) => {
-    const v = e.metrics[key];
-    return v === undefined ? null : v * scale;
-  });
-const has = (s: SeriesSpec): boolean => s.kind !== "value" || s.values.some((x) => x !== null);
-
-/** Pure: the charts and table of one config, from its history. */
-export function dashboardModel(file: HistoryFile, tableRows = 20): DashboardConfig {
-  const entries = file.entries;
-  const commits = entries.map((e) => e.commit.slice(0, 7) || e.createdAt.slice(0, 10));
-  const charts: ChartSpec[] = [];
-  const add = (id: string, title: string, unit: string, series: SeriesSpec[]): void => {
-    if (series.some((s) => s.kind === "value" && s.values.some((x) => x !== null))) charts.push({ id, title, unit, series: series.filter(has) });
-  };
-  const isLm = entries.some((e) => e.metrics.perplexityQuantized !== undefined);
-  if (isLm) {
-    add("perplexity", "Perplexity", "", [
-      { label: "quantized", values: metric(entries, "perplexityQuantized"), kind: "value" },
-      { label: "float", values: metric(entries, "perplexityFloat"), kind: "float" },
-      ...limitSeries(entries, "max_perplexity_increase_pct", (l, e) =>
-        e.metrics.perplexityFloat === undefined ? undefined : e.metrics.perplexityFloat * (1 + l / 100),
-      ),
-    ]);
-  } else {
-    add("accuracy", "Accuracy", "%", [
-      { label: "quantized", values: metric(entries, "accuracyQuantized", 100), kind: "value" },
-      { label: "float", values: metric(entries, "accuracyFloat", 100), kind: "float" },
-      ...limitSeries(entries, "max_accuracy_drop", (l, e) => (e.metrics.accuracyFloat === undefined ? undefined : e.metrics.accuracyFloat * 100 - l)),
-    ]);
+/** Short cell text of a metric value. */
+function cell(m: HistoryMetric | undefined): string {
+  if (!m) return "—";
+  const v = m.quantized;
+  switch (m.unit) {
+    case "bytes":
+      return v >= 1048576 ? `${(v / 1048576).toFixed(2)} MiB` : `${(v / 1024).toFixed(1)} KiB`;
+    case "ms":
+      return v.toFixed(3);
+    case "ratio":
+      return v.toFixed(4);
+    default:
+      return v.toPrecision(4);
   }
-  add("kl", "KL divergence to float", "nats", [
-    { label: "mean", values: metric(entries, "klMean"), kind: "value" },
-    { label: "p99", values: metric(entries, "klP99"), kind: "value" },
-    ...limitSeries(entries, "max_kl_mean"),
-  ]);
-  add("bpw", "Bits per weight", "bits", [
-    { label: "bits per weight", values: metric(entries, "bitsPerWeight"), kind: "value" },
-    ...limitSeries(entries, "max_bits_per_weight"),
-  ]);
-  add("size", "Model size", "KiB", [
-    { label: "quantized", values: metric(entries, "sizeBytes", 1 / 1024), kind: "value" },
-    ...limitSeries(entries, "max_model_size", (l) => l / 1024),
-  ]);
-  add("latency", "Latency", "ms", [
-    { label: "p50", values: metric(entries, "latencyP50Ms"), kind: "value" },
-    { label: "p95", values: metric(entries, "latencyP95Ms"), kind: "value" },
-    { label: "float p50", values: metric(entries, "latencyP50MsFloat"), kind: "float" },
-    ...limitSeries(entries, "max_latency_p50_ms"),
-    ...limitSeries(entries, "max_latency_p95_ms"),
-  ]);
-  add("memory", "Peak memory (RSS)", "MiB", [
-    { label: "quantized", values: metric(entries, "peakMemoryBytes", 1 / 1048576), kind: "value" },
-    { label: "float", values: metric(entries, "peakMemoryBytesFloat", 1 / 1048576), kind: "float" },
-    ...limitSeries(entries, "max_peak_memory", (l) => l / 1048576),
-  ]);
-  const f = (x: number | undefined, digits: number, scale = 1): string => (x === undefined ? "—" : (x * scale).toFixed(digits));
+}
+
+/** Pure: one chart per metric key present in the history, and a table of the latest runs. */
+export function dashboardModel(file: HistoryFile, tableRows = 20): DashboardConfig {
+  const entries = file.entries.map(normalizeEntry);
+  const commits = entries.map((e) => e.commit.slice(0, 7) || e.createdAt.slice(0, 10));
+  const keys: string[] = [];
+  for (const e of entries) for (const k of Object.keys(e.metrics)) if (!keys.includes(k)) keys.push(k);
+  const charts: ChartSpec[] = [];
+  for (const key of keys) {
+    const latest = [...entries].reverse().find((e) => e.metrics[key])!.metrics[key]!;
+    const { scale, unit } = scaleOf(latest.unit, entries.map((e) => e.metrics[key]?.quantized));
+    const series: SeriesSpec[] = [{ label: "quantized", values: entries.map((e) => val((e.metrics[key]?.quantized ?? NaN) * scale)), kind: "value" }];
+    const float = entries.map((e) => val((e.metrics[key]?.float ?? NaN) * scale));
+    // A float line only where it differs from the quantized one's meaning (32 bits per weight is not a trend).
+    if (float.some((x) => x !== null) && latest.unit !== "bits") series.push({ label: "float", values: float, kind: "float" });
+    series.push(...limitSeries(entries, key, scale));
+    charts.push({ id: key, title: latest.label, unit, series });
+  }
+  const columns = keys.filter((k) => !k.includes("."));
   const rows = [...entries]
     .reverse()
     .slice(0, tableRows)
@@ -115,16 +129,10 @@ export function dashboardModel(file: HistoryFile, tableRows = 20): DashboardConf
       branch: e.branch,
       createdAt: e.createdAt,
       verdict: e.verdict,
-      runUrl: e.runUrl,
+      runUrl: safeUrl(e.runUrl),
       message: e.message,
       cells: {
-        [isLm ? "Perplexity" : "Accuracy"]: isLm ? f(e.metrics.perplexityQuantized, 3) : `${f(e.metrics.accuracyQuantized, 2, 100)}%`,
-        "KL mean": e.metrics.klMean === undefined ? "—" : e.metrics.klMean.toPrecision(3),
-        "Bits/weight": f(e.metrics.bitsPerWeight, 3),
-        "Size KiB": f(e.metrics.sizeBytes, 1, 1 / 1024),
-        "p50 ms": f(e.metrics.latencyP50Ms, 3),
-        "p95 ms": f(e.metrics.latencyP95Ms, 3),
-        "Peak MiB": f(e.metrics.peakMemoryBytes, 1, 1 / 1048576),
+        ...Object.fromEntries(columns.map((k) => [entries[entries.length - 1]!.metrics[k]?.label ?? k, cell(e.metrics[k])])),
         Recipe: `${e.recipe.format} b${e.recipe.blockSize} ${e.recipe.algorithm}`,
       },
     }));
@@ -137,7 +145,6 @@ const scriptJson = (value: unknown): string =>
     .replace(/</g, "\\u003c")
     .replace(/\u2028/g, "\\u2028")
     .replace(/\u2029/g, "\\u2029");
-const escapeHtml = (s: string): string => s.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!);
 
 const PAGE_SCRIPT = String.raw`
 (function () {
@@ -189,8 +196,9 @@ const PAGE_SCRIPT = String.raw`
     });
     var table = document.createElement("table");
     var cols = cfg.rows.length ? Object.keys(cfg.rows[0].cells) : [];
-    var head = "<tr><th>Commit</th><th>Branch</th><th>Date</th><th>Verdict</th>" + cols.map(function (c) { return "<th>" + c + "</th>"; }).join("") + "</tr>";
-    table.innerHTML = "<thead>" + head + "</thead><tbody></tbody>";
+    var thead = table.createTHead().insertRow();
+    ["Commit", "Branch", "Date", "Verdict"].concat(cols).forEach(function (c) { var th = document.createElement("th"); th.textContent = c; thead.appendChild(th); });
+    table.createTBody();
     cfg.rows.forEach(function (r) {
       var tr = document.createElement("tr");
       var td = function (content, isHtml) { var el = document.createElement("td"); if (isHtml) el.appendChild(content); else el.textContent = content; tr.appendChild(el); };
@@ -217,6 +225,7 @@ const PAGE_SCRIPT = String.raw`
 
 export function renderDashboard(files: readonly HistoryFile[], opts: DashboardOptions = {}): string {
   const configs = [...files].sort((a, b) => (a.config < b.config ? -1 : 1)).map((f) => dashboardModel(f, opts.tableRows));
+  const repoUrl = safeUrl(opts.repoUrl);
   const title = opts.title ?? "QuantGate dashboard";
   const generated = new Date().toISOString();
   return `<!doctype html>
@@ -243,7 +252,7 @@ td:nth-child(-n+4), th:nth-child(-n+4) { text-align: left; }
 <h1>${escapeHtml(title)}</h1>
 <p class="muted">Generated ${generated} from ${files.reduce((n, f) => n + f.entries.length, 0)} history entries of ${files.length} config(s). Dashed red: fail limit; dashed yellow: warning level; dotted grey: float model.</p>
 <div id="configs"></div>
-<script type="application/json" id="quantgate-data">${scriptJson({ repoUrl: opts.repoUrl, configs })}</script>
+<script type="application/json" id="quantgate-data">${scriptJson({ repoUrl, configs })}</script>
 <script>${UPLOT_JS.replace(/<\/script/gi, "<\\/script")}</script>
 <script>${PAGE_SCRIPT}</script>
 </body>

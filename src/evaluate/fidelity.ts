@@ -1,12 +1,10 @@
-// The fidelity task: the same inputs through the float and the quantized model, every selected output
-// compared (cosine, relative L2, max |error|, top-1 agreement and KL along an axis), with per-output rules.
-import type { FidelityEvaluation, FidelityOutputSpec, Limit } from "../config/schema.js";
-import type { FidelityData } from "../data/fidelity.js";
-import { toOrtFeeds } from "../data/tensors.js";
-import type { RuleResult, RuleStatus, Unit } from "../gate/index.js";
+// Output comparison: the same inputs through the float and the quantized model, every selected output
+// compared (cosine, relative L2, max |error|, top-1 agreement and KL along an axis).
+import type { FidelityOutputSpec } from "../config/schema.js";
+import { toOrtFeeds, type Feeds } from "../data/tensors.js";
 import type { Ort, OrtTensor, Session } from "../runtime/ort.js";
 import { argmax, klDivergence, logSoftmax, mean, percentile } from "./metrics.js";
-import { runUserMetric, type OutputTensor, type UserMetricFn } from "./user-metric.js";
+import type { OutputTensor } from "./user-metric.js";
 
 export interface OutputFidelity {
   readonly name: string;
@@ -23,27 +21,32 @@ export interface OutputFidelity {
   /** KL(float || quantized) per position, for logits and probabilities. */
   readonly kl: { readonly mean: number; readonly p99: number; readonly max: number } | undefined;
   readonly positions: number;
+  /** Per sample: cosine; per position: KL (logits/probabilities) and top-1 agreement (1 or 0). */
+  readonly cosines: readonly number[];
+  readonly kls: readonly number[];
+  readonly agreements: readonly number[];
 }
 
-export interface FidelityEvaluationResult {
-  readonly task: "fidelity";
-  readonly samples: number;
-  readonly sequences: number;
+/** One model call's feeds; chunks of one sequence carry each model's state forward. */
+export interface ComparedSample {
+  readonly feeds: Feeds;
+  readonly label: number | undefined;
+  readonly sequence: number;
+  readonly chunk: number;
+}
+
+/** What comparing the float and the quantized session on every sample gives. */
+export interface ComparisonResult {
   readonly outputs: OutputFidelity[];
-  /** Of the first logits/probabilities output (what max_kl_mean and max_kl_p99 gate). */
-  readonly kl: { readonly mean: number; readonly p99: number; readonly max: number };
-  /** Of the first output with a class axis (what min_top1_agreement gates). */
-  readonly top1Agreement: number | undefined;
-  /** With labels: argmax of the first logits/probabilities output against them. */
-  readonly accuracyFloat?: number;
-  readonly accuracyQuantized?: number;
-  readonly floatCorrect?: boolean[];
-  readonly quantizedCorrect?: boolean[];
-  /** Named numbers from the user metric module. */
-  readonly userMetrics?: Record<string, number>;
-  /** Per-output and user-metric rules, evaluated here (the gate fails on any "fail"). */
-  readonly rules: RuleResult[];
-  readonly ms: number;
+  /** Per sample: argmax of the first logits/probabilities output, where the samples are labelled. */
+  readonly predFloat: number[];
+  readonly predQuantized: number[];
+  readonly labels: (number | undefined)[];
+  /** Index of that output among `outputs` (-1: none). */
+  readonly classOutput: number;
+  /** Per-sample outputs, kept only when a user metric reads them. */
+  readonly floatOutputs: Record<string, OutputTensor>[];
+  readonly quantizedOutputs: Record<string, OutputTensor>[];
 }
 
 /** Running comparison of one output over all samples. */
@@ -55,6 +58,7 @@ export class OutputComparer {
   private positions = 0;
   readonly cosines: number[] = [];
   readonly kls: number[] = [];
+  readonly agreements: number[] = [];
   dims: readonly number[] = [];
   constructor(readonly spec: FidelityOutputSpec) {}
 
@@ -94,7 +98,9 @@ export class OutputComparer {
           rowF[c] = f[(o * size + c) * inner + i]!;
           rowQ[c] = q[(o * size + c) * inner + i]!;
         }
-        if (argmax(rowF) === argmax(rowQ)) this.agree++;
+        const same = argmax(rowF) === argmax(rowQ);
+        if (same) this.agree++;
+        this.agreements.push(same ? 1 : 0);
         this.positions++;
         if (withKl) {
           logProbs(rowF, this.spec.kind, lpF);
@@ -117,6 +123,9 @@ export class OutputComparer {
       top1Agreement: this.positions > 0 ? this.agree / this.positions : undefined,
       kl: this.kls.length ? { mean: mean(this.kls), p99: percentile(this.kls, 99), max: Math.max(...this.kls) } : undefined,
       positions: this.positions,
+      cosines: this.cosines,
+      kls: this.kls,
+      agreements: this.agreements,
     };
   }
 }
@@ -140,74 +149,35 @@ function asFloat32(t: OrtTensor, name: string): Float32Array {
   throw new Error(`output "${name}" is not numeric (type ${t.type})`);
 }
 
-/** One rule row: `observed` against a { warn, fail } limit in the given direction. */
-export function fidelityRule(rule: string, label: string, unit: Unit, direction: "max" | "min", observed: number | undefined, limit: Limit): RuleResult {
-  const worse = (x: number, bound: number): boolean => (direction === "max" ? x > bound : x < bound);
-  let status: RuleStatus = "pass";
-  if (observed === undefined || !Number.isFinite(observed)) status = limit.fail !== undefined ? "fail" : "warn";
-  else if (limit.fail !== undefined && worse(observed, limit.fail)) status = "fail";
-  else if (limit.warn !== undefined && worse(observed, limit.warn)) status = "warn";
-  const sign = direction === "max" ? "<=" : ">=";
-  const bound = [limit.warn !== undefined ? `warn ${sign} ${limit.warn}` : "", limit.fail !== undefined ? `fail ${sign} ${limit.fail}` : ""]
-    .filter(Boolean)
-    .join(", ");
-  const shown = observed === undefined ? "not measured" : Number.isFinite(observed) ? observed.toPrecision(4) : String(observed);
-  return { rule, label, unit, direction, observed, limit, status, message: `${label}: ${shown} (${bound})` };
-}
-
-export function outputRules(spec: FidelityOutputSpec, r: OutputFidelity): RuleResult[] {
-  const rules: RuleResult[] = [];
-  const p = `outputs.${spec.name}`;
-  if (spec.min_cosine) rules.push(fidelityRule(`${p}.min_cosine`, `${spec.name} cosine similarity (mean)`, "ratio", "min", r.cosineMean, spec.min_cosine));
-  if (spec.max_relative_l2)
-    rules.push(fidelityRule(`${p}.max_relative_l2`, `${spec.name} relative L2 error`, "ratio", "max", r.relativeL2, spec.max_relative_l2));
-  if (spec.max_abs_error) rules.push(fidelityRule(`${p}.max_abs_error`, `${spec.name} max |error|`, "ratio", "max", r.maxAbsError, spec.max_abs_error));
-  if (spec.min_top1_agreement)
-    rules.push(fidelityRule(`${p}.min_top1_agreement`, `${spec.name} top-1 agreement`, "ratio", "min", r.top1Agreement, spec.min_top1_agreement));
-  if (spec.max_kl_mean) rules.push(fidelityRule(`${p}.max_kl_mean`, `${spec.name} KL mean`, "nats", "max", r.kl?.mean, spec.max_kl_mean));
-  if (spec.max_kl_p99) rules.push(fidelityRule(`${p}.max_kl_p99`, `${spec.name} KL p99`, "nats", "max", r.kl?.p99, spec.max_kl_p99));
-  return rules;
-}
-
-export async function evaluateFidelity(
+/** Runs every sample through both sessions (each carrying its own state) and compares the selected outputs. */
+export async function compareSessions(
   ort: Ort,
   float: Session,
   quant: Session,
-  data: FidelityData,
-  cfg: Pick<FidelityEvaluation, "outputs" | "metric">,
-  userMetric?: UserMetricFn,
-): Promise<FidelityEvaluationResult> {
-  const t0 = performance.now();
-  const stateOutputs = new Set(data.state.map((s) => s.output));
-  const specs: FidelityOutputSpec[] = cfg.outputs.length
-    ? cfg.outputs
-    : float.outputNames.filter((n) => !stateOutputs.has(n)).map((name) => ({ name, axis: -1, kind: "values" as const }));
-  for (const s of specs) {
-    if (!float.outputNames.includes(s.name))
-      throw new Error(`evaluation.outputs: the model has no output "${s.name}" (outputs: ${float.outputNames.join(", ")})`);
-  }
+  samples: readonly ComparedSample[],
+  state: readonly { readonly input: string; readonly output: string }[],
+  specs: readonly FidelityOutputSpec[],
+  keepOutputs: boolean,
+): Promise<ComparisonResult> {
   const comparers = specs.map((s) => new OutputComparer(s));
-  const fetch = [...new Set([...specs.map((s) => s.name), ...data.state.map((s) => s.output)])];
+  const fetch = [...new Set([...specs.map((s) => s.name), ...state.map((s) => s.output)])];
   const classOutput = specs.findIndex((s) => s.kind !== "values");
-  const predF: number[] = [];
-  const predQ: number[] = [];
+  const predFloat: number[] = [];
+  const predQuantized: number[] = [];
   const labels: (number | undefined)[] = [];
-  const keepOutputs = userMetric !== undefined;
   const allF: Record<string, OutputTensor>[] = [];
   const allQ: Record<string, OutputTensor>[] = [];
   let stateF: Record<string, OrtTensor> = {};
   let stateQ: Record<string, OrtTensor> = {};
-  const sequences = new Set<number>();
-  for (const sample of data.samples) {
-    sequences.add(sample.sequence);
+  for (const sample of samples) {
     const feeds = toOrtFeeds(ort, sample.feeds);
     // Each model carries its own state from chunk to chunk: the comparison is of two running streams.
     const feedsF = sample.chunk > 0 ? { ...feeds, ...stateF } : feeds;
     const feedsQ = sample.chunk > 0 ? { ...feeds, ...stateQ } : feeds;
     const rf = await float.run(feedsF, fetch);
     const rq = await quant.run(feedsQ, fetch);
-    stateF = Object.fromEntries(data.state.map((s) => [s.input, rf[s.output]!]));
-    stateQ = Object.fromEntries(data.state.map((s) => [s.input, rq[s.output]!]));
+    stateF = Object.fromEntries(state.map((s) => [s.input, rf[s.output]!]));
+    stateQ = Object.fromEntries(state.map((s) => [s.input, rq[s.output]!]));
     const outF: Record<string, OutputTensor> = {};
     const outQ: Record<string, OutputTensor> = {};
     specs.forEach((s, i) => {
@@ -220,8 +190,8 @@ export async function evaluateFidelity(
         outQ[s.name] = { dims, data: q };
       }
       if (i === classOutput && sample.label !== undefined) {
-        predF.push(argmax(f));
-        predQ.push(argmax(q));
+        predFloat.push(argmax(f));
+        predQuantized.push(argmax(q));
       }
     });
     labels.push(sample.label);
@@ -230,38 +200,5 @@ export async function evaluateFidelity(
       allQ.push(outQ);
     }
   }
-  const outputs = comparers.map((c) => c.result());
-  const rules = specs.flatMap((s, i) => outputRules(s, outputs[i]!));
-  const labelled = classOutput >= 0 && labels.every((l) => l !== undefined) && predF.length === labels.length;
-  const labelValues = labels as number[];
-  let userMetrics: Record<string, number> | undefined;
-  if (userMetric) {
-    userMetrics = await runUserMetric(userMetric, allF, allQ, labels);
-    for (const [name, limits] of Object.entries(cfg.metric?.limits ?? {})) {
-      const observed = userMetrics[name];
-      if (limits.max) rules.push(fidelityRule(`metric.${name}.max`, `metric ${name}`, "ratio", "max", observed, limits.max));
-      if (limits.min) rules.push(fidelityRule(`metric.${name}.min`, `metric ${name}`, "ratio", "min", observed, limits.min));
-    }
-  }
-  const klSource = outputs.find((o) => o.kl !== undefined);
-  const top1Source = classOutput >= 0 ? outputs[classOutput] : outputs.find((o) => o.top1Agreement !== undefined);
-  return {
-    task: "fidelity",
-    samples: data.samples.length,
-    sequences: sequences.size,
-    outputs,
-    kl: klSource?.kl ?? { mean: NaN, p99: NaN, max: NaN },
-    top1Agreement: top1Source?.top1Agreement,
-    ...(labelled
-      ? {
-          accuracyFloat: predF.filter((p, i) => p === labelValues[i]).length / predF.length,
-          accuracyQuantized: predQ.filter((p, i) => p === labelValues[i]).length / predQ.length,
-          floatCorrect: predF.map((p, i) => p === labelValues[i]),
-          quantizedCorrect: predQ.map((p, i) => p === labelValues[i]),
-        }
-      : {}),
-    userMetrics,
-    rules,
-    ms: performance.now() - t0,
-  };
+  return { outputs: comparers.map((c) => c.result()), predFloat, predQuantized, labels, classOutput, floatOutputs: allF, quantizedOutputs: allQ };
 }

@@ -19,6 +19,12 @@ export type UserMetricFn = (
   labels: (number | undefined)[],
 ) => Record<string, number> | Promise<Record<string, number>>;
 
+/**
+ * Node's own dynamic import. The bundler (ncc, webpack inside) rewrites `import()` into its module registry,
+ * where a file of the user's workspace is not found ("Cannot find module"); `webpackIgnore` leaves it to Node.
+ */
+const importModule = (specifier: string): Promise<unknown> => import(/* webpackIgnore: true */ specifier);
+
 /** Loads the module's default export (or a named export `metric`). */
 export async function loadUserMetric(file: string): Promise<UserMetricFn> {
   let url = pathToFileURL(file).href;
@@ -33,7 +39,7 @@ export async function loadUserMetric(file: string): Promise<UserMetricFn> {
   }
   let mod: { default?: unknown; metric?: unknown };
   try {
-    mod = (await import(url)) as { default?: unknown; metric?: unknown };
+    mod = (await importModule(url)) as { default?: unknown; metric?: unknown };
   } catch (err) {
     throw new UserError(`${file}: cannot load the metric module (${(err as Error).message})`, file);
   }

@@ -1,36 +1,15 @@
 // The gate stage: every configured rule yields pass/warn/fail with its numbers; errors fail closed.
+// Rules read metric records by key (src/gate/rules.ts); a rule whose metric is missing fails.
 import type { GateLimits, Limit } from "../config/schema.js";
+import type { MetricRecord, MetricUnit } from "../tasks/types.js";
+import { GATE_RULES, observe, recordOf, ruleDirection, SLOWER_THAN_FLOAT, type RuleDef, type TaskRule } from "./rules.js";
 
 export type RuleStatus = "pass" | "warn" | "fail";
 export type Verdict = "pass" | "fail";
-
-/** The numbers the rules read; undefined where the task or a stage did not produce them. */
-export interface GateMetrics {
-  readonly accuracyFloat?: number;
-  readonly accuracyQuantized?: number;
-  readonly perplexityFloat?: number;
-  readonly perplexityQuantized?: number;
-  readonly klMean?: number;
-  readonly klP99?: number;
-  readonly top1Agreement?: number;
-  readonly modelSizeBytesFloat?: number;
-  readonly modelSizeBytes?: number;
-  readonly bitsPerWeight?: number;
-  readonly peakMemoryBytesFloat?: number;
-  readonly peakMemoryBytes?: number;
-  readonly latencyP50MsFloat?: number;
-  readonly latencyP50Ms?: number;
-  readonly latencyP95MsFloat?: number;
-  readonly latencyP95Ms?: number;
-  /** Sum over the model's layer shapes and the recipe's formats of our kernels' GEMV time (M = 1). */
-  readonly kernelGemvMsFloat?: number;
-  readonly kernelGemvMs?: number;
-}
-
-export type Unit = "points" | "%" | "nats" | "bytes" | "bits" | "ms" | "ratio";
+export type Unit = MetricUnit;
 
 export interface RuleResult {
-  /** The config key, e.g. "max_kl_mean". */
+  /** The config key, e.g. "max_kl_mean", "regression.max_accuracy_drop", "outputs.logits.min_cosine". */
   readonly rule: string;
   readonly label: string;
   readonly unit: Unit;
@@ -40,6 +19,8 @@ export interface RuleResult {
   readonly limit: Limit;
   readonly status: RuleStatus;
   readonly message: string;
+  /** The metric record the rule read. */
+  readonly metric?: string;
 }
 
 export interface GateResult {
@@ -49,55 +30,27 @@ export interface GateResult {
   readonly errors: string[];
 }
 
-interface RuleDef {
-  readonly label: string;
-  readonly unit: Unit;
-  readonly direction: "max" | "min";
-  readonly observe: (m: GateMetrics) => number | undefined;
-}
-
-const defined = (...xs: (number | undefined)[]): boolean => xs.every((x) => x !== undefined && Number.isFinite(x));
-
-export const RULES: Record<Exclude<keyof GateLimits, "forbid_slower_than_float">, RuleDef> = {
-  max_accuracy_drop: {
-    label: "Accuracy drop",
-    unit: "points",
-    direction: "max",
-    observe: (m) => (defined(m.accuracyFloat, m.accuracyQuantized) ? (m.accuracyFloat! - m.accuracyQuantized!) * 100 : undefined),
-  },
-  max_accuracy_drop_pct: {
-    label: "Accuracy drop (relative)",
-    unit: "%",
-    direction: "max",
-    observe: (m) =>
-      defined(m.accuracyFloat, m.accuracyQuantized) && m.accuracyFloat! > 0 ? ((m.accuracyFloat! - m.accuracyQuantized!) / m.accuracyFloat!) * 100 : undefined,
-  },
-  max_perplexity_increase_pct: {
-    label: "Perplexity increase",
-    unit: "%",
-    direction: "max",
-    observe: (m) => (defined(m.perplexityFloat, m.perplexityQuantized) ? (m.perplexityQuantized! / m.perplexityFloat! - 1) * 100 : undefined),
-  },
-  max_kl_mean: { label: "KL divergence (mean)", unit: "nats", direction: "max", observe: (m) => m.klMean },
-  max_kl_p99: { label: "KL divergence (p99)", unit: "nats", direction: "max", observe: (m) => m.klP99 },
-  min_top1_agreement: { label: "Top-1 agreement", unit: "ratio", direction: "min", observe: (m) => m.top1Agreement },
-  max_model_size: { label: "Model size", unit: "bytes", direction: "max", observe: (m) => m.modelSizeBytes },
-  max_bits_per_weight: { label: "Bits per weight", unit: "bits", direction: "max", observe: (m) => m.bitsPerWeight },
-  max_peak_memory: { label: "Peak memory", unit: "bytes", direction: "max", observe: (m) => m.peakMemoryBytes },
-  max_latency_p50_ms: { label: "Latency p50", unit: "ms", direction: "max", observe: (m) => m.latencyP50Ms },
-  max_latency_p95_ms: { label: "Latency p95", unit: "ms", direction: "max", observe: (m) => m.latencyP95Ms },
-  max_kernel_gemv_ms: { label: "Kernel GEMV time (all layers, M=1)", unit: "ms", direction: "max", observe: (m) => m.kernelGemvMs },
-};
-
 /** Direction-aware: true when `value` is within `limit`. */
 export function within(direction: "max" | "min", value: number, limit: number): boolean {
   return direction === "max" ? value <= limit : value >= limit;
 }
 
-export function evaluateRule(rule: string, def: RuleDef, limit: Limit, observed: number | undefined): RuleResult {
-  const base = { rule, label: def.label, unit: def.unit, direction: def.direction, observed, limit };
+export interface RuleSpec {
+  readonly label: string;
+  readonly unit: Unit;
+  readonly direction: "max" | "min";
+  readonly metric?: string;
+}
+
+export function evaluateRule(rule: string, def: RuleSpec, limit: Limit, observed: number | undefined, why?: string): RuleResult {
+  const base = { rule, label: def.label, unit: def.unit, direction: def.direction, observed, limit, ...(def.metric ? { metric: def.metric } : {}) };
   if (observed === undefined || !Number.isFinite(observed)) {
-    return { ...base, status: "fail", message: `${rule}: no measurement to check (the task or an earlier stage did not produce it)` };
+    return {
+      ...base,
+      observed: undefined,
+      status: "fail",
+      message: `${rule}: no measurement to check (${why ?? "the task or an earlier stage did not produce it"})`,
+    };
   }
   const word = def.direction === "max" ? "at most" : "at least";
   if (limit.fail !== undefined && !within(def.direction, observed, limit.fail)) {
@@ -114,9 +67,10 @@ export function evaluateRule(rule: string, def: RuleDef, limit: Limit, observed:
 }
 
 export function fmt(value: number, unit: Unit): string {
+  if (!Number.isFinite(value)) return String(value);
   switch (unit) {
     case "bytes":
-      return value >= 1024 * 1024 ? `${(value / 1024 / 1024).toFixed(2)} MiB` : `${(value / 1024).toFixed(1)} KiB`;
+      return Math.abs(value) >= 1024 * 1024 ? `${(value / 1024 / 1024).toFixed(2)} MiB` : `${(value / 1024).toFixed(1)} KiB`;
     case "ms":
       return `${value.toFixed(3)} ms`;
     case "%":
@@ -129,29 +83,50 @@ export function fmt(value: number, unit: Unit): string {
       return value.toPrecision(4);
     case "ratio":
       return value.toFixed(4);
+    case "perplexity":
+      return value.toFixed(3);
+    case "tokens/s":
+      return `${value.toFixed(1)} tok/s`;
+    case "count":
+      return String(Math.round(value));
+    case "value":
+      return Math.abs(value) >= 1e4 || (value !== 0 && Math.abs(value) < 1e-3) ? value.toExponential(3) : value.toPrecision(4);
   }
 }
 
-/** @param extraRules rules evaluated elsewhere (the fidelity task's per-output limits), judged with the rest. */
-export function evaluateGate(limits: GateLimits, metrics: GateMetrics, errors: readonly string[] = [], extraRules: readonly RuleResult[] = []): GateResult {
+/** Judges one rule definition against the records: the metric's quantized value against its float value. */
+export function judgeRule(def: RuleDef | TaskRule, limit: Limit, records: readonly MetricRecord[]): RuleResult {
+  const key = "key" in def ? def.key : def.rule;
+  const spec = { label: def.label, unit: def.unit, direction: ruleDirection(def.kind), metric: def.metric };
+  const record = recordOf(records, def.metric);
+  if (!record) return evaluateRule(key, spec, limit, undefined, `no "${def.metric}" metric was produced by the task or the measure stage`);
+  const observed = observe(def.kind, record.quantized, record.float);
+  const why =
+    observe(def.kind, record.quantized, 0) !== undefined && record.float === undefined
+      ? `"${def.metric}" has no float value to compare with (for example: no labels)`
+      : `"${def.metric}" is not a finite number`;
+  return evaluateRule(key, spec, limit, observed, why);
+}
+
+/**
+ * Every configured gate rule, the task's own rules, and `forbid_slower_than_float`, over the metric records.
+ * A rule whose metric is missing fails closed.
+ */
+export function evaluateGate(
+  limits: GateLimits,
+  records: readonly MetricRecord[],
+  errors: readonly string[] = [],
+  taskRules: readonly TaskRule[] = [],
+): GateResult {
   const rules: RuleResult[] = [];
-  for (const [rule, def] of Object.entries(RULES)) {
-    const limit = limits[rule as keyof typeof RULES];
-    if (!limit) continue;
-    rules.push(evaluateRule(rule, def, limit, def.observe(metrics)));
+  const configured = limits as unknown as Record<string, Limit | boolean | undefined>;
+  for (const def of GATE_RULES) {
+    const limit = configured[def.key];
+    if (!limit || typeof limit !== "object") continue;
+    rules.push(judgeRule(def, limit, records));
   }
-  if (limits.forbid_slower_than_float) {
-    const slower = defined(metrics.latencyP50Ms, metrics.latencyP50MsFloat) ? metrics.latencyP50Ms! / metrics.latencyP50MsFloat! : undefined;
-    rules.push(
-      evaluateRule(
-        "forbid_slower_than_float",
-        { label: "Latency vs float (p50 ratio)", unit: "ratio", direction: "max", observe: () => slower },
-        { warn: undefined, fail: 1 },
-        slower,
-      ),
-    );
-  }
-  rules.push(...extraRules);
+  if (limits.forbid_slower_than_float) rules.push(judgeRule(SLOWER_THAN_FLOAT, { warn: undefined, fail: 1 }, records));
+  for (const r of taskRules) rules.push(judgeRule(r, r.limit, records));
   const failed = errors.length > 0 || rules.some((r) => r.status === "fail");
   return { verdict: failed ? "fail" : "pass", rules, errors: [...errors] };
 }

@@ -2,8 +2,10 @@
 // per-layer changes against the base, cache hits, release mode and links to the run and the artifact.
 import { fmt, type RuleResult } from "../gate/index.js";
 import type { Comparison, RegressionResult } from "../history/regression.js";
+import { safeUrl } from "../dashboard/render.js";
 import { renderMarkdown } from "../report/markdown.js";
 import type { Report } from "../report/types.js";
+import { escapeMarkdown as esc } from "../util/escape.js";
 
 export interface CiSection {
   readonly mode: "check" | "release";
@@ -33,64 +35,90 @@ function change(c: Comparison): string {
   const body = c.changeUnit === "%" ? `${sign}${c.change.toFixed(2)}%` : `${sign}${fmt(c.change, c.changeUnit)}`;
   const f = (x: number): string => (c.changeUnit === "%" ? `${x.toFixed(2)}%` : fmt(x, c.changeUnit));
   const ci = c.interval ? `${Math.round(c.interval.level * 100)}% CI [${f(c.interval.lo)}, ${f(c.interval.hi)}]` : undefined;
-  const sub = [ci, c.note].filter(Boolean).join("; ");
+  const sub = [ci, c.note].filter(Boolean).map((x) => esc(x!)).join("; ");
   return sub ? `${body}<br><sub>${sub}</sub>` : body;
 }
 
-export function renderCiMarkdown(ci: CiSection, rules: readonly RuleResult[]): string {
+/** The base-branch deltas, placed right after the verdict: ruled metrics and every metric that changed. */
+export function renderBaseSection(ci: CiSection, rules: readonly RuleResult[]): string {
   const out: string[] = [];
   const byRule = new Map(rules.map((r) => [r.rule, r]));
   if (ci.mode === "release") {
-    out.push(`**Release mode**: the stricter limits of the \`release:\` block apply${ci.releaseRecord ? `; pass/fail record \`${ci.releaseRecord}\`` : ""}.`);
+    out.push(`**Release mode**: the stricter limits of the \`release:\` block apply${ci.releaseRecord ? `; pass/fail record \`${esc(ci.releaseRecord)}\`` : ""}.`);
     out.push("");
   }
   const reg = ci.regression;
   if (reg) {
     const sha = reg.base.commit.slice(0, 7);
-    const base = reg.base.runUrl ? `[${sha}](${reg.base.runUrl})` : `\`${sha}\``;
-    out.push(`### Against the base branch \`${ci.baseBranch ?? reg.base.branch ?? "?"}\` (${base})`);
+    const url = safeUrl(reg.base.runUrl);
+    const base = url ? `[${esc(sha)}](${url})` : `\`${esc(sha)}\``;
+    const shown = reg.comparisons.filter((c) => c.rule || (c.change !== undefined && c.change !== 0) || c.base === undefined || c.current === undefined);
+    const unchanged = reg.comparisons.length - shown.length;
+    out.push(`### Against the base branch \`${esc(ci.baseBranch ?? reg.base.branch ?? "?")}\` (${base})`);
     out.push("");
     out.push("| Metric | Base | This run | Change | Rule | Status |");
     out.push("| --- | ---: | ---: | ---: | --- | --- |");
-    for (const c of reg.comparisons) {
+    for (const c of shown) {
       if (c.base === undefined && c.current === undefined) continue;
       const rule = c.rule ? byRule.get(c.rule) : undefined;
-      const limit = rule?.limit.fail !== undefined ? `≤ ${fmt(rule.limit.fail, rule.unit)} (\`${rule.rule}\`)` : rule ? `\`${rule.rule}\`` : "—";
-      out.push(`| ${c.metric} | ${show(c.base, c)} | ${show(c.current, c)} | ${change(c)} | ${limit} | ${rule ? ICON[rule.status] : ""} |`);
+      const limit = rule?.limit.fail !== undefined ? `≤ ${fmt(rule.limit.fail, rule.unit)} (\`${esc(rule.rule)}\`)` : rule ? `\`${esc(rule.rule)}\`` : "—";
+      out.push(`| ${esc(c.label)} | ${show(c.base, c)} | ${show(c.current, c)} | ${change(c)} | ${limit} | ${rule ? ICON[rule.status] : ""} |`);
     }
-    for (const n of reg.notes) out.push(`\n> ℹ️ ${n}`);
-    if (reg.layers.length > 0) {
-      out.push("");
-      out.push(`### Per-layer precision changes against \`${sha}\` (${reg.layers.length})`);
-      out.push("");
-      out.push("| Weight | Change | Base | This run |");
-      out.push("| --- | --- | --- | --- |");
-      const d = (l?: { format: string; blockSize: number; form: string; bitsPerWeight: number }): string =>
-        l ? `${l.format} b${l.blockSize} (${l.form}), ${l.bitsPerWeight.toFixed(3)} bpw` : "—";
-      for (const l of reg.layers.slice(0, 50))
-        out.push(`| \`${l.name}\` | ${l.change}${l.fields.length ? `: ${l.fields.join(", ")}` : ""} | ${d(l.before)} | ${d(l.after)} |`);
-      if (reg.layers.length > 50) out.push(`| … ${reg.layers.length - 50} more | | | |`);
-    }
-    out.push("");
+    if (unchanged > 0) out.push(`\n${unchanged} other metric(s) unchanged.`);
+    for (const n of reg.notes) out.push(`\n> ℹ️ ${esc(n)}`);
   } else if (ci.baseMissing) {
     out.push(`> ℹ️ Base-branch comparison skipped: ${ci.baseMissing}`);
-    out.push("");
   }
-  const links: string[] = [];
-  if (ci.runUrl) links.push(`[Workflow run](${ci.runUrl})`);
-  if (ci.artifact)
-    links.push(ci.artifact.url ? `[Artifact \`${ci.artifact.name}\`](${ci.artifact.url})` : `Artifact \`${ci.artifact.name}\` (${ci.artifact.files} files)`);
-  if (ci.artifactNote) links.push(ci.artifactNote);
-  if (ci.cacheLine) links.push(ci.cacheLine);
-  if (ci.historyNote) links.push(ci.historyNote);
-  if (links.length > 0) out.push(links.join(" · "));
   return out.length ? out.join("\n") + "\n" : "";
 }
 
-/** The one body: the report's markdown, then the CI sections. */
+/** Per-layer precision changes against the base, folded with the other details. */
+function layerSection(ci: CiSection): string | undefined {
+  const reg = ci.regression;
+  if (!reg || reg.layers.length === 0) return undefined;
+  const sha = reg.base.commit.slice(0, 7);
+  const d = (l?: { format: string; blockSize: number; form: string; bitsPerWeight: number }): string =>
+    l ? esc(`${l.format} b${l.blockSize} (${l.form}), ${l.bitsPerWeight.toFixed(3)} bpw`) : "—";
+  const rows = reg.layers
+    .slice(0, 50)
+    .map((l) => `| \`${esc(l.name)}\` | ${l.change}${l.fields.length ? `: ${esc(l.fields.join(", "))}` : ""} | ${d(l.before)} | ${d(l.after)} |`);
+  if (reg.layers.length > 50) rows.push(`| … ${reg.layers.length - 50} more | | | |`);
+  return [
+    `<details><summary>Per-layer precision changes against ${esc(sha)} (${reg.layers.length})</summary>`,
+    "",
+    "| Weight | Change | Base | This run |",
+    "| --- | --- | --- | --- |",
+    ...rows,
+    "",
+    "</details>",
+  ].join("\n");
+}
+
+function footerLines(ci: CiSection): string[] {
+  const links: string[] = [];
+  const run = safeUrl(ci.runUrl);
+  if (run) links.push(`[Workflow run](${run})`);
+  const art = safeUrl(ci.artifact?.url);
+  if (ci.artifact) links.push(art ? `[Artifact \`${esc(ci.artifact.name)}\`](${art})` : `Artifact \`${esc(ci.artifact.name)}\` (${ci.artifact.files} files)`);
+  if (ci.artifactNote) links.push(ci.artifactNote);
+  if (ci.cacheLine) links.push(ci.cacheLine);
+  if (ci.historyNote) links.push(ci.historyNote);
+  return links;
+}
+
+/** The CI sections alone (base deltas, per-layer changes, links), as they read outside the body. */
+export function renderCiMarkdown(ci: CiSection, rules: readonly RuleResult[]): string {
+  const parts = [renderBaseSection(ci, rules), layerSection(ci), footerLines(ci).join(" · ")].filter((x) => x);
+  return parts.length ? parts.join("\n") + "\n" : "";
+}
+
+/** The one body: verdict, base-branch deltas, the metric table, then details and links. */
 export function renderBody(report: CiReport): string {
-  const main = renderMarkdown(report);
-  if (!report.ci) return main;
-  const extra = renderCiMarkdown(report.ci, report.gate.rules);
-  return extra ? `${main}\n${extra}` : main;
+  if (!report.ci) return renderMarkdown(report);
+  const layers = layerSection(report.ci);
+  return renderMarkdown(report, {
+    base: renderBaseSection(report.ci, report.gate.rules),
+    details: layers ? [layers] : [],
+    footer: footerLines(report.ci),
+  });
 }

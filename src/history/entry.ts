@@ -1,8 +1,14 @@
-// A history entry: the trimmed result of one run (metrics, limits, per-layer precision), one line of the dashboard.
+// A history entry: the trimmed result of one run (metric records, limits, per-layer precision), one line of the
+// dashboard. Metrics are keyed by metric key; each keeps what the base-branch regression rules need.
 import type { Limit } from "../config/schema.js";
+import { REGRESSION_RULES } from "../gate/rules.js";
 import type { Report } from "../report/types.js";
+import type { MetricRecord, MetricUnit } from "../tasks/types.js";
 
 export const HISTORY_SCHEMA = "quantgate.history/v1";
+
+/** Per-sample lists longer than this are not stored (count and standard deviation still are). */
+export const MAX_STORED_SAMPLES = 4096;
 
 export interface HistoryLayer {
   readonly format: string;
@@ -13,26 +19,25 @@ export interface HistoryLayer {
   readonly relativeError: number;
 }
 
-export interface HistoryMetrics {
-  readonly accuracyFloat?: number;
-  readonly accuracyQuantized?: number;
-  readonly perplexityFloat?: number;
-  readonly perplexityQuantized?: number;
-  readonly klMean?: number;
-  readonly klP99?: number;
-  readonly top1Agreement?: number;
-  readonly sizeBytesFloat?: number;
-  readonly sizeBytes?: number;
-  readonly bitsPerWeight?: number;
-  readonly peakMemoryBytes?: number;
-  readonly peakMemoryBytesFloat?: number;
-  readonly latencyP50Ms?: number;
-  readonly latencyP95Ms?: number;
-  readonly latencyP50MsFloat?: number;
-  readonly latencyP95MsFloat?: number;
-  /** Evaluation samples (classification) or tokens (language modelling). */
-  readonly samples?: number;
+export interface HistoryMetric {
+  readonly label: string;
+  readonly unit: MetricUnit;
+  readonly direction: "higher" | "lower";
+  readonly float?: number;
+  readonly quantized: number;
+  /** Of a mean over samples: how many, and their standard deviation (unpaired intervals). */
+  readonly n?: number;
+  readonly sd?: number;
+  /**
+   * The quantized model's per-sample values (paired bootstrap against a base run on the same data), for metrics
+   * a regression rule reads: a '0'/'1' string when every value is 0 or 1, else numbers (5 significant digits).
+   */
+  readonly perSample?: string | readonly number[];
+  /** Raw measurements whose median is the value (latency runs), quantized and float. */
+  readonly raw?: { readonly quantized: readonly number[]; readonly float?: readonly number[] };
 }
+
+export type HistoryMetrics = Readonly<Record<string, HistoryMetric>>;
 
 export interface HistoryEntry {
   readonly schema: typeof HISTORY_SCHEMA;
@@ -50,11 +55,9 @@ export interface HistoryEntry {
   readonly cpu: string;
   readonly hashes: { readonly model: string; readonly recipe: string; readonly data: string };
   readonly recipe: { readonly format: string; readonly blockSize: number; readonly algorithm: string };
+  /** Evaluated samples (the task's own count). */
+  readonly samples?: number;
   readonly metrics: HistoryMetrics;
-  /** Raw latency samples, when the report kept them (noise-aware regression needs them). */
-  readonly latencySamplesMs?: { readonly quantized?: readonly number[]; readonly float?: readonly number[] };
-  /** Per-sample correctness of the quantized model as a '0'/'1' string (paired bootstrap). */
-  readonly quantizedCorrect?: string;
   /** Gate limits by rule, for the dashboard's limit lines. */
   readonly limits: Readonly<Record<string, Limit>>;
   readonly rules: readonly { readonly rule: string; readonly status: string }[];
@@ -77,29 +80,51 @@ export interface RunMeta {
   readonly message?: string;
 }
 
-const finite = (x: unknown): number | undefined => (typeof x === "number" && Number.isFinite(x) ? x : undefined);
-const round = (x: number | undefined, digits = 6): number | undefined => (x === undefined ? undefined : Number(x.toPrecision(digits)));
+const round = (x: number, digits = 6): number => Number(x.toPrecision(digits));
+const finite = (x: unknown): x is number => typeof x === "number" && Number.isFinite(x);
 
-/** Raw latency samples, under whichever name the measurement keeps them. */
-export function latencySamplesOf(run: unknown): number[] | undefined {
-  const r = (run ?? {}) as { latenciesMs?: unknown; samplesMs?: unknown };
-  const samples = Array.isArray(r.latenciesMs) ? r.latenciesMs : Array.isArray(r.samplesMs) ? r.samplesMs : undefined;
-  const clean = samples?.filter((x): x is number => typeof x === "number" && Number.isFinite(x));
-  return clean && clean.length > 0 ? clean.map((x) => round(x, 5)!) : undefined;
+/** Metric keys some regression rule reads: their per-sample values are kept. */
+const REGRESSION_METRICS: ReadonlySet<string> = new Set(REGRESSION_RULES.map((r) => r.metric));
+
+function compactSamples(values: readonly number[]): string | number[] | undefined {
+  if (values.length === 0 || values.length > MAX_STORED_SAMPLES || !values.every(finite)) return undefined;
+  if (values.every((v) => v === 0 || v === 1)) return values.map((v) => (v === 1 ? "1" : "0")).join("");
+  return values.map((v) => round(v, 5));
 }
 
-/** Per-sample correctness of the quantized model, when the evaluation kept it. */
-export function correctnessOf(evaluation: unknown): string | undefined {
-  const e = (evaluation ?? {}) as { quantizedCorrect?: unknown; perSample?: { quantizedCorrect?: unknown } };
-  const v = e.quantizedCorrect ?? e.perSample?.quantizedCorrect;
-  if (!Array.isArray(v) || v.length === 0) return undefined;
-  return v.map((x) => (x === true || x === 1 ? "1" : "0")).join("");
+/** A stored per-sample list as numbers. */
+export function samplesOf(stored: string | readonly number[] | undefined): number[] | undefined {
+  if (stored === undefined) return undefined;
+  return typeof stored === "string" ? Array.from(stored, (c) => (c === "1" ? 1 : 0)) : [...stored];
+}
+
+export function historyMetric(r: MetricRecord): HistoryMetric | undefined {
+  if (!finite(r.quantized)) return undefined;
+  const q = r.perSample?.quantized;
+  let stats: { n: number; sd: number } | undefined;
+  if (q && q.length > 0) {
+    const m = q.reduce((a, b) => a + b, 0) / q.length;
+    const v = q.reduce((a, b) => a + (b - m) * (b - m), 0) / Math.max(1, q.length - 1);
+    stats = { n: q.length, sd: round(Math.sqrt(v)) };
+  }
+  const perSample = q && REGRESSION_METRICS.has(r.key) ? compactSamples(q) : undefined;
+  const clean = (xs: readonly number[] | undefined): number[] | undefined =>
+    xs && xs.length > 0 && xs.length <= MAX_STORED_SAMPLES ? xs.filter(finite).map((x) => round(x, 5)) : undefined;
+  const rawQ = clean(r.raw?.quantized);
+  const rawF = clean(r.raw?.float);
+  return {
+    label: r.label,
+    unit: r.unit,
+    direction: r.direction,
+    ...(finite(r.float) ? { float: round(r.float) } : {}),
+    quantized: round(r.quantized),
+    ...(stats ?? {}),
+    ...(perSample !== undefined ? { perSample } : {}),
+    ...(rawQ ? { raw: { quantized: rawQ, ...(rawF ? { float: rawF } : {}) } } : {}),
+  };
 }
 
 export function toHistoryEntry(report: Report, meta: RunMeta, limits: Readonly<Record<string, Limit>>): HistoryEntry {
-  const e = report.evaluation;
-  const qRun = report.quantized?.run;
-  const fRun = report.float.run;
   const layers: Record<string, HistoryLayer> = {};
   for (const l of report.weights.quantized) {
     layers[l.name] = {
@@ -107,32 +132,16 @@ export function toHistoryEntry(report: Report, meta: RunMeta, limits: Readonly<R
       bits: l.bits,
       blockSize: l.blockSize,
       form: l.form,
-      bitsPerWeight: round(l.bitsPerWeight)!,
-      relativeError: round(l.relativeError, 4)!,
+      bitsPerWeight: round(l.bitsPerWeight),
+      relativeError: round(l.relativeError, 4),
     };
   }
-  const metrics: HistoryMetrics = {
-    ...(e?.task === "language-modeling"
-      ? { perplexityFloat: round(e.perplexityFloat), perplexityQuantized: round(e.perplexityQuantized), samples: e.tokens }
-      : e?.task === "classification"
-        ? { accuracyFloat: round(finite(e.accuracyFloat)), accuracyQuantized: round(finite(e.accuracyQuantized)), samples: e.samples }
-        : {}),
-    klMean: round(finite(e?.kl.mean)),
-    klP99: round(finite(e?.kl.p99)),
-    top1Agreement: round(finite(e?.top1Agreement)),
-    sizeBytesFloat: finite(report.float.sizeBytes),
-    sizeBytes: finite(report.quantized?.sizeBytes),
-    bitsPerWeight: round(finite(report.storage?.bitsPerWeight)),
-    peakMemoryBytes: finite(qRun?.peakRssBytes),
-    peakMemoryBytesFloat: finite(fRun?.peakRssBytes),
-    latencyP50Ms: round(finite(qRun?.latency.p50Ms)),
-    latencyP95Ms: round(finite(qRun?.latency.p95Ms)),
-    latencyP50MsFloat: round(finite(fRun?.latency.p50Ms)),
-    latencyP95MsFloat: round(finite(fRun?.latency.p95Ms)),
-  };
-  const qSamples = latencySamplesOf(qRun);
-  const fSamples = latencySamplesOf(fRun);
-  const correct = correctnessOf(e);
+  const metrics: Record<string, HistoryMetric> = {};
+  for (const r of report.metrics ?? []) {
+    const m = historyMetric(r);
+    if (m) metrics[r.key] = m;
+  }
+  const samples = report.evaluation?.samples.evaluated;
   return {
     schema: HISTORY_SCHEMA,
     config: meta.config,
@@ -143,7 +152,7 @@ export function toHistoryEntry(report: Report, meta: RunMeta, limits: Readonly<R
     ...(meta.message ? { message: meta.message } : {}),
     createdAt: report.createdAt,
     verdict: report.verdict,
-    task: e?.task,
+    ...(report.evaluation?.task ? { task: report.evaluation.task } : {}),
     tool: report.tool.version,
     onnxruntime: report.runtime.onnxruntime,
     cpu: report.runtime.cpu,
@@ -156,13 +165,55 @@ export function toHistoryEntry(report: Report, meta: RunMeta, limits: Readonly<R
         .join(","),
     },
     recipe: { format: report.recipe.format, blockSize: report.recipe.block_size, algorithm: report.recipe.algorithm },
-    metrics: JSON.parse(JSON.stringify(metrics)) as HistoryMetrics,
-    ...(qSamples || fSamples ? { latencySamplesMs: { quantized: qSamples, float: fSamples } } : {}),
-    ...(correct ? { quantizedCorrect: correct } : {}),
+    ...(samples !== undefined ? { samples } : {}),
+    metrics,
     limits,
     rules: report.gate.rules.map((r) => ({ rule: r.rule, status: r.status })),
     layers,
   };
+}
+
+/** Entries written before metrics were keyed by metric key: flat fields mapped onto keyed metrics. */
+const LEGACY: readonly [string, string | undefined, string, string, MetricUnit, "higher" | "lower"][] = [
+  ["accuracy", "accuracyFloat", "accuracyQuantized", "Accuracy", "ratio", "higher"],
+  ["perplexity", "perplexityFloat", "perplexityQuantized", "Perplexity", "perplexity", "lower"],
+  ["kl_mean", undefined, "klMean", "KL divergence (mean)", "nats", "lower"],
+  ["kl_p99", undefined, "klP99", "KL divergence (p99)", "nats", "lower"],
+  ["top1_agreement", undefined, "top1Agreement", "Top-1 agreement", "ratio", "higher"],
+  ["model_size", "sizeBytesFloat", "sizeBytes", "Model size", "bytes", "lower"],
+  ["bits_per_weight", undefined, "bitsPerWeight", "Bits per weight", "bits", "lower"],
+  ["peak_memory", "peakMemoryBytesFloat", "peakMemoryBytes", "Peak memory (RSS)", "bytes", "lower"],
+  ["latency_p50", "latencyP50MsFloat", "latencyP50Ms", "Latency p50", "ms", "lower"],
+  ["latency_p95", "latencyP95MsFloat", "latencyP95Ms", "Latency p95", "ms", "lower"],
+];
+
+/** Reads an entry of either layout into the keyed one. */
+export function normalizeEntry(entry: HistoryEntry): HistoryEntry {
+  const flat = entry.metrics as unknown as Record<string, unknown>;
+  if (Object.values(flat).every((v) => typeof v === "object" && v !== null)) return entry;
+  const old = entry as unknown as { latencySamplesMs?: { quantized?: number[]; float?: number[] }; quantizedCorrect?: string };
+  const metrics: Record<string, HistoryMetric> = {};
+  for (const [key, f, q, label, unit, direction] of LEGACY) {
+    const value = flat[q];
+    if (!finite(value)) continue;
+    const fv = f ? flat[f] : undefined;
+    metrics[key] = {
+      label,
+      unit,
+      direction,
+      ...(finite(fv) ? { float: fv } : {}),
+      quantized: value,
+      ...(key === "accuracy" && old.quantizedCorrect ? { perSample: old.quantizedCorrect, n: old.quantizedCorrect.length } : {}),
+      ...(key === "accuracy" && !old.quantizedCorrect && finite(flat.samples) ? { n: flat.samples, sd: Math.sqrt(value * (1 - value)) } : {}),
+      ...(key === "latency_p50" && old.latencySamplesMs?.quantized?.length
+        ? { raw: { quantized: old.latencySamplesMs.quantized, ...(old.latencySamplesMs.float?.length ? { float: old.latencySamplesMs.float } : {}) } }
+        : {}),
+    };
+  }
+  const rest = { ...entry } as Record<string, unknown>;
+  delete rest.latencySamplesMs;
+  delete rest.quantizedCorrect;
+  return { ...(rest as unknown as HistoryEntry), ...(finite(flat.samples) ? { samples: flat.samples } : {}), metrics };
 }
 
 /** Appends and keeps the newest `maxEntries`; a re-run of the same commit and run replaces its entry. */
@@ -175,7 +226,7 @@ export function appendEntry(file: HistoryFile | undefined, entry: HistoryEntry, 
 /** The newest entry of a branch (history is appended in time order). */
 export function latestOf(file: HistoryFile | undefined, branch: string): HistoryEntry | undefined {
   const entries = file?.entries ?? [];
-  for (let i = entries.length - 1; i >= 0; i--) if (entries[i]!.branch === branch) return entries[i];
+  for (let i = entries.length - 1; i >= 0; i--) if (entries[i]!.branch === branch) return normalizeEntry(entries[i]!);
   return undefined;
 }
 
@@ -188,7 +239,7 @@ export function parseHistoryFile(text: string, where: string): HistoryFile {
   }
   const f = data as Partial<HistoryFile>;
   if (f.schema !== HISTORY_SCHEMA || !Array.isArray(f.entries)) throw new Error(`${where}: not a ${HISTORY_SCHEMA} file`);
-  return f as HistoryFile;
+  return { ...(f as HistoryFile), entries: f.entries.map(normalizeEntry) };
 }
 
 export const serializeHistory = (file: HistoryFile): string => JSON.stringify(file, null, 1) + "\n";

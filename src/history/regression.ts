@@ -1,16 +1,20 @@
-// Regression rules against the base branch's latest history entry: point rules for accuracy, KL and size,
-// noise-aware latency (fails only when the bootstrap interval clears the limit), per-layer precision changes.
+// Regression rules against the base branch's latest history entry, from the rule registry: point rules with
+// paired-bootstrap intervals where per-sample values were kept, noise-aware rules for latency (fail only when
+// the bootstrap interval clears the limit), the change of every metric, and per-layer precision changes.
 import type { Limit, RegressionSettings } from "../config/schema.js";
 import { evaluateRule, fmt, within, type RuleResult, type Unit } from "../gate/index.js";
-import type { HistoryEntry, HistoryLayer } from "./entry.js";
-import { latencyIncreaseInterval, pairedAccuracyDropInterval, unpairedAccuracyDropInterval, type Interval } from "./stats.js";
+import { observe, REGRESSION_RULES, ruleDirection, type RuleDef } from "../gate/rules.js";
+import { samplesOf, type HistoryEntry, type HistoryLayer, type HistoryMetric } from "./entry.js";
+import { latencyIncreaseInterval, pairedMeanDiffInterval, unpairedMeanDiffInterval, type Interval } from "./stats.js";
 
 export interface Comparison {
+  /** The metric key. */
   readonly metric: string;
+  readonly label: string;
   readonly unit: Unit;
   readonly base: number | undefined;
   readonly current: number | undefined;
-  /** Change as the rule measures it (points, %, nats). */
+  /** Change as the rule measures it (points, %, nats), or as the unit reads best without a rule. */
   readonly change: number | undefined;
   readonly changeUnit: Unit;
   readonly interval?: Interval;
@@ -34,35 +38,24 @@ export interface RegressionResult {
   readonly notes: string[];
 }
 
-export const REGRESSION_RULES = [
-  "max_accuracy_drop",
-  "max_perplexity_increase_pct",
-  "max_kl_increase",
-  "max_latency_increase_pct",
-  "max_size_increase_pct",
-] as const;
-
-const pct = (cur: number | undefined, base: number | undefined): number | undefined =>
-  cur !== undefined && base !== undefined && base !== 0 ? (cur / base - 1) * 100 : undefined;
-const sub = (a: number | undefined, b: number | undefined): number | undefined => (a !== undefined && b !== undefined ? a - b : undefined);
 const showInterval = (i: Interval, unit: Unit): string => `${Math.round(i.level * 100)}% CI [${fmt(i.lo, unit)}, ${fmt(i.hi, unit)}]`;
-
-function pointRule(id: string, label: string, unit: Unit, limit: Limit | undefined, observed: number | undefined, suffix: string): RuleResult | undefined {
-  if (!limit) return undefined;
-  const r = evaluateRule(`regression.${id}`, { label, unit, direction: "max", observe: () => observed }, limit, observed);
-  return observed === undefined
-    ? { ...r, status: "warn", message: `regression.${id}: the base entry or this run lacks the measurement; not compared` }
-    : { ...r, message: r.message + suffix };
-}
+/** Units whose change reads best as a relative change when no rule says otherwise. */
+const RELATIVE_UNITS: ReadonlySet<Unit> = new Set<Unit>(["bytes", "ms", "perplexity", "tokens/s", "count"]);
 
 /**
  * Latency: fail only when the interval's lower bound is past the fail limit; a point estimate past a
  * limit whose interval still reaches it is a warning ("not significant"). Without raw samples, a warning at most.
  */
 export function latencyRule(limit: Limit, point: number, interval: Interval | undefined, baseSha: string): RuleResult {
-  const id = "regression.max_latency_increase_pct";
-  const label = "Latency p50 increase vs base";
-  const base = { rule: id, label, unit: "%" as Unit, direction: "max" as const, observed: point, limit };
+  const def = (REGRESSION_RULES as readonly RuleDef[]).find((d) => d.key === "max_latency_increase_pct")!;
+  return intervalRule(def, limit, point, interval, baseSha);
+}
+
+/** A noise-aware rule (judge "interval"): see latencyRule. */
+export function intervalRule(def: RuleDef, limit: Limit, point: number, interval: Interval | undefined, baseSha: string): RuleResult {
+  const id = `regression.${def.key}`;
+  const label = def.label;
+  const base = { rule: id, label, unit: def.unit, direction: "max" as const, observed: point, limit, metric: def.metric };
   const failLimit = limit.fail;
   const warnLimit = limit.warn ?? limit.fail;
   const ci = interval ? ` (${showInterval(interval, "%")}, ${interval.method})` : "";
@@ -109,141 +102,121 @@ export function diffLayers(base: Readonly<Record<string, HistoryLayer>>, current
   return out;
 }
 
+/** The change of a metric without a rule: relative for sizes and times, points for ratios, else absolute. */
+function defaultChange(unit: Unit, base: number | undefined, current: number | undefined): { change: number | undefined; changeUnit: Unit } {
+  if (base === undefined || current === undefined) return { change: undefined, changeUnit: unit };
+  if (RELATIVE_UNITS.has(unit)) return { change: observe("increase_pct", current, base), changeUnit: "%" };
+  if (unit === "ratio") return { change: (current - base) * 100, changeUnit: "points" };
+  return { change: current - base, changeUnit: unit };
+}
+
+/** Interval of a difference-kind rule's observed change from per-sample values (paired on the same data) or counts. */
+function meanChangeInterval(def: RuleDef, b: HistoryMetric, c: HistoryMetric, sameData: boolean, settings: RegressionSettings): Interval | undefined {
+  const scale = def.kind === "drop_points" ? -100 : def.kind === "increase_points" ? 100 : def.kind === "increase" ? 1 : undefined;
+  if (scale === undefined) return undefined;
+  const bs = samplesOf(b.perSample);
+  const cs = samplesOf(c.perSample);
+  let diff: Interval | undefined;
+  if (sameData && bs && cs && bs.length === cs.length && bs.length > 1) diff = pairedMeanDiffInterval(bs, cs, settings.confidence, settings.bootstrap_samples);
+  else if (b.n && c.n && b.sd !== undefined && c.sd !== undefined)
+    diff = unpairedMeanDiffInterval({ mean: b.quantized, sd: b.sd, n: b.n }, { mean: c.quantized, sd: c.sd, n: c.n }, settings.confidence);
+  if (!diff) return undefined;
+  const [lo, hi] = scale > 0 ? [diff.lo * scale, diff.hi * scale] : [diff.hi * scale, diff.lo * scale];
+  return { ...diff, lo, hi };
+}
+
+/** A point rule: the change of this run's quantized value against the base's; missing in this run fails closed. */
+function pointRule(def: RuleDef, limit: Limit, b: HistoryMetric | undefined, c: HistoryMetric | undefined, sha: string, interval?: Interval): RuleResult {
+  const id = `regression.${def.key}`;
+  const spec = { label: def.label, unit: def.unit, direction: ruleDirection(def.kind), metric: def.metric };
+  if (!c) return evaluateRule(id, spec, limit, undefined, `this run produced no "${def.metric}" metric`);
+  if (!b) {
+    return {
+      ...evaluateRule(id, spec, limit, undefined),
+      status: "warn",
+      message: `${id}: the base entry ${sha} has no "${def.metric}" metric; not compared`,
+    };
+  }
+  const observed = observe(def.kind, c.quantized, b.quantized);
+  const r = evaluateRule(id, spec, limit, observed, `"${def.metric}" cannot be compared with the base (${b.quantized} → ${c.quantized})`);
+  return observed === undefined ? r : { ...r, message: `${r.message} against ${sha}${interval ? ` (${showInterval(interval, def.unit)}, ${interval.method})` : ""}` };
+}
+
 export function evaluateRegression(current: HistoryEntry, base: HistoryEntry, settings: RegressionSettings): RegressionResult {
   const rules: RuleResult[] = [];
-  const comparisons: Comparison[] = [];
   const notes: string[] = [];
   const sha = base.commit.slice(0, 7);
-  const suffix = ` against ${sha}`;
   const c = current.metrics;
   const b = base.metrics;
-  const push = (r: RuleResult | undefined): void => {
-    if (r) rules.push(r);
-  };
+  const sameData = base.hashes.data === current.hashes.data;
+  const byMetric = new Map<string, Comparison>();
+  const configured = settings as unknown as Record<string, Limit | undefined>;
+  const relative = settings.latency_relative_to_float && base.hashes.model === current.hashes.model;
 
-  if (c.accuracyQuantized !== undefined || b.accuracyQuantized !== undefined) {
-    const diff = sub(b.accuracyQuantized, c.accuracyQuantized);
-    const drop = diff === undefined ? undefined : diff * 100;
+  for (const def of REGRESSION_RULES as readonly RuleDef[]) {
+    const limit = configured[def.key];
+    if (!limit || typeof limit !== "object") continue;
+    const cm = c[def.metric];
+    const bm = b[def.metric];
+    let rule: RuleResult;
     let interval: Interval | undefined;
-    if (drop !== undefined) {
-      const sameData = base.hashes.data === current.hashes.data;
-      if (base.quantizedCorrect && current.quantizedCorrect && sameData && base.quantizedCorrect.length === current.quantizedCorrect.length) {
-        interval = pairedAccuracyDropInterval(base.quantizedCorrect, current.quantizedCorrect, settings.confidence, settings.bootstrap_samples);
-      } else if (b.samples && c.samples) {
-        interval = unpairedAccuracyDropInterval(b.accuracyQuantized!, b.samples, c.accuracyQuantized!, c.samples, settings.confidence);
+    let change = cm && bm ? observe(def.kind, cm.quantized, bm.quantized) : undefined;
+    let note: string | undefined;
+    if (def.judge === "interval" && cm && bm) {
+      // Noisy measurements: bootstrap of medians of the raw runs, relative to the float model when it is unchanged.
+      const bq = bm.raw?.quantized;
+      const cq = cm.raw?.quantized;
+      if (bq && cq && bq.length >= 3 && cq.length >= 3) {
+        const r = latencyIncreaseInterval(
+          { quantized: bq, float: relative ? bm.raw?.float : undefined },
+          { quantized: cq, float: relative ? cm.raw?.float : undefined },
+          settings.confidence,
+          settings.bootstrap_samples,
+        );
+        change = r.point;
+        interval = r.interval;
+        note = r.interval.method;
+      } else {
+        const useFloat = relative && cm.float && bm.float;
+        change = useFloat ? observe("increase_pct", cm.quantized / cm.float!, bm.quantized / bm.float!) : observe("increase_pct", cm.quantized, bm.quantized);
+        note = `point estimate${useFloat ? " relative to the float model in the same run" : ""}; raw samples not recorded`;
       }
-      if (!sameData) notes.push(`the evaluation data changed since ${sha}: accuracy is compared across different samples`);
+      rule = change === undefined ? pointRule(def, limit, bm, cm, sha) : intervalRule(def, limit, change, interval, sha);
+    } else {
+      if (cm && bm) {
+        interval = meanChangeInterval(def, bm, cm, sameData, settings);
+        note = interval?.method;
+      }
+      rule = pointRule(def, limit, bm, cm, sha, interval);
     }
-    comparisons.push({
-      metric: "Accuracy (quantized)",
-      unit: "ratio",
-      base: b.accuracyQuantized,
-      current: c.accuracyQuantized,
-      change: drop === undefined ? undefined : -drop,
-      changeUnit: "points",
-      interval: interval ? { ...interval, lo: -interval.hi, hi: -interval.lo } : undefined,
-      rule: settings.max_accuracy_drop ? "regression.max_accuracy_drop" : undefined,
-    });
-    push(
-      pointRule(
-        "max_accuracy_drop",
-        "Accuracy drop vs base",
-        "points",
-        settings.max_accuracy_drop,
-        drop,
-        suffix + (interval ? ` (${showInterval(interval, "points")}, ${interval.method})` : ""),
-      ),
-    );
+    rules.push(rule);
+    if (cm || bm) {
+      byMetric.set(def.metric, {
+        metric: def.metric,
+        label: cm?.label ?? bm?.label ?? def.metric,
+        unit: (cm ?? bm)!.unit,
+        base: bm?.quantized,
+        current: cm?.quantized,
+        change,
+        changeUnit: def.unit,
+        ...(interval ? { interval } : {}),
+        rule: rule.rule,
+        ...(note ? { note } : {}),
+      });
+    }
   }
-  if (c.perplexityQuantized !== undefined || b.perplexityQuantized !== undefined) {
-    const inc = pct(c.perplexityQuantized, b.perplexityQuantized);
-    comparisons.push({
-      metric: "Perplexity (quantized)",
-      unit: "ratio",
-      base: b.perplexityQuantized,
-      current: c.perplexityQuantized,
-      change: inc,
-      changeUnit: "%",
-      rule: settings.max_perplexity_increase_pct ? "regression.max_perplexity_increase_pct" : undefined,
-    });
-    push(pointRule("max_perplexity_increase_pct", "Perplexity increase vs base", "%", settings.max_perplexity_increase_pct, inc, suffix));
-  }
-  const klInc = sub(c.klMean, b.klMean);
-  comparisons.push({
-    metric: "KL divergence (mean)",
-    unit: "nats",
-    base: b.klMean,
-    current: c.klMean,
-    change: klInc,
-    changeUnit: "nats",
-    rule: settings.max_kl_increase ? "regression.max_kl_increase" : undefined,
-  });
-  push(pointRule("max_kl_increase", "KL (mean) increase vs base", "nats", settings.max_kl_increase, klInc, suffix));
+  if (!sameData) notes.push(`the evaluation data changed since ${sha}: metrics are compared across different samples`);
 
-  const sizeInc = pct(c.sizeBytes, b.sizeBytes);
-  comparisons.push({
-    metric: "Model size",
-    unit: "bytes",
-    base: b.sizeBytes,
-    current: c.sizeBytes,
-    change: sizeInc,
-    changeUnit: "%",
-    rule: settings.max_size_increase_pct ? "regression.max_size_increase_pct" : undefined,
-  });
-  push(pointRule("max_size_increase_pct", "Model size increase vs base", "%", settings.max_size_increase_pct, sizeInc, suffix));
-  comparisons.push({
-    metric: "Bits per weight",
-    unit: "bits",
-    base: b.bitsPerWeight,
-    current: c.bitsPerWeight,
-    change: sub(c.bitsPerWeight, b.bitsPerWeight),
-    changeUnit: "bits",
-  });
-  comparisons.push({
-    metric: "Peak memory",
-    unit: "bytes",
-    base: b.peakMemoryBytes,
-    current: c.peakMemoryBytes,
-    change: pct(c.peakMemoryBytes, b.peakMemoryBytes),
-    changeUnit: "%",
-  });
-
-  // Latency: bootstrap over raw samples when both runs kept them, relative to the float model when it is unchanged.
-  const bq = base.latencySamplesMs?.quantized;
-  const cq = current.latencySamplesMs?.quantized;
-  const sameFloat = base.hashes.model === current.hashes.model;
-  const relative = settings.latency_relative_to_float && sameFloat;
-  let latencyPoint: number | undefined;
-  let latencyInterval: Interval | undefined;
-  let latencyNote: string | undefined;
-  if (bq?.length && cq?.length && bq.length >= 3 && cq.length >= 3) {
-    const bf = relative ? base.latencySamplesMs?.float : undefined;
-    const cf = relative ? current.latencySamplesMs?.float : undefined;
-    const r = latencyIncreaseInterval({ quantized: bq, float: bf }, { quantized: cq, float: cf }, settings.confidence, settings.bootstrap_samples);
-    latencyPoint = r.point;
-    latencyInterval = r.interval;
-  } else if (c.latencyP50Ms !== undefined && b.latencyP50Ms !== undefined) {
-    const useFloat = relative && c.latencyP50MsFloat && b.latencyP50MsFloat;
-    latencyPoint = useFloat ? pct(c.latencyP50Ms / c.latencyP50MsFloat!, b.latencyP50Ms / b.latencyP50MsFloat!) : pct(c.latencyP50Ms, b.latencyP50Ms);
-    latencyNote = `point estimate${useFloat ? " relative to the float model in the same run" : ""}; raw samples not recorded`;
-  }
-  comparisons.push({
-    metric: "Latency p50",
-    unit: "ms",
-    base: b.latencyP50Ms,
-    current: c.latencyP50Ms,
-    change: latencyPoint,
-    changeUnit: "%",
-    interval: latencyInterval,
-    rule: settings.max_latency_increase_pct ? "regression.max_latency_increase_pct" : undefined,
-    note: latencyInterval?.method ?? latencyNote,
-  });
-  if (settings.max_latency_increase_pct) {
-    push(
-      latencyPoint === undefined
-        ? pointRule("max_latency_increase_pct", "Latency p50 increase vs base", "%", settings.max_latency_increase_pct, undefined, suffix)
-        : latencyRule(settings.max_latency_increase_pct, latencyPoint, latencyInterval, sha),
-    );
+  const comparisons: Comparison[] = [];
+  const keys = [...Object.keys(c), ...Object.keys(b).filter((k) => !(k in c))];
+  for (const key of keys) {
+    const ruled = byMetric.get(key);
+    if (ruled) {
+      comparisons.push(ruled);
+      continue;
+    }
+    const m = c[key] ?? b[key]!;
+    comparisons.push({ metric: key, label: m.label, unit: m.unit, base: b[key]?.quantized, current: c[key]?.quantized, ...defaultChange(m.unit, b[key]?.quantized, c[key]?.quantized) });
   }
   if (base.cpu !== current.cpu)
     notes.push(

@@ -120,3 +120,31 @@ export function normalQuantile(p: number): number {
     ((((((a[0]! * r + a[1]!) * r + a[2]!) * r + a[3]!) * r + a[4]!) * r + a[5]!) * q) / (((((b[0]! * r + b[1]!) * r + b[2]!) * r + b[3]!) * r + b[4]!) * r + 1)
   );
 }
+
+/** Paired bootstrap of mean(current - base) over the same samples (index resampling keeps pairs together). */
+export function pairedMeanDiffInterval(base: ArrayLike<number>, current: ArrayLike<number>, level: number, resamples: number, seed = 3): Interval {
+  const n = base.length;
+  if (n === 0 || current.length !== n) throw new Error("paired bootstrap needs values over the same samples");
+  const diff = new Float64Array(n);
+  for (let i = 0; i < n; i++) diff[i] = current[i]! - base[i]!;
+  const rand = seededRandom(seed);
+  const stats = new Float64Array(resamples);
+  for (let b = 0; b < resamples; b++) {
+    let s = 0;
+    for (let i = 0; i < n; i++) s += diff[Math.floor(rand() * n)]!;
+    stats[b] = s / n;
+  }
+  return percentileInterval(stats, level, `paired bootstrap over ${n} samples`);
+}
+
+/** Normal-approximation interval of a difference of two means (current - base) from counts and standard deviations. */
+export function unpairedMeanDiffInterval(
+  base: { mean: number; sd: number; n: number },
+  current: { mean: number; sd: number; n: number },
+  level: number,
+): Interval {
+  const z = normalQuantile(1 - (1 - level) / 2);
+  const se = Math.sqrt((base.sd * base.sd) / Math.max(1, base.n) + (current.sd * current.sd) / Math.max(1, current.n));
+  const d = current.mean - base.mean;
+  return { lo: d - z * se, hi: d + z * se, level, method: "normal approximation, unpaired" };
+}

@@ -1,232 +1,214 @@
-// One markdown body for the job summary, the terminal and (later) the PR comment.
+// One markdown body for the job summary, the terminal and the PR comment. It leads with what a reviewer
+// needs: the verdict and the rules that failed or warn, with numbers; then the base-branch deltas; then every
+// metric record; details folded below. Names from the model and the config are escaped.
 import { fmt, type RuleResult, type Unit } from "../gate/index.js";
+import type { MetricRecord, SampleCount } from "../tasks/types.js";
+import { escapeMarkdown as esc } from "../util/escape.js";
 import type { Report } from "./types.js";
 
-interface Row {
-  readonly metric: string;
-  readonly unit: Unit;
-  readonly float: number | undefined;
-  readonly quantized: number | undefined;
-  readonly rules: readonly string[];
-  /** Delta shown as a relative change (size, memory, latency, perplexity). */
-  readonly relative?: boolean;
-}
-
 const STATUS_ICON: Record<string, string> = { pass: "✅ pass", warn: "⚠️ warn", fail: "❌ fail" };
+const ICON: Record<string, string> = { pass: "✅", warn: "⚠️", fail: "❌" };
 
-function show(value: number | undefined, unit: Unit): string {
+/** Units whose float-vs-quantized change reads best as a relative change. */
+const RELATIVE_UNITS: ReadonlySet<Unit> = new Set<Unit>(["bytes", "ms", "perplexity", "tokens/s", "count"]);
+
+export function showValue(value: number | undefined, unit: Unit): string {
   return value === undefined || !Number.isFinite(value) ? "—" : fmt(value, unit);
 }
 
-function delta(row: Row): string {
-  if (row.float === undefined || row.quantized === undefined) return "—";
-  if (row.relative) {
-    if (row.float === 0) return "—";
-    const pct = (row.quantized / row.float - 1) * 100;
+/** Quantized against float, direction-aware in sign only (the rules judge). */
+export function deltaText(record: MetricRecord): string {
+  const { float, quantized, unit } = record;
+  if (float === undefined || !Number.isFinite(float) || !Number.isFinite(quantized)) return "—";
+  if (RELATIVE_UNITS.has(unit)) {
+    if (float === 0) return "—";
+    const pct = (quantized / float - 1) * 100;
     return `${pct >= 0 ? "+" : ""}${pct.toFixed(2)}%`;
   }
-  const d = row.quantized - row.float;
-  return `${d >= 0 ? "+" : ""}${row.unit === "ratio" ? d.toFixed(4) : fmt(d, row.unit)}`;
+  const d = quantized - float;
+  if (unit === "ratio") return `${d >= 0 ? "+" : ""}${(d * 100).toFixed(2)} pts`;
+  return `${d >= 0 ? "+" : ""}${fmt(d, unit)}`;
 }
 
-function limitText(rules: readonly RuleResult[]): string {
-  if (rules.length === 0) return "—";
-  return rules
-    .map((r) => {
-      const op = r.direction === "max" ? "≤" : "≥";
-      const parts = [];
-      if (r.limit.fail !== undefined) parts.push(`${op} ${fmt(r.limit.fail, r.unit)}`);
-      if (r.limit.warn !== undefined) parts.push(`warn ${op} ${fmt(r.limit.warn, r.unit)}`);
-      return `${parts.join(", ")} (\`${r.rule}\`)`;
-    })
-    .join("<br>");
+export function limitText(r: RuleResult, op = r.direction === "max" ? "≤" : "≥"): string {
+  const parts: string[] = [];
+  if (r.limit.fail !== undefined) parts.push(`${op} ${fmt(r.limit.fail, r.unit)}`);
+  if (r.limit.warn !== undefined) parts.push(`warn ${op} ${fmt(r.limit.warn, r.unit)}`);
+  return parts.join(", ");
 }
 
-function statusText(rules: readonly RuleResult[]): string {
-  if (rules.length === 0) return "";
-  const worst = rules.some((r) => r.status === "fail") ? "fail" : rules.some((r) => r.status === "warn") ? "warn" : "pass";
-  return STATUS_ICON[worst]!;
+export function worstStatus(rules: readonly RuleResult[]): "pass" | "warn" | "fail" | undefined {
+  if (rules.length === 0) return undefined;
+  return rules.some((r) => r.status === "fail") ? "fail" : rules.some((r) => r.status === "warn") ? "warn" : "pass";
 }
 
-export function metricRows(report: Report): Row[] {
-  const e = report.evaluation;
-  const rows: Row[] = [];
-  if (e?.task === "language-modeling") {
-    rows.push({
-      metric: "Perplexity",
-      unit: "ratio",
-      float: e.perplexityFloat,
-      quantized: e.perplexityQuantized,
-      rules: ["max_perplexity_increase_pct"],
-      relative: true,
-    });
-  }
-  if (e?.task === "classification") {
-    rows.push({
-      metric: "Accuracy",
-      unit: "ratio",
-      float: e.accuracyFloat,
-      quantized: e.accuracyQuantized,
-      rules: ["max_accuracy_drop", "max_accuracy_drop_pct"],
-    });
-    rows.push({ metric: "Macro-F1", unit: "ratio", float: e.macroF1Float, quantized: e.macroF1Quantized, rules: [] });
-  }
-  if (e) {
-    rows.push({ metric: "KL divergence (mean)", unit: "nats", float: 0, quantized: e.kl.mean, rules: ["max_kl_mean"] });
-    rows.push({ metric: "KL divergence (p99)", unit: "nats", float: 0, quantized: e.kl.p99, rules: ["max_kl_p99"] });
-    rows.push({ metric: "Top-1 agreement", unit: "ratio", float: 1, quantized: e.top1Agreement, rules: ["min_top1_agreement"] });
-  }
-  rows.push({
-    metric: "Model size",
-    unit: "bytes",
-    float: report.float.sizeBytes || undefined,
-    quantized: report.quantized?.sizeBytes,
-    rules: ["max_model_size"],
-    relative: true,
-  });
-  rows.push({
-    metric: "Bits per weight",
-    unit: "bits",
-    float: report.storage ? 32 : undefined,
-    quantized: report.storage?.bitsPerWeight,
-    rules: ["max_bits_per_weight"],
-  });
-  if (report.storage?.huffmanBitsPerWeight !== undefined) {
-    rows.push({ metric: "Bits per weight, Huffman-coded", unit: "bits", float: 32, quantized: report.storage.huffmanBitsPerWeight, rules: [] });
-  }
-  rows.push({
-    metric: "Peak memory (RSS)",
-    unit: "bytes",
-    float: report.float.run?.peakRssBytes,
-    quantized: report.quantized?.run?.peakRssBytes,
-    rules: ["max_peak_memory"],
-    relative: true,
-  });
-  rows.push({
-    metric: "Latency p50",
-    unit: "ms",
-    float: report.float.run?.latency.p50Ms,
-    quantized: report.quantized?.run?.latency.p50Ms,
-    rules: ["max_latency_p50_ms", "forbid_slower_than_float"],
-    relative: true,
-  });
-  rows.push({
-    metric: "Latency p95",
-    unit: "ms",
-    float: report.float.run?.latency.p95Ms,
-    quantized: report.quantized?.run?.latency.p95Ms,
-    rules: ["max_latency_p95_ms"],
-    relative: true,
-  });
-  if (report.kernelBenchmark) {
-    const kb = report.kernelBenchmark;
-    const sum = (pick: (t: (typeof kb.totals)[number]) => number): number => kb.totals.reduce((a, t) => a + pick(t), 0);
-    rows.push({
-      metric: `Kernel GEMV, all layers (${kb.backend} ${kb.isa})`,
-      unit: "ms",
-      float: sum((t) => t.f32GemvMs),
-      quantized: sum((t) => t.gemvMs),
-      rules: ["max_kernel_gemv_ms"],
-      relative: true,
-    });
-  }
-  return rows;
+/** The rules of this run (not the base-branch ones) that judged a record. */
+export function rulesOfRecord(record: MetricRecord, rules: readonly RuleResult[]): RuleResult[] {
+  return rules.filter((r) => !r.rule.startsWith("regression.") && (r.metric === record.key || (r.metric === undefined && record.rules.includes(r.rule))));
 }
 
-export function renderMarkdown(report: Report): string {
+export function samplesText(s: SampleCount | undefined): string | undefined {
+  if (!s) return undefined;
+  const unit = s.sequenceUnit ?? "sequences";
+  const seq = s.sequences !== undefined ? ` (${s.sequences.toLocaleString("en-US")} ${unit})` : "";
+  const left = s.leftOut ? `; not evaluated: ${s.leftOut}` : "";
+  return `evaluated ${s.evaluated.toLocaleString("en-US")} of ${s.total.toLocaleString("en-US")} samples${seq}${left}`;
+}
+
+/** Rows of the full metric table, shared by the markdown body and the terminal. */
+export interface MetricRow {
+  readonly record: MetricRecord;
+  readonly rules: RuleResult[];
+  readonly status: "pass" | "warn" | "fail" | undefined;
+}
+
+export function metricRows(report: Pick<Report, "metrics" | "gate">): MetricRow[] {
+  return report.metrics.map((record) => {
+    const rules = rulesOfRecord(record, report.gate.rules);
+    return { record, rules, status: worstStatus(rules) };
+  });
+}
+
+/** What the CI layer adds: the base-branch deltas (after the verdict) and lines for the folded details and footer. */
+export interface MarkdownExtras {
+  /** Markdown of the base-branch comparison, placed right after the verdict. */
+  readonly base?: string;
+  /** Folded sections placed with the other details. */
+  readonly details?: readonly string[];
+  /** Lines (links, notes) placed before the footer. */
+  readonly footer?: readonly string[];
+}
+
+function verdictLines(report: Report): string[] {
   const out: string[] = [];
-  const verdict = report.verdict === "pass" ? "✅ **pass**" : "❌ **fail**";
-  out.push(`## QuantGate: ${verdict} — \`${report.configPath}\``);
+  const failed = report.gate.rules.filter((r) => r.status === "fail");
+  const warned = report.gate.rules.filter((r) => r.status === "warn");
+  const errors = report.gate.errors;
+  const counts = [
+    errors.length ? `${errors.length} error${errors.length > 1 ? "s" : ""}` : "",
+    failed.length ? `${failed.length} rule${failed.length > 1 ? "s" : ""} failed` : "",
+    warned.length ? `${warned.length} warning${warned.length > 1 ? "s" : ""}` : "",
+  ].filter(Boolean);
+  const verdict = report.verdict === "pass" ? "✅ **QuantGate passed**" : "❌ **QuantGate failed**";
+  const passed = report.gate.rules.length - failed.length - warned.length;
+  const tail = counts.length ? counts.join(", ") : `all ${passed} rule${passed === 1 ? "" : "s"} pass`;
+  out.push(`## ${verdict}: ${tail} · \`${esc(report.configPath)}\``);
   out.push("");
+  for (const e of errors) out.push(`- ❌ error in ${esc(e)}`);
+  for (const r of [...failed, ...warned]) {
+    const observed = r.observed === undefined ? "no measurement" : fmt(r.observed, r.unit);
+    out.push(`- ${ICON[r.status]} **${esc(r.label)}** ${observed} (${limitText(r)}, \`${esc(r.rule)}\`)${r.observed === undefined ? `: ${esc(r.message)}` : ""}`);
+  }
+  if (errors.length || failed.length || warned.length) out.push("");
+  return out;
+}
+
+export function renderMarkdown(report: Report, extras: MarkdownExtras = {}): string {
+  const out: string[] = verdictLines(report);
   const r = report.recipe;
+  const samples = samplesText(report.evaluation?.samples ?? undefined);
   out.push(
-    `Model \`${report.float.path}\` · recipe **${r.format}** block ${r.block_size} ${r.symmetric ? "symmetric" : "asymmetric"} ${r.algorithm.toUpperCase()}` +
-      ` · ${report.weights.quantized.length} weights quantized, ${report.weights.skipped.length} skipped · ONNX Runtime ${report.runtime.onnxruntime}, kernels: ${report.runtime.kernels}`,
+    [
+      samples ? `${report.evaluation?.task ? `${esc(report.evaluation.task)}: ` : ""}${samples}` : "",
+      `model \`${esc(report.float.path)}\``,
+      `recipe **${esc(r.format)}** block ${r.block_size} ${r.symmetric ? "symmetric" : "asymmetric"} ${esc(r.algorithm.toUpperCase())}`,
+      `${report.weights.quantized.length} weights quantized, ${report.weights.skipped.length} skipped`,
+      `ONNX Runtime ${esc(report.runtime.onnxruntime)}, kernels: ${esc(report.runtime.kernels)}`,
+    ]
+      .filter(Boolean)
+      .join(" · "),
   );
   out.push("");
+  if (extras.base) {
+    out.push(extras.base.trimEnd());
+    out.push("");
+  }
   out.push("| Metric | Float | Quantized | Delta | Limit | Status |");
   out.push("| --- | ---: | ---: | ---: | --- | --- |");
-  const byRule = new Map(report.gate.rules.map((x) => [x.rule, x]));
   for (const row of metricRows(report)) {
-    const rules = row.rules.map((id) => byRule.get(id)).filter((x): x is RuleResult => x !== undefined);
+    const m = row.record;
+    const label = `${esc(m.label)}${m.note ? ` <sub>${esc(m.note)}</sub>` : ""}`;
+    const limits = row.rules.length ? row.rules.map((x) => `${limitText(x)} (\`${esc(x.rule)}\`)`).join("<br>") : "—";
     out.push(
-      `| ${row.metric} | ${show(row.float, row.unit)} | ${show(row.quantized, row.unit)} | ${delta(row)} | ${limitText(rules)} | ${statusText(rules)} |`,
+      `| ${label} | ${showValue(m.float, m.unit)} | ${showValue(m.quantized, m.unit)} | ${deltaText(m)} | ${limits} | ${row.status ? STATUS_ICON[row.status] : ""} |`,
     );
   }
-  const fidelity = report.evaluation?.task === "fidelity" ? report.evaluation.rules : [];
-  if (fidelity.length > 0) {
-    out.push("");
-    out.push("| Output fidelity rule | Observed | Limit | Status |");
-    out.push("| --- | ---: | --- | --- |");
-    for (const r of fidelity) {
-      const op = r.direction === "max" ? "≤" : "≥";
-      out.push(
-        `| \`${r.rule}\` | ${show(r.observed, r.unit)} | ${r.limit.fail !== undefined ? `${op} ${fmt(r.limit.fail, r.unit)}` : "—"}${r.limit.warn !== undefined ? `, warn ${op} ${fmt(r.limit.warn, r.unit)}` : ""} | ${STATUS_ICON[r.status]} |`,
-      );
-    }
-  }
-  const failing = report.gate.rules.filter((x) => x.status !== "pass");
-  if (report.gate.errors.length > 0 || failing.length > 0) {
-    out.push("");
-    out.push("### What failed");
-    for (const e of report.gate.errors) out.push(`- ❌ error in ${e}`);
-    for (const x of failing) out.push(`- ${STATUS_ICON[x.status]}: ${x.message}`);
-  }
+  // Rules whose metric is not in the table (it was never produced) still show: they failed closed.
+  const keys = new Set(report.metrics.map((m) => m.key));
+  const orphans = report.gate.rules.filter((x) => !x.rule.startsWith("regression.") && (x.metric === undefined || !keys.has(x.metric)));
+  for (const x of orphans) out.push(`| ${esc(x.label)} | — | — | — | ${limitText(x)} (\`${esc(x.rule)}\`) | ${STATUS_ICON[x.status]} |`);
   if (report.warnings.length > 0) {
     out.push("");
-    for (const w of report.warnings) out.push(`> ⚠️ ${w}`);
+    for (const w of report.warnings) out.push(`> ⚠️ ${esc(w)}`);
   }
+  out.push(...detailSections(report, extras.details ?? []));
+  if (extras.footer?.length) {
+    out.push("");
+    out.push(extras.footer.join(" · "));
+  }
+  out.push("");
+  out.push(`<sub>quantgate ${esc(report.tool.version)} · model ${report.hashes.model.slice(0, 12)} · recipe ${report.hashes.recipe.slice(0, 12)}</sub>`);
+  return out.join("\n") + "\n";
+}
+
+function folded(summary: string, body: string[]): string[] {
+  return ["", `<details><summary>${summary}</summary>`, "", ...body, "", "</details>"];
+}
+
+function detailSections(report: Report, extra: readonly string[]): string[] {
+  const out: string[] = [];
   const changes = report.lockfile?.changes ?? [];
   if (changes.length > 0) {
-    out.push("");
-    out.push(`### Precision changes against the committed \`quantgate.lock.json\` (${changes.length})`);
-    out.push("");
-    out.push("| Weight | Change | Before | After |");
-    out.push("| --- | --- | --- | --- |");
     const describe = (e?: { format: string; blockSize: number; algorithm: string; form: string }): string =>
-      e ? `${e.format} b${e.blockSize} ${e.algorithm} (${e.form})` : "—";
-    for (const c of changes)
-      out.push(`| \`${c.name}\` | ${c.change}${c.fields.length ? `: ${c.fields.join(", ")}` : ""} | ${describe(c.before)} | ${describe(c.after)} |`);
+      e ? esc(`${e.format} b${e.blockSize} ${e.algorithm} (${e.form})`) : "—";
+    out.push(
+      ...folded(`Precision changes against the committed quantgate.lock.json (${changes.length})`, [
+        "| Weight | Change | Before | After |",
+        "| --- | --- | --- | --- |",
+        ...changes.map(
+          (c) => `| \`${esc(c.name)}\` | ${esc(c.change)}${c.fields.length ? `: ${esc(c.fields.join(", "))}` : ""} | ${describe(c.before)} | ${describe(c.after)} |`,
+        ),
+      ]),
+    );
   }
+  for (const section of extra) out.push("", section.trimEnd());
   if (report.execution.forms.length > 0) {
-    out.push("");
-    out.push("<details><summary>Execution forms chosen by measurement</summary>");
-    out.push("");
-    out.push("| Format | Layer (K×N) | Float MatMul | Candidates | Chosen |");
-    out.push("| --- | --- | ---: | --- | --- |");
-    for (const f of report.execution.forms) {
-      const cands = f.candidates.map((c) => `${c.form}: ${c.p50Ms === undefined ? `refused (${c.refused})` : `${c.p50Ms.toFixed(3)} ms`}`).join("<br>");
-      out.push(`| ${f.format} | \`${f.layer}\` (${f.k}×${f.n}) | ${f.floatP50Ms.toFixed(3)} ms | ${cands} | ${f.chosen} |`);
-    }
-    out.push("");
-    out.push("</details>");
+    out.push(
+      ...folded("Execution forms chosen by measurement", [
+        "| Format | Layer (K×N) | Float MatMul | Candidates | Chosen |",
+        "| --- | --- | ---: | --- | --- |",
+        ...report.execution.forms.map((f) => {
+          const cands = f.candidates.map((c) => `${c.form}: ${c.p50Ms === undefined ? `refused (${esc(c.refused ?? "")})` : `${c.p50Ms.toFixed(3)} ms`}`).join("<br>");
+          return `| ${esc(f.format)} | \`${esc(f.layer)}\` (${f.k}×${f.n}) | ${f.floatP50Ms.toFixed(3)} ms | ${cands} | ${esc(f.chosen)} |`;
+        }),
+      ]),
+    );
   }
   const layers = report.weights.quantized;
   if (layers.length > 0 || report.weights.skipped.length > 0) {
-    out.push("");
-    out.push(`<details><summary>Weights: ${layers.length} quantized, ${report.weights.skipped.length} skipped</summary>`);
-    out.push("");
-    out.push("| Weight | Op, shape | Format | Form | Bits/weight (in ONNX) | Rel. error | Output error | Origin, notes |");
-    out.push("| --- | --- | --- | --- | ---: | ---: | ---: | --- |");
-    for (const l of layers) {
-      out.push(
-        `| \`${l.name}\` | ${l.op} ${l.shape.join("×")}${l.graph === "main graph" ? "" : ` in ${l.graph}`} | ${l.format} b${l.blockSize} ${l.symmetric ? "sym" : "asym"} ${l.algorithm} | ${l.form} | ${l.bitsPerWeight.toFixed(3)} (${l.storedBitsPerWeight.toFixed(3)}) | ${l.relativeError.toFixed(4)} | ${l.outputErrorRatio === undefined ? "—" : l.outputErrorRatio.toExponential(2)} | ${[l.origin, ...l.notes].join("; ")} |`,
-      );
-    }
-    for (const s of report.weights.skipped)
-      out.push(`| \`${s.name || s.nodeName}\` | ${s.opType} ${s.shape ? s.shape.join("×") : "—"} | skipped | ${s.reason} | | | | ${s.origin ?? ""} |`);
-    out.push("");
-    out.push("</details>");
-  }
-  if (report.cache && (report.cache.hits.length > 0 || report.cache.misses.length > 0)) {
-    out.push("");
     out.push(
-      `Work cache: ${report.cache.hits.length} hit(s)${report.cache.hits.length ? ` (${report.cache.hits.join(", ")})` : ""}, ${report.cache.misses.length} miss(es); latency and memory are always measured on this runner.`,
+      ...folded(`Weights: ${layers.length} quantized, ${report.weights.skipped.length} skipped`, [
+        "| Weight | Op, shape | Format | Form | Bits/weight (in ONNX) | Rel. error | Output error | Origin, notes |",
+        "| --- | --- | --- | --- | ---: | ---: | ---: | --- |",
+        ...layers.map(
+          (l) =>
+            `| \`${esc(l.name)}\` | ${esc(l.op)} ${l.shape.join("×")}${l.graph === "main graph" ? "" : ` in ${esc(l.graph)}`} | ${esc(`${l.format} b${l.blockSize} ${l.symmetric ? "sym" : "asym"} ${l.algorithm}`)} | ${esc(l.form)} | ${l.bitsPerWeight.toFixed(3)} (${l.storedBitsPerWeight.toFixed(3)}) | ${l.relativeError.toFixed(4)} | ${l.outputErrorRatio === undefined ? "—" : l.outputErrorRatio.toExponential(2)} | ${esc([l.origin, ...l.notes].join("; "))} |`,
+        ),
+        ...report.weights.skipped.map(
+          (s) => `| \`${esc(s.name || s.nodeName)}\` | ${esc(s.opType)} ${s.shape ? s.shape.join("×") : "—"} | skipped | ${esc(s.reason)} | | | | ${esc(s.origin ?? "")} |`,
+        ),
+      ]),
     );
   }
-  out.push("");
-  out.push(
-    `<sub>quantgate ${report.tool.version} · model ${report.hashes.model.slice(0, 12)} · recipe ${report.hashes.recipe.slice(0, 12)} · ${report.stages.map((s) => `${s.stage} ${(s.ms / 1000).toFixed(1)}s${s.status === "ok" ? "" : ` (${s.status})`}`).join(", ")}</sub>`,
+  const stageLines = report.stages.map(
+    (s) => `| ${esc(s.stage)} | ${s.status} | ${(s.ms / 1000).toFixed(2)} s | ${esc(s.error ?? s.note ?? "")} |`,
   );
-  return out.join("\n") + "\n";
+  const cache = report.cache && (report.cache.hits.length > 0 || report.cache.misses.length > 0)
+    ? [
+        "",
+        `Work cache: ${report.cache.hits.length} hit(s)${report.cache.hits.length ? ` (${esc(report.cache.hits.join(", "))})` : ""}, ${report.cache.misses.length} miss(es); latency and memory are always measured on this runner.`,
+      ]
+    : [];
+  out.push(...folded("Stages and timings", ["| Stage | Status | Time | Note |", "| --- | --- | ---: | --- |", ...stageLines, ...cache]));
+  return out;
 }

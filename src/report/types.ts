@@ -2,7 +2,7 @@
 import type { Recipe } from "../config/schema.js";
 import type { FormChoice } from "../emit/select.js";
 import type { ExecForm } from "../emit/index.js";
-import type { EvaluationResult } from "../evaluate/index.js";
+import type { MetricRecord, TaskEvaluation } from "../tasks/types.js";
 import type { GateResult } from "../gate/index.js";
 import type { ModelRunMeasurement, StorageSummary } from "../measure/index.js";
 import type { SkippedWeight } from "../onnx/weights.js";
@@ -85,7 +85,13 @@ export interface Report {
   readonly weights: { readonly quantized: QuantizedLayerReport[]; readonly skipped: SkippedWeight[] };
   readonly execution: { readonly accuracyLevel: number; readonly forms: FormChoice[] };
   readonly calibration: { readonly batches: number; readonly layers: number; readonly ms: number } | null;
-  readonly evaluation: EvaluationResult | null;
+  /** The task's evaluation: its metric records, sample count and details. */
+  readonly evaluation: TaskEvaluation | null;
+  /**
+   * Every metric of the run, the task's then the measure stage's: what the gate, the summary, the outputs,
+   * the history entry and the dashboard iterate over.
+   */
+  readonly metrics: readonly MetricRecord[];
   readonly float: ModelSide;
   readonly quantized: ModelSide | null;
   readonly storage: StorageSummary | null;

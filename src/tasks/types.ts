@@ -2,6 +2,7 @@
 // history, regression, dashboard): a task returns metric records, and no consumer names a task.
 import type { Feeds } from "../data/tensors.js";
 import type { DataFileHash, ModelInputInfo } from "../data/index.js";
+import type { TaskRule } from "../gate/rules.js";
 import type { Ort, Session } from "../runtime/ort.js";
 
 /** Units a metric value is expressed in; formatting and rule messages key off this. */
@@ -27,6 +28,8 @@ export interface MetricRecord {
   readonly quantized: number;
   readonly perSample?: { readonly float?: readonly number[]; readonly quantized: readonly number[] };
   readonly rules: readonly string[];
+  /** Raw measurements whose median is the metric (latency runs), for noise-aware comparison against the base branch. */
+  readonly raw?: { readonly float?: readonly number[]; readonly quantized: readonly number[] };
   /** Free text shown beside the metric (e.g. "vs labels", "vs float", "2,048 tokens"). */
   readonly note?: string;
 }
@@ -39,6 +42,8 @@ export interface SampleCount {
   readonly sequences?: number;
   /** Why some were left out (empty when all were evaluated). */
   readonly leftOut?: string;
+  /** What `sequences` counts ("sequences", "chunks", "windows"); default "sequences". */
+  readonly sequenceUnit?: string;
 }
 
 /** What a task hands the rest of the pipeline after evaluating both sessions. */
@@ -50,6 +55,11 @@ export interface TaskEvaluation {
   /** Task-specific detail for the JSON report and the folded section of the summary (never read by the gate). */
   readonly details?: Record<string, unknown>;
   readonly warnings?: readonly string[];
+  /**
+   * Limits the task's own config sets on its records (fidelity's per-output and user-metric limits); the gate
+   * judges them with its own rules, and one whose metric is missing fails closed.
+   */
+  readonly rules?: readonly TaskRule[];
 }
 
 /** Data a task loaded from its config: calibration batches are kept apart from evaluation data. */
@@ -57,6 +67,8 @@ export interface TaskData {
   readonly task: string;
   readonly calibrationBatches: Feeds[];
   readonly files: DataFileHash[];
+  /** One evaluation input the measure stage times (latency, peak memory); default: none, and the stage says so. */
+  readonly measureFeeds?: Feeds;
 }
 
 export interface TaskLoadContext {

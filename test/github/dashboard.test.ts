@@ -11,17 +11,19 @@ import { dashboardModel, renderDashboard } from "../../src/dashboard/render.js";
 import { REPO_ROOT } from "../helpers/action.js";
 import { historyFixture } from "./history-fixture.js";
 
+const CHARTS = ["accuracy", "kl_mean", "kl_p99", "top1_agreement", "model_size", "bits_per_weight", "peak_memory", "latency_p50", "latency_p95"] as const;
+
 const CHROMIUM = [process.env.QUANTGATE_CHROMIUM, "/usr/bin/chromium", "/usr/bin/chromium-browser"].find((p): p is string => !!p && existsSync(p));
 
 describe("dashboard", () => {
   it("builds per-config charts with limit series from the history", () => {
     const model = dashboardModel(historyFixture(24));
-    expect(model.charts.map((c) => c.id)).toEqual(["accuracy", "kl", "bpw", "size", "latency", "memory"]);
-    const kl = model.charts.find((c) => c.id === "kl")!;
-    expect(kl.series.map((s) => s.kind)).toEqual(["value", "value", "fail", "warn"]);
-    expect(kl.series[2]!.values.every((v) => v === 0.03)).toBe(true);
+    expect(model.charts.map((c) => c.id)).toEqual([...CHARTS]);
+    const kl = model.charts.find((c) => c.id === "kl_mean")!;
+    expect(kl.series.map((s) => s.kind)).toEqual(["value", "fail", "warn"]);
+    expect(kl.series[1]!.values.every((v) => v === 0.03)).toBe(true);
     // the accuracy limit is drawn in absolute terms: float accuracy minus the allowed drop
-    expect(model.charts[0]!.series.find((s) => s.kind === "fail")!.values[0]).toBeCloseTo(85, 6);
+    expect(model.charts[0]!.series.find((s) => s.kind === "fail")!.values[0]).toBeCloseTo(0.85, 6);
     expect(model.rows).toHaveLength(20);
     expect(model.rows[0]!.commit).toBe(historyFixture(24).entries[23]!.commit);
   });
@@ -29,8 +31,10 @@ describe("dashboard", () => {
   it("keeps the embedded data inert inside the page", () => {
     const file = historyFixture(2);
     file.entries[0] = { ...file.entries[0]!, message: "</script><script>alert(1)</script>" };
-    const html = renderDashboard([file]);
+    file.entries[1] = { ...file.entries[1]!, runUrl: "javascript:alert(1)" };
+    const html = renderDashboard([file], { repoUrl: "javascript:alert(2)" });
     expect(html).not.toContain("</script><script>alert(1)");
+    expect(html).not.toContain("javascript:");
   });
 
   it.skipIf(!CHROMIUM && !process.env.CI)("renders in headless Chromium from 24 history entries and saves a screenshot", async () => {
@@ -56,10 +60,10 @@ describe("dashboard", () => {
         series: number;
       }[];
       expect(errors).toEqual([]);
-      expect(charts.filter((c) => c.config === "classifier").map((c) => c.id)).toEqual(["accuracy", "kl", "bpw", "size", "latency", "memory"]);
+      expect(charts.filter((c) => c.config === "classifier").map((c) => c.id)).toEqual([...CHARTS]);
       const acc = charts.find((c) => c.config === "classifier" && c.id === "accuracy")!;
       expect(acc.points).toBe(24);
-      expect(charts.find((c) => c.config === "classifier" && c.id === "latency")!.points).toBe(48); // p50 and p95
+      expect(charts.find((c) => c.config === "classifier" && c.id === "latency_p50")!.points).toBe(24);
       // every chart drew on its canvas: count non-background pixels
       const inked = (await tab.evaluate(`[...document.querySelectorAll(".chart canvas")].map((c) => {
         const data = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
@@ -67,7 +71,7 @@ describe("dashboard", () => {
         for (let i = 3; i < data.length; i += 4) if (data[i] > 0) n++;
         return n;
       })`)) as number[];
-      expect(inked).toHaveLength(12);
+      expect(inked).toHaveLength(CHARTS.length * 2);
       for (const n of inked) expect(n).toBeGreaterThan(500);
       // the table links each run to its commit
       const links = (await tab.evaluate(

@@ -7,7 +7,7 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import type { CacheClient } from "../../src/cache/actions.js";
 import { regressionSchema } from "../../src/config/schema.js";
-import { appendEntry, latestOf } from "../../src/history/entry.js";
+import { appendEntry, latestOf, normalizeEntry, type HistoryEntry } from "../../src/history/entry.js";
 import { evaluateRegression, latencyRule } from "../../src/history/regression.js";
 import { latencyIncreaseInterval, normalQuantile, pairedAccuracyDropInterval, seededRandom } from "../../src/history/stats.js";
 import { BranchHistoryStore, CacheHistoryStore } from "../../src/history/store.js";
@@ -173,19 +173,44 @@ describe("regression statistics", () => {
   });
 
   it("rules against the base entry: size, KL and accuracy, and per-layer changes", () => {
-    const base = historyEntry(0, { quantizedCorrect: "1".repeat(90) + "0".repeat(10) });
+    const base0 = historyEntry(0);
+    const m = base0.metrics;
+    const base = { ...base0, metrics: { ...m, accuracy: { ...m.accuracy!, quantized: 0.9, perSample: "1".repeat(90) + "0".repeat(10) } } };
     const current = historyEntry(1, {
-      quantizedCorrect: "1".repeat(85) + "0".repeat(15),
-      metrics: { ...base.metrics, accuracyQuantized: 0.85, sizeBytes: 7700, klMean: 0.03 },
+      metrics: {
+        ...m,
+        accuracy: { ...m.accuracy!, quantized: 0.85, perSample: "1".repeat(85) + "0".repeat(15) },
+        model_size: { ...m.model_size!, quantized: 7700 },
+        kl_mean: { ...m.kl_mean!, quantized: 0.03 },
+      },
       layers: { "fc1.weight": { ...base.layers["fc1.weight"]!, format: "int8", bits: 8 }, "fc3.weight": base.layers["fc1.weight"]! },
     });
-    const baseWithAcc = { ...base, metrics: { ...base.metrics, accuracyQuantized: 0.9 } };
-    const r = evaluateRegression(current, baseWithAcc, settings);
+    const r = evaluateRegression(current, base, settings);
     const byRule = Object.fromEntries(r.rules.map((x) => [x.rule, x]));
     expect(byRule["regression.max_size_increase_pct"]!.status).toBe("fail"); // +10%
     expect(byRule["regression.max_kl_increase"]!.status).toBe("fail");
     expect(byRule["regression.max_accuracy_drop"]!.status).toBe("fail"); // 5 points
     expect(byRule["regression.max_accuracy_drop"]!.message).toMatch(/paired bootstrap over 100 samples/);
     expect(r.layers.map((l) => `${l.name}:${l.change}`)).toEqual(["fc1.weight:changed", "fc3.weight:added"]);
+    // a rule whose metric this run did not produce fails closed; one the base lacks warns
+    const noAcc = { ...current, metrics: Object.fromEntries(Object.entries(current.metrics).filter(([k]) => k !== "accuracy")) };
+    const missing = evaluateRegression(noAcc, base, settings).rules.find((x) => x.rule === "regression.max_accuracy_drop")!;
+    expect(missing.status).toBe("fail");
+    expect(missing.message).toMatch(/no measurement/);
+    const baseNoAcc = { ...base, metrics: noAcc.metrics };
+    expect(evaluateRegression(current, baseNoAcc, settings).rules.find((x) => x.rule === "regression.max_accuracy_drop")!.status).toBe("warn");
+  });
+
+  it("reads entries written before metrics were keyed", () => {
+    const legacy = {
+      ...historyEntry(0),
+      metrics: { accuracyFloat: 0.9, accuracyQuantized: 0.88, sizeBytes: 7000, latencyP50Ms: 0.05, samples: 100 },
+      quantizedCorrect: "1".repeat(88) + "0".repeat(12),
+      latencySamplesMs: { quantized: [0.05, 0.051, 0.049] },
+    } as unknown as HistoryEntry;
+    const e = normalizeEntry(legacy);
+    expect(e.metrics.accuracy).toMatchObject({ float: 0.9, quantized: 0.88, perSample: "1".repeat(88) + "0".repeat(12) });
+    expect(e.metrics.model_size!.quantized).toBe(7000);
+    expect(e.metrics.latency_p50!.raw!.quantized).toHaveLength(3);
   });
 });

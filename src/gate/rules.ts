@@ -1,0 +1,228 @@
+// The rule registry: every gate and regression rule is declared once, as a limit on one metric key, and
+// judged the same way wherever it is configured. A new metric's rules are one entry here each.
+import type { MetricRecord, MetricUnit } from "../tasks/types.js";
+
+/**
+ * How a rule reads a metric, `value` being the quantized value and `ref` the reference (the float model's
+ * value for gate rules, the base branch's quantized value for regression rules):
+ * - value_max / value_min: the value itself, at most / at least the limit;
+ * - drop_points: (ref - value) * 100, for ratios where higher is better (accuracy, IoU);
+ * - drop_pct: (ref - value) / ref * 100;
+ * - increase_points: (value - ref) * 100, for ratios where lower is better (CER, WER);
+ * - increase: value - ref, in the metric's own unit;
+ * - increase_pct: (value / ref - 1) * 100;
+ * - ratio_max: value / ref.
+ */
+export type RuleKind = "value_max" | "value_min" | "drop_points" | "drop_pct" | "increase_points" | "increase" | "increase_pct" | "ratio_max";
+
+/** The value parser a rule's limit takes in the config (zod schema built from it). */
+export type LimitValue = "number" | "signed" | "percent" | "bytes" | "ms";
+
+export interface RuleDef {
+  /** The config key under `gate:` (or `regression:` for regression rules). */
+  readonly key: string;
+  /** The metric record it reads. */
+  readonly metric: string;
+  readonly kind: RuleKind;
+  readonly label: string;
+  /** Unit of the observed number (the drop/increase, not the metric). */
+  readonly unit: MetricUnit;
+  readonly value: LimitValue;
+  readonly description: string;
+  /**
+   * Regression rules only: "interval" fails only when the bootstrap interval of the change clears the limit
+   * (noisy measurements such as latency); "point" judges the point estimate (with its interval shown).
+   */
+  readonly judge?: "point" | "interval";
+}
+
+/** Rules judged on this run alone (quantized against float). */
+export const GATE_RULES = [
+  {
+    key: "max_accuracy_drop",
+    metric: "accuracy",
+    kind: "drop_points",
+    label: "Accuracy drop",
+    unit: "points",
+    value: "number",
+    description: "Accuracy drop of the quantized model from the float one, in percentage points.",
+  },
+  {
+    key: "max_accuracy_drop_pct",
+    metric: "accuracy",
+    kind: "drop_pct",
+    label: "Accuracy drop (relative)",
+    unit: "%",
+    value: "percent",
+    description: "Accuracy drop relative to the float model's accuracy.",
+  },
+  {
+    key: "max_perplexity_increase_pct",
+    metric: "perplexity",
+    kind: "increase_pct",
+    label: "Perplexity increase",
+    unit: "%",
+    value: "percent",
+    description: "Perplexity increase of the quantized model over the float one.",
+  },
+  { key: "max_kl_mean", metric: "kl_mean", kind: "value_max", label: "KL divergence (mean)", unit: "nats", value: "number", description: "Mean KL(float || quantized)." },
+  { key: "max_kl_p99", metric: "kl_p99", kind: "value_max", label: "KL divergence (p99)", unit: "nats", value: "number", description: "99th percentile KL." },
+  {
+    key: "min_top1_agreement",
+    metric: "top1_agreement",
+    kind: "value_min",
+    label: "Top-1 agreement",
+    unit: "ratio",
+    value: "number",
+    description: "Share of positions where the quantized model's top-1 equals the float model's.",
+  },
+  { key: "max_model_size", metric: "model_size", kind: "value_max", label: "Model size", unit: "bytes", value: "bytes", description: "Size of the quantized ONNX file." },
+  {
+    key: "max_bits_per_weight",
+    metric: "bits_per_weight",
+    kind: "value_max",
+    label: "Bits per weight",
+    unit: "bits",
+    value: "number",
+    description: "Packed bits per quantized weight (scales and zero points counted).",
+  },
+  {
+    key: "max_peak_memory",
+    metric: "peak_memory",
+    kind: "value_max",
+    label: "Peak memory",
+    unit: "bytes",
+    value: "bytes",
+    description: "Peak RSS of a process that loads and runs the quantized model.",
+  },
+  { key: "max_latency_p50_ms", metric: "latency_p50", kind: "value_max", label: "Latency p50", unit: "ms", value: "ms", description: "Median latency." },
+  { key: "max_latency_p95_ms", metric: "latency_p95", kind: "value_max", label: "Latency p95", unit: "ms", value: "ms", description: "95th percentile latency." },
+  {
+    key: "max_kernel_gemv_ms",
+    metric: "kernel_gemv",
+    kind: "value_max",
+    label: "Kernel GEMV time (all layers, M=1)",
+    unit: "ms",
+    value: "ms",
+    description: "Our kernels' GEMV time summed over the model's layer shapes (measure.kernel_benchmark).",
+  },
+] as const satisfies readonly RuleDef[];
+
+/** `gate.forbid_slower_than_float: true` is this rule with a fixed limit of 1. */
+export const SLOWER_THAN_FLOAT: RuleDef = {
+  key: "forbid_slower_than_float",
+  metric: "latency_p50",
+  kind: "ratio_max",
+  label: "Latency vs float (p50 ratio)",
+  unit: "ratio",
+  value: "number",
+  description: "Fail when the quantized model is slower than the float one (p50).",
+};
+
+/** Rules against the base branch's latest history entry (quantized value of this run vs the base's). */
+export const REGRESSION_RULES = [
+  {
+    key: "max_accuracy_drop",
+    metric: "accuracy",
+    kind: "drop_points",
+    label: "Accuracy drop vs base",
+    unit: "points",
+    value: "number",
+    judge: "point",
+    description: "Quantized accuracy drop against the base branch, in points.",
+  },
+  {
+    key: "max_perplexity_increase_pct",
+    metric: "perplexity",
+    kind: "increase_pct",
+    label: "Perplexity increase vs base",
+    unit: "%",
+    value: "percent",
+    judge: "point",
+    description: "Quantized perplexity increase against the base branch.",
+  },
+  {
+    key: "max_kl_increase",
+    metric: "kl_mean",
+    kind: "increase",
+    label: "KL (mean) increase vs base",
+    unit: "nats",
+    value: "number",
+    judge: "point",
+    description: "Increase of the mean KL divergence against the base branch (nats).",
+  },
+  {
+    key: "max_top1_agreement_drop",
+    metric: "top1_agreement",
+    kind: "drop_points",
+    label: "Top-1 agreement drop vs base",
+    unit: "points",
+    value: "number",
+    judge: "point",
+    description: "Top-1 agreement drop against the base branch, in points.",
+  },
+  {
+    key: "max_latency_increase_pct",
+    metric: "latency_p50",
+    kind: "increase_pct",
+    label: "Latency p50 increase vs base",
+    unit: "%",
+    value: "percent",
+    judge: "interval",
+    description: "Median latency increase against the base branch; fails only when the confidence interval clears the limit.",
+  },
+  {
+    key: "max_size_increase_pct",
+    metric: "model_size",
+    kind: "increase_pct",
+    label: "Model size increase vs base",
+    unit: "%",
+    value: "percent",
+    judge: "point",
+    description: "Quantized model size increase against the base branch.",
+  },
+] as const satisfies readonly RuleDef[];
+
+/** Direction of a rule's limit: the observed number must stay at or below ("max") or at or above ("min"). */
+export const ruleDirection = (kind: RuleKind): "max" | "min" => (kind === "value_min" ? "min" : "max");
+
+/** The number a rule judges, from the value and its reference; undefined where either is missing. */
+export function observe(kind: RuleKind, value: number | undefined, ref: number | undefined): number | undefined {
+  const ok = (x: number | undefined): x is number => x !== undefined && Number.isFinite(x);
+  if (!ok(value)) return undefined;
+  if (kind === "value_max" || kind === "value_min") return value;
+  if (!ok(ref)) return undefined;
+  switch (kind) {
+    case "drop_points":
+      return (ref - value) * 100;
+    case "drop_pct":
+      return ref > 0 ? ((ref - value) / ref) * 100 : undefined;
+    case "increase_points":
+      return (value - ref) * 100;
+    case "increase":
+      return value - ref;
+    case "increase_pct":
+      return ref !== 0 ? (value / ref - 1) * 100 : undefined;
+    case "ratio_max":
+      return ref !== 0 ? value / ref : undefined;
+  }
+}
+
+/** The gate rule keys that read a metric (what a record's `rules` lists by default). */
+export function gateRulesFor(metric: string): string[] {
+  return (GATE_RULES as readonly RuleDef[]).filter((r) => r.metric === metric).map((r) => r.key);
+}
+
+/** A task's own rule on one of its records (per-output limits, user-metric limits), judged like the gate's. */
+export interface TaskRule {
+  /** Unique id, also the dotted config key that set it (e.g. "outputs.logits.min_cosine"). */
+  readonly rule: string;
+  readonly metric: string;
+  readonly kind: RuleKind;
+  readonly label: string;
+  readonly unit: MetricUnit;
+  readonly limit: { readonly warn?: number | undefined; readonly fail?: number | undefined };
+}
+
+/** The record a rule reads, by key. */
+export const recordOf = (records: readonly MetricRecord[], key: string): MetricRecord | undefined => records.find((r) => r.key === key);

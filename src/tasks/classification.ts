@@ -1,0 +1,128 @@
+// The classification task: JSONL rows of named input tensors and integer labels; accuracy and macro-F1 of
+// both models against the labels, KL and top-1 agreement of the quantized model against the float one.
+import path from "node:path";
+import type { ClassificationEvaluation } from "../config/schema.js";
+import { hashFiles, readSource, toFeed, type SourceRecord } from "../data/records.js";
+import { toOrtFeeds, type Feeds } from "../data/tensors.js";
+import type { ModelInputInfo } from "../data/index.js";
+import { UserError } from "../errors.js";
+import { argmax, klDivergence, logSoftmax, macroF1, percentile } from "../evaluate/metrics.js";
+import { constantFeeds, dataInputs, hits, meanRecord, valueRecord } from "./common.js";
+import { float32Output } from "./outputs.js";
+import type { MetricRecord, Task, TaskData } from "./types.js";
+
+export interface ClassificationSample {
+  readonly feeds: Feeds;
+  readonly label: number | undefined;
+}
+
+export interface ClassificationData extends TaskData {
+  readonly samples: ClassificationSample[];
+  /** Rows in the evaluation file. */
+  readonly total: number;
+}
+
+async function readRows(file: string, cfg: ClassificationEvaluation, inputs: readonly ModelInputInfo[]): Promise<SourceRecord[]> {
+  const { records } = await readSource(
+    file,
+    {
+      format: "jsonl",
+      inputsField: cfg.inputs_field,
+      labelField: cfg.label_field,
+      preprocess: { scale: 1, mean: [0], std: [1], layout: "NCHW", channels: "rgb" },
+      audio: { sample_rate: 16000, chunk_samples: 16000 },
+      sequences: false,
+      skipInputs: new Set(Object.keys(cfg.constant_inputs)),
+    },
+    inputs.filter((i) => !(i.name in cfg.constant_inputs)),
+  );
+  if (records.length === 0) throw new UserError(`${file}: dataset has no rows`, file);
+  for (const r of records) {
+    if (r.label !== undefined && !Number.isInteger(r.label))
+      throw new UserError(`${r.where}: "${cfg.label_field}" must be an integer class index, got ${r.label}`, file, Number(r.where.split(":").pop()));
+  }
+  return records;
+}
+
+function samplesOf(records: readonly SourceRecord[], inputs: readonly ModelInputInfo[], constants: Feeds): ClassificationSample[] {
+  return records.map((r) => {
+    const feeds: Feeds = { ...constants };
+    for (const input of inputs) if (!(input.name in constants)) feeds[input.name] = toFeed(r.tensors[input.name]!, input, `${r.where} ${input.name}`);
+    return { feeds, label: r.label };
+  });
+}
+
+export const classificationTask: Task<ClassificationEvaluation, ClassificationData> = {
+  name: "classification",
+
+  async load(cfg, ctx) {
+    const constants = constantFeeds(cfg.constant_inputs, ctx.inputs);
+    dataInputs(cfg.constant_inputs, ctx.inputs);
+    const datasetPath = ctx.resolve(cfg.dataset, "evaluation.dataset");
+    const rows = await readRows(datasetPath, cfg, ctx.inputs);
+    const samples = samplesOf(rows.slice(0, cfg.samples), ctx.inputs, constants);
+    const files = await hashFiles([datasetPath], () => cfg.dataset);
+    let calibrationBatches: Feeds[] = [];
+    if (cfg.calibration) {
+      const calibPath = ctx.resolve(cfg.calibration, "evaluation.calibration");
+      if (calibPath === datasetPath)
+        throw new UserError(
+          `evaluation.calibration and evaluation.dataset are the same file (${calibPath}); calibration data must be kept apart from evaluation data`,
+        );
+      calibrationBatches = samplesOf((await readRows(calibPath, cfg, ctx.inputs)).slice(0, cfg.calibration_samples), ctx.inputs, constants).map(
+        (s) => s.feeds,
+      );
+      files.push(...(await hashFiles([calibPath], () => cfg.calibration ?? path.basename(calibPath))));
+    }
+    return { task: "classification", samples, calibrationBatches, files, measureFeeds: samples[0]!.feeds, total: rows.length };
+  },
+
+  async evaluate(cfg, data, { ort, float, quantized }) {
+    const t0 = performance.now();
+    const predF: number[] = [];
+    const predQ: number[] = [];
+    const labels: number[] = [];
+    const kls: number[] = [];
+    for (const sample of data.samples) {
+      const feeds = toOrtFeeds(ort, sample.feeds);
+      const rf = float32Output(float, await float.run(feeds), cfg.output_name);
+      const rq = float32Output(quantized, await quantized.run(feeds), cfg.output_name);
+      const classes = rf.dims[rf.dims.length - 1]!;
+      const rows = rf.data.length / classes;
+      const lpF = new Float64Array(classes);
+      const lpQ = new Float64Array(classes);
+      for (let r = 0; r < rows; r++) {
+        predF.push(argmax(rf.data, r * classes, classes));
+        predQ.push(argmax(rq.data, r * classes, classes));
+        logSoftmax(rf.data, r * classes, classes, lpF);
+        logSoftmax(rq.data, r * classes, classes, lpQ);
+        kls.push(klDivergence(lpF, lpQ));
+      }
+      if (sample.label !== undefined) labels.push(sample.label);
+    }
+    const labelled = labels.length === predF.length;
+    const metrics: MetricRecord[] = [];
+    if (labelled) {
+      metrics.push(meanRecord("accuracy", "Accuracy", "ratio", "higher", hits(predQ, labels), hits(predF, labels), { note: "vs labels" }));
+      metrics.push(valueRecord("macro_f1", "Macro-F1", "ratio", "higher", macroF1(labels, predQ), macroF1(labels, predF), { note: "vs labels" }));
+    }
+    metrics.push(
+      meanRecord("kl_mean", "KL divergence (mean)", "nats", "lower", kls, undefined, { note: "vs float" }),
+      valueRecord("kl_p99", "KL divergence (p99)", "nats", "lower", percentile(kls, 99)),
+      valueRecord("kl_max", "KL divergence (max)", "nats", "lower", Math.max(...kls)),
+      meanRecord("top1_agreement", "Top-1 agreement", "ratio", "higher", hits(predQ, predF), undefined, { note: "vs float" }),
+    );
+    const left = data.total - data.samples.length;
+    return {
+      task: "classification",
+      metrics,
+      samples: {
+        evaluated: data.samples.length,
+        total: data.total,
+        ...(left > 0 ? { leftOut: `${left} row(s) past evaluation.samples (${cfg.samples})` } : {}),
+      },
+      ms: performance.now() - t0,
+      ...(labelled ? {} : { warnings: ["the classification dataset has no labels on every row: accuracy and macro-F1 are not measured"] }),
+    };
+  },
+};

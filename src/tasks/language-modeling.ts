@@ -1,0 +1,153 @@
+// The language-modeling task: windows of tokenized held-out text; perplexity of both models, KL of the
+// quantized next-token distribution from the float one, and top-1 agreement, per token position.
+import type { LmEvaluation } from "../config/schema.js";
+import { loadTokenizer, readData, sha256, type DataFileHash, type ModelInputInfo } from "../data/index.js";
+import { makeFeedData, toOrtFeeds, type FeedTensor, type Feeds } from "../data/tensors.js";
+import { UserError } from "../errors.js";
+import { argmax, klDivergence, logSoftmax, percentile } from "../evaluate/metrics.js";
+import { float32Output } from "./outputs.js";
+import { constantFeeds, dataInputs, meanRecord, valueRecord } from "./common.js";
+import type { Task, TaskData } from "./types.js";
+
+export interface LmData extends TaskData {
+  /** Evaluation batches, each [batch, seq] token ids (with the constant inputs). */
+  readonly evalBatches: Feeds[];
+  readonly windows: number;
+  /** Whole windows the evaluation text holds. */
+  readonly availableWindows: number;
+}
+
+function windows(ids: readonly number[], seqLen: number, count: number): number[][] {
+  const out: number[][] = [];
+  for (let start = 0; start + seqLen <= ids.length && out.length < count; start += seqLen) out.push(ids.slice(start, start + seqLen));
+  return out;
+}
+
+function batchWindows(input: ModelInputInfo, ws: number[][], batchSize: number, seqLen: number, constants: Feeds): Feeds[] {
+  const batches: Feeds[] = [];
+  for (let i = 0; i < ws.length; i += batchSize) {
+    const chunk = ws.slice(i, i + batchSize);
+    const tensor: FeedTensor = { type: input.type, dims: [chunk.length, seqLen], data: makeFeedData(input.type, chunk.flat()) };
+    batches.push({ ...constants, [input.name]: tensor });
+  }
+  return batches;
+}
+
+export const languageModelingTask: Task<LmEvaluation, LmData> = {
+  name: "language-modeling",
+
+  async load(cfg, ctx) {
+    const inputs = ctx.inputs;
+    const input = inputs.find((i) => i.name === cfg.input_name);
+    if (!input) {
+      throw new UserError(`evaluation.input_name "${cfg.input_name}" is not an input of the model (inputs: ${inputs.map((i) => i.name).join(", ")})`);
+    }
+    if (input.type !== "int64" && input.type !== "int32") {
+      throw new UserError(`model input "${input.name}" has type ${input.type}; a language model takes int64 or int32 token ids`);
+    }
+    const constants = constantFeeds(cfg.constant_inputs, inputs);
+    const extra = dataInputs(cfg.constant_inputs, inputs).filter((i) => i.name !== cfg.input_name);
+    if (extra.length > 0) {
+      throw new UserError(
+        `the language-modeling task feeds only "${cfg.input_name}", but the model also needs: ${extra.map((i) => i.name).join(", ")} (set them in evaluation.constant_inputs)`,
+      );
+    }
+    const tokenizerPath = ctx.resolve(cfg.tokenizer, "evaluation.tokenizer");
+    const tokenizer = await loadTokenizer(tokenizerPath);
+    const tokBytes = await readData(tokenizerPath, "tokenizer");
+    const datasetPath = ctx.resolve(cfg.dataset, "evaluation.dataset");
+    const textBytes = await readData(datasetPath, "evaluation text");
+    const ids = tokenizer.encode(textBytes.toString("utf8"), { add_special_tokens: false }).ids;
+    const evalWs = windows(ids, cfg.sequence_length, cfg.samples);
+    if (evalWs.length === 0) {
+      throw new UserError(
+        `${datasetPath}: evaluation text has ${ids.length} tokens, fewer than evaluation.sequence_length (${cfg.sequence_length})`,
+        datasetPath,
+      );
+    }
+    const files: DataFileHash[] = [
+      { path: cfg.dataset, sha256: sha256(textBytes as Uint8Array) },
+      { path: cfg.tokenizer, sha256: sha256(tokBytes) },
+    ];
+    let calibWs: number[][] = [];
+    if (cfg.calibration) {
+      const calibPath = ctx.resolve(cfg.calibration, "evaluation.calibration");
+      if (calibPath === datasetPath)
+        throw new UserError(
+          `evaluation.calibration and evaluation.dataset are the same file (${calibPath}); calibration data must be kept apart from evaluation data`,
+        );
+      const calibBytes = await readData(calibPath, "calibration text");
+      calibWs = windows(tokenizer.encode(calibBytes.toString("utf8"), { add_special_tokens: false }).ids, cfg.sequence_length, cfg.calibration_samples);
+      if (calibWs.length === 0)
+        throw new UserError(`${calibPath}: calibration text is shorter than evaluation.sequence_length (${cfg.sequence_length}) tokens`, calibPath);
+      const evalKeys = new Set(evalWs.map((w) => w.join(",")));
+      const shared = calibWs.filter((w) => evalKeys.has(w.join(","))).length;
+      if (shared > 0)
+        throw new UserError(`${calibPath}: ${shared} calibration window(s) also occur in the evaluation data; calibration data must be kept apart`, calibPath);
+      files.push({ path: cfg.calibration, sha256: sha256(calibBytes) });
+    }
+    const evalBatches = batchWindows(input, evalWs, cfg.batch_size, cfg.sequence_length, constants);
+    return {
+      task: "language-modeling",
+      evalBatches,
+      calibrationBatches: batchWindows(input, calibWs, cfg.batch_size, cfg.sequence_length, constants),
+      files,
+      measureFeeds: evalBatches[0],
+      windows: evalWs.length,
+      availableWindows: Math.floor(ids.length / cfg.sequence_length),
+    };
+  },
+
+  async evaluate(cfg, data, { ort, float, quantized }) {
+    const t0 = performance.now();
+    let nllFloat = 0;
+    let nllQuant = 0;
+    const agree: number[] = [];
+    const kls: number[] = [];
+    for (const batch of data.evalBatches) {
+      const feeds = toOrtFeeds(ort, batch);
+      const rf = float32Output(float, await float.run(feeds), cfg.output_name);
+      const rq = float32Output(quantized, await quantized.run(feeds), cfg.output_name);
+      if (rf.dims.length !== 3) throw new Error(`language-model output must be [batch, seq, vocab] logits, got [${rf.dims.join(", ")}]`);
+      const [b, t, v] = rf.dims as [number, number, number];
+      const ids = batch[cfg.input_name]!.data;
+      const lpF = new Float64Array(v);
+      const lpQ = new Float64Array(v);
+      for (let i = 0; i < b; i++) {
+        for (let pos = 0; pos < t - 1; pos++) {
+          const offset = (i * t + pos) * v;
+          logSoftmax(rf.data, offset, v, lpF);
+          logSoftmax(rq.data, offset, v, lpQ);
+          const target = Number(ids[i * t + pos + 1]);
+          if (target < 0 || target >= v) throw new Error(`token id ${target} is outside the model's vocabulary of ${v}`);
+          nllFloat -= lpF[target]!;
+          nllQuant -= lpQ[target]!;
+          kls.push(klDivergence(lpF, lpQ));
+          agree.push(argmax(rf.data, offset, v) === argmax(rq.data, offset, v) ? 1 : 0);
+        }
+      }
+    }
+    const tokens = kls.length;
+    const note = `${tokens.toLocaleString("en-US")} predicted tokens`;
+    const left = data.availableWindows - data.windows;
+    return {
+      task: "language-modeling",
+      metrics: [
+        valueRecord("perplexity", "Perplexity", "perplexity", "lower", Math.exp(nllQuant / tokens), Math.exp(nllFloat / tokens), { note }),
+        meanRecord("kl_mean", "KL divergence (mean)", "nats", "lower", kls, undefined, { note: "vs float" }),
+        valueRecord("kl_p99", "KL divergence (p99)", "nats", "lower", percentile(kls, 99)),
+        valueRecord("kl_max", "KL divergence (max)", "nats", "lower", Math.max(...kls)),
+        meanRecord("top1_agreement", "Top-1 agreement", "ratio", "higher", agree, undefined, { note: "vs float" }),
+      ],
+      samples: {
+        evaluated: data.windows,
+        total: data.availableWindows,
+        sequenceUnit: "predicted tokens",
+        sequences: tokens,
+        ...(left > 0 ? { leftOut: `${left} more window(s) of ${cfg.sequence_length} tokens past evaluation.samples (${cfg.samples})` } : {}),
+      },
+      ms: performance.now() - t0,
+      details: { tokens, sequenceLength: cfg.sequence_length },
+    };
+  },
+};
