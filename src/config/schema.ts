@@ -398,6 +398,16 @@ export const measureSchema = z.strictObject({
 export const regressionSchema = z.strictObject({
   /** One key per entry of REGRESSION_RULES (src/gate/rules.ts). */
   ...ruleLimits(REGRESSION_RULES),
+  /**
+   * Any metric by key (`accuracy`, `output.logits.cosine`, `metric.cer`, ...): how much worse than the base branch it may
+   * get, in its own unit (`max_worse`) or relative (`max_worse_pct`); "worse" follows the metric's direction.
+   */
+  metrics: z
+    .record(
+      z.string().min(1),
+      z.strictObject({ max_worse: limit(z.number({ error: "expected a number" }).nonnegative()).optional(), max_worse_pct: limit(percentValue).optional() }),
+    )
+    .default({}),
   /** Confidence level of the bootstrap intervals. */
   confidence: z.number({ error: "expected a number between 0.5 and 0.999" }).min(0.5).max(0.999).default(0.95),
   /** Bootstrap resamples. */

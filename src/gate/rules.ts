@@ -10,10 +10,11 @@ import type { MetricRecord, MetricUnit } from "../tasks/types.js";
  * - drop_pct: (ref - value) / ref * 100;
  * - increase_points: (value - ref) * 100, for ratios where lower is better (CER, WER);
  * - increase: value - ref, in the metric's own unit;
+ * - decrease: ref - value, in the metric's own unit;
  * - increase_pct: (value / ref - 1) * 100;
  * - ratio_max: value / ref.
  */
-export type RuleKind = "value_max" | "value_min" | "drop_points" | "drop_pct" | "increase_points" | "increase" | "increase_pct" | "ratio_max";
+export type RuleKind = "value_max" | "value_min" | "drop_points" | "drop_pct" | "increase_points" | "increase" | "decrease" | "increase_pct" | "ratio_max";
 
 /** The value parser a rule's limit takes in the config (zod schema built from it). */
 export type LimitValue = "number" | "signed" | "percent" | "bytes" | "ms";
@@ -183,6 +184,24 @@ export const REGRESSION_RULES = [
   },
 ] as const satisfies readonly RuleDef[];
 
+/**
+ * `regression.metrics.<key>.max_worse` / `max_worse_pct`: a regression rule on any metric, "worse" taken from the
+ * metric's direction (an increase where lower is better, a decrease where higher is better).
+ */
+export function worseRule(metric: string, which: "max_worse" | "max_worse_pct", direction: "higher" | "lower", label: string, unit: MetricUnit): RuleDef {
+  const pct = which === "max_worse_pct";
+  return {
+    key: `metrics.${metric}.${which}`,
+    metric,
+    kind: pct ? (direction === "lower" ? "increase_pct" : "drop_pct") : direction === "lower" ? "increase" : "decrease",
+    label: `${label} ${direction === "lower" ? "increase" : "decrease"} vs base`,
+    unit: pct ? "%" : unit,
+    value: pct ? "percent" : "number",
+    judge: "point",
+    description: `How much worse than the base branch ${metric} may get.`,
+  };
+}
+
 /** Direction of a rule's limit: the observed number must stay at or below ("max") or at or above ("min"). */
 export const ruleDirection = (kind: RuleKind): "max" | "min" => (kind === "value_min" ? "min" : "max");
 
@@ -201,6 +220,8 @@ export function observe(kind: RuleKind, value: number | undefined, ref: number |
       return (value - ref) * 100;
     case "increase":
       return value - ref;
+    case "decrease":
+      return ref - value;
     case "increase_pct":
       return ref !== 0 ? (value / ref - 1) * 100 : undefined;
     case "ratio_max":

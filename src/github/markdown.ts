@@ -5,7 +5,7 @@ import type { Comparison, RegressionResult } from "../history/regression.js";
 import { safeUrl } from "../dashboard/render.js";
 import { renderMarkdown } from "../report/markdown.js";
 import type { Report } from "../report/types.js";
-import { escapeMarkdown as esc } from "../util/escape.js";
+import { codeSpan, escapeMarkdown as esc } from "../util/escape.js";
 
 export interface CiSection {
   readonly mode: "check" | "release";
@@ -42,26 +42,26 @@ function change(c: Comparison): string {
 /** The base-branch deltas, placed right after the verdict: ruled metrics and every metric that changed. */
 export function renderBaseSection(ci: CiSection, rules: readonly RuleResult[]): string {
   const out: string[] = [];
-  const byRule = new Map(rules.map((r) => [r.rule, r]));
+  const byRule = new Map([...(ci.regression?.rules ?? []), ...rules].map((r) => [r.rule, r]));
   if (ci.mode === "release") {
-    out.push(`**Release mode**: the stricter limits of the \`release:\` block apply${ci.releaseRecord ? `; pass/fail record \`${esc(ci.releaseRecord)}\`` : ""}.`);
+    out.push(`**Release mode**: the stricter limits of the \`release:\` block apply${ci.releaseRecord ? `; pass/fail record ${codeSpan(ci.releaseRecord)}` : ""}.`);
     out.push("");
   }
   const reg = ci.regression;
   if (reg) {
     const sha = reg.base.commit.slice(0, 7);
     const url = safeUrl(reg.base.runUrl);
-    const base = url ? `[${esc(sha)}](${url})` : `\`${esc(sha)}\``;
+    const base = url ? `[${esc(sha)}](${url})` : `${codeSpan(sha)}`;
     const shown = reg.comparisons.filter((c) => c.rule || (c.change !== undefined && c.change !== 0) || c.base === undefined || c.current === undefined);
     const unchanged = reg.comparisons.length - shown.length;
-    out.push(`### Against the base branch \`${esc(ci.baseBranch ?? reg.base.branch ?? "?")}\` (${base})`);
+    out.push(`### Against the base branch ${codeSpan(ci.baseBranch ?? reg.base.branch ?? "?")} (${base})`);
     out.push("");
     out.push("| Metric | Base | This run | Change | Rule | Status |");
     out.push("| --- | ---: | ---: | ---: | --- | --- |");
     for (const c of shown) {
       if (c.base === undefined && c.current === undefined) continue;
       const rule = c.rule ? byRule.get(c.rule) : undefined;
-      const limit = rule?.limit.fail !== undefined ? `≤ ${fmt(rule.limit.fail, rule.unit)} (\`${esc(rule.rule)}\`)` : rule ? `\`${esc(rule.rule)}\`` : "—";
+      const limit = rule?.limit.fail !== undefined ? `≤ ${fmt(rule.limit.fail, rule.unit)} (${codeSpan(rule.rule)})` : rule ? `${codeSpan(rule.rule)}` : "—";
       out.push(`| ${esc(c.label)} | ${show(c.base, c)} | ${show(c.current, c)} | ${change(c)} | ${limit} | ${rule ? ICON[rule.status] : ""} |`);
     }
     if (unchanged > 0) out.push(`\n${unchanged} other metric(s) unchanged.`);
@@ -81,7 +81,7 @@ function layerSection(ci: CiSection): string | undefined {
     l ? esc(`${l.format} b${l.blockSize} (${l.form}), ${l.bitsPerWeight.toFixed(3)} bpw`) : "—";
   const rows = reg.layers
     .slice(0, 50)
-    .map((l) => `| \`${esc(l.name)}\` | ${l.change}${l.fields.length ? `: ${esc(l.fields.join(", "))}` : ""} | ${d(l.before)} | ${d(l.after)} |`);
+    .map((l) => `| ${codeSpan(l.name)} | ${l.change}${l.fields.length ? `: ${esc(l.fields.join(", "))}` : ""} | ${d(l.before)} | ${d(l.after)} |`);
   if (reg.layers.length > 50) rows.push(`| … ${reg.layers.length - 50} more | | | |`);
   return [
     `<details><summary>Per-layer precision changes against ${esc(sha)} (${reg.layers.length})</summary>`,
@@ -99,7 +99,7 @@ function footerLines(ci: CiSection): string[] {
   const run = safeUrl(ci.runUrl);
   if (run) links.push(`[Workflow run](${run})`);
   const art = safeUrl(ci.artifact?.url);
-  if (ci.artifact) links.push(art ? `[Artifact \`${esc(ci.artifact.name)}\`](${art})` : `Artifact \`${esc(ci.artifact.name)}\` (${ci.artifact.files} files)`);
+  if (ci.artifact) links.push(art ? `[Artifact ${codeSpan(ci.artifact.name)}](${art})` : `Artifact ${codeSpan(ci.artifact.name)} (${ci.artifact.files} files)`);
   if (ci.artifactNote) links.push(ci.artifactNote);
   if (ci.cacheLine) links.push(ci.cacheLine);
   if (ci.historyNote) links.push(ci.historyNote);

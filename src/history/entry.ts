@@ -80,7 +80,7 @@ export interface RunMeta {
   readonly message?: string;
 }
 
-const round = (x: number, digits = 6): number => Number(x.toPrecision(digits));
+const round = (x: number, digits = 6): number => (Number.isInteger(x) ? x : Number(x.toPrecision(digits)));
 const finite = (x: unknown): x is number => typeof x === "number" && Number.isFinite(x);
 
 /** Metric keys some regression rule reads: their per-sample values are kept. */

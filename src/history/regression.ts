@@ -3,7 +3,7 @@
 // the bootstrap interval clears the limit), the change of every metric, and per-layer precision changes.
 import type { Limit, RegressionSettings } from "../config/schema.js";
 import { evaluateRule, fmt, within, type RuleResult, type Unit } from "../gate/index.js";
-import { observe, REGRESSION_RULES, ruleDirection, type RuleDef } from "../gate/rules.js";
+import { observe, REGRESSION_RULES, ruleDirection, worseRule, type RuleDef } from "../gate/rules.js";
 import { samplesOf, type HistoryEntry, type HistoryLayer, type HistoryMetric } from "./entry.js";
 import { latencyIncreaseInterval, pairedMeanDiffInterval, unpairedMeanDiffInterval, type Interval } from "./stats.js";
 
@@ -153,8 +153,15 @@ export function evaluateRegression(current: HistoryEntry, base: HistoryEntry, se
   const configured = settings as unknown as Record<string, Limit | undefined>;
   const relative = settings.latency_relative_to_float && base.hashes.model === current.hashes.model;
 
-  for (const def of REGRESSION_RULES as readonly RuleDef[]) {
-    const limit = configured[def.key];
+  // The registry's rules, then `regression.metrics.<key>` rules on any metric (direction from the metric itself).
+  const defs: { def: RuleDef; limit: Limit | undefined }[] = (REGRESSION_RULES as readonly RuleDef[]).map((def) => ({ def, limit: configured[def.key] }));
+  for (const [key, limits] of Object.entries(settings.metrics ?? {})) {
+    const m = c[key] ?? b[key];
+    for (const which of ["max_worse", "max_worse_pct"] as const) {
+      if (limits[which]) defs.push({ def: worseRule(key, which, m?.direction ?? "higher", m?.label ?? key, m?.unit ?? "value"), limit: limits[which] });
+    }
+  }
+  for (const { def, limit } of defs) {
     if (!limit || typeof limit !== "object") continue;
     const cm = c[def.metric];
     const bm = b[def.metric];

@@ -3,7 +3,7 @@
 // metric record; details folded below. Names from the model and the config are escaped.
 import { fmt, type RuleResult, type Unit } from "../gate/index.js";
 import type { MetricRecord, SampleCount } from "../tasks/types.js";
-import { escapeMarkdown as esc } from "../util/escape.js";
+import { codeSpan, escapeMarkdown as esc } from "../util/escape.js";
 import type { Report } from "./types.js";
 
 const STATUS_ICON: Record<string, string> = { pass: "✅ pass", warn: "⚠️ warn", fail: "❌ fail" };
@@ -91,13 +91,13 @@ function verdictLines(report: Report): string[] {
   ].filter(Boolean);
   const verdict = report.verdict === "pass" ? "✅ **QuantGate passed**" : "❌ **QuantGate failed**";
   const passed = report.gate.rules.length - failed.length - warned.length;
-  const tail = counts.length ? counts.join(", ") : `all ${passed} rule${passed === 1 ? "" : "s"} pass`;
-  out.push(`## ${verdict}: ${tail} · \`${esc(report.configPath)}\``);
+  const tail = counts.length ? counts.join(", ") : passed === 0 ? "no rules configured" : `all ${passed} rule${passed === 1 ? "" : "s"} pass`;
+  out.push(`## ${verdict}: ${tail} · ${codeSpan(report.configPath)}`);
   out.push("");
   for (const e of errors) out.push(`- ❌ error in ${esc(e)}`);
   for (const r of [...failed, ...warned]) {
     const observed = r.observed === undefined ? "no measurement" : fmt(r.observed, r.unit);
-    out.push(`- ${ICON[r.status]} **${esc(r.label)}** ${observed} (${limitText(r)}, \`${esc(r.rule)}\`)${r.observed === undefined ? `: ${esc(r.message)}` : ""}`);
+    out.push(`- ${ICON[r.status]} **${esc(r.label)}** ${observed} (${limitText(r)}, ${codeSpan(r.rule)})${r.observed === undefined ? `: ${esc(r.message)}` : ""}`);
   }
   if (errors.length || failed.length || warned.length) out.push("");
   return out;
@@ -110,7 +110,7 @@ export function renderMarkdown(report: Report, extras: MarkdownExtras = {}): str
   out.push(
     [
       samples ? `${report.evaluation?.task ? `${esc(report.evaluation.task)}: ` : ""}${samples}` : "",
-      `model \`${esc(report.float.path)}\``,
+      `model ${codeSpan(report.float.path)}`,
       `recipe **${esc(r.format)}** block ${r.block_size} ${r.symmetric ? "symmetric" : "asymmetric"} ${esc(r.algorithm.toUpperCase())}`,
       `${report.weights.quantized.length} weights quantized, ${report.weights.skipped.length} skipped`,
       `ONNX Runtime ${esc(report.runtime.onnxruntime)}, kernels: ${esc(report.runtime.kernels)}`,
@@ -128,7 +128,7 @@ export function renderMarkdown(report: Report, extras: MarkdownExtras = {}): str
   for (const row of metricRows(report)) {
     const m = row.record;
     const label = `${esc(m.label)}${m.note ? ` <sub>${esc(m.note)}</sub>` : ""}`;
-    const limits = row.rules.length ? row.rules.map((x) => `${limitText(x)} (\`${esc(x.rule)}\`)`).join("<br>") : "—";
+    const limits = row.rules.length ? row.rules.map((x) => `${limitText(x)} (${codeSpan(x.rule)})`).join("<br>") : "—";
     out.push(
       `| ${label} | ${showValue(m.float, m.unit)} | ${showValue(m.quantized, m.unit)} | ${deltaText(m)} | ${limits} | ${row.status ? STATUS_ICON[row.status] : ""} |`,
     );
@@ -136,7 +136,7 @@ export function renderMarkdown(report: Report, extras: MarkdownExtras = {}): str
   // Rules whose metric is not in the table (it was never produced) still show: they failed closed.
   const keys = new Set(report.metrics.map((m) => m.key));
   const orphans = report.gate.rules.filter((x) => !x.rule.startsWith("regression.") && (x.metric === undefined || !keys.has(x.metric)));
-  for (const x of orphans) out.push(`| ${esc(x.label)} | — | — | — | ${limitText(x)} (\`${esc(x.rule)}\`) | ${STATUS_ICON[x.status]} |`);
+  for (const x of orphans) out.push(`| ${esc(x.label)} | — | — | — | ${limitText(x)} (${codeSpan(x.rule)}) | ${STATUS_ICON[x.status]} |`);
   if (report.warnings.length > 0) {
     out.push("");
     for (const w of report.warnings) out.push(`> ⚠️ ${esc(w)}`);
@@ -166,7 +166,7 @@ function detailSections(report: Report, extra: readonly string[]): string[] {
         "| Weight | Change | Before | After |",
         "| --- | --- | --- | --- |",
         ...changes.map(
-          (c) => `| \`${esc(c.name)}\` | ${esc(c.change)}${c.fields.length ? `: ${esc(c.fields.join(", "))}` : ""} | ${describe(c.before)} | ${describe(c.after)} |`,
+          (c) => `| ${codeSpan(c.name)} | ${esc(c.change)}${c.fields.length ? `: ${esc(c.fields.join(", "))}` : ""} | ${describe(c.before)} | ${describe(c.after)} |`,
         ),
       ]),
     );
@@ -179,7 +179,7 @@ function detailSections(report: Report, extra: readonly string[]): string[] {
         "| --- | --- | ---: | --- | --- |",
         ...report.execution.forms.map((f) => {
           const cands = f.candidates.map((c) => `${c.form}: ${c.p50Ms === undefined ? `refused (${esc(c.refused ?? "")})` : `${c.p50Ms.toFixed(3)} ms`}`).join("<br>");
-          return `| ${esc(f.format)} | \`${esc(f.layer)}\` (${f.k}×${f.n}) | ${f.floatP50Ms.toFixed(3)} ms | ${cands} | ${esc(f.chosen)} |`;
+          return `| ${esc(f.format)} | ${codeSpan(f.layer)} (${f.k}×${f.n}) | ${f.floatP50Ms.toFixed(3)} ms | ${cands} | ${esc(f.chosen)} |`;
         }),
       ]),
     );
@@ -192,10 +192,10 @@ function detailSections(report: Report, extra: readonly string[]): string[] {
         "| --- | --- | --- | --- | ---: | ---: | ---: | --- |",
         ...layers.map(
           (l) =>
-            `| \`${esc(l.name)}\` | ${esc(l.op)} ${l.shape.join("×")}${l.graph === "main graph" ? "" : ` in ${esc(l.graph)}`} | ${esc(`${l.format} b${l.blockSize} ${l.symmetric ? "sym" : "asym"} ${l.algorithm}`)} | ${esc(l.form)} | ${l.bitsPerWeight.toFixed(3)} (${l.storedBitsPerWeight.toFixed(3)}) | ${l.relativeError.toFixed(4)} | ${l.outputErrorRatio === undefined ? "—" : l.outputErrorRatio.toExponential(2)} | ${esc([l.origin, ...l.notes].join("; "))} |`,
+            `| ${codeSpan(l.name)} | ${esc(l.op)} ${l.shape.join("×")}${l.graph === "main graph" ? "" : ` in ${esc(l.graph)}`} | ${esc(`${l.format} b${l.blockSize} ${l.symmetric ? "sym" : "asym"} ${l.algorithm}`)} | ${esc(l.form)} | ${l.bitsPerWeight.toFixed(3)} (${l.storedBitsPerWeight.toFixed(3)}) | ${l.relativeError.toFixed(4)} | ${l.outputErrorRatio === undefined ? "—" : l.outputErrorRatio.toExponential(2)} | ${esc([l.origin, ...l.notes].join("; "))} |`,
         ),
         ...report.weights.skipped.map(
-          (s) => `| \`${esc(s.name || s.nodeName)}\` | ${esc(s.opType)} ${s.shape ? s.shape.join("×") : "—"} | skipped | ${esc(s.reason)} | | | | ${esc(s.origin ?? "")} |`,
+          (s) => `| ${codeSpan(s.name || s.nodeName)} | ${esc(s.opType)} ${s.shape ? s.shape.join("×") : "—"} | skipped | ${esc(s.reason)} | | | | ${esc(s.origin ?? "")} |`,
         ),
       ]),
     );

@@ -23,3 +23,11 @@ export function singleLine(text: string): string {
   // eslint-disable-next-line no-control-regex
   return text.replace(/[\u0000-\u001f\u007f\u2028\u2029]+/g, " ");
 }
+
+/**
+ * A markdown code span of text: content is literal there (no backslash or HTML escapes apply), so backticks
+ * are replaced, `|` is escaped for table cells (GitHub honours `\|` inside code spans in tables) and newlines fold.
+ */
+export function codeSpan(text: string): string {
+  return "`" + text.replace(/[\r\n\u2028\u2029]+/g, " ").replace(/`/g, "'").replace(/\|/g, "\\|") + "`";
+}
