@@ -20,7 +20,7 @@ describe("the action run as the runner runs it (node dist/index.js)", () => {
     expect(run.summary).toContain("| Metric | Float | Quantized | Delta | Limit | Status |");
     expect(run.summary).toMatch(/\| Bits per weight \| 32\.000 bits \| 5\.125 bits \|.*✅ pass/);
     const report = JSON.parse(await readFile(run.outputs["report-path"]!, "utf8"));
-    expect(report.schema).toBe("quantgate.report/v1");
+    expect(report.schema).toBe("quantgate.report/v2");
     expect(report.hashes.model).toMatch(/^[0-9a-f]{64}$/);
     expect(report.hashes.data.length).toBe(2);
     expect(report.weights.quantized).toHaveLength(2);
@@ -33,7 +33,8 @@ describe("the action run as the runner runs it (node dist/index.js)", () => {
     expect(run.status).not.toBe(0);
     expect(run.outputs.verdict).toBe("fail");
     expect(run.summary).toMatch(/\| Model size \|.*`max_model_size`.*❌ fail/);
-    expect(run.summary).toMatch(/Model size .* breaks max_model_size/);
+    expect(run.summary.split("\n")[0]).toMatch(/QuantGate failed.*1 rule failed/);
+    expect(run.summary).toMatch(/Model size \*\*.* breaks `max_model_size`/);
     expect(run.stdout).toMatch(/::error title=QuantGate max_model_size,file=.*quantgate\.yml,line=17::/);
   });
 

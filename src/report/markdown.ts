@@ -96,8 +96,14 @@ function verdictLines(report: Report): string[] {
   out.push("");
   for (const e of errors) out.push(`- ❌ error in ${esc(e)}`);
   for (const r of [...failed, ...warned]) {
-    const observed = r.observed === undefined ? "no measurement" : fmt(r.observed, r.unit);
-    out.push(`- ${ICON[r.status]} **${esc(r.label)}** ${observed} (${limitText(r)}, ${codeSpan(r.rule)})${r.observed === undefined ? `: ${esc(r.message)}` : ""}`);
+    const word = r.direction === "max" ? "at most" : "at least";
+    const bound = r.status === "fail" ? r.limit.fail : r.limit.warn;
+    const limit = bound === undefined ? "" : ` (${word} ${fmt(bound, r.unit)})`;
+    if (r.observed === undefined) out.push(`- ${ICON[r.status]} ${codeSpan(r.rule)}: ${esc(r.message.replace(`${r.rule}: `, ""))}`);
+    else
+      out.push(
+        `- ${ICON[r.status]} ${esc(r.label)} **${fmt(r.observed, r.unit)}** ${r.status === "fail" ? "breaks" : "is past the warning level of"} ${codeSpan(r.rule)}${limit}`,
+      );
   }
   if (errors.length || failed.length || warned.length) out.push("");
   return out;

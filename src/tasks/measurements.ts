@@ -17,9 +17,9 @@ export interface Measurements {
 export function measurementRecords(m: Measurements): MetricRecord[] {
   const out: MetricRecord[] = [];
   if (m.quantizedSizeBytes !== undefined)
-    out.push(valueRecord("model_size", "Model size", "bytes", "lower", m.quantizedSizeBytes, m.floatSizeBytes || undefined, { note: "ONNX file" }));
+    out.push(valueRecord("model_size", "Model size", "bytes", "lower", m.quantizedSizeBytes, m.floatSizeBytes || undefined));
   if (m.storage) {
-    out.push(valueRecord("bits_per_weight", "Bits per weight", "bits", "lower", m.storage.bitsPerWeight, 32, { note: "packed, scales counted" }));
+    out.push(valueRecord("bits_per_weight", "Bits per weight", "bits", "lower", m.storage.bitsPerWeight, 32));
     if (m.storage.huffmanBitsPerWeight !== undefined)
       out.push(valueRecord("bits_per_weight_huffman", "Bits per weight, Huffman-coded", "bits", "lower", m.storage.huffmanBitsPerWeight, 32));
   }

@@ -140,8 +140,8 @@ describe("pull-request checks (runner-style, local GitHub API)", () => {
     expect(pr.outputs["base-commit"]).toBe(base);
     expect(pr.summary).toMatch(/### Against the base branch `main` \(\[aaaaaaa\]\(https:\/\/github\.com\/acme\/models\/actions\/runs\/\d+\)\)/);
     expect(pr.summary).toMatch(/\| Model size \| .* \| \+\d+\.\d+% \| ≤ 5\.00% \(`regression\.max_size_increase_pct`\) \| ❌ fail \|/);
-    expect(pr.summary).toMatch(/\| Accuracy \(quantized\) \|.*CI \[/); // the accuracy delta carries an interval
-    expect(pr.summary).toContain("### Per-layer precision changes against `aaaaaaa`");
+    expect(pr.summary).toMatch(/\| Accuracy \|.*CI \[/); // the accuracy delta carries an interval
+    expect(pr.summary).toContain("<summary>Per-layer precision changes against aaaaaaa");
     expect(pr.summary).toMatch(/\| `fc1\.weight` \| changed: format, bits.* \| int4 b32 .* \| int8 b32 /);
     const text = await readFile(configPath, "utf8");
     expect(pr.stdout).toContain(
