@@ -213,4 +213,38 @@ describe("fidelity datasets", () => {
     expect(Array.from(data.samples[0]!.feeds.h!.data as Float32Array)).toEqual([0, 0, 0]);
     expect(data.state).toEqual([{ input: "h", output: "h_out" }]);
   });
+
+  it("cuts windows with hop and context (zeros before the start) and feeds constant inputs with the model's types", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "qg-ctx-"));
+    await writeFile(
+      path.join(dir, "a.npy"),
+      npyBytes(
+        "<f4",
+        [14],
+        Float32Array.from({ length: 14 }, (_, i) => i),
+      ),
+    );
+    const cfg = fidelityConfig(
+      "  dataset: a.npy\n  constant_inputs: { sr: 16000 }\n  stateful:\n    chunk_size: 4\n    context: 2\n    hop: 3\n    state:\n      - { input: h, output: h_out }\n",
+    );
+    const inputs: ModelInputInfo[] = [
+      { name: "x", type: "float32", rank: 2, dims: [1, 6] },
+      { name: "sr", type: "int64", rank: 0, dims: [] },
+      { name: "h", type: "float32", rank: 2, dims: [1, 3] },
+    ];
+    const data = await loadFidelityData(cfg, (p) => path.join(dir, p), inputs);
+    const windows = data.samples.map((s) => Array.from(s.feeds.x!.data as Float32Array));
+    expect(windows).toEqual([
+      [0, 0, 0, 1, 2, 3],
+      [1, 2, 3, 4, 5, 6],
+      [4, 5, 6, 7, 8, 9],
+      [7, 8, 9, 10, 11, 12],
+    ]);
+    expect(data.samples[0]!.feeds.sr).toEqual({ type: "int64", dims: [], data: BigInt64Array.from([16000n]) });
+    expect(data.count).toMatchObject({ evaluated: 1, total: 1, sequences: 4, sequenceUnit: "chunks" });
+    expect(data.count.leftOut).toMatch(/1 trailing element/);
+    await expect(loadFidelityData(fidelityConfig("  dataset: a.npy\n  constant_inputs: { rate: 1 }\n"), (p) => path.join(dir, p), inputs)).rejects.toThrow(
+      /constant_inputs\.rate: the model has no input "rate"/,
+    );
+  });
 });

@@ -134,7 +134,6 @@ describe.each(CASES)("tasks x metrics: $name", (c) => {
     const terminal = renderTerminal(report);
     const outputs = metricOutputs(report.metrics);
     const dashboard = dashboardModel({ schema: HISTORY_SCHEMA, config: "cfg", entries: [base, entry] });
-    if (process.env.QG_DUMP) console.log(body);
     expect(body).toMatch(/evaluated \d+ of \d+ samples/);
     for (const m of report.metrics) {
       const label = escapeMarkdown(m.label);

@@ -208,7 +208,10 @@ const LIMIT_VALUES = { number: plainNumber, signed: z.number({ error: "expected 
 /** A `{ warn, fail }` limit per rule of a registry (src/gate/rules.ts); lower bounds warn at or above fail. */
 function ruleLimits<const D extends readonly RuleDef[]>(defs: D) {
   return Object.fromEntries(
-    defs.map((d) => [d.key, (ruleDirection(d.kind) === "min" ? minLimit(LIMIT_VALUES[d.value]) : limit(LIMIT_VALUES[d.value])).optional().describe(d.description)]),
+    defs.map((d) => [
+      d.key,
+      (ruleDirection(d.kind) === "min" ? minLimit(LIMIT_VALUES[d.value]) : limit(LIMIT_VALUES[d.value])).optional().describe(d.description),
+    ]),
   ) as unknown as { [K in D[number]["key"]]: z.ZodOptional<z.ZodType<Limit, unknown>> };
 }
 

@@ -112,7 +112,10 @@ export function dashboardModel(file: HistoryFile, tableRows = 20): DashboardConf
   const charts: ChartSpec[] = [];
   for (const key of keys) {
     const latest = [...entries].reverse().find((e) => e.metrics[key])!.metrics[key]!;
-    const { scale, unit } = scaleOf(latest.unit, entries.map((e) => e.metrics[key]?.quantized));
+    const { scale, unit } = scaleOf(
+      latest.unit,
+      entries.map((e) => e.metrics[key]?.quantized),
+    );
     const series: SeriesSpec[] = [{ label: "quantized", values: entries.map((e) => val((e.metrics[key]?.quantized ?? NaN) * scale)), kind: "value" }];
     const float = entries.map((e) => val((e.metrics[key]?.float ?? NaN) * scale));
     // A float line only where it differs from the quantized one's meaning (32 bits per weight is not a trend).

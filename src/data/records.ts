@@ -7,7 +7,7 @@ import type { ImagePreprocess, InputFormat } from "../config/schema.js";
 import { UserError } from "../errors.js";
 import { chunkSignal, decodeImage, imageToTensor, parseNpy, parseNpz, parseWav, rawNumbers, resample, type RawArray } from "./formats.js";
 import { flattenNested, sha256, type DataFileHash, type ModelInputInfo } from "./index.js";
-import { makeFeedData, type FeedTensor, type Feeds } from "./tensors.js";
+import { makeFeedData, type FeedTensor } from "./tensors.js";
 
 /** How a source is read; every field comes from the task's config. */
 export interface SourceOptions {

@@ -35,7 +35,8 @@ function change(c: Comparison): string {
   const body = c.changeUnit === "%" ? `${sign}${c.change.toFixed(2)}%` : `${sign}${fmt(c.change, c.changeUnit)}`;
   const f = (x: number): string => (c.changeUnit === "%" ? `${x.toFixed(2)}%` : fmt(x, c.changeUnit));
   const ci = c.interval ? `${Math.round(c.interval.level * 100)}% CI [${f(c.interval.lo)}, ${f(c.interval.hi)}]` : undefined;
-  const sub = [ci, c.note].filter(Boolean).map((x) => esc(x!)).join("; ");
+  // Generated text (intervals, methods): no names from the model or config in it.
+  const sub = [ci, c.note].filter(Boolean).join("; ");
   return sub ? `${body}<br><sub>${sub}</sub>` : body;
 }
 
@@ -44,7 +45,9 @@ export function renderBaseSection(ci: CiSection, rules: readonly RuleResult[]): 
   const out: string[] = [];
   const byRule = new Map([...(ci.regression?.rules ?? []), ...rules].map((r) => [r.rule, r]));
   if (ci.mode === "release") {
-    out.push(`**Release mode**: the stricter limits of the \`release:\` block apply${ci.releaseRecord ? `; pass/fail record ${codeSpan(ci.releaseRecord)}` : ""}.`);
+    out.push(
+      `**Release mode**: the stricter limits of the \`release:\` block apply${ci.releaseRecord ? `; pass/fail record ${codeSpan(ci.releaseRecord)}` : ""}.`,
+    );
     out.push("");
   }
   const reg = ci.regression;

@@ -139,7 +139,9 @@ function pointRule(def: RuleDef, limit: Limit, b: HistoryMetric | undefined, c: 
   }
   const observed = observe(def.kind, c.quantized, b.quantized);
   const r = evaluateRule(id, spec, limit, observed, `"${def.metric}" cannot be compared with the base (${b.quantized} → ${c.quantized})`);
-  return observed === undefined ? r : { ...r, message: `${r.message} against ${sha}${interval ? ` (${showInterval(interval, def.unit)}, ${interval.method})` : ""}` };
+  return observed === undefined
+    ? r
+    : { ...r, message: `${r.message} against ${sha}${interval ? ` (${showInterval(interval, def.unit)}, ${interval.method})` : ""}` };
 }
 
 export function evaluateRegression(current: HistoryEntry, base: HistoryEntry, settings: RegressionSettings): RegressionResult {
@@ -223,7 +225,14 @@ export function evaluateRegression(current: HistoryEntry, base: HistoryEntry, se
       continue;
     }
     const m = c[key] ?? b[key]!;
-    comparisons.push({ metric: key, label: m.label, unit: m.unit, base: b[key]?.quantized, current: c[key]?.quantized, ...defaultChange(m.unit, b[key]?.quantized, c[key]?.quantized) });
+    comparisons.push({
+      metric: key,
+      label: m.label,
+      unit: m.unit,
+      base: b[key]?.quantized,
+      current: c[key]?.quantized,
+      ...defaultChange(m.unit, b[key]?.quantized, c[key]?.quantized),
+    });
   }
   if (base.cpu !== current.cpu)
     notes.push(

@@ -97,7 +97,7 @@ function verdictLines(report: Report): string[] {
   for (const e of errors) out.push(`- ❌ error in ${esc(e)}`);
   for (const r of [...failed, ...warned]) {
     const word = r.direction === "max" ? "at most" : "at least";
-    const bound = r.status === "fail" ? r.limit.fail : r.limit.warn;
+    const bound = r.status === "fail" ? r.limit.fail : (r.limit.warn ?? r.limit.fail);
     const limit = bound === undefined ? "" : ` (${word} ${fmt(bound, r.unit)})`;
     if (r.observed === undefined) out.push(`- ${ICON[r.status]} ${codeSpan(r.rule)}: ${esc(r.message.replace(`${r.rule}: `, ""))}`);
     else
@@ -172,7 +172,8 @@ function detailSections(report: Report, extra: readonly string[]): string[] {
         "| Weight | Change | Before | After |",
         "| --- | --- | --- | --- |",
         ...changes.map(
-          (c) => `| ${codeSpan(c.name)} | ${esc(c.change)}${c.fields.length ? `: ${esc(c.fields.join(", "))}` : ""} | ${describe(c.before)} | ${describe(c.after)} |`,
+          (c) =>
+            `| ${codeSpan(c.name)} | ${esc(c.change)}${c.fields.length ? `: ${esc(c.fields.join(", "))}` : ""} | ${describe(c.before)} | ${describe(c.after)} |`,
         ),
       ]),
     );
@@ -184,7 +185,9 @@ function detailSections(report: Report, extra: readonly string[]): string[] {
         "| Format | Layer (K×N) | Float MatMul | Candidates | Chosen |",
         "| --- | --- | ---: | --- | --- |",
         ...report.execution.forms.map((f) => {
-          const cands = f.candidates.map((c) => `${c.form}: ${c.p50Ms === undefined ? `refused (${esc(c.refused ?? "")})` : `${c.p50Ms.toFixed(3)} ms`}`).join("<br>");
+          const cands = f.candidates
+            .map((c) => `${c.form}: ${c.p50Ms === undefined ? `refused (${esc(c.refused ?? "")})` : `${c.p50Ms.toFixed(3)} ms`}`)
+            .join("<br>");
           return `| ${esc(f.format)} | ${codeSpan(f.layer)} (${f.k}×${f.n}) | ${f.floatP50Ms.toFixed(3)} ms | ${cands} | ${esc(f.chosen)} |`;
         }),
       ]),
@@ -201,20 +204,20 @@ function detailSections(report: Report, extra: readonly string[]): string[] {
             `| ${codeSpan(l.name)} | ${esc(l.op)} ${l.shape.join("×")}${l.graph === "main graph" ? "" : ` in ${esc(l.graph)}`} | ${esc(`${l.format} b${l.blockSize} ${l.symmetric ? "sym" : "asym"} ${l.algorithm}`)} | ${esc(l.form)} | ${l.bitsPerWeight.toFixed(3)} (${l.storedBitsPerWeight.toFixed(3)}) | ${l.relativeError.toFixed(4)} | ${l.outputErrorRatio === undefined ? "—" : l.outputErrorRatio.toExponential(2)} | ${esc([l.origin, ...l.notes].join("; "))} |`,
         ),
         ...report.weights.skipped.map(
-          (s) => `| ${codeSpan(s.name || s.nodeName)} | ${esc(s.opType)} ${s.shape ? s.shape.join("×") : "—"} | skipped | ${esc(s.reason)} | | | | ${esc(s.origin ?? "")} |`,
+          (s) =>
+            `| ${codeSpan(s.name || s.nodeName)} | ${esc(s.opType)} ${s.shape ? s.shape.join("×") : "—"} | skipped | ${esc(s.reason)} | | | | ${esc(s.origin ?? "")} |`,
         ),
       ]),
     );
   }
-  const stageLines = report.stages.map(
-    (s) => `| ${esc(s.stage)} | ${s.status} | ${(s.ms / 1000).toFixed(2)} s | ${esc(s.error ?? s.note ?? "")} |`,
-  );
-  const cache = report.cache && (report.cache.hits.length > 0 || report.cache.misses.length > 0)
-    ? [
-        "",
-        `Work cache: ${report.cache.hits.length} hit(s)${report.cache.hits.length ? ` (${esc(report.cache.hits.join(", "))})` : ""}, ${report.cache.misses.length} miss(es); latency and memory are always measured on this runner.`,
-      ]
-    : [];
+  const stageLines = report.stages.map((s) => `| ${esc(s.stage)} | ${s.status} | ${(s.ms / 1000).toFixed(2)} s | ${esc(s.error ?? s.note ?? "")} |`);
+  const cache =
+    report.cache && (report.cache.hits.length > 0 || report.cache.misses.length > 0)
+      ? [
+          "",
+          `Work cache: ${report.cache.hits.length} hit(s)${report.cache.hits.length ? ` (${esc(report.cache.hits.join(", "))})` : ""}, ${report.cache.misses.length} miss(es); latency and memory are always measured on this runner.`,
+        ]
+      : [];
   out.push(...folded("Stages and timings", ["| Stage | Status | Time | Note |", "| --- | --- | ---: | --- |", ...stageLines, ...cache]));
   return out;
 }

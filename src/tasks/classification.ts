@@ -69,9 +69,7 @@ export const classificationTask: Task<ClassificationEvaluation, ClassificationDa
         throw new UserError(
           `evaluation.calibration and evaluation.dataset are the same file (${calibPath}); calibration data must be kept apart from evaluation data`,
         );
-      calibrationBatches = samplesOf((await readRows(calibPath, cfg, ctx.inputs)).slice(0, cfg.calibration_samples), ctx.inputs, constants).map(
-        (s) => s.feeds,
-      );
+      calibrationBatches = samplesOf((await readRows(calibPath, cfg, ctx.inputs)).slice(0, cfg.calibration_samples), ctx.inputs, constants).map((s) => s.feeds);
       files.push(...(await hashFiles([calibPath], () => cfg.calibration ?? path.basename(calibPath))));
     }
     return { task: "classification", samples, calibrationBatches, files, measureFeeds: samples[0]!.feeds, total: rows.length };

@@ -16,14 +16,15 @@ export function constantFeeds(constants: ConstantInputs, inputs: readonly ModelI
   const feeds: Feeds = {};
   for (const [name, value] of Object.entries(constants)) {
     const input = inputs.find((i) => i.name === name);
-    if (!input)
-      throw new UserError(`evaluation.constant_inputs.${name}: the model has no input "${name}" (inputs: ${inputs.map((i) => i.name).join(", ")})`);
+    if (!input) throw new UserError(`evaluation.constant_inputs.${name}: the model has no input "${name}" (inputs: ${inputs.map((i) => i.name).join(", ")})`);
     const flat = typeof value === "number" ? { dims: [] as number[], values: [value] } : flattenNested(value, `evaluation.constant_inputs.${name}`);
     let dims = flat.dims;
     if (input.rank !== undefined) {
       while (dims.length < input.rank) dims = [1, ...dims];
       if (dims.length !== input.rank)
-        throw new UserError(`evaluation.constant_inputs.${name}: a value of shape [${flat.dims.join(", ")}] does not fit input "${name}" of rank ${input.rank}`);
+        throw new UserError(
+          `evaluation.constant_inputs.${name}: a value of shape [${flat.dims.join(", ")}] does not fit input "${name}" of rank ${input.rank}`,
+        );
     }
     feeds[name] = { type: input.type, dims, data: makeFeedData(input.type, flat.values) };
   }

@@ -67,7 +67,9 @@ function chunkRecords(records: readonly SourceRecord[], cfg: FidelityEvaluation,
   const context = spec.context;
   const size = format === "wav" ? cfg.audio.chunk_samples : (spec.chunk_size ?? (declared !== undefined ? declared - context : undefined));
   if (!size || size <= 0)
-    throw new UserError(`evaluation.stateful.chunk_size is needed: model input "${chunkName}" has no fixed size on axis ${spec.axis} (minus context ${context})`);
+    throw new UserError(
+      `evaluation.stateful.chunk_size is needed: model input "${chunkName}" has no fixed size on axis ${spec.axis} (minus context ${context})`,
+    );
   const hop = spec.hop ?? size;
   const samples: FidelitySample[] = [];
   let dropped = 0;
@@ -205,12 +207,21 @@ export function fidelityRules(cfg: Pick<FidelityEvaluation, "outputs" | "metric"
     for (const l of OUTPUT_LIMITS) {
       const limit = spec[l.key] as TaskRule["limit"] | undefined;
       if (limit && typeof limit === "object")
-        rules.push({ rule: `outputs.${spec.name}.${l.key}`, metric: `output.${spec.name}.${l.metric}`, kind: l.kind, label: `${spec.name} ${l.label}`, unit: l.unit, limit });
+        rules.push({
+          rule: `outputs.${spec.name}.${l.key}`,
+          metric: `output.${spec.name}.${l.metric}`,
+          kind: l.kind,
+          label: `${spec.name} ${l.label}`,
+          unit: l.unit,
+          limit,
+        });
     }
   }
   for (const [name, limits] of Object.entries(cfg.metric?.limits ?? {})) {
-    if (limits.max) rules.push({ rule: `metric.${name}.max`, metric: `metric.${name}`, kind: "value_max", label: `metric ${name}`, unit: "value", limit: limits.max });
-    if (limits.min) rules.push({ rule: `metric.${name}.min`, metric: `metric.${name}`, kind: "value_min", label: `metric ${name}`, unit: "value", limit: limits.min });
+    if (limits.max)
+      rules.push({ rule: `metric.${name}.max`, metric: `metric.${name}`, kind: "value_max", label: `metric ${name}`, unit: "value", limit: limits.max });
+    if (limits.min)
+      rules.push({ rule: `metric.${name}.min`, metric: `metric.${name}`, kind: "value_min", label: `metric ${name}`, unit: "value", limit: limits.min });
   }
   return rules;
 }
@@ -286,7 +297,9 @@ export const fidelityTask: Task<FidelityEvaluation, FidelityData> = {
       for (const [name, value] of Object.entries(values)) {
         const limits = cfg.metric?.limits[name];
         const direction = limits?.min && !limits.max ? "higher" : "lower";
-        metrics.push(valueRecord(`metric.${name}`, `metric ${name}`, "value", direction, value, undefined, { rules: rulesOf(`metric.${name}`), note: "user metric" }));
+        metrics.push(
+          valueRecord(`metric.${name}`, `metric ${name}`, "value", direction, value, undefined, { rules: rulesOf(`metric.${name}`), note: "user metric" }),
+        );
       }
     }
     return {

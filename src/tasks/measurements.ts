@@ -40,7 +40,15 @@ export function measurementRecords(m: Measurements): MetricRecord[] {
     const totals = kb.totals;
     const sum = (pick: (t: (typeof totals)[number]) => number): number => totals.reduce((a, t) => a + pick(t), 0);
     out.push(
-      valueRecord("kernel_gemv", "Kernel GEMV, all layers", "ms", "lower", sum((t) => t.gemvMs), sum((t) => t.f32GemvMs), { note: `${kb.backend} ${kb.isa}, M=1` }),
+      valueRecord(
+        "kernel_gemv",
+        "Kernel GEMV, all layers",
+        "ms",
+        "lower",
+        sum((t) => t.gemvMs),
+        sum((t) => t.f32GemvMs),
+        { note: `${kb.backend} ${kb.isa}, M=1` },
+      ),
     );
   }
   return out;

@@ -29,5 +29,12 @@ export function singleLine(text: string): string {
  * are replaced, `|` is escaped for table cells (GitHub honours `\|` inside code spans in tables) and newlines fold.
  */
 export function codeSpan(text: string): string {
-  return "`" + text.replace(/[\r\n\u2028\u2029]+/g, " ").replace(/`/g, "'").replace(/\|/g, "\\|") + "`";
+  return (
+    "`" +
+    text
+      .replace(/[\r\n\u2028\u2029]+/g, " ")
+      .replace(/`/g, "'")
+      .replace(/\|/g, "\\|") +
+    "`"
+  );
 }

@@ -47,7 +47,7 @@ describe("pull-request checks (runner-style, local GitHub API)", () => {
     expect(ours()).toHaveLength(1);
     const body = ours()[0]!.body;
     expect(body.startsWith(marker)).toBe(true);
-    expect(body).toContain("## QuantGate: ✅ **pass**");
+    expect(body).toContain("## ✅ **QuantGate passed**");
     expect(body).toContain("| Metric | Float | Quantized | Delta | Limit | Status |");
     expect(body).toMatch(/⚠️ warn: Model size .* is past the warning level of max_model_size/);
     expect(body).toMatch(/\[Workflow run\]\(https:\/\/github\.com\/acme\/models\/actions\/runs\/\d+\)/);
