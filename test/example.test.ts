@@ -66,7 +66,7 @@ describe("the bundled tiny-LM example", () => {
     expect(run.status, run.stdout).toBe(0);
     expect(run.outputs.verdict).toBe("pass");
     expect(Number(run.outputs["perplexity-quantized"])).toBeGreaterThan(Number(run.outputs["perplexity-float"]) * 0.98);
-    expect(run.summary).toMatch(/\| Perplexity \|/);
+    expect(run.summary).toMatch(/\| Perplexity <sub>[\d,]+ predicted tokens<\/sub> \| [\d.]+ \| [\d.]+ \| \+[\d.]+% \| ≤ 6\.00%/);
   });
 });
 

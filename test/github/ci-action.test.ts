@@ -49,7 +49,7 @@ describe("pull-request checks (runner-style, local GitHub API)", () => {
     expect(body.startsWith(marker)).toBe(true);
     expect(body).toContain("## ✅ **QuantGate passed**");
     expect(body).toContain("| Metric | Float | Quantized | Delta | Limit | Status |");
-    expect(body).toMatch(/⚠️ warn: Model size .* is past the warning level of max_model_size/);
+    expect(body).toMatch(/⚠️ Model size \*\*.* is past the warning level of `max_model_size`/);
     expect(body).toMatch(/\[Workflow run\]\(https:\/\/github\.com\/acme\/models\/actions\/runs\/\d+\)/);
     expect(body).toContain("Base-branch comparison skipped"); // no history configured
     // the comment and the job summary are one body
