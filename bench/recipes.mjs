@@ -62,7 +62,8 @@ for (const [name, recipe] of selected) {
   const wallMs = performance.now() - t0;
   const r = run.report;
   if (r.gate.errors.length > 0) throw new Error(`${name}: ${r.gate.errors.join("; ")}`);
-  const e = r.evaluation;
+  // Metric records by key (src/tasks/types.ts).
+  const m = Object.fromEntries(r.metrics.map((x) => [x.key, x]));
   const stageMs = (s) => r.stages.find((x) => x.stage === s)?.ms ?? 0;
   const row = {
     name,
@@ -70,11 +71,11 @@ for (const [name, recipe] of selected) {
     entropyBitsPerWeight: r.storage.entropyBitsPerWeight,
     huffmanBitsPerWeight: r.storage.huffmanBitsPerWeight,
     storedBitsPerWeight: r.storage.storedBitsPerWeight,
-    perplexityFloat: e.perplexityFloat,
-    perplexity: e.perplexityQuantized,
-    klMean: e.kl.mean,
-    klP99: e.kl.p99,
-    top1Agreement: e.top1Agreement,
+    perplexityFloat: m.perplexity.float,
+    perplexity: m.perplexity.quantized,
+    klMean: m.kl_mean.quantized,
+    klP99: m.kl_p99.quantized,
+    top1Agreement: m.top1_agreement.quantized,
     // Weight-space error, params-weighted: what RTN and clip search optimize directly.
     weightRelError: r.weights.quantized.reduce((a, l) => a + l.relativeError * l.k * l.n, 0) / r.weights.quantized.reduce((a, l) => a + l.k * l.n, 0),
     outputErrorRatio:

@@ -59,10 +59,23 @@ export function applyRelease(config: Config): ReleaseConfig {
     regression[rule] = merged;
     if (!sameLimit(merged, baseRegression[rule] as Limit | undefined)) origins.set(`regression.${rule}`, `release.regression.${rule}`);
   }
+  // Per-metric regression rules: the stricter limit of each key that both blocks set.
+  const metrics: Record<string, { max_worse?: Limit | undefined; max_worse_pct?: Limit | undefined }> = { ...baseRegression.metrics };
+  for (const [key, limits] of Object.entries(release.regression.metrics ?? {})) {
+    const merged = { ...metrics[key] };
+    for (const which of ["max_worse", "max_worse_pct"] as const) {
+      if (!limits[which]) continue;
+      merged[which] = stricterLimit("max", metrics[key]?.[which], limits[which]);
+      if (!sameLimit(merged[which], metrics[key]?.[which])) origins.set(`regression.metrics.${key}.${which}`, `release.regression.metrics.${key}.${which}`);
+    }
+    metrics[key] = merged;
+  }
+  regression.metrics = metrics;
   regression.confidence = Math.max(baseRegression.confidence, release.regression.confidence ?? 0);
   regression.bootstrap_samples = Math.max(baseRegression.bootstrap_samples, release.regression.bootstrap_samples ?? 0);
   regression.require_base = baseRegression.require_base || release.regression.require_base === true;
-  const hasRegression = config.regression !== undefined || limits.some((r) => release.regression[r] !== undefined);
+  const hasRegression =
+    config.regression !== undefined || limits.some((r) => release.regression[r] !== undefined) || Object.keys(release.regression.metrics ?? {}).length > 0;
   return {
     config: Object.freeze({
       ...config,

@@ -112,7 +112,8 @@ function defaultChange(unit: Unit, base: number | undefined, current: number | u
 
 /** Interval of a difference-kind rule's observed change from per-sample values (paired on the same data) or counts. */
 function meanChangeInterval(def: RuleDef, b: HistoryMetric, c: HistoryMetric, sameData: boolean, settings: RegressionSettings): Interval | undefined {
-  const scale = def.kind === "drop_points" ? -100 : def.kind === "increase_points" ? 100 : def.kind === "increase" ? 1 : undefined;
+  const scale =
+    def.kind === "drop_points" ? -100 : def.kind === "increase_points" ? 100 : def.kind === "increase" ? 1 : def.kind === "decrease" ? -1 : undefined;
   if (scale === undefined) return undefined;
   const bs = samplesOf(b.perSample);
   const cs = samplesOf(c.perSample);
