@@ -107,7 +107,13 @@ export const classificationTask: Task<ClassificationEvaluation, ClassificationDa
     metrics.push(
       meanRecord("kl_mean", "KL divergence (mean)", "nats", "lower", kls, undefined, { note: "vs float" }),
       valueRecord("kl_p99", "KL divergence (p99)", "nats", "lower", percentile(kls, 99)),
-      valueRecord("kl_max", "KL divergence (max)", "nats", "lower", Math.max(...kls)),
+      valueRecord(
+        "kl_max",
+        "KL divergence (max)",
+        "nats",
+        "lower",
+        kls.reduce((a, b) => Math.max(a, b), -Infinity),
+      ),
       meanRecord("top1_agreement", "Top-1 agreement", "ratio", "higher", hits(predQ, predF), undefined, { note: "vs float" }),
     );
     const left = data.total - data.samples.length;

@@ -136,7 +136,13 @@ export const languageModelingTask: Task<LmEvaluation, LmData> = {
         valueRecord("perplexity", "Perplexity", "perplexity", "lower", Math.exp(nllQuant / tokens), Math.exp(nllFloat / tokens), { note }),
         meanRecord("kl_mean", "KL divergence (mean)", "nats", "lower", kls, undefined, { note: "vs float" }),
         valueRecord("kl_p99", "KL divergence (p99)", "nats", "lower", percentile(kls, 99)),
-        valueRecord("kl_max", "KL divergence (max)", "nats", "lower", Math.max(...kls)),
+        valueRecord(
+          "kl_max",
+          "KL divergence (max)",
+          "nats",
+          "lower",
+          kls.reduce((a, b) => Math.max(a, b), -Infinity),
+        ),
         meanRecord("top1_agreement", "Top-1 agreement", "ratio", "higher", agree, undefined, { note: "vs float" }),
       ],
       samples: {
