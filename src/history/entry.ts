@@ -7,8 +7,12 @@ import type { MetricRecord, MetricUnit } from "../tasks/types.js";
 
 export const HISTORY_SCHEMA = "quantgate.history/v1";
 
-/** Per-sample lists longer than this are not stored (count and standard deviation still are). */
-export const MAX_STORED_SAMPLES = 4096;
+/**
+ * Per-sample lists longer than this are not stored (count and standard deviation still are, for unpaired
+ * intervals): numbers cost about 8 bytes each in every entry, 0/1 values one character.
+ */
+export const MAX_STORED_SAMPLES = 1024;
+export const MAX_STORED_BINARY_SAMPLES = 16384;
 
 export interface HistoryLayer {
   readonly format: string;
@@ -87,9 +91,10 @@ const finite = (x: unknown): x is number => typeof x === "number" && Number.isFi
 const REGRESSION_METRICS: ReadonlySet<string> = new Set(REGRESSION_RULES.map((r) => r.metric));
 
 function compactSamples(values: readonly number[]): string | number[] | undefined {
-  if (values.length === 0 || values.length > MAX_STORED_SAMPLES || !values.every(finite)) return undefined;
-  if (values.every((v) => v === 0 || v === 1)) return values.map((v) => (v === 1 ? "1" : "0")).join("");
-  return values.map((v) => round(v, 5));
+  if (values.length === 0 || !values.every(finite)) return undefined;
+  if (values.every((v) => v === 0 || v === 1))
+    return values.length <= MAX_STORED_BINARY_SAMPLES ? values.map((v) => (v === 1 ? "1" : "0")).join("") : undefined;
+  return values.length <= MAX_STORED_SAMPLES ? values.map((v) => round(v, 5)) : undefined;
 }
 
 /** A stored per-sample list as numbers. */
