@@ -195,6 +195,31 @@ describe.each(CASES)("tasks x metrics: $name", (c) => {
   });
 });
 
+it("escapes names from the model and config in the summary, the terminal and the outputs", () => {
+  const report = runs.get(CASES[2]!.name)!;
+  const hostile = {
+    key: "metric.x|y\n## z",
+    label: "<img src=x onerror=alert(1)> | `x`\n# heading",
+    unit: "value" as const,
+    direction: "lower" as const,
+    quantized: 1,
+    rules: [],
+  };
+  const body = renderBody({ ...report, metrics: [...report.metrics, hostile] });
+  expect(body).not.toContain("<img");
+  expect(body).not.toMatch(/^# heading/m);
+  const row = body.split("\n").find((l) => l.includes("onerror"))!;
+  // one table row: the label's pipe and newline cannot open cells or lines
+  expect(row.split(/(?<!\\)\|/).length).toBe(
+    body
+      .split("\n")
+      .find((l) => l.startsWith("| Metric | Float"))!
+      .split("|").length,
+  );
+  expect(renderTerminal({ ...report, metrics: [hostile] })).not.toMatch(/\n# heading/);
+  expect(Object.keys(metricOutputs([hostile]))).toEqual(["metric-metric-x-y-z-quantized"]);
+});
+
 it("names every task in the registry that the cases cover", () => {
   expect(new Set(CASES.map((c) => c.task))).toEqual(new Set(Object.keys(TASKS)));
 });
