@@ -246,7 +246,7 @@ const classificationEvaluation = z.strictObject({
 });
 
 /** Image preprocessing, applied in this order: decode -> channels -> resize -> center crop -> scale -> mean/std -> layout. */
-const imagePreprocess = z.strictObject({
+export const imagePreprocess = z.strictObject({
   /** Resize (bilinear) to [height, width] before cropping. */
   resize: z.tuple([z.number().int().positive(), z.number().int().positive()]).optional(),
   /** Center crop to [height, width]. */
