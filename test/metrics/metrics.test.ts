@@ -23,6 +23,7 @@ import {
   wordErrorRate,
   wordTokens,
 } from "../../src/metrics/index.js";
+import { TASK_METRIC_RULES } from "../../src/metrics/rules.js";
 import type { MetricRecord } from "../../src/tasks/types.js";
 
 // Values computed by test/metrics/reference.py, a separate Python/numpy implementation.
@@ -224,5 +225,34 @@ describe("recall@k of nearest neighbours", () => {
     expect(hand.perSample!.quantized).toEqual([1, 1, 1, 0]);
     expect(hand.quantized).toBe(0.75);
     expect(() => recallAtK(e.slice(0, 3), e.slice(0, 3), 3)).toThrow(/recall@3 needs more than 3 samples, got 3/);
+  });
+});
+
+describe("the rule table", () => {
+  it("defines every rule key the metric functions name, each judging a metric they produce, and nothing else", () => {
+    const t = REF.text;
+    const s = REF.segmentation;
+    const records = [
+      ...textErrorMetrics(t.references, t.hypotheses, t.references),
+      ...segmentationMetrics({
+        float: [Uint8Array.from(s.pred_float.slice(0, 42))],
+        quantized: [Uint8Array.from(s.pred_quantized.slice(0, 42))],
+        references: [Uint8Array.from(s.references.slice(0, 42))],
+        numClasses: 3,
+      }),
+      ...decisionMetrics([0.1, 0.9], [0.2, 0.8], { threshold: 0.5, labels: [0, 1] }),
+      recallAtK(
+        [Float32Array.of(1, 0), Float32Array.of(0, 1), Float32Array.of(1, 1)],
+        [Float32Array.of(1, 0), Float32Array.of(0, 1), Float32Array.of(1, 1)],
+        1,
+      ),
+    ];
+    const named = records.flatMap((r) => r.rules.map((rule) => `${rule} -> ${r.key}`)).sort();
+    expect(TASK_METRIC_RULES.map((d) => `${d.rule} -> ${d.metric}`).sort()).toEqual(named);
+    for (const d of TASK_METRIC_RULES) {
+      const r = records.find((x) => x.key === d.metric)!;
+      // A drop needs the float value beside the quantized one.
+      if (d.kind === "drop_points") expect(r.float, d.rule).toBeDefined();
+    }
   });
 });
