@@ -104,7 +104,7 @@ describe("the text-recognition task on the committed CTC example", () => {
 
   it("warns when the float model itself misreads the labels (a wrong preprocessing)", async () => {
     const e = await run(config({ preprocess: { ...(example.evaluation.preprocess as object), mean: [0], std: [1] } }), float, float);
-    expect(e.warnings.join("\n")).toMatch(/float model's character error rate against the labels is .*check evaluation\.preprocess/);
+    expect((e.warnings ?? []).join("\n")).toMatch(/float model's character error rate against the labels is .*check evaluation\.preprocess/);
   });
 
   it("refuses a labels file that lacks a sample", async () => {
