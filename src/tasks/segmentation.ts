@@ -2,7 +2,7 @@
 // and Dice against mask images and against the float model's masks.
 import path from "node:path";
 import { z } from "zod";
-import { imagePreprocess } from "../config/schema.js";
+import { imagePreprocess } from "../config/preprocess.js";
 import { UserError } from "../errors.js";
 import { readMaskImage } from "../data/image-folder.js";
 import { labelsFor, readLabels } from "../data/labels.js";

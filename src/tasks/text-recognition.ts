@@ -2,7 +2,7 @@
 // WER against reference texts and against the float model's transcripts.
 import { readFile } from "node:fs/promises";
 import { z } from "zod";
-import { imagePreprocess } from "../config/schema.js";
+import { imagePreprocess } from "../config/preprocess.js";
 import { UserError } from "../errors.js";
 import { labelsFor, readLabels } from "../data/labels.js";
 import { argmaxFrames, ctcClassesToText, ctcCollapse, idsToText, parseDictionary } from "../metrics/ctc.js";
