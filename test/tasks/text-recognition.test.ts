@@ -80,6 +80,13 @@ describe("the text-recognition task on the committed CTC example", () => {
     console.log(`text-recognition int8: ${e.metrics.map((m) => `${m.key} ${m.float ?? "-"} -> ${m.quantized}`).join("; ")}`);
   });
 
+  it("passes the example's gate with int4 (block 32) too", async () => {
+    const int4 = await session((await quantizeModel(MODEL, { format: "int4", block_size: 32, symmetric: false, min_elements: 256 })).bytes);
+    const e = await run(config(), float, int4);
+    expect(judge(e.metrics, example.gate).filter((j) => j.status === "fail")).toEqual([]);
+    expect(metric(e, "cer_vs_float").quantized).toBeGreaterThan(0); // int4 does change a few characters
+  });
+
   it("fails the example's gate with int2: the transcripts fall apart", async () => {
     const e = await run(config(), float, int2);
     expect(metric(e, "cer_vs_float").quantized).toBeGreaterThan(0.05);
@@ -102,8 +109,8 @@ describe("the text-recognition task on the committed CTC example", () => {
     );
   });
 
-  it("warns when the float model itself misreads the labels (a wrong preprocessing)", async () => {
-    const e = await run(config({ preprocess: { ...(example.evaluation.preprocess as object), mean: [0], std: [1] } }), float, float);
+  it("warns when the float model itself misreads the labels (inverted pixels: a wrong preprocessing)", async () => {
+    const e = await run(config({ preprocess: { ...(example.evaluation.preprocess as object), scale: -0.00392156862745098, mean: [-0.5] } }), float, float);
     expect((e.warnings ?? []).join("\n")).toMatch(/float model's character error rate against the labels is .*check evaluation\.preprocess/);
   });
 
