@@ -100,12 +100,24 @@ export const segmentationTask: Task<SegmentationEvaluation, SegmentationData> = 
     if (config.labels) {
       const labelsFile = ctx.resolve(config.labels, "evaluation.labels");
       const table = await readLabels(labelsFile, "mask", { fileField: config.labels_fields.file, valueField: config.labels_fields.mask });
-      const maskFiles = labelsFor<string>(table, all).slice(0, samples.length);
+      // Mask paths are relative to the labels file; spelled under the config's path of that file, they go through
+      // ctx.resolve like every path of the config (the same workspace rules apply).
+      const masks = labelsFor<string>(table, all)
+        .slice(0, samples.length)
+        .map((f) => {
+          const spelled = path.join(path.dirname(config.labels!), path.relative(path.dirname(labelsFile), f));
+          return { spelled, file: ctx.resolve(spelled, "evaluation.labels") };
+        });
       references = [];
-      for (const f of maskFiles) references.push({ file: f, ...(await readMaskImage(f)) });
+      for (const m of masks) references.push({ file: m.file, ...(await readMaskImage(m.file)) });
       files.push(...(await hashFiles([labelsFile], () => config.labels!)));
-      // Masks are named relative to the labels file: shown the same way under the config's spelling of its folder.
-      files.push(...(await hashFiles(maskFiles, (f) => path.join(path.dirname(config.labels!), path.relative(path.dirname(labelsFile), f)))));
+      const spelledOf = new Map(masks.map((m) => [m.file, m.spelled]));
+      files.push(
+        ...(await hashFiles(
+          masks.map((m) => m.file),
+          (f) => spelledOf.get(f)!,
+        )),
+      );
     }
     let calibrationBatches: SegmentationData["calibrationBatches"] = [];
     if (config.calibration) {
