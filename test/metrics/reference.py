@@ -6,7 +6,7 @@ A second implementation in Python/numpy, written apart from the TypeScript: a fu
 similarity matrix with a stable argsort for nearest neighbours. Inputs are drawn from fixed seeds and stored
 in the JSON with the outputs, so the test needs neither Python nor numpy.
 
-    /usr/bin/python3 test/metrics/reference.py
+    /usr/bin/python3 test/metrics/reference.py && npx prettier --write test/metrics/reference.json
 """
 
 from __future__ import annotations
