@@ -2,6 +2,10 @@
 import { z } from "zod";
 import { GATE_RULES, REGRESSION_RULES, ruleDirection, type RuleDef } from "../gate/rules.js";
 import { parseBytes, parseDurationMs, parsePercent } from "./units.js";
+// Image preprocessing lives in its own module so task modules can use it without importing this file (no cycle).
+import { imagePreprocess } from "./preprocess.js";
+
+export { imagePreprocess };
 
 export const INT_FORMATS = ["int8", "int4", "int3", "int2"] as const;
 export const TABLE_FORMATS = ["nf4", "fp4", "bnb-fp4", "mxfp4", "fp8", "codebook"] as const;
@@ -249,24 +253,6 @@ const classificationEvaluation = z.strictObject({
   output_name: z.string().optional(),
   samples: z.number().int().positive().default(256),
   calibration_samples: z.number().int().positive().default(32),
-});
-
-/** Image preprocessing, applied in this order: decode -> channels -> resize -> center crop -> scale -> mean/std -> layout. */
-const imagePreprocess = z.strictObject({
-  /** Resize (bilinear) to [height, width] before cropping. */
-  resize: z.tuple([z.number().int().positive(), z.number().int().positive()]).optional(),
-  /** Center crop to [height, width]. */
-  crop: z.tuple([z.number().int().positive(), z.number().int().positive()]).optional(),
-  /** Pixel values (0..255) are multiplied by this first. */
-  scale: z.number().default(1 / 255),
-  mean: z.array(z.number()).min(1).max(3).default([0]),
-  std: z
-    .array(z.number().refine((v) => v !== 0, "std must not be 0"))
-    .min(1)
-    .max(3)
-    .default([1]),
-  layout: z.enum(["NCHW", "NHWC"], { error: 'expected "NCHW" or "NHWC"' }).default("NCHW"),
-  channels: z.enum(["rgb", "bgr", "gray"], { error: 'expected "rgb", "bgr" or "gray"' }).default("rgb"),
 });
 
 /** A lower bound: warn at or above fail. */
