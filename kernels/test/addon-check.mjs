@@ -47,11 +47,15 @@ function weights(count, dist, seed) {
   const w = new Float32Array(count);
   for (let i = 0; i < count; i++)
     w[i] =
-      dist === "gaussian" ? gauss() * 0.05
-      : dist === "heavy" ? (gauss() / (0.15 + r())) * 0.02
-      : dist === "ties" ? (Math.floor(r() * 9) - 4) * 0.25
-      : dist === "tiny" ? gauss() * 1e-39
-      : 0;
+      dist === "gaussian"
+        ? gauss() * 0.05
+        : dist === "heavy"
+          ? (gauss() / (0.15 + r())) * 0.02
+          : dist === "ties"
+            ? (Math.floor(r() * 9) - 4) * 0.25
+            : dist === "tiny"
+              ? gauss() * 1e-39
+              : 0;
   if (dist === "gaussian" && count > 64) w.fill(0, 0, 40);
   return w;
 }
@@ -87,8 +91,7 @@ for (const bits of [2, 3, 4, 8])
 
 // 2. GEMV / GEMM on packed codes against the TypeScript GEMM: |y - yref| <= 2e-5 * sum |w x|.
 function compare(what, y, yref, mag) {
-  for (let i = 0; i < y.length; i++)
-    if (!(Math.abs(y[i] - yref[i]) <= 2e-5 * (mag[i] + 1e-30))) return fail(`${what}: y[${i}]=${y[i]} ref=${yref[i]}`);
+  for (let i = 0; i < y.length; i++) if (!(Math.abs(y[i] - yref[i]) <= 2e-5 * (mag[i] + 1e-30))) return fail(`${what}: y[${i}]=${y[i]} ref=${yref[i]}`);
 }
 function absGemm(deq, x, n, kk, m) {
   const mag = new Float64Array(m * n);
