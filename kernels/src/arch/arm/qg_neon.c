@@ -23,7 +23,19 @@
 #endif
 
 #define QG_NEON_IN static inline __attribute__((always_inline))
+#if defined(__ARM_FEATURE_DOTPROD) /* the baseline has it (e.g. Apple silicon): no attribute needed */
+#define QG_NEON_DOT
+#define qg_sdot vdotq_s32
+#elif defined(__clang__) /* clang before 16 declares vdotq_s32 only under -march=...+dotprod */
+#define QG_NEON_DOT __attribute__((target("dotprod")))
+QG_NEON_DOT static inline __attribute__((always_inline)) int32x4_t qg_sdot(int32x4_t acc, int8x16_t a, int8x16_t b) {
+  __asm__("sdot %0.4s, %1.16b, %2.16b" : "+w"(acc) : "w"(a), "w"(b));
+  return acc;
+}
+#else
 #define QG_NEON_DOT __attribute__((target("arch=armv8.2-a+dotprod")))
+#define qg_sdot vdotq_s32
+#endif
 
 enum { NK_I2 = 2, NK_I3 = 3, NK_I4 = 4, NK_I8 = 8, NK_LUT4 = 16, NK_FP8 = 17 };
 #define QG_NEON_KC 512    /* GEMM: weights per decoded row tile */
@@ -458,7 +470,7 @@ QG_NEON_IN int32x4_t chunk_dot_mull(const uint8_t* p, const int8_t* xq) {
 QG_NEON_DOT QG_NEON_IN int32x4_t chunk_dot_sdot(const uint8_t* p, const int8_t* xq) {
   const uint8x16_t v = vld1q_u8(p);
   const int8x16_t lo = vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(15))), hi = vreinterpretq_s8_u8(vshrq_n_u8(v, 4));
-  return vdotq_s32(vdotq_s32(vdupq_n_s32(0), lo, vld1q_s8(xq)), hi, vld1q_s8(xq + 16));
+  return qg_sdot(qg_sdot(vdupq_n_s32(0), lo, vld1q_s8(xq)), hi, vld1q_s8(xq + 16));
 }
 
 /* Rows [n0, n1): four chunks at a time, their dots reduced to one int32x4 (pairwise adds) and
