@@ -9,10 +9,12 @@
 # info, -ffile-prefix-map for the paths, a content-hash build id, stripped. Same sources and same
 # compilers (Debian 12: gcc 12.2) give the same bytes; check-artifacts.sh rebuilds and compares.
 # Usage: kernels/build-prebuilt.sh [out-dir (default dist/kernels)] [target ...]
+# Into the default dist/kernels, it also rewrites the addons' lines of kernels/artifacts.sha256.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
-out="${1:-$root/dist/kernels}"
+default_out="$root/dist/kernels"
+out="${1:-$default_out}"
 shift || true
 targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=(linux-x64 linux-arm64)
@@ -47,3 +49,16 @@ for t in "${targets[@]}"; do
   SOURCE_DATE_EPOCH=0 "$cc" "${cflags[@]}" "${sources[@]}" "${ldflags[@]}" -o "$out/$t/quantgate_kernels.node"
   echo "wrote $out/$t/quantgate_kernels.node ($(wc -c <"$out/$t/quantgate_kernels.node") bytes, $("$cc" -dumpfullversion))"
 done
+
+if [[ "$(cd "$out" && pwd)" == "$default_out" ]]; then
+  sums="$here/artifacts.sha256"
+  touch "$sums"
+  for t in "${targets[@]}"; do
+    f="dist/kernels/$t/quantgate_kernels.node"
+    line="$(sha256sum "$f")"
+    awk -v f="$f" '$2 != f' "$sums" >"$sums.tmp"
+    echo "$line" >>"$sums.tmp"
+    mv "$sums.tmp" "$sums"
+  done
+  echo "updated kernels/artifacts.sha256"
+fi
