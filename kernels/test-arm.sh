@@ -27,7 +27,11 @@ trap 'rm -rf "$tmp"' EXIT
 start=$SECONDS
 runs=0
 
-core=("$here/src/qg_api.c" "$here/src/qg_ref.c" "$here/src/qg_threads.c")
+# binding.gyp's sources less the Node-API glue and the per-arch files (the C tests link the rest)
+mapfile -t core < <(node -e '
+  const g = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+  for (const s of g.targets[0].sources) if (!/qg_napi\.c$|^src\/arch\//.test(s)) console.log(process.argv[2] + "/" + s);
+' "$here/binding.gyp" "$here")
 warn=(-std=c11 -ffp-contract=off -fno-fast-math -Wall -Wextra -Werror -I"$here/include")
 san=(-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all)
 
