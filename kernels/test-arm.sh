@@ -80,7 +80,8 @@ elif [[ ! -f "$addon" ]]; then
   exit 1
 else
   echo "== prebuilt linux-arm64 addon in an arm64 Node ($NODE_PKG from the npm registry)"
-  cache="${ARM64_NODE_CACHE:-$here/build/arm64-node}"
+  # node_modules/.cache: outside kernels/build, which node-gyp rebuild wipes
+  cache="${ARM64_NODE_CACHE:-$root/node_modules/.cache/quantgate-arm64-node}"
   node_bin="$cache/package/bin/node"
   if [[ ! -x "$node_bin" ]]; then
     mkdir -p "$cache"

@@ -22,7 +22,7 @@ import { describe, expect, it } from "vitest";
 import { parseOutputs, REPO_ROOT, runnerEnvironment } from "../helpers/action.js";
 import { writeClassifierFixture } from "../helpers/models.js";
 
-const NODE = process.env.QUANTGATE_ARM64_NODE ?? path.join(REPO_ROOT, "kernels/build/arm64-node/package/bin/node");
+const NODE = process.env.QUANTGATE_ARM64_NODE ?? path.join(REPO_ROOT, "node_modules/.cache/quantgate-arm64-node/package/bin/node");
 const SYSROOT = process.env.QEMU_LD_PREFIX ?? "/usr/aarch64-linux-gnu";
 const QEMU = process.env.QEMU_AARCH64 ?? "qemu-aarch64";
 const ORT_ARM64 = path.join(REPO_ROOT, "node_modules/onnxruntime-node/bin/napi-v6/linux/arm64");
