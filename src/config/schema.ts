@@ -87,10 +87,12 @@ const recipeObject = z.strictObject({
   min_elements: z.number().int().nonnegative().default(1024),
   exclude: patternList,
   overrides: z.array(override).default([]),
-  /** Which ops' weights to quantize (Gather embedding tables are opt-in). */
+  /** Which ops' weights to quantize (Gather embedding tables are opt-in; rnn: LSTM/GRU/RNN W and R). */
   op_types: z
-    .array(z.enum(["matmul", "gemm", "conv", "conv_transpose", "gather"], { error: "expected matmul, gemm, conv, conv_transpose or gather" }))
-    .default(["matmul", "gemm", "conv", "conv_transpose"]),
+    .array(
+      z.enum(["matmul", "gemm", "conv", "conv_transpose", "gather", "rnn"], { error: "expected matmul, gemm, conv, conv_transpose, gather or rnn" }),
+    )
+    .default(["matmul", "gemm", "conv", "conv_transpose", "rnn"]),
   /** A tied weight read by several ops: "quantize" once (one dequantized tensor for all readers) or keep "float". */
   shared_weights: z.enum(["quantize", "float"], { error: 'expected "quantize" or "float"' }).default("quantize"),
   /** Weight shapes kept in float; -1 matches any size, e.g. [201, -1] for an STFT basis. */
