@@ -2,9 +2,11 @@
 // ONNX Runtime, every float weight is accounted for, the stored bits per weight match the file, and the
 // outputs stay close to float. Used by test/conformance.test.ts and bench/conformance.mjs.
 import { parseConfig } from "../config/load.js";
-import type { Recipe } from "../config/schema.js";
+import { FORMATS, isIntFormat, type Recipe, type WeightFormat } from "../config/schema.js";
+import type { ExecForm } from "./index.js";
 import {
   allInitializers,
+  cloneModel,
   DataType,
   elementCount,
   getAttr,
@@ -177,7 +179,18 @@ export interface ConformanceCache {
   floatOutputs?: Map<string, { outputs: Float64Array[]; feeds: Record<string, OrtTensor>; samples: number }>;
 }
 
-export async function runConformance(ort: Ort, modelPath: string, format: ConformanceFormat, cache: ConformanceCache = {}): Promise<ConformanceResult> {
+/** Every int format in the dequantizing subgraph and every table format in the lookup subgraph (the forms Conv and float16 consumers use). */
+export const SUBGRAPH_FORMS: ReadonlyMap<WeightFormat, ExecForm> = new Map(
+  FORMATS.map((f) => [f, isIntFormat(f) ? "dequant-subgraph" : "lookup-subgraph"] as [WeightFormat, ExecForm]),
+);
+
+export async function runConformance(
+  ort: Ort,
+  modelPath: string,
+  format: ConformanceFormat,
+  cache: ConformanceCache = {},
+  forms: ReadonlyMap<WeightFormat, ExecForm> = new Map(),
+): Promise<ConformanceResult> {
   const name = modelPath.replace(/^.*\//, "").replace(/\.onnx$/, "");
   const model = await loadModel(modelPath);
   const recipe = conformanceRecipe(format);
@@ -204,7 +217,7 @@ export async function runConformance(ort: Ort, modelPath: string, format: Confor
   }
   let emitted;
   try {
-    emitted = await emitChecked(ort, model.proto, quantized, new Map(), 0, discovery);
+    emitted = await emitChecked(ort, model.proto, quantized, forms, 0, discovery);
   } catch (err) {
     return {
       ...base,
@@ -250,10 +263,12 @@ export async function runConformance(ort: Ort, modelPath: string, format: Confor
   const quantizedParams = layers.reduce((a, l) => a + l.weights, 0);
   const storedBytes = layers.reduce((a, l) => a + l.storedBytes, 0);
   const packedBytes = layers.reduce((a, l) => a + l.packedBytes, 0);
-  // The float-free remainder: the source file without the bytes of the weights that were quantized.
-  const quantizedNames = new Set(layers.map((l) => l.name));
-  const removedBytes = floats.filter((t) => quantizedNames.has(t.name)).reduce((a, t) => a + t.bytes, 0);
-  const remainder = model.sizeBytes - removedBytes;
+  // The float-free remainder: the emitted file with the data of every tensor written for a quantized weight
+  // emptied. What the file grows by over it is what the weights really take (framing of the tensors included).
+  const stripped = cloneModel(emitted.proto);
+  const weightTensors = new Set(layers.flatMap((l) => l.tensors));
+  for (const t of allInitializers(stripped.graph!)) if (weightTensors.has(t.name)) t.rawData = new Uint8Array(0);
+  const remainder = serializeModel(stripped).length;
   const fileStored = storedBytesInFile(emitted.proto, layers);
   return {
     ...base,

@@ -39,7 +39,7 @@ import { tensorDataBytes } from "./stored.js";
  *
  * Codes narrower than 8 bits are stored packed in every form: 2-bit codes four per byte, 3- and 4-bit
  * codes two per byte (int3 in a 4-bit container). The subgraph forms unpack them with float arithmetic
- * (Cast, Div, Floor, Mul, Sub, Concat, Reshape: every one valid from opset 7, exact for 0..255), which
+ * (Cast, Div, Floor, Mul, Sub, Reshape: every one valid from opset 7, exact for 0..255), which
  * ONNX Runtime folds into a constant at session load.
  */
 export type ExecForm = "matmulnbits" | "dequant-subgraph" | "lookup-subgraph" | "matmulbnb4";
@@ -163,29 +163,25 @@ function codesAsFloat(p: string, codes: Uint8Array, bits: number, shape: readonl
   const packed = packBits(codes, width, codes.length);
   const m = packed.length;
   const base = 1 << width;
-  inits.push(makeTensor(`${p}_codes_packed`, DataType.UINT8, [m], packed));
-  inits.push(makeTensor(`${p}_unpack_base`, DataType.FLOAT, [], Float32Array.of(base)));
-  inits.push(makeTensor(`${p}_unpack_col`, DataType.INT64, [2], int64s([m, 1])));
-  nodes.push(makeNode("Cast", [`${p}_codes_packed`], [`${p}_u0`], toFloat, { name: `${p}_CastPacked` }));
-  // Field j of a byte v is floor(v / base^j) - base * floor(v / base^(j+1)); the last field is the quotient.
-  const fields: string[] = [];
-  let rest = `${p}_u0`;
-  for (let j = 0; j < perByte; j++) {
-    const field = `${p}_f${j}`;
-    if (j === perByte - 1) {
-      nodes.push(makeNode("Reshape", [rest, `${p}_unpack_col`], [field], [], { name: `${p}_Field${j}` }));
-    } else {
-      const q = `${p}_u${j + 1}`;
-      nodes.push(makeNode("Div", [rest, `${p}_unpack_base`], [`${p}_d${j}`], [], { name: `${p}_Div${j}` }));
-      nodes.push(makeNode("Floor", [`${p}_d${j}`], [q], [], { name: `${p}_Floor${j}` }));
-      nodes.push(makeNode("Mul", [q, `${p}_unpack_base`], [`${p}_m${j}`], [], { name: `${p}_Shift${j}` }));
-      nodes.push(makeNode("Sub", [rest, `${p}_m${j}`], [`${p}_r${j}`], [], { name: `${p}_Low${j}` }));
-      nodes.push(makeNode("Reshape", [`${p}_r${j}`, `${p}_unpack_col`], [field], [], { name: `${p}_Field${j}` }));
-      rest = q;
-    }
-    fields.push(field);
-  }
-  nodes.push(makeNode("Concat", fields, [`${p}_fields`], [makeAttribute("axis", 1)], { name: `${p}_Interleave` }));
+  // Field j of byte v (LSB first) is t_j - base * floor(t_j / base) with t_j = floor(v / base^j): one
+  // broadcast over the [m, perByte] fields, exact in float32 for bytes.
+  inits.push(makeTensor(`${p}_codes_packed`, DataType.UINT8, [m, 1], packed));
+  inits.push(
+    makeTensor(
+      `${p}_field_div`,
+      DataType.FLOAT,
+      [perByte],
+      Float32Array.from({ length: perByte }, (_, j) => base ** j),
+    ),
+  );
+  inits.push(makeTensor(`${p}_field_base`, DataType.FLOAT, [], Float32Array.of(base)));
+  nodes.push(makeNode("Cast", [`${p}_codes_packed`], [`${p}_bytes`], toFloat, { name: `${p}_CastPacked` }));
+  nodes.push(makeNode("Div", [`${p}_bytes`, `${p}_field_div`], [`${p}_shifted_f`], [], { name: `${p}_Shift` }));
+  nodes.push(makeNode("Floor", [`${p}_shifted_f`], [`${p}_shifted`], [], { name: `${p}_ShiftFloor` }));
+  nodes.push(makeNode("Div", [`${p}_shifted`, `${p}_field_base`], [`${p}_high_f`], [], { name: `${p}_High` }));
+  nodes.push(makeNode("Floor", [`${p}_high_f`], [`${p}_high`], [], { name: `${p}_HighFloor` }));
+  nodes.push(makeNode("Mul", [`${p}_high`, `${p}_field_base`], [`${p}_high_base`], [], { name: `${p}_HighScale` }));
+  nodes.push(makeNode("Sub", [`${p}_shifted`, `${p}_high_base`], [`${p}_fields`], [], { name: `${p}_Field` }));
   inits.push(makeTensor(`${p}_codes_shape`, DataType.INT64, [shape.length], int64s(shape)));
   nodes.push(makeNode("Reshape", [`${p}_fields`, `${p}_codes_shape`], [out], [], { name: `${p}_ReshapeCodes` }));
   return m;
