@@ -1,6 +1,10 @@
 // The calibrate stage: run the float model on calibration data with the inputs of the quantized
 // MatMuls exposed as extra outputs, and stream per-input-channel statistics in float64.
-import { cloneModel, DataType, makeValueInfo, serializeModel, type ModelProto } from "../onnx/model.js";
+// Activations inside If/Loop/Scan bodies are routed out through the control-flow node's own outputs
+// (never by naming a subgraph tensor as a main-graph output, which ONNX Runtime rejects): an If gets one
+// more output, which the branch holding the activation fills and the other branch leaves empty; a Loop
+// or Scan body gets one more scan output, which stacks the activation over the iterations.
+import { cloneModel, DataType, makeAttribute, makeNode, makeTensor, makeValueInfo, serializeModel, type GraphProto, type ModelProto } from "../onnx/model.js";
 import { toOrtFeeds, type Feeds } from "../data/tensors.js";
 import { createSession, type Ort } from "../runtime/ort.js";
 
@@ -96,8 +100,14 @@ export async function calibrate(
   const graph = probe.graph!;
   const existing = new Set(graph.output.map((o) => o.name));
   const graphInputs = new Set(graph.input.map((i) => i.name));
-  const exposed = unique.filter((n) => !existing.has(n) && !graphInputs.has(n));
-  for (const name of exposed) graph.output.push(makeValueInfo(name, DataType.FLOAT));
+  // Main-graph output name of each activation (subgraph activations come out under a routed name).
+  const outputOf = new Map<string, string>();
+  for (const name of unique.filter((n) => !existing.has(n) && !graphInputs.has(n))) {
+    const routed = exposeActivation(graph, name, 0);
+    if (routed === undefined) continue;
+    outputOf.set(name, routed);
+    if (!graph.output.some((o) => o.name === routed)) graph.output.push(makeValueInfo(routed, DataType.FLOAT));
+  }
   const session = await createSession(ort, serializeModel(probe), threads);
   const acc = new Map<string, ChannelAccumulator>();
   try {
@@ -105,8 +115,10 @@ export async function calibrate(
       const result = await session.run(toOrtFeeds(ort, batch));
       for (const name of unique) {
         const tensor =
-          result[name] ?? (graphInputs.has(name) ? new ort.Tensor(batch[name]!.type, batch[name]!.data, batch[name]!.dims as number[]) : undefined);
-        if (!tensor || tensor.type !== "float32") continue;
+          result[outputOf.get(name) ?? name] ??
+          (graphInputs.has(name) ? new ort.Tensor(batch[name]!.type, batch[name]!.data, batch[name]!.dims as number[]) : undefined);
+        // An empty tensor is the branch of an If that this batch did not take.
+        if (!tensor || tensor.type !== "float32" || tensor.data.length === 0) continue;
         const channels = tensor.dims[tensor.dims.length - 1]!;
         let a = acc.get(name);
         if (!a) acc.set(name, (a = new ChannelAccumulator(channels, gram.names.has(name) ? gram.maxRows : 0)));
@@ -118,4 +130,55 @@ export async function calibrate(
   }
   const stats = new Map([...acc].map(([name, a]) => [name, a.result()]));
   return { stats, batches: batches.length, ms: performance.now() - t0 };
+}
+
+/** Whether `name` is produced (by a node, or as an input) in this graph itself. */
+function producedIn(graph: GraphProto, name: string): boolean {
+  return graph.node.some((n) => n.output.includes(name)) || graph.input.some((i) => i.name === name);
+}
+
+let routeCounter = 0;
+
+/**
+ * Makes `name` (produced in `graph` or in one of its subgraphs) visible in `graph` and returns the name it
+ * has there; undefined when it is not produced anywhere below (an outer-scope value).
+ */
+function exposeActivation(graph: GraphProto, name: string, depth: number): string | undefined {
+  if (producedIn(graph, name)) return name;
+  if (depth > 8) return undefined;
+  for (const node of graph.node) {
+    const bodies = node.attribute.filter((a) => a.g).map((a) => ({ g: a.g! }));
+    for (const { g } of bodies) {
+      const inner = exposeActivation(g, name, depth + 1);
+      if (inner === undefined) continue;
+      const routed = `${name}__quantgate_calibration_${routeCounter++}`;
+      if (node.opType === "If") {
+        for (const b of bodies) {
+          if (b.g === g) {
+            b.g.output.push(makeValueInfo(inner, DataType.FLOAT));
+          } else {
+            // The branch not holding the activation yields an empty float tensor in its place.
+            const empty = `${routed}_empty`;
+            const value = makeTensor(`${empty}_value`, DataType.FLOAT, [0], new Float32Array(0));
+            b.g.node.push(makeNode("Constant", [], [empty], [makeAttribute("value", value)], { name: `${empty}_Constant` }));
+            b.g.output.push(makeValueInfo(empty, DataType.FLOAT));
+          }
+        }
+      } else if (node.opType === "Loop" || node.opType === "Scan") {
+        // One more scan output of the body: the node stacks it over the iterations.
+        g.output.push(makeValueInfo(inner, DataType.FLOAT));
+        if (node.opType === "Scan") {
+          for (const key of ["scan_output_axes", "scan_output_directions"]) {
+            const a = node.attribute.find((x) => x.name === key);
+            if (a) a.ints.push(0n);
+          }
+        }
+      } else {
+        return undefined;
+      }
+      node.output.push(routed);
+      return routed;
+    }
+  }
+  return undefined;
 }

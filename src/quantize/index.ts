@@ -92,8 +92,14 @@ export function specFor(format: WeightFormat, blockSize: number, symmetric: bool
   return { bits: FORMAT_BITS[format] as IntBits, blockSize, symmetric, clipSearch: algorithm === "mse" };
 }
 
+/**
+ * The recipe resolved per weight. An algorithm is never swapped for another: GPTQ and AWQ on a weight they
+ * cannot run on (a table format, or a Conv/Gather/LSTM weight, whose inputs are not the K inputs of a
+ * matrix product) stop the run with every such weight named.
+ */
 export function planWeights(sites: readonly WeightSite[], recipe: Recipe): WeightPlan[] {
-  return sites.map((site) => {
+  const refused: string[] = [];
+  const plans = sites.map((site) => {
     let format: WeightFormat = recipe.format;
     let blockSize = recipe.block_size;
     let symmetric = recipe.symmetric;
@@ -107,12 +113,25 @@ export function planWeights(sites: readonly WeightSite[], recipe: Recipe): Weigh
       symmetric = o.symmetric ?? symmetric;
       algorithm = o.algorithm ?? algorithm;
     }
-    if (!isIntFormat(format) && (algorithm === "awq" || algorithm === "gptq")) algorithm = "rtn";
-    // Calibration-driven algorithms need the K inputs of a product; other ops get the clip search.
-    if (site.kind === "dequant" && (algorithm === "awq" || algorithm === "gptq")) algorithm = "mse";
+    if (algorithm === "awq" || algorithm === "gptq") {
+      const where = `${site.opType} weight "${site.name}" (node "${site.nodeName}")`;
+      if (!isIntFormat(format)) refused.push(`${where}: ${algorithm} works on the int formats, not ${format}`);
+      else if (site.kind === "dequant") {
+        refused.push(
+          `${where}: ${algorithm} needs the K inputs of a matrix product, which a ${site.opType} weight does not expose (no im2col view of its input)`,
+        );
+      }
+    }
     if (format === "mxfp4") blockSize = 32;
     return { site, format, spec: specFor(format, blockSize, symmetric, algorithm), algorithm, overrides: applied };
   });
+  if (refused.length > 0) {
+    throw new UserError(
+      `the recipe's algorithm cannot run on ${refused.length} weight(s), and QuantGate does not substitute another silently:\n  ${refused.join("\n  ")}\n` +
+        `give them an algorithm that can (recipe.overrides: [{ match: "<name>", algorithm: mse }]) or exclude them`,
+    );
+  }
+  return plans;
 }
 
 /** The weight as [n][k] float32 (MatMul's B transposed), with Gemm alpha folded in. */
@@ -134,9 +153,14 @@ export interface QuantizeContext {
   readonly threads: number;
 }
 
-function needStats(plan: WeightPlan, stats: ActivationStats | undefined, what: string, gram: boolean): ActivationStats {
+function needStats(plan: WeightPlan, stats: ActivationStats | undefined, what: string, gram: boolean, calibrated: boolean): ActivationStats {
   if (!stats || (gram && !stats.gram)) {
-    throw new UserError(`${what} for ${plan.site.name} needs calibration data: set evaluation.calibration in the config`);
+    const input = plan.site.node.input[0] ?? "";
+    throw new UserError(
+      calibrated
+        ? `${what} for ${plan.site.name}: calibration ran but captured no float32 activation "${input}" for it (${plan.site.graphLabel}); its activations may be float16 or on a path the calibration inputs never take`
+        : `${what} for ${plan.site.name} needs calibration data: set evaluation.calibration in the config`,
+    );
   }
   return stats;
 }
@@ -154,12 +178,12 @@ export function quantizeWeight(plan: WeightPlan, ctx: QuantizeContext): Quantize
     q = quantizeTableRef(wT, n, k, format, spec.blockSize, table);
     if (table) notes.push(`${ctx.recipe.codebook.method} codebook of ${table.length} levels`);
   } else if (algorithm === "gptq") {
-    const s = needStats(plan, stats, "GPTQ", true);
+    const s = needStats(plan, stats, "GPTQ", true, ctx.stats !== undefined);
     const g = ctx.recipe.gptq;
     q = gptqQuantize(wT, n, k, s.gram!, spec, { dampRatio: g.damp, actOrder: g.act_order, lazyBatch: g.lazy_batch });
     notes.push(`gptq damp ${g.damp}${g.act_order ? ", act-order" : ""}, Hessian from ${s.gramRows} rows`);
   } else if (algorithm === "awq") {
-    const s = needStats(plan, stats, "AWQ", false);
+    const s = needStats(plan, stats, "AWQ", false, ctx.stats !== undefined);
     const res = awqSearch(wT, n, k, s, spec, (w, rows, cols, sp) => ctx.quantize(w, rows, cols, sp, ctx.threads), {
       grid: ctx.recipe.awq.grid,
       searchRows: AWQ_SEARCH_ROWS,
@@ -188,7 +212,7 @@ export function quantizeWeight(plan: WeightPlan, ctx: QuantizeContext): Quantize
   let lowRank: LowRankBranch | undefined;
   const rank = site.kind === "product" ? Math.min(ctx.recipe.lowrank.rank, n, k) : 0;
   if (rank > 0) {
-    const s = needStats(plan, stats, "low-rank error correction", false);
+    const s = needStats(plan, stats, "low-rank error correction", false, ctx.stats !== undefined);
     const c = lowRankCorrection(wT, effectiveWeightNK({ q, inputScales }), n, k, rank, s);
     // The branch is stored in float16: the error reported is that of the rounded factors.
     const a = roundToHalf(c.a);
