@@ -334,6 +334,27 @@ describe("every float weight is accounted for", () => {
     ]);
   });
 
+  it("a tied weight torch writes as an initializer plus an Identity copy is quantized once for both readers", async () => {
+    const m = model(
+      [
+        makeNode("Identity", ["w"], ["w_copy"], [], { name: "dedup" }),
+        makeNode("MatMul", ["x", "w"], ["h"], [], { name: "first" }),
+        makeNode("MatMul", ["h", "w_copy"], ["y"], [], { name: "second" }),
+      ],
+      [makeTensor("w", DataType.FLOAT, [48, 48], randomMatrix(48, 48, 7, 0.15))],
+      [makeValueInfo("x", DataType.FLOAT, ["b", 48])],
+      [makeValueInfo("y", DataType.FLOAT, ["b", 48])],
+    );
+    const { discovery, q } = quantize(m, "  format: int8\n  block_size: 16\n  min_elements: 16");
+    expect(discovery.weights.map((w) => [w.name, w.kind, w.readers.length])).toEqual([["w", "dequant", 2]]);
+    expect(discovery.skipped).toEqual([]);
+    const r = await emitChecked(ort as unknown as Ort, m, q, new Map(), 0, discovery);
+    expect(r.proto.graph!.initializer.map((t) => t.name)).not.toContain("w");
+    expect(r.proto.graph!.node.map((n) => n.opType)).not.toContain("Identity");
+    const x = { x: new ort.Tensor("float32", randomMatrix(2, 48, 8), [2, 48]) };
+    expect(relErr(await runFloat(m, x), await runFloat(r.proto, x))).toBeLessThan(0.02);
+  });
+
   it("a float tensor that no supported op reads as a weight is listed with what reads it", () => {
     const m = model(
       [makeNode("Add", ["x", "pos"], ["y"], [], { name: "add_pos" })],

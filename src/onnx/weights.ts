@@ -187,12 +187,29 @@ export function findWeights(main: GraphProto, recipe: RecipeView): WeightDiscove
     const scope: FoldScope = foldScope(graph, path.length ? outerInits : undefined);
     // A tied weight read directly by several supported ops of this graph is quantized once (one site).
     const sharedSites = new Map<string, WeightSite>();
+    // Identity outputs of a stored tensor are that tensor (torch writes a tied weight as one initializer and Identity copies).
+    const aliasBase = new Map<string, string>();
+    const aliasesOf = new Map<string, { outputs: string[]; nodes: number[] }>();
+    const stored = (v: string): boolean =>
+      scope.initializers.has(v) || (scope.outer?.has(v) ?? false) || graph.node[scope.producers.get(v) ?? -1]?.opType === "Constant";
+    graph.node.forEach((n, i) => {
+      const v = n.input[0];
+      if (n.opType !== "Identity" || !v || !n.output[0]) return;
+      const b = aliasBase.get(v) ?? (stored(v) ? v : undefined);
+      if (b === undefined) return;
+      aliasBase.set(n.output[0], b);
+      const group = aliasesOf.get(b) ?? { outputs: [], nodes: [] };
+      group.outputs.push(n.output[0]);
+      group.nodes.push(i);
+      aliasesOf.set(b, group);
+    });
+    const baseOf = (v: string): string => aliasBase.get(v) ?? v;
     const weightReaders = new Map<string, { nodeIndex: number; inputIndex: number; kind: OpKind }[]>();
     graph.node.forEach((n, i) => {
       const o = OP_OF[n.opType];
       if (!o || (n.domain !== "" && n.domain !== "ai.onnx")) return;
       for (const inputIndex of o.inputs) {
-        const v = n.input[inputIndex];
+        const v = n.input[inputIndex] ? baseOf(n.input[inputIndex]) : undefined;
         if (v) weightReaders.set(v, [...(weightReaders.get(v) ?? []), { nodeIndex: i, inputIndex, kind: o.kind }]);
       }
     });
@@ -246,25 +263,28 @@ export function findWeights(main: GraphProto, recipe: RecipeView): WeightDiscove
       const subgraphRule = path.length ? recipe.exclude_subgraphs?.find((p) => globToRegExp(p).test(label)) : undefined;
       if (subgraphRule) return skip(`excluded by recipe subgraph pattern "${subgraphRule}" (${label})`, dims);
       // The stored tensor, and every value on the chain, must have this node as its only reader.
+      const key = baseOf(input);
+      const aliases = aliasesOf.get(key) ?? { outputs: [], nodes: [] };
       const rootReads = reads.get(name) ?? 0;
-      const inputReads = reads.get(input) ?? 0;
-      const existing = sharedSites.get(input);
+      // Reads of the tensor through its Identity copies count; the Identity nodes themselves do not.
+      const inputReads = (reads.get(key) ?? 0) + aliases.outputs.reduce((a, o) => a + (reads.get(o) ?? 0), 0) - aliases.nodes.length;
+      const existing = sharedSites.get(key);
       if (existing) {
         existing.readers.push({ nodeIndex: index, inputIndex });
         return;
       }
-      const readersHere = weightReaders.get(input) ?? [];
+      const readersHere = weightReaders.get(key) ?? [];
       const quantizeOnce =
         (recipe.shared_weights ?? "quantize") === "quantize" &&
         inputReads > 1 &&
-        (rootReads <= 1 || name === input) &&
-        !outputs.has(input) &&
+        (rootReads <= 1 || name === key) &&
+        ![key, ...aliases.outputs].some((o) => outputs.has(o)) &&
         readersHere.length === inputReads &&
         readersHere.every((r) => opTypes.has(r.kind));
       const shared = !quantizeOnce && (rootReads > 1 || outputs.has(name) || inputReads > 1);
       if (shared) {
         return skip(
-          `shared: "${name}" is read by ${Math.max(rootReads, reads.get(input) ?? 0)} nodes (a tied weight); kept float so every reader sees the same values`,
+          `shared: "${name}" is read by ${Math.max(rootReads, inputReads)} nodes (a tied weight); kept float so every reader sees the same values`,
           dims,
         );
       }
@@ -296,8 +316,9 @@ export function findWeights(main: GraphProto, recipe: RecipeView): WeightDiscove
           transposed: true,
           alpha: 1,
           origin: `${folded.origin}, read by ${inputReads} nodes (quantized once)`,
+          chainNodes: [...new Set([...folded.chainNodes, ...aliases.nodes])],
         };
-        sharedSites.set(input, site);
+        sharedSites.set(key, site);
         weights.push(site);
         return;
       }
