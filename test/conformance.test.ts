@@ -6,7 +6,16 @@ import { readdirSync } from "node:fs";
 import path from "node:path";
 import ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
-import { CONFORMANCE_FORMATS, runConformance, SUBGRAPH_FORMS, type ConformanceCache } from "../src/emit/conformance.js";
+import type { WeightFormat } from "../src/config/schema.js";
+import {
+  CONFORMANCE_FORMATS,
+  DEQUANTIZELINEAR_FORMS,
+  runConformance,
+  SUBGRAPH_FORMS,
+  type ConformanceCache,
+  type ConformanceFormat,
+} from "../src/emit/conformance.js";
+import type { ExecForm } from "../src/emit/index.js";
 import type { Ort } from "../src/runtime/ort.js";
 
 const CORPUS = path.join(import.meta.dirname, "corpus");
@@ -20,10 +29,17 @@ describe("conformance corpus", () => {
     expect(MODELS.length).toBeGreaterThanOrEqual(14);
   });
   for (const file of MODELS) {
-    // The packed operators (MatMulNBits, MatMulBnb4) where they apply, then every weight in the standard-op subgraph forms.
-    for (const [format, subgraph] of [...CONFORMANCE_FORMATS.map((f) => [f, false] as const), ["int4", true] as const, ["nf4", true] as const]) {
-      it(`${file} ${format}${subgraph ? " (subgraph forms)" : ""}`, async () => {
-        const r = await runConformance(ort as unknown as Ort, path.join(CORPUS, file), format, cache, subgraph ? SUBGRAPH_FORMS : undefined);
+    // The packed operators (MatMulNBits, MatMulBnb4) where they apply, then every weight in the standard-op forms.
+    const variants: [ConformanceFormat, string, ReadonlyMap<WeightFormat, ExecForm> | undefined][] = [
+      ...CONFORMANCE_FORMATS.map((f) => [f, "", undefined] as [ConformanceFormat, string, undefined]),
+      ["int4", " (subgraph forms)", SUBGRAPH_FORMS],
+      ["nf4", " (subgraph forms)", SUBGRAPH_FORMS],
+      ["int4", " (DequantizeLinear where the opset has it)", DEQUANTIZELINEAR_FORMS],
+      ["int8", " (DequantizeLinear where the opset has it)", DEQUANTIZELINEAR_FORMS],
+    ];
+    for (const [format, label, forms] of variants) {
+      it(`${file} ${format}${label}`, async () => {
+        const r = await runConformance(ort as unknown as Ort, path.join(CORPUS, file), format, cache, forms);
         expect(r.error, r.error).toBeUndefined();
         expect(r.loads).toBe(true);
         // No weight fell back or stayed float because ONNX Runtime refused what the emitter wrote.

@@ -105,6 +105,48 @@ describe("opset-correct nodes", () => {
     }
   }
 
+  for (const format of ["int4", "int3", "int8"]) {
+    it(`opset 21, ${format}: blocked DequantizeLinear on packed codes feeds the MatMul and the Conv`, async () => {
+      const m = model(
+        [
+          makeNode("Conv", ["img", "cw"], ["c"], [makeAttribute("pads", [1, 1, 1, 1])], { name: "conv" }),
+          makeNode("GlobalAveragePool", ["c"], ["g4"], [], { name: "gap" }),
+          makeNode("Flatten", ["g4"], ["g"], [], { name: "flat" }),
+          makeNode("MatMul", ["g", "w"], ["y"], [], { name: "mm" }),
+        ],
+        [
+          makeTensor("cw", DataType.FLOAT, [72, 8, 3, 3], randomMatrix(72, 72, 5, 0.1)),
+          makeTensor("w", DataType.FLOAT, [72, 40], randomMatrix(72, 40, 3, 0.1)),
+        ],
+        [makeValueInfo("img", DataType.FLOAT, [1, 8, 5, 5])],
+        [makeValueInfo("y", DataType.FLOAT, [1, 40])],
+        21,
+      );
+      m.irVersion = 10n;
+      const { q } = quantize(m, `  format: ${format}\n  block_size: 32\n  min_elements: 16`);
+      const e = emitModel(m, q, new Map([[format as WeightFormat, "dequantizelinear"]]), 0);
+      expect(e.layers.map((l) => l.form)).toEqual(["dequantizelinear", "dequantizelinear"]);
+      const dq = e.proto.graph!.initializer.find((t) => t.name.endsWith("_codes"))!;
+      expect(dq.dataType).toBe(format === "int8" ? DataType.UINT8 : DataType.UINT4);
+      const feeds = { img: new ort.Tensor("float32", randomMatrix(1, 200, 9), [1, 8, 5, 5]) };
+      const err = relErr(await runFloat(m, feeds), await runFloat(e.proto, feeds));
+      expect(err).toBeLessThan(format === "int3" ? 0.3 : 0.12);
+      // the same codes through the float-arithmetic subgraph give the same outputs (both bit-exact)
+      const sub = emitModel(
+        m,
+        q,
+        new Map([[format as WeightFormat, "dequant-subgraph"]]),
+        0,
+        new Map([
+          [0, "dequant-subgraph"],
+          [1, "dequant-subgraph"],
+        ]),
+      );
+      expect(sub.layers.map((l) => l.form)).toEqual(["dequant-subgraph", "dequant-subgraph"]);
+      expect(relErr(await runFloat(sub.proto, feeds), await runFloat(e.proto, feeds))).toBeLessThan(1e-6);
+    });
+  }
+
   it("a model older than opset 7 keeps its weights float, with the reason", async () => {
     const m = mlpAtOpset(6);
     const { q } = quantize(m, "  format: int4\n  min_elements: 16");

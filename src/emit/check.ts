@@ -6,7 +6,7 @@ import { serializeModel, type ModelProto } from "../onnx/model.js";
 import type { SkippedWeight, WeightDiscovery } from "../onnx/weights.js";
 import type { QuantizedWeight } from "../quantize/index.js";
 import { createSession, type Ort } from "../runtime/ort.js";
-import { emitModel, fallbackForm, type EmittedLayer, type ExecForm } from "./index.js";
+import { defaultOpset, emitModel, fallbackForm, type EmittedLayer, type ExecForm } from "./index.js";
 
 export interface CheckedEmit {
   readonly proto: ModelProto;
@@ -79,7 +79,7 @@ export async function emitChecked(
       throw new Error(`ONNX Runtime refused the quantized model and no single weight explains it (${error}); nothing was written`);
     }
     const layer = emitted.layers[emitted.layerIndex.indexOf(culprit.position)]!;
-    const next = fallbackForm(layer.form);
+    const next = fallbackForm(layer.form, weights[kept[culprit.position]!]!.q, defaultOpset(source));
     const index = kept[culprit.position]!;
     if (next) {
       pinned.set(index, next);

@@ -184,6 +184,11 @@ export const SUBGRAPH_FORMS: ReadonlyMap<WeightFormat, ExecForm> = new Map(
   FORMATS.map((f) => [f, isIntFormat(f) ? "dequant-subgraph" : "lookup-subgraph"] as [WeightFormat, ExecForm]),
 );
 
+/** Every int format as blocked DequantizeLinear where the model's opset has it (21+), else the dequantizing subgraph. */
+export const DEQUANTIZELINEAR_FORMS: ReadonlyMap<WeightFormat, ExecForm> = new Map(
+  FORMATS.map((f) => [f, isIntFormat(f) ? "dequantizelinear" : "lookup-subgraph"] as [WeightFormat, ExecForm]),
+);
+
 export async function runConformance(
   ort: Ort,
   modelPath: string,

@@ -34,6 +34,9 @@ import { tensorDataBytes } from "./stored.js";
  * - matmulbnb4: com.microsoft.MatMulBnb4 (NF4 quant_type 1, bitsandbytes FP4 quant_type 0) on codes
  *   packed two per byte, first code in the high nibble, blocks over the flattened [N, K] weight
  *   (so only when K is a multiple of the block size, where those blocks equal ours).
+ * - dequantizelinear: the standard op at opset 21+: blocked DequantizeLinear (axis 1, block_size) on UINT4
+ *   codes (int3 and int4, two per byte) or UINT8 codes (int8), feeding MatMul or the op. Not for int2
+ *   (2-bit types need opset 25, which ONNX Runtime 1.30 does not run).
  * DequantizeLinear with FLOAT4E2M1 (opset 23) would be the standard form for FP4, but ONNX Runtime 1.30
  * has no CPU kernel for it (test/ort-forms.test.ts), so FP4 and MXFP4 fall back to lookup-subgraph.
  *
@@ -42,23 +45,29 @@ import { tensorDataBytes } from "./stored.js";
  * (Cast, Div, Floor, Mul, Sub, Reshape: every one valid from opset 7, exact for 0..255), which
  * ONNX Runtime folds into a constant at session load.
  */
-export type ExecForm = "matmulnbits" | "dequant-subgraph" | "lookup-subgraph" | "matmulbnb4";
+export type ExecForm = "matmulnbits" | "dequantizelinear" | "dequant-subgraph" | "lookup-subgraph" | "matmulbnb4";
+
+/** The first default-domain opset whose DequantizeLinear has block_size and 4-bit types. */
+export const BLOCKED_DQ_OPSET = 21;
 
 /** The oldest default-domain opset the added nodes are valid at (numpy broadcasting of Sub/Mul). */
 export const MIN_EMIT_OPSET = 7;
 
 /** Whether a form can carry this weight at all (before timing it). */
-export function formApplies(form: ExecForm, q: AnyQuantized): boolean {
+export function formApplies(form: ExecForm, q: AnyQuantized, opset = BLOCKED_DQ_OPSET): boolean {
+  if (form === "dequantizelinear") return !isTable(q) && q.spec.bits !== 2 && opset >= BLOCKED_DQ_OPSET;
   if (form === "matmulbnb4") return isTable(q) && (q.format === "nf4" || q.format === "bnb-fp4") && q.k % q.blockSize === 0;
   if (form === "lookup-subgraph") return isTable(q);
   return !isTable(q);
 }
 
 /** The next bit-exact form to try when ONNX Runtime refuses one (undefined: keep the weight float). */
-export function fallbackForm(form: ExecForm): ExecForm | undefined {
-  if (form === "matmulnbits") return "dequant-subgraph";
-  if (form === "matmulbnb4") return "lookup-subgraph";
-  return undefined;
+export function fallbackForm(form: ExecForm, q?: AnyQuantized, opset?: number): ExecForm | undefined {
+  const next = (f: ExecForm): ExecForm | undefined =>
+    f === "matmulnbits" ? "dequantizelinear" : f === "dequantizelinear" ? "dequant-subgraph" : f === "matmulbnb4" ? "lookup-subgraph" : undefined;
+  let f = next(form);
+  while (f && q && !formApplies(f, q, opset)) f = next(f);
+  return f;
 }
 
 export interface LayerStorage {
@@ -112,6 +121,34 @@ export interface LayerGraph {
   readonly nodes: NodeProto[];
   readonly initializers: TensorProto[];
   readonly storage: LayerStorage;
+  /** The form the graph is written in, where the function chose it. */
+  readonly form?: ExecForm;
+}
+
+/**
+ * Blocked DequantizeLinear (opset 21): codes [n, kPadded] as UINT4 (int3/int4) or UINT8 (int8) with a
+ * float32 scale and a zero point of the same type per block, -> `out` float32 [n, kPadded]. Returns stored bytes.
+ */
+function blockedDequantize(p: string, q: BlockwiseQuantized, out: string, inits: TensorProto[], nodes: NodeProto[]): number {
+  const { n, blocksPerRow } = q;
+  const { bits, blockSize } = q.spec;
+  const kPadded = blocksPerRow * blockSize;
+  const four = bits <= 4;
+  const type = four ? DataType.UINT4 : DataType.UINT8;
+  // ONNX packs 4-bit tensors two per byte, first element in the low nibble (an odd count ends in a half byte).
+  const pack = (values: Uint8Array): Uint8Array =>
+    four ? packBits(values.length % 2 ? Uint8Array.from([...values, 0]) : values, 4, values.length + (values.length % 2)) : values;
+  const codes = pack(q.codes);
+  const zps = pack(q.zeroPoints);
+  inits.push(makeTensor(`${p}_codes`, type, [n, kPadded], codes));
+  inits.push(makeTensor(`${p}_scales`, DataType.FLOAT, [n, blocksPerRow], q.scales));
+  inits.push(makeTensor(`${p}_zp`, type, [n, blocksPerRow], zps));
+  nodes.push(
+    makeNode("DequantizeLinear", [`${p}_codes`, `${p}_scales`, `${p}_zp`], [out], [makeAttribute("axis", 1), makeAttribute("block_size", blockSize)], {
+      name: `${p}_DequantizeLinear`,
+    }),
+  );
+  return codes.length + q.scales.length * 4 + zps.length;
 }
 
 /** Dense storage of a block-wise quantized weight: codes at `bits` each, fp32 scales, zero points at `bits` each. */
@@ -320,6 +357,21 @@ export function layerGraph(
     const storedBytes = t.b.length + t.scales.length * 4 + (t.zeroPoints?.length ?? 0);
     return { nodes: [node], initializers: inits, storage: { storedBytes, packedBytes: packedBytes(q) } };
   }
+  if (form === "dequantizelinear") {
+    if (target.opset < BLOCKED_DQ_OPSET) throw new Error(`internal: dequantizelinear needs opset ${BLOCKED_DQ_OPSET}, the model has ${target.opset}`);
+    const p = prefix;
+    const inits: TensorProto[] = [];
+    const nodes: NodeProto[] = [];
+    const storedBytes = blockedDequantize(p, q, `${p}_w_nk`, inits, nodes);
+    let rows = `${p}_w_nk`;
+    if (blocksPerRow * blockSize !== k) {
+      nodes.push(sliceNode(p, rows, `${p}_w_nk_k`, 1, k, target.opset, inits));
+      rows = `${p}_w_nk_k`;
+    }
+    nodes.push(makeNode("Transpose", [rows], [`${p}_w`], [makeAttribute("perm", [1, 0])], { name: `${p}_TransposeKN` }));
+    nodes.push(makeNode("MatMul", [input, `${p}_w`], [output], [], { name: `${p}_MatMul` }));
+    return { nodes, initializers: inits, storage: { storedBytes, packedBytes: packedBytes(q) }, form };
+  }
   if (form !== "dequant-subgraph") throw new Error(`internal: int${bits} cannot execute as ${form}`);
   const kPadded = blocksPerRow * blockSize;
   const codes = codesBlocksFirst(q.codes, n, kPadded);
@@ -362,15 +414,24 @@ export function dequantTensorGraph(
   dims: readonly number[],
   target: EmitTarget = FLOAT_TARGET,
   transposeToKN = false,
+  allowDequantizeLinear = true,
 ): LayerGraph {
   checkTarget(target);
   const { n, k, blocksPerRow } = q;
   const blockSize = isTable(q) ? q.blockSize : q.spec.blockSize;
   const kPadded = blocksPerRow * blockSize;
-  const inits: TensorProto[] = [makeTensor(`${p}_scales`, DataType.FLOAT, [n, blocksPerRow, 1], q.scales)];
+  const inits: TensorProto[] = [];
   const nodes: NodeProto[] = [];
-  let storedBytes = q.scales.length * 4;
-  if (isTable(q)) {
+  let storedBytes = 0;
+  // At opset 21+ the standard blocked DequantizeLinear carries int3/int4/int8; otherwise float arithmetic.
+  const useDq = allowDequantizeLinear && formApplies("dequantizelinear", q, target.opset);
+  if (!useDq) {
+    inits.push(makeTensor(`${p}_scales`, DataType.FLOAT, [n, blocksPerRow, 1], q.scales));
+    storedBytes += q.scales.length * 4;
+  }
+  if (useDq && !isTable(q)) {
+    storedBytes += blockedDequantize(p, q, `${p}_w2`, inits, nodes);
+  } else if (isTable(q)) {
     storedBytes += lookupValues(p, q, q.codes, [n, blocksPerRow, blockSize], `${p}_values`, nodes, inits);
     nodes.push(makeNode("Mul", [`${p}_values`, `${p}_scales`], [`${p}_w3`], [], { name: `${p}_Mul` }));
   } else {
@@ -381,8 +442,10 @@ export function dequantTensorGraph(
     nodes.push(makeNode("Mul", [`${p}_centered`, `${p}_scales`], [`${p}_w3`], [], { name: `${p}_Mul` }));
     storedBytes += q.zeroPoints.length;
   }
-  inits.push(makeTensor(`${p}_rows`, DataType.INT64, [2], int64s([n, kPadded])));
-  nodes.push(makeNode("Reshape", [`${p}_w3`, `${p}_rows`], [`${p}_w2`], [], { name: `${p}_ReshapeRows` }));
+  if (!useDq) {
+    inits.push(makeTensor(`${p}_rows`, DataType.INT64, [2], int64s([n, kPadded])));
+    nodes.push(makeNode("Reshape", [`${p}_w3`, `${p}_rows`], [`${p}_w2`], [], { name: `${p}_ReshapeRows` }));
+  }
   let flat = `${p}_w2`;
   if (kPadded !== k) {
     nodes.push(sliceNode(p, flat, `${p}_w2k`, 1, k, target.opset, inits));
@@ -400,7 +463,8 @@ export function dequantTensorGraph(
     nodes.push(makeNode("Cast", [typed], [output], [makeAttribute("to", target.elemType)], { name: `${p}_CastToConsumer` }));
   }
   const packed = isTable(q) ? tablePackedBytes(q) : packedBytes(q);
-  return { nodes, initializers: inits, storage: { storedBytes, packedBytes: packed } };
+  const form: ExecForm = useDq ? "dequantizelinear" : isTable(q) ? "lookup-subgraph" : "dequant-subgraph";
+  return { nodes, initializers: inits, storage: { storedBytes, packedBytes: packed }, form };
 }
 
 interface GraphEdits {
@@ -517,13 +581,13 @@ function buildWeight(
     if (w.inputScales || w.lowRank) throw new Error("AWQ scales and low-rank branches need the product form, which a float16/bfloat16 consumer cannot take");
     if (site.alpha !== 1) throw new Error(`Gemm alpha ${site.alpha} with a float16/bfloat16 weight: the dequantized weight would be scaled twice`);
     const out = `${prefix}_weight`;
-    const lg = dequantTensorGraph(prefix, out, w.q, site.dims, target, site.kind === "product" && !site.transposed);
-    return { nodes: lg.nodes, inits: lg.initializers, storage: lg.storage, form: subgraphForm, rewire: out, replaceNode: false };
+    const lg = dequantTensorGraph(prefix, out, w.q, site.dims, target, site.kind === "product" && !site.transposed, pinned !== "dequant-subgraph");
+    return { nodes: lg.nodes, inits: lg.initializers, storage: lg.storage, form: lg.form ?? subgraphForm, rewire: out, replaceNode: false };
   }
   const initByName = new Map(graph.initializer.map((t) => [t.name, t]));
   let form = pinned ?? formatForm ?? (isTable(w.q) ? "lookup-subgraph" : "matmulnbits");
   // The form measured on the largest layer may not fit this one (MatMulBnb4 needs K % block == 0).
-  if (!formApplies(form, w.q)) form = subgraphForm;
+  if (!formApplies(form, w.q, target.opset)) form = subgraphForm;
   const output = node.output[0]!;
   const nodes: NodeProto[] = [];
   const inits: TensorProto[] = [];
