@@ -45,3 +45,63 @@ await mkdir(path.join(root, "bench", "out"), { recursive: true });
 await writeFile(path.join(root, "bench", "out", "conformance.json"), JSON.stringify({ onnxruntime: version, results }, null, 2));
 await writeFile(path.join(root, "bench", "out", "conformance.md"), lines.join("\n") + "\n");
 process.stdout.write(lines.join("\n") + "\n");
+
+// Which form ONNX Runtime runs fastest (M = 1, one thread): every bit-exact form of int8/int4/int3/int2
+// at one layer shape, against the float MatMul. Load time matters too: subgraph forms are folded at load.
+const { quantizedLayerModel, floatLayerModel } = await import("../lib/emit/select.js");
+const { formApplies } = await import("../lib/emit/index.js");
+const { quantizeBlockwiseRef, transpose } = await import("../lib/quantize/blockwise.js");
+const { serializeModel } = await import("../lib/onnx/model.js");
+const [K, N] = [2048, 2048];
+const w = Float32Array.from({ length: K * N }, (_, i) => Math.sin(i * 0.618) * 0.05);
+async function time(bytes) {
+  const t0 = performance.now();
+  const s = await ort.InferenceSession.create(bytes, { intraOpNumThreads: 1, interOpNumThreads: 1 });
+  const loadMs = performance.now() - t0;
+  const feeds = {
+    A: new ort.Tensor(
+      "float32",
+      Float32Array.from({ length: K }, (_, i) => Math.cos(i)),
+      [1, K],
+    ),
+  };
+  for (let i = 0; i < 3; i++) await s.run(feeds);
+  const times = [];
+  for (let i = 0; i < 20; i++) {
+    const t = performance.now();
+    await s.run(feeds);
+    times.push(performance.now() - t);
+  }
+  await s.release();
+  times.sort((a, b) => a - b);
+  return { loadMs, p50Ms: times[times.length >> 1], bytes: bytes.length };
+}
+const formRows = [];
+const floatT = await time(serializeModel(floatLayerModel(transpose(w, N, K), K, N)));
+formRows.push({ format: "float32", form: "MatMul", ...floatT });
+for (const bits of [8, 4, 3, 2]) {
+  const q = quantizeBlockwiseRef(w, N, K, { bits, blockSize: 32, symmetric: false, clipSearch: false });
+  for (const form of ["matmulnbits", "dequantizelinear", "dequant-subgraph"]) {
+    if (!formApplies(form, q, 21)) continue;
+    try {
+      formRows.push({ format: `int${bits}`, form, ...(await time(serializeModel(quantizedLayerModel(q, form, 0)))) });
+    } catch (err) {
+      formRows.push({ format: `int${bits}`, form, refused: err.message.split("\n")[0] });
+    }
+  }
+}
+const formLines = [
+  "",
+  `Forms at K = N = ${K}, M = 1, block 32, one thread (onnxruntime-node ${version}): session load, p50 per run, file bytes.`,
+  "",
+  "| format | form | load ms | p50 ms | file bytes |",
+  "| --- | --- | --- | --- | --- |",
+  ...formRows.map((r) =>
+    r.refused
+      ? `| ${r.format} | ${r.form} | refused: ${r.refused} | | |`
+      : `| ${r.format} | ${r.form} | ${r.loadMs.toFixed(1)} | ${r.p50Ms.toFixed(3)} | ${r.bytes} |`,
+  ),
+];
+process.stdout.write(formLines.join("\n") + "\n");
+await writeFile(path.join(root, "bench", "out", "conformance.json"), JSON.stringify({ onnxruntime: version, results, forms: formRows }, null, 2));
+await writeFile(path.join(root, "bench", "out", "conformance.md"), [...lines, ...formLines].join("\n") + "\n");

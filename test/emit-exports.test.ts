@@ -10,7 +10,8 @@ import { emitModel, type ExecForm } from "../src/emit/index.js";
 import { storedBitsPerWeight, storedBytesInFile } from "../src/emit/stored.js";
 import { DataType, floatToHalf, halfToFloat, makeAttribute, makeNode, makeTensor, makeValueInfo, serializeModel, type ModelProto } from "../src/onnx/model.js";
 import { findWeights } from "../src/onnx/weights.js";
-import { quantizeBlockwiseRef, type BlockwiseSpec } from "../src/quantize/blockwise.js";
+import { dequantizeBlockwise, quantizeBlockwiseRef, type BlockwiseSpec } from "../src/quantize/blockwise.js";
+import { quantizedLayerModel } from "../src/emit/select.js";
 import { planWeights, quantizeWeights } from "../src/quantize/index.js";
 import type { Ort } from "../src/runtime/ort.js";
 import { model, randomMatrix } from "./helpers/models.js";
@@ -131,7 +132,8 @@ describe("opset-correct nodes", () => {
       const feeds = { img: new ort.Tensor("float32", randomMatrix(1, 200, 9), [1, 8, 5, 5]) };
       const err = relErr(await runFloat(m, feeds), await runFloat(e.proto, feeds));
       expect(err).toBeLessThan(format === "int3" ? 0.3 : 0.12);
-      // the same codes through the float-arithmetic subgraph give the same outputs (both bit-exact)
+      // the same codes through the float-arithmetic subgraph: close, though ONNX Runtime fuses DequantizeLinear + MatMul
+      // into MatMulNBits at accuracy level 4 (int8 activations), which is not bit-exact
       const sub = emitModel(
         m,
         q,
@@ -143,7 +145,7 @@ describe("opset-correct nodes", () => {
         ]),
       );
       expect(sub.layers.map((l) => l.form)).toEqual(["dequant-subgraph", "dequant-subgraph"]);
-      expect(relErr(await runFloat(sub.proto, feeds), await runFloat(e.proto, feeds))).toBeLessThan(1e-6);
+      expect(relErr(await runFloat(sub.proto, feeds), await runFloat(e.proto, feeds))).toBeLessThan(0.02);
     });
   }
 
@@ -407,4 +409,34 @@ describe("every float weight is accounted for", () => {
     const d = findWeights(m.graph!, recipe("  min_elements: 512"));
     expect(d.skipped.map((s) => [s.name, s.reason])).toEqual([["pos", 'not a weight QuantGate quantizes: read by Add "add_pos" input 1']]);
   });
+});
+
+// ONNX Runtime 1.30 fuses DequantizeLinear(axis 0, block) + MatMul into MatMulNBits with accuracy_level 4
+// (session.qdq_matmulnbits_accuracy_level): activations are quantized to int8, so the result is close to the
+// dequantize-and-multiply reference but not equal to it. This is why the form is not a candidate of the selection.
+describe("blocked DequantizeLinear feeding MatMul (opset 21)", () => {
+  for (const [bits, k] of [
+    [4, 256],
+    [4, 200],
+    [8, 128],
+    [3, 100],
+  ] as const) {
+    it(`int${bits} K=${k}: ONNX Runtime's result is close to the dequantize-and-multiply reference, not equal`, async () => {
+      const n = 48;
+      const wNK = randomMatrix(n, k, k + bits, 0.2);
+      const q = quantizeBlockwiseRef(wNK, n, k, { bits, blockSize: 32, symmetric: false, clipSearch: false });
+      const layer = quantizedLayerModel(q, "dequantizelinear", 0);
+      expect(layer.graph!.node.map((x) => x.opType)).toEqual(["DequantizeLinear", "MatMul"]);
+      const a = randomMatrix(2, k, 5);
+      const s = await ort.InferenceSession.create(serializeModel(layer), { intraOpNumThreads: 1 });
+      const y = (await s.run({ A: new ort.Tensor("float32", a, [2, k]) })).Y!.data as Float32Array;
+      await s.release();
+      const deq = dequantizeBlockwise(q);
+      const ref = new Float64Array(2 * n);
+      for (let i = 0; i < 2; i++) for (let j = 0; j < n; j++) for (let t = 0; t < k; t++) ref[i * n + j]! += a[i * k + t]! * deq[j * k + t]!;
+      const err = relErr(ref, Float64Array.from(y));
+      expect(err).toBeLessThan(0.02);
+      expect(err).toBeGreaterThan(1e-5);
+    });
+  }
 });

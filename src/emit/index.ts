@@ -34,9 +34,12 @@ import { tensorDataBytes } from "./stored.js";
  * - matmulbnb4: com.microsoft.MatMulBnb4 (NF4 quant_type 1, bitsandbytes FP4 quant_type 0) on codes
  *   packed two per byte, first code in the high nibble, blocks over the flattened [N, K] weight
  *   (so only when K is a multiple of the block size, where those blocks equal ours).
- * - dequantizelinear: the standard op at opset 21+: blocked DequantizeLinear (axis 1, block_size) on UINT4
- *   codes (int3 and int4, two per byte) or UINT8 codes (int8), feeding MatMul or the op. Not for int2
- *   (2-bit types need opset 25, which ONNX Runtime 1.30 does not run).
+ * - dequantizelinear: the standard op at opset 21+: blocked DequantizeLinear on UINT4 codes (int3 and
+ *   int4, two per byte) or UINT8 codes (int8), feeding MatMul (the [K, N] weight, blocks along axis 0) or
+ *   the op. Not for int2 (2-bit types need opset 25). Only when asked for: ONNX Runtime 1.30 fuses it with
+ *   MatMul into MatMulNBits at accuracy level 4 (int8 activations: not bit-exact to the dequantized
+ *   weights), and before Conv it is not folded at load, so it dequantizes on every run
+ *   (bench/conformance.mjs measures both).
  * DequantizeLinear with FLOAT4E2M1 (opset 23) would be the standard form for FP4, but ONNX Runtime 1.30
  * has no CPU kernel for it (test/ort-forms.test.ts), so FP4 and MXFP4 fall back to lookup-subgraph.
  *
@@ -64,7 +67,7 @@ export function formApplies(form: ExecForm, q: AnyQuantized, opset = BLOCKED_DQ_
 /** The next bit-exact form to try when ONNX Runtime refuses one (undefined: keep the weight float). */
 export function fallbackForm(form: ExecForm, q?: AnyQuantized, opset?: number): ExecForm | undefined {
   const next = (f: ExecForm): ExecForm | undefined =>
-    f === "matmulnbits" ? "dequantizelinear" : f === "dequantizelinear" ? "dequant-subgraph" : f === "matmulbnb4" ? "lookup-subgraph" : undefined;
+    f === "matmulnbits" || f === "dequantizelinear" ? "dequant-subgraph" : f === "matmulbnb4" ? "lookup-subgraph" : undefined;
   let f = next(form);
   while (f && q && !formApplies(f, q, opset)) f = next(f);
   return f;
@@ -126,29 +129,49 @@ export interface LayerGraph {
 }
 
 /**
- * Blocked DequantizeLinear (opset 21): codes [n, kPadded] as UINT4 (int3/int4) or UINT8 (int8) with a
- * float32 scale and a zero point of the same type per block, -> `out` float32 [n, kPadded]. Returns stored bytes.
+ * Blocked DequantizeLinear (opset 21) -> `out` float32: codes of `dims` as UINT4 (bits <= 4, two per
+ * byte, first element in the low nibble) or UINT8, with a float32 scale and a zero point of the codes'
+ * type per block of `blockSize` along `axis`. Returns the stored bytes.
  */
-function blockedDequantize(p: string, q: BlockwiseQuantized, out: string, inits: TensorProto[], nodes: NodeProto[]): number {
-  const { n, blocksPerRow } = q;
-  const { bits, blockSize } = q.spec;
-  const kPadded = blocksPerRow * blockSize;
+function dequantizeLinearNode(
+  p: string,
+  codes: Uint8Array,
+  dims: readonly number[],
+  scales: Float32Array,
+  zeroPoints: Uint8Array,
+  blockDims: readonly number[],
+  axis: number,
+  bits: number,
+  blockSize: number,
+  out: string,
+  inits: TensorProto[],
+  nodes: NodeProto[],
+): number {
   const four = bits <= 4;
   const type = four ? DataType.UINT4 : DataType.UINT8;
-  // ONNX packs 4-bit tensors two per byte, first element in the low nibble (an odd count ends in a half byte).
-  const pack = (values: Uint8Array): Uint8Array =>
-    four ? packBits(values.length % 2 ? Uint8Array.from([...values, 0]) : values, 4, values.length + (values.length % 2)) : values;
-  const codes = pack(q.codes);
-  const zps = pack(q.zeroPoints);
-  inits.push(makeTensor(`${p}_codes`, type, [n, kPadded], codes));
-  inits.push(makeTensor(`${p}_scales`, DataType.FLOAT, [n, blocksPerRow], q.scales));
-  inits.push(makeTensor(`${p}_zp`, type, [n, blocksPerRow], zps));
+  const pack = (values: Uint8Array): Uint8Array => {
+    if (!four) return values;
+    const even = values.length % 2 ? Uint8Array.from([...values, 0]) : values;
+    return packBits(even, 4, even.length);
+  };
+  const packedCodes = pack(codes);
+  const packedZps = pack(zeroPoints);
+  inits.push(makeTensor(`${p}_codes`, type, dims, packedCodes));
+  inits.push(makeTensor(`${p}_scales`, DataType.FLOAT, blockDims, scales));
+  inits.push(makeTensor(`${p}_zp`, type, blockDims, packedZps));
   nodes.push(
-    makeNode("DequantizeLinear", [`${p}_codes`, `${p}_scales`, `${p}_zp`], [out], [makeAttribute("axis", 1), makeAttribute("block_size", blockSize)], {
+    makeNode("DequantizeLinear", [`${p}_codes`, `${p}_scales`, `${p}_zp`], [out], [makeAttribute("axis", axis), makeAttribute("block_size", blockSize)], {
       name: `${p}_DequantizeLinear`,
     }),
   );
-  return codes.length + q.scales.length * 4 + zps.length;
+  return packedCodes.length + scales.length * 4 + packedZps.length;
+}
+
+/** Blocked DequantizeLinear of the quantizer's rows: codes [n, kPadded], blocks along axis 1 -> `out` [n, kPadded]. */
+function blockedDequantize(p: string, q: BlockwiseQuantized, out: string, inits: TensorProto[], nodes: NodeProto[]): number {
+  const { n, blocksPerRow } = q;
+  const { bits, blockSize } = q.spec;
+  return dequantizeLinearNode(p, q.codes, [n, blocksPerRow * blockSize], q.scales, q.zeroPoints, [n, blocksPerRow], 1, bits, blockSize, out, inits, nodes);
 }
 
 /** Dense storage of a block-wise quantized weight: codes at `bits` each, fp32 scales, zero points at `bits` each. */
@@ -359,16 +382,17 @@ export function layerGraph(
   }
   if (form === "dequantizelinear") {
     if (target.opset < BLOCKED_DQ_OPSET) throw new Error(`internal: dequantizelinear needs opset ${BLOCKED_DQ_OPSET}, the model has ${target.opset}`);
+    // The MatMul's own [K, N] layout with blocks along axis 0 (a partial last block, no padding): the
+    // pattern ONNX Runtime fuses into MatMulNBits at load.
     const p = prefix;
+    const kPadded = blocksPerRow * blockSize;
+    const codesKN = new Uint8Array(k * n);
+    for (let row = 0; row < n; row++) for (let col = 0; col < k; col++) codesKN[col * n + row] = q.codes[row * kPadded + col]!;
     const inits: TensorProto[] = [];
     const nodes: NodeProto[] = [];
-    const storedBytes = blockedDequantize(p, q, `${p}_w_nk`, inits, nodes);
-    let rows = `${p}_w_nk`;
-    if (blocksPerRow * blockSize !== k) {
-      nodes.push(sliceNode(p, rows, `${p}_w_nk_k`, 1, k, target.opset, inits));
-      rows = `${p}_w_nk_k`;
-    }
-    nodes.push(makeNode("Transpose", [rows], [`${p}_w`], [makeAttribute("perm", [1, 0])], { name: `${p}_TransposeKN` }));
+    const scales = perBlockBlocksFirst(q.scales, n, blocksPerRow, (len) => new Float32Array(len));
+    const zps = perBlockBlocksFirst(q.zeroPoints, n, blocksPerRow, (len) => new Uint8Array(len));
+    const storedBytes = dequantizeLinearNode(p, codesKN, [k, n], scales, zps, [blocksPerRow, n], 0, bits, blockSize, `${p}_w`, inits, nodes);
     nodes.push(makeNode("MatMul", [input, `${p}_w`], [output], [], { name: `${p}_MatMul` }));
     return { nodes, initializers: inits, storage: { storedBytes, packedBytes: packedBytes(q) }, form };
   }
@@ -414,7 +438,7 @@ export function dequantTensorGraph(
   dims: readonly number[],
   target: EmitTarget = FLOAT_TARGET,
   transposeToKN = false,
-  allowDequantizeLinear = true,
+  allowDequantizeLinear = false,
 ): LayerGraph {
   checkTarget(target);
   const { n, k, blocksPerRow } = q;
@@ -581,7 +605,9 @@ function buildWeight(
     if (w.inputScales || w.lowRank) throw new Error("AWQ scales and low-rank branches need the product form, which a float16/bfloat16 consumer cannot take");
     if (site.alpha !== 1) throw new Error(`Gemm alpha ${site.alpha} with a float16/bfloat16 weight: the dequantized weight would be scaled twice`);
     const out = `${prefix}_weight`;
-    const lg = dequantTensorGraph(prefix, out, w.q, site.dims, target, site.kind === "product" && !site.transposed, pinned !== "dequant-subgraph");
+    // DequantizeLinear is not folded at load (it dequantizes on every run), so tensors take it only when it was chosen.
+    const chosen = pinned ?? formatForm;
+    const lg = dequantTensorGraph(prefix, out, w.q, site.dims, target, site.kind === "product" && !site.transposed, chosen === "dequantizelinear");
     return { nodes: lg.nodes, inits: lg.initializers, storage: lg.storage, form: lg.form ?? subgraphForm, rewire: out, replaceNode: false };
   }
   const initByName = new Map(graph.initializer.map((t) => [t.name, t]));

@@ -10,7 +10,9 @@ import { transpose } from "../quantize/blockwise.js";
 import { createSession, type Ort } from "../runtime/ort.js";
 import { formApplies, layerGraph, type ExecForm } from "./index.js";
 
-const INT_FORMS: readonly ExecForm[] = ["matmulnbits", "dequantizelinear", "dequant-subgraph"];
+// Not "dequantizelinear": ONNX Runtime 1.30 fuses DequantizeLinear + MatMul into MatMulNBits at accuracy
+// level 4 (int8 activations, not bit-exact) and does not fold it before a Conv (it dequantizes every run).
+const INT_FORMS: readonly ExecForm[] = ["matmulnbits", "dequant-subgraph"];
 const TABLE_FORMS: readonly ExecForm[] = ["lookup-subgraph"];
 const BNB_FORMS: readonly ExecForm[] = ["matmulbnb4", "lookup-subgraph"];
 /** Opset of the one-layer timing models: the newest the candidate forms need (blocked DequantizeLinear). */
