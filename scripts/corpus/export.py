@@ -459,6 +459,27 @@ def opset21_model():
 
 save(opset21_model(), "mlp_opset21", "opset 21 (IR 10); MatMul K=72 and K=100", check=False)
 
+
+
+# --- 13. Conv at opset 9 (paddle2onnx's default): 1-D and 2-D Conv with K not a multiple of any block size ---
+class AudioCnn(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1 = torch.nn.Conv1d(13, 64, 5, padding=2)  # K = 65
+        self.c2 = torch.nn.Conv1d(64, 48, 3, padding=1, groups=2)  # grouped, K = 96
+        self.fc = torch.nn.Linear(48, 6)
+
+    def forward(self, x):
+        x = torch.relu(self.c2(torch.relu(self.c1(x))))
+        return self.fc(x.mean(dim=2))
+
+
+save(
+    torch_export(AudioCnn(), (torch.randn(1, 13, 20),), 9, ["features"], ["logits"], {"features": {0: "batch"}, "logits": {0: "batch"}}),
+    "conv1d_opset9",
+    "opset 9; Conv1d K=65 and grouped Conv1d K=96 (padded blocks sliced back with Slice attributes), Gemm",
+)
+
 with open(os.path.join(OUT, "README.md"), "w") as f:
     f.write("# Conformance corpus\n\nWritten by `scripts/corpus/export.py` (Debian python3-torch and python3-onnx); ")
     f.write("tested by `test/conformance.test.ts`, measured by `npm run bench:conformance`.\n\n")
