@@ -202,10 +202,13 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     const needsGram =
       r.algorithm === "gptq" || r.algorithm === "awq" || r.lowrank.rank > 0 || r.overrides.some((o) => o.algorithm === "gptq" || o.algorithm === "awq");
     // Activation statistics describe the K inputs of a product; Conv and Gather sites have none.
-    const activations = discovery.weights.filter((w) => w.kind === "product").map((w) => w.node.input[0]!);
+    const products = discovery.weights.filter((w) => w.kind === "product");
+    const activations = products.map((w) => w.node.input[0]!);
     const gram = { names: new Set(needsGram ? activations : []), maxRows: GRAM_ROWS };
+    // A product computes in its weight's consumer type: float16 models have float16 activations.
+    const types = new Map(products.map((w) => [w.node.input[0]!, w.consumerType]));
     calibration = await stage("calibrate", `${data.calibrationBatches.length} batches`, () =>
-      calibrate(ort, model.proto, activations, data.calibrationBatches, config.measure.threads, gram),
+      calibrate(ort, model.proto, activations, data.calibrationBatches, config.measure.threads, gram, types),
     );
     calibrationFailed = calibration === undefined;
   } else {

@@ -1,6 +1,7 @@
 // Calibration wherever quantization works (issue 10, item 6): activations inside If and Loop bodies are
 // captured without naming subgraph tensors as main-graph outputs; GPTQ/AWQ never fall back silently;
 // a preset and an explicit setting that disagree say which wins.
+import path from "node:path";
 import { create } from "@bufbuild/protobuf";
 import ort from "onnxruntime-node";
 import { AttributeProto_AttributeType, AttributeProtoSchema, GraphProtoSchema, type GraphProto } from "onnx-buf";
@@ -165,5 +166,32 @@ describe("preset versus explicit settings", () => {
   it("no notice when they agree", () => {
     const c = parseConfig("model: m.onnx\nevaluation:\n  task: classification\n  dataset: d.jsonl\nrecipe:\n  preset: int4-gptq\n  algorithm: gptq\n", "q.yml");
     expect(c.notices).toEqual([]);
+  });
+});
+
+describe("calibration of a model that computes in float16", () => {
+  it("captures float16 activations (declared as float16 outputs) as float statistics", async () => {
+    const { loadModel, floatToHalf } = await import("../src/onnx/model.js");
+    const m = await loadModel(path.join(import.meta.dirname, "corpus", "fp16_compute_opset17.onnx"));
+    const r = recipe("  format: int4\n  algorithm: gptq\n  min_elements: 1024\n  overrides:\n    - { match: '*c*.weight', algorithm: mse }");
+    const d = findWeights(m.graph, r);
+    const products = d.weights.filter((w) => w.kind === "product");
+    expect(products.map((w) => w.consumerType)).toEqual([DataType.FLOAT16]);
+    const names = products.map((w) => w.node.input[0]!);
+    const image = Uint16Array.from(randomMatrix(1, 4 * 64, 3), floatToHalf);
+    const feeds = [{ image: { type: "float16", dims: [1, 4, 8, 8], data: image } }] as unknown as Parameters<typeof calibrate>[3];
+    const res = await calibrate(
+      ort as unknown as Ort,
+      m.proto,
+      names,
+      feeds,
+      1,
+      { names: new Set(names), maxRows: 100 },
+      new Map(products.map((w) => [w.node.input[0]!, w.consumerType])),
+    );
+    const s = res.stats.get(names[0]!)!;
+    expect(s.rows).toBe(1);
+    expect(s.meanAbs.length).toBe(32);
+    expect(s.gram).toBeDefined();
   });
 });

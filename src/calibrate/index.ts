@@ -4,7 +4,18 @@
 // (never by naming a subgraph tensor as a main-graph output, which ONNX Runtime rejects): an If gets one
 // more output, which the branch holding the activation fills and the other branch leaves empty; a Loop
 // or Scan body gets one more scan output, which stacks the activation over the iterations.
-import { cloneModel, DataType, makeAttribute, makeNode, makeTensor, makeValueInfo, serializeModel, type GraphProto, type ModelProto } from "../onnx/model.js";
+import {
+  cloneModel,
+  DataType,
+  halfToFloat,
+  makeAttribute,
+  makeNode,
+  makeTensor,
+  makeValueInfo,
+  serializeModel,
+  type GraphProto,
+  type ModelProto,
+} from "../onnx/model.js";
 import { toOrtFeeds, type Feeds } from "../data/tensors.js";
 import { createSession, type Ort } from "../runtime/ort.js";
 
@@ -93,6 +104,8 @@ export async function calibrate(
   threads: number,
   /** Activations whose Gram matrix E[x x^T] is needed, and how many rows to use for it. */
   gram: { readonly names: ReadonlySet<string>; readonly maxRows: number } = { names: new Set(), maxRows: 0 },
+  /** Element type of each activation when not float32 (a float16 model's MatMul inputs are float16). */
+  elemTypes: ReadonlyMap<string, number> = new Map(),
 ): Promise<CalibrationResult> {
   const t0 = performance.now();
   const unique = [...new Set(activationNames)];
@@ -103,10 +116,11 @@ export async function calibrate(
   // Main-graph output name of each activation (subgraph activations come out under a routed name).
   const outputOf = new Map<string, string>();
   for (const name of unique.filter((n) => !existing.has(n) && !graphInputs.has(n))) {
-    const routed = exposeActivation(graph, name, 0);
+    const type = elemTypes.get(name) ?? DataType.FLOAT;
+    const routed = exposeActivation(graph, name, 0, type);
     if (routed === undefined) continue;
     outputOf.set(name, routed);
-    if (!graph.output.some((o) => o.name === routed)) graph.output.push(makeValueInfo(routed, DataType.FLOAT));
+    if (!graph.output.some((o) => o.name === routed)) graph.output.push(makeValueInfo(routed, type));
   }
   const session = await createSession(ort, serializeModel(probe), threads);
   const acc = new Map<string, ChannelAccumulator>();
@@ -118,11 +132,12 @@ export async function calibrate(
           result[outputOf.get(name) ?? name] ??
           (graphInputs.has(name) ? new ort.Tensor(batch[name]!.type, batch[name]!.data, batch[name]!.dims as number[]) : undefined);
         // An empty tensor is the branch of an If that this batch did not take.
-        if (!tensor || tensor.type !== "float32" || tensor.data.length === 0) continue;
+        if (!tensor || (tensor.type !== "float32" && tensor.type !== "float16") || tensor.data.length === 0) continue;
+        const values = tensor.type === "float16" ? Float32Array.from(tensor.data as Uint16Array, halfToFloat) : (tensor.data as Float32Array);
         const channels = tensor.dims[tensor.dims.length - 1]!;
         let a = acc.get(name);
         if (!a) acc.set(name, (a = new ChannelAccumulator(channels, gram.names.has(name) ? gram.maxRows : 0)));
-        a.add(tensor.data as Float32Array);
+        a.add(values);
       }
     }
   } finally {
@@ -143,30 +158,30 @@ let routeCounter = 0;
  * Makes `name` (produced in `graph` or in one of its subgraphs) visible in `graph` and returns the name it
  * has there; undefined when it is not produced anywhere below (an outer-scope value).
  */
-function exposeActivation(graph: GraphProto, name: string, depth: number): string | undefined {
+function exposeActivation(graph: GraphProto, name: string, depth: number, type: number): string | undefined {
   if (producedIn(graph, name)) return name;
   if (depth > 8) return undefined;
   for (const node of graph.node) {
     const bodies = node.attribute.filter((a) => a.g).map((a) => ({ g: a.g! }));
     for (const { g } of bodies) {
-      const inner = exposeActivation(g, name, depth + 1);
+      const inner = exposeActivation(g, name, depth + 1, type);
       if (inner === undefined) continue;
       const routed = `${name}__quantgate_calibration_${routeCounter++}`;
       if (node.opType === "If") {
         for (const b of bodies) {
           if (b.g === g) {
-            b.g.output.push(makeValueInfo(inner, DataType.FLOAT));
+            b.g.output.push(makeValueInfo(inner, type));
           } else {
             // The branch not holding the activation yields an empty float tensor in its place.
             const empty = `${routed}_empty`;
-            const value = makeTensor(`${empty}_value`, DataType.FLOAT, [0], new Float32Array(0));
+            const value = makeTensor(`${empty}_value`, type, [0], new Float32Array(0));
             b.g.node.push(makeNode("Constant", [], [empty], [makeAttribute("value", value)], { name: `${empty}_Constant` }));
-            b.g.output.push(makeValueInfo(empty, DataType.FLOAT));
+            b.g.output.push(makeValueInfo(empty, type));
           }
         }
       } else if (node.opType === "Loop" || node.opType === "Scan") {
         // One more scan output of the body: the node stacks it over the iterations.
-        g.output.push(makeValueInfo(inner, DataType.FLOAT));
+        g.output.push(makeValueInfo(inner, type));
         if (node.opType === "Scan") {
           for (const key of ["scan_output_axes", "scan_output_directions"]) {
             const a = node.attribute.find((x) => x.name === key);
