@@ -440,3 +440,16 @@ describe("blocked DequantizeLinear feeding MatMul (opset 21)", () => {
     });
   }
 });
+
+describe("a float model ONNX Runtime cannot load", () => {
+  it("is named as the cause; no weight is blamed", async () => {
+    const m = model(
+      [makeNode("MatMul", ["x", "w"], ["h"], [], { name: "fc" }), makeNode("NoSuchOp", ["h"], ["y"], [], { name: "bad" })],
+      [makeTensor("w", DataType.FLOAT, [64, 32], randomMatrix(64, 32, 1, 0.1))],
+      [makeValueInfo("x", DataType.FLOAT, ["b", 64])],
+      [makeValueInfo("y", DataType.FLOAT, ["b", 32])],
+    );
+    const { discovery, q } = quantize(m, "  format: int4\n  min_elements: 16");
+    await expect(emitChecked(ort as unknown as Ort, m, q, new Map(), 0, discovery)).rejects.toThrow(/cannot load the float model itself.*NoSuchOp/);
+  });
+});

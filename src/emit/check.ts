@@ -48,8 +48,6 @@ export async function emitChecked(
   accuracyLevel: number,
   discovery: Pick<WeightDiscovery, "skipped">,
 ): Promise<CheckedEmit> {
-  const sourceError = await loadError(ort, source);
-  if (sourceError) throw new Error(`ONNX Runtime cannot load the float model itself, so no quantized form can be checked: ${sourceError}`);
   const pinned = new Map<number, ExecForm>();
   const dropped = new Map<number, string>();
   const notes: string[] = [];
@@ -105,9 +103,17 @@ async function findCulprit(
   accuracyLevel: number,
   pinned: ReadonlyMap<number, ExecForm>,
 ): Promise<{ position: number; error: string } | undefined> {
-  // ONNX Runtime names the node it refused; the nodes we added carry the weight's prefix.
-  const named = layers.findIndex((l) => l.nodes.some((n) => n !== "" && error.includes(n)));
+  // ONNX Runtime names the node it refused; the nodes we added carry the weight's prefix (longest match wins).
+  let named = -1;
+  let longest = 0;
+  layers.forEach((l, i) => {
+    for (const n of l.nodes) {
+      if (n.length > longest && error.includes(n)) [named, longest] = [i, n.length];
+    }
+  });
   if (named >= 0) return { position: layerIndex[named]!, error };
+  const sourceError = await loadError(ort, source);
+  if (sourceError) throw new Error(`ONNX Runtime cannot load the float model itself, so no quantized form can be checked: ${sourceError}`);
   for (let j = 0; j < kept.length; j++) {
     const i = kept[j]!;
     const one = emitModel(source, [weights[i]!], forms, accuracyLevel, pinned.has(i) ? new Map([[0, pinned.get(i)!]]) : new Map());
