@@ -399,6 +399,23 @@ describe("every float weight is accounted for", () => {
     expect(relErr(await runFloat(m, x), await runFloat(r.proto, x))).toBeLessThan(0.02);
   });
 
+  it("the float scales of an already-quantized weight are listed as such", () => {
+    const m = model(
+      [
+        makeNode("DequantizeLinear", ["w_q", "w_s"], ["w"], [makeAttribute("axis", 1)], { name: "dq" }),
+        makeNode("MatMul", ["x", "w"], ["y"], [], { name: "mm" }),
+      ],
+      [makeTensor("w_q", DataType.INT8, [4, 2048], new Int8Array(4 * 2048)), makeTensor("w_s", DataType.FLOAT, [2048], new Float32Array(2048).fill(0.01))],
+      [makeValueInfo("x", DataType.FLOAT, ["b", 4])],
+      [makeValueInfo("y", DataType.FLOAT, ["b", 2048])],
+    );
+    const d = findWeights(m.graph!, recipe("  min_elements: 1024"));
+    expect(d.skipped.map((s) => [s.name, s.reason])).toEqual([
+      ["w_q", "already quantized: 8-bit codes (INT8) read by DequantizeLinear"],
+      ["w_s", 'scales or zero points of an already-quantized weight: read by DequantizeLinear "dq" input 1'],
+    ]);
+  });
+
   it("a float tensor that no supported op reads as a weight is listed with what reads it", () => {
     const m = model(
       [makeNode("Add", ["x", "pos"], ["y"], [], { name: "add_pos" })],

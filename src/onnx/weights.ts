@@ -403,14 +403,17 @@ function accountRemaining(main: GraphProto, weights: readonly WeightSite[], skip
   for (const t of stored) {
     if (!FLOAT_TYPES.has(t.type) || elementCount(t.dims) < minElements || quantized.has(t.name) || merged.has(t.name)) continue;
     const readers = readersOf.get(t.name) ?? [];
+    const quantizedOps = readers.length > 0 && readers.every((r) => Object.keys(QUANTIZED_OPS).some((op) => r.startsWith(`${op} `)));
     merged.set(t.name, {
       name: t.name,
       nodeName: "",
       opType: "",
       shape: t.dims,
-      reason: readers.length
-        ? `not a weight QuantGate quantizes: read by ${readers.slice(0, 3).join(", ")}${readers.length > 3 ? ` and ${readers.length - 3} more` : ""}`
-        : "not read by any node",
+      reason: quantizedOps
+        ? `scales or zero points of an already-quantized weight: read by ${readers.slice(0, 3).join(", ")}`
+        : readers.length
+          ? `not a weight QuantGate quantizes: read by ${readers.slice(0, 3).join(", ")}${readers.length > 3 ? ` and ${readers.length - 3} more` : ""}`
+          : "not read by any node",
       origin: `${t.origin}${t.type === DataType.FLOAT ? "" : ` (${dataTypeName(t.type)})`}`,
     });
   }
