@@ -3,7 +3,7 @@
 import { copyFile, mkdir, readFile, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { calibrate, type CalibrationResult } from "./calibrate/index.js";
+import { calibrate, convPatchSpecOf, type CalibrationResult } from "./calibrate/index.js";
 import { resolvePath, type Config } from "./config/load.js";
 import { loadClassificationData, loadLmData, sha256, type EvalData, type ModelInputInfo } from "./data/index.js";
 import { feedTypeOf, type Feeds } from "./data/tensors.js";
@@ -192,12 +192,23 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     };
   }
 
+  /** Conv weights the recipe quantizes with GPTQ (none when the recipe does not resolve: the quantize stage says why). */
+  function convGptqSites(): WeightDiscovery["weights"] {
+    try {
+      return planWeights(discovery.weights, config.recipe)
+        .filter((p) => p.algorithm === "gptq" && p.site.opKind === "conv")
+        .map((p) => p.site);
+    } catch {
+      return [];
+    }
+  }
+
   // calibrate
   let calibration: CalibrationResult | undefined;
   let calibrationFailed = false;
   if (outcome) {
     // restored
-  } else if (model && data && data.calibrationBatches.length > 0 && discovery.weights.some((w) => w.kind === "product")) {
+  } else if (model && data && data.calibrationBatches.length > 0 && (discovery.weights.some((w) => w.kind === "product") || convGptqSites().length > 0)) {
     const r = config.recipe;
     const needsGram =
       r.algorithm === "gptq" || r.algorithm === "awq" || r.lowrank.rank > 0 || r.overrides.some((o) => o.algorithm === "gptq" || o.algorithm === "awq");
@@ -207,8 +218,11 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     const gram = { names: new Set(needsGram ? activations : []), maxRows: GRAM_ROWS };
     // A product computes in its weight's consumer type: float16 models have float16 activations.
     const types = new Map(products.map((w) => [w.node.input[0]!, w.consumerType]));
+    // GPTQ on a Conv reads the im2col rows of its input (one Hessian per group).
+    const convs = convGptqSites().map((w) => ({ key: w.name, activation: w.node.input[0]!, spec: convPatchSpecOf(w.node, w.dims) }));
+    for (const c of convs) types.set(c.activation, discovery.weights.find((w) => w.name === c.key)!.consumerType);
     calibration = await stage("calibrate", `${data.calibrationBatches.length} batches`, () =>
-      calibrate(ort, model.proto, activations, data.calibrationBatches, config.measure.threads, gram, types),
+      calibrate(ort, model.proto, activations, data.calibrationBatches, config.measure.threads, gram, types, convs),
     );
     calibrationFailed = calibration === undefined;
   } else {
@@ -221,7 +235,13 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     model && discovery.weights.length > 0 && !outcome && !calibrationFailed
       ? await stage("quantize", `${discovery.weights.length} weights`, async () => {
           const plans = planWeights(discovery.weights, config.recipe);
-          const ctx = { quantize: quantizer.quantize, stats: calibration?.stats, recipe: config.recipe, threads: config.measure.threads };
+          const ctx = {
+            quantize: quantizer.quantize,
+            stats: calibration?.stats,
+            convStats: calibration?.convStats,
+            recipe: config.recipe,
+            threads: config.measure.threads,
+          };
           let planned = plans;
           const mixed = config.recipe.mixed;
           if (mixed) {

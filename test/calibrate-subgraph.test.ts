@@ -123,22 +123,38 @@ describe("calibration inside control flow", () => {
 });
 
 describe("no silent algorithm substitution", () => {
-  it("gptq on a Conv weight stops with an error naming the weight", () => {
+  it("awq on a Conv weight and gptq on an LSTM weight stop with an error naming each weight", () => {
     const m = model(
-      [makeNode("Conv", ["x", "conv.weight"], ["y"], [], { name: "conv1" }), makeNode("MatMul", ["x2", "fc.weight"], ["z"], [], { name: "fc" })],
+      [
+        makeNode("Conv", ["x", "conv.weight"], ["y"], [], { name: "conv1" }),
+        makeNode("MatMul", ["x2", "fc.weight"], ["z"], [], { name: "fc" }),
+        makeNode("LSTM", ["s", "lstm.W", "lstm.R"], ["h"], [makeAttribute("hidden_size", 16)], { name: "lstm" }),
+      ],
       [
         makeTensor("conv.weight", DataType.FLOAT, [16, 8, 3, 3], randomMatrix(16, 72, 1)),
         makeTensor("fc.weight", DataType.FLOAT, [64, 16], randomMatrix(64, 16, 2)),
+        makeTensor("lstm.W", DataType.FLOAT, [1, 64, 8], randomMatrix(64, 8, 3)),
+        makeTensor("lstm.R", DataType.FLOAT, [1, 64, 16], randomMatrix(64, 16, 4)),
       ],
-      [makeValueInfo("x", DataType.FLOAT, [1, 8, 5, 5]), makeValueInfo("x2", DataType.FLOAT, [1, 64])],
-      [makeValueInfo("y", DataType.FLOAT), makeValueInfo("z", DataType.FLOAT)],
+      [makeValueInfo("x", DataType.FLOAT, [1, 8, 5, 5]), makeValueInfo("x2", DataType.FLOAT, [1, 64]), makeValueInfo("s", DataType.FLOAT, [3, 1, 8])],
+      [makeValueInfo("y", DataType.FLOAT), makeValueInfo("z", DataType.FLOAT), makeValueInfo("h", DataType.FLOAT)],
     );
-    const r = recipe("  format: int4\n  algorithm: gptq\n  min_elements: 16");
-    const d = findWeights(m.graph!, r);
-    expect(() => planWeights(d.weights, r)).toThrow(/Conv weight "conv.weight" \(node "conv1"\): gptq needs the K inputs of a matrix product/);
-    // an override gives the Conv an algorithm that runs on it; the MatMul keeps gptq
-    const ok = recipe('  format: int4\n  algorithm: gptq\n  min_elements: 16\n  overrides:\n    - { match: "conv.weight", algorithm: mse }');
-    expect(planWeights(findWeights(m.graph!, ok).weights, ok).map((p) => p.algorithm)).toEqual(["mse", "gptq"]);
+    const awq = recipe("  format: int4\n  algorithm: awq\n  min_elements: 16\n  overrides:\n    - { match: 'lstm.*', algorithm: mse }");
+    expect(() => planWeights(findWeights(m.graph!, awq).weights, awq)).toThrow(
+      /Conv weight "conv.weight" \(node "conv1"\): awq needs the K inputs of a matrix product/,
+    );
+    const gptq = recipe("  format: int4\n  algorithm: gptq\n  min_elements: 16");
+    expect(() => planWeights(findWeights(m.graph!, gptq).weights, gptq)).toThrow(
+      /2 weight\(s\)[\s\S]*LSTM weight "lstm.W" \(node "lstm"\): gptq needs[\s\S]*LSTM weight "lstm.R"/,
+    );
+    // an override gives the LSTM an algorithm that runs on it; the Conv (im2col view) and the MatMul keep gptq
+    const ok = recipe('  format: int4\n  algorithm: gptq\n  min_elements: 16\n  overrides:\n    - { match: "lstm.*", algorithm: mse }');
+    expect(planWeights(findWeights(m.graph!, ok).weights, ok).map((p) => [p.site.name, p.algorithm])).toEqual([
+      ["conv.weight", "gptq"],
+      ["fc.weight", "gptq"],
+      ["lstm.W", "mse"],
+      ["lstm.R", "mse"],
+    ]);
   });
 
   it("awq on a table format named by an override stops too", () => {

@@ -11,10 +11,13 @@ import { randomMatrix } from "./helpers/models.js";
 
 const CORPUS = path.join(import.meta.dirname, "corpus");
 
-async function fixture(inputName: string, width: number, body: string) {
+async function fixture(inputName: string, width: number | number[], body: string, output = "y") {
   const dir = await mkdtemp(path.join(os.tmpdir(), "qg-exports-"));
+  const dims = typeof width === "number" ? [1, width] : width;
+  const size = dims.reduce((a, b) => a * b, 1);
   const rows = (n: number, seed: number) =>
-    Array.from({ length: n }, (_, i) => JSON.stringify({ inputs: { [inputName]: [Array.from(randomMatrix(1, width, seed + i))] } })).join("\n") + "\n";
+    Array.from({ length: n }, (_, i) => JSON.stringify({ inputs: { [inputName]: { dims, data: Array.from(randomMatrix(1, size, seed + i)) } } })).join("\n") +
+    "\n";
   await writeFile(path.join(dir, "eval.jsonl"), rows(12, 100));
   await writeFile(path.join(dir, "calib.jsonl"), rows(8, 200));
   const text = `${body}
@@ -23,7 +26,7 @@ evaluation:
   dataset: eval.jsonl
   calibration: calib.jsonl
   outputs:
-    - { name: y, min_cosine: 0.99 }
+    - { name: ${output}, min_cosine: 0.99 }
 measure:
   memory: false
   kernel_benchmark: false
@@ -61,6 +64,27 @@ describe("already-quantized models", () => {
     ]);
     const cos = JSON.stringify(run.report.evaluation);
     expect(cos).toMatch(/cosine/);
+  });
+});
+
+describe("GPTQ on Conv through the gate", () => {
+  it("calibrates the im2col rows of every Conv (grouped and depthwise too) and quantizes them with GPTQ", async () => {
+    const config = await fixture(
+      "image",
+      [1, 3, 12, 12],
+      `model: ${path.join(CORPUS, "cnn_grouped_opset11.onnx")}\nrecipe:\n  format: int4\n  block_size: 16\n  algorithm: gptq\n  min_elements: 256`,
+      "logits",
+    );
+    const run = await runGate(config, { ort: await loadOrt() });
+    expect(run.report.gate.errors).toEqual([]);
+    expect(run.report.verdict).toBe("pass");
+    const conv = run.report.weights.quantized.filter((l) => l.op === "Conv");
+    expect(conv.map((l) => [l.name, l.algorithm])).toEqual([
+      ["c1.weight", "gptq"],
+      ["dw.weight", "gptq"],
+      ["gc.weight", "gptq"],
+    ]);
+    expect(conv.every((l) => l.notes.some((n) => /im2col/.test(n)))).toBe(true);
   });
 });
 

@@ -116,9 +116,11 @@ export function planWeights(sites: readonly WeightSite[], recipe: Recipe): Weigh
     if (algorithm === "awq" || algorithm === "gptq") {
       const where = `${site.opType} weight "${site.name}" (node "${site.nodeName}")`;
       if (!isIntFormat(format)) refused.push(`${where}: ${algorithm} works on the int formats, not ${format}`);
-      else if (site.kind === "dequant") {
+      else if (site.kind === "dequant" && !(algorithm === "gptq" && site.opKind === "conv")) {
+        // GPTQ runs on Conv through the im2col view of its input; AWQ's per-input-channel scale has no
+        // equivalent there, and ConvTranspose, Gather and LSTM/GRU inputs are not exposed that way.
         refused.push(
-          `${where}: ${algorithm} needs the K inputs of a matrix product, which a ${site.opType} weight does not expose (no im2col view of its input)`,
+          `${where}: ${algorithm} needs the K inputs of a matrix product${algorithm === "gptq" ? " or a Conv's im2col rows" : ""}, which a ${site.opType} weight does not expose`,
         );
       }
     }
@@ -149,6 +151,8 @@ export function dequantize(q: AnyQuantized): Float32Array {
 export interface QuantizeContext {
   readonly quantize: BlockwiseQuantizer;
   readonly stats: ReadonlyMap<string, ActivationStats> | undefined;
+  /** Per Conv weight name, the im2col statistics of each group (GPTQ on Conv). */
+  readonly convStats?: ReadonlyMap<string, readonly ActivationStats[]>;
   readonly recipe: Recipe;
   readonly threads: number;
 }
@@ -177,6 +181,9 @@ export function quantizeWeight(plan: WeightPlan, ctx: QuantizeContext): Quantize
     const table = format === "codebook" ? fitCodebook(wT, k, spec.blockSize, ctx.recipe.codebook.levels, ctx.recipe.codebook.method) : undefined;
     q = quantizeTableRef(wT, n, k, format, spec.blockSize, table);
     if (table) notes.push(`${ctx.recipe.codebook.method} codebook of ${table.length} levels`);
+  } else if (algorithm === "gptq" && site.kind === "dequant") {
+    q = gptqConv(plan, wT, ctx);
+    notes.push(`gptq on the im2col view, damp ${ctx.recipe.gptq.damp}, one Hessian per group`);
   } else if (algorithm === "gptq") {
     const s = needStats(plan, stats, "GPTQ", true, ctx.stats !== undefined);
     const g = ctx.recipe.gptq;
@@ -243,6 +250,56 @@ export function effectiveWeightNK(w: Pick<QuantizedWeight, "q" | "inputScales" |
     }
   }
   return out;
+}
+
+/** GPTQ on a Conv weight: rows of each group against the Hessian of that group's im2col rows. */
+function gptqConv(plan: WeightPlan, wT: Float32Array, ctx: QuantizeContext): BlockwiseQuantized {
+  const { site, spec } = plan;
+  const groups = ctx.convStats?.get(site.name);
+  if (!groups || groups.some((g) => !g.gram)) {
+    throw new UserError(
+      ctx.stats === undefined && ctx.convStats === undefined
+        ? `GPTQ for ${site.name} needs calibration data: set evaluation.calibration in the config`
+        : `GPTQ for Conv weight ${site.name}: calibration captured no im2col rows of its input "${site.node.input[0] ?? ""}" (${site.graphLabel})`,
+    );
+  }
+  const { n, k } = site;
+  const rowsPerGroup = n / groups.length;
+  const g = ctx.recipe.gptq;
+  const parts = groups.map((stats, i) =>
+    gptqQuantize(wT.subarray(i * rowsPerGroup * k, (i + 1) * rowsPerGroup * k), rowsPerGroup, k, stats.gram!, spec, {
+      dampRatio: g.damp,
+      actOrder: g.act_order,
+      lazyBatch: g.lazy_batch,
+    }),
+  );
+  const concat = <T extends Uint8Array | Float32Array>(pick: (p: BlockwiseQuantized) => T, make: (len: number) => T): T => {
+    const out = make(parts.reduce((a, p) => a + pick(p).length, 0));
+    let at = 0;
+    for (const p of parts) {
+      out.set(pick(p), at);
+      at += pick(p).length;
+    }
+    return out;
+  };
+  return {
+    spec,
+    n,
+    k,
+    blocksPerRow: parts[0]!.blocksPerRow,
+    codes: concat(
+      (p) => p.codes,
+      (len) => new Uint8Array(len),
+    ),
+    scales: concat(
+      (p) => p.scales,
+      (len) => new Float32Array(len),
+    ),
+    zeroPoints: concat(
+      (p) => p.zeroPoints,
+      (len) => new Uint8Array(len),
+    ),
+  };
 }
 
 export function quantizeWeights(plans: readonly WeightPlan[], ctx: QuantizeContext): QuantizedWeight[] {
