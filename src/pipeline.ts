@@ -1,13 +1,14 @@
 // One gate run: config -> load model -> calibrate -> quantize -> emit -> evaluate -> measure -> gate -> report.
 // The action and the CLI only call runGate; every stage error is recorded and fails the gate.
-import { mkdir, readFile } from "node:fs/promises";
+import { copyFile, mkdir, readFile, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { calibrate, type CalibrationResult } from "./calibrate/index.js";
+import { calibrate, convPatchSpecOf, type CalibrationResult } from "./calibrate/index.js";
 import { resolvePath, type Config } from "./config/load.js";
 import { sha256, type ModelInputInfo } from "./data/index.js";
 import { feedTypeOf } from "./data/tensors.js";
-import { emitModel, type EmittedLayer, type ExecForm } from "./emit/index.js";
+import { emitChecked } from "./emit/check.js";
+import type { EmittedLayer, ExecForm } from "./emit/index.js";
 import { chooseForms, type FormChoice } from "./emit/select.js";
 import { declaredDims } from "./data/records.js";
 import { evaluateGate } from "./gate/index.js";
@@ -59,6 +60,8 @@ export interface GateRunOptions {
 
 /** What the calibrate, quantize and emit stages produce, and what the work cache keeps of it. */
 interface QuantizedOutcome {
+  /** The load stage's skipped weights plus those that stayed float at emit (refused by ONNX Runtime). */
+  readonly skipped?: WeightDiscovery["skipped"];
   readonly layerReports: QuantizedLayerReport[];
   readonly layers: EmittedLayer[];
   readonly forms: FormChoice[];
@@ -132,9 +135,19 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
   });
   const model = loaded?.model;
   const discovery: WeightDiscovery = loaded?.discovery ?? { weights: [], skipped: [] };
-  if (loaded && discovery.weights.length === 0) {
+  warnings.push(...(config.notices ?? []));
+  // The float baseline: the model itself, or its float original when the model is already quantized.
+  const floatModelPath = config.reference_model ? resolvePath(config, config.reference_model) : modelPath;
+  const already = discovery.skipped.filter((s) => s.alreadyQuantizedBits !== undefined);
+  // An already-quantized model with a float reference is evaluated as it is, against the reference.
+  const asIs = loaded !== undefined && discovery.weights.length === 0 && already.length > 0 && config.reference_model !== undefined;
+  if (loaded && discovery.weights.length === 0 && !asIs) {
+    const hint =
+      already.length > 0
+        ? `; ${already.length} tensors are already quantized (${already.map((s) => `${s.name}: ${s.alreadyQuantizedBits}-bit`).join(", ")}): set reference_model to its float original to evaluate it as it is`
+        : "";
     errors.push(
-      `load: no quantizable weights found in ${config.model} (${discovery.skipped.length} skipped: ${discovery.skipped.map((s) => `${s.name || s.nodeName}: ${s.reason}`).join("; ")})`,
+      `load: no quantizable weights found in ${config.model} (${discovery.skipped.length} skipped: ${discovery.skipped.map((s) => `${s.name || s.nodeName}: ${s.reason}`).join("; ")})${hint}`,
     );
   }
 
@@ -160,30 +173,72 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     }
   }
 
+  if (asIs && !outcome) {
+    // Nothing to quantize: the model as given is the quantized model, and reference_model the float one.
+    await copyFile(modelPath, quantizedModelPath);
+    for (const name of ["calibrate", "quantize", "emit"] as const)
+      skip(name, `already quantized (${already.length} tensors); evaluated against reference_model`);
+    outcome = {
+      skipped: discovery.skipped,
+      layerReports: [],
+      layers: [],
+      forms: [],
+      quantizedSize: model!.sizeBytes,
+      warnings: [`${config.model} is already quantized: evaluated as it is against reference_model ${config.reference_model}`],
+      calibration: null,
+    };
+  }
+
+  /** Conv weights the recipe quantizes with GPTQ (none when the recipe does not resolve: the quantize stage says why). */
+  function convGptqSites(): WeightDiscovery["weights"] {
+    try {
+      return planWeights(discovery.weights, config.recipe)
+        .filter((p) => p.algorithm === "gptq" && p.site.opKind === "conv")
+        .map((p) => p.site);
+    } catch {
+      return [];
+    }
+  }
+
   // calibrate
   let calibration: CalibrationResult | undefined;
+  let calibrationFailed = false;
   if (outcome) {
     // restored
-  } else if (model && data && data.calibrationBatches.length > 0 && discovery.weights.some((w) => w.kind === "product")) {
+  } else if (model && data && data.calibrationBatches.length > 0 && (discovery.weights.some((w) => w.kind === "product") || convGptqSites().length > 0)) {
     const r = config.recipe;
     const needsGram =
       r.algorithm === "gptq" || r.algorithm === "awq" || r.lowrank.rank > 0 || r.overrides.some((o) => o.algorithm === "gptq" || o.algorithm === "awq");
     // Activation statistics describe the K inputs of a product; Conv and Gather sites have none.
-    const activations = discovery.weights.filter((w) => w.kind === "product").map((w) => w.node.input[0]!);
+    const products = discovery.weights.filter((w) => w.kind === "product");
+    const activations = products.map((w) => w.node.input[0]!);
     const gram = { names: new Set(needsGram ? activations : []), maxRows: GRAM_ROWS };
+    // A product computes in its weight's consumer type: float16 models have float16 activations.
+    const types = new Map(products.map((w) => [w.node.input[0]!, w.consumerType]));
+    // GPTQ on a Conv reads the im2col rows of its input (one Hessian per group).
+    const convs = convGptqSites().map((w) => ({ key: w.name, activation: w.node.input[0]!, spec: convPatchSpecOf(w.node, w.dims) }));
+    for (const c of convs) types.set(c.activation, discovery.weights.find((w) => w.name === c.key)!.consumerType);
     calibration = await stage("calibrate", `${data.calibrationBatches.length} batches`, () =>
-      calibrate(ort, model.proto, activations, data.calibrationBatches, config.measure.threads, gram),
+      calibrate(ort, model.proto, activations, data.calibrationBatches, config.measure.threads, gram, types, convs),
     );
+    calibrationFailed = calibration === undefined;
   } else {
     skip("calibrate", "no calibration data configured");
   }
 
-  // quantize
-  const plans = planWeights(discovery.weights, config.recipe);
+  // quantize (not after a failed calibration: its error is the one to read, not "calibration is not configured")
+  if (calibrationFailed) skip("quantize", "calibration failed");
   const quantized: QuantizedWeight[] | undefined =
-    model && plans.length > 0 && !outcome
-      ? await stage("quantize", `${plans.length} weights`, async () => {
-          const ctx = { quantize: quantizer.quantize, stats: calibration?.stats, recipe: config.recipe, threads: config.measure.threads };
+    model && discovery.weights.length > 0 && !outcome && !calibrationFailed
+      ? await stage("quantize", `${discovery.weights.length} weights`, async () => {
+          const plans = planWeights(discovery.weights, config.recipe);
+          const ctx = {
+            quantize: quantizer.quantize,
+            stats: calibration?.stats,
+            convStats: calibration?.convStats,
+            recipe: config.recipe,
+            threads: config.measure.threads,
+          };
           let planned = plans;
           const mixed = config.recipe.mixed;
           if (mixed) {
@@ -205,7 +260,8 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     const result = await stage("emit", "choosing ONNX Runtime forms", async () => {
       const choices = await chooseForms(ort, quantized, config.recipe.accuracy_level, config.measure.threads);
       const formMap = new Map<WeightFormat, ExecForm>(choices.map((c) => [c.format, c.chosen]));
-      const e = emitModel(model.proto, quantized, formMap, config.recipe.accuracy_level);
+      // Loaded in ONNX Runtime before it is written: refused forms fall back, or the weight stays float (listed).
+      const e = await emitChecked(ort, model.proto, quantized, formMap, config.recipe.accuracy_level, discovery);
       const size = await saveModel(e.proto, quantizedModelPath);
       return { choices, e, size };
     });
@@ -219,8 +275,10 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
           );
         }
       }
+      emitWarnings.push(...result.e.notes);
       outcome = {
-        layerReports: layerReportsOf(quantized, result.e.layers),
+        skipped: result.e.skipped,
+        layerReports: layerReportsOf(result.e.weights, result.e.layers),
         layers: result.e.layers,
         forms: result.choices,
         quantizedSize: result.size,
@@ -244,7 +302,7 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     skip("evaluate", "restored from the work cache");
   } else if (model && data && outcome) {
     evaluation = await stage("evaluate", "float vs quantized", async () => {
-      const floatSession = await createSession(ort, modelPath, config.measure.threads);
+      const floatSession = await createSession(ort, floatModelPath, config.measure.threads);
       const quantSession = await createSession(ort, quantizedModelPath, config.measure.threads);
       try {
         return await task.evaluate(config.evaluation, data, { ort, float: floatSession, quantized: quantSession, threads: config.measure.threads });
@@ -268,7 +326,7 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
       if (config.measure.memory) {
         const feeds = data.measureFeeds;
         if (!feeds) throw new Error(`the ${task.name} task gave no input to measure latency and memory with`);
-        floatRun = await measureModelRun(modelPath, feeds, config.measure, opts.ortDir);
+        floatRun = await measureModelRun(floatModelPath, feeds, config.measure, opts.ortDir);
         quantRun = await measureModelRun(quantizedModelPath, feeds, config.measure, opts.ortDir);
         if (quantRun.latency.p50Ms > floatRun.latency.p50Ms * 1.1) {
           warnings.push(
@@ -281,6 +339,13 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     });
   }
 
+  const floatSizeBytes = config.reference_model
+    ? await stat(floatModelPath).then(
+        (st) => st.size,
+        () => undefined,
+      )
+    : model?.sizeBytes;
+
   // gate
   if (storage && layerReports.length > 0) {
     const params = layerReports.reduce((a, l) => a + l.k * l.n, 0);
@@ -290,7 +355,7 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
   const records = [
     ...(evaluation?.metrics ?? []),
     ...measurementRecords({
-      floatSizeBytes: model?.sizeBytes,
+      floatSizeBytes,
       quantizedSizeBytes: quantizedSize,
       storage,
       floatRun,
@@ -332,13 +397,13 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     configPath: path.relative(process.cwd(), config.configPath) || config.configPath,
     hashes: { model: loaded?.modelHash ?? "", recipe: recipeHash, config: sha256(configText), data: data?.files ?? [] },
     recipe: config.recipe,
-    weights: { quantized: layerReports, skipped: discovery.skipped },
+    weights: { quantized: layerReports, skipped: outcome?.skipped ?? discovery.skipped },
     execution: { accuracyLevel: config.recipe.accuracy_level, forms },
     calibration: outcome?.calibration ?? null,
     cache: opts.cache?.summary() ?? null,
     evaluation: evaluation ?? null,
     metrics: records,
-    float: { path: config.model, sizeBytes: model?.sizeBytes ?? 0, run: floatRun },
+    float: { path: config.reference_model ?? config.model, sizeBytes: floatSizeBytes ?? 0, run: floatRun },
     quantized: quantizedSize !== undefined ? { path: path.relative(config.baseDir, quantizedModelPath), sizeBytes: quantizedSize, run: quantRun } : null,
     storage: storage ?? null,
     kernelBenchmark: kernelBench ?? null,

@@ -92,10 +92,10 @@ const recipeObject = z.strictObject({
   min_elements: z.number().int().nonnegative().default(1024),
   exclude: patternList,
   overrides: z.array(override).default([]),
-  /** Which ops' weights to quantize (Gather embedding tables are opt-in). */
+  /** Which ops' weights to quantize (Gather embedding tables are opt-in; rnn: LSTM/GRU/RNN W and R). */
   op_types: z
-    .array(z.enum(["matmul", "gemm", "conv", "conv_transpose", "gather"], { error: "expected matmul, gemm, conv, conv_transpose or gather" }))
-    .default(["matmul", "gemm", "conv", "conv_transpose"]),
+    .array(z.enum(["matmul", "gemm", "conv", "conv_transpose", "gather", "rnn"], { error: "expected matmul, gemm, conv, conv_transpose, gather or rnn" }))
+    .default(["matmul", "gemm", "conv", "conv_transpose", "rnn"]),
   /** A tied weight read by several ops: "quantize" once (one dequantized tensor for all readers) or keep "float". */
   shared_weights: z.enum(["quantize", "float"], { error: 'expected "quantize" or "float"' }).default("quantize"),
   /** Weight shapes kept in float; -1 matches any size, e.g. [201, -1] for an STFT basis. */
@@ -440,6 +440,11 @@ export const configSchema = z.strictObject({
   gate: gateSchema.default(gateSchema.parse({})),
   measure: measureSchema.default(measureSchema.parse({})),
   output_dir: z.string().default("quantgate-out"),
+  /**
+   * A float model to evaluate and measure `model` against instead of `model` itself: for a model that is
+   * already quantized (integer weights behind DequantizeLinear, MatMulNBits, QLinear ops), its float original.
+   */
+  reference_model: z.string().min(1, "expected the path of the float .onnx model").optional(),
   regression: regressionSchema.optional(),
   history: historySchema.optional(),
   release: releaseSchema.optional(),
