@@ -14,7 +14,14 @@ import { evaluateFidelity } from "./evaluate/fidelity.js";
 import { loadUserMetric } from "./evaluate/user-metric.js";
 import { declaredDims, loadFidelityData } from "./data/fidelity.js";
 import { evaluateGate, type GateMetrics } from "./gate/index.js";
-import { measureModelRun, summarizeStorage, type ModelRunMeasurement, type StorageSummary } from "./measure/index.js";
+import {
+  measureModels,
+  slowerThanFloatWarning,
+  summarizeStorage,
+  type LatencyComparison,
+  type ModelRunMeasurement,
+  type StorageSummary,
+} from "./measure/index.js";
 import { loadModel, saveModel, valueInfoTensorType, type LoadedModel } from "./onnx/model.js";
 import { findWeights, type WeightDiscovery } from "./onnx/weights.js";
 import { quantizeBlockwiseRef, type BlockwiseSpec } from "./quantize/blockwise.js";
@@ -206,9 +213,9 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
   // emit
   if (model && quantized) {
     const result = await stage("emit", "choosing ONNX Runtime forms", async () => {
-      const choices = await chooseForms(ort, quantized, config.recipe.accuracy_level, config.measure.threads);
+      const choices = await chooseForms(ort, quantized, config.recipe.accuracy_level ?? 0, config.measure.threads);
       const formMap = new Map<WeightFormat, ExecForm>(choices.map((c) => [c.format, c.chosen]));
-      const e = emitModel(model.proto, quantized, formMap, config.recipe.accuracy_level);
+      const e = emitModel(model.proto, quantized, formMap, config.recipe.accuracy_level ?? 0);
       const size = await saveModel(e.proto, quantizedModelPath);
       return { choices, e, size };
     });
@@ -277,18 +284,18 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
   let floatRun: ModelRunMeasurement | undefined;
   let quantRun: ModelRunMeasurement | undefined;
   let kernelBench: KernelBenchResult | undefined;
+  let latencyComparison: LatencyComparison | undefined;
   if (model && outcome && data) {
     await stage("measure", `${config.measure.runs} runs, ${config.measure.threads} thread(s)`, async () => {
       storage = summarizeStorage(outcome!.layers);
       if (config.measure.memory) {
         const feeds: Feeds = data.kind === "language-modeling" ? data.evalBatches[0]! : data.samples[0]!.feeds;
-        floatRun = await measureModelRun(modelPath, feeds, config.measure, opts.ortDir);
-        quantRun = await measureModelRun(quantizedModelPath, feeds, config.measure, opts.ortDir);
-        if (quantRun.latency.p50Ms > floatRun.latency.p50Ms * 1.1) {
-          warnings.push(
-            `the quantized model is slower than the float one: p50 ${quantRun.latency.p50Ms.toFixed(3)} ms vs ${floatRun.latency.p50Ms.toFixed(3)} ms`,
-          );
-        }
+        const measured = await measureModels(modelPath, quantizedModelPath, feeds, config.measure, opts.ortDir);
+        floatRun = measured.float;
+        quantRun = measured.quantized;
+        latencyComparison = measured.comparison;
+        const slower = slowerThanFloatWarning(measured);
+        if (slower) warnings.push(slower);
       }
       const kernels = opts.quantizer?.kernels;
       if (config.measure.kernel_benchmark && kernels) kernelBench = runKernelBenchmark(kernels, outcome!.layerReports, config.measure.threads);
@@ -356,13 +363,14 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     hashes: { model: loaded?.modelHash ?? "", recipe: recipeHash, config: sha256(configText), data: data?.files ?? [] },
     recipe: config.recipe,
     weights: { quantized: layerReports, skipped: discovery.skipped },
-    execution: { accuracyLevel: config.recipe.accuracy_level, forms },
+    execution: { accuracyLevel: config.recipe.accuracy_level ?? 0, forms },
     calibration: outcome?.calibration ?? null,
     cache: opts.cache?.summary() ?? null,
     evaluation: evaluation ?? null,
     float: { path: config.model, sizeBytes: model?.sizeBytes ?? 0, run: floatRun },
     quantized: quantizedSize !== undefined ? { path: path.relative(config.baseDir, quantizedModelPath), sizeBytes: quantizedSize, run: quantRun } : null,
     storage: storage ?? null,
+    latencyComparison: latencyComparison ?? null,
     kernelBenchmark: kernelBench ?? null,
     lockfile: lockWritten ? { path: lockWritten, committed: path.join(config.baseDir, LOCKFILE_NAME), changes: lockChanges } : null,
     warnings,

@@ -4,7 +4,7 @@ import type { FormChoice } from "../emit/select.js";
 import type { ExecForm } from "../emit/index.js";
 import type { EvaluationResult } from "../evaluate/index.js";
 import type { GateResult } from "../gate/index.js";
-import type { ModelRunMeasurement, StorageSummary } from "../measure/index.js";
+import type { LatencyComparison, ModelRunMeasurement, StorageSummary } from "../measure/index.js";
 import type { SkippedWeight } from "../onnx/weights.js";
 import type { LayerChange } from "./lockfile.js";
 import type { CacheSummary } from "../cache/index.js";
@@ -89,6 +89,8 @@ export interface Report {
   readonly float: ModelSide;
   readonly quantized: ModelSide | null;
   readonly storage: StorageSummary | null;
+  /** Float and quantized timed in interleaved rounds of one process: the quantized/float ratio per round (absent in older reports). */
+  readonly latencyComparison?: LatencyComparison | null;
   /** GEMV of the recipe's formats on our kernels at this model's layer shapes, next to float32. */
   readonly kernelBenchmark: KernelBenchResult | null;
   /** The precision lockfile written for this run and its differences from the committed one. */
