@@ -70,6 +70,12 @@ function send(message: ChildMessage): Promise<void> {
 
 const involuntarySwitches = (): number => process.resourceUsage().involuntaryContextSwitches;
 
+/**
+ * ONNX Runtime's run resolves without passing through the event loop, so a loop of awaited runs would
+ * never see the parent's channel close: yield between runs (outside the timed section).
+ */
+const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
 async function measureMemory(req: MemoryRequest, feeds: Record<string, unknown>, ort: Parameters<typeof createSession>[0]): Promise<MemoryResult> {
   const t0 = performance.now();
   const session = await createSession(ort, req.modelPath, req.threads);
@@ -79,7 +85,10 @@ async function measureMemory(req: MemoryRequest, feeds: Record<string, unknown>,
   const separated = load.source === "VmHWM" && resetPeakRss();
   await send({ type: "loaded", loadMs });
   const t1 = performance.now();
-  for (let i = 0; i < req.runs; i++) await session.run(feeds as never);
+  for (let i = 0; i < req.runs; i++) {
+    await session.run(feeds as never);
+    await yieldToEventLoop();
+  }
   await send({ type: "warm", perRunMs: (performance.now() - t1) / Math.max(1, req.runs), remainingRuns: 0 });
   const run = readPeakRss();
   return {
@@ -107,7 +116,10 @@ async function measureLatency(req: LatencyRequest, feeds: Record<string, unknown
   const t1 = performance.now();
   // Warm-up: at least one run of each model, so the timeout always has a per-round time to follow.
   const warmRounds = Math.max(1, req.warmup);
-  for (let i = 0; i < warmRounds; i++) for (const s of sessions) await s.run(feeds as never);
+  for (let i = 0; i < warmRounds; i++) {
+    for (const s of sessions) await s.run(feeds as never);
+    await yieldToEventLoop();
+  }
   await send({ type: "warm", perRunMs: (performance.now() - t1) / warmRounds, remainingRuns: req.runs });
   const latenciesMs = sessions.map(() => [] as number[]);
   const preempted = sessions.map(() => [] as boolean[]);
@@ -121,13 +133,32 @@ async function measureLatency(req: LatencyRequest, feeds: Record<string, unknown
       latenciesMs[idx]!.push(performance.now() - start);
       preempted[idx]!.push(involuntarySwitches() > before);
     }
+    await yieldToEventLoop();
   }
   return { kind: "latency", latenciesMs, preempted, loadMs };
 }
 
+/**
+ * The parent going away (killed, crashed: SIGKILL cannot be caught there) closes the IPC channel, or
+ * re-parents this process: stop rather than run on as an orphan. The channel may have closed before
+ * this module ran, hence the checks of `connected` and of the parent's pid as well as the event.
+ */
+function watchParent(): void {
+  const orphaned = (): void => process.exit(3);
+  if (!process.send) return;
+  process.on("disconnect", orphaned);
+  if (!process.connected) orphaned();
+  const parent = Number(process.env.QUANTGATE_PARENT_PID);
+  if (Number.isInteger(parent) && parent > 0) {
+    if (process.ppid !== parent) orphaned();
+    setInterval(() => {
+      if (process.ppid !== parent) orphaned();
+    }, 500).unref();
+  }
+}
+
 async function main(): Promise<void> {
-  // The parent going away (killed, crashed) closes the channel: stop rather than run on as an orphan.
-  process.on("disconnect", () => process.exit(3));
+  watchParent();
   const req = JSON.parse(process.env.QUANTGATE_MEASURE_REQUEST ?? "") as ChildRequest;
   const { ort } = req.ortDir ? loadOrtFrom(req.ortDir, "tool directory") : await loadOrt();
   const feeds = toOrtFeeds(ort, feedsFromJson(await readFile(req.feedsPath, "utf8")));

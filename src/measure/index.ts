@@ -136,7 +136,7 @@ export function childTimeouts(timeoutMs: number | undefined): ChildTimeouts {
 async function runChild<R extends MemoryResult | LatencyResult>(request: ChildRequest, label: string, timeoutMs: number | undefined): Promise<R> {
   const child = runSupervisedChild<R>(
     childScript(),
-    { ...process.env, QUANTGATE_MEASURE_REQUEST: JSON.stringify(request) },
+    { ...process.env, QUANTGATE_MEASURE_REQUEST: JSON.stringify(request), QUANTGATE_PARENT_PID: String(process.pid) },
     label,
     childTimeouts(timeoutMs),
     (m) => ((m as ChildMessage).type === "result" ? (m as { result: R }).result : undefined),
