@@ -12,7 +12,7 @@ import {
   ratioPerRound,
 } from "../src/measure/latency-stats.js";
 
-const range = (n: number, f: (i: number) => number): number[] => Array.from({ length: n }, (_, i) => f(i));
+const range = <T>(n: number, f: (i: number) => T): T[] => Array.from({ length: n }, (_, i) => f(i));
 
 describe("median interval from order statistics", () => {
   it("has the textbook ranks and coverage", () => {
