@@ -14,6 +14,7 @@ import { evaluateFidelity } from "./evaluate/fidelity.js";
 import { loadUserMetric } from "./evaluate/user-metric.js";
 import { declaredDims, loadFidelityData } from "./data/fidelity.js";
 import { evaluateGate, type GateMetrics } from "./gate/index.js";
+import { latencyBasis } from "./measure/latency-rule.js";
 import {
   measureModels,
   slowerThanFloatWarning,
@@ -319,6 +320,7 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     latencyP50Ms: quantRun?.latency.p50Ms,
     latencyP95MsFloat: floatRun?.latency.p95Ms,
     latencyP95Ms: quantRun?.latency.p95Ms,
+    ...(quantRun ? { latencySamplesMs: latencyBasis(quantRun).samplesMs, latencySamplesBasis: latencyBasis(quantRun).basis } : {}),
     kernelGemvMsFloat: kernelBench?.totals.reduce((a, t) => a + t.f32GemvMs, 0),
     kernelGemvMs: kernelBench?.totals.reduce((a, t) => a + t.gemvMs, 0),
   };

@@ -1,5 +1,6 @@
 // The gate stage: every configured rule yields pass/warn/fail with its numbers; errors fail closed.
 import type { GateLimits, Limit } from "../config/schema.js";
+import { latencyLimitRule } from "../measure/latency-rule.js";
 
 export type RuleStatus = "pass" | "warn" | "fail";
 export type Verdict = "pass" | "fail";
@@ -22,6 +23,10 @@ export interface GateMetrics {
   readonly latencyP50Ms?: number;
   readonly latencyP95MsFloat?: number;
   readonly latencyP95Ms?: number;
+  /** The quantized model's timed runs: max_latency_p50_ms is judged on the interval of their median when present. */
+  readonly latencySamplesMs?: readonly number[];
+  /** How those samples were taken (e.g. on-CPU time), for the rule's message. */
+  readonly latencySamplesBasis?: string;
   /** Sum over the model's layer shapes and the recipe's formats of our kernels' GEMV time (M = 1). */
   readonly kernelGemvMsFloat?: number;
   readonly kernelGemvMs?: number;
@@ -138,6 +143,10 @@ export function evaluateGate(limits: GateLimits, metrics: GateMetrics, errors: r
   for (const [rule, def] of Object.entries(RULES)) {
     const limit = limits[rule as keyof typeof RULES];
     if (!limit) continue;
+    if (rule === "max_latency_p50_ms" && metrics.latencySamplesMs?.length) {
+      rules.push(latencyLimitRule(rule, def.label, limit, metrics.latencySamplesMs, metrics.latencySamplesBasis));
+      continue;
+    }
     rules.push(evaluateRule(rule, def, limit, def.observe(metrics)));
   }
   if (limits.forbid_slower_than_float) {

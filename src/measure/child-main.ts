@@ -2,6 +2,7 @@
 // loads one model and reads its own peak memory after load and after runs, or loads the float and the
 // quantized model and times them in interleaved rounds. It reports over the IPC channel and exits
 // when its parent goes away.
+import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { feedsFromJson, toOrtFeeds } from "../data/tensors.js";
 import { createSession, loadOrt, loadOrtFrom, type Session } from "../runtime/ort.js";
@@ -50,6 +51,11 @@ export interface LatencyResult {
   readonly latenciesMs: number[][];
   /** Per model and run: whether the process was involuntarily switched out (preempted by another process) during it. */
   readonly preempted: boolean[][];
+  /**
+   * Per model and run: the time the measuring thread was runnable but waited for a core (Linux schedstat),
+   * in ms; absent where the kernel does not expose it.
+   */
+  readonly waitMs?: number[][];
   readonly loadMs: number[];
 }
 
@@ -69,6 +75,21 @@ function send(message: ChildMessage): Promise<void> {
 }
 
 const involuntarySwitches = (): number => process.resourceUsage().involuntaryContextSwitches;
+
+/**
+ * Nanoseconds this thread has spent runnable but waiting for a CPU (second field of
+ * /proc/thread-self/schedstat), or undefined without schedstat. With one intra-op thread ONNX Runtime
+ * computes on this (the calling) thread, so this is the time another process took from the run.
+ */
+export function runQueueWaitNs(): number | undefined {
+  try {
+    const fields = readFileSync("/proc/thread-self/schedstat", "utf8").trim().split(/\s+/);
+    const wait = Number(fields[1]);
+    return Number.isFinite(wait) ? wait : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 /**
  * ONNX Runtime's run resolves without passing through the event loop, so a loop of awaited runs would
@@ -123,19 +144,26 @@ async function measureLatency(req: LatencyRequest, feeds: Record<string, unknown
   await send({ type: "warm", perRunMs: (performance.now() - t1) / warmRounds, remainingRuns: req.runs });
   const latenciesMs = sessions.map(() => [] as number[]);
   const preempted = sessions.map(() => [] as boolean[]);
+  const waitMs = sessions.map(() => [] as number[]);
+  let haveWait = true;
   for (let r = 0; r < req.runs; r++) {
     // Alternate the order (AB, BA, ...) so neither model always runs right after the other's cache traffic.
     for (let j = 0; j < m; j++) {
       const idx = r % 2 === 0 ? j : m - 1 - j;
       const before = involuntarySwitches();
+      const wait0 = runQueueWaitNs();
       const start = performance.now();
       await sessions[idx]!.run(feeds as never);
-      latenciesMs[idx]!.push(performance.now() - start);
+      const ms = performance.now() - start;
+      const wait1 = runQueueWaitNs();
+      latenciesMs[idx]!.push(ms);
       preempted[idx]!.push(involuntarySwitches() > before);
+      if (wait0 === undefined || wait1 === undefined) haveWait = false;
+      else waitMs[idx]!.push(Math.min(ms, (wait1 - wait0) / 1e6));
     }
     await yieldToEventLoop();
   }
-  return { kind: "latency", latenciesMs, preempted, loadMs };
+  return { kind: "latency", latenciesMs, preempted, loadMs, ...(haveWait ? { waitMs } : {}) };
 }
 
 /**

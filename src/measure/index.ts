@@ -27,8 +27,20 @@ export interface ModelRunMeasurement {
   readonly latenciesMs: number[];
   /** Distribution-free interval of the median latency (order statistics); absolute latency limits are judged on it. */
   readonly latencyP50Interval?: ConfidenceInterval;
+  /**
+   * Each run's wall time less the time the measuring thread waited for a core (Linux schedstat): what the
+   * run took on a CPU of its own. A busy runner's other processes lengthen wall time, not this. Absolute
+   * latency limits are judged on these samples where they exist.
+   */
+  readonly onCpuMs?: number[];
+  readonly onCpu?: LatencyStats;
+  readonly onCpuP50Interval?: ConfidenceInterval;
+  /** Share of the timed runs' wall time spent waiting for a core (0 on an idle runner). */
+  readonly waitShare?: number;
   /** Timed runs during which another process preempted the measuring process. */
   readonly preemptedRuns?: number;
+  /** Per timed run: whether it was preempted (the process was involuntarily switched out during it). */
+  readonly preempted?: boolean[];
   /** Peak resident memory of the model's own process (Node + ONNX Runtime + this model): the larger of the two below. */
   readonly peakRssBytes: number;
   /** Peak by the end of the load. */
@@ -43,7 +55,7 @@ export interface ModelRunMeasurement {
 /** The float and quantized models timed in the same child, round by round. */
 export interface LatencyComparison {
   readonly rounds: number;
-  /** Quantized latency over float latency per round (below 1: the quantized model is faster). */
+  /** Quantized latency over float latency per round (below 1: the quantized model is faster); on-CPU times where measured. */
   readonly ratioPerRound: number[];
   readonly ratioP50: number;
   readonly ratioInterval: ConfidenceInterval;
@@ -162,12 +174,23 @@ export async function measureInterleavedLatency(
   return runChild<LatencyResult>(request, `timing ${modelPaths.map((p) => path.basename(p)).join(" and ")}`, settings.timeout);
 }
 
-function runMeasurement(latenciesMs: number[], preempted: boolean[], memory: MemoryResult, loadMs: number): ModelRunMeasurement {
+function runMeasurement(latenciesMs: number[], preempted: boolean[], waitMs: number[] | undefined, memory: MemoryResult, loadMs: number): ModelRunMeasurement {
+  const onCpuMs = waitMs?.map((w, i) => Math.max(0, latenciesMs[i]! - w));
+  const wall = latenciesMs.reduce((a, b) => a + b, 0);
   return {
     latency: latencyStats(latenciesMs),
     latenciesMs,
     latencyP50Interval: medianInterval(latenciesMs),
+    ...(onCpuMs && waitMs
+      ? {
+          onCpuMs,
+          onCpu: latencyStats(onCpuMs),
+          onCpuP50Interval: medianInterval(onCpuMs),
+          waitShare: wall > 0 ? waitMs.reduce((a, b) => a + b, 0) / wall : 0,
+        }
+      : {}),
     preemptedRuns: preempted.filter(Boolean).length,
+    preempted,
     peakRssBytes: memory.peakBytes,
     loadPeakBytes: memory.loadPeakBytes,
     runPeakBytes: memory.runPeakBytes,
@@ -197,10 +220,13 @@ export async function measureModels(
     const timed = await measureInterleavedLatency([floatPath, quantizedPath], feedsPath, settings, ortDir);
     const [fMs, qMs] = timed.latenciesMs as [number[], number[]];
     const [fPre, qPre] = timed.preempted as [boolean[], boolean[]];
-    const ratios = ratioPerRound(fMs, qMs);
+    const [fWait, qWait] = (timed.waitMs ?? []) as [number[] | undefined, number[] | undefined];
+    const float = runMeasurement(fMs, fPre, fWait, floatMemory, floatMemory.loadMs);
+    const quantized = runMeasurement(qMs, qPre, qWait, quantMemory, quantMemory.loadMs);
+    const ratios = ratioPerRound(float.onCpuMs ?? fMs, quantized.onCpuMs ?? qMs);
     return {
-      float: runMeasurement(fMs, fPre, floatMemory, floatMemory.loadMs),
-      quantized: runMeasurement(qMs, qPre, quantMemory, quantMemory.loadMs),
+      float,
+      quantized,
       comparison: {
         rounds: ratios.length,
         ratioPerRound: ratios,
