@@ -1,14 +1,15 @@
 // One gate run: config -> load model -> calibrate -> quantize -> emit -> evaluate -> measure -> gate -> report.
 // The action and the CLI only call runGate; every stage error is recorded and fails the gate.
-import { mkdir, readFile } from "node:fs/promises";
+import { mkdir, readFile, rename, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { calibrate, type CalibrationResult } from "./calibrate/index.js";
 import { resolvePath, type Config } from "./config/load.js";
 import { loadClassificationData, loadLmData, sha256, type EvalData, type ModelInputInfo } from "./data/index.js";
 import { feedTypeOf, type Feeds } from "./data/tensors.js";
-import { emitModel, type EmittedLayer, type ExecForm } from "./emit/index.js";
-import { chooseForms, type FormChoice } from "./emit/select.js";
+import { emitModel, type EmittedLayer } from "./emit/index.js";
+import { lockExecution, pinsFromLockfile, resolveForms, type FormChoice } from "./emit/select.js";
+import { chooseAccuracyLevel, judgeAccuracy, type QuantizedExecution } from "./emit/accuracy-level.js";
 import { evaluateClassification, evaluateLm, type EvaluationResult } from "./evaluate/index.js";
 import { evaluateFidelity } from "./evaluate/fidelity.js";
 import { loadUserMetric } from "./evaluate/user-metric.js";
@@ -17,6 +18,8 @@ import { evaluateGate, type GateMetrics } from "./gate/index.js";
 import { latencyBasis } from "./measure/latency-rule.js";
 import {
   measureModels,
+  singleTokenFeeds,
+  timeModels,
   slowerThanFloatWarning,
   summarizeStorage,
   type LatencyComparison,
@@ -26,7 +29,7 @@ import {
 import { loadModel, saveModel, valueInfoTensorType, type LoadedModel } from "./onnx/model.js";
 import { findWeights, type WeightDiscovery } from "./onnx/weights.js";
 import { quantizeBlockwiseRef, type BlockwiseSpec } from "./quantize/blockwise.js";
-import { planWeights, quantizeWeights, specFor, type BlockwiseQuantizer, type QuantizedWeight } from "./quantize/index.js";
+import { isTable, planWeights, quantizeWeights, specFor, type BlockwiseQuantizer, type QuantizedWeight } from "./quantize/index.js";
 import { planMixedPrecision } from "./quantize/mixed-plan.js";
 import { planQuantx } from "./quantize/quantx.js";
 import { measureLayerKl } from "./quantize/sensitivity.js";
@@ -38,7 +41,7 @@ import type { IntBits } from "./quantize/blockwise.js";
 import { isIntFormat } from "./config/schema.js";
 import { canonical, workCacheKey, type WorkCache } from "./cache/index.js";
 import type { QuantizedLayerReport, Report, StageRecord } from "./report/types.js";
-import { buildLockfile, diffLockfiles, LOCKFILE_NAME, readLockfile, writeLockfile, type LayerChange } from "./report/lockfile.js";
+import { buildLockfile, diffLockfiles, LOCKFILE_NAME, readLockfile, writeLockfile, type LayerChange, type Lockfile } from "./report/lockfile.js";
 import { createSession, type LoadedOrt } from "./runtime/ort.js";
 import { REPORT_SCHEMA, TOOL_NAME, TOOL_VERSION } from "./version.js";
 import type { WeightFormat } from "./config/schema.js";
@@ -70,6 +73,8 @@ interface QuantizedOutcome {
   readonly layerReports: QuantizedLayerReport[];
   readonly layers: EmittedLayer[];
   readonly forms: FormChoice[];
+  /** The accuracy level and how forms were chosen (pinned or timed), for the report and the lockfile. */
+  readonly execution?: QuantizedExecution;
   readonly quantizedSize: number;
   readonly warnings: string[];
   readonly calibration: Report["calibration"];
@@ -211,14 +216,97 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
         })
       : undefined;
 
+  /** Evaluates a quantized model file against the float model on the configured task. */
+  const evaluateQuantized = async (data: EvalData, quantPath: string): Promise<EvaluationResult> => {
+    const floatSession = await createSession(ort, modelPath, config.measure.threads);
+    const quantSession = await createSession(ort, quantPath, config.measure.threads);
+    try {
+      const ev = config.evaluation;
+      if (data.kind === "fidelity" && ev.task === "fidelity") {
+        const metric = ev.metric ? await loadUserMetric(resolvePath(config, ev.metric.module)) : undefined;
+        return await evaluateFidelity(ort, floatSession, quantSession, data, ev, metric);
+      }
+      return data.kind === "language-modeling" && ev.task === "language-modeling"
+        ? await evaluateLm(ort, floatSession, quantSession, data, ev.output_name, ev.input_name)
+        : await evaluateClassification(
+            ort,
+            floatSession,
+            quantSession,
+            data as Extract<EvalData, { kind: "classification" }>,
+            ev.task === "fidelity" ? undefined : ev.output_name,
+          );
+    } finally {
+      await floatSession.release();
+      await quantSession.release();
+    }
+  };
+
   // emit
+  let evaluatedInEmit: EvaluationResult | undefined;
   if (model && quantized) {
-    const result = await stage("emit", "choosing ONNX Runtime forms", async () => {
-      const choices = await chooseForms(ort, quantized, config.recipe.accuracy_level ?? 0, config.measure.threads);
-      const formMap = new Map<WeightFormat, ExecForm>(choices.map((c) => [c.format, c.chosen]));
-      const e = emitModel(model.proto, quantized, formMap, config.recipe.accuracy_level ?? 0);
-      const size = await saveModel(e.proto, quantizedModelPath);
-      return { choices, e, size };
+    // A committed lockfile for this model and recipe pins the forms and the accuracy level (no re-timing).
+    let committedLock: Lockfile | undefined;
+    try {
+      committedLock = await readLockfile(path.join(config.baseDir, LOCKFILE_NAME));
+    } catch (err) {
+      warnings.push(`committed lockfile not used for pinning: ${(err as Error).message}`);
+    }
+    const pinInfo = pinsFromLockfile(committedLock, loaded?.modelHash ?? "", recipeHash);
+    const timedHere = `timing on this runner (${os.cpus()[0]?.model ?? "unknown CPU"}, ${config.measure.threads} thread(s))`;
+    const result = await stage("emit", "choosing ONNX Runtime forms and accuracy level", async () => {
+      const emitAt = async (level: number, file: string) => {
+        const r = await resolveForms(ort, quantized, level, config.measure.threads, pinInfo.pins);
+        const e = emitModel(model.proto, quantized, r.formMap, level);
+        return { ...r, e, size: await saveModel(e.proto, file), file, level };
+      };
+      const builds = new Map<number, Awaited<ReturnType<typeof emitAt>>>();
+      const candidatePath = (level: number): string => quantizedModelPath.replace(/\.onnx$/, `.level${level}.tmp.onnx`);
+      const levelFeeds: Feeds | undefined = data && (data.kind === "language-modeling" ? data.evalBatches[0] : data.samples[0]?.feeds);
+      const levelResult = await chooseAccuracyLevel<EvaluationResult>({
+        forced: config.recipe.accuracy_level,
+        pinned: pinInfo.pins?.accuracyLevel,
+        notApplicable: !quantized.some((w) => w.plan.site.kind === "product" && !isTable(w.q))
+          ? "no weight executes on MatMulNBits, so the level changes nothing"
+          : !data
+            ? "no evaluation data to judge level 4 by: exact level kept"
+            : undefined,
+        evaluate: async (level) => {
+          const b = await emitAt(level, candidatePath(level));
+          builds.set(level, b);
+          const ev = await evaluateQuantized(data!, b.file);
+          return judgeAccuracy(level, ev, config.gate);
+        },
+        time: levelFeeds
+          ? async (levels) => {
+              const files = levels.map(candidatePath);
+              const oneToken = data?.kind === "language-modeling" ? singleTokenFeeds(levelFeeds) : undefined;
+              const shapeOf = (f: Feeds): string =>
+                Object.values(f)
+                  .map((t) => `[${t.dims.join(",")}]`)
+                  .join(" ");
+              const timings = [{ shape: `evaluation batch ${shapeOf(levelFeeds)}`, p50Ms: await timeModels(files, levelFeeds, config.measure, opts.ortDir) }];
+              // A model with fixed sequence dims cannot run one token: then only the evaluation batch is timed.
+              const oneTokenMs = oneToken ? await timeModels(files, oneToken, config.measure, opts.ortDir).catch(() => undefined) : undefined;
+              if (oneTokenMs) timings.unshift({ shape: "one token [1,1]", p50Ms: oneTokenMs });
+              return timings;
+            }
+          : undefined,
+      });
+      const level = levelResult.choice.level;
+      const chosen = builds.get(level) ?? (await emitAt(level, quantizedModelPath));
+      if (chosen.file !== quantizedModelPath) await rename(chosen.file, quantizedModelPath);
+      for (const b of builds.values()) if (b.file !== chosen.file) await rm(b.file, { force: true });
+      evaluatedInEmit = levelResult.evaluation;
+      const formsChosenBy = chosen.pinned.length > 0 && chosen.choices.length === 0 ? pinInfo.note : `${timedHere}; ${pinInfo.note}`;
+      return {
+        choices: chosen.choices,
+        e: chosen.e,
+        size: chosen.size,
+        accuracy: levelResult.choice,
+        formMap: chosen.formMap,
+        formsChosenBy,
+        pinned: chosen.pinned,
+      };
     });
     if (result) {
       const emitWarnings: string[] = [];
@@ -234,6 +322,13 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
         layerReports: layerReportsOf(quantized, result.e.layers),
         layers: result.e.layers,
         forms: result.choices,
+        execution: {
+          accuracyLevel: result.accuracy.level,
+          accuracy: result.accuracy,
+          formsChosenBy: result.formsChosenBy,
+          pinnedFormats: result.pinned,
+          lock: lockExecution(result.formMap, result.accuracy.level, result.pinned.length > 0 && pinInfo.pins ? pinInfo.pins.chosenBy : timedHere),
+        },
         quantizedSize: result.size,
         warnings: emitWarnings,
         calibration: calibration ? { batches: calibration.batches, layers: calibration.stats.size, ms: calibration.ms } : null,
@@ -254,29 +349,8 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     evaluation = cachedEvaluation;
     skip("evaluate", "restored from the work cache");
   } else if (model && data && outcome) {
-    evaluation = await stage("evaluate", "float vs quantized", async () => {
-      const floatSession = await createSession(ort, modelPath, config.measure.threads);
-      const quantSession = await createSession(ort, quantizedModelPath, config.measure.threads);
-      try {
-        const ev = config.evaluation;
-        if (data.kind === "fidelity" && ev.task === "fidelity") {
-          const metric = ev.metric ? await loadUserMetric(resolvePath(config, ev.metric.module)) : undefined;
-          return await evaluateFidelity(ort, floatSession, quantSession, data, ev, metric);
-        }
-        return data.kind === "language-modeling" && ev.task === "language-modeling"
-          ? await evaluateLm(ort, floatSession, quantSession, data, ev.output_name, ev.input_name)
-          : await evaluateClassification(
-              ort,
-              floatSession,
-              quantSession,
-              data as Extract<EvalData, { kind: "classification" }>,
-              ev.task === "fidelity" ? undefined : ev.output_name,
-            );
-      } finally {
-        await floatSession.release();
-        await quantSession.release();
-      }
-    });
+    evaluation = evaluatedInEmit ?? (await stage("evaluate", "float vs quantized", () => evaluateQuantized(data, quantizedModelPath)));
+    if (evaluatedInEmit) stages.push({ stage: "evaluate", status: "ok", ms: 0, note: "evaluated while choosing the accuracy level (emit)" });
     if (evaluation && opts.cache && evalKey) await opts.cache.saveValue(evalKey, evaluation);
   }
 
@@ -338,7 +412,7 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
   const lockPath = path.join(outputDir, LOCKFILE_NAME);
   let lockWritten: string | undefined;
   if (layerReports.length > 0) {
-    const lock = buildLockfile(config.model, loaded?.modelHash ?? "", recipeHash, layerReports);
+    const lock = buildLockfile(config.model, loaded?.modelHash ?? "", recipeHash, layerReports, outcome?.execution?.lock);
     try {
       lockChanges = diffLockfiles(await readLockfile(path.join(config.baseDir, LOCKFILE_NAME)), lock);
     } catch (err) {
@@ -365,7 +439,13 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     hashes: { model: loaded?.modelHash ?? "", recipe: recipeHash, config: sha256(configText), data: data?.files ?? [] },
     recipe: config.recipe,
     weights: { quantized: layerReports, skipped: discovery.skipped },
-    execution: { accuracyLevel: config.recipe.accuracy_level ?? 0, forms },
+    execution: {
+      accuracyLevel: outcome?.execution?.accuracyLevel ?? config.recipe.accuracy_level ?? 0,
+      forms,
+      ...(outcome?.execution
+        ? { accuracy: outcome.execution.accuracy, formsChosenBy: outcome.execution.formsChosenBy, pinnedFormats: outcome.execution.pinnedFormats }
+        : {}),
+    },
     calibration: outcome?.calibration ?? null,
     cache: opts.cache?.summary() ?? null,
     evaluation: evaluation ?? null,

@@ -250,3 +250,35 @@ export function slowerThanFloatWarning(m: MeasuredModels): string | undefined {
     `${m.quantized.latency.p50Ms.toFixed(3)} ms vs ${m.float.latency.p50Ms.toFixed(3)} ms)`
   );
 }
+
+/**
+ * Median latency of each model (on-CPU time where the runner exposes the wait for a core), timed in
+ * interleaved rounds of one fresh process; for comparing candidate builds of the same model.
+ */
+export async function timeModels(modelPaths: readonly string[], feeds: Feeds, settings: MeasureSettings, ortDir?: string): Promise<number[]> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), "quantgate-time-"));
+  try {
+    const feedsPath = path.join(dir, "feeds.json");
+    await writeFile(feedsPath, feedsToJson(feeds));
+    const timed = await measureInterleavedLatency(modelPaths, feedsPath, settings, ortDir);
+    return timed.latenciesMs.map((ms, i) => {
+      const wait = timed.waitMs?.[i];
+      return medianOf(wait ? ms.map((x, j) => Math.max(0, x - wait[j]!)) : ms);
+    });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The single-step form of a batch of token ids ([B, T] -> [1, 1]: the first token), for timing M=1 (decoding
+ * one token); undefined when any input is not a rank-2 [batch, sequence] tensor.
+ */
+export function singleTokenFeeds(feeds: Feeds): Feeds | undefined {
+  const out: Feeds = {};
+  for (const [name, t] of Object.entries(feeds)) {
+    if (t.dims.length !== 2 || t.dims[1]! <= 1) return undefined;
+    out[name] = { type: t.type, dims: [1, 1], data: t.data.slice(0, 1) as typeof t.data };
+  }
+  return out;
+}

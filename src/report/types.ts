@@ -1,6 +1,7 @@
 // The versioned JSON report: everything a run measured and decided, with the hashes that make it reproducible.
 import type { Recipe } from "../config/schema.js";
 import type { FormChoice } from "../emit/select.js";
+import type { AccuracyLevelChoice } from "../emit/accuracy-level.js";
 import type { ExecForm } from "../emit/index.js";
 import type { EvaluationResult } from "../evaluate/index.js";
 import type { GateResult } from "../gate/index.js";
@@ -83,7 +84,16 @@ export interface Report {
   };
   readonly recipe: Recipe;
   readonly weights: { readonly quantized: QuantizedLayerReport[]; readonly skipped: SkippedWeight[] };
-  readonly execution: { readonly accuracyLevel: number; readonly forms: FormChoice[] };
+  readonly execution: {
+    readonly accuracyLevel: number;
+    /** Formats timed on this runner (pinned formats are not timed and have no entry). */
+    readonly forms: FormChoice[];
+    /** How the accuracy level was chosen, with both levels' KL and latency when measured. */
+    readonly accuracy?: AccuracyLevelChoice;
+    /** Whether forms were chosen by timing on this runner or pinned by the committed lockfile. */
+    readonly formsChosenBy?: string;
+    readonly pinnedFormats?: readonly string[];
+  };
   readonly calibration: { readonly batches: number; readonly layers: number; readonly ms: number } | null;
   readonly evaluation: EvaluationResult | null;
   readonly float: ModelSide;
