@@ -1,7 +1,10 @@
 // Latency statistics: order-statistic intervals of the median, limit verdicts on those intervals, and the
 // quantized/float ratio judged against the base branch's run-to-run spread.
 import { describe, expect, it } from "vitest";
+import { gateSchema } from "../src/config/schema.js";
+import { evaluateGate } from "../src/gate/index.js";
 import { seededRandom } from "../src/history/stats.js";
+import { latencyLimitRule } from "../src/measure/latency-rule.js";
 import {
   binomialHalfCdf,
   compareRatioToBase,
@@ -122,5 +125,32 @@ describe("quantized/float ratio against the base branch", () => {
     expect(c.note).toMatch(/fewer than 3 base runs/);
     expect(c.interval.lo).toBeLessThan(0);
     expect(c.interval.hi).toBeGreaterThan(0);
+  });
+});
+
+describe("the gate's max_latency_p50_ms rule on raw samples", () => {
+  const samples = range(21, (i) => 10 + i * 0.1);
+  it("is judged on the interval when the measurement kept its samples, saying how they were taken", () => {
+    const gate = evaluateGate(
+      gateSchema.parse({ max_latency_p50_ms: "10.9ms" }),
+      { latencyP50Ms: 11, latencySamplesMs: samples, latencySamplesBasis: "on CPU (wall time less 80% spent waiting for a core)" },
+      [],
+    );
+    const rule = gate.rules.find((r) => r.rule === "max_latency_p50_ms")!;
+    expect(rule.status).toBe("warn");
+    expect(rule.observed).toBe(11);
+    expect(rule.message).toMatch(
+      /Latency p50 11\.000 ms on CPU \(wall time less 80% spent waiting for a core\) is near max_latency_p50_ms: .*straddles 10\.9 ms/,
+    );
+    expect(gate.verdict).toBe("pass");
+  });
+  it("still fails when the whole interval is above the limit", () => {
+    const gate = evaluateGate(gateSchema.parse({ max_latency_p50_ms: 10.2 }), { latencyP50Ms: 11, latencySamplesMs: samples }, []);
+    expect(gate.verdict).toBe("fail");
+    expect(latencyLimitRule("max_latency_p50_ms", "Latency p50", { fail: 10.2 }, samples).message).toMatch(/breaks max_latency_p50_ms \(at most 10\.2 ms\)/);
+  });
+  it("falls back to the point rule without samples (older callers)", () => {
+    const gate = evaluateGate(gateSchema.parse({ max_latency_p50_ms: 10.9 }), { latencyP50Ms: 11 }, []);
+    expect(gate.rules[0]!.status).toBe("fail");
   });
 });
