@@ -1,6 +1,6 @@
 // One gate run: config -> load model -> calibrate -> quantize -> emit -> evaluate -> measure -> gate -> report.
 // The action and the CLI only call runGate; every stage error is recorded and fails the gate.
-import { mkdir, readFile, rename, rm } from "node:fs/promises";
+import { mkdir, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { calibrate, type CalibrationResult } from "./calibrate/index.js";
@@ -262,6 +262,7 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
       const builds = new Map<number, Awaited<ReturnType<typeof emitAt>>>();
       const candidatePath = (level: number): string => quantizedModelPath.replace(/\.onnx$/, `.level${level}.tmp.onnx`);
       const levelFeeds: Feeds | undefined = data && (data.kind === "language-modeling" ? data.evalBatches[0] : data.samples[0]?.feeds);
+      const dropCandidates = (): Promise<unknown> => Promise.all([0, 4].map((l) => rm(candidatePath(l), { force: true })));
       const levelResult = await chooseAccuracyLevel<EvaluationResult>({
         forced: config.recipe.accuracy_level,
         pinned: pinInfo.pins?.accuracyLevel,
@@ -291,11 +292,14 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
               return timings;
             }
           : undefined,
-      });
+      }).finally(dropCandidates);
+      // The candidates' files are gone (removed whether the choice succeeded or not): the chosen build's
+      // model is written again in place (its proto is kept), never left under a temporary name.
       const level = levelResult.choice.level;
-      const chosen = builds.get(level) ?? (await emitAt(level, quantizedModelPath));
-      if (chosen.file !== quantizedModelPath) await rename(chosen.file, quantizedModelPath);
-      for (const b of builds.values()) if (b.file !== chosen.file) await rm(b.file, { force: true });
+      const built = builds.get(level);
+      const chosen = built
+        ? { ...built, size: await saveModel(built.e.proto, quantizedModelPath), file: quantizedModelPath }
+        : await emitAt(level, quantizedModelPath);
       evaluatedInEmit = levelResult.evaluation;
       const formsChosenBy = chosen.pinned.length > 0 && chosen.choices.length === 0 ? pinInfo.note : `${timedHere}; ${pinInfo.note}`;
       return {
