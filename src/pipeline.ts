@@ -399,6 +399,7 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     latencyP95MsFloat: floatRun?.latency.p95Ms,
     latencyP95Ms: quantRun?.latency.p95Ms,
     ...(quantRun ? { latencySamplesMs: latencyBasis(quantRun).samplesMs, latencySamplesBasis: latencyBasis(quantRun).basis } : {}),
+    latencyRatioPerRound: latencyComparison?.ratioPerRound,
     kernelGemvMsFloat: kernelBench?.totals.reduce((a, t) => a + t.f32GemvMs, 0),
     kernelGemvMs: kernelBench?.totals.reduce((a, t) => a + t.gemvMs, 0),
   };

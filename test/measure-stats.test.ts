@@ -4,9 +4,11 @@ import { describe, expect, it } from "vitest";
 import { gateSchema } from "../src/config/schema.js";
 import { evaluateGate } from "../src/gate/index.js";
 import { seededRandom } from "../src/history/stats.js";
-import { latencyLimitRule } from "../src/measure/latency-rule.js";
+import { latencyLimitRule, slowerThanFloatRule } from "../src/measure/latency-rule.js";
 import {
+  binomialCdf,
   binomialHalfCdf,
+  quantileInterval,
   compareRatioToBase,
   judgeLatencyLimit,
   medianInterval,
@@ -152,5 +154,36 @@ describe("the gate's max_latency_p50_ms rule on raw samples", () => {
   it("falls back to the point rule without samples (older callers)", () => {
     const gate = evaluateGate(gateSchema.parse({ max_latency_p50_ms: 10.9 }), { latencyP50Ms: 11 }, []);
     expect(gate.rules[0]!.status).toBe("fail");
+  });
+});
+
+describe("other percentiles and the quantized/float ratio", () => {
+  it("bounds p95 from order statistics, with no upper bound from 20 runs", () => {
+    expect(binomialCdf(20, 15, 0.95)).toBeCloseTo(0.0159, 4);
+    const ci = quantileInterval(
+      range(20, (i) => i + 1),
+      0.95,
+      0.95,
+    );
+    expect(ci.lo).toBe(17); // the largest l with P(B <= l-1) <= 2.5% for B ~ Bin(20, 0.95) is 17 (P(B <= 16) = 1.6%)
+    expect(ci.hi).toBe(20);
+    expect(quantileInterval([5, 1, 4, 2, 3, 9, 8], 0.5)).toEqual(medianInterval([5, 1, 4, 2, 3, 9, 8]));
+  });
+
+  it("judges max_latency_p95_ms on the p95 interval: one slow run warns, it does not fail", () => {
+    const samples = [...range(19, (i) => 10 + i * 0.05), 40];
+    const gate = evaluateGate(gateSchema.parse({ max_latency_p95_ms: 12 }), { latencyP95Ms: 40, latencySamplesMs: samples }, []);
+    expect(gate.rules[0]).toMatchObject({ rule: "max_latency_p95_ms", status: "warn" });
+    expect(gate.verdict).toBe("pass");
+  });
+
+  it("judges forbid_slower_than_float on the per-round ratios", () => {
+    const faster = range(20, (i) => 0.6 + (i % 5) * 0.01);
+    const mixed = range(20, (i) => (i % 2 ? 0.95 : 1.06));
+    const slower = range(20, (i) => 1.2 + (i % 3) * 0.01);
+    const verdict = (ratios: number[]): string | undefined =>
+      evaluateGate(gateSchema.parse({ forbid_slower_than_float: true }), { latencyRatioPerRound: ratios }, []).rules[0]?.status;
+    expect([verdict(faster), verdict(mixed), verdict(slower)]).toEqual(["pass", "warn", "fail"]);
+    expect(slowerThanFloatRule(slower).message).toMatch(/breaks forbid_slower_than_float: the .* interval 1\.200-1\.220x of the median lies entirely above 1x/);
   });
 });

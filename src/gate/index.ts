@@ -1,6 +1,6 @@
 // The gate stage: every configured rule yields pass/warn/fail with its numbers; errors fail closed.
 import type { GateLimits, Limit } from "../config/schema.js";
-import { latencyLimitRule } from "../measure/latency-rule.js";
+import { latencyLimitRule, slowerThanFloatRule } from "../measure/latency-rule.js";
 
 export type RuleStatus = "pass" | "warn" | "fail";
 export type Verdict = "pass" | "fail";
@@ -23,10 +23,12 @@ export interface GateMetrics {
   readonly latencyP50Ms?: number;
   readonly latencyP95MsFloat?: number;
   readonly latencyP95Ms?: number;
-  /** The quantized model's timed runs: max_latency_p50_ms is judged on the interval of their median when present. */
+  /** The quantized model's timed runs: max_latency_p50_ms / _p95_ms are judged on the interval of that percentile when present. */
   readonly latencySamplesMs?: readonly number[];
   /** How those samples were taken (e.g. on-CPU time), for the rule's message. */
   readonly latencySamplesBasis?: string;
+  /** Quantized/float latency per interleaved round: forbid_slower_than_float is judged on their median's interval when present. */
+  readonly latencyRatioPerRound?: readonly number[];
   /** Sum over the model's layer shapes and the recipe's formats of our kernels' GEMV time (M = 1). */
   readonly kernelGemvMsFloat?: number;
   readonly kernelGemvMs?: number;
@@ -143,13 +145,16 @@ export function evaluateGate(limits: GateLimits, metrics: GateMetrics, errors: r
   for (const [rule, def] of Object.entries(RULES)) {
     const limit = limits[rule as keyof typeof RULES];
     if (!limit) continue;
-    if (rule === "max_latency_p50_ms" && metrics.latencySamplesMs?.length) {
-      rules.push(latencyLimitRule(rule, def.label, limit, metrics.latencySamplesMs, metrics.latencySamplesBasis));
+    if ((rule === "max_latency_p50_ms" || rule === "max_latency_p95_ms") && metrics.latencySamplesMs?.length) {
+      const q = rule === "max_latency_p50_ms" ? 0.5 : 0.95;
+      rules.push(latencyLimitRule(rule, def.label, limit, metrics.latencySamplesMs, metrics.latencySamplesBasis, undefined, q));
       continue;
     }
     rules.push(evaluateRule(rule, def, limit, def.observe(metrics)));
   }
-  if (limits.forbid_slower_than_float) {
+  if (limits.forbid_slower_than_float && metrics.latencyRatioPerRound?.length) {
+    rules.push(slowerThanFloatRule(metrics.latencyRatioPerRound));
+  } else if (limits.forbid_slower_than_float) {
     const slower = defined(metrics.latencyP50Ms, metrics.latencyP50MsFloat) ? metrics.latencyP50Ms! / metrics.latencyP50MsFloat! : undefined;
     rules.push(
       evaluateRule(

@@ -19,8 +19,9 @@ export function latencyLimitRule(
   samplesMs: readonly number[],
   basis?: string,
   level = LATENCY_CONFIDENCE,
+  quantile = 0.5,
 ): RuleResult {
-  const v = judgeLatencyLimit(samplesMs, limit, level);
+  const v = judgeLatencyLimit(samplesMs, limit, level, quantile);
   const p50 = `${v.p50.toFixed(3)} ms${basis ? ` ${basis}` : ""}`;
   const message =
     v.status === "fail"
@@ -38,4 +39,23 @@ export function latencyBasis(run: ModelRunMeasurement): { samplesMs: number[]; b
     samplesMs: run.onCpuMs,
     basis: `on CPU (wall time less ${(run.waitShare * 100).toFixed(0)}% spent waiting for a core; wall p50 ${run.latency.p50Ms.toFixed(3)} ms)`,
   };
+}
+
+/**
+ * forbid_slower_than_float on the per-round quantized/float ratios of the interleaved runs: fail only when
+ * the interval of their median lies above 1 (slower in a significant way); straddling 1 warns.
+ */
+export function slowerThanFloatRule(ratioPerRound: readonly number[], level = LATENCY_CONFIDENCE): RuleResult {
+  const rule = "forbid_slower_than_float";
+  const label = "Latency vs float (quantized/float per interleaved round, p50)";
+  const limit = { warn: undefined, fail: 1 };
+  const v = judgeLatencyLimit(ratioPerRound, limit, level, 0.5, "x");
+  const ratio = `${v.p50.toFixed(3)}x`;
+  const message =
+    v.status === "fail"
+      ? `${label} ${ratio} breaks ${rule}: ${v.reason}`
+      : v.status === "warn"
+        ? `${label} ${ratio} is near ${rule}: ${v.reason}`
+        : `${label} ${ratio} within ${rule} (${v.reason})`;
+  return { rule, label, unit: "ratio", direction: "max", observed: v.p50, limit, status: v.status, message };
 }
