@@ -54,6 +54,8 @@ export interface ModelRunMeasurement {
 
 /** The float and quantized models timed in the same child, round by round. */
 export interface LatencyComparison {
+  /** False when the two models were too big to hold in one process and were timed one after the other. */
+  readonly interleaved?: boolean;
   readonly rounds: number;
   /** Quantized latency over float latency per round (below 1: the quantized model is faster); on-CPU times where measured. */
   readonly ratioPerRound: number[];
@@ -123,6 +125,19 @@ export const LOAD_LIMIT_MS = 10 * 60_000;
 export const RUN_LIMIT_FACTOR = 10;
 /** ...but never less than this (a hiccup on a tiny model must not kill the measurement). */
 export const MIN_RUN_LIMIT_MS = 60_000;
+/** Both models are timed in one process while their two peaks together stay under this share of the machine's memory. */
+export const INTERLEAVE_MEMORY_SHARE = 0.5;
+
+function joinLatency(a: LatencyResult, b: LatencyResult): LatencyResult {
+  return {
+    kind: "latency",
+    latenciesMs: [...a.latenciesMs, ...b.latenciesMs],
+    preempted: [...a.preempted, ...b.preempted],
+    loadMs: [...a.loadMs, ...b.loadMs],
+    ...(a.waitMs && b.waitMs ? { waitMs: [...a.waitMs, ...b.waitMs] } : {}),
+  };
+}
+
 /** Runs after load whose peak is the run peak: the first grows ONNX Runtime's arenas, the rest confirm it. */
 export const MEMORY_RUNS = 3;
 
@@ -202,7 +217,8 @@ function runMeasurement(latenciesMs: number[], preempted: boolean[], waitMs: num
 /**
  * The measure stage's runs: each model's peak memory in its own fresh process, then both models timed in
  * one more process in interleaved rounds (float, quantized; quantized, float; ...), so that the runner's
- * load at any moment weighs on both alike and the per-round ratio cancels it.
+ * load at any moment weighs on both alike and the per-round ratio cancels it (models too big to share a
+ * process are timed in one each).
  */
 export async function measureModels(
   floatPath: string,
@@ -217,7 +233,15 @@ export async function measureModels(
     await writeFile(feedsPath, feedsToJson(feeds));
     const floatMemory = await measureModelMemory(floatPath, feedsPath, settings, ortDir);
     const quantMemory = await measureModelMemory(quantizedPath, feedsPath, settings, ortDir);
-    const timed = await measureInterleavedLatency([floatPath, quantizedPath], feedsPath, settings, ortDir);
+    // Both models in one process need both peaks at once: where that would crowd the machine's memory,
+    // each model is timed in a process of its own and rounds are paired by index instead.
+    const interleaved = floatMemory.peakBytes + quantMemory.peakBytes <= os.totalmem() * INTERLEAVE_MEMORY_SHARE;
+    const timed = interleaved
+      ? await measureInterleavedLatency([floatPath, quantizedPath], feedsPath, settings, ortDir)
+      : joinLatency(
+          await measureInterleavedLatency([floatPath], feedsPath, settings, ortDir),
+          await measureInterleavedLatency([quantizedPath], feedsPath, settings, ortDir),
+        );
     const [fMs, qMs] = timed.latenciesMs as [number[], number[]];
     const [fPre, qPre] = timed.preempted as [boolean[], boolean[]];
     const [fWait, qWait] = (timed.waitMs ?? []) as [number[] | undefined, number[] | undefined];
@@ -228,6 +252,7 @@ export async function measureModels(
       float,
       quantized,
       comparison: {
+        interleaved,
         rounds: ratios.length,
         ratioPerRound: ratios,
         ratioP50: medianOf(ratios),
