@@ -86,8 +86,11 @@ const recipeObject = z.strictObject({
   block_size: blockSize.default(32),
   symmetric: z.boolean().default(false),
   algorithm: algorithm.default("rtn"),
-  /** MatMulNBits accuracy_level: 0 keeps float32 compute (bit-exact to the dequantized weights), 4 uses int8 activations. */
-  accuracy_level: z.union([z.literal(0), z.literal(1), z.literal(2), z.literal(3), z.literal(4)]).default(0),
+  /**
+   * MatMulNBits accuracy_level: 0 keeps float32 compute (bit-exact to the dequantized weights), 4 uses int8 activations.
+   * Unset: 4 when the model evaluated at level 4 still passes every accuracy rule, else 0 (chosen per run, pinned in the lockfile).
+   */
+  accuracy_level: z.union([z.literal(0), z.literal(1), z.literal(2), z.literal(3), z.literal(4)]).optional(),
   /** Weights with fewer elements stay float. */
   min_elements: z.number().int().nonnegative().default(1024),
   exclude: patternList,
@@ -377,8 +380,10 @@ export const evaluationSchema = z.discriminatedUnion("task", [lmEvaluation, clas
 
 export const measureSchema = z.strictObject({
   threads: z.number().int().positive().max(256).default(1),
-  warmup: z.number().int().nonnegative().default(3),
-  runs: z.number().int().positive().default(20),
+  warmup: z.number().int().nonnegative().max(1000, "expected at most 1000 warm-up runs").default(3),
+  runs: z.number().int().positive().max(10_000, "expected at most 10000 timed runs").default(20),
+  /** Time limit of each measuring child (load, warm-up and runs), e.g. "600s"; default: sized from the measured warm-up. */
+  timeout: msValue.refine((ms) => ms >= 1000, 'expected a duration of at least 1s, such as "600s"').optional(),
   memory: z.boolean().default(true),
   kernel_benchmark: z.boolean().default(true),
 });

@@ -1,5 +1,6 @@
 // Chooses, per weight format, the fastest bit-exact ONNX Runtime form by timing each candidate on
-// one of the model's own layers (its largest in that format) next to the float MatMul.
+// one of the model's own layers (its largest in that format) next to the float MatMul, unless a committed
+// lockfile pins the forms (then they are used as they are, so every runner emits the same bytes).
 import { create } from "@bufbuild/protobuf";
 import { GraphProtoSchema, ModelProtoSchema, OperatorSetIdProtoSchema } from "onnx-buf";
 import type { WeightFormat } from "../config/schema.js";
@@ -8,6 +9,7 @@ import type { AnyQuantized, QuantizedWeight } from "../quantize/index.js";
 import { weightRowsNK } from "../quantize/index.js";
 import { transpose } from "../quantize/blockwise.js";
 import { createSession, type Ort } from "../runtime/ort.js";
+import type { LockExecution, Lockfile } from "../report/lockfile.js";
 import { formApplies, layerGraph, type ExecForm } from "./index.js";
 
 // Not "dequantizelinear": ONNX Runtime 1.30 fuses DequantizeLinear + MatMul into MatMulNBits at accuracy
@@ -149,4 +151,81 @@ export async function chooseForms(ort: Ort, weights: readonly QuantizedWeight[],
     choices.push({ format, layer: w.plan.site.name, k, n, floatP50Ms, candidates, chosen: chosen.form, slowerThanFloat: chosen.p50Ms > floatP50Ms * 1.2 });
   }
   return choices;
+}
+
+const EXEC_FORMS: readonly ExecForm[] = ["matmulnbits", "dequant-subgraph", "lookup-subgraph", "matmulbnb4"];
+
+/** Forms and accuracy level taken from a committed lockfile instead of timing on this runner. */
+export interface ExecutionPins {
+  readonly forms: ReadonlyMap<WeightFormat, ExecForm>;
+  readonly accuracyLevel: number | undefined;
+  /** Where the lockfile's pins came from (its chosenBy). */
+  readonly chosenBy: string;
+}
+
+/**
+ * The committed lockfile's execution pins, used only while its model and recipe hashes match this run's
+ * (another model or recipe is timed afresh; the lockfile diff then shows what moved). Returns why not otherwise.
+ */
+export function pinsFromLockfile(lock: Lockfile | undefined, modelSha256: string, recipeSha256: string): { pins?: ExecutionPins; note: string } {
+  if (!lock) return { note: "no committed lockfile" };
+  if (!lock.execution) return { note: "the committed lockfile predates pinned forms" };
+  if (lock.modelSha256 !== modelSha256) return { note: "the committed lockfile is for another model file (sha256 differs)" };
+  if (lock.recipeSha256 !== recipeSha256) return { note: "the committed lockfile is for another recipe (sha256 differs)" };
+  const forms = new Map<WeightFormat, ExecForm>();
+  for (const [format, form] of Object.entries(lock.execution.forms)) {
+    if (!(EXEC_FORMS as readonly string[]).includes(form)) return { note: `the committed lockfile names an unknown form "${form}" for ${format}` };
+    forms.set(format as WeightFormat, form as ExecForm);
+  }
+  const level = lock.execution.accuracyLevel;
+  return {
+    pins: { forms, accuracyLevel: Number.isInteger(level) && level >= 0 && level <= 4 ? level : undefined, chosenBy: lock.execution.chosenBy },
+    note: `forms pinned by the committed lockfile (chosen by ${lock.execution.chosenBy})`,
+  };
+}
+
+export interface ResolvedForms {
+  /** The form per format the emitter uses. */
+  readonly formMap: Map<WeightFormat, ExecForm>;
+  /** Formats timed on this runner, with their evidence. */
+  readonly choices: FormChoice[];
+  /** Formats whose form came from the lockfile (not timed). */
+  readonly pinned: WeightFormat[];
+}
+
+/**
+ * Forms for every format among `weights`: pinned ones from the lockfile as they are (never re-timed, so a
+ * second runner emits the same bytes), the rest by timing here. Where a pinned form cannot carry a weight
+ * the emitter's own fallback applies, which depends on the weight alone, so the bytes stay the same.
+ */
+export async function resolveForms(
+  ort: Ort,
+  weights: readonly QuantizedWeight[],
+  accuracyLevel: number,
+  threads: number,
+  pins: ExecutionPins | undefined,
+): Promise<ResolvedForms> {
+  const formMap = new Map<WeightFormat, ExecForm>();
+  const pinned: WeightFormat[] = [];
+  const formats = new Set(weights.filter((w) => w.plan.site.kind === "product").map((w) => w.plan.format));
+  for (const format of formats) {
+    const form = pins?.forms.get(format);
+    if (form) {
+      formMap.set(format, form);
+      pinned.push(format);
+    }
+  }
+  const choices = await chooseForms(
+    ort,
+    weights.filter((w) => !formMap.has(w.plan.format)),
+    accuracyLevel,
+    threads,
+  );
+  for (const c of choices) formMap.set(c.format, c.chosen);
+  return { formMap, choices, pinned };
+}
+
+/** The execution block of the lockfile this run writes. */
+export function lockExecution(formMap: ReadonlyMap<WeightFormat, ExecForm>, accuracyLevel: number, chosenBy: string): LockExecution {
+  return { accuracyLevel, forms: Object.fromEntries(formMap), chosenBy };
 }
