@@ -3,15 +3,17 @@ import { copyFile } from "node:fs/promises";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { cacheSummaryLine, WORK_CACHE_DIR, WorkCache } from "./cache/index.js";
-import { ConfigError, loadConfig, type ConfigOverrides } from "./config/load.js";
+import { clearStaleOutputs, loadConfig, type ConfigOverrides } from "./config/load.js";
 import { UserError } from "./errors.js";
 import { fmt, type RuleResult } from "./gate/index.js";
 import { runGate, type StageName } from "./pipeline.js";
+import type { Kernels } from "./kernels/index.js";
 import { loadKernelQuantizer } from "./quantize/kernels.js";
 import { metricRows } from "./report/markdown.js";
 import type { Report } from "./report/types.js";
 import { writeReport } from "./report/write.js";
 import { loadOrt, loadOrtFrom } from "./runtime/ort.js";
+import { singleLine } from "./util/escape.js";
 import { TOOL_VERSION } from "./version.js";
 
 const USAGE = `quantgate ${TOOL_VERSION}
@@ -48,7 +50,7 @@ export function renderTerminal(report: Report): string {
     const show = (v: number | undefined): string => (v === undefined || !Number.isFinite(v) ? "-" : fmt(v, row.unit));
     const limit = rules.map((r) => `${r.direction === "max" ? "<=" : ">="} ${r.limit.fail !== undefined ? fmt(r.limit.fail, r.unit) : "-"}`).join(", ");
     const status = rules.some((r) => r.status === "fail") ? "FAIL" : rules.some((r) => r.status === "warn") ? "warn" : rules.length ? "pass" : "";
-    return [row.metric, show(row.float), show(row.quantized), limit, status];
+    return [singleLine(row.metric), show(row.float), show(row.quantized), limit, status];
   });
   const header = ["Metric", "Float", "Quantized", "Limit", "Status"];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
@@ -57,15 +59,39 @@ export function renderTerminal(report: Report): string {
   if (report.evaluation?.task === "fidelity") {
     for (const r of report.evaluation.rules) {
       const limit = r.limit.fail !== undefined ? ` (${r.direction === "max" ? "<=" : ">="} ${fmt(r.limit.fail, r.unit)})` : "";
-      out.push(`${r.status.padEnd(4)}  ${r.rule}: ${r.observed === undefined ? "-" : fmt(r.observed, r.unit)}${limit}`);
+      out.push(`${r.status.padEnd(4)}  ${singleLine(r.rule)}: ${r.observed === undefined ? "-" : fmt(r.observed, r.unit)}${limit}`);
     }
   }
-  for (const e of report.gate.errors) out.push(`ERROR ${e}`);
-  for (const r of report.gate.rules.filter((x) => x.status !== "pass")) out.push(`${r.status.toUpperCase()} ${r.message}`);
-  for (const w of report.warnings) out.push(`warning: ${w}`);
+  // Names from models and configs can carry newlines and terminal escape sequences: one inert line each.
+  for (const e of report.gate.errors) out.push(`ERROR ${singleLine(e)}`);
+  for (const r of report.gate.rules.filter((x) => x.status !== "pass")) out.push(`${r.status.toUpperCase()} ${singleLine(r.message)}`);
+  for (const w of report.warnings) out.push(`warning: ${singleLine(w)}`);
   out.push("");
   out.push(`Verdict: ${report.verdict.toUpperCase()}`);
   return out.join("\n");
+}
+
+export const ISSUES_URL = "https://github.com/quantgate/quantgate/issues";
+
+/** One line on the kernels: which backend runs, and when the native addon is missing, how to build it. */
+export function kernelLine(kernels: Pick<Kernels, "backend" | "isa" | "fallbackReasons">): string {
+  if (kernels.backend === "native") return `kernels: native (${kernels.isa})`;
+  const native = kernels.fallbackReasons.find((r) => r.startsWith("native:"));
+  if (!native || native.startsWith("native: skipped")) return `kernels: ${kernels.backend} (${kernels.isa})`;
+  if (native.startsWith("native: no addon")) return `native kernels not built; using ${kernels.backend} (npm run build:kernels)`;
+  return `native kernels did not load (${singleLine(native.slice("native: ".length))}); using ${kernels.backend}`;
+}
+
+/** The message for a failure: bad input names itself; anything else is a bug and says how to report it. */
+export function cliErrorMessage(err: unknown, debug = process.env.QUANTGATE_DEBUG === "1"): string {
+  if (err instanceof UserError) return `error: ${err.message}`;
+  const e = err as Error;
+  const detail = debug && e?.stack ? e.stack : `${e?.name ?? "Error"}: ${e?.message ?? String(err)}`;
+  return (
+    `internal error (the gate fails closed): ${detail}\n` +
+    `This is a bug in QuantGate, not in your model or config: please report it at ${ISSUES_URL} with the command and this message` +
+    (debug ? "." : " (QUANTGATE_DEBUG=1 adds the stack trace).")
+  );
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -113,7 +139,8 @@ export async function main(argv: string[]): Promise<number> {
     const config = await loadConfig(values.config, overrides);
     const ortDir = values["onnxruntime-path"];
     const ort = ortDir ? loadOrtFrom(ortDir, `--onnxruntime-path ${ortDir}`) : await loadOrt();
-    const quantizer = await loadKernelQuantizer((m) => process.stderr.write(`${m}\n`));
+    const quantizer = await loadKernelQuantizer(() => undefined);
+    process.stderr.write(`${kernelLine(quantizer.kernels)}\n`);
     const stageNames: StageName[] = ["load", "data", "calibrate", "quantize", "emit", "evaluate", "measure", "gate"];
     const tty = process.stderr.isTTY;
     const cache = values.cache ? new WorkCache(path.join(config.baseDir, WORK_CACHE_DIR)) : undefined;
@@ -126,7 +153,7 @@ export async function main(argv: string[]): Promise<number> {
         stageStart: (stage, detail) =>
           process.stderr.write(`[${stageNames.indexOf(stage) + 1}/${stageNames.length}] ${stage}${detail ? ` (${detail})` : ""} ...${tty ? "" : "\n"}`),
         stageEnd: (stage, ms, error) =>
-          process.stderr.write(`${tty ? "" : `    ${stage}`} ${error ? `FAILED: ${error}` : "done"} in ${(ms / 1000).toFixed(1)}s\n`),
+          process.stderr.write(`${tty ? "" : `    ${stage}`} ${error ? `FAILED: ${singleLine(error)}` : "done"} in ${(ms / 1000).toFixed(1)}s\n`),
       },
     });
     const written = await writeReport(run);
@@ -141,11 +168,9 @@ export async function main(argv: string[]): Promise<number> {
     );
     return run.report.verdict === "pass" ? 0 : 1;
   } catch (err) {
-    if (err instanceof ConfigError || err instanceof UserError) {
-      process.stderr.write(`error: ${err.message}\n`);
-      return 2;
-    }
-    process.stderr.write(`internal error (the gate fails closed): ${(err as Error).stack ?? String(err)}\n`);
-    return 1;
+    // No stale "pass" report may survive a run that failed before writing its own.
+    await clearStaleOutputs(values.config, overrides);
+    process.stderr.write(`${cliErrorMessage(err)}\n`);
+    return err instanceof UserError ? 2 : 1;
   }
 }

@@ -1,10 +1,10 @@
 // One gate run: config -> load model -> calibrate -> quantize -> emit -> evaluate -> measure -> gate -> report.
 // The action and the CLI only call runGate; every stage error is recorded and fails the gate.
-import { mkdir, readFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { calibrate, type CalibrationResult } from "./calibrate/index.js";
-import { resolvePath, type Config } from "./config/load.js";
+import { pathResolver, prepareOutputDir, resolvePath, type Config } from "./config/load.js";
 import { loadClassificationData, loadLmData, sha256, type EvalData, type ModelInputInfo } from "./data/index.js";
 import { feedTypeOf, type Feeds } from "./data/tensors.js";
 import { emitModel, type EmittedLayer, type ExecForm } from "./emit/index.js";
@@ -32,6 +32,7 @@ import { canonical, workCacheKey, type WorkCache } from "./cache/index.js";
 import type { QuantizedLayerReport, Report, StageRecord } from "./report/types.js";
 import { buildLockfile, diffLockfiles, LOCKFILE_NAME, readLockfile, writeLockfile, type LayerChange } from "./report/lockfile.js";
 import { createSession, type LoadedOrt } from "./runtime/ort.js";
+import { clearOutputs } from "./util/atomic.js";
 import { REPORT_SCHEMA, TOOL_NAME, TOOL_VERSION } from "./version.js";
 import type { WeightFormat } from "./config/schema.js";
 
@@ -95,8 +96,9 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
   const stages: StageRecord[] = [];
   const errors: string[] = [];
   const warnings: string[] = [];
-  const outputDir = resolvePath(config, config.output_dir);
-  await mkdir(outputDir, { recursive: true });
+  const outputDir = await prepareOutputDir(config);
+  // The previous run's report, summary and model go first: a run that fails or is interrupted leaves none behind.
+  await clearOutputs(outputDir, config.release ? [config.release.record] : []);
 
   async function stage<T>(name: StageName, detail: string, fn: () => Promise<T>): Promise<T | undefined> {
     opts.progress?.stageStart(name, detail);
@@ -120,7 +122,7 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     stages.push({ stage: name, status: "skipped", ms: 0, note });
   };
 
-  const modelPath = resolvePath(config, config.model);
+  const modelPath = resolvePath(config, config.model, "model");
   const configText = await readFile(config.configPath);
   const recipeHash = sha256(canonical(config.recipe));
 
@@ -141,7 +143,7 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
   // data
   const data: EvalData | undefined = model
     ? await stage("data", config.evaluation.dataset, async () => {
-        const resolve = (p: string): string => resolvePath(config, p);
+        const resolve = pathResolver(config);
         const inputs = modelInputs(model);
         const ev = config.evaluation;
         if (ev.task === "fidelity") return loadFidelityData(ev, resolve, inputs);
@@ -252,7 +254,7 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
       try {
         const ev = config.evaluation;
         if (data.kind === "fidelity" && ev.task === "fidelity") {
-          const metric = ev.metric ? await loadUserMetric(resolvePath(config, ev.metric.module)) : undefined;
+          const metric = ev.metric ? await loadUserMetric(resolvePath(config, ev.metric.module, "evaluation.metric.module")) : undefined;
           return await evaluateFidelity(ort, floatSession, quantSession, data, ev, metric);
         }
         return data.kind === "language-modeling" && ev.task === "language-modeling"

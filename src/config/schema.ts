@@ -428,6 +428,8 @@ export const configSchema = z.strictObject({
   regression: regressionSchema.optional(),
   history: historySchema.optional(),
   release: releaseSchema.optional(),
+  /** CLI only: let reads (model, data, tokenizer, metric module) leave the config's folder; writes never do, and the action ignores it. */
+  allow_outside_workspace: z.boolean().default(false),
 });
 
 export type ConfigFile = z.infer<typeof configSchema>;

@@ -1,6 +1,7 @@
 // Finds the quantizable weights of a model wherever exporters put them (initializers, Constant nodes,
 // fp16/bf16 behind Cast, Transpose/Reshape/Squeeze chains, If/Loop/Scan bodies) for MatMul, Gemm, Conv,
 // ConvTranspose and Gather, and says why every other candidate is skipped.
+import { globMatch } from "../util/glob.js";
 import type { Recipe } from "../config/schema.js";
 import { foldConstant, foldScope, type FoldScope } from "./fold.js";
 import { elementCount, getFloatAttr, getIntAttr, type GraphProto, type NodeProto, type TensorProto } from "./model.js";
@@ -71,20 +72,9 @@ export interface WeightDiscovery {
   readonly skipped: SkippedWeight[];
 }
 
-/** Glob with * and ? (no path semantics), matched against the whole name. */
-export function globToRegExp(pattern: string): RegExp {
-  const escaped = pattern
-    .replace(/[.+^${}()|[\]\\]/g, "\\$&")
-    .replace(/\*/g, ".*")
-    .replace(/\?/g, ".");
-  return new RegExp(`^${escaped}$`);
-}
-
 export function matchesAny(patterns: readonly string[], ...names: string[]): string | undefined {
-  return patterns.find((p) => {
-    const re = globToRegExp(p);
-    return names.some((n) => n !== "" && re.test(n));
-  });
+  // Linear-time matching (src/util/glob.ts): a pattern from a config cannot hang the run.
+  return patterns.find((p) => names.some((n) => n !== "" && globMatch(p, n)));
 }
 
 export function nodeLabel(node: NodeProto, index: number): string {
@@ -173,7 +163,7 @@ export function findWeights(main: GraphProto, recipe: RecipeView): WeightDiscove
       if (skipOverride) return skip(`excluded by recipe override "${skipOverride.match}"`, dims);
       const shapeRule = recipe.exclude_shapes?.find((s) => s.length === dims.length && s.every((d, i) => d === -1 || d === dims[i]));
       if (shapeRule) return skip(`excluded by recipe shape [${shapeRule.join(", ")}]`, dims);
-      const subgraphRule = path.length ? recipe.exclude_subgraphs?.find((p) => globToRegExp(p).test(label)) : undefined;
+      const subgraphRule = path.length ? recipe.exclude_subgraphs?.find((p) => globMatch(p, label)) : undefined;
       if (subgraphRule) return skip(`excluded by recipe subgraph pattern "${subgraphRule}" (${label})`, dims);
       // The stored tensor, and every value on the chain, must have this node as its only reader.
       const rootReads = reads.get(name) ?? 0;
