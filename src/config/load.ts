@@ -4,7 +4,7 @@ import { access, mkdir, readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import { isNode, LineCounter, parseDocument, type Document } from "yaml";
 import type { z } from "zod";
-import { UserError } from "../errors.js";
+import { fsReason, UserError } from "../errors.js";
 import { clearOutputs } from "../util/atomic.js";
 import { containedName, containedPath, isInside, realLocation, type PathAccess, type PathPolicy } from "./paths.js";
 import { configSchema, type ConfigFile } from "./schema.js";
@@ -262,18 +262,7 @@ export async function prepareOutputDir(config: Config): Promise<string> {
     await mkdir(dir, { recursive: true });
     await access(dir, constants.W_OK | constants.X_OK);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why =
-      code === "EACCES" || code === "EPERM"
-        ? "permission denied"
-        : code === "ENOTDIR" || code === "EEXIST"
-          ? "a part of the path is a file"
-          : code === "ENOSPC"
-            ? "no space left on the device"
-            : code === "EROFS"
-              ? "read-only file system"
-              : (code ?? (err as Error).message);
-    throw new UserError(`${where}: cannot write to ${dir} (${why})`, config.paths.file, line);
+    throw new UserError(`${where}: cannot write to ${dir} (${fsReason(err)})`, config.paths.file, line);
   }
   return dir;
 }

@@ -4,6 +4,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync, readdirSync, unlinkSync } from "node:fs";
 import { open, readdir, rename, rm, unlink } from "node:fs/promises";
 import path from "node:path";
+import { OutputWriteError } from "../errors.js";
 
 /** Files a run writes into its output folder; removed when a run starts (and when it fails before writing). */
 export const OUTPUT_FILES = ["quantgate-report.json", "quantgate-summary.md", "quantgate.lock.json", "dashboard.html"] as const;
@@ -43,7 +44,7 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array): 
     await rename(tmp, file);
   } catch (err) {
     await unlink(tmp).catch(() => undefined);
-    throw err;
+    throw (err as NodeJS.ErrnoException).code ? new OutputWriteError(file, err) : err;
   } finally {
     pending.delete(tmp);
   }
