@@ -17,6 +17,8 @@ import { evaluateGate, type GateMetrics } from "./gate/index.js";
 import { measureModelRun, summarizeStorage, type ModelRunMeasurement, type StorageSummary } from "./measure/index.js";
 import { loadModel, saveModel, valueInfoTensorType, type LoadedModel } from "./onnx/model.js";
 import { findWeights, type WeightDiscovery } from "./onnx/weights.js";
+import { checkFiniteWeights, validateModel } from "./onnx/validate.js";
+import { checkFeedShapes, checkJsonlLabels, declaredClasses, explainLmFailure } from "./data/checks.js";
 import { quantizeBlockwiseRef, type BlockwiseSpec } from "./quantize/blockwise.js";
 import { planWeights, quantizeWeights, specFor, type BlockwiseQuantizer, type QuantizedWeight } from "./quantize/index.js";
 import { planMixedPrecision } from "./quantize/mixed-plan.js";
@@ -129,7 +131,9 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
   // load model
   const loaded = await stage("load", modelPath, async () => {
     const model = await loadModel(modelPath);
+    validateModel(model);
     const discovery = findWeights(model.graph, config.recipe);
+    checkFiniteWeights(modelPath, discovery.weights);
     return { model, discovery, modelHash: sha256(await readFile(modelPath)) };
   });
   const model = loaded?.model;
@@ -146,8 +150,26 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
         const resolve = pathResolver(config);
         const inputs = modelInputs(model);
         const ev = config.evaluation;
-        if (ev.task === "fidelity") return loadFidelityData(ev, resolve, inputs);
-        return ev.task === "language-modeling" ? loadLmData(ev, resolve, inputs) : loadClassificationData(ev, resolve, inputs);
+        if (ev.task === "fidelity") {
+          const fd = await loadFidelityData(ev, resolve, inputs);
+          checkFeedShapes(
+            fd.samples.map((x) => x.feeds),
+            inputs,
+            (i) => `${ev.dataset}: sample ${i}`,
+          );
+          return fd;
+        }
+        if (ev.task === "language-modeling") return loadLmData(ev, resolve, inputs);
+        const loadedData = await loadClassificationData(ev, resolve, inputs);
+        checkFeedShapes(
+          loadedData.samples.map((x) => x.feeds),
+          inputs,
+          (i) => `${ev.dataset}: sample ${i}`,
+        );
+        checkFeedShapes(loadedData.calibrationBatches, inputs, (i) => `${ev.calibration ?? ev.dataset}: sample ${i}`);
+        // Labels past the model's classes would be scored as always wrong: name the line instead.
+        await checkJsonlLabels(resolve(ev.dataset, "evaluation.dataset"), ev.label_field, declaredClasses(model.graph, ev.output_name));
+        return loadedData;
       })
     : undefined;
 
@@ -258,7 +280,9 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
           return await evaluateFidelity(ort, floatSession, quantSession, data, ev, metric);
         }
         return data.kind === "language-modeling" && ev.task === "language-modeling"
-          ? await evaluateLm(ort, floatSession, quantSession, data, ev.output_name, ev.input_name)
+          ? await evaluateLm(ort, floatSession, quantSession, data, ev.output_name, ev.input_name).catch((err: unknown) => {
+              throw explainLmFailure(err, ev.sequence_length, ev.batch_size, config.configPath, config.lines["evaluation.sequence_length"]);
+            })
           : await evaluateClassification(
               ort,
               floatSession,

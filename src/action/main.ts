@@ -5,7 +5,7 @@ import { actionsArtifactUploader } from "../artifact/index.js";
 import { actionsCacheClient } from "../cache/actions.js";
 import type { WorkCache } from "../cache/index.js";
 import { clearStaleOutputs, ConfigError, loadConfig, type Config } from "../config/load.js";
-import { UserError } from "../errors.js";
+import { fsReason, UserError } from "../errors.js";
 import { isPrivilegedEvent, readGithubContext, type GithubContext } from "../github/context.js";
 import type { GateRun, GateRunOptions } from "../pipeline.js";
 import { runGate } from "../pipeline.js";
@@ -89,7 +89,7 @@ async function writeJobSummary(body: string): Promise<void> {
         core.warning(`the job summary file ${file} did not exist; QuantGate created it`);
         return;
       } catch (appendErr) {
-        throw new UserError(`cannot write the job summary ${file}: ${(appendErr as NodeJS.ErrnoException).code ?? (appendErr as Error).message}`);
+        throw new UserError(`cannot write the job summary ${file}: ${fsReason(appendErr)}`);
       }
     }
     throw new UserError(`cannot write the job summary (GITHUB_STEP_SUMMARY is not set): ${(err as Error).message}`);
@@ -182,19 +182,26 @@ export async function run(deps: Partial<CiDeps> = {}): Promise<void> {
 
 /** Any failure: verdict fail, no stale outputs, an annotation per config issue, and a job summary saying what failed. */
 async function fail(err: unknown, step: string, inputs: ActionInputs | undefined, workspace: string): Promise<void> {
-  core.setOutput(OUTPUTS.verdict, "fail");
   const { message, internal } = describeFailure(err);
+  try {
+    core.setOutput(OUTPUTS.verdict, "fail");
+  } catch (outputErr) {
+    // GITHUB_OUTPUT missing: the failed step still says why.
+    core.error(`cannot set the verdict output: ${(outputErr as Error).message}`);
+  }
   if (internal) core.debug((err as Error)?.stack ?? String(err));
   if (err instanceof ConfigError) {
     for (const issue of err.issues)
       core.error(singleLine(`${issue.path || "(root)"}: ${issue.message}`), { title: "QuantGate config", file: err.file, startLine: issue.line });
   }
   if (inputs) await clearStaleOutputs(inputs.configPath, inputs.overrides, workspace);
-  try {
-    await writeJobSummary(failureSummary(step, message));
-  } catch (summaryErr) {
-    // Nowhere to write it: the log and the failed step still say what went wrong.
-    core.error((summaryErr as Error).message);
+  if (step !== "writing the job summary") {
+    try {
+      await writeJobSummary(failureSummary(step, message));
+    } catch (summaryErr) {
+      // Nowhere to write it: the log and the failed step still say what went wrong.
+      core.error((summaryErr as Error).message);
+    }
   }
   core.setFailed(message);
 }

@@ -2,7 +2,7 @@
 import { constants } from "node:fs";
 import { access, mkdir, readFile, stat } from "node:fs/promises";
 import path from "node:path";
-import { isNode, LineCounter, parseDocument, type Document } from "yaml";
+import { isNode, LineCounter, parseDocument, visit, type Document } from "yaml";
 import type { z } from "zod";
 import { fsReason, UserError } from "../errors.js";
 import { clearOutputs } from "../util/atomic.js";
@@ -46,11 +46,19 @@ export class ConfigError extends UserError {
 const OVERRIDE_NUMBERS = new Set(["recipe.block_size", "recipe.accuracy_level", "measure.threads", "measure.runs", "measure.warmup"]);
 
 export async function loadConfig(file: string, overrides: ConfigOverrides = {}, opts: LoadOptions = {}): Promise<Config> {
-  let text: string;
+  let bytes: Buffer;
   try {
-    text = await readFile(file, "utf8");
+    bytes = await readFile(file);
   } catch (err) {
     throw new UserError(`${file}: cannot read config file (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, file);
+  }
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    const lenient = new TextDecoder("utf-8").decode(bytes);
+    const line = lenient.slice(0, Math.max(0, lenient.indexOf("\uFFFD"))).split("\n").length;
+    throw new ConfigError(file, [{ path: "", line, message: "not UTF-8 text (save the file as UTF-8)" }]);
   }
   return parseConfig(text, file, overrides, opts);
 }
@@ -75,10 +83,13 @@ export function parseConfig(text: string, file: string, overrides: ConfigOverrid
   try {
     raw = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT }) ?? {};
   } catch (err) {
-    // yaml throws a ReferenceError for an alias bomb or an unresolvable alias.
-    const pos = /line (\d+)/.exec((err as Error).message);
+    // yaml throws a ReferenceError for an alias bomb or an unresolvable alias: point at the alias.
+    const message = (err as Error).message.split("\n")[0]!;
+    const aliases: { source: string; offset: number }[] = [];
+    visit(doc, { Alias: (_key, node) => void aliases.push({ source: node.source, offset: node.range?.[0] ?? 0 }) });
+    const at = aliases.find((a) => message.endsWith(`: ${a.source}`)) ?? aliases[0];
     throw new ConfigError(file, [
-      { path: "", line: pos ? Number(pos[1]) : undefined, message: `YAML aliases cannot be expanded: ${(err as Error).message.split("\n")[0]}` },
+      { path: "", line: at ? lineCounter.linePos(at.offset).line : undefined, message: `YAML aliases cannot be expanded: ${message}` },
     ]);
   }
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {

@@ -50,7 +50,7 @@ describe("pull-request checks (runner-style, local GitHub API)", () => {
     expect(body).toContain("## QuantGate: ✅ **pass**");
     expect(body).toContain("| Metric | Float | Quantized | Delta | Limit | Status |");
     expect(body).toMatch(/⚠️ warn: Model size .* is past the warning level of max_model_size/);
-    expect(body).toMatch(/\[Workflow run\]\(https:\/\/github\.com\/acme\/models\/actions\/runs\/\d+\)/);
+    expect(body).toMatch(/<a href="https:\/\/github\.com\/acme\/models\/actions\/runs\/\d+">Workflow run<\/a>/);
     expect(body).toContain("Base-branch comparison skipped"); // no history configured
     // the comment and the job summary are one body
     expect(first.summary.trim()).toBe(body.slice(marker.length + 1).trim());
@@ -138,11 +138,13 @@ describe("pull-request checks (runner-style, local GitHub API)", () => {
     expect(pr.status).not.toBe(0);
     expect(pr.outputs.verdict).toBe("fail");
     expect(pr.outputs["base-commit"]).toBe(base);
-    expect(pr.summary).toMatch(/### Against the base branch `main` \(\[aaaaaaa\]\(https:\/\/github\.com\/acme\/models\/actions\/runs\/\d+\)\)/);
-    expect(pr.summary).toMatch(/\| Model size \| .* \| \+\d+\.\d+% \| ≤ 5\.00% \(`regression\.max_size_increase_pct`\) \| ❌ fail \|/);
-    expect(pr.summary).toMatch(/\| Accuracy \(quantized\) \|.*CI \[/); // the accuracy delta carries an interval
-    expect(pr.summary).toContain("### Per-layer precision changes against `aaaaaaa`");
-    expect(pr.summary).toMatch(/\| `fc1\.weight` \| changed: format, bits.* \| int4 b32 .* \| int8 b32 /);
+    expect(pr.summary).toMatch(
+      /### Against the base branch <code>main<\/code> \(<a href="https:\/\/github\.com\/acme\/models\/actions\/runs\/\d+"><code>aaaaaaa<\/code><\/a>\)/,
+    );
+    expect(pr.summary).toMatch(/\| Model size \| .* \| \+\d+\.\d+% \| ≤ 5\.00% \(<code>regression\.max\\_size\\_increase\\_pct<\/code>\) \| ❌ fail \|/);
+    expect(pr.summary).toMatch(/\| Accuracy \\\(quantized\\\) \|.*CI \\\[/); // the accuracy delta carries an interval
+    expect(pr.summary).toContain("### Per-layer precision changes against <code>aaaaaaa</code>");
+    expect(pr.summary).toMatch(/\| <code>fc1\.weight<\/code> \| changed: format, bits.* \| int4 b32 .* \| int8 b32 /);
     const text = await readFile(configPath, "utf8");
     expect(pr.stdout).toContain(
       `::error title=QuantGate regression.max_size_increase_pct,file=quantgate.yml,line=${lineOf(text, "max_size_increase_pct")}::Model size increase vs base`,

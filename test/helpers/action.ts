@@ -6,6 +6,12 @@ import path from "node:path";
 
 export const REPO_ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../..");
 
+/**
+ * The Node binary that runs dist/index.js: action.yml declares node24, so CI points QUANTGATE_ACTION_NODE at a
+ * Node 24 when the machine's own is older (.ci/run); locally, the Node running the tests.
+ */
+export const ACTION_NODE = process.env.QUANTGATE_ACTION_NODE || process.execPath;
+
 export interface ActionRun {
   readonly status: number | null;
   readonly stdout: string;
@@ -62,7 +68,7 @@ export function runnerEnvironment(cwd: string, inputs: Record<string, string>, e
 
 export function runAction(cwd: string, inputs: Record<string, string>, event: unknown = {}): ActionRun {
   const { env, outputFile, summaryFile } = runnerEnvironment(cwd, inputs, event);
-  const r = spawnSync(process.execPath, [path.join(REPO_ROOT, "dist", "index.js")], { cwd, env, encoding: "utf8", timeout: 300_000 });
+  const r = spawnSync(ACTION_NODE, [path.join(REPO_ROOT, "dist", "index.js")], { cwd, env, encoding: "utf8", timeout: 300_000 });
   return {
     status: r.status,
     stdout: r.stdout + r.stderr,
