@@ -4,6 +4,7 @@
 import { spawn } from "node:child_process";
 import { existsSync, readdirSync, statSync } from "node:fs";
 import * as fsp from "node:fs/promises";
+import type * as FsPromises from "node:fs/promises";
 import { mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -13,10 +14,10 @@ import { REPO_ROOT } from "./helpers/action.js";
 import { writeClassifierFixture } from "./helpers/models.js";
 
 vi.mock("node:fs/promises", async (importOriginal) => {
-  const real = await importOriginal<typeof import("node:fs/promises")>();
+  const real = await importOriginal<typeof FsPromises>();
   return { ...real, default: real, open: vi.fn(real.open) };
 });
-const realOpen = (await vi.importActual<typeof import("node:fs/promises")>("node:fs/promises")).open;
+const realOpen = (await vi.importActual<typeof FsPromises>("node:fs/promises")).open;
 
 async function cli(args: string[]): Promise<{ status: number; out: string }> {
   let out = "";
