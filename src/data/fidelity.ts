@@ -157,7 +157,7 @@ async function readRecords(
       return { records: Array.from({ length: count }, (_, i) => ({ tensors: { [name]: slice0(array, i) }, label: labels?.[i] })), files };
     }
     case "npz": {
-      const arrays = parseNpz(await readBytes(file, "dataset"), file);
+      const arrays = await parseNpz(await readBytes(file, "dataset"), file);
       const stateInputs = new Set((cfg.stateful?.state ?? []).map((s) => s.input));
       const wanted = inputs.filter((i) => !stateInputs.has(i.name));
       const missing = wanted.filter((i) => !arrays.has(i.name));
