@@ -276,7 +276,7 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
       try {
         const ev = config.evaluation;
         if (data.kind === "fidelity" && ev.task === "fidelity") {
-          const metric = ev.metric ? await loadUserMetric(resolvePath(config, ev.metric.module, "evaluation.metric.module")) : undefined;
+          const metric = ev.metric ? await loadUserMetric(resolvePath(config, ev.metric.module, "evaluation.metric.module", "code")) : undefined;
           return await evaluateFidelity(ort, floatSession, quantSession, data, ev, metric);
         }
         return data.kind === "language-modeling" && ev.task === "language-modeling"

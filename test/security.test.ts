@@ -140,6 +140,18 @@ describe("paths from the config stay in the workspace (11.1)", () => {
     await expect(loadConfig(config)).rejects.toThrow(/output_dir: "\.\.\/out" lies outside the workspace .*outputs are always written inside it/);
   });
 
+  it("a metric module (code) is never loaded from outside the workspace, even with allow_outside_workspace (11.2)", async () => {
+    const { root, dir } = await repo();
+    await writeFile(path.join(root, "metric.mjs"), "export default () => ({ score: 1 });\n");
+    const config = path.join(dir, "fidelity.yml");
+    const yaml =
+      "model: mlp.onnx\nallow_outside_workspace: true\nevaluation:\n  task: fidelity\n  dataset: eval.jsonl\n  metric:\n    module: ../../metric.mjs\n";
+    await writeFile(config, yaml);
+    await expect(loadConfig(config)).rejects.toThrow(
+      /fidelity\.yml:7 evaluation\.metric\.module: "\.\.\/\.\.\/metric\.mjs" lies outside the workspace .*code \(a metric module\) is only loaded from inside it/,
+    );
+  });
+
   it("an output-dir input that leaves the workspace is refused and named as an input", async () => {
     const { config } = await repo();
     await expect(loadConfig(config, { output_dir: "../../x" })).rejects.toThrow(/output_dir: "\.\.\/\.\.\/x" lies outside the workspace/);

@@ -135,9 +135,11 @@ function checkPaths(c: ConfigFile, policy: PathPolicy): void {
     ["evaluation.dataset", ev.dataset],
     ["evaluation.calibration", ev.calibration],
     ["evaluation.tokenizer", ev.tokenizer],
-    ["evaluation.metric.module", (ev.metric as { module?: string } | undefined)?.module],
   ];
   for (const [key, value] of reads) if (typeof value === "string") containedPath(policy, value, key, "read");
+  // A metric module is code: inside the workspace always, whatever allow_outside_workspace says.
+  const metricModule = (ev.metric as { module?: string } | undefined)?.module;
+  if (typeof metricModule === "string") containedPath(policy, metricModule, "evaluation.metric.module", "code");
   // npy labels: a second file beside the dataset (and beside the calibration data).
   const label = ev.label_field;
   if (ev.task === "fidelity" && typeof label === "string" && label.endsWith(".npy")) {

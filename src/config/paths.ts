@@ -4,7 +4,8 @@ import { realpathSync } from "node:fs";
 import path from "node:path";
 import { UserError } from "../errors.js";
 
-export type PathAccess = "read" | "write";
+/** read: data and models; write: outputs; code: modules QuantGate imports and runs (never outside, even with the opt-in). */
+export type PathAccess = "read" | "write" | "code";
 
 export interface PathPolicy {
   /** The folder every path must stay in: GITHUB_WORKSPACE for the action, the config's folder for the CLI. */
@@ -78,7 +79,12 @@ export function containedPath(policy: PathPolicy, p: string, key: string, access
   const real = realLocation(abs);
   if (isInside(root, real)) return abs;
   const via = real !== abs ? ` (through a symlink: it resolves to ${real})` : "";
-  const lift = access === "read" ? "; the CLI reads outside it only with `allow_outside_workspace: true`" : "; outputs are always written inside it";
+  const lift =
+    access === "read"
+      ? "; the CLI reads outside it only with `allow_outside_workspace: true`"
+      : access === "code"
+        ? "; code (a metric module) is only loaded from inside it"
+        : "; outputs are always written inside it";
   throw new PathContainmentError(`${where}: "${p}" lies outside the workspace ${root}${via}${lift}`, policy.file, line, key);
 }
 
