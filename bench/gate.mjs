@@ -20,6 +20,8 @@ for (const [name, recipe] of Object.entries(recipes)) {
   let text = base.replace(/model: model\.onnx/, `model: ${path.join(example, "model.onnx")}`);
   for (const f of ["eval.txt", "calib.txt", "tokenizer.json"]) text = text.replace(new RegExp(`: ${f.replace(".", "\\.")}`), `: ${path.join(example, f)}`);
   if (recipe) text = text.replace(/recipe:\n( {2}.*\n)+/, recipe).replace(/ {2}max_bits_per_weight: .*\n/, "");
+  // The example's files lie outside this config's folder: the CLI's opt-in for reads (outputs stay in dir).
+  text += "allow_outside_workspace: true\n";
   const config = path.join(dir, "quantgate.yml");
   await writeFile(config, text);
   const times = [];

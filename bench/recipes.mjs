@@ -55,7 +55,9 @@ const ort = await loadOrt();
 const quantizer = await loadKernelQuantizer(() => {});
 const rows = [];
 for (const [name, recipe] of selected) {
-  const out = await mkdtemp(path.join(os.tmpdir(), `qg-bench-${name}-`));
+  // Outputs stay inside the workspace (the config's folder).
+  await mkdir(path.join(example, "quantgate-out"), { recursive: true });
+  const out = await mkdtemp(path.join(example, "quantgate-out", `bench-${name}-`));
   const config = parseConfig(`${BASE}output_dir: ${out}\nrecipe:\n${recipe}`, path.join(example, "quantgate.yml"));
   const t0 = performance.now();
   const run = await runGate(config, { ort, quantizer });

@@ -3,10 +3,11 @@ import { copyFile } from "node:fs/promises";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { cacheSummaryLine, WORK_CACHE_DIR, WorkCache } from "./cache/index.js";
-import { ConfigError, loadConfig, type ConfigOverrides } from "./config/load.js";
+import { clearStaleOutputs, loadConfig, type ConfigOverrides } from "./config/load.js";
 import { UserError } from "./errors.js";
 import { fmt, type RuleResult, type Unit } from "./gate/index.js";
 import { runGate, type StageName } from "./pipeline.js";
+import type { Kernels } from "./kernels/index.js";
 import { loadKernelQuantizer } from "./quantize/kernels.js";
 import { metricRows, samplesText } from "./report/markdown.js";
 import type { Report } from "./report/types.js";
@@ -58,12 +59,36 @@ export function renderTerminal(report: Report): string {
   const out = [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)];
   const samples = samplesText(report.evaluation?.samples);
   if (samples) out.push("", samples);
+  // Names from models and configs can carry newlines and terminal escape sequences: one inert line each.
   for (const e of report.gate.errors) out.push(`ERROR ${singleLine(e)}`);
   for (const r of report.gate.rules.filter((x) => x.status !== "pass")) out.push(`${r.status.toUpperCase()} ${singleLine(r.message)}`);
   for (const w of report.warnings) out.push(`warning: ${singleLine(w)}`);
   out.push("");
   out.push(`Verdict: ${report.verdict.toUpperCase()}`);
   return out.join("\n");
+}
+
+export const ISSUES_URL = "https://github.com/quantgate/quantgate/issues";
+
+/** One line on the kernels: which backend runs, and when the native addon is missing, how to build it. */
+export function kernelLine(kernels: Pick<Kernels, "backend" | "isa" | "fallbackReasons">): string {
+  if (kernels.backend === "native") return `kernels: native (${kernels.isa})`;
+  const native = kernels.fallbackReasons.find((r) => r.startsWith("native:"));
+  if (!native || native.startsWith("native: skipped")) return `kernels: ${kernels.backend} (${kernels.isa})`;
+  if (native.startsWith("native: no addon")) return `native kernels not built; using ${kernels.backend} (npm run build:kernels)`;
+  return `native kernels did not load (${singleLine(native.slice("native: ".length))}); using ${kernels.backend}`;
+}
+
+/** The message for a failure: bad input names itself; anything else is a bug and says how to report it. */
+export function cliErrorMessage(err: unknown, debug = process.env.QUANTGATE_DEBUG === "1"): string {
+  if (err instanceof UserError) return `error: ${err.message}`;
+  const e = err as Error;
+  const detail = debug && e?.stack ? e.stack : `${e?.name ?? "Error"}: ${e?.message ?? String(err)}`;
+  return (
+    `internal error (the gate fails closed): ${detail}\n` +
+    `This is a bug in QuantGate, not in your model or config: please report it at ${ISSUES_URL} with the command and this message` +
+    (debug ? "." : " (QUANTGATE_DEBUG=1 adds the stack trace).")
+  );
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -111,7 +136,8 @@ export async function main(argv: string[]): Promise<number> {
     const config = await loadConfig(values.config, overrides);
     const ortDir = values["onnxruntime-path"];
     const ort = ortDir ? loadOrtFrom(ortDir, `--onnxruntime-path ${ortDir}`) : await loadOrt();
-    const quantizer = await loadKernelQuantizer((m) => process.stderr.write(`${m}\n`));
+    const quantizer = await loadKernelQuantizer(() => undefined);
+    process.stderr.write(`${kernelLine(quantizer.kernels)}\n`);
     const stageNames: StageName[] = ["load", "data", "calibrate", "quantize", "emit", "evaluate", "measure", "gate"];
     const tty = process.stderr.isTTY;
     const cache = values.cache ? new WorkCache(path.join(config.baseDir, WORK_CACHE_DIR)) : undefined;
@@ -124,7 +150,7 @@ export async function main(argv: string[]): Promise<number> {
         stageStart: (stage, detail) =>
           process.stderr.write(`[${stageNames.indexOf(stage) + 1}/${stageNames.length}] ${stage}${detail ? ` (${detail})` : ""} ...${tty ? "" : "\n"}`),
         stageEnd: (stage, ms, error) =>
-          process.stderr.write(`${tty ? "" : `    ${stage}`} ${error ? `FAILED: ${error}` : "done"} in ${(ms / 1000).toFixed(1)}s\n`),
+          process.stderr.write(`${tty ? "" : `    ${stage}`} ${error ? `FAILED: ${singleLine(error)}` : "done"} in ${(ms / 1000).toFixed(1)}s\n`),
       },
     });
     const written = await writeReport(run);
@@ -139,11 +165,9 @@ export async function main(argv: string[]): Promise<number> {
     );
     return run.report.verdict === "pass" ? 0 : 1;
   } catch (err) {
-    if (err instanceof ConfigError || err instanceof UserError) {
-      process.stderr.write(`error: ${err.message}\n`);
-      return 2;
-    }
-    process.stderr.write(`internal error (the gate fails closed): ${(err as Error).stack ?? String(err)}\n`);
-    return 1;
+    // No stale "pass" report may survive a run that failed before writing its own.
+    await clearStaleOutputs(values.config, overrides);
+    process.stderr.write(`${cliErrorMessage(err)}\n`);
+    return err instanceof UserError ? 2 : 1;
   }
 }

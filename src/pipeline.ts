@@ -4,7 +4,7 @@ import { copyFile, mkdir, readFile, rm, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { calibrate, convPatchSpecOf, type CalibrationResult } from "./calibrate/index.js";
-import { resolvePath, type Config } from "./config/load.js";
+import { pathResolver, prepareOutputDir, resolvePath, type Config } from "./config/load.js";
 import { sha256, type ModelInputInfo } from "./data/index.js";
 import { feedTypeOf, type Feeds } from "./data/tensors.js";
 import { emitChecked } from "./emit/check.js";
@@ -29,6 +29,8 @@ import {
 } from "./measure/index.js";
 import { loadModel, saveModel, valueInfoTensorType, type LoadedModel } from "./onnx/model.js";
 import { findWeights, type WeightDiscovery } from "./onnx/weights.js";
+import { checkFiniteWeights, validateModel } from "./onnx/validate.js";
+import { checkFeedShapes, declaredClasses, explainLmFailure } from "./data/checks.js";
 import { quantizeBlockwiseRef, type BlockwiseSpec } from "./quantize/blockwise.js";
 import { isTable, planWeights, quantizeWeights, specFor, type BlockwiseQuantizer, type QuantizedWeight } from "./quantize/index.js";
 import { planMixedPrecision } from "./quantize/mixed-plan.js";
@@ -44,6 +46,7 @@ import { canonical, workCacheKey, type WorkCache } from "./cache/index.js";
 import type { QuantizedLayerReport, Report, StageRecord } from "./report/types.js";
 import { buildLockfile, diffLockfiles, LOCKFILE_NAME, readLockfile, writeLockfile, type LayerChange, type Lockfile } from "./report/lockfile.js";
 import { createSession, type LoadedOrt } from "./runtime/ort.js";
+import { clearOutputs } from "./util/atomic.js";
 import { REPORT_SCHEMA, TOOL_NAME, TOOL_VERSION } from "./version.js";
 import type { WeightFormat } from "./config/schema.js";
 
@@ -111,8 +114,9 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
   const stages: StageRecord[] = [];
   const errors: string[] = [];
   const warnings: string[] = [];
-  const outputDir = resolvePath(config, config.output_dir);
-  await mkdir(outputDir, { recursive: true });
+  const outputDir = await prepareOutputDir(config);
+  // The previous run's report, summary and model go first: a run that fails or is interrupted leaves none behind.
+  await clearOutputs(outputDir, config.release ? [config.release.record] : []);
 
   async function stage<T>(name: StageName, detail: string, fn: () => Promise<T>): Promise<T | undefined> {
     opts.progress?.stageStart(name, detail);
@@ -136,14 +140,16 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     stages.push({ stage: name, status: "skipped", ms: 0, note });
   };
 
-  const modelPath = resolvePath(config, config.model);
+  const modelPath = resolvePath(config, config.model, "model");
   const configText = await readFile(config.configPath);
   const recipeHash = sha256(canonical(config.recipe));
 
   // load model
   const loaded = await stage("load", modelPath, async () => {
     const model = await loadModel(modelPath);
+    validateModel(model);
     const discovery = findWeights(model.graph, config.recipe);
+    checkFiniteWeights(modelPath, discovery.weights);
     return { model, discovery, modelHash: sha256(await readFile(modelPath)) };
   });
   const model = loaded?.model;
@@ -167,9 +173,17 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
   // data
   const task = taskOf(config.evaluation);
   const data: TaskData | undefined = model
-    ? await stage("data", config.evaluation.dataset, () =>
-        task.load(config.evaluation, { resolve: (p: string) => resolvePath(config, p), inputs: modelInputs(model) }),
-      )
+    ? await stage("data", config.evaluation.dataset, async () => {
+        const inputs = modelInputs(model);
+        const loadedData = await task.load(config.evaluation, {
+          resolve: pathResolver(config),
+          inputs,
+          classesOf: (outputName) => declaredClasses(model.graph, outputName),
+        });
+        checkFeedShapes(loadedData.calibrationBatches, inputs, (i) => `calibration sample ${i}`);
+        if (loadedData.measureFeeds) checkFeedShapes([loadedData.measureFeeds], inputs, () => `${config.evaluation.dataset}: sample 0`);
+        return loadedData;
+      })
     : undefined;
 
   const quantizedModelPath = path.join(outputDir, `${path.basename(modelPath, ".onnx")}.quantized.onnx`);
@@ -232,7 +246,12 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     const convs = convGptqSites().map((w) => ({ key: w.name, activation: w.node.input[0]!, spec: convPatchSpecOf(w.node, w.dims) }));
     for (const c of convs) types.set(c.activation, discovery.weights.find((w) => w.name === c.key)!.consumerType);
     calibration = await stage("calibrate", `${data.calibrationBatches.length} batches`, () =>
-      calibrate(ort, model.proto, activations, data.calibrationBatches, config.measure.threads, gram, types, convs),
+      calibrate(ort, model.proto, activations, data.calibrationBatches, config.measure.threads, gram, types, convs).catch((err: unknown) => {
+        // Calibration runs a copy of the float model: a model ONNX Runtime refuses is named by its file.
+        const message = (err as Error).message;
+        if (!message.includes("could not load in-memory model")) throw err;
+        throw new UserError(`${modelPath}: ${message.replace("in-memory model", "the float model (with activations exposed for calibration)")}`);
+      }),
     );
     calibrationFailed = calibration === undefined;
   } else {
@@ -274,6 +293,11 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     const quantSession = await createSession(ort, quantPath, config.measure.threads);
     try {
       return await task.evaluate(config.evaluation, taskData, { ort, float: floatSession, quantized: quantSession, threads: config.measure.threads });
+    } catch (err) {
+      // A raw broadcast error from a window longer than the model accepts is explained in terms of the config.
+      const ev = config.evaluation as { sequence_length?: number; batch_size?: number };
+      if (ev.sequence_length === undefined) throw err;
+      throw explainLmFailure(err, ev.sequence_length, ev.batch_size ?? 1, config.configPath, config.lines["evaluation.sequence_length"]);
     } finally {
       await floatSession.release();
       await quantSession.release();

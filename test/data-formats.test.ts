@@ -1,7 +1,7 @@
 import { mkdir, mkdtemp, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { deflateRawSync } from "node:zlib";
+import { crc32, deflateRawSync } from "node:zlib";
 import jpeg from "jpeg-js";
 import { PNG } from "pngjs";
 import { describe, expect, it } from "vitest";
@@ -22,7 +22,7 @@ export function npyBytes(descr: string, shape: number[], data: ArrayBufferView):
   return out;
 }
 
-/** A zip archive (what np.savez writes): stored or deflated members, CRC left 0 (not checked). */
+/** A zip archive (what np.savez writes): stored or deflated members with their CRC-32 (the reader checks it). */
 export function zipBytes(members: Record<string, Uint8Array>, deflate: boolean): Uint8Array {
   const locals: Buffer[] = [];
   const central: Buffer[] = [];
@@ -33,12 +33,14 @@ export function zipBytes(members: Record<string, Uint8Array>, deflate: boolean):
     const local = Buffer.alloc(30);
     local.writeUInt32LE(0x04034b50, 0);
     local.writeUInt16LE(deflate ? 8 : 0, 8);
+    local.writeUInt32LE(crc32(raw), 14);
     local.writeUInt32LE(body.length, 18);
     local.writeUInt32LE(raw.length, 22);
     local.writeUInt16LE(nameBytes.length, 26);
     const cd = Buffer.alloc(46);
     cd.writeUInt32LE(0x02014b50, 0);
     cd.writeUInt16LE(deflate ? 8 : 0, 10);
+    cd.writeUInt32LE(crc32(raw), 16);
     cd.writeUInt32LE(body.length, 20);
     cd.writeUInt32LE(raw.length, 24);
     cd.writeUInt16LE(nameBytes.length, 28);
@@ -101,9 +103,9 @@ describe("input file formats", () => {
     expect(() => parseNpy(new Uint8Array(20), "bad.npy")).toThrow(/bad\.npy: not a \.npy file/);
   });
 
-  it("reads .npz archives, stored and deflated", () => {
+  it("reads .npz archives, stored and deflated", async () => {
     for (const deflate of [false, true]) {
-      const z = parseNpz(
+      const z = await parseNpz(
         zipBytes(
           { "x.npy": npyBytes("<f4", [2, 2], Float32Array.from([1, 2, 3, 4])), "labels.npy": npyBytes("<i8", [2], BigInt64Array.from([0n, 1n])) },
           deflate,

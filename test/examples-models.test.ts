@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
@@ -15,7 +15,9 @@ interface CliRun {
 /** Runs the CLI on a config; `edit` rewrites the example's quantgate.yml into a temporary copy first. */
 async function runExample(example: string, edit?: (yaml: string) => string): Promise<CliRun> {
   const dir = path.join(REPO_ROOT, "examples", example);
-  const out = await mkdtemp(path.join(os.tmpdir(), `qg-${example}-`));
+  // Outputs stay inside the workspace (the config's folder for the CLI).
+  await mkdir(path.join(dir, "quantgate-out"), { recursive: true });
+  const out = await mkdtemp(edit ? path.join(os.tmpdir(), `qg-${example}-`) : path.join(dir, "quantgate-out", `qg-${example}-`));
   let config = path.join(dir, "quantgate.yml");
   if (edit) {
     // A sibling config in the output folder, with the example's paths made absolute.
@@ -23,7 +25,8 @@ async function runExample(example: string, edit?: (yaml: string) => string): Pro
       .replace(/^model: (.*)$/m, (_, p: string) => `model: ${path.join(dir, p)}`)
       .replace(/^ {2}dataset: (\S+)/m, (_, p: string) => `  dataset: ${path.join(dir, p)}`);
     config = path.join(out, "quantgate.yml");
-    await writeFile(config, yaml);
+    // The example's model and data lie outside this config's folder: the CLI's documented opt-in for reads.
+    await writeFile(config, `${yaml}allow_outside_workspace: true\n`);
   }
   const r = spawnSync(process.execPath, [path.join(REPO_ROOT, "bin", "quantgate.js"), "run", "-c", config, "--output-dir", out], { encoding: "utf8" });
   const report = JSON.parse(await readFile(path.join(out, "quantgate-report.json"), "utf8"));
@@ -95,7 +98,8 @@ describe("the recurrent example (fp16 weights behind Cast, stateful chunks)", ()
 describe("the CNN and recurrent examples through the bundled action", () => {
   for (const name of ["cnn-classifier", "recurrent"]) {
     it(`${name} passes as the runner runs it, and the report lists every weight with its origin`, async () => {
-      const out = await mkdtemp(path.join(os.tmpdir(), `qg-action-${name}-`));
+      await mkdir(path.join(REPO_ROOT, "examples", name, "quantgate-out"), { recursive: true });
+      const out = await mkdtemp(path.join(REPO_ROOT, "examples", name, "quantgate-out", `qg-action-${name}-`));
       const run = runAction(path.join(REPO_ROOT, "examples", name), {
         config: "quantgate.yml",
         "output-dir": out,

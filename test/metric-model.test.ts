@@ -47,7 +47,7 @@ const CASES: readonly Case[] = [
       const file = path.join(dir, "quantgate.yml");
       await writeFile(
         file,
-        `model: ${lm}/model.onnx\nrecipe: { format: int4, block_size: 32 }\nevaluation:\n  task: language-modeling\n  dataset: ${lm}/eval.txt\n  tokenizer: ${lm}/tokenizer.json\n  sequence_length: 64\n  samples: 4\n  batch_size: 4\n${MEASURE}output_dir: out\n`,
+        `allow_outside_workspace: true\nmodel: ${lm}/model.onnx\nrecipe: { format: int4, block_size: 32 }\nevaluation:\n  task: language-modeling\n  dataset: ${lm}/eval.txt\n  tokenizer: ${lm}/tokenizer.json\n  sequence_length: 64\n  samples: 4\n  batch_size: 4\n${MEASURE}output_dir: out\n`,
       );
       return file;
     },
@@ -71,7 +71,7 @@ const CASES: readonly Case[] = [
       const file = path.join(dir, "quantgate.yml");
       await writeFile(
         file,
-        `model: ${cnn}/model.onnx\nrecipe: { format: int8, block_size: 32, symmetric: true, algorithm: mse }\nevaluation:\n  task: fidelity\n  dataset: ${cnn}/eval\n  format: images\n  samples: 40\n  preprocess: { scale: 0.00392156862745098, mean: [0.5], std: [0.25] }\n  outputs:\n    - { name: logits, kind: logits, min_cosine: 0.9, max_relative_l2: 0.5, max_kl_mean: 1 }\n  metric:\n    module: metric.mjs\n    limits:\n      agree_share: { min: 0.5 }\n${MEASURE}output_dir: out\n`,
+        `allow_outside_workspace: true\nmodel: ${cnn}/model.onnx\nrecipe: { format: int8, block_size: 32, symmetric: true, algorithm: mse }\nevaluation:\n  task: fidelity\n  dataset: ${cnn}/eval\n  format: images\n  samples: 40\n  preprocess: { scale: 0.00392156862745098, mean: [0.5], std: [0.25] }\n  outputs:\n    - { name: logits, kind: logits, min_cosine: 0.9, max_relative_l2: 0.5, max_kl_mean: 1 }\n  metric:\n    module: metric.mjs\n    limits:\n      agree_share: { min: 0.5 }\n${MEASURE}output_dir: out\n`,
       );
       return file;
     },
@@ -85,7 +85,7 @@ const CASES: readonly Case[] = [
       const file = path.join(dir, "quantgate.yml");
       await writeFile(
         file,
-        `model: ${rec}/model.onnx\nrecipe: { format: int8, block_size: 32, symmetric: true, op_types: [matmul, gemm, gather] }\nevaluation:\n  task: fidelity\n  dataset: ${rec}/eval_ids.npy\n  format: npy\n  input: ids\n  stateful:\n    chunk_input: ids\n    axis: 1\n    state: [{ input: state, output: state_out }]\n  outputs:\n    - { name: logits, kind: logits }\n${MEASURE}output_dir: out\n`,
+        `allow_outside_workspace: true\nmodel: ${rec}/model.onnx\nrecipe: { format: int8, block_size: 32, symmetric: true, op_types: [matmul, gemm, gather] }\nevaluation:\n  task: fidelity\n  dataset: ${rec}/eval_ids.npy\n  format: npy\n  input: ids\n  stateful:\n    chunk_input: ids\n    axis: 1\n    state: [{ input: state, output: state_out }]\n  outputs:\n    - { name: logits, kind: logits }\n${MEASURE}output_dir: out\n`,
       );
       return file;
     },

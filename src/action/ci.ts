@@ -1,7 +1,6 @@
 // Living in CI: after the gate ran, compare with the base branch, write the report and release record,
 // upload the artifact, post the pull-request comment, store history and the dashboard. Every step here
 // except the regression rules is optional: it warns when it cannot run and the gate still decides.
-import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { artifactName, uploadArtifact, type ArtifactResult, type ArtifactUploader } from "../artifact/index.js";
 import { hashInputs, restoreFolder, saveFolder, type CacheClient, type FolderCache } from "../cache/actions.js";
@@ -21,6 +20,7 @@ import { BranchHistoryStore, CacheHistoryStore, type HistoryStore } from "../his
 import type { GateRun } from "../pipeline.js";
 import { LOCKFILE_NAME } from "../report/lockfile.js";
 import { writeReport } from "../report/write.js";
+import { writeFileAtomic } from "../util/atomic.js";
 import { TOOL_VERSION } from "../version.js";
 import type { CiInputs } from "./io.js";
 import { releaseRecord, writeReleaseRecord } from "./release.js";
@@ -172,16 +172,15 @@ export class CiRun {
       };
       return { report: withRules(report, [rule]), section: { baseBranch: pr.baseRef, baseMissing: why } };
     };
-    if (!store) return missing("no history is configured (add a `history:` or `regression:` block)");
+    if (!store) return missing('no history is configured (add a "history:" or "regression:" block)');
     let base: HistoryEntry | undefined;
     try {
       base = latestOf(await store.read(this.id, pr.baseRef), pr.baseRef);
     } catch (err) {
       this.warn(new OptionalStepError(`reading the history of ${pr.baseRef} from ${store.description} failed: ${(err as Error).message}`));
-      return missing(`the history of \`${pr.baseRef}\` could not be read (${store.description})`);
+      return missing(`the history of "${pr.baseRef}" could not be read (${store.description})`);
     }
-    if (!base)
-      return missing(`no history entry of \`${pr.baseRef}\` for \`${this.id}\` yet (${store.description}); it is written by runs on \`${pr.baseRef}\``);
+    if (!base) return missing(`no history entry of "${pr.baseRef}" for "${this.id}" yet (${store.description}); it is written by runs on "${pr.baseRef}"`);
     const regression: RegressionResult = evaluateRegression(this.entry(report, pr.headRef), base, settings);
     return { report: withRules(report, regression.rules), section: { baseBranch: pr.baseRef, regression } };
   }
@@ -222,7 +221,7 @@ export class CiRun {
         this.deps.log.info(`artifact ${artifact.name}: ${artifact.files.length} files uploaded${artifact.url ? ` (${artifact.url})` : ""}`);
       } catch (err) {
         this.warn(err);
-        section.artifactNote = `artifact not uploaded (the files are in \`${workspacePath(this.ctx, gateRun.outputDir)}\`)`;
+        section.artifactNote = `artifact not uploaded (the files are in "${workspacePath(this.ctx, gateRun.outputDir)}")`;
       }
     }
 
@@ -243,20 +242,18 @@ export class CiRun {
         section.historyNote = `history: ${r.file.entries.length} entries in ${r.location}${r.attempts > 1 ? ` (pushed after ${r.attempts} attempts)` : ""}`;
         if (dashboard) {
           dashboardPath = path.join(gateRun.outputDir, "dashboard.html");
-          await writeFile(dashboardPath, renderDashboard(r.all, { repoUrl, title: `QuantGate: ${this.ctx.owner}/${this.ctx.repo}` }));
+          await writeFileAtomic(dashboardPath, renderDashboard(r.all, { repoUrl, title: `QuantGate: ${this.ctx.owner}/${this.ctx.repo}` }));
         }
       } catch (err) {
         this.warn(new OptionalStepError(`storing history in ${store.description} failed: ${(err as Error).message}`));
       }
     } else if (this.history && !isPullRequestEvent(this.ctx)) {
-      section.historyNote = `history not stored: \`${branch ?? "(no branch)"}\` is not one of ${storeBranches.map((b) => `\`${b}\``).join(", ") || "the stored branches (default branch unknown)"}`;
+      section.historyNote = `history not stored: "${branch ?? "(no branch)"}" is not one of ${storeBranches.map((b) => `"${b}"`).join(", ") || "the stored branches (default branch unknown)"}`;
     }
 
     report = { ...report, ci: section };
-    written = await writeReport({ ...gateRun, report });
     const body = renderBody(report);
-    await mkdir(path.dirname(written.summaryPath), { recursive: true });
-    await writeFile(written.summaryPath, body);
+    written = await writeReport({ ...gateRun, report }, body);
 
     let comment: CommentResult | undefined;
     const pr = this.ctx.pullRequest;
@@ -266,7 +263,10 @@ export class CiRun {
         this.deps.log.warning("no github-token: the pull-request comment is skipped (the gate still decides by its rules)");
       } else {
         try {
-          const octokit = (this.deps.octokit ?? createOctokit)(this.inputs.githubToken, this.ctx.apiUrl);
+          const octokit = (this.deps.octokit ?? ((token: string, url: string) => createOctokit(token, url, this.deps.log)))(
+            this.inputs.githubToken,
+            this.ctx.apiUrl,
+          );
           comment = await upsertComment(
             octokit,
             { owner: this.ctx.owner, repo: this.ctx.repo, issueNumber: pr.number, marker: commentMarker(this.id) },

@@ -22,6 +22,7 @@ export const INPUTS = {
   mode: "mode",
   cache: "cache",
   historyRemote: "history-remote",
+  allowPrCode: "allow-pr-code",
 } as const;
 
 export const OUTPUTS = {
@@ -82,6 +83,8 @@ export interface CiInputs {
   readonly mode: RunMode;
   readonly cache: boolean;
   readonly historyRemote: string | undefined;
+  /** Run config-defined code (metric module) on pull_request_target / workflow_run events. */
+  readonly allowPrCode: boolean;
 }
 
 export interface ActionInputs {
@@ -138,5 +141,6 @@ export function readCiInputs(get: (name: string) => string | undefined): CiInput
     mode: oneOf<RunMode>(INPUTS.mode, get(INPUTS.mode), ["check", "release"], "check"),
     cache: bool(INPUTS.cache, get(INPUTS.cache), true),
     historyRemote: get(INPUTS.historyRemote),
+    allowPrCode: bool(INPUTS.allowPrCode, get(INPUTS.allowPrCode), false),
   };
 }

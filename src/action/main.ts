@@ -1,16 +1,18 @@
 // The action: read inputs, run the gate, write the job summary and outputs; the one top-level catch.
+import { appendFile } from "node:fs/promises";
 import * as core from "@actions/core";
 import { actionsArtifactUploader } from "../artifact/index.js";
 import { actionsCacheClient } from "../cache/actions.js";
 import type { WorkCache } from "../cache/index.js";
-import { ConfigError, loadConfig } from "../config/load.js";
-import { UserError } from "../errors.js";
-import { readGithubContext } from "../github/context.js";
+import { clearStaleOutputs, ConfigError, loadConfig, type Config } from "../config/load.js";
+import { fsReason, UserError } from "../errors.js";
+import { isPrivilegedEvent, readGithubContext, type GithubContext } from "../github/context.js";
 import type { GateRun, GateRunOptions } from "../pipeline.js";
 import { runGate } from "../pipeline.js";
 import { loadKernelQuantizer } from "../quantize/kernels.js";
 import { CiRun, type CiDeps, type CiOutcome } from "./ci.js";
-import { OUTPUTS, readInputs } from "./io.js";
+import { escapeHtml, escapeMarkdown, singleLine } from "../util/escape.js";
+import { OUTPUTS, readInputs, type ActionInputs } from "./io.js";
 import { metricOutputs } from "./outputs.js";
 import { resolveOrt } from "./ort-install.js";
 import { applyRelease } from "./release.js";
@@ -36,23 +38,100 @@ function setOutputs(run: GateRun, outcome: CiOutcome): void {
   set(OUTPUTS.cacheHits, outcome.cacheHits.length > 0 ? outcome.cacheHits.join(",") : undefined);
 }
 
+/** Where to report bugs: an internal error says it is one and how to report it. */
+export const ISSUES_URL = "https://github.com/quantgate/quantgate/issues";
+
+/** What the failure message says, and whether it is ours (a bug) rather than the user's input. */
+export function describeFailure(err: unknown): { message: string; internal: boolean } {
+  if (err instanceof UserError) return { message: err.message, internal: false };
+  const e = err as Error;
+  return {
+    message:
+      `QuantGate internal error (the gate fails closed): ${e?.name ?? "Error"}: ${e?.message ?? String(err)}\n` +
+      `This is a bug in QuantGate, not in your model or config: please report it at ${ISSUES_URL} with this log (re-run with debug logging for the stack trace).`,
+    internal: true,
+  };
+}
+
+/** The job summary of a run that could not finish: what failed, as inert text. */
+export function failureSummary(step: string, message: string): string {
+  return ["## QuantGate: ❌ fail", "", `The gate could not run: it failed while ${escapeMarkdown(step)}.`, "", `<pre>${escapeHtml(message)}</pre>`, ""].join(
+    "\n",
+  );
+}
+
+/**
+ * Appends to the job summary. @actions/core refuses a summary file that does not exist yet; then the file is
+ * created directly. A runner where neither works is an error that names the file.
+ */
+async function writeJobSummary(body: string): Promise<void> {
+  const file = process.env.GITHUB_STEP_SUMMARY;
+  try {
+    await core.summary.addRaw(body).write();
+    return;
+  } catch (err) {
+    core.summary.emptyBuffer();
+    if (file) {
+      try {
+        await appendFile(file, body.endsWith("\n") ? body : `${body}\n`);
+        core.warning(`the job summary file ${file} did not exist; QuantGate created it`);
+        return;
+      } catch (appendErr) {
+        throw new UserError(`cannot write the job summary ${file}: ${fsReason(appendErr)}`);
+      }
+    }
+    throw new UserError(`cannot write the job summary (GITHUB_STEP_SUMMARY is not set): ${(err as Error).message}`);
+  }
+}
+
+/** Refuses config-defined code on events whose token can write to the repository, unless allowed. */
+function checkEventPolicy(ctx: GithubContext, config: Config, allowPrCode: boolean): void {
+  if (ctx.eventName === "pull_request_target") {
+    core.warning(
+      "QuantGate runs on pull_request_target: the token can write to this repository. Check out and gate only trusted code, " +
+        'and never run code from the pull request\'s tree (see docs/ci.md, "Pull requests from forks").',
+    );
+  }
+  const ev = config.evaluation;
+  if (isPrivilegedEvent(ctx) && ev.task === "fidelity" && ev.metric && !allowPrCode) {
+    const line = config.lines["evaluation.metric.module"] ?? config.lines["evaluation.metric"];
+    throw new UserError(
+      `${config.paths.file}${line ? `:${line}` : ""} evaluation.metric.module: refusing to run "${ev.metric.module}" on a ${ctx.eventName} event, ` +
+        `whose token can write to the repository while the module may come from a pull request. Set the input allow-pr-code: true only if the checked-out tree is trusted.`,
+      config.paths.file,
+      line,
+    );
+  }
+}
+
 /** `deps` replaces the artifact, cache and GitHub clients (tests); the runner calls run() without it. */
 export async function run(deps: Partial<CiDeps> = {}): Promise<void> {
+  let step = "reading the action inputs";
+  let inputs: ActionInputs | undefined;
+  const workspace = process.env.GITHUB_WORKSPACE || process.cwd();
   try {
-    const inputs = readInputs();
-    const loaded = await loadConfig(inputs.configPath, inputs.overrides);
+    inputs = readInputs();
+    step = "reading the GitHub event (GITHUB_EVENT_PATH)";
+    const ctx = readGithubContext();
+    step = `loading the config ${inputs.configPath}`;
+    const loaded = await loadConfig(inputs.configPath, inputs.overrides, { workspace, forbidOutsideReads: true });
+    if (loaded.allow_outside_workspace) core.warning("allow_outside_workspace is honoured by the CLI only: the action reads nothing outside GITHUB_WORKSPACE");
     if (inputs.ci.mode === "release" && !loaded.release) core.warning("mode is release but the config has no release: block; the normal limits apply");
     const { config, origins } = inputs.ci.mode === "release" ? applyRelease(loaded) : { config: loaded, origins: new Map<string, string>() };
+    checkEventPolicy(ctx, config, inputs.ci.allowPrCode);
     const ci = new CiRun(
-      readGithubContext(),
+      ctx,
       config,
       inputs.ci,
       { log: { info: (m) => core.info(m), warning: (m) => core.warning(m) }, uploader: actionsArtifactUploader, cacheClient: actionsCacheClient, ...deps },
       origins,
     );
+    step = "restoring the work cache";
     await ci.restoreWorkCache();
+    step = "loading ONNX Runtime";
     const ort = await resolveOrt(inputs.onnxruntimePath);
     core.info(`ONNX Runtime ${ort.loaded.version} (${ort.loaded.source})`);
+    step = "loading the kernels";
     const quantizer = await loadKernelQuantizer((m) => core.info(m));
     // `cache` is the work cache the pipeline restores unchanged work from (see src/cache/index.ts).
     const options: GateRunOptions & { readonly cache?: WorkCache } = {
@@ -66,9 +145,12 @@ export async function run(deps: Partial<CiDeps> = {}): Promise<void> {
           error ? core.error(`${stage} failed after ${(ms / 1000).toFixed(1)}s: ${error}`) : core.info(`✓ ${stage} ${(ms / 1000).toFixed(1)}s`),
       },
     };
+    step = "running the gate";
     const gateRun = await runGate(config, options);
+    step = "writing the report and the CI steps (comparison, artifact, history, comment)";
     const outcome = await ci.finish(gateRun);
-    await core.summary.addRaw(outcome.body).write();
+    step = "writing the job summary";
+    await writeJobSummary(outcome.body);
     setOutputs(gateRun, outcome);
     for (const w of outcome.report.warnings) core.warning(w);
     for (const a of outcome.annotations) {
@@ -82,15 +164,32 @@ export async function run(deps: Partial<CiDeps> = {}): Promise<void> {
       core.setFailed(`QuantGate failed: ${reasons.join("; ")}`);
     }
   } catch (err) {
+    await fail(err, step, inputs, workspace);
+  }
+}
+
+/** Any failure: verdict fail, no stale outputs, an annotation per config issue, and a job summary saying what failed. */
+async function fail(err: unknown, step: string, inputs: ActionInputs | undefined, workspace: string): Promise<void> {
+  const { message, internal } = describeFailure(err);
+  try {
     core.setOutput(OUTPUTS.verdict, "fail");
-    if (err instanceof ConfigError) {
-      for (const issue of err.issues)
-        core.error(`${issue.path || "(root)"}: ${issue.message}`, { title: "QuantGate config", file: err.file, startLine: issue.line });
-      core.setFailed(err.message);
-    } else if (err instanceof UserError) {
-      core.setFailed(err.message);
-    } else {
-      core.setFailed(`QuantGate internal error (the gate fails closed): ${(err as Error).stack ?? String(err)}`);
+  } catch (outputErr) {
+    // GITHUB_OUTPUT missing: the failed step still says why.
+    core.error(`cannot set the verdict output: ${(outputErr as Error).message}`);
+  }
+  if (internal) core.debug((err as Error)?.stack ?? String(err));
+  if (err instanceof ConfigError) {
+    for (const issue of err.issues)
+      core.error(singleLine(`${issue.path || "(root)"}: ${issue.message}`), { title: "QuantGate config", file: err.file, startLine: issue.line });
+  }
+  if (inputs) await clearStaleOutputs(inputs.configPath, inputs.overrides, workspace);
+  if (step !== "writing the job summary") {
+    try {
+      await writeJobSummary(failureSummary(step, message));
+    } catch (summaryErr) {
+      // Nowhere to write it: the log and the failed step still say what went wrong.
+      core.error((summaryErr as Error).message);
     }
   }
+  core.setFailed(message);
 }

@@ -7,7 +7,11 @@ import path from "node:path";
 import * as cache from "@actions/cache";
 import * as core from "@actions/core";
 import { exec } from "@actions/exec";
+import { UserError } from "../errors.js";
 import { loadOrt, loadOrtFrom, ORT_VERSION, type LoadedOrt } from "../runtime/ort.js";
+
+/** ONNX Runtime is neither beside the action nor installable: the run cannot evaluate anything. */
+export class OrtInstallError extends UserError {}
 
 export interface ResolvedOrt {
   readonly loaded: LoadedOrt;
@@ -48,14 +52,24 @@ export async function resolveOrt(preinstalled: string | undefined): Promise<Reso
   }
   if (!restored) {
     await mkdir(dir, { recursive: true });
-    const code = await exec(
-      "npm",
-      ["install", "--prefix", dir, "--no-save", "--no-audit", "--no-fund", "--ignore-scripts", `onnxruntime-node@${ORT_VERSION}`],
-      {
+    // ignoreReturnCode: @actions/exec would otherwise throw its own terse error before ours could explain.
+    let code: number;
+    let why = "";
+    try {
+      code = await exec("npm", ["install", "--prefix", dir, "--no-save", "--no-audit", "--no-fund", "--ignore-scripts", `onnxruntime-node@${ORT_VERSION}`], {
         env: { ...process.env, ONNXRUNTIME_NODE_INSTALL: "skip" } as Record<string, string>,
-      },
-    );
-    if (code !== 0) throw new Error(`npm install onnxruntime-node@${ORT_VERSION} failed with exit code ${code}`);
+        ignoreReturnCode: true,
+      });
+    } catch (err) {
+      code = -1;
+      why = ` (${(err as Error).message.split("\n")[0]})`;
+    }
+    if (code !== 0) {
+      throw new OrtInstallError(
+        `ONNX Runtime could not be installed: \`npm install onnxruntime-node@${ORT_VERSION}\` ${code === -1 ? "could not start" : `exited with code ${code}`}${why}. ` +
+          `The runner needs npm and access to the npm registry, or point the \`onnxruntime-path\` input at a preinstalled onnxruntime-node ${ORT_VERSION}.`,
+      );
+    }
     if (cache.isFeatureAvailable()) {
       try {
         await cache.saveCache([dir], key);

@@ -1,11 +1,11 @@
 // Release mode: the `release:` block's limits replace the normal ones where they are stricter, and the run
 // writes a machine-readable pass/fail record that a release job can require.
-import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { Config } from "../config/load.js";
 import { regressionSchema, type GateLimits, type Limit, type RegressionSettings } from "../config/schema.js";
 import { GATE_RULES, REGRESSION_RULES, ruleDirection } from "../gate/rules.js";
 import type { Report } from "../report/types.js";
+import { writeFileAtomic } from "../util/atomic.js";
 
 export const RELEASE_SCHEMA = "quantgate.release/v1";
 
@@ -134,6 +134,6 @@ export function releaseRecord(report: Report, meta: { config: string; commit: st
 
 export async function writeReleaseRecord(outputDir: string, name: string, record: ReleaseRecord): Promise<string> {
   const file = path.resolve(outputDir, name);
-  await writeFile(file, JSON.stringify(record, null, 2) + "\n");
+  await writeFileAtomic(file, JSON.stringify(record, null, 2) + "\n");
   return file;
 }

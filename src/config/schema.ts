@@ -183,6 +183,11 @@ const percentValue = z.union([z.string(), z.number()]).transform((v, ctx) => {
     ctx.addIssue({ code: "custom", message: `expected a percentage such as "5%" or 5, got ${JSON.stringify(v)}` });
     return z.NEVER;
   }
+  if (p < 0) {
+    // A negative budget can never be met (a drop of -1% is a gain): refuse it rather than fail every run.
+    ctx.addIssue({ code: "custom", message: `expected a percentage of 0 or more, got ${JSON.stringify(v)}` });
+    return z.NEVER;
+  }
   return p;
 });
 const msValue = z.union([z.string(), z.number()]).transform((v, ctx) => {
@@ -193,7 +198,7 @@ const msValue = z.union([z.string(), z.number()]).transform((v, ctx) => {
   }
   return ms;
 });
-const plainNumber = z.number({ error: "expected a number" }).nonnegative();
+const plainNumber = z.number({ error: "expected a number" }).nonnegative({ error: "expected a number of 0 or more" });
 
 /** A limit is either the fail threshold or { warn, fail }. */
 function limit<T extends z.ZodType<number, unknown>>(value: T) {
@@ -453,6 +458,8 @@ export const configSchema = z.strictObject({
   regression: regressionSchema.optional(),
   history: historySchema.optional(),
   release: releaseSchema.optional(),
+  /** CLI only: let reads (model, data, tokenizer, metric module) leave the config's folder; writes never do, and the action ignores it. */
+  allow_outside_workspace: z.boolean().default(false),
 });
 
 export type ConfigFile = z.infer<typeof configSchema>;

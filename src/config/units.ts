@@ -12,11 +12,14 @@ const BYTE_UNITS: Record<string, number> = {
 
 /** Parses "512MiB", "4 MB", "1200" (bytes); returns undefined when malformed. */
 export function parseBytes(value: string | number): number | undefined {
-  if (typeof value === "number") return Number.isFinite(value) && value >= 0 ? value : undefined;
+  if (typeof value === "number") return Number.isSafeInteger(Math.round(value)) && value >= 0 ? value : undefined;
   const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(value);
   if (!m) return undefined;
   const unit = BYTE_UNITS[(m[2] || "b").toLowerCase()];
-  return unit === undefined ? undefined : Math.round(Number(m[1]) * unit);
+  if (unit === undefined) return undefined;
+  const bytes = Math.round(Number(m[1]) * unit);
+  // "9999999999999999999999GiB" is not a budget anyone means: past 2^53 bytes the number is not exact.
+  return Number.isSafeInteger(bytes) ? bytes : undefined;
 }
 
 /** Parses "20ms", "1.5s" or a bare number of milliseconds. */

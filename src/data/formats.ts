@@ -1,7 +1,9 @@
 // Pure decoders for model-input files: .npy/.npz arrays, WAV audio, PNG/JPEG images and their preprocessing.
-import { inflateRawSync } from "node:zlib";
+import zlib from "node:zlib";
 import jpeg from "jpeg-js";
 import { PNG } from "pngjs";
+import wavefile from "wavefile";
+import yauzl from "yauzl";
 import type { ImagePreprocess } from "../config/schema.js";
 import { UserError } from "../errors.js";
 import { halfToFloat } from "../onnx/model.js";
@@ -78,41 +80,54 @@ export function parseNpy(bytes: Uint8Array, where: string): RawArray {
   }
 }
 
-/** The members of a .npz (zip) archive as arrays, keyed by name without ".npy". Stored and deflated members. */
-export function parseNpz(bytes: Uint8Array, where: string): Map<string, RawArray> {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  let eocd = -1;
-  for (let i = bytes.length - 22; i >= Math.max(0, bytes.length - 22 - 65535); i--) {
-    if (view.getUint32(i, true) === 0x06054b50) {
-      eocd = i;
-      break;
-    }
+/**
+ * The members of a .npz (zip) archive as arrays, keyed by name without ".npy". The archive is read with yauzl
+ * (zip64, data descriptors, sizes validated); each member's CRC-32 is checked against the central directory.
+ */
+export async function parseNpz(bytes: Uint8Array, where: string): Promise<Map<string, RawArray>> {
+  const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let zip: yauzl.ZipFile;
+  try {
+    zip = await yauzl.fromBufferPromise(buffer, { lazyEntries: true, validateEntrySizes: true, strictFileNames: false });
+  } catch (err) {
+    throw new UserError(`${where}: not a .npz (zip) archive (${(err as Error).message})`, where);
   }
-  if (eocd < 0) throw new UserError(`${where}: not a .npz (zip) archive`);
-  const entries = view.getUint16(eocd + 10, true);
-  let p = view.getUint32(eocd + 16, true);
-  if (p === 0xffffffff) throw new UserError(`${where}: zip64 archives are not supported`);
   const out = new Map<string, RawArray>();
-  for (let e = 0; e < entries; e++) {
-    if (view.getUint32(p, true) !== 0x02014b50) throw new UserError(`${where}: corrupt zip central directory`);
-    const method = view.getUint16(p + 10, true);
-    const compressed = view.getUint32(p + 20, true);
-    const nameLen = view.getUint16(p + 28, true);
-    const extraLen = view.getUint16(p + 30, true);
-    const commentLen = view.getUint16(p + 32, true);
-    const local = view.getUint32(p + 42, true);
-    const name = new TextDecoder().decode(bytes.subarray(p + 46, p + 46 + nameLen));
-    p += 46 + nameLen + extraLen + commentLen;
-    const dataStart = local + 30 + view.getUint16(local + 26, true) + view.getUint16(local + 28, true);
-    const raw = bytes.subarray(dataStart, dataStart + compressed);
-    let member: Uint8Array;
-    if (method === 0) member = raw;
-    else if (method === 8) member = new Uint8Array(inflateRawSync(raw));
-    else throw new UserError(`${where}: member ${name} uses zip method ${method} (stored and deflate are read)`);
-    if (name.endsWith(".npy")) out.set(name.slice(0, -4), parseNpy(member, `${where}:${name}`));
+  try {
+    for (;;) {
+      const entry = await new Promise<yauzl.Entry | undefined>((resolve, reject) => {
+        const cleanup = (): void => {
+          zip.removeAllListeners("entry");
+          zip.removeAllListeners("end");
+          zip.removeAllListeners("error");
+        };
+        zip.once("entry", (e: yauzl.Entry) => (cleanup(), resolve(e)));
+        zip.once("end", () => (cleanup(), resolve(undefined)));
+        zip.once("error", (e: Error) => (cleanup(), reject(e)));
+        zip.readEntry();
+      });
+      if (!entry) break;
+      if (!entry.fileName.endsWith(".npy")) continue;
+      const stream = await zip.openReadStreamPromise(entry);
+      const chunks: Buffer[] = [];
+      for await (const chunk of stream) chunks.push(chunk as Buffer);
+      const member = Buffer.concat(chunks);
+      const crc = zlib.crc32(member) >>> 0;
+      if (crc !== entry.crc32 >>> 0) {
+        throw new UserError(`${where}: member ${entry.fileName} is corrupt (CRC-32 ${hex(crc)}, the archive says ${hex(entry.crc32)})`, where);
+      }
+      out.set(entry.fileName.slice(0, -4), parseNpy(new Uint8Array(member.buffer, member.byteOffset, member.byteLength), `${where}:${entry.fileName}`));
+    }
+  } catch (err) {
+    if (err instanceof UserError) throw err;
+    throw new UserError(`${where}: cannot read the .npz archive (${(err as Error).message})`, where);
+  } finally {
+    zip.close();
   }
   return out;
 }
+
+const hex = (n: number): string => (n >>> 0).toString(16).padStart(8, "0");
 
 export interface Audio {
   readonly sampleRate: number;
@@ -120,43 +135,36 @@ export interface Audio {
   readonly samples: Float32Array;
 }
 
-/** Parses a RIFF/WAVE file (PCM 8/16/24/32-bit, IEEE float 32/64, extensible) and mixes it to mono. */
+/**
+ * Decodes a WAV file (RIFF/RIFX/RF64; PCM 8-32 bit, IEEE float, extensible, A-law/mu-law) with the wavefile
+ * decoder, converts it to float in [-1, 1] and mixes it to mono.
+ */
 export function parseWav(bytes: Uint8Array, where: string): Audio {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const tag = (o: number): string => String.fromCharCode(...bytes.subarray(o, o + 4));
-  if (bytes.length < 12 || tag(0) !== "RIFF" || tag(8) !== "WAVE") throw new UserError(`${where}: not a RIFF/WAVE file`);
-  let fmt: { format: number; channels: number; rate: number; bits: number } | undefined;
-  let data: Uint8Array | undefined;
-  for (let p = 12; p + 8 <= bytes.length;) {
-    const id = tag(p);
-    const size = view.getUint32(p + 4, true);
-    const body = p + 8;
-    if (id === "fmt ") {
-      let format = view.getUint16(body, true);
-      if (format === 0xfffe && size >= 26) format = view.getUint16(body + 24, true);
-      fmt = { format, channels: view.getUint16(body + 2, true), rate: view.getUint32(body + 4, true), bits: view.getUint16(body + 14, true) };
-    } else if (id === "data") {
-      data = bytes.subarray(body, Math.min(bytes.length, body + size));
-    }
-    p = body + size + (size & 1);
+  const wav = new wavefile.WaveFile();
+  try {
+    wav.fromBuffer(bytes);
+  } catch (err) {
+    throw new UserError(`${where}: not a readable WAV file (${(err as Error).message})`, where);
   }
-  if (!fmt || !data) throw new UserError(`${where}: WAV file without ${fmt ? "data" : "fmt "} chunk`);
-  const { format, channels, rate, bits } = fmt;
-  const bytesPer = bits / 8;
-  const frames = Math.floor(data.length / (bytesPer * channels));
-  const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  let read: (o: number) => number;
-  if (format === 1 && bits === 16) read = (o) => dv.getInt16(o, true) / 32768;
-  else if (format === 1 && bits === 8) read = (o) => (dv.getUint8(o) - 128) / 128;
-  else if (format === 1 && bits === 24) read = (o) => (dv.getUint8(o) | (dv.getUint8(o + 1) << 8) | (dv.getInt8(o + 2) << 16)) / 8388608;
-  else if (format === 1 && bits === 32) read = (o) => dv.getInt32(o, true) / 2147483648;
-  else if (format === 3 && bits === 32) read = (o) => dv.getFloat32(o, true);
-  else if (format === 3 && bits === 64) read = (o) => dv.getFloat64(o, true);
-  else throw new UserError(`${where}: unsupported WAV encoding (format ${format}, ${bits} bits); PCM 8/16/24/32 and float 32/64 are read`);
+  const fmt = wav.fmt as { numChannels?: number; sampleRate?: number };
+  const channels = fmt.numChannels ?? 0;
+  const rate = fmt.sampleRate ?? 0;
+  if (channels < 1 || rate < 1) throw new UserError(`${where}: WAV file with ${channels} channels at ${rate} Hz`, where);
+  try {
+    // Companded and ADPCM encodings expand to 16-bit PCM first.
+    if (wav.bitDepth === "8m") wav.fromMuLaw();
+    else if (wav.bitDepth === "8a") wav.fromALaw();
+    else if (wav.bitDepth === "4") wav.fromIMAADPCM();
+    if (wav.bitDepth !== "32f") wav.toBitDepth("32f");
+  } catch (err) {
+    throw new UserError(`${where}: unsupported WAV encoding (${wav.bitDepth} bits: ${(err as Error).message})`, where);
+  }
+  const interleaved = wav.getSamples(true, Float32Array) as unknown as Float32Array;
+  const frames = Math.floor(interleaved.length / channels);
   const samples = new Float32Array(frames);
   for (let f = 0; f < frames; f++) {
     let s = 0;
-    for (let c = 0; c < channels; c++) s += read((f * channels + c) * bytesPer);
+    for (let c = 0; c < channels; c++) s += interleaved[f * channels + c]!;
     samples[f] = s / channels;
   }
   return { sampleRate: rate, samples };

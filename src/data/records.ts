@@ -172,7 +172,7 @@ async function readRecords(
       };
     }
     case "npz": {
-      const arrays = parseNpz(await readBytes(file, "dataset"), file);
+      const arrays = await parseNpz(await readBytes(file, "dataset"), file);
       const wanted = inputs.filter((i) => !cfg.skipInputs.has(i.name));
       const missing = wanted.filter((i) => !arrays.has(i.name));
       if (missing.length)

@@ -1,6 +1,7 @@
 // Annotations: each failed or warning rule points at the line of quantgate.yml that set its limit.
 import type { RuleResult } from "../gate/index.js";
 import type { Report } from "../report/types.js";
+import { singleLine } from "../util/escape.js";
 
 export interface Annotation {
   readonly level: "error" | "warning";
@@ -38,8 +39,9 @@ export function ruleAnnotations(
     if (r.status === "pass") continue;
     out.push({
       level: r.status === "fail" ? "error" : "warning",
-      title: `QuantGate ${r.rule}`,
-      message: r.message,
+      // Names in rules and messages come from models and configs: one line each, no control characters.
+      title: singleLine(`QuantGate ${r.rule}`),
+      message: singleLine(r.message),
       file,
       line: lineOf(lines, ruleKey(r, origins)),
     });

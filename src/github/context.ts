@@ -1,6 +1,7 @@
 // What the run is about (event, pull request, branches, commit, links), read once from the runner's environment.
 import { readFileSync } from "node:fs";
 import path from "node:path";
+import { UserError } from "../errors.js";
 
 export interface PullRequestInfo {
   readonly number: number;
@@ -35,14 +36,31 @@ type Json = Record<string, unknown>;
 const obj = (v: unknown): Json => (v && typeof v === "object" ? (v as Json) : {});
 const str = (v: unknown): string | undefined => (typeof v === "string" && v !== "" ? v : undefined);
 
+/** Set by src/action/event-guard.ts when the event file was unreadable before any module could read it. */
+export const EVENT_ERROR_ENV = "QUANTGATE_EVENT_ERROR";
+
+/** The event payload; a missing or malformed event file is an error that names it (the runner always writes one). */
 export function readEventPayload(env: NodeJS.ProcessEnv): Json {
+  const early = env[EVENT_ERROR_ENV];
+  if (early) throw new UserError(`GITHUB_EVENT_PATH: ${early}`);
   const file = env.GITHUB_EVENT_PATH;
   if (!file) return {};
+  let text: string;
   try {
-    return obj(JSON.parse(readFileSync(file, "utf8")));
-  } catch {
-    return {};
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    throw new UserError(`GITHUB_EVENT_PATH: cannot read the event file ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, file);
   }
+  let payload: unknown;
+  try {
+    payload = JSON.parse(text);
+  } catch (err) {
+    throw new UserError(`GITHUB_EVENT_PATH: the event file ${file} is not valid JSON (${(err as Error).message})`, file);
+  }
+  if (!payload || typeof payload !== "object" || Array.isArray(payload)) {
+    throw new UserError(`GITHUB_EVENT_PATH: the event file ${file} does not hold a JSON object`, file);
+  }
+  return payload as Json;
 }
 
 /** Pure: the context from environment variables and the event payload. */
@@ -96,6 +114,13 @@ export function readGithubContext(env: NodeJS.ProcessEnv = process.env): GithubC
 
 export const isPullRequestEvent = (ctx: GithubContext): boolean =>
   ctx.pullRequest !== undefined && (ctx.eventName === "pull_request" || ctx.eventName === "pull_request_target");
+
+/**
+ * Events whose token can write to the base repository while the checked-out tree may come from a pull
+ * request: code from that tree (a config-defined metric module) must not run there unless allowed.
+ */
+export const PRIVILEGED_EVENTS = ["pull_request_target", "workflow_run"] as const;
+export const isPrivilegedEvent = (ctx: GithubContext): boolean => (PRIVILEGED_EVENTS as readonly string[]).includes(ctx.eventName);
 
 /** A path relative to the workspace, as annotations and links need it. */
 export function workspacePath(ctx: GithubContext, file: string): string {

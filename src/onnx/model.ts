@@ -1,6 +1,8 @@
 // ONNX model I/O: parse and serialize with protobuf-es (unknown fields survive a round trip),
 // resolve external data, and convert tensors to and from typed arrays.
-import { readFile, writeFile } from "node:fs/promises";
+import { isInside, realLocation } from "../config/paths.js";
+import { readFile } from "node:fs/promises";
+import { writeFileAtomic } from "../util/atomic.js";
 import path from "node:path";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import {
@@ -72,7 +74,8 @@ async function inlineExternalData(graph: GraphProto, baseDir: string, modelPath:
     const location = entry("location");
     if (!location) throw new UserError(`${modelPath}: tensor "${t.name}" is external but names no location`);
     const file = path.resolve(baseDir, location);
-    if (path.relative(baseDir, file).startsWith("..")) {
+    // Lexically and with symlinks followed: a link in the model folder must not reach outside it.
+    if (path.relative(baseDir, file).startsWith("..") || !isInside(realLocation(baseDir), realLocation(file))) {
       throw new UserError(`${modelPath}: tensor "${t.name}" external data "${location}" lies outside the model folder`);
     }
     let data = files.get(file);
@@ -116,7 +119,8 @@ export function serializeModel(proto: ModelProto): Uint8Array {
 export async function saveModel(proto: ModelProto, file: string): Promise<number> {
   const bytes = serializeModel(proto);
   if (bytes.length > 2 ** 31 - 1) throw new UserError(`${file}: model exceeds protobuf's 2 GB limit`);
-  await writeFile(file, bytes);
+  // Atomic: an interrupted emit never leaves a truncated model under the final name.
+  await writeFileAtomic(file, bytes);
   return bytes.length;
 }
 

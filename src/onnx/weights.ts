@@ -2,6 +2,7 @@
 // fp16/bf16 behind Cast, Transpose/Reshape/Squeeze chains, If/Loop/Scan bodies) for MatMul, Gemm, Conv,
 // ConvTranspose, Gather and LSTM/GRU/RNN, and accounts for every other float tensor at or above
 // min_elements: skipped with the reason, or already quantized (with its bit width).
+import { globMatch } from "../util/glob.js";
 import type { Recipe } from "../config/schema.js";
 import { foldConstant, foldScope, type FoldScope } from "./fold.js";
 import {
@@ -87,20 +88,9 @@ export interface WeightDiscovery {
   readonly skipped: SkippedWeight[];
 }
 
-/** Glob with * and ? (no path semantics), matched against the whole name. */
-export function globToRegExp(pattern: string): RegExp {
-  const escaped = pattern
-    .replace(/[.+^${}()|[\]\\]/g, "\\$&")
-    .replace(/\*/g, ".*")
-    .replace(/\?/g, ".");
-  return new RegExp(`^${escaped}$`);
-}
-
 export function matchesAny(patterns: readonly string[], ...names: string[]): string | undefined {
-  return patterns.find((p) => {
-    const re = globToRegExp(p);
-    return names.some((n) => n !== "" && re.test(n));
-  });
+  // Linear-time matching (src/util/glob.ts): a pattern from a config cannot hang the run.
+  return patterns.find((p) => names.some((n) => n !== "" && globMatch(p, n)));
 }
 
 export function nodeLabel(node: NodeProto, index: number): string {
@@ -260,7 +250,7 @@ export function findWeights(main: GraphProto, recipe: RecipeView): WeightDiscove
       if (skipOverride) return skip(`excluded by recipe override "${skipOverride.match}"`, dims);
       const shapeRule = recipe.exclude_shapes?.find((s) => s.length === dims.length && s.every((d, i) => d === -1 || d === dims[i]));
       if (shapeRule) return skip(`excluded by recipe shape [${shapeRule.join(", ")}]`, dims);
-      const subgraphRule = path.length ? recipe.exclude_subgraphs?.find((p) => globToRegExp(p).test(label)) : undefined;
+      const subgraphRule = path.length ? recipe.exclude_subgraphs?.find((p) => globMatch(p, label)) : undefined;
       if (subgraphRule) return skip(`excluded by recipe subgraph pattern "${subgraphRule}" (${label})`, dims);
       // The stored tensor, and every value on the chain, must have this node as its only reader.
       const key = baseOf(input);

@@ -1,6 +1,7 @@
 // The precision lockfile (quantgate.lock.json): one row per weight with its format, bits, block size,
 // algorithm and error, committed beside the config so a pull request shows which layers changed.
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
+import { writeFileAtomic } from "../util/atomic.js";
 import type { QuantizedLayerReport } from "./types.js";
 
 export const LOCKFILE_NAME = "quantgate.lock.json";
@@ -108,5 +109,5 @@ export async function readLockfile(file: string): Promise<Lockfile | undefined> 
 }
 
 export async function writeLockfile(file: string, lock: Lockfile): Promise<void> {
-  await writeFile(file, JSON.stringify(lock, null, 2) + "\n");
+  await writeFileAtomic(file, JSON.stringify(lock, null, 2) + "\n");
 }

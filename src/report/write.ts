@@ -1,7 +1,8 @@
-// Writes the JSON report and the markdown summary into the output folder.
-import { writeFile } from "node:fs/promises";
+// Writes the JSON report and the markdown summary into the output folder: each atomically, the report last
+// (a report on disk means the run finished).
 import path from "node:path";
 import type { GateRun } from "../pipeline.js";
+import { writeFileAtomic } from "../util/atomic.js";
 import { renderMarkdown } from "./markdown.js";
 
 export interface WrittenReport {
@@ -10,10 +11,10 @@ export interface WrittenReport {
   readonly markdown: string;
 }
 
-export async function writeReport(run: GateRun): Promise<WrittenReport> {
-  const markdown = renderMarkdown(run.report);
+/** `markdown` replaces the summary body (the action adds its CI sections). */
+export async function writeReport(run: GateRun, markdown: string = renderMarkdown(run.report)): Promise<WrittenReport> {
   const summaryPath = path.join(run.outputDir, "quantgate-summary.md");
-  await writeFile(run.reportPath, JSON.stringify(run.report, null, 2) + "\n");
-  await writeFile(summaryPath, markdown);
+  await writeFileAtomic(summaryPath, markdown);
+  await writeFileAtomic(run.reportPath, JSON.stringify(run.report, null, 2) + "\n");
   return { reportPath: run.reportPath, summaryPath, markdown };
 }

@@ -21,8 +21,18 @@ export interface LoadedOrt {
 
 let loaded: LoadedOrt | undefined;
 
+/**
+ * ONNX Runtime 1.30 keeps a device id and a queue of telemetry events (model file names, error messages) under
+ * $XDG_CACHE_HOME or ~/.cache/Microsoft/DeveloperTools/.onnxruntime unless ORT_DISABLE_TELEMETRY is set when the
+ * library loads. QuantGate sets it (children inherit it) unless the user set the variable themselves.
+ */
+export function disableOrtTelemetry(env: NodeJS.ProcessEnv = process.env): void {
+  if (env.ORT_DISABLE_TELEMETRY === undefined) env.ORT_DISABLE_TELEMETRY = "1";
+}
+
 /** Load onnxruntime-node from a package folder (containing node_modules/onnxruntime-node or the package itself). */
 export function loadOrtFrom(dir: string, source: string): LoadedOrt {
+  disableOrtTelemetry();
   const require = createRequire(path.join(path.resolve(dir), "noop.js"));
   const candidates = [path.join(dir, "node_modules", "onnxruntime-node"), dir];
   const errors: string[] = [];
@@ -42,6 +52,7 @@ export function loadOrtFrom(dir: string, source: string): LoadedOrt {
 /** The normal dependency (CLI, tests, a checkout with node_modules). */
 export async function loadOrt(): Promise<LoadedOrt> {
   if (loaded) return loaded;
+  disableOrtTelemetry();
   const specifier = "onnxruntime-node";
   const mod = (await import(specifier)) as Ort & { default?: Ort };
   const ort = mod.default ?? mod;

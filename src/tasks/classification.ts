@@ -1,5 +1,6 @@
 // The classification task: JSONL rows of named input tensors and integer labels; accuracy and macro-F1 of
 // both models against the labels, KL and top-1 agreement of the quantized model against the float one.
+import { checkFeedShapes, checkJsonlLabels } from "../data/checks.js";
 import path from "node:path";
 import type { ClassificationEvaluation } from "../config/schema.js";
 import { hashFiles, readSource, toFeed, type SourceRecord } from "../data/records.js";
@@ -61,6 +62,13 @@ export const classificationTask: Task<ClassificationEvaluation, ClassificationDa
     const datasetPath = ctx.resolve(cfg.dataset, "evaluation.dataset");
     const rows = await readRows(datasetPath, cfg, ctx.inputs);
     const samples = samplesOf(rows.slice(0, cfg.samples), ctx.inputs, constants);
+    checkFeedShapes(
+      samples.map((x) => x.feeds),
+      ctx.inputs,
+      (i) => `${cfg.dataset}: sample ${i}`,
+    );
+    // Labels past the model's classes would be scored as always wrong: name the line instead.
+    await checkJsonlLabels(datasetPath, cfg.label_field, ctx.classesOf?.(cfg.output_name));
     const files = await hashFiles([datasetPath], () => cfg.dataset);
     let calibrationBatches: Feeds[] = [];
     if (cfg.calibration) {

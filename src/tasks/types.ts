@@ -75,6 +75,8 @@ export interface TaskLoadContext {
   /** Resolves a path from the config (contained in the workspace) to an absolute path. */
   readonly resolve: (path: string, key: string) => string;
   readonly inputs: readonly ModelInputInfo[];
+  /** Classes the model declares on an output's last axis (for label range checks), where the shape says. */
+  readonly classesOf?: (outputName: string | undefined) => number | undefined;
 }
 
 export interface TaskEvalContext {

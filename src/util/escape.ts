@@ -13,7 +13,9 @@ export function escapeHtml(text: string): string {
  * start a new line, heading or table row.
  */
 export function escapeMarkdown(text: string): string {
-  return escapeHtml(text.replace(/[\r\n\u2028\u2029]+/g, " "))
+  return text
+    .replace(/[\r\n\u2028\u2029]+/g, " ")
+    .replace(/[&<>]/g, (c) => HTML[c]!)
     .replace(/[\\`*_{}[\]()#+!|~]/g, (c) => `\\${c}`)
     .replace(/^(\s*)([-=>])/, "$1\\$2");
 }
@@ -24,17 +26,9 @@ export function singleLine(text: string): string {
   return text.replace(/[\u0000-\u001f\u007f\u2028\u2029]+/g, " ");
 }
 
-/**
- * A markdown code span of text: content is literal there (no backslash or HTML escapes apply), so backticks
- * are replaced, `|` is escaped for table cells (GitHub honours `\|` inside code spans in tables) and newlines fold.
- */
+/** A name (tensor, rule, branch, file) as inline code that stays text. */
 export function codeSpan(text: string): string {
-  return (
-    "`" +
-    text
-      .replace(/[\r\n\u2028\u2029]+/g, " ")
-      .replace(/`/g, "'")
-      .replace(/\|/g, "\\|") +
-    "`"
-  );
+  // An HTML code element rather than backticks: its content is escaped like any other text, so no name can
+  // close it, start a line, or carry a comment marker (`<!--`) into the body.
+  return `<code>${escapeMarkdown(text)}</code>`;
 }

@@ -49,7 +49,7 @@ describe("pull-request checks (runner-style, local GitHub API)", () => {
     expect(body.startsWith(marker)).toBe(true);
     expect(body).toContain("## ✅ **QuantGate passed**");
     expect(body).toContain("| Metric | Float | Quantized | Delta | Limit | Status |");
-    expect(body).toMatch(/⚠️ Model size \*\*.* is past the warning level of `max_model_size`/);
+    expect(body).toMatch(/⚠️ Model size \*\*.* is past the warning level of <code>max\\_model\\_size<\/code>/);
     expect(body).toMatch(/\[Workflow run\]\(https:\/\/github\.com\/acme\/models\/actions\/runs\/\d+\)/);
     expect(body).toContain("Base-branch comparison skipped"); // no history configured
     // the comment and the job summary are one body
@@ -138,17 +138,17 @@ describe("pull-request checks (runner-style, local GitHub API)", () => {
     expect(pr.status).not.toBe(0);
     expect(pr.outputs.verdict).toBe("fail");
     expect(pr.outputs["base-commit"]).toBe(base);
-    expect(pr.summary).toMatch(/### Against the base branch `main` \(\[aaaaaaa\]\(https:\/\/github\.com\/acme\/models\/actions\/runs\/\d+\)\)/);
-    expect(pr.summary).toMatch(/\| Model size \| .* \| \+\d+\.\d+% \| ≤ 5\.00% \(`regression\.max_size_increase_pct`\) \| ❌ fail \|/);
+    expect(pr.summary).toMatch(/### Against the base branch <code>main<\/code> \(\[aaaaaaa\]\(https:\/\/github\.com\/acme\/models\/actions\/runs\/\d+\)\)/);
+    expect(pr.summary).toMatch(/\| Model size \| .* \| \+\d+\.\d+% \| ≤ 5\.00% \(<code>regression\.max\\_size\\_increase\\_pct<\/code>\) \| ❌ fail \|/);
     expect(pr.summary).toMatch(/\| Accuracy \|.*CI \[/); // the accuracy delta carries an interval
     expect(pr.summary).toContain("<summary>Per-layer precision changes against aaaaaaa");
-    expect(pr.summary).toMatch(/\| `fc1\.weight` \| changed: format, bits.* \| int4 b32 .* \| int8 b32 /);
+    expect(pr.summary).toMatch(/\| <code>fc1\.weight<\/code> \| changed: format, bits.* \| int4 b32 .* \| int8 b32 /);
     const text = await readFile(configPath, "utf8");
     expect(pr.stdout).toContain(
       `::error title=QuantGate regression.max_size_increase_pct,file=quantgate.yml,line=${lineOf(text, "max_size_increase_pct")}::Model size increase vs base`,
     );
     const comment = gh.comments.get("acme/models#12")?.find((c) => c.body.includes(marker));
-    expect(comment?.body).toContain("regression.max_size_increase_pct");
+    expect(comment?.body.replace(/\\/g, "")).toContain("regression.max_size_increase_pct"); // escaped markdown: backslashes dropped
     // pull requests never write history
     const after = JSON.parse(execFileSync("git", ["--git-dir", remote, "show", "quantgate-data:quantgate/quantgate.json"], { encoding: "utf8" }));
     expect(after.entries).toHaveLength(1);

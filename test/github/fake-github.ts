@@ -27,6 +27,12 @@ export interface FakeGithub {
   readonly comments: Map<string, FakeComment[]>;
   /** Answer writes with 403 (the token of a fork pull request). */
   readOnly: boolean;
+  /** Personal access tokens ("token <value>" authorization) and their users; any other token is an installation token (github-actions[bot]). */
+  readonly users: Map<string, string>;
+  /** Answer the next N requests with 502 Bad Gateway (transient errors the client should retry). */
+  failNext: number;
+  /** Answer the next N requests with a secondary rate limit (403 with retry-after). */
+  secondaryLimitNext: number;
   close(): Promise<void>;
 }
 
@@ -34,7 +40,8 @@ export async function startFakeGithub(): Promise<FakeGithub> {
   const requests: RecordedRequest[] = [];
   const comments = new Map<string, FakeComment[]>();
   let nextId = 1000;
-  const state = { readOnly: false };
+  const state = { readOnly: false, failNext: 0, secondaryLimitNext: 0 };
+  const users = new Map<string, string>();
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
@@ -59,6 +66,19 @@ export async function startFakeGithub(): Promise<FakeGithub> {
         res.end(JSON.stringify(data));
       };
       if (!req.headers.authorization) return send(401, { message: "Requires authentication" });
+      if (state.failNext > 0) {
+        state.failNext--;
+        return send(502, { message: "Bad Gateway" });
+      }
+      if (state.secondaryLimitNext > 0) {
+        state.secondaryLimitNext--;
+        return send(403, { message: "You have exceeded a secondary rate limit. Please wait a few minutes before you try again." }, { "retry-after": "1" });
+      }
+      const login = users.get(req.headers.authorization.replace(/^(token|bearer) /i, ""));
+      if (url.pathname === "/user" && req.method === "GET") {
+        // An installation token (GITHUB_TOKEN) cannot read /user.
+        return login ? send(200, { login, id: 1, type: "User" }) : send(403, { message: "Resource not accessible by integration" });
+      }
       const list = /^\/repos\/([^/]+)\/([^/]+)\/issues\/(\d+)\/comments$/.exec(url.pathname);
       const one = /^\/repos\/([^/]+)\/([^/]+)\/issues\/comments\/(\d+)$/.exec(url.pathname);
       const now = new Date().toISOString();
@@ -84,7 +104,7 @@ export async function startFakeGithub(): Promise<FakeGithub> {
           id: nextId++,
           body: (body as { body: string }).body,
           html_url: `https://github.com/${list[1]}/${list[2]}/pull/${list[3]}#issuecomment-${nextId - 1}`,
-          user: { login: "github-actions[bot]" },
+          user: { login: login ?? "github-actions[bot]" },
           created_at: now,
           updated_at: now,
         };
@@ -117,6 +137,19 @@ export async function startFakeGithub(): Promise<FakeGithub> {
     },
     set readOnly(v: boolean) {
       state.readOnly = v;
+    },
+    users,
+    get failNext() {
+      return state.failNext;
+    },
+    set failNext(v: number) {
+      state.failNext = v;
+    },
+    get secondaryLimitNext() {
+      return state.secondaryLimitNext;
+    },
+    set secondaryLimitNext(v: number) {
+      state.secondaryLimitNext = v;
     },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };

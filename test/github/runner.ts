@@ -2,8 +2,7 @@
 // so that servers in the test process (the fake GitHub API) can answer while it runs.
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
-import path from "node:path";
-import { parseOutputs, REPO_ROOT, runnerEnvironment, type ActionRun } from "../helpers/action.js";
+import { ACTION_ENTRY, ACTION_NODE, parseOutputs, runnerEnvironment, type ActionRun } from "../helpers/action.js";
 
 export interface CiActionRun extends ActionRun {
   readonly ms: number;
@@ -25,7 +24,7 @@ export async function runActionAsync(cwd: string, inputs: Record<string, string>
     ...opts.env,
   });
   const t0 = performance.now();
-  const child = spawn(process.execPath, [path.join(REPO_ROOT, "dist", "index.js")], { cwd, env });
+  const child = spawn(ACTION_NODE, [ACTION_ENTRY], { cwd, env });
   let out = "";
   child.stdout.on("data", (d: Buffer) => (out += d.toString()));
   child.stderr.on("data", (d: Buffer) => (out += d.toString()));

@@ -1,10 +1,24 @@
-// Runs the bundled action the way the GitHub runner does: node dist/index.js with INPUT_* and GITHUB_* set.
+// Runs the action the way the GitHub runner does (node <entry> with INPUT_* and GITHUB_* set): by default the
+// compiled source (lib/index.js, which `npm test` builds first), with QUANTGATE_ACTION_ENTRY=dist the bundle.
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 
 export const REPO_ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../..");
+
+/**
+ * The Node binary that runs dist/index.js: action.yml declares node24, so CI points QUANTGATE_ACTION_NODE at a
+ * Node 24 when the machine's own is older (.ci/run); locally, the Node running the tests.
+ */
+export const ACTION_NODE = process.env.QUANTGATE_ACTION_NODE || process.execPath;
+
+/**
+ * What the runner-style tests run. `npm test` compiles src/ to lib/ and runs lib/index.js, so a change under
+ * src/action is tested before any rebundle; CI (.ci/run) rebundles and runs them again on dist/index.js.
+ */
+export const ACTION_ENTRY_KIND: "lib" | "dist" = process.env.QUANTGATE_ACTION_ENTRY === "dist" ? "dist" : "lib";
+export const ACTION_ENTRY = path.join(REPO_ROOT, ACTION_ENTRY_KIND, "index.js");
 
 export interface ActionRun {
   readonly status: number | null;
@@ -62,7 +76,7 @@ export function runnerEnvironment(cwd: string, inputs: Record<string, string>, e
 
 export function runAction(cwd: string, inputs: Record<string, string>, event: unknown = {}): ActionRun {
   const { env, outputFile, summaryFile } = runnerEnvironment(cwd, inputs, event);
-  const r = spawnSync(process.execPath, [path.join(REPO_ROOT, "dist", "index.js")], { cwd, env, encoding: "utf8", timeout: 300_000 });
+  const r = spawnSync(ACTION_NODE, [ACTION_ENTRY], { cwd, env, encoding: "utf8", timeout: 300_000 });
   return {
     status: r.status,
     stdout: r.stdout + r.stderr,

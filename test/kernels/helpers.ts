@@ -1,4 +1,5 @@
 // Shared fixtures for the kernel tests: deterministic data and the backends under test.
+import { it } from "vitest";
 import { loadKernels, type Kernels } from "../../src/kernels/index.js";
 
 export function rng(seed: number): () => number {
@@ -32,11 +33,21 @@ export function makeWeights(count: number, dist: Dist, seed = 1): Float32Array {
   return w;
 }
 
-/** The real backends; the native one is skipped (with its reason) where the addon is not built. */
+/**
+ * The real backends. Where the native addon is absent its tests are reported as skipped, with the reason, in
+ * the calling file (never silently missing); with QUANTGATE_REQUIRE_NATIVE=1 (CI, after building it) its
+ * absence fails instead.
+ */
 export async function realBackends(): Promise<Kernels[]> {
   const out: Kernels[] = [];
   const native = await loadKernels({ prefer: "native" });
   if (native.backend === "native") out.push(native);
+  else {
+    const reason = native.fallbackReasons.find((r) => r.startsWith("native:")) ?? "native: not loaded";
+    if (process.env.QUANTGATE_REQUIRE_NATIVE === "1") throw new Error(`QUANTGATE_REQUIRE_NATIVE=1 but the native kernels did not load: ${reason}`);
+    const why = reason.startsWith("native: no addon") ? "native addon not built (npm run build:native)" : reason;
+    it.skip(`native backend: every test of this file on the native kernels (${why})`, () => undefined);
+  }
   const wasm = await loadKernels({ prefer: "wasm" });
   if (wasm.backend !== "wasm") throw new Error(`wasm kernels did not load: ${wasm.fallbackReasons.join("; ")}`);
   out.push(wasm);
