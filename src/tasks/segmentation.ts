@@ -131,7 +131,7 @@ export const segmentationTask: Task<SegmentationEvaluation, SegmentationData> = 
         )),
       );
     }
-    return { task: "segmentation", samples, references, total: all.length, calibrationBatches, files, displayFile };
+    return { task: "segmentation", samples, references, total: all.length, calibrationBatches, files, displayFile, measureFeeds: samples[0]!.feeds };
   },
 
   async evaluate(config, data, ctx) {

@@ -152,7 +152,17 @@ export const textRecognitionTask: Task<TextRecognitionEvaluation, TextRecognitio
         )),
       );
     }
-    return { task: "text-recognition", samples, references, total: all.length, symbols, calibrationBatches, files, displayFile };
+    return {
+      task: "text-recognition",
+      samples,
+      references,
+      total: all.length,
+      symbols,
+      calibrationBatches,
+      files,
+      displayFile,
+      measureFeeds: samples[0]!.feeds,
+    };
   },
 
   async evaluate(config, data, ctx) {
