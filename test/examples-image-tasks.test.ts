@@ -90,12 +90,19 @@ describe.each(EXAMPLES)("the $name example", (ex) => {
 
   it("passes as the runner runs the bundled action, with the task metrics in the step outputs and the job summary", async () => {
     const out = await mkdtemp(path.join(os.tmpdir(), `qg-action-${ex.name}-`));
-    const run = runAction(path.join(REPO_ROOT, "examples", ex.name), { config: "quantgate.yml", "output-dir": out, cache: "false", artifact: "false", comment: "never" });
+    const run = runAction(path.join(REPO_ROOT, "examples", ex.name), {
+      config: "quantgate.yml",
+      "output-dir": out,
+      cache: "false",
+      artifact: "false",
+      comment: "never",
+    });
     expect(run.status, run.stdout).toBe(0);
     expect(run.outputs.verdict).toBe("pass");
     for (const m of ex.metrics) expect(run.outputs[`metric-${m}-quantized`], `${m} output`).toMatch(/^[\d.e-]+$/);
     const report = JSON.parse(await readFile(run.outputs["report-path"]!, "utf8"));
-    for (const m of report.metrics.filter((x: { key: string }) => (ex.metrics as readonly string[]).includes(x.key))) expect(run.summary).toContain(escapeMarkdown(m.label));
+    for (const m of report.metrics.filter((x: { key: string }) => (ex.metrics as readonly string[]).includes(x.key)))
+      expect(run.summary).toContain(escapeMarkdown(m.label));
   });
 
   it("fails as the runner runs the bundled action with int2", async () => {

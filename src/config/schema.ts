@@ -315,7 +315,9 @@ const fidelityOutput = z.strictObject({
       threshold: z.number({ error: "expected the score above which a decision is positive, e.g. 0.5" }),
       /** CSV or JSONL: sample file (relative to the labels file) -> 0/1 label (or two class names, sorted). Image datasets only. */
       labels: z.string().min(1).optional(),
-      labels_fields: z.strictObject({ file: z.string().min(1).default("file"), label: z.string().min(1).default("label") }).default({ file: "file", label: "label" }),
+      labels_fields: z
+        .strictObject({ file: z.string().min(1).default("file"), label: z.string().min(1).default("label") })
+        .default({ file: "file", label: "label" }),
     })
     .optional(),
   /** Recall@k of each sample's nearest neighbours (cosine) under the float outputs among those under the quantized outputs (embeddings). */
