@@ -7,6 +7,7 @@ import { imagePreprocess } from "./preprocess.js";
 // The image tasks declare their config schemas in their modules (they import only the preprocess leaf module).
 import { segmentationEvaluation } from "../tasks/segmentation.js";
 import { textRecognitionEvaluation } from "../tasks/text-recognition.js";
+import { constantInputsSchema } from "../tasks/images.js";
 
 export { imagePreprocess };
 
@@ -230,7 +231,7 @@ export const gateSchema = z.strictObject({
 });
 
 /** Values fed as they are to named model inputs in every call (e.g. a sample rate `sr: 16000`); the element type is the model input's. */
-const constantInputs = z.record(z.string().min(1), z.union([z.number(), z.array(z.number()), z.array(z.array(z.number()))])).default({});
+const constantInputs = constantInputsSchema;
 
 const lmEvaluation = z.strictObject({
   task: z.literal("language-modeling"),
