@@ -12,7 +12,7 @@ import { loadConfig } from "../src/config/load.js";
 import { gateSchema, regressionSchema } from "../src/config/schema.js";
 import { dashboardModel } from "../src/dashboard/render.js";
 import { evaluateGate } from "../src/gate/index.js";
-import { GATE_RULES, ruleDirection, SLOWER_THAN_FLOAT, type RuleDef } from "../src/gate/rules.js";
+import { GATE_RULES, REGRESSION_RULES, ruleDirection, SLOWER_THAN_FLOAT, type RuleDef } from "../src/gate/rules.js";
 import { renderBody } from "../src/github/markdown.js";
 import { HISTORY_SCHEMA, toHistoryEntry } from "../src/history/entry.js";
 import { evaluateRegression } from "../src/history/regression.js";
@@ -207,6 +207,12 @@ describe.each(CASES)("tasks x metrics: $name", (c) => {
       const baseRow = body.indexOf(codeSpan(`regression.metrics.${m.key}.max_worse_pct`));
       expect(baseRow, `${m.key} in the base-branch table`).toBeGreaterThan(-1);
       expect(baseRow).toBeLessThan(body.indexOf("| Metric | Float | Quantized"));
+    }
+    // every named regression rule (regression.<key>) on a metric the task produced is judged against the base
+    for (const def of (REGRESSION_RULES as readonly RuleDef[]).filter((d) => report.metrics.some((m) => m.key === d.metric))) {
+      const named = evaluateRegression(entry, base, regressionSchema.parse({ [def.key]: 1e12 })).rules.find((r) => r.rule === `regression.${def.key}`);
+      expect(named?.observed, `regression.${def.key} on ${def.metric}: ${named?.message}`).toBeDefined();
+      expect(named?.status).toBe("pass");
     }
   });
 
