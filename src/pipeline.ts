@@ -1,24 +1,36 @@
 // One gate run: config -> load model -> calibrate -> quantize -> emit -> evaluate -> measure -> gate -> report.
 // The action and the CLI only call runGate; every stage error is recorded and fails the gate.
-import { mkdir, readFile } from "node:fs/promises";
+import { copyFile, mkdir, readFile, rm, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { calibrate, type CalibrationResult } from "./calibrate/index.js";
+import { calibrate, convPatchSpecOf, type CalibrationResult } from "./calibrate/index.js";
 import { resolvePath, type Config } from "./config/load.js";
 import { sha256, type ModelInputInfo } from "./data/index.js";
-import { feedTypeOf } from "./data/tensors.js";
-import { emitModel, type EmittedLayer, type ExecForm } from "./emit/index.js";
-import { chooseForms, type FormChoice } from "./emit/select.js";
+import { feedTypeOf, type Feeds } from "./data/tensors.js";
+import { emitChecked } from "./emit/check.js";
+import type { EmittedLayer } from "./emit/index.js";
+import { lockExecution, pinsFromLockfile, resolveForms, type FormChoice } from "./emit/select.js";
+import { chooseAccuracyLevel, judgeAccuracy, type QuantizedExecution } from "./emit/accuracy-level.js";
 import { declaredDims } from "./data/records.js";
 import { evaluateGate } from "./gate/index.js";
 import { taskOf } from "./tasks/index.js";
 import { measurementRecords } from "./tasks/measurements.js";
 import type { TaskData, TaskEvaluation } from "./tasks/types.js";
-import { measureModelRun, summarizeStorage, type ModelRunMeasurement, type StorageSummary } from "./measure/index.js";
+import { latencyBasis } from "./measure/latency-rule.js";
+import {
+  measureModels,
+  singleTokenFeeds,
+  timeModels,
+  slowerThanFloatWarning,
+  summarizeStorage,
+  type LatencyComparison,
+  type ModelRunMeasurement,
+  type StorageSummary,
+} from "./measure/index.js";
 import { loadModel, saveModel, valueInfoTensorType, type LoadedModel } from "./onnx/model.js";
 import { findWeights, type WeightDiscovery } from "./onnx/weights.js";
 import { quantizeBlockwiseRef, type BlockwiseSpec } from "./quantize/blockwise.js";
-import { planWeights, quantizeWeights, specFor, type BlockwiseQuantizer, type QuantizedWeight } from "./quantize/index.js";
+import { isTable, planWeights, quantizeWeights, specFor, type BlockwiseQuantizer, type QuantizedWeight } from "./quantize/index.js";
 import { planMixedPrecision } from "./quantize/mixed-plan.js";
 import { planQuantx } from "./quantize/quantx.js";
 import { measureLayerKl } from "./quantize/sensitivity.js";
@@ -30,7 +42,7 @@ import type { IntBits } from "./quantize/blockwise.js";
 import { isIntFormat } from "./config/schema.js";
 import { canonical, workCacheKey, type WorkCache } from "./cache/index.js";
 import type { QuantizedLayerReport, Report, StageRecord } from "./report/types.js";
-import { buildLockfile, diffLockfiles, LOCKFILE_NAME, readLockfile, writeLockfile, type LayerChange } from "./report/lockfile.js";
+import { buildLockfile, diffLockfiles, LOCKFILE_NAME, readLockfile, writeLockfile, type LayerChange, type Lockfile } from "./report/lockfile.js";
 import { createSession, type LoadedOrt } from "./runtime/ort.js";
 import { REPORT_SCHEMA, TOOL_NAME, TOOL_VERSION } from "./version.js";
 import type { WeightFormat } from "./config/schema.js";
@@ -59,9 +71,13 @@ export interface GateRunOptions {
 
 /** What the calibrate, quantize and emit stages produce, and what the work cache keeps of it. */
 interface QuantizedOutcome {
+  /** The load stage's skipped weights plus those that stayed float at emit (refused by ONNX Runtime). */
+  readonly skipped?: WeightDiscovery["skipped"];
   readonly layerReports: QuantizedLayerReport[];
   readonly layers: EmittedLayer[];
   readonly forms: FormChoice[];
+  /** The accuracy level and how forms were chosen (pinned or timed), for the report and the lockfile. */
+  readonly execution?: QuantizedExecution;
   readonly quantizedSize: number;
   readonly warnings: string[];
   readonly calibration: Report["calibration"];
@@ -132,9 +148,19 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
   });
   const model = loaded?.model;
   const discovery: WeightDiscovery = loaded?.discovery ?? { weights: [], skipped: [] };
-  if (loaded && discovery.weights.length === 0) {
+  warnings.push(...(config.notices ?? []));
+  // The float baseline: the model itself, or its float original when the model is already quantized.
+  const floatModelPath = config.reference_model ? resolvePath(config, config.reference_model) : modelPath;
+  const already = discovery.skipped.filter((s) => s.alreadyQuantizedBits !== undefined);
+  // An already-quantized model with a float reference is evaluated as it is, against the reference.
+  const asIs = loaded !== undefined && discovery.weights.length === 0 && already.length > 0 && config.reference_model !== undefined;
+  if (loaded && discovery.weights.length === 0 && !asIs) {
+    const hint =
+      already.length > 0
+        ? `; ${already.length} tensors are already quantized (${already.map((s) => `${s.name}: ${s.alreadyQuantizedBits}-bit`).join(", ")}): set reference_model to its float original to evaluate it as it is`
+        : "";
     errors.push(
-      `load: no quantizable weights found in ${config.model} (${discovery.skipped.length} skipped: ${discovery.skipped.map((s) => `${s.name || s.nodeName}: ${s.reason}`).join("; ")})`,
+      `load: no quantizable weights found in ${config.model} (${discovery.skipped.length} skipped: ${discovery.skipped.map((s) => `${s.name || s.nodeName}: ${s.reason}`).join("; ")})${hint}`,
     );
   }
 
@@ -160,30 +186,72 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     }
   }
 
+  if (asIs && !outcome) {
+    // Nothing to quantize: the model as given is the quantized model, and reference_model the float one.
+    await copyFile(modelPath, quantizedModelPath);
+    for (const name of ["calibrate", "quantize", "emit"] as const)
+      skip(name, `already quantized (${already.length} tensors); evaluated against reference_model`);
+    outcome = {
+      skipped: discovery.skipped,
+      layerReports: [],
+      layers: [],
+      forms: [],
+      quantizedSize: model!.sizeBytes,
+      warnings: [`${config.model} is already quantized: evaluated as it is against reference_model ${config.reference_model}`],
+      calibration: null,
+    };
+  }
+
+  /** Conv weights the recipe quantizes with GPTQ (none when the recipe does not resolve: the quantize stage says why). */
+  function convGptqSites(): WeightDiscovery["weights"] {
+    try {
+      return planWeights(discovery.weights, config.recipe)
+        .filter((p) => p.algorithm === "gptq" && p.site.opKind === "conv")
+        .map((p) => p.site);
+    } catch {
+      return [];
+    }
+  }
+
   // calibrate
   let calibration: CalibrationResult | undefined;
+  let calibrationFailed = false;
   if (outcome) {
     // restored
-  } else if (model && data && data.calibrationBatches.length > 0 && discovery.weights.some((w) => w.kind === "product")) {
+  } else if (model && data && data.calibrationBatches.length > 0 && (discovery.weights.some((w) => w.kind === "product") || convGptqSites().length > 0)) {
     const r = config.recipe;
     const needsGram =
       r.algorithm === "gptq" || r.algorithm === "awq" || r.lowrank.rank > 0 || r.overrides.some((o) => o.algorithm === "gptq" || o.algorithm === "awq");
     // Activation statistics describe the K inputs of a product; Conv and Gather sites have none.
-    const activations = discovery.weights.filter((w) => w.kind === "product").map((w) => w.node.input[0]!);
+    const products = discovery.weights.filter((w) => w.kind === "product");
+    const activations = products.map((w) => w.node.input[0]!);
     const gram = { names: new Set(needsGram ? activations : []), maxRows: GRAM_ROWS };
+    // A product computes in its weight's consumer type: float16 models have float16 activations.
+    const types = new Map(products.map((w) => [w.node.input[0]!, w.consumerType]));
+    // GPTQ on a Conv reads the im2col rows of its input (one Hessian per group).
+    const convs = convGptqSites().map((w) => ({ key: w.name, activation: w.node.input[0]!, spec: convPatchSpecOf(w.node, w.dims) }));
+    for (const c of convs) types.set(c.activation, discovery.weights.find((w) => w.name === c.key)!.consumerType);
     calibration = await stage("calibrate", `${data.calibrationBatches.length} batches`, () =>
-      calibrate(ort, model.proto, activations, data.calibrationBatches, config.measure.threads, gram),
+      calibrate(ort, model.proto, activations, data.calibrationBatches, config.measure.threads, gram, types, convs),
     );
+    calibrationFailed = calibration === undefined;
   } else {
     skip("calibrate", "no calibration data configured");
   }
 
-  // quantize
-  const plans = planWeights(discovery.weights, config.recipe);
+  // quantize (not after a failed calibration: its error is the one to read, not "calibration is not configured")
+  if (calibrationFailed) skip("quantize", "calibration failed");
   const quantized: QuantizedWeight[] | undefined =
-    model && plans.length > 0 && !outcome
-      ? await stage("quantize", `${plans.length} weights`, async () => {
-          const ctx = { quantize: quantizer.quantize, stats: calibration?.stats, recipe: config.recipe, threads: config.measure.threads };
+    model && discovery.weights.length > 0 && !outcome && !calibrationFailed
+      ? await stage("quantize", `${discovery.weights.length} weights`, async () => {
+          const plans = planWeights(discovery.weights, config.recipe);
+          const ctx = {
+            quantize: quantizer.quantize,
+            stats: calibration?.stats,
+            convStats: calibration?.convStats,
+            recipe: config.recipe,
+            threads: config.measure.threads,
+          };
           let planned = plans;
           const mixed = config.recipe.mixed;
           if (mixed) {
@@ -200,14 +268,89 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
         })
       : undefined;
 
+  /** Evaluates a quantized model file against the float (or reference) model on the configured task. */
+  const evaluateQuantized = async (taskData: TaskData, quantPath: string): Promise<TaskEvaluation> => {
+    const floatSession = await createSession(ort, floatModelPath, config.measure.threads);
+    const quantSession = await createSession(ort, quantPath, config.measure.threads);
+    try {
+      return await task.evaluate(config.evaluation, taskData, { ort, float: floatSession, quantized: quantSession, threads: config.measure.threads });
+    } finally {
+      await floatSession.release();
+      await quantSession.release();
+    }
+  };
+
   // emit
+  let evaluatedInEmit: TaskEvaluation | undefined;
   if (model && quantized) {
-    const result = await stage("emit", "choosing ONNX Runtime forms", async () => {
-      const choices = await chooseForms(ort, quantized, config.recipe.accuracy_level, config.measure.threads);
-      const formMap = new Map<WeightFormat, ExecForm>(choices.map((c) => [c.format, c.chosen]));
-      const e = emitModel(model.proto, quantized, formMap, config.recipe.accuracy_level);
-      const size = await saveModel(e.proto, quantizedModelPath);
-      return { choices, e, size };
+    // A committed lockfile for this model and recipe pins the forms and the accuracy level (no re-timing).
+    let committedLock: Lockfile | undefined;
+    try {
+      committedLock = await readLockfile(path.join(config.baseDir, LOCKFILE_NAME));
+    } catch (err) {
+      warnings.push(`committed lockfile not used for pinning: ${(err as Error).message}`);
+    }
+    const pinInfo = pinsFromLockfile(committedLock, loaded?.modelHash ?? "", recipeHash);
+    const timedHere = `timing on this runner (${os.cpus()[0]?.model ?? "unknown CPU"}, ${config.measure.threads} thread(s))`;
+    const result = await stage("emit", "choosing ONNX Runtime forms and accuracy level", async () => {
+      const emitAt = async (level: number, file: string) => {
+        const r = await resolveForms(ort, quantized, level, config.measure.threads, pinInfo.pins);
+        // Loaded in ONNX Runtime before it is written: refused forms fall back, or the weight stays float (listed).
+        const e = await emitChecked(ort, model.proto, quantized, r.formMap, level, discovery);
+        return { ...r, e, size: await saveModel(e.proto, file), file, level };
+      };
+      const builds = new Map<number, Awaited<ReturnType<typeof emitAt>>>();
+      const candidatePath = (level: number): string => quantizedModelPath.replace(/\.onnx$/, `.level${level}.tmp.onnx`);
+      const levelFeeds: Feeds | undefined = data?.measureFeeds;
+      const dropCandidates = (): Promise<unknown> => Promise.all([0, 4].map((l) => rm(candidatePath(l), { force: true })));
+      const levelResult = await chooseAccuracyLevel<TaskEvaluation>({
+        forced: config.recipe.accuracy_level,
+        pinned: pinInfo.pins?.accuracyLevel,
+        notApplicable: !quantized.some((w) => w.plan.site.kind === "product" && !isTable(w.q))
+          ? "no weight executes on MatMulNBits, so the level changes nothing"
+          : !data
+            ? "no evaluation data to judge level 4 by: exact level kept"
+            : undefined,
+        evaluate: async (level) => {
+          const b = await emitAt(level, candidatePath(level));
+          builds.set(level, b);
+          const ev = await evaluateQuantized(data!, b.file);
+          return judgeAccuracy(level, ev, config.gate);
+        },
+        time: levelFeeds
+          ? async (levels) => {
+              const files = levels.map(candidatePath);
+              const oneToken = singleTokenFeeds(levelFeeds);
+              const shapeOf = (f: Feeds): string =>
+                Object.values(f)
+                  .map((t) => `[${t.dims.join(",")}]`)
+                  .join(" ");
+              const timings = [{ shape: `evaluation batch ${shapeOf(levelFeeds)}`, p50Ms: await timeModels(files, levelFeeds, config.measure, opts.ortDir) }];
+              // A model with fixed sequence dims cannot run one token: then only the evaluation batch is timed.
+              const oneTokenMs = oneToken ? await timeModels(files, oneToken, config.measure, opts.ortDir).catch(() => undefined) : undefined;
+              if (oneTokenMs) timings.unshift({ shape: "one token [1,1]", p50Ms: oneTokenMs });
+              return timings;
+            }
+          : undefined,
+      }).finally(dropCandidates);
+      // The candidates' files are gone (removed whether the choice succeeded or not): the chosen build's
+      // model is written again in place (its proto is kept), never left under a temporary name.
+      const level = levelResult.choice.level;
+      const built = builds.get(level);
+      const chosen = built
+        ? { ...built, size: await saveModel(built.e.proto, quantizedModelPath), file: quantizedModelPath }
+        : await emitAt(level, quantizedModelPath);
+      evaluatedInEmit = levelResult.evaluation;
+      const formsChosenBy = chosen.pinned.length > 0 && chosen.choices.length === 0 ? pinInfo.note : `${timedHere}; ${pinInfo.note}`;
+      return {
+        choices: chosen.choices,
+        e: chosen.e,
+        size: chosen.size,
+        accuracy: levelResult.choice,
+        formMap: chosen.formMap,
+        formsChosenBy,
+        pinned: chosen.pinned,
+      };
     });
     if (result) {
       const emitWarnings: string[] = [];
@@ -219,10 +362,19 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
           );
         }
       }
+      emitWarnings.push(...result.e.notes);
       outcome = {
-        layerReports: layerReportsOf(quantized, result.e.layers),
+        skipped: result.e.skipped,
+        layerReports: layerReportsOf(result.e.weights, result.e.layers),
         layers: result.e.layers,
         forms: result.choices,
+        execution: {
+          accuracyLevel: result.accuracy.level,
+          accuracy: result.accuracy,
+          formsChosenBy: result.formsChosenBy,
+          pinnedFormats: result.pinned,
+          lock: lockExecution(result.formMap, result.accuracy.level, result.pinned.length > 0 && pinInfo.pins ? pinInfo.pins.chosenBy : timedHere),
+        },
         quantizedSize: result.size,
         warnings: emitWarnings,
         calibration: calibration ? { batches: calibration.batches, layers: calibration.stats.size, ms: calibration.ms } : null,
@@ -243,16 +395,8 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     evaluation = cachedEvaluation;
     skip("evaluate", "restored from the work cache");
   } else if (model && data && outcome) {
-    evaluation = await stage("evaluate", "float vs quantized", async () => {
-      const floatSession = await createSession(ort, modelPath, config.measure.threads);
-      const quantSession = await createSession(ort, quantizedModelPath, config.measure.threads);
-      try {
-        return await task.evaluate(config.evaluation, data, { ort, float: floatSession, quantized: quantSession, threads: config.measure.threads });
-      } finally {
-        await floatSession.release();
-        await quantSession.release();
-      }
-    });
+    evaluation = evaluatedInEmit ?? (await stage("evaluate", "float vs quantized", () => evaluateQuantized(data, quantizedModelPath)));
+    if (evaluatedInEmit) stages.push({ stage: "evaluate", status: "ok", ms: 0, note: "evaluated while choosing the accuracy level (emit)" });
     if (evaluation && opts.cache && evalKey) await opts.cache.saveValue(evalKey, evaluation);
   }
   warnings.push(...(evaluation?.warnings ?? []));
@@ -262,24 +406,31 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
   let floatRun: ModelRunMeasurement | undefined;
   let quantRun: ModelRunMeasurement | undefined;
   let kernelBench: KernelBenchResult | undefined;
+  let latencyComparison: LatencyComparison | undefined;
   if (model && outcome && data) {
     await stage("measure", `${config.measure.runs} runs, ${config.measure.threads} thread(s)`, async () => {
       storage = summarizeStorage(outcome!.layers);
       if (config.measure.memory) {
         const feeds = data.measureFeeds;
         if (!feeds) throw new Error(`the ${task.name} task gave no input to measure latency and memory with`);
-        floatRun = await measureModelRun(modelPath, feeds, config.measure, opts.ortDir);
-        quantRun = await measureModelRun(quantizedModelPath, feeds, config.measure, opts.ortDir);
-        if (quantRun.latency.p50Ms > floatRun.latency.p50Ms * 1.1) {
-          warnings.push(
-            `the quantized model is slower than the float one: p50 ${quantRun.latency.p50Ms.toFixed(3)} ms vs ${floatRun.latency.p50Ms.toFixed(3)} ms`,
-          );
-        }
+        const measured = await measureModels(floatModelPath, quantizedModelPath, feeds, config.measure, opts.ortDir);
+        floatRun = measured.float;
+        quantRun = measured.quantized;
+        latencyComparison = measured.comparison;
+        const slower = slowerThanFloatWarning(measured);
+        if (slower) warnings.push(slower);
       }
       const kernels = opts.quantizer?.kernels;
       if (config.measure.kernel_benchmark && kernels) kernelBench = runKernelBenchmark(kernels, outcome!.layerReports, config.measure.threads);
     });
   }
+
+  const floatSizeBytes = config.reference_model
+    ? await stat(floatModelPath).then(
+        (st) => st.size,
+        () => undefined,
+      )
+    : model?.sizeBytes;
 
   // gate
   if (storage && layerReports.length > 0) {
@@ -290,7 +441,7 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
   const records = [
     ...(evaluation?.metrics ?? []),
     ...measurementRecords({
-      floatSizeBytes: model?.sizeBytes,
+      floatSizeBytes,
       quantizedSizeBytes: quantizedSize,
       storage,
       floatRun,
@@ -299,14 +450,15 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     }),
   ];
   // The task's own rules (fidelity's per-output and user-metric limits) are judged with the gate's.
-  const gate = evaluateGate(config.gate, records, errors, evaluation?.rules ?? []);
+  const latency = quantRun ? { ...latencyBasis(quantRun), ratioPerRound: latencyComparison?.ratioPerRound } : undefined;
+  const gate = evaluateGate(config.gate, records, errors, evaluation?.rules ?? [], latency);
   stages.push({ stage: "gate", status: "ok", ms: 0 });
 
   let lockChanges: LayerChange[] = [];
   const lockPath = path.join(outputDir, LOCKFILE_NAME);
   let lockWritten: string | undefined;
   if (layerReports.length > 0) {
-    const lock = buildLockfile(config.model, loaded?.modelHash ?? "", recipeHash, layerReports);
+    const lock = buildLockfile(config.model, loaded?.modelHash ?? "", recipeHash, layerReports, outcome?.execution?.lock);
     try {
       lockChanges = diffLockfiles(await readLockfile(path.join(config.baseDir, LOCKFILE_NAME)), lock);
     } catch (err) {
@@ -332,15 +484,22 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     configPath: path.relative(process.cwd(), config.configPath) || config.configPath,
     hashes: { model: loaded?.modelHash ?? "", recipe: recipeHash, config: sha256(configText), data: data?.files ?? [] },
     recipe: config.recipe,
-    weights: { quantized: layerReports, skipped: discovery.skipped },
-    execution: { accuracyLevel: config.recipe.accuracy_level, forms },
+    weights: { quantized: layerReports, skipped: outcome?.skipped ?? discovery.skipped },
+    execution: {
+      accuracyLevel: outcome?.execution?.accuracyLevel ?? config.recipe.accuracy_level ?? 0,
+      forms,
+      ...(outcome?.execution
+        ? { accuracy: outcome.execution.accuracy, formsChosenBy: outcome.execution.formsChosenBy, pinnedFormats: outcome.execution.pinnedFormats }
+        : {}),
+    },
     calibration: outcome?.calibration ?? null,
     cache: opts.cache?.summary() ?? null,
     evaluation: evaluation ?? null,
     metrics: records,
-    float: { path: config.model, sizeBytes: model?.sizeBytes ?? 0, run: floatRun },
+    float: { path: config.reference_model ?? config.model, sizeBytes: floatSizeBytes ?? 0, run: floatRun },
     quantized: quantizedSize !== undefined ? { path: path.relative(config.baseDir, quantizedModelPath), sizeBytes: quantizedSize, run: quantRun } : null,
     storage: storage ?? null,
+    latencyComparison: latencyComparison ?? null,
     kernelBenchmark: kernelBench ?? null,
     lockfile: lockWritten ? { path: lockWritten, committed: path.join(config.baseDir, LOCKFILE_NAME), changes: lockChanges } : null,
     warnings,

@@ -1,6 +1,22 @@
 // The calibrate stage: run the float model on calibration data with the inputs of the quantized
 // MatMuls exposed as extra outputs, and stream per-input-channel statistics in float64.
-import { cloneModel, DataType, makeValueInfo, serializeModel, type ModelProto } from "../onnx/model.js";
+// Activations inside If/Loop/Scan bodies are routed out through the control-flow node's own outputs
+// (never by naming a subgraph tensor as a main-graph output, which ONNX Runtime rejects): an If gets one
+// more output, which the branch holding the activation fills and the other branch leaves empty; a Loop
+// or Scan body gets one more scan output, which stacks the activation over the iterations.
+import {
+  cloneModel,
+  DataType,
+  halfToFloat,
+  makeAttribute,
+  makeNode,
+  makeTensor,
+  makeValueInfo,
+  serializeModel,
+  type GraphProto,
+  type ModelProto,
+  type NodeProto,
+} from "../onnx/model.js";
 import { toOrtFeeds, type Feeds } from "../data/tensors.js";
 import { createSession, type Ort } from "../runtime/ort.js";
 
@@ -19,6 +35,8 @@ export interface ActivationStats {
 
 export interface CalibrationResult {
   readonly stats: Map<string, ActivationStats>;
+  /** Per Conv weight (by the key given), the statistics of its im2col rows, one entry per group. */
+  readonly convStats?: Map<string, ActivationStats[]>;
   readonly batches: number;
   readonly ms: number;
 }
@@ -89,33 +107,244 @@ export async function calibrate(
   threads: number,
   /** Activations whose Gram matrix E[x x^T] is needed, and how many rows to use for it. */
   gram: { readonly names: ReadonlySet<string>; readonly maxRows: number } = { names: new Set(), maxRows: 0 },
+  /** Element type of each activation when not float32 (a float16 model's MatMul inputs are float16). */
+  elemTypes: ReadonlyMap<string, number> = new Map(),
+  /** Conv weights whose im2col statistics are needed (GPTQ on Conv), each with its input and geometry. */
+  convs: readonly { readonly key: string; readonly activation: string; readonly spec: ConvPatchSpec }[] = [],
 ): Promise<CalibrationResult> {
   const t0 = performance.now();
   const unique = [...new Set(activationNames)];
+  const exposedNames = [...new Set([...activationNames, ...convs.map((c) => c.activation)])];
   const probe = cloneModel(model);
   const graph = probe.graph!;
   const existing = new Set(graph.output.map((o) => o.name));
   const graphInputs = new Set(graph.input.map((i) => i.name));
-  const exposed = unique.filter((n) => !existing.has(n) && !graphInputs.has(n));
-  for (const name of exposed) graph.output.push(makeValueInfo(name, DataType.FLOAT));
+  // Main-graph output name of each activation (subgraph activations come out under a routed name).
+  const outputOf = new Map<string, string>();
+  for (const name of exposedNames.filter((n) => !existing.has(n) && !graphInputs.has(n))) {
+    const type = elemTypes.get(name) ?? DataType.FLOAT;
+    const routed = exposeActivation(graph, name, 0, type);
+    if (routed === undefined) continue;
+    outputOf.set(name, routed);
+    if (!graph.output.some((o) => o.name === routed)) graph.output.push(makeValueInfo(routed, type));
+  }
   const session = await createSession(ort, serializeModel(probe), threads);
   const acc = new Map<string, ChannelAccumulator>();
+  const patches = new Map(convs.map((c) => [c.key, new ConvPatchAccumulator(c.spec, gram.maxRows)]));
   try {
     for (const batch of batches) {
       const result = await session.run(toOrtFeeds(ort, batch));
-      for (const name of unique) {
+      const valuesOf = (name: string): { values: Float32Array; dims: readonly number[] } | undefined => {
         const tensor =
-          result[name] ?? (graphInputs.has(name) ? new ort.Tensor(batch[name]!.type, batch[name]!.data, batch[name]!.dims as number[]) : undefined);
-        if (!tensor || tensor.type !== "float32") continue;
-        const channels = tensor.dims[tensor.dims.length - 1]!;
+          result[outputOf.get(name) ?? name] ??
+          (graphInputs.has(name) ? new ort.Tensor(batch[name]!.type, batch[name]!.data, batch[name]!.dims as number[]) : undefined);
+        // An empty tensor is the branch of an If that this batch did not take.
+        if (!tensor || (tensor.type !== "float32" && tensor.type !== "float16") || tensor.data.length === 0) return undefined;
+        const values = tensor.type === "float16" ? Float32Array.from(tensor.data as Uint16Array, halfToFloat) : (tensor.data as Float32Array);
+        return { values, dims: tensor.dims };
+      };
+      for (const c of convs) {
+        const v = valuesOf(c.activation);
+        if (v) patches.get(c.key)!.add(v.values, v.dims);
+      }
+      for (const name of unique) {
+        const v = valuesOf(name);
+        if (!v) continue;
+        const { values } = v;
+        const channels = v.dims[v.dims.length - 1]!;
         let a = acc.get(name);
         if (!a) acc.set(name, (a = new ChannelAccumulator(channels, gram.names.has(name) ? gram.maxRows : 0)));
-        a.add(tensor.data as Float32Array);
+        a.add(values);
       }
     }
   } finally {
     await session.release();
   }
   const stats = new Map([...acc].map(([name, a]) => [name, a.result()]));
-  return { stats, batches: batches.length, ms: performance.now() - t0 };
+  const convStats = new Map([...patches].map(([key, p]) => [key, p.result()]));
+  return { stats, convStats, batches: batches.length, ms: performance.now() - t0 };
+}
+
+/** Whether `name` is produced (by a node, or as an input) in this graph itself. */
+function producedIn(graph: GraphProto, name: string): boolean {
+  return graph.node.some((n) => n.output.includes(name)) || graph.input.some((i) => i.name === name);
+}
+
+let routeCounter = 0;
+
+/**
+ * Makes `name` (produced in `graph` or in one of its subgraphs) visible in `graph` and returns the name it
+ * has there; undefined when it is not produced anywhere below (an outer-scope value).
+ */
+function exposeActivation(graph: GraphProto, name: string, depth: number, type: number): string | undefined {
+  if (producedIn(graph, name)) return name;
+  if (depth > 8) return undefined;
+  for (const node of graph.node) {
+    const bodies = node.attribute.filter((a) => a.g).map((a) => ({ g: a.g! }));
+    for (const { g } of bodies) {
+      const inner = exposeActivation(g, name, depth + 1, type);
+      if (inner === undefined) continue;
+      const routed = `${name}__quantgate_calibration_${routeCounter++}`;
+      if (node.opType === "If") {
+        for (const b of bodies) {
+          if (b.g === g) {
+            b.g.output.push(makeValueInfo(inner, type));
+          } else {
+            // The branch not holding the activation yields an empty float tensor in its place.
+            const empty = `${routed}_empty`;
+            const value = makeTensor(`${empty}_value`, type, [0], new Float32Array(0));
+            b.g.node.push(makeNode("Constant", [], [empty], [makeAttribute("value", value)], { name: `${empty}_Constant` }));
+            b.g.output.push(makeValueInfo(empty, type));
+          }
+        }
+      } else if (node.opType === "Loop" || node.opType === "Scan") {
+        // One more scan output of the body: the node stacks it over the iterations.
+        g.output.push(makeValueInfo(inner, type));
+        if (node.opType === "Scan") {
+          for (const key of ["scan_output_axes", "scan_output_directions"]) {
+            const a = node.attribute.find((x) => x.name === key);
+            if (a) a.ints.push(0n);
+          }
+        }
+      } else {
+        return undefined;
+      }
+      node.output.push(routed);
+      return routed;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * How a Conv reads its input, for the im2col view GPTQ needs: each output position's receptive field,
+ * flattened in the weight's own row order (input channel of the group, then kernel offsets).
+ */
+export interface ConvPatchSpec {
+  readonly groups: number;
+  /** Input channels (C). */
+  readonly channels: number;
+  /** Kernel size per spatial axis (1 or 2 axes). */
+  readonly kernel: readonly number[];
+  readonly strides: readonly number[];
+  readonly dilations: readonly number[];
+  /** [begin..., end...] per spatial axis, as ONNX writes pads. */
+  readonly pads: readonly number[];
+  /** ONNX auto_pad: NOTSET (pads apply), VALID, SAME_UPPER or SAME_LOWER. */
+  readonly autoPad: string;
+}
+
+/** Pads before each spatial axis for this input size (auto_pad resolved). */
+function padsBegin(spec: ConvPatchSpec, spatial: readonly number[]): number[] {
+  return spatial.map((size, a) => {
+    if (spec.autoPad === "VALID") return 0;
+    if (spec.autoPad === "SAME_UPPER" || spec.autoPad === "SAME_LOWER") {
+      const out = Math.ceil(size / spec.strides[a]!);
+      const total = Math.max(0, (out - 1) * spec.strides[a]! + (spec.kernel[a]! - 1) * spec.dilations[a]! + 1 - size);
+      return spec.autoPad === "SAME_UPPER" ? Math.floor(total / 2) : Math.ceil(total / 2);
+    }
+    return spec.pads[a] ?? 0;
+  });
+}
+
+function outputSize(spec: ConvPatchSpec, spatial: readonly number[], begin: readonly number[]): number[] {
+  return spatial.map((size, a) => {
+    if (spec.autoPad === "SAME_UPPER" || spec.autoPad === "SAME_LOWER") return Math.ceil(size / spec.strides[a]!);
+    const end = spec.autoPad === "VALID" ? 0 : (spec.pads[a + spatial.length] ?? 0);
+    return Math.floor((size + begin[a]! + end - (spec.kernel[a]! - 1) * spec.dilations[a]! - 1) / spec.strides[a]!) + 1;
+  });
+}
+
+/**
+ * Accumulates, per group, the statistics of a Conv's im2col rows: for every sample and output position the
+ * K = C/groups * prod(kernel) inputs that one output channel of the group multiplies (zero where padded).
+ * Rows go into the Gram matrices up to `maxGramRows` per group, spread over the positions.
+ */
+export class ConvPatchAccumulator {
+  readonly groups: ChannelAccumulator[];
+  readonly k: number;
+  constructor(
+    readonly spec: ConvPatchSpec,
+    maxGramRows: number,
+  ) {
+    const cg = spec.channels / spec.groups;
+    this.k = cg * spec.kernel.reduce((a, b) => a * b, 1);
+    this.groups = Array.from({ length: spec.groups }, () => new ChannelAccumulator(this.k, maxGramRows));
+  }
+  /** x: [N, C, L] or [N, C, H, W], row-major. */
+  add(x: Float32Array, dims: readonly number[]): void {
+    const { spec, k } = this;
+    const spatial = dims.slice(2);
+    if (spatial.length !== spec.kernel.length || dims[1] !== spec.channels) {
+      throw new Error(
+        `calibration: Conv input of shape [${dims.join(", ")}] does not match its kernel (${spec.kernel.length} spatial axes, ${spec.channels} channels)`,
+      );
+    }
+    const [h, w] = spatial.length === 2 ? [spatial[0]!, spatial[1]!] : [1, spatial[0]!];
+    const [kh, kw] = spec.kernel.length === 2 ? [spec.kernel[0]!, spec.kernel[1]!] : [1, spec.kernel[0]!];
+    const [sh, sw] = spec.strides.length === 2 ? [spec.strides[0]!, spec.strides[1]!] : [1, spec.strides[0]!];
+    const [dh, dw] = spec.dilations.length === 2 ? [spec.dilations[0]!, spec.dilations[1]!] : [1, spec.dilations[0]!];
+    const begin = padsBegin(spec, spatial);
+    const [ph, pw] = begin.length === 2 ? [begin[0]!, begin[1]!] : [0, begin[0]!];
+    const out = outputSize(spec, spatial, begin);
+    const [oh, ow] = out.length === 2 ? [out[0]!, out[1]!] : [1, out[0]!];
+    const cg = spec.channels / spec.groups;
+    const batch = dims[0]!;
+    const positions = oh * ow;
+    const rows = new Float32Array(positions * k);
+    for (let n = 0; n < batch; n++) {
+      for (let g = 0; g < spec.groups; g++) {
+        rows.fill(0);
+        for (let oy = 0; oy < oh; oy++) {
+          for (let ox = 0; ox < ow; ox++) {
+            const base = (oy * ow + ox) * k;
+            for (let c = 0; c < cg; c++) {
+              const plane = (n * spec.channels + g * cg + c) * h * w;
+              for (let i = 0; i < kh; i++) {
+                const y = oy * sh - ph + i * dh;
+                if (y < 0 || y >= h) continue;
+                for (let j = 0; j < kw; j++) {
+                  const xx = ox * sw - pw + j * dw;
+                  if (xx >= 0 && xx < w) rows[base + (c * kh + i) * kw + j] = x[plane + y * w + xx]!;
+                }
+              }
+            }
+          }
+        }
+        this.groups[g]!.add(rows);
+      }
+    }
+  }
+  result(): ActivationStats[] {
+    return this.groups.map((g) => g.result());
+  }
+}
+
+/** A Conv node's geometry for the im2col view of its input (weight dims [O, C/groups, k...]). */
+export function convPatchSpecOf(node: NodeProto, weightDims: readonly number[]): ConvPatchSpec {
+  const ints = (name: string, fallback: number[]): number[] => {
+    const a = node.attribute.find((x) => x.name === name);
+    return a && a.ints.length ? a.ints.map(Number) : fallback;
+  };
+  const groups = Number(node.attribute.find((x) => x.name === "group")?.i ?? 1n);
+  const kernel = ints("kernel_shape", weightDims.slice(2) as number[]);
+  const autoPadAttr = node.attribute.find((x) => x.name === "auto_pad");
+  return {
+    groups,
+    channels: weightDims[1]! * groups,
+    kernel,
+    strides: ints(
+      "strides",
+      kernel.map(() => 1),
+    ),
+    dilations: ints(
+      "dilations",
+      kernel.map(() => 1),
+    ),
+    pads: ints(
+      "pads",
+      [...kernel, ...kernel].map(() => 0),
+    ),
+    autoPad: autoPadAttr ? new TextDecoder().decode(autoPadAttr.s) || "NOTSET" : "NOTSET",
+  };
 }

@@ -4,7 +4,7 @@ import path from "node:path";
 import { isNode, LineCounter, parseDocument, type Document } from "yaml";
 import type { z } from "zod";
 import { UserError } from "../errors.js";
-import { configSchema, type ConfigFile } from "./schema.js";
+import { configSchema, PRESETS, type ConfigFile } from "./schema.js";
 
 /** Values that action inputs or CLI flags put over the file's. Dotted keys address nested fields. */
 export type ConfigOverrides = Record<string, string | number | boolean | undefined>;
@@ -16,6 +16,8 @@ export interface Config extends ConfigFile {
   readonly baseDir: string;
   /** YAML line of each dotted key that the file sets, for annotations. */
   readonly lines: Readonly<Record<string, number>>;
+  /** Settings where the config and a preset disagree, and which one wins (logged and reported as warnings). */
+  readonly notices?: readonly string[];
 }
 
 export class ConfigError extends UserError {
@@ -81,7 +83,23 @@ export function parseConfig(text: string, file: string, overrides: ConfigOverrid
     configPath,
     baseDir: path.dirname(configPath),
     lines: collectLines(doc, lineCounter),
+    notices: presetConflicts(data.recipe, overrides),
   });
+}
+
+/** Recipe fields the config sets itself that its preset sets differently: the config's value wins, and the run says so. */
+function presetConflicts(recipe: unknown, overrides: ConfigOverrides): string[] {
+  if (typeof recipe !== "object" || recipe === null) return [];
+  const r = recipe as Record<string, unknown>;
+  const preset = typeof r.preset === "string" ? PRESETS[r.preset] : undefined;
+  if (!preset) return [];
+  const from = (key: string): string => (overrides[`recipe.${key}`] !== undefined && overrides[`recipe.${key}`] !== "" ? "input" : "config");
+  return Object.entries(preset)
+    .filter(([key, value]) => key in r && JSON.stringify(r[key]) !== JSON.stringify(value))
+    .map(
+      ([key, value]) =>
+        `recipe.${key}: the ${from(key)}'s ${JSON.stringify(r[key])} wins over preset ${r.preset} (${from("preset")})'s ${JSON.stringify(value)}; a preset only fills the fields not set explicitly`,
+    );
 }
 
 function coerceOverride(key: string, value: string | number | boolean, issues: { path: string; message: string }[]): unknown {

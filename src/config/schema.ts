@@ -90,16 +90,19 @@ const recipeObject = z.strictObject({
   block_size: blockSize.default(32),
   symmetric: z.boolean().default(false),
   algorithm: algorithm.default("rtn"),
-  /** MatMulNBits accuracy_level: 0 keeps float32 compute (bit-exact to the dequantized weights), 4 uses int8 activations. */
-  accuracy_level: z.union([z.literal(0), z.literal(1), z.literal(2), z.literal(3), z.literal(4)]).default(0),
+  /**
+   * MatMulNBits accuracy_level: 0 keeps float32 compute (bit-exact to the dequantized weights), 4 uses int8 activations.
+   * Unset: 4 when the model evaluated at level 4 still passes every accuracy rule, else 0 (chosen per run, pinned in the lockfile).
+   */
+  accuracy_level: z.union([z.literal(0), z.literal(1), z.literal(2), z.literal(3), z.literal(4)]).optional(),
   /** Weights with fewer elements stay float. */
   min_elements: z.number().int().nonnegative().default(1024),
   exclude: patternList,
   overrides: z.array(override).default([]),
-  /** Which ops' weights to quantize (Gather embedding tables are opt-in). */
+  /** Which ops' weights to quantize (Gather embedding tables are opt-in; rnn: LSTM/GRU/RNN W and R). */
   op_types: z
-    .array(z.enum(["matmul", "gemm", "conv", "conv_transpose", "gather"], { error: "expected matmul, gemm, conv, conv_transpose or gather" }))
-    .default(["matmul", "gemm", "conv", "conv_transpose"]),
+    .array(z.enum(["matmul", "gemm", "conv", "conv_transpose", "gather", "rnn"], { error: "expected matmul, gemm, conv, conv_transpose, gather or rnn" }))
+    .default(["matmul", "gemm", "conv", "conv_transpose", "rnn"]),
   /** A tied weight read by several ops: "quantize" once (one dequantized tensor for all readers) or keep "float". */
   shared_weights: z.enum(["quantize", "float"], { error: 'expected "quantize" or "float"' }).default("quantize"),
   /** Weight shapes kept in float; -1 matches any size, e.g. [201, -1] for an STFT basis. */
@@ -400,8 +403,10 @@ export const evaluationSchema = z.discriminatedUnion(
 
 export const measureSchema = z.strictObject({
   threads: z.number().int().positive().max(256).default(1),
-  warmup: z.number().int().nonnegative().default(3),
-  runs: z.number().int().positive().default(20),
+  warmup: z.number().int().nonnegative().max(1000, "expected at most 1000 warm-up runs").default(3),
+  runs: z.number().int().positive().max(10_000, "expected at most 10000 timed runs").default(20),
+  /** Time limit of each measuring child (load, warm-up and runs), e.g. "600s"; default: sized from the measured warm-up. */
+  timeout: msValue.refine((ms) => ms >= 1000, 'expected a duration of at least 1s, such as "600s"').optional(),
   memory: z.boolean().default(true),
   kernel_benchmark: z.boolean().default(true),
 });
@@ -463,6 +468,11 @@ export const configSchema = z.strictObject({
   gate: gateSchema.default(gateSchema.parse({})),
   measure: measureSchema.default(measureSchema.parse({})),
   output_dir: z.string().default("quantgate-out"),
+  /**
+   * A float model to evaluate and measure `model` against instead of `model` itself: for a model that is
+   * already quantized (integer weights behind DequantizeLinear, MatMulNBits, QLinear ops), its float original.
+   */
+  reference_model: z.string().min(1, "expected the path of the float .onnx model").optional(),
   regression: regressionSchema.optional(),
   history: historySchema.optional(),
   release: releaseSchema.optional(),

@@ -1,4 +1,5 @@
-// The emit stage: rewrite each quantized MatMul/Gemm into the ONNX Runtime form chosen for its format.
+// The emit stage: rewrite each quantized weight into the ONNX Runtime form chosen for its format, with
+// nodes that are valid at the model's opset and compute in its consumers' element type.
 import { create } from "@bufbuild/protobuf";
 import { OperatorSetIdProtoSchema } from "onnx-buf";
 import type { WeightFormat } from "../config/schema.js";
@@ -9,41 +10,71 @@ import {
   makeAttribute,
   makeNode,
   makeTensor,
+  opsetVersion,
   tensorToFloat32,
   type GraphProto,
   type ModelProto,
   type NodeProto,
   type TensorProto,
 } from "../onnx/model.js";
-import { containerBits, toMatMulNBits, type BlockwiseQuantized } from "../quantize/blockwise.js";
+import { containerBits, packBits, toMatMulNBits, type BlockwiseQuantized } from "../quantize/blockwise.js";
 import { tablePackedBytes, type TableQuantized } from "../quantize/tables.js";
 import { isTable, type AnyQuantized, type QuantizedWeight } from "../quantize/index.js";
 import { graphAt, readCounts } from "../onnx/weights.js";
+import { tensorDataBytes } from "./stored.js";
 
 /**
  * How a quantized weight executes in ONNX Runtime. Every form computes with exactly the dequantized
  * values the quantizer defines (at accuracy_level 0):
  * - matmulnbits: com.microsoft.MatMulNBits on packed codes (int2/int4/int8; int3 in a 4-bit container).
- * - dequant-subgraph: uint8 codes -> Cast -> Sub(zp) -> Mul(scale) -> MatMul, standard ops only.
- * - lookup-subgraph: uint8 codes -> Cast -> Gather(table) -> Mul(block scale) -> MatMul, for table
- *   formats (NF4, FP4 E2M1, MXFP4, FP8 E4M3, codebooks), standard ops only.
+ * - dequant-subgraph: packed codes -> unpack -> Sub(zp) -> Mul(scale) -> MatMul (or the op that read the
+ *   weight), standard ops only.
+ * - lookup-subgraph: packed codes -> unpack -> Gather(table) -> Mul(block scale) -> MatMul (or the op), for
+ *   table formats (NF4, FP4 E2M1, MXFP4, FP8 E4M3, codebooks), standard ops only.
  * - matmulbnb4: com.microsoft.MatMulBnb4 (NF4 quant_type 1, bitsandbytes FP4 quant_type 0) on codes
  *   packed two per byte, first code in the high nibble, blocks over the flattened [N, K] weight
  *   (so only when K is a multiple of the block size, where those blocks equal ours).
+ * - dequantizelinear: the standard op at opset 21+: blocked DequantizeLinear on UINT4 codes (int3 and
+ *   int4, two per byte) or UINT8 codes (int8), feeding MatMul (the [K, N] weight, blocks along axis 0) or
+ *   the op. Not for int2 (2-bit types need opset 25). Only when asked for: ONNX Runtime 1.30 fuses it with
+ *   MatMul into MatMulNBits at accuracy level 4 (int8 activations: not bit-exact to the dequantized
+ *   weights), and before Conv it is not folded at load, so it dequantizes on every run
+ *   (bench/conformance.mjs measures both).
  * DequantizeLinear with FLOAT4E2M1 (opset 23) would be the standard form for FP4, but ONNX Runtime 1.30
  * has no CPU kernel for it (test/ort-forms.test.ts), so FP4 and MXFP4 fall back to lookup-subgraph.
+ *
+ * Codes narrower than 8 bits are stored packed in every form: 2-bit codes four per byte, 3- and 4-bit
+ * codes two per byte (int3 in a 4-bit container). The subgraph forms unpack them with float arithmetic
+ * (Cast, Div, Floor, Mul, Sub, Reshape: every one valid from opset 7, exact for 0..255), which
+ * ONNX Runtime folds into a constant at session load.
  */
-export type ExecForm = "matmulnbits" | "dequant-subgraph" | "lookup-subgraph" | "matmulbnb4";
+export type ExecForm = "matmulnbits" | "dequantizelinear" | "dequant-subgraph" | "lookup-subgraph" | "matmulbnb4";
+
+/** The first default-domain opset whose DequantizeLinear has block_size and 4-bit types. */
+export const BLOCKED_DQ_OPSET = 21;
+
+/** The oldest default-domain opset the added nodes are valid at (numpy broadcasting of Sub/Mul). */
+export const MIN_EMIT_OPSET = 7;
 
 /** Whether a form can carry this weight at all (before timing it). */
-export function formApplies(form: ExecForm, q: AnyQuantized): boolean {
+export function formApplies(form: ExecForm, q: AnyQuantized, opset = BLOCKED_DQ_OPSET): boolean {
+  if (form === "dequantizelinear") return !isTable(q) && q.spec.bits !== 2 && opset >= BLOCKED_DQ_OPSET;
   if (form === "matmulbnb4") return isTable(q) && (q.format === "nf4" || q.format === "bnb-fp4") && q.k % q.blockSize === 0;
   if (form === "lookup-subgraph") return isTable(q);
   return !isTable(q);
 }
 
+/** The next bit-exact form to try when ONNX Runtime refuses one (undefined: keep the weight float). */
+export function fallbackForm(form: ExecForm, q?: AnyQuantized, opset?: number): ExecForm | undefined {
+  const next = (f: ExecForm): ExecForm | undefined =>
+    f === "matmulnbits" || f === "dequantizelinear" ? "dequant-subgraph" : f === "matmulbnb4" ? "lookup-subgraph" : undefined;
+  let f = next(form);
+  while (f && q && !formApplies(f, q, opset)) f = next(f);
+  return f;
+}
+
 export interface LayerStorage {
-  /** Bytes of the quantized weight as stored in the emitted ONNX file (codes + scales + zero points). */
+  /** Bytes of the quantized weight as stored in the emitted ONNX file (codes + scales + zero points + tables, padding included). */
   readonly storedBytes: number;
   /** Bytes of the densely packed form (bits per code exactly), what a deployment of the format needs. */
   readonly packedBytes: number;
@@ -54,18 +85,93 @@ export interface EmittedLayer extends LayerStorage {
   readonly nodeName: string;
   readonly format: WeightFormat;
   readonly form: ExecForm;
+  /** Elements of the quantized weight. */
+  readonly weights: number;
+  /** The same weights in float32. */
   readonly floatBytes: number;
+  /** Names of the initializers that hold this weight's codes, scales, zero points and tables. */
+  readonly tensors: readonly string[];
+  /** Names of the nodes added for this weight (to name it when ONNX Runtime refuses one). */
+  readonly nodes: readonly string[];
+}
+
+/** A weight that could not be emitted, and why (it stays float). */
+export interface RefusedWeight {
+  readonly index: number;
+  readonly name: string;
+  readonly nodeName: string;
+  readonly reason: string;
 }
 
 export interface EmittedModel {
   readonly proto: ModelProto;
   readonly layers: EmittedLayer[];
+  /** Index into the weights given to emitModel of each layer. */
+  readonly layerIndex: number[];
+  readonly refused: RefusedWeight[];
 }
+
+/** What the added nodes must respect: the default-domain opset and the element type the consumer reads. */
+export interface EmitTarget {
+  readonly opset: number;
+  /** FLOAT, FLOAT16 or BFLOAT16: the dequantized weight is produced in this type. */
+  readonly elemType: number;
+}
+
+const FLOAT_TARGET: EmitTarget = { opset: 17, elemType: DataType.FLOAT };
 
 export interface LayerGraph {
   readonly nodes: NodeProto[];
   readonly initializers: TensorProto[];
   readonly storage: LayerStorage;
+  /** The form the graph is written in, where the function chose it. */
+  readonly form?: ExecForm;
+}
+
+/**
+ * Blocked DequantizeLinear (opset 21) -> `out` float32: codes of `dims` as UINT4 (bits <= 4, two per
+ * byte, first element in the low nibble) or UINT8, with a float32 scale and a zero point of the codes'
+ * type per block of `blockSize` along `axis`. Returns the stored bytes.
+ */
+function dequantizeLinearNode(
+  p: string,
+  codes: Uint8Array,
+  dims: readonly number[],
+  scales: Float32Array,
+  zeroPoints: Uint8Array,
+  blockDims: readonly number[],
+  axis: number,
+  bits: number,
+  blockSize: number,
+  out: string,
+  inits: TensorProto[],
+  nodes: NodeProto[],
+): number {
+  const four = bits <= 4;
+  const type = four ? DataType.UINT4 : DataType.UINT8;
+  const pack = (values: Uint8Array): Uint8Array => {
+    if (!four) return values;
+    const even = values.length % 2 ? Uint8Array.from([...values, 0]) : values;
+    return packBits(even, 4, even.length);
+  };
+  const packedCodes = pack(codes);
+  const packedZps = pack(zeroPoints);
+  inits.push(makeTensor(`${p}_codes`, type, dims, packedCodes));
+  inits.push(makeTensor(`${p}_scales`, DataType.FLOAT, blockDims, scales));
+  inits.push(makeTensor(`${p}_zp`, type, blockDims, packedZps));
+  nodes.push(
+    makeNode("DequantizeLinear", [`${p}_codes`, `${p}_scales`, `${p}_zp`], [out], [makeAttribute("axis", axis), makeAttribute("block_size", blockSize)], {
+      name: `${p}_DequantizeLinear`,
+    }),
+  );
+  return packedCodes.length + scales.length * 4 + packedZps.length;
+}
+
+/** Blocked DequantizeLinear of the quantizer's rows: codes [n, kPadded], blocks along axis 1 -> `out` [n, kPadded]. */
+function blockedDequantize(p: string, q: BlockwiseQuantized, out: string, inits: TensorProto[], nodes: NodeProto[]): number {
+  const { n, blocksPerRow } = q;
+  const { bits, blockSize } = q.spec;
+  return dequantizeLinearNode(p, q.codes, [n, blocksPerRow * blockSize], q.scales, q.zeroPoints, [n, blocksPerRow], 1, bits, blockSize, out, inits, nodes);
 }
 
 /** Dense storage of a block-wise quantized weight: codes at `bits` each, fp32 scales, zero points at `bits` each. */
@@ -93,6 +199,75 @@ function perBlockBlocksFirst<T extends Float32Array | Uint8Array>(values: T, n: 
   return out;
 }
 
+const int64s = (values: readonly number[]): BigInt64Array => BigInt64Array.from(values.map((v) => BigInt(v)));
+
+/** The width codes of `bits` are stored at in the ONNX file: 2, 4 (int3 and 4-bit tables) or 8. */
+export function storedCodeBits(bits: number): 2 | 4 | 8 {
+  return bits <= 2 ? 2 : bits <= 4 ? 4 : 8;
+}
+
+/**
+ * Stores codes packed at `storedCodeBits(bits)` (LSB first) and adds the nodes that turn them back into a
+ * float32 tensor of `shape`. Returns the stored bytes.
+ */
+function codesAsFloat(p: string, codes: Uint8Array, bits: number, shape: readonly number[], out: string, nodes: NodeProto[], inits: TensorProto[]): number {
+  const width = storedCodeBits(bits);
+  const toFloat = [makeAttribute("to", DataType.FLOAT)];
+  if (width === 8) {
+    inits.push(makeTensor(`${p}_codes`, DataType.UINT8, shape, codes));
+    nodes.push(makeNode("Cast", [`${p}_codes`], [out], toFloat, { name: `${p}_CastCodes` }));
+    return codes.length;
+  }
+  const perByte = 8 / width;
+  if (codes.length % perByte !== 0) throw new Error(`internal: ${codes.length} codes do not fill whole bytes at ${width} bits`);
+  const packed = packBits(codes, width, codes.length);
+  const m = packed.length;
+  const base = 1 << width;
+  // Field j of byte v (LSB first) is t_j - base * floor(t_j / base) with t_j = floor(v / base^j): one
+  // broadcast over the [m, perByte] fields, exact in float32 for bytes.
+  inits.push(makeTensor(`${p}_codes_packed`, DataType.UINT8, [m, 1], packed));
+  inits.push(
+    makeTensor(
+      `${p}_field_div`,
+      DataType.FLOAT,
+      [perByte],
+      Float32Array.from({ length: perByte }, (_, j) => base ** j),
+    ),
+  );
+  inits.push(makeTensor(`${p}_field_base`, DataType.FLOAT, [], Float32Array.of(base)));
+  nodes.push(makeNode("Cast", [`${p}_codes_packed`], [`${p}_bytes`], toFloat, { name: `${p}_CastPacked` }));
+  nodes.push(makeNode("Div", [`${p}_bytes`, `${p}_field_div`], [`${p}_shifted_f`], [], { name: `${p}_Shift` }));
+  nodes.push(makeNode("Floor", [`${p}_shifted_f`], [`${p}_shifted`], [], { name: `${p}_ShiftFloor` }));
+  nodes.push(makeNode("Div", [`${p}_shifted`, `${p}_field_base`], [`${p}_high_f`], [], { name: `${p}_High` }));
+  nodes.push(makeNode("Floor", [`${p}_high_f`], [`${p}_high`], [], { name: `${p}_HighFloor` }));
+  nodes.push(makeNode("Mul", [`${p}_high`, `${p}_field_base`], [`${p}_high_base`], [], { name: `${p}_HighScale` }));
+  nodes.push(makeNode("Sub", [`${p}_shifted`, `${p}_high_base`], [`${p}_fields`], [], { name: `${p}_Field` }));
+  inits.push(makeTensor(`${p}_codes_shape`, DataType.INT64, [shape.length], int64s(shape)));
+  nodes.push(makeNode("Reshape", [`${p}_fields`, `${p}_codes_shape`], [out], [], { name: `${p}_ReshapeCodes` }));
+  return m;
+}
+
+/** Slice [0, end) along `axis`, in the form the opset has (attributes below opset 10, inputs from 10). */
+function sliceNode(p: string, input: string, output: string, axis: number, end: number, opset: number, inits: TensorProto[]): NodeProto {
+  if (opset < 10) {
+    return makeNode("Slice", [input], [output], [makeAttribute("starts", [0]), makeAttribute("ends", [end]), makeAttribute("axes", [axis])], {
+      name: `${p}_Slice`,
+    });
+  }
+  inits.push(makeTensor(`${p}_slice_starts`, DataType.INT64, [1], int64s([0])));
+  inits.push(makeTensor(`${p}_slice_ends`, DataType.INT64, [1], int64s([end])));
+  inits.push(makeTensor(`${p}_slice_axes`, DataType.INT64, [1], int64s([axis])));
+  return makeNode("Slice", [input, `${p}_slice_starts`, `${p}_slice_ends`, `${p}_slice_axes`], [output], [], { name: `${p}_Slice` });
+}
+
+function checkTarget(target: EmitTarget): void {
+  if (target.opset < MIN_EMIT_OPSET) {
+    throw new Error(`the model's default-domain opset ${target.opset} is older than ${MIN_EMIT_OPSET}, the oldest the dequantizing nodes are written for`);
+  }
+  if (target.elemType === DataType.BFLOAT16 && target.opset < 13)
+    throw new Error(`a bfloat16 consumer needs Cast to bfloat16, which opset ${target.opset} lacks (13+)`);
+}
+
 /** Reshape [blocks, blockSize, n] -> [kPadded, n], slice to K rows, MatMul. */
 function finishSubgraph(
   p: string,
@@ -104,15 +279,13 @@ function finishSubgraph(
   n: number,
   nodes: NodeProto[],
   inits: TensorProto[],
+  target: EmitTarget,
 ): void {
-  inits.push(makeTensor(`${p}_shape`, DataType.INT64, [2], BigInt64Array.from([BigInt(kPadded), BigInt(n)])));
+  inits.push(makeTensor(`${p}_shape`, DataType.INT64, [2], int64s([kPadded, n])));
   nodes.push(makeNode("Reshape", [w3, `${p}_shape`], [`${p}_w`], [], { name: `${p}_Reshape` }));
   let weight = `${p}_w`;
   if (kPadded !== k) {
-    inits.push(makeTensor(`${p}_slice_starts`, DataType.INT64, [1], BigInt64Array.from([0n])));
-    inits.push(makeTensor(`${p}_slice_ends`, DataType.INT64, [1], BigInt64Array.from([BigInt(k)])));
-    inits.push(makeTensor(`${p}_slice_axes`, DataType.INT64, [1], BigInt64Array.from([0n])));
-    nodes.push(makeNode("Slice", [weight, `${p}_slice_starts`, `${p}_slice_ends`, `${p}_slice_axes`], [`${p}_w_k`], [], { name: `${p}_Slice` }));
+    nodes.push(sliceNode(p, weight, `${p}_w_k`, 0, k, target.opset, inits));
     weight = `${p}_w_k`;
   }
   nodes.push(makeNode("MatMul", [input, weight], [output], [], { name: `${p}_MatMul` }));
@@ -134,30 +307,49 @@ function bnb4LayerGraph(p: string, input: string, output: string, q: TableQuanti
   return { nodes: [node], initializers: inits, storage: { storedBytes: packed.length + q.scales.length * 4, packedBytes: tablePackedBytes(q) } };
 }
 
-function tableLayerGraph(p: string, input: string, output: string, q: TableQuantized): LayerGraph {
+/** Table codes -> int32 indices -> Gather(table) -> `out` (float32), with codes packed. */
+function lookupValues(
+  p: string,
+  q: TableQuantized,
+  codes: Uint8Array,
+  shape: readonly number[],
+  out: string,
+  nodes: NodeProto[],
+  inits: TensorProto[],
+): number {
+  const stored = codesAsFloat(p, codes, q.codeBits, shape, `${p}_codes_f`, nodes, inits);
+  inits.push(makeTensor(`${p}_table`, DataType.FLOAT, [q.table.length], q.table));
+  nodes.push(makeNode("Cast", [`${p}_codes_f`], [`${p}_idx`], [makeAttribute("to", DataType.INT32)], { name: `${p}_CastIndex` }));
+  nodes.push(makeNode("Gather", [`${p}_table`, `${p}_idx`], [out], [makeAttribute("axis", 0)], { name: `${p}_Lookup` }));
+  return stored + q.table.length * 4;
+}
+
+function tableLayerGraph(p: string, input: string, output: string, q: TableQuantized, target: EmitTarget): LayerGraph {
   const { n, k, blocksPerRow, blockSize } = q;
   const kPadded = blocksPerRow * blockSize;
   const codes = codesBlocksFirst(q.codes, n, kPadded);
   const scales = perBlockBlocksFirst(q.scales, n, blocksPerRow, (len) => new Float32Array(len));
-  const inits: TensorProto[] = [
-    makeTensor(`${p}_codes`, DataType.UINT8, [blocksPerRow, blockSize, n], codes),
-    makeTensor(`${p}_table`, DataType.FLOAT, [q.table.length], q.table),
-    makeTensor(`${p}_scales`, DataType.FLOAT, [blocksPerRow, 1, n], scales),
-  ];
-  const nodes = [
-    makeNode("Cast", [`${p}_codes`], [`${p}_idx`], [makeAttribute("to", DataType.INT32)], { name: `${p}_CastCodes` }),
-    makeNode("Gather", [`${p}_table`, `${p}_idx`], [`${p}_values`], [makeAttribute("axis", 0)], { name: `${p}_Lookup` }),
-    makeNode("Mul", [`${p}_values`, `${p}_scales`], [`${p}_w3`], [], { name: `${p}_Mul` }),
-  ];
-  finishSubgraph(p, input, output, `${p}_w3`, k, kPadded, n, nodes, inits);
-  const storedBytes = codes.length + scales.length * 4 + q.table.length * 4;
-  return { nodes, initializers: inits, storage: { storedBytes, packedBytes: tablePackedBytes(q) } };
+  const inits: TensorProto[] = [makeTensor(`${p}_scales`, DataType.FLOAT, [blocksPerRow, 1, n], scales)];
+  const nodes: NodeProto[] = [];
+  const stored = lookupValues(p, q, codes, [blocksPerRow, blockSize, n], `${p}_values`, nodes, inits);
+  nodes.push(makeNode("Mul", [`${p}_values`, `${p}_scales`], [`${p}_w3`], [], { name: `${p}_Mul` }));
+  finishSubgraph(p, input, output, `${p}_w3`, k, kPadded, n, nodes, inits, target);
+  return { nodes, initializers: inits, storage: { storedBytes: stored + scales.length * 4, packedBytes: tablePackedBytes(q) } };
 }
 
-/** Nodes and initializers computing `output = input @ dequant(q)` (plus nothing else). */
-export function layerGraph(prefix: string, input: string, output: string, q: AnyQuantized, form: ExecForm, accuracyLevel: number): LayerGraph {
+/** Nodes and initializers computing `output = input @ dequant(q)` (plus nothing else), in float32. */
+export function layerGraph(
+  prefix: string,
+  input: string,
+  output: string,
+  q: AnyQuantized,
+  form: ExecForm,
+  accuracyLevel: number,
+  target: EmitTarget = FLOAT_TARGET,
+): LayerGraph {
   if (!formApplies(form, q)) throw new Error(`internal: ${isTable(q) ? q.format : `int${q.spec.bits}`} cannot execute as ${form}`);
-  if (isTable(q)) return form === "matmulbnb4" ? bnb4LayerGraph(prefix, input, output, q) : tableLayerGraph(prefix, input, output, q);
+  checkTarget(target);
+  if (isTable(q)) return form === "matmulbnb4" ? bnb4LayerGraph(prefix, input, output, q) : tableLayerGraph(prefix, input, output, q, target);
   const { n, k, blocksPerRow } = q;
   const { bits, blockSize } = q.spec;
   if (form === "matmulnbits") {
@@ -188,6 +380,22 @@ export function layerGraph(prefix: string, input: string, output: string, q: Any
     const storedBytes = t.b.length + t.scales.length * 4 + (t.zeroPoints?.length ?? 0);
     return { nodes: [node], initializers: inits, storage: { storedBytes, packedBytes: packedBytes(q) } };
   }
+  if (form === "dequantizelinear") {
+    if (target.opset < BLOCKED_DQ_OPSET) throw new Error(`internal: dequantizelinear needs opset ${BLOCKED_DQ_OPSET}, the model has ${target.opset}`);
+    // The MatMul's own [K, N] layout with blocks along axis 0 (a partial last block, no padding): the
+    // pattern ONNX Runtime fuses into MatMulNBits at load.
+    const p = prefix;
+    const kPadded = blocksPerRow * blockSize;
+    const codesKN = new Uint8Array(k * n);
+    for (let row = 0; row < n; row++) for (let col = 0; col < k; col++) codesKN[col * n + row] = q.codes[row * kPadded + col]!;
+    const inits: TensorProto[] = [];
+    const nodes: NodeProto[] = [];
+    const scales = perBlockBlocksFirst(q.scales, n, blocksPerRow, (len) => new Float32Array(len));
+    const zps = perBlockBlocksFirst(q.zeroPoints, n, blocksPerRow, (len) => new Uint8Array(len));
+    const storedBytes = dequantizeLinearNode(p, codesKN, [k, n], scales, zps, [blocksPerRow, n], 0, bits, blockSize, `${p}_w`, inits, nodes);
+    nodes.push(makeNode("MatMul", [input, `${p}_w`], [output], [], { name: `${p}_MatMul` }));
+    return { nodes, initializers: inits, storage: { storedBytes, packedBytes: packedBytes(q) }, form };
+  }
   if (form !== "dequant-subgraph") throw new Error(`internal: int${bits} cannot execute as ${form}`);
   const kPadded = blocksPerRow * blockSize;
   const codes = codesBlocksFirst(q.codes, n, kPadded);
@@ -195,19 +403,16 @@ export function layerGraph(prefix: string, input: string, output: string, q: Any
   const zps = perBlockBlocksFirst(q.zeroPoints, n, blocksPerRow, (len) => new Uint8Array(len));
   const p = prefix;
   const inits: TensorProto[] = [
-    makeTensor(`${p}_codes`, DataType.UINT8, [blocksPerRow, blockSize, n], codes),
     makeTensor(`${p}_zp`, DataType.UINT8, [blocksPerRow, 1, n], zps),
     makeTensor(`${p}_scales`, DataType.FLOAT, [blocksPerRow, 1, n], scales),
   ];
-  const toFloat = [makeAttribute("to", DataType.FLOAT)];
-  const nodes = [
-    makeNode("Cast", [`${p}_codes`], [`${p}_codes_f`], toFloat, { name: `${p}_CastCodes` }),
-    makeNode("Cast", [`${p}_zp`], [`${p}_zp_f`], toFloat, { name: `${p}_CastZp` }),
-    makeNode("Sub", [`${p}_codes_f`, `${p}_zp_f`], [`${p}_centered`], [], { name: `${p}_Sub` }),
-    makeNode("Mul", [`${p}_centered`, `${p}_scales`], [`${p}_w3`], [], { name: `${p}_Mul` }),
-  ];
-  finishSubgraph(p, input, output, `${p}_w3`, k, kPadded, n, nodes, inits);
-  return { nodes, initializers: inits, storage: { storedBytes: codes.length + scales.length * 4 + zps.length, packedBytes: packedBytes(q) } };
+  const nodes: NodeProto[] = [];
+  const codeBytes = codesAsFloat(p, codes, bits, [blocksPerRow, blockSize, n], `${p}_codes_f`, nodes, inits);
+  nodes.push(makeNode("Cast", [`${p}_zp`], [`${p}_zp_f`], [makeAttribute("to", DataType.FLOAT)], { name: `${p}_CastZp` }));
+  nodes.push(makeNode("Sub", [`${p}_codes_f`, `${p}_zp_f`], [`${p}_centered`], [], { name: `${p}_Sub` }));
+  nodes.push(makeNode("Mul", [`${p}_centered`, `${p}_scales`], [`${p}_w3`], [], { name: `${p}_Mul` }));
+  finishSubgraph(p, input, output, `${p}_w3`, k, kPadded, n, nodes, inits, target);
+  return { nodes, initializers: inits, storage: { storedBytes: codeBytes + scales.length * 4 + zps.length, packedBytes: packedBytes(q) } };
 }
 
 function ensureOpset(proto: ModelProto, domain: string, version: number): void {
@@ -221,48 +426,69 @@ function safeName(s: string): string {
 }
 
 /**
- * A float tensor of the weight's original shape from its codes: for ops without a low-bit kernel
- * (Conv, ConvTranspose, Gather, batched MatMul). Codes keep the quantizer's [n][blocks][blockSize] layout.
+ * A tensor of the weight's original shape from its codes, for ops without a low-bit kernel (Conv,
+ * ConvTranspose, Gather, LSTM/GRU/RNN, batched or float16 MatMul). Codes keep the quantizer's
+ * [n][blocks][blockSize] layout; `transposeToKN` turns the [n, k] rows into a [k, n] MatMul weight.
+ * The result is cast to the consumer's element type (float16/bfloat16 graphs).
  */
-export function dequantTensorGraph(p: string, output: string, q: AnyQuantized, dims: readonly number[]): LayerGraph {
+export function dequantTensorGraph(
+  p: string,
+  output: string,
+  q: AnyQuantized,
+  dims: readonly number[],
+  target: EmitTarget = FLOAT_TARGET,
+  transposeToKN = false,
+  allowDequantizeLinear = false,
+): LayerGraph {
+  checkTarget(target);
   const { n, k, blocksPerRow } = q;
   const blockSize = isTable(q) ? q.blockSize : q.spec.blockSize;
   const kPadded = blocksPerRow * blockSize;
-  const inits: TensorProto[] = [
-    makeTensor(`${p}_codes`, DataType.UINT8, [n, blocksPerRow, blockSize], q.codes),
-    makeTensor(`${p}_scales`, DataType.FLOAT, [n, blocksPerRow, 1], q.scales),
-  ];
+  const inits: TensorProto[] = [];
   const nodes: NodeProto[] = [];
-  let storedBytes = q.codes.length + q.scales.length * 4;
-  if (isTable(q)) {
-    inits.push(makeTensor(`${p}_table`, DataType.FLOAT, [q.table.length], q.table));
-    nodes.push(makeNode("Cast", [`${p}_codes`], [`${p}_idx`], [makeAttribute("to", DataType.INT32)], { name: `${p}_CastCodes` }));
-    nodes.push(makeNode("Gather", [`${p}_table`, `${p}_idx`], [`${p}_values`], [makeAttribute("axis", 0)], { name: `${p}_Lookup` }));
+  let storedBytes = 0;
+  // At opset 21+ the standard blocked DequantizeLinear carries int3/int4/int8; otherwise float arithmetic.
+  const useDq = allowDequantizeLinear && formApplies("dequantizelinear", q, target.opset);
+  if (!useDq) {
+    inits.push(makeTensor(`${p}_scales`, DataType.FLOAT, [n, blocksPerRow, 1], q.scales));
+    storedBytes += q.scales.length * 4;
+  }
+  if (useDq && !isTable(q)) {
+    storedBytes += blockedDequantize(p, q, `${p}_w2`, inits, nodes);
+  } else if (isTable(q)) {
+    storedBytes += lookupValues(p, q, q.codes, [n, blocksPerRow, blockSize], `${p}_values`, nodes, inits);
     nodes.push(makeNode("Mul", [`${p}_values`, `${p}_scales`], [`${p}_w3`], [], { name: `${p}_Mul` }));
-    storedBytes += q.table.length * 4;
   } else {
+    storedBytes += codesAsFloat(p, q.codes, q.spec.bits, [n, blocksPerRow, blockSize], `${p}_codes_f`, nodes, inits);
     inits.push(makeTensor(`${p}_zp`, DataType.UINT8, [n, blocksPerRow, 1], q.zeroPoints));
-    const toFloat = [makeAttribute("to", DataType.FLOAT)];
-    nodes.push(makeNode("Cast", [`${p}_codes`], [`${p}_codes_f`], toFloat, { name: `${p}_CastCodes` }));
-    nodes.push(makeNode("Cast", [`${p}_zp`], [`${p}_zp_f`], toFloat, { name: `${p}_CastZp` }));
+    nodes.push(makeNode("Cast", [`${p}_zp`], [`${p}_zp_f`], [makeAttribute("to", DataType.FLOAT)], { name: `${p}_CastZp` }));
     nodes.push(makeNode("Sub", [`${p}_codes_f`, `${p}_zp_f`], [`${p}_centered`], [], { name: `${p}_Sub` }));
     nodes.push(makeNode("Mul", [`${p}_centered`, `${p}_scales`], [`${p}_w3`], [], { name: `${p}_Mul` }));
     storedBytes += q.zeroPoints.length;
   }
-  inits.push(makeTensor(`${p}_rows`, DataType.INT64, [2], BigInt64Array.from([BigInt(n), BigInt(kPadded)])));
-  nodes.push(makeNode("Reshape", [`${p}_w3`, `${p}_rows`], [`${p}_w2`], [], { name: `${p}_ReshapeRows` }));
+  if (!useDq) {
+    inits.push(makeTensor(`${p}_rows`, DataType.INT64, [2], int64s([n, kPadded])));
+    nodes.push(makeNode("Reshape", [`${p}_w3`, `${p}_rows`], [`${p}_w2`], [], { name: `${p}_ReshapeRows` }));
+  }
   let flat = `${p}_w2`;
   if (kPadded !== k) {
-    inits.push(makeTensor(`${p}_slice_starts`, DataType.INT64, [1], BigInt64Array.from([0n])));
-    inits.push(makeTensor(`${p}_slice_ends`, DataType.INT64, [1], BigInt64Array.from([BigInt(k)])));
-    inits.push(makeTensor(`${p}_slice_axes`, DataType.INT64, [1], BigInt64Array.from([1n])));
-    nodes.push(makeNode("Slice", [flat, `${p}_slice_starts`, `${p}_slice_ends`, `${p}_slice_axes`], [`${p}_w2k`], [], { name: `${p}_Slice` }));
+    nodes.push(sliceNode(p, flat, `${p}_w2k`, 1, k, target.opset, inits));
     flat = `${p}_w2k`;
   }
-  inits.push(makeTensor(`${p}_dims`, DataType.INT64, [dims.length], BigInt64Array.from(dims.map((d) => BigInt(d)))));
-  nodes.push(makeNode("Reshape", [flat, `${p}_dims`], [output], [], { name: `${p}_ReshapeWeight` }));
+  if (transposeToKN) {
+    nodes.push(makeNode("Transpose", [flat], [`${p}_wkn`], [makeAttribute("perm", [1, 0])], { name: `${p}_TransposeKN` }));
+    flat = `${p}_wkn`;
+  }
+  const typed = target.elemType === DataType.FLOAT ? output : `${p}_weight_f32`;
+  inits.push(makeTensor(`${p}_dims`, DataType.INT64, [dims.length], int64s(dims)));
+  nodes.push(makeNode("Reshape", [flat, `${p}_dims`], [typed], [], { name: `${p}_ReshapeWeight` }));
+  if (typed !== output) {
+    // Dequantize in float32 (exact for the codes and float32 scales), then round once to the consumer's type.
+    nodes.push(makeNode("Cast", [typed], [output], [makeAttribute("to", target.elemType)], { name: `${p}_CastToConsumer` }));
+  }
   const packed = isTable(q) ? tablePackedBytes(q) : packedBytes(q);
-  return { nodes, initializers: inits, storage: { storedBytes, packedBytes: packed } };
+  const form: ExecForm = useDq ? "dequantizelinear" : isTable(q) ? "lookup-subgraph" : "dequant-subgraph";
+  return { nodes, initializers: inits, storage: { storedBytes, packedBytes: packed }, form };
 }
 
 interface GraphEdits {
@@ -273,100 +499,83 @@ interface GraphEdits {
   readonly chain: Set<NodeProto>;
 }
 
+/** The default-domain opset of a model (ONNX's rule: a model without an import is invalid, so refuse it). */
+export function defaultOpset(proto: ModelProto): number {
+  const v = opsetVersion(proto, "");
+  if (v === undefined) throw new Error("the model imports no default-domain (ai.onnx) opset");
+  return v;
+}
+
+/**
+ * Rewrites the quantized weights. A weight that cannot be written at this model's opset or for its
+ * consumer (or whose form is in `floatFallback`) stays float and is returned in `refused` with why;
+ * `formOf` picks a weight's form (by index), overriding the per-format choice.
+ */
 export function emitModel(
   source: ModelProto,
   weights: readonly QuantizedWeight[],
   forms: ReadonlyMap<WeightFormat, ExecForm>,
   accuracyLevel: number,
+  formOf: ReadonlyMap<number, ExecForm> = new Map(),
 ): EmittedModel {
   const proto = cloneModel(source);
   const main = proto.graph!;
+  const opset = defaultOpset(source);
   const edits = new Map<string, GraphEdits>();
   const roots = new Set<string>();
   const layers: EmittedLayer[] = [];
+  const layerIndex: number[] = [];
+  const refused: RefusedWeight[] = [];
   const usedPrefixes = new Set<string>();
-  for (const w of weights) {
+  for (const [index, w] of weights.entries()) {
     const { site, format } = w.plan;
     const key = JSON.stringify(site.graphPath);
     let e = edits.get(key);
     if (!e) edits.set(key, (e = { graph: graphAt(main, site.graphPath), replaced: new Map(), newInits: [], chain: new Set() }));
-    const { graph, newInits } = e;
+    const graph = e.graph;
     const node = graph.node[site.nodeIndex]!;
-    for (const c of site.chainNodes) e.chain.add(graph.node[c]!);
-    roots.add(site.name);
-    let prefix = safeName(`${site.nodeName}_${format}`);
+    let prefix = safeName(`${site.nodeName}_${site.inputIndex}_${format}`);
     // Names are one namespace across the main graph and its subgraphs.
     while (usedPrefixes.has(prefix)) prefix = `${prefix}_${usedPrefixes.size}`;
     usedPrefixes.add(prefix);
-    if (site.kind === "dequant") {
-      const form: ExecForm = isTable(w.q) ? "lookup-subgraph" : "dequant-subgraph";
-      const lg = dequantTensorGraph(prefix, `${prefix}_weight`, w.q, site.dims);
-      newInits.push(...lg.initializers);
-      for (const r of site.readers) graph.node[r.nodeIndex]!.input[r.inputIndex] = `${prefix}_weight`;
-      e.replaced.set(site.nodeIndex, [...lg.nodes, node]);
-      layers.push({ name: site.name, nodeName: site.nodeName, format, form, floatBytes: site.k * site.n * 4, ...lg.storage });
+    const target: EmitTarget = { opset, elemType: site.consumerType };
+    const weightCount = site.k * site.n;
+    let built: { nodes: NodeProto[]; inits: TensorProto[]; storage: LayerStorage; form: ExecForm; rewire?: string; replaceNode: boolean };
+    try {
+      built = buildWeight(w, prefix, node, graph, target, forms.get(format), formOf.get(index), accuracyLevel);
+    } catch (err) {
+      refused.push({ index, name: site.name, nodeName: site.nodeName, reason: (err as Error).message });
       continue;
     }
-    const initByName = new Map(graph.initializer.map((t) => [t.name, t]));
-    let form = forms.get(format) ?? (isTable(w.q) ? "lookup-subgraph" : "matmulnbits");
-    // The form measured on the largest layer may not fit this one (MatMulBnb4 needs K % block == 0).
-    if (!formApplies(form, w.q)) form = isTable(w.q) ? "lookup-subgraph" : "dequant-subgraph";
-    const output = node.output[0]!;
-    const nodes: NodeProto[] = [];
-    let input = node.input[0]!;
-    let extraFloatBytes = 0;
-    if (w.inputScales) {
-      // AWQ: W was quantized as W*diag(s); x*(1/s) keeps the product equal.
-      newInits.push(makeTensor(`${prefix}_awq_inv_scales`, DataType.FLOAT, [site.k], w.inputScales));
-      nodes.push(makeNode("Mul", [input, `${prefix}_awq_inv_scales`], [`${prefix}_awq_input`], [], { name: `${prefix}_AwqScale` }));
-      input = `${prefix}_awq_input`;
-      extraFloatBytes += site.k * 4;
+    if (e.replaced.has(site.nodeIndex) && built.replaceNode) throw new Error(`internal: node ${site.nodeName} rewritten twice`);
+    for (const c of site.chainNodes) e.chain.add(graph.node[c]!);
+    roots.add(site.name);
+    e.newInits.push(...built.inits);
+    if (built.rewire) {
+      for (const r of site.readers) graph.node[r.nodeIndex]!.input[r.inputIndex] = built.rewire;
+      // The dequantizing nodes go right before the first reader (topological order is kept).
+      const first = Math.min(...site.readers.map((r) => r.nodeIndex));
+      const before = e.replaced.get(first) ?? [graph.node[first]!];
+      e.replaced.set(first, [...built.nodes, ...before]);
+    } else {
+      e.replaced.set(site.nodeIndex, built.nodes);
     }
-    const isGemmWithBias = site.opType === "Gemm" && (node.input[2] ?? "") !== "";
-    const needsSum = isGemmWithBias || w.lowRank !== undefined;
-    const product = needsSum ? `${prefix}_product` : output;
-    const lg = layerGraph(prefix, input, product, w.q, form, accuracyLevel);
-    nodes.push(...lg.nodes);
-    newInits.push(...lg.initializers);
-    let sum = product;
-    if (w.lowRank) {
-      // Low-rank error correction: y += (x @ A) @ B, a small float16 branch on the original input.
-      const { aHalf, bHalf, rank } = w.lowRank;
-      newInits.push(makeTensor(`${prefix}_lr_a`, DataType.FLOAT16, [site.k, rank], aHalf));
-      newInits.push(makeTensor(`${prefix}_lr_b`, DataType.FLOAT16, [rank, site.n], bHalf));
-      const toFloat = [makeAttribute("to", DataType.FLOAT)];
-      nodes.push(makeNode("Cast", [`${prefix}_lr_a`], [`${prefix}_lr_a_f`], toFloat, { name: `${prefix}_LowRankCastA` }));
-      nodes.push(makeNode("Cast", [`${prefix}_lr_b`], [`${prefix}_lr_b_f`], toFloat, { name: `${prefix}_LowRankCastB` }));
-      nodes.push(makeNode("MatMul", [node.input[0]!, `${prefix}_lr_a_f`], [`${prefix}_lr_mid`], [], { name: `${prefix}_LowRankA` }));
-      nodes.push(makeNode("MatMul", [`${prefix}_lr_mid`, `${prefix}_lr_b_f`], [`${prefix}_lr_out`], [], { name: `${prefix}_LowRankB` }));
-      const target = isGemmWithBias ? `${prefix}_corrected` : output;
-      nodes.push(makeNode("Add", [product, `${prefix}_lr_out`], [target], [], { name: `${prefix}_LowRankAdd` }));
-      sum = target;
-      extraFloatBytes += rank * (site.k + site.n) * 2;
-    }
-    if (isGemmWithBias) {
-      const c = node.input[2]!;
-      const beta = getFloatAttr(node, "beta", 1);
-      let bias = c;
-      if (beta !== 1) {
-        const cTensor = initByName.get(c)!;
-        const scaled = tensorToFloat32(cTensor).map((v) => Math.fround(v * beta));
-        bias = `${prefix}_bias`;
-        newInits.push(makeTensor(bias, DataType.FLOAT, cTensor.dims.map(Number), scaled));
-      }
-      nodes.push(makeNode("Add", [sum, bias], [output], [], { name: `${prefix}_AddBias` }));
-    }
-    e.replaced.set(site.nodeIndex, nodes);
+    // Stored bytes are those of the tensors written for the weight (a Gemm bias rescaled by beta is not the weight's).
+    const storageTensors = built.inits.filter((t) => t.name !== `${prefix}_bias`);
     layers.push({
       name: site.name,
       nodeName: site.nodeName,
       format,
-      form,
-      floatBytes: site.k * site.n * 4,
-      storedBytes: lg.storage.storedBytes + extraFloatBytes,
-      packedBytes: lg.storage.packedBytes + extraFloatBytes,
+      form: built.form,
+      weights: weightCount,
+      floatBytes: weightCount * 4,
+      tensors: storageTensors.map((t) => t.name),
+      nodes: built.nodes.filter((n) => n !== node).map((n) => n.name),
+      storedBytes: storageTensors.reduce((a, t) => a + tensorDataBytes(t), 0),
+      packedBytes: built.storage.packedBytes,
     });
-    if (form === "matmulnbits" || form === "matmulbnb4") ensureOpset(proto, "com.microsoft", 1);
+    layerIndex.push(index);
+    if (built.form === "matmulnbits" || built.form === "matmulbnb4") ensureOpset(proto, "com.microsoft", 1);
   }
   for (const e of edits.values()) {
     e.graph.node = e.graph.node.flatMap((node, i) => e.replaced.get(i) ?? [node]);
@@ -374,7 +583,85 @@ export function emitModel(
   }
   removeDeadWeights(main, edits, roots);
   proto.producerName = "quantgate";
-  return { proto, layers };
+  return { proto, layers, layerIndex, refused };
+}
+
+function buildWeight(
+  w: QuantizedWeight,
+  prefix: string,
+  node: NodeProto,
+  graph: GraphProto,
+  target: EmitTarget,
+  formatForm: ExecForm | undefined,
+  pinned: ExecForm | undefined,
+  accuracyLevel: number,
+): { nodes: NodeProto[]; inits: TensorProto[]; storage: LayerStorage; form: ExecForm; rewire?: string; replaceNode: boolean } {
+  const { site } = w.plan;
+  const subgraphForm: ExecForm = isTable(w.q) ? "lookup-subgraph" : "dequant-subgraph";
+  // Consumers that compute in float16/bfloat16 keep their op and read a dequantized tensor of their type:
+  // MatMulNBits and the float32 MatMul of the product forms would bind a different type.
+  const asTensor = site.kind === "dequant" || target.elemType !== DataType.FLOAT;
+  if (asTensor) {
+    if (w.inputScales || w.lowRank) throw new Error("AWQ scales and low-rank branches need the product form, which a float16/bfloat16 consumer cannot take");
+    if (site.alpha !== 1) throw new Error(`Gemm alpha ${site.alpha} with a float16/bfloat16 weight: the dequantized weight would be scaled twice`);
+    const out = `${prefix}_weight`;
+    // DequantizeLinear is not folded at load (it dequantizes on every run), so tensors take it only when it was chosen.
+    const chosen = pinned ?? formatForm;
+    const lg = dequantTensorGraph(prefix, out, w.q, site.dims, target, site.kind === "product" && !site.transposed, chosen === "dequantizelinear");
+    return { nodes: lg.nodes, inits: lg.initializers, storage: lg.storage, form: lg.form ?? subgraphForm, rewire: out, replaceNode: false };
+  }
+  const initByName = new Map(graph.initializer.map((t) => [t.name, t]));
+  let form = pinned ?? formatForm ?? (isTable(w.q) ? "lookup-subgraph" : "matmulnbits");
+  // The form measured on the largest layer may not fit this one (MatMulBnb4 needs K % block == 0).
+  if (!formApplies(form, w.q, target.opset)) form = subgraphForm;
+  const output = node.output[0]!;
+  const nodes: NodeProto[] = [];
+  const inits: TensorProto[] = [];
+  let input = node.input[0]!;
+  let extraFloatBytes = 0;
+  if (w.inputScales) {
+    // AWQ: W was quantized as W*diag(s); x*(1/s) keeps the product equal.
+    inits.push(makeTensor(`${prefix}_awq_inv_scales`, DataType.FLOAT, [site.k], w.inputScales));
+    nodes.push(makeNode("Mul", [input, `${prefix}_awq_inv_scales`], [`${prefix}_awq_input`], [], { name: `${prefix}_AwqScale` }));
+    input = `${prefix}_awq_input`;
+    extraFloatBytes += site.k * 4;
+  }
+  const isGemmWithBias = site.opType === "Gemm" && (node.input[2] ?? "") !== "";
+  const needsSum = isGemmWithBias || w.lowRank !== undefined;
+  const product = needsSum ? `${prefix}_product` : output;
+  const lg = layerGraph(prefix, input, product, w.q, form, accuracyLevel, target);
+  nodes.push(...lg.nodes);
+  inits.push(...lg.initializers);
+  let sum = product;
+  if (w.lowRank) {
+    // Low-rank error correction: y += (x @ A) @ B, a small float16 branch on the original input.
+    const { aHalf, bHalf, rank } = w.lowRank;
+    inits.push(makeTensor(`${prefix}_lr_a`, DataType.FLOAT16, [site.k, rank], aHalf));
+    inits.push(makeTensor(`${prefix}_lr_b`, DataType.FLOAT16, [rank, site.n], bHalf));
+    const toFloat = [makeAttribute("to", DataType.FLOAT)];
+    nodes.push(makeNode("Cast", [`${prefix}_lr_a`], [`${prefix}_lr_a_f`], toFloat, { name: `${prefix}_LowRankCastA` }));
+    nodes.push(makeNode("Cast", [`${prefix}_lr_b`], [`${prefix}_lr_b_f`], toFloat, { name: `${prefix}_LowRankCastB` }));
+    nodes.push(makeNode("MatMul", [node.input[0]!, `${prefix}_lr_a_f`], [`${prefix}_lr_mid`], [], { name: `${prefix}_LowRankA` }));
+    nodes.push(makeNode("MatMul", [`${prefix}_lr_mid`, `${prefix}_lr_b_f`], [`${prefix}_lr_out`], [], { name: `${prefix}_LowRankB` }));
+    const target2 = isGemmWithBias ? `${prefix}_corrected` : output;
+    nodes.push(makeNode("Add", [product, `${prefix}_lr_out`], [target2], [], { name: `${prefix}_LowRankAdd` }));
+    sum = target2;
+    extraFloatBytes += rank * (site.k + site.n) * 2;
+  }
+  if (isGemmWithBias) {
+    const c = node.input[2]!;
+    const beta = getFloatAttr(node, "beta", 1);
+    let bias = c;
+    if (beta !== 1) {
+      const cTensor = initByName.get(c)!;
+      const scaled = tensorToFloat32(cTensor).map((v) => Math.fround(v * beta));
+      bias = `${prefix}_bias`;
+      inits.push(makeTensor(bias, DataType.FLOAT, cTensor.dims.map(Number), scaled));
+    }
+    nodes.push(makeNode("Add", [sum, bias], [output], [], { name: `${prefix}_AddBias` }));
+  }
+  const storage = { storedBytes: lg.storage.storedBytes + extraFloatBytes, packedBytes: lg.storage.packedBytes + extraFloatBytes };
+  return { nodes, inits, storage, form, replaceNode: true };
 }
 
 /** Drop the chain nodes and the float tensors the rewrite left unread (never anything still read). */

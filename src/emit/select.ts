@@ -1,5 +1,6 @@
 // Chooses, per weight format, the fastest bit-exact ONNX Runtime form by timing each candidate on
-// one of the model's own layers (its largest in that format) next to the float MatMul.
+// one of the model's own layers (its largest in that format) next to the float MatMul, unless a committed
+// lockfile pins the forms (then they are used as they are, so every runner emits the same bytes).
 import { create } from "@bufbuild/protobuf";
 import { GraphProtoSchema, ModelProtoSchema, OperatorSetIdProtoSchema } from "onnx-buf";
 import type { WeightFormat } from "../config/schema.js";
@@ -8,11 +9,16 @@ import type { AnyQuantized, QuantizedWeight } from "../quantize/index.js";
 import { weightRowsNK } from "../quantize/index.js";
 import { transpose } from "../quantize/blockwise.js";
 import { createSession, type Ort } from "../runtime/ort.js";
+import type { LockExecution, Lockfile } from "../report/lockfile.js";
 import { formApplies, layerGraph, type ExecForm } from "./index.js";
 
+// Not "dequantizelinear": ONNX Runtime 1.30 fuses DequantizeLinear + MatMul into MatMulNBits at accuracy
+// level 4 (int8 activations, not bit-exact) and does not fold it before a Conv (it dequantizes every run).
 const INT_FORMS: readonly ExecForm[] = ["matmulnbits", "dequant-subgraph"];
 const TABLE_FORMS: readonly ExecForm[] = ["lookup-subgraph"];
 const BNB_FORMS: readonly ExecForm[] = ["matmulbnb4", "lookup-subgraph"];
+/** Opset of the one-layer timing models: the newest the candidate forms need (blocked DequantizeLinear). */
+const LAYER_OPSET = 21;
 
 /** The bit-exact forms to try per format, packed operator first. */
 export const CANDIDATE_FORMS: Record<WeightFormat, readonly ExecForm[]> = {
@@ -63,9 +69,12 @@ function singleLayerModel(
   const g = { nodes: [] as ReturnType<typeof makeNode>[], inits: [] as ReturnType<typeof makeTensor>[] };
   build(g);
   return create(ModelProtoSchema, {
-    irVersion: 8n,
+    irVersion: 10n,
     producerName: "quantgate",
-    opsetImport: [create(OperatorSetIdProtoSchema, { domain: "", version: 17n }), create(OperatorSetIdProtoSchema, { domain: "com.microsoft", version: 1n })],
+    opsetImport: [
+      create(OperatorSetIdProtoSchema, { domain: "", version: BigInt(LAYER_OPSET) }),
+      create(OperatorSetIdProtoSchema, { domain: "com.microsoft", version: 1n }),
+    ],
     graph: create(GraphProtoSchema, {
       name: "layer",
       node: g.nodes,
@@ -79,7 +88,7 @@ function singleLayerModel(
 /** One-layer model computing Y = A @ dequant(q) in the given form. */
 export function quantizedLayerModel(q: AnyQuantized, form: ExecForm, accuracyLevel: number): ModelProto {
   return singleLayerModel(q.k, q.n, (g) => {
-    const lg = layerGraph("W", "A", "Y", q, form, accuracyLevel);
+    const lg = layerGraph("W", "A", "Y", q, form, accuracyLevel, { opset: LAYER_OPSET, elemType: DataType.FLOAT });
     g.nodes.push(...lg.nodes);
     g.inits.push(...lg.initializers);
   });
@@ -142,4 +151,81 @@ export async function chooseForms(ort: Ort, weights: readonly QuantizedWeight[],
     choices.push({ format, layer: w.plan.site.name, k, n, floatP50Ms, candidates, chosen: chosen.form, slowerThanFloat: chosen.p50Ms > floatP50Ms * 1.2 });
   }
   return choices;
+}
+
+const EXEC_FORMS: readonly ExecForm[] = ["matmulnbits", "dequant-subgraph", "lookup-subgraph", "matmulbnb4"];
+
+/** Forms and accuracy level taken from a committed lockfile instead of timing on this runner. */
+export interface ExecutionPins {
+  readonly forms: ReadonlyMap<WeightFormat, ExecForm>;
+  readonly accuracyLevel: number | undefined;
+  /** Where the lockfile's pins came from (its chosenBy). */
+  readonly chosenBy: string;
+}
+
+/**
+ * The committed lockfile's execution pins, used only while its model and recipe hashes match this run's
+ * (another model or recipe is timed afresh; the lockfile diff then shows what moved). Returns why not otherwise.
+ */
+export function pinsFromLockfile(lock: Lockfile | undefined, modelSha256: string, recipeSha256: string): { pins?: ExecutionPins; note: string } {
+  if (!lock) return { note: "no committed lockfile" };
+  if (!lock.execution) return { note: "the committed lockfile predates pinned forms" };
+  if (lock.modelSha256 !== modelSha256) return { note: "the committed lockfile is for another model file (sha256 differs)" };
+  if (lock.recipeSha256 !== recipeSha256) return { note: "the committed lockfile is for another recipe (sha256 differs)" };
+  const forms = new Map<WeightFormat, ExecForm>();
+  for (const [format, form] of Object.entries(lock.execution.forms)) {
+    if (!(EXEC_FORMS as readonly string[]).includes(form)) return { note: `the committed lockfile names an unknown form "${form}" for ${format}` };
+    forms.set(format as WeightFormat, form as ExecForm);
+  }
+  const level = lock.execution.accuracyLevel;
+  return {
+    pins: { forms, accuracyLevel: Number.isInteger(level) && level >= 0 && level <= 4 ? level : undefined, chosenBy: lock.execution.chosenBy },
+    note: `forms pinned by the committed lockfile (chosen by ${lock.execution.chosenBy})`,
+  };
+}
+
+export interface ResolvedForms {
+  /** The form per format the emitter uses. */
+  readonly formMap: Map<WeightFormat, ExecForm>;
+  /** Formats timed on this runner, with their evidence. */
+  readonly choices: FormChoice[];
+  /** Formats whose form came from the lockfile (not timed). */
+  readonly pinned: WeightFormat[];
+}
+
+/**
+ * Forms for every format among `weights`: pinned ones from the lockfile as they are (never re-timed, so a
+ * second runner emits the same bytes), the rest by timing here. Where a pinned form cannot carry a weight
+ * the emitter's own fallback applies, which depends on the weight alone, so the bytes stay the same.
+ */
+export async function resolveForms(
+  ort: Ort,
+  weights: readonly QuantizedWeight[],
+  accuracyLevel: number,
+  threads: number,
+  pins: ExecutionPins | undefined,
+): Promise<ResolvedForms> {
+  const formMap = new Map<WeightFormat, ExecForm>();
+  const pinned: WeightFormat[] = [];
+  const formats = new Set(weights.filter((w) => w.plan.site.kind === "product").map((w) => w.plan.format));
+  for (const format of formats) {
+    const form = pins?.forms.get(format);
+    if (form) {
+      formMap.set(format, form);
+      pinned.push(format);
+    }
+  }
+  const choices = await chooseForms(
+    ort,
+    weights.filter((w) => !formMap.has(w.plan.format)),
+    accuracyLevel,
+    threads,
+  );
+  for (const c of choices) formMap.set(c.format, c.chosen);
+  return { formMap, choices, pinned };
+}
+
+/** The execution block of the lockfile this run writes. */
+export function lockExecution(formMap: ReadonlyMap<WeightFormat, ExecForm>, accuracyLevel: number, chosenBy: string): LockExecution {
+  return { accuracyLevel, forms: Object.fromEntries(formMap), chosenBy };
 }

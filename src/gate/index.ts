@@ -2,11 +2,22 @@
 // Rules read metric records by key (src/gate/rules.ts); a rule whose metric is missing fails.
 import type { GateLimits, Limit } from "../config/schema.js";
 import type { MetricRecord, MetricUnit } from "../tasks/types.js";
+import { latencyLimitRule, slowerThanFloatRule } from "../measure/latency-rule.js";
 import { GATE_RULES, observe, recordOf, ruleDirection, SLOWER_THAN_FLOAT, type RuleDef, type TaskRule } from "./rules.js";
 
 export type RuleStatus = "pass" | "warn" | "fail";
 export type Verdict = "pass" | "fail";
 export type Unit = MetricUnit;
+
+/** Timing evidence from the measure stage: latency limits are judged on the interval of their percentile. */
+export interface LatencyEvidence {
+  /** The quantized model's timed runs (on-CPU time where the platform tells it). */
+  readonly samplesMs?: readonly number[];
+  /** How those samples were taken, for the rule's message. */
+  readonly basis?: string;
+  /** Quantized/float latency per interleaved round. */
+  readonly ratioPerRound?: readonly number[];
+}
 
 export interface RuleResult {
   /** The config key, e.g. "max_kl_mean", "regression.max_accuracy_drop", "outputs.logits.min_cosine". */
@@ -117,15 +128,27 @@ export function evaluateGate(
   records: readonly MetricRecord[],
   errors: readonly string[] = [],
   taskRules: readonly TaskRule[] = [],
+  latency?: LatencyEvidence,
 ): GateResult {
   const rules: RuleResult[] = [];
   const configured = limits as unknown as Record<string, Limit | boolean | undefined>;
   for (const def of GATE_RULES) {
     const limit = configured[def.key];
     if (!limit || typeof limit !== "object") continue;
+    if ((def.key === "max_latency_p50_ms" || def.key === "max_latency_p95_ms") && latency?.samplesMs?.length) {
+      const q = def.key === "max_latency_p50_ms" ? 0.5 : 0.95;
+      rules.push({ ...latencyLimitRule(def.key, def.label, limit, latency.samplesMs, latency.basis, undefined, q), metric: def.metric });
+      continue;
+    }
     rules.push(judgeRule(def, limit, records));
   }
-  if (limits.forbid_slower_than_float) rules.push(judgeRule(SLOWER_THAN_FLOAT, { warn: undefined, fail: 1 }, records));
+  if (limits.forbid_slower_than_float) {
+    rules.push(
+      latency?.ratioPerRound?.length
+        ? { ...slowerThanFloatRule(latency.ratioPerRound), metric: SLOWER_THAN_FLOAT.metric }
+        : judgeRule(SLOWER_THAN_FLOAT, { warn: undefined, fail: 1 }, records),
+    );
+  }
   for (const r of taskRules) rules.push(judgeRule(r, r.limit, records));
   const failed = errors.length > 0 || rules.some((r) => r.status === "fail");
   return { verdict: failed ? "fail" : "pass", rules, errors: [...errors] };

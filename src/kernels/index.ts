@@ -234,14 +234,23 @@ function unique(paths: string[]): string[] {
   return [...new Set(paths)];
 }
 
-export function nativeCandidates(): string[] {
+/** The node-gyp dev builds, tried before the prebuilt addons. */
+function devBuildCandidates(): string[] {
+  return unique(packageRoots().map((root) => fileURLToPath(new URL(`kernels/build/Release/${NATIVE_NAME}`, root))));
+}
+
+/** The prebuilt addons committed under dist/kernels/<platform>-<arch>/ (kernels/build-prebuilt.sh). */
+function prebuiltCandidates(): string[] {
   const plat = `${process.platform}-${process.arch}`;
-  const env = process.env.QUANTGATE_KERNELS_NATIVE;
-  const list: string[] = env ? [env] : [];
-  for (const root of packageRoots()) list.push(fileURLToPath(new URL(`kernels/build/Release/${NATIVE_NAME}`, root)));
-  for (const root of packageRoots()) list.push(fileURLToPath(new URL(`dist/kernels/${plat}/${NATIVE_NAME}`, root)));
+  const list = packageRoots().map((root) => fileURLToPath(new URL(`dist/kernels/${plat}/${NATIVE_NAME}`, root)));
   list.push(fileURLToPath(new URL(`./kernels/${plat}/${NATIVE_NAME}`, import.meta.url)));
   return unique(list);
+}
+
+/** Addon files in the order tried: QUANTGATE_KERNELS_NATIVE, the dev build, the prebuilt for this platform-arch. */
+export function nativeCandidates(): string[] {
+  const env = process.env.QUANTGATE_KERNELS_NATIVE;
+  return unique([...(env ? [env] : []), ...devBuildCandidates(), ...prebuiltCandidates()]);
 }
 
 export function wasmCandidates(): string[] {
@@ -257,7 +266,7 @@ function loadNative(reasons: string[]): RawKernels | undefined {
   const candidates = nativeCandidates();
   const found = candidates.filter((p) => existsSync(p));
   if (found.length === 0) {
-    reasons.push(`native: no addon at ${candidates.join(", ")}`);
+    reasons.push(`native: no dev build and no prebuilt addon for ${process.platform}-${process.arch} (looked at ${candidates.join(", ")})`);
     return undefined;
   }
   const req = createRequire(import.meta.url);
@@ -266,6 +275,11 @@ function loadNative(reasons: string[]): RawKernels | undefined {
       // A computed path, so bundlers leave the .node file alone.
       const mod = req(String(file)) as RawKernels;
       if (typeof mod.quantizeInt !== "function") throw new Error("not a QuantGate kernels addon");
+      if (prebuiltCandidates().includes(file)) {
+        // Logged with the other reasons: which addon runs, and why not the dev build.
+        const dev = devBuildCandidates().some((p) => existsSync(p)) ? "the dev build did not load" : "no dev build (kernels/build/Release)";
+        reasons.push(`native: ${dev}; using the prebuilt ${process.platform}-${process.arch} addon ${file}`);
+      }
       return mod;
     } catch (e) {
       reasons.push(`native: ${file}: ${(e as Error).message.split("\n")[0]}`);

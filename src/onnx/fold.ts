@@ -24,6 +24,8 @@ export interface FoldedConstant {
   readonly chainNodes: number[];
   /** Source element type, for reasons (FLOAT, FLOAT16, BFLOAT16, DOUBLE). */
   readonly sourceType: number;
+  /** Element type the op reads: FLOAT after a Cast, else the stored type (a float16 model computes in float16). */
+  readonly consumerType: number;
 }
 
 const FLOAT_TYPES = new Set<number>([DataType.FLOAT, DataType.FLOAT16, DataType.BFLOAT16, DataType.DOUBLE]);
@@ -86,6 +88,7 @@ export function foldConstant(name: string, scope: FoldScope, depth = 0): FoldedC
       rootName: name,
       chainNodes: [],
       sourceType: init.dataType,
+      consumerType: init.dataType,
     };
   }
   const index = scope.producers.get(name);
@@ -111,6 +114,7 @@ export function foldConstant(name: string, scope: FoldScope, depth = 0): FoldedC
         rootName: node.output[0]!,
         chainNodes: [index],
         sourceType: t.dataType,
+        consumerType: t.dataType,
       };
     }
     case "Identity":
@@ -118,7 +122,8 @@ export function foldConstant(name: string, scope: FoldScope, depth = 0): FoldedC
       const inner = foldConstant(node.input[0]!, scope, depth + 1);
       if (!inner) return undefined;
       if (node.opType === "Cast" && Number(getAttr(node, "to")?.i ?? 0) !== DataType.FLOAT) return undefined;
-      return via(inner, inner.values, inner.dims);
+      const folded = via(inner, inner.values, inner.dims);
+      return node.opType === "Cast" ? { ...folded, consumerType: DataType.FLOAT } : folded;
     }
     case "Transpose": {
       const inner = foldConstant(node.input[0]!, scope, depth + 1);

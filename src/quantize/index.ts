@@ -92,8 +92,14 @@ export function specFor(format: WeightFormat, blockSize: number, symmetric: bool
   return { bits: FORMAT_BITS[format] as IntBits, blockSize, symmetric, clipSearch: algorithm === "mse" };
 }
 
+/**
+ * The recipe resolved per weight. An algorithm is never swapped for another: GPTQ and AWQ on a weight they
+ * cannot run on (a table format, or a Conv/Gather/LSTM weight, whose inputs are not the K inputs of a
+ * matrix product) stop the run with every such weight named.
+ */
 export function planWeights(sites: readonly WeightSite[], recipe: Recipe): WeightPlan[] {
-  return sites.map((site) => {
+  const refused: string[] = [];
+  const plans = sites.map((site) => {
     let format: WeightFormat = recipe.format;
     let blockSize = recipe.block_size;
     let symmetric = recipe.symmetric;
@@ -107,12 +113,27 @@ export function planWeights(sites: readonly WeightSite[], recipe: Recipe): Weigh
       symmetric = o.symmetric ?? symmetric;
       algorithm = o.algorithm ?? algorithm;
     }
-    if (!isIntFormat(format) && (algorithm === "awq" || algorithm === "gptq")) algorithm = "rtn";
-    // Calibration-driven algorithms need the K inputs of a product; other ops get the clip search.
-    if (site.kind === "dequant" && (algorithm === "awq" || algorithm === "gptq")) algorithm = "mse";
+    if (algorithm === "awq" || algorithm === "gptq") {
+      const where = `${site.opType} weight "${site.name}" (node "${site.nodeName}")`;
+      if (!isIntFormat(format)) refused.push(`${where}: ${algorithm} works on the int formats, not ${format}`);
+      else if (site.kind === "dequant" && !(algorithm === "gptq" && site.opKind === "conv")) {
+        // GPTQ runs on Conv through the im2col view of its input; AWQ's per-input-channel scale has no
+        // equivalent there, and ConvTranspose, Gather and LSTM/GRU inputs are not exposed that way.
+        refused.push(
+          `${where}: ${algorithm} needs the K inputs of a matrix product${algorithm === "gptq" ? " or a Conv's im2col rows" : ""}, which a ${site.opType} weight does not expose`,
+        );
+      }
+    }
     if (format === "mxfp4") blockSize = 32;
     return { site, format, spec: specFor(format, blockSize, symmetric, algorithm), algorithm, overrides: applied };
   });
+  if (refused.length > 0) {
+    throw new UserError(
+      `the recipe's algorithm cannot run on ${refused.length} weight(s), and QuantGate does not substitute another silently:\n  ${refused.join("\n  ")}\n` +
+        `give them an algorithm that can (recipe.overrides: [{ match: "<name>", algorithm: mse }]) or exclude them`,
+    );
+  }
+  return plans;
 }
 
 /** The weight as [n][k] float32 (MatMul's B transposed), with Gemm alpha folded in. */
@@ -130,13 +151,20 @@ export function dequantize(q: AnyQuantized): Float32Array {
 export interface QuantizeContext {
   readonly quantize: BlockwiseQuantizer;
   readonly stats: ReadonlyMap<string, ActivationStats> | undefined;
+  /** Per Conv weight name, the im2col statistics of each group (GPTQ on Conv). */
+  readonly convStats?: ReadonlyMap<string, readonly ActivationStats[]>;
   readonly recipe: Recipe;
   readonly threads: number;
 }
 
-function needStats(plan: WeightPlan, stats: ActivationStats | undefined, what: string, gram: boolean): ActivationStats {
+function needStats(plan: WeightPlan, stats: ActivationStats | undefined, what: string, gram: boolean, calibrated: boolean): ActivationStats {
   if (!stats || (gram && !stats.gram)) {
-    throw new UserError(`${what} for ${plan.site.name} needs calibration data: set evaluation.calibration in the config`);
+    const input = plan.site.node.input[0] ?? "";
+    throw new UserError(
+      calibrated
+        ? `${what} for ${plan.site.name}: calibration ran but captured no float32 activation "${input}" for it (${plan.site.graphLabel}); its activations may be float16 or on a path the calibration inputs never take`
+        : `${what} for ${plan.site.name} needs calibration data: set evaluation.calibration in the config`,
+    );
   }
   return stats;
 }
@@ -153,13 +181,16 @@ export function quantizeWeight(plan: WeightPlan, ctx: QuantizeContext): Quantize
     const table = format === "codebook" ? fitCodebook(wT, k, spec.blockSize, ctx.recipe.codebook.levels, ctx.recipe.codebook.method) : undefined;
     q = quantizeTableRef(wT, n, k, format, spec.blockSize, table);
     if (table) notes.push(`${ctx.recipe.codebook.method} codebook of ${table.length} levels`);
+  } else if (algorithm === "gptq" && site.kind === "dequant") {
+    q = gptqConv(plan, wT, ctx);
+    notes.push(`gptq on the im2col view, damp ${ctx.recipe.gptq.damp}, one Hessian per group`);
   } else if (algorithm === "gptq") {
-    const s = needStats(plan, stats, "GPTQ", true);
+    const s = needStats(plan, stats, "GPTQ", true, ctx.stats !== undefined);
     const g = ctx.recipe.gptq;
     q = gptqQuantize(wT, n, k, s.gram!, spec, { dampRatio: g.damp, actOrder: g.act_order, lazyBatch: g.lazy_batch });
     notes.push(`gptq damp ${g.damp}${g.act_order ? ", act-order" : ""}, Hessian from ${s.gramRows} rows`);
   } else if (algorithm === "awq") {
-    const s = needStats(plan, stats, "AWQ", false);
+    const s = needStats(plan, stats, "AWQ", false, ctx.stats !== undefined);
     const res = awqSearch(wT, n, k, s, spec, (w, rows, cols, sp) => ctx.quantize(w, rows, cols, sp, ctx.threads), {
       grid: ctx.recipe.awq.grid,
       searchRows: AWQ_SEARCH_ROWS,
@@ -188,7 +219,7 @@ export function quantizeWeight(plan: WeightPlan, ctx: QuantizeContext): Quantize
   let lowRank: LowRankBranch | undefined;
   const rank = site.kind === "product" ? Math.min(ctx.recipe.lowrank.rank, n, k) : 0;
   if (rank > 0) {
-    const s = needStats(plan, stats, "low-rank error correction", false);
+    const s = needStats(plan, stats, "low-rank error correction", false, ctx.stats !== undefined);
     const c = lowRankCorrection(wT, effectiveWeightNK({ q, inputScales }), n, k, rank, s);
     // The branch is stored in float16: the error reported is that of the rounded factors.
     const a = roundToHalf(c.a);
@@ -219,6 +250,56 @@ export function effectiveWeightNK(w: Pick<QuantizedWeight, "q" | "inputScales" |
     }
   }
   return out;
+}
+
+/** GPTQ on a Conv weight: rows of each group against the Hessian of that group's im2col rows. */
+function gptqConv(plan: WeightPlan, wT: Float32Array, ctx: QuantizeContext): BlockwiseQuantized {
+  const { site, spec } = plan;
+  const groups = ctx.convStats?.get(site.name);
+  if (!groups || groups.some((g) => !g.gram)) {
+    throw new UserError(
+      ctx.stats === undefined && ctx.convStats === undefined
+        ? `GPTQ for ${site.name} needs calibration data: set evaluation.calibration in the config`
+        : `GPTQ for Conv weight ${site.name}: calibration captured no im2col rows of its input "${site.node.input[0] ?? ""}" (${site.graphLabel})`,
+    );
+  }
+  const { n, k } = site;
+  const rowsPerGroup = n / groups.length;
+  const g = ctx.recipe.gptq;
+  const parts = groups.map((stats, i) =>
+    gptqQuantize(wT.subarray(i * rowsPerGroup * k, (i + 1) * rowsPerGroup * k), rowsPerGroup, k, stats.gram!, spec, {
+      dampRatio: g.damp,
+      actOrder: g.act_order,
+      lazyBatch: g.lazy_batch,
+    }),
+  );
+  const concat = <T extends Uint8Array | Float32Array>(pick: (p: BlockwiseQuantized) => T, make: (len: number) => T): T => {
+    const out = make(parts.reduce((a, p) => a + pick(p).length, 0));
+    let at = 0;
+    for (const p of parts) {
+      out.set(pick(p), at);
+      at += pick(p).length;
+    }
+    return out;
+  };
+  return {
+    spec,
+    n,
+    k,
+    blocksPerRow: parts[0]!.blocksPerRow,
+    codes: concat(
+      (p) => p.codes,
+      (len) => new Uint8Array(len),
+    ),
+    scales: concat(
+      (p) => p.scales,
+      (len) => new Float32Array(len),
+    ),
+    zeroPoints: concat(
+      (p) => p.zeroPoints,
+      (len) => new Uint8Array(len),
+    ),
+  };
 }
 
 export function quantizeWeights(plans: readonly WeightPlan[], ctx: QuantizeContext): QuantizedWeight[] {

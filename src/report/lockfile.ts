@@ -17,11 +17,25 @@ export interface LockEntry {
   readonly relativeError: number;
 }
 
+/**
+ * How the emitted model executes, pinned so that another runner emits the same bytes: the ONNX Runtime
+ * form per weight format and the MatMulNBits accuracy_level. Chosen by timing (and, for the level, by the
+ * accuracy rules) on the runner that wrote the lockfile; used as is while the model and recipe hashes match.
+ */
+export interface LockExecution {
+  readonly accuracyLevel: number;
+  readonly forms: Record<string, string>;
+  /** Where the pins came from, e.g. "timing on AMD EPYC 7B13 (2 threads)". */
+  readonly chosenBy: string;
+}
+
 export interface Lockfile {
   readonly schema: string;
   readonly model: string;
   readonly modelSha256: string;
   readonly recipeSha256: string;
+  /** Absent in lockfiles written before forms were pinned. */
+  readonly execution?: LockExecution;
   readonly layers: Record<string, LockEntry>;
 }
 
@@ -36,7 +50,13 @@ export interface LayerChange {
 
 const round = (x: number, digits: number): number => Number(x.toPrecision(digits));
 
-export function buildLockfile(model: string, modelSha256: string, recipeSha256: string, layers: readonly QuantizedLayerReport[]): Lockfile {
+export function buildLockfile(
+  model: string,
+  modelSha256: string,
+  recipeSha256: string,
+  layers: readonly QuantizedLayerReport[],
+  execution?: LockExecution,
+): Lockfile {
   const entries: Record<string, LockEntry> = {};
   for (const l of [...layers].sort((a, b) => (a.name < b.name ? -1 : 1))) {
     entries[l.name] = {
@@ -50,7 +70,10 @@ export function buildLockfile(model: string, modelSha256: string, recipeSha256: 
       relativeError: round(l.relativeError, 4),
     };
   }
-  return { schema: LOCK_SCHEMA, model, modelSha256, recipeSha256, layers: entries };
+  const pinned = execution
+    ? { execution: { ...execution, forms: Object.fromEntries(Object.entries(execution.forms).sort(([a], [b]) => (a < b ? -1 : 1))) } }
+    : {};
+  return { schema: LOCK_SCHEMA, model, modelSha256, recipeSha256, ...pinned, layers: entries };
 }
 
 /** Fields whose change is a precision change (errors move with every retrain and are not compared). */

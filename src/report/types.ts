@@ -1,10 +1,11 @@
 // The versioned JSON report: everything a run measured and decided, with the hashes that make it reproducible.
 import type { Recipe } from "../config/schema.js";
 import type { FormChoice } from "../emit/select.js";
+import type { AccuracyLevelChoice } from "../emit/accuracy-level.js";
 import type { ExecForm } from "../emit/index.js";
 import type { MetricRecord, TaskEvaluation } from "../tasks/types.js";
 import type { GateResult } from "../gate/index.js";
-import type { ModelRunMeasurement, StorageSummary } from "../measure/index.js";
+import type { LatencyComparison, ModelRunMeasurement, StorageSummary } from "../measure/index.js";
 import type { SkippedWeight } from "../onnx/weights.js";
 import type { LayerChange } from "./lockfile.js";
 import type { CacheSummary } from "../cache/index.js";
@@ -83,7 +84,16 @@ export interface Report {
   };
   readonly recipe: Recipe;
   readonly weights: { readonly quantized: QuantizedLayerReport[]; readonly skipped: SkippedWeight[] };
-  readonly execution: { readonly accuracyLevel: number; readonly forms: FormChoice[] };
+  readonly execution: {
+    readonly accuracyLevel: number;
+    /** Formats timed on this runner (pinned formats are not timed and have no entry). */
+    readonly forms: FormChoice[];
+    /** How the accuracy level was chosen, with both levels' KL and latency when measured. */
+    readonly accuracy?: AccuracyLevelChoice;
+    /** Whether forms were chosen by timing on this runner or pinned by the committed lockfile. */
+    readonly formsChosenBy?: string;
+    readonly pinnedFormats?: readonly string[];
+  };
   readonly calibration: { readonly batches: number; readonly layers: number; readonly ms: number } | null;
   /** The task's evaluation: its metric records, sample count and details. */
   readonly evaluation: TaskEvaluation | null;
@@ -95,6 +105,8 @@ export interface Report {
   readonly float: ModelSide;
   readonly quantized: ModelSide | null;
   readonly storage: StorageSummary | null;
+  /** Float and quantized timed in interleaved rounds of one process: the quantized/float ratio per round (absent in older reports). */
+  readonly latencyComparison?: LatencyComparison | null;
   /** GEMV of the recipe's formats on our kernels at this model's layer shapes, next to float32. */
   readonly kernelBenchmark: KernelBenchResult | null;
   /** The precision lockfile written for this run and its differences from the committed one. */
