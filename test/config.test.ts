@@ -28,7 +28,7 @@ describe("config validation", () => {
     {
       what: "unknown task",
       input: `model: m.onnx\nevaluation:\n  task: regression\n  dataset: x\n`,
-      expected: /:3 evaluation\.task: expected task "language-modeling", "classification" or "fidelity"/,
+      expected: /:3 evaluation\.task: expected task "language-modeling", "classification", "fidelity", "text-recognition" or "segmentation"/,
     },
     { what: "bad byte size", input: `${base}gate:\n  max_model_size: 4 potatoes\n`, expected: /:7 gate\.max_model_size: expected a byte size such as "4MiB"/ },
     {

@@ -2,7 +2,7 @@
 // and every metric it declares must reach the summary, the terminal table, the step outputs, the history entry
 // and the dashboard, be judged by its gate rules and by a base-branch regression rule; a rule whose metric is
 // missing fails closed. The table iterates over what the tasks return, so a metric added later is covered.
-import { mkdtemp, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -12,7 +12,7 @@ import { loadConfig } from "../src/config/load.js";
 import { gateSchema, regressionSchema } from "../src/config/schema.js";
 import { dashboardModel } from "../src/dashboard/render.js";
 import { evaluateGate } from "../src/gate/index.js";
-import { GATE_RULES, ruleDirection, SLOWER_THAN_FLOAT, type RuleDef } from "../src/gate/rules.js";
+import { GATE_RULES, REGRESSION_RULES, ruleDirection, SLOWER_THAN_FLOAT, type RuleDef } from "../src/gate/rules.js";
 import { renderBody } from "../src/github/markdown.js";
 import { HISTORY_SCHEMA, toHistoryEntry } from "../src/history/entry.js";
 import { evaluateRegression } from "../src/history/regression.js";
@@ -24,6 +24,7 @@ import { TASKS } from "../src/tasks/index.js";
 import { codeSpan, escapeMarkdown } from "../src/util/escape.js";
 import { REPO_ROOT } from "./helpers/action.js";
 import { writeClassifierFixture } from "./helpers/models.js";
+import { CNN, writeCircleLabels, writeScoreModel } from "./helpers/score-model.js";
 
 const EX = path.join(REPO_ROOT, "examples");
 const MEASURE = "measure:\n  threads: 1\n  warmup: 1\n  runs: 5\n  kernel_benchmark: false\n";
@@ -90,7 +91,59 @@ const CASES: readonly Case[] = [
       return file;
     },
   },
+  {
+    name: "fidelity (score and embedding outputs: decisions against a labels file, recall@k)",
+    task: "fidelity",
+    expected: [
+      "accuracy",
+      "decision_agreement",
+      "decision_accuracy",
+      "score_max_abs_change",
+      "score_mean_abs_change",
+      "recall_at_k",
+      "output.score.relative_l2",
+      "output.embedding.cosine",
+    ],
+    write: async (dir) => {
+      const model = await writeScoreModel(dir);
+      const labels = await writeCircleLabels(path.join(dir, "circle.csv"));
+      const file = path.join(dir, "quantgate.yml");
+      await writeFile(
+        file,
+        `model: ${model}\nrecipe: { format: int4, block_size: 32 }\nevaluation:\n  task: fidelity\n  dataset: ${CNN}/eval\n  format: images\n  preprocess: { scale: 0.00392156862745098, mean: [0.5], std: [0.25] }\n  outputs:\n    - { name: logits, kind: logits }\n    - { name: score, decision: { threshold: 0.5, labels: ${labels} } }\n    - { name: embedding, recall_at_k: 5 }\n${MEASURE}output_dir: out\n`,
+      );
+      return file;
+    },
+  },
+  {
+    name: "text-recognition (example: CTC decode, labels file)",
+    task: "text-recognition",
+    expected: ["cer", "wer", "cer_vs_float", "wer_vs_float", "model_size", "latency_p50"],
+    write: (dir) => exampleConfig(dir, "text-recognition", "int4", ["labels", "calibration", "dictionary"]),
+  },
+  {
+    name: "segmentation (example: argmax masks, mask labels)",
+    task: "segmentation",
+    expected: ["iou", "dice", "iou_pooled", "dice_pooled", "iou_vs_float", "dice_vs_float", "pixel_agreement", "model_size", "latency_p50"],
+    write: (dir) => exampleConfig(dir, "segmentation", "int4", ["labels", "calibration"]),
+  },
 ];
+
+/** A committed example's config with `format` and absolute paths, written into dir. */
+async function exampleConfig(dir: string, example: string, format: string, keys: readonly string[]): Promise<string> {
+  const src = path.join(EX, example);
+  const yaml = (await readFile(path.join(src, "quantgate.yml"), "utf8"))
+    .replace("format: int8", `format: ${format}`)
+    .replace(
+      new RegExp(`^([ ]*)(model|dataset|${keys.join("|")}): ([^\\s#]+)`, "gm"),
+      (_, indent: string, key: string, p: string) => `${indent}${key}: ${path.join(src, p)}`,
+    )
+    .replace(/^measure:\n( {2}.*\n)*/m, MEASURE)
+    .replace(/^gate:\n( {2}.*\n)*/m, "");
+  const file = path.join(dir, "quantgate.yml");
+  await writeFile(file, `${yaml}output_dir: out\n`);
+  return file;
+}
 
 const runs = new Map<string, Report>();
 
@@ -154,6 +207,12 @@ describe.each(CASES)("tasks x metrics: $name", (c) => {
       const baseRow = body.indexOf(codeSpan(`regression.metrics.${m.key}.max_worse_pct`));
       expect(baseRow, `${m.key} in the base-branch table`).toBeGreaterThan(-1);
       expect(baseRow).toBeLessThan(body.indexOf("| Metric | Float | Quantized"));
+    }
+    // every named regression rule (regression.<key>) on a metric the task produced is judged against the base
+    for (const def of (REGRESSION_RULES as readonly RuleDef[]).filter((d) => report.metrics.some((m) => m.key === d.metric))) {
+      const named = evaluateRegression(entry, base, regressionSchema.parse({ [def.key]: 1e12 })).rules.find((r) => r.rule === `regression.${def.key}`);
+      expect(named?.observed, `regression.${def.key} on ${def.metric}: ${named?.message}`).toBeDefined();
+      expect(named?.status).toBe("pass");
     }
   });
 

@@ -4,6 +4,10 @@ import { GATE_RULES, REGRESSION_RULES, ruleDirection, type RuleDef } from "../ga
 import { parseBytes, parseDurationMs, parsePercent } from "./units.js";
 // Image preprocessing lives in its own module so task modules can use it without importing this file (no cycle).
 import { imagePreprocess } from "./preprocess.js";
+// The image tasks declare their config schemas in their modules (they import only the preprocess leaf module).
+import { segmentationEvaluation } from "../tasks/segmentation.js";
+import { textRecognitionEvaluation } from "../tasks/text-recognition.js";
+import { constantInputsSchema } from "../tasks/images.js";
 
 export { imagePreprocess };
 
@@ -235,7 +239,7 @@ export const gateSchema = z.strictObject({
 });
 
 /** Values fed as they are to named model inputs in every call (e.g. a sample rate `sr: 16000`); the element type is the model input's. */
-const constantInputs = z.record(z.string().min(1), z.union([z.number(), z.array(z.number()), z.array(z.array(z.number()))])).default({});
+const constantInputs = constantInputsSchema;
 
 const lmEvaluation = z.strictObject({
   task: z.literal("language-modeling"),
@@ -310,6 +314,23 @@ const fidelityOutput = z.strictObject({
   min_top1_agreement: fidelityMinLimit.optional(),
   max_kl_mean: fidelityLimit.optional(),
   max_kl_p99: fidelityLimit.optional(),
+  /**
+   * Decisions from a score output (one score per sample, or per frame): a score above `threshold` is positive.
+   * Gives decision_agreement, score_max_abs_change, score_mean_abs_change and, with 0/1 labels (a labels file, or the
+   * dataset's own labels: class folders, label_field), decision_accuracy.
+   */
+  decision: z
+    .strictObject({
+      threshold: z.number({ error: "expected the score above which a decision is positive, e.g. 0.5" }),
+      /** CSV or JSONL: sample file (relative to the labels file) -> 0/1 label (or two class names, sorted). Image datasets only. */
+      labels: z.string().min(1).optional(),
+      labels_fields: z
+        .strictObject({ file: z.string().min(1).default("file"), label: z.string().min(1).default("label") })
+        .default({ file: "file", label: "label" }),
+    })
+    .optional(),
+  /** Recall@k of each sample's nearest neighbours (cosine) under the float outputs among those under the quantized outputs (embeddings). */
+  recall_at_k: z.number({ error: "expected a whole number of neighbours, e.g. 5" }).int().positive().optional(),
 });
 
 /** Stateful models: state outputs feed the next call's state inputs over the chunks of a sequence. */
@@ -379,9 +400,11 @@ const fidelityEvaluation = z.strictObject({
     .optional(),
 });
 
-export const evaluationSchema = z.discriminatedUnion("task", [lmEvaluation, classificationEvaluation, fidelityEvaluation], {
-  error: 'expected task "language-modeling", "classification" or "fidelity"',
-});
+export const evaluationSchema = z.discriminatedUnion(
+  "task",
+  [lmEvaluation, classificationEvaluation, fidelityEvaluation, textRecognitionEvaluation, segmentationEvaluation],
+  { error: 'expected task "language-modeling", "classification", "fidelity", "text-recognition" or "segmentation"' },
+);
 
 export const measureSchema = z.strictObject({
   threads: z.number().int().positive().max(256).default(1),
@@ -470,6 +493,8 @@ export type LmEvaluation = z.infer<typeof lmEvaluation>;
 export type ClassificationEvaluation = z.infer<typeof classificationEvaluation>;
 export type FidelityEvaluation = z.infer<typeof fidelityEvaluation>;
 export type FidelityOutputSpec = z.infer<typeof fidelityOutput>;
+export type { SegmentationEvaluation } from "../tasks/segmentation.js";
+export type { TextRecognitionEvaluation } from "../tasks/text-recognition.js";
 export type ImagePreprocess = z.infer<typeof imagePreprocess>;
 export type MeasureSettings = z.infer<typeof measureSchema>;
 export type RegressionSettings = z.infer<typeof regressionSchema>;

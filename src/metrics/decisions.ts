@@ -1,5 +1,6 @@
 // Decisions from scores (voice activity, wake word, binary classifiers): thresholded agreement, accuracy and the
 // largest score change, and the check that refuses vector metrics on an output of one number per sample.
+import { gateRulesFor } from "../gate/rules.js";
 import type { MetricRecord } from "../tasks/types.js";
 
 export interface DecisionOptions {
@@ -56,7 +57,7 @@ export function decisionMetrics(
       direction: "higher",
       quantized: mean(agree),
       perSample: { quantized: agree },
-      rules: ["min_decision_agreement"],
+      rules: gateRulesFor("decision_agreement"),
       note: `${at}, ${items}`,
     },
   ];
@@ -76,7 +77,7 @@ export function decisionMetrics(
       float: mean(fc),
       quantized: mean(qc),
       perSample: { float: fc, quantized: qc },
-      rules: ["max_decision_accuracy_drop", "min_decision_accuracy"],
+      rules: gateRulesFor("decision_accuracy"),
       note: `vs labels, ${at}, ${items}`,
     });
   }
@@ -87,7 +88,7 @@ export function decisionMetrics(
       unit: "value",
       direction: "lower",
       quantized: maxChange,
-      rules: ["max_score_change"],
+      rules: gateRulesFor("score_max_abs_change"),
       note: `max |quantized - float| over ${items}`,
     },
     {
@@ -97,7 +98,7 @@ export function decisionMetrics(
       direction: "lower",
       quantized: mean(change),
       perSample: { quantized: change },
-      rules: ["max_score_mean_change"],
+      rules: gateRulesFor("score_mean_abs_change"),
       note: `mean |quantized - float| over ${items}`,
     },
   );

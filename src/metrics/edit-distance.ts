@@ -1,4 +1,5 @@
 // Edit distance and the error rates built on it (CER on code points, WER on words): pure functions.
+import { gateRulesFor } from "../gate/rules.js";
 import type { MetricRecord } from "../tasks/types.js";
 
 /** Levenshtein distance (unit-cost insertions, deletions, substitutions) between two sequences. */
@@ -100,7 +101,7 @@ export function textErrorMetrics(floatTexts: readonly string[], quantizedTexts: 
       float: fc.rate,
       quantized: qc.rate,
       perSample: { float: fc.perSample, quantized: qc.perSample },
-      rules: ["max_cer_increase", "max_cer"],
+      rules: gateRulesFor("cer"),
       note: `vs labels, ${lines}`,
     });
     out.push({
@@ -111,7 +112,7 @@ export function textErrorMetrics(floatTexts: readonly string[], quantizedTexts: 
       float: fw.rate,
       quantized: qw.rate,
       perSample: { float: fw.perSample, quantized: qw.perSample },
-      rules: ["max_wer_increase", "max_wer"],
+      rules: gateRulesFor("wer"),
       note: `vs labels, ${lines}`,
     });
   }
@@ -124,7 +125,7 @@ export function textErrorMetrics(floatTexts: readonly string[], quantizedTexts: 
     direction: "lower",
     quantized: c.rate,
     perSample: { quantized: c.perSample },
-    rules: ["max_cer_vs_float"],
+    rules: gateRulesFor("cer_vs_float"),
     note: `float transcripts as reference, ${lines}`,
   });
   out.push({
@@ -134,7 +135,7 @@ export function textErrorMetrics(floatTexts: readonly string[], quantizedTexts: 
     direction: "lower",
     quantized: w.rate,
     perSample: { quantized: w.perSample },
-    rules: ["max_wer_vs_float"],
+    rules: gateRulesFor("wer_vs_float"),
     note: `float transcripts as reference, ${lines}`,
   });
   return out;

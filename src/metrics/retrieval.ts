@@ -1,4 +1,5 @@
 // Retrieval: recall@k of the float model's nearest neighbours among the quantized model's (cosine): a pure function.
+import { gateRulesFor } from "../gate/rules.js";
 import type { MetricRecord } from "../tasks/types.js";
 
 /** Unit-length copies (a zero vector stays zero and is then equally far from everything). */
@@ -57,7 +58,7 @@ export function recallAtK(floatEmb: readonly Float32Array[], quantEmb: readonly 
     direction: "higher",
     quantized: perSample.reduce((a, b) => a + b, 0) / n,
     perSample: { quantized: perSample },
-    rules: ["min_recall_at_k"],
+    rules: gateRulesFor("recall_at_k"),
     note: `cosine, k = ${k}, ${n.toLocaleString("en-US")} samples`,
   };
 }

@@ -1,4 +1,5 @@
 // Segmentation masks from a model output (argmax over a class axis, or a threshold), and IoU / Dice: pure functions.
+import { gateRulesFor } from "../gate/rules.js";
 import type { MetricRecord } from "../tasks/types.js";
 
 /** How an output becomes a mask: argmax over its class axis, or a threshold on a single-channel score. */
@@ -196,7 +197,7 @@ export function segmentationMetrics(input: SegmentationMetricInput): MetricRecor
         float: meanOf(f.iou),
         quantized: meanOf(q.iou),
         perSample: { float: f.iou, quantized: q.iou },
-        rules: ["min_iou", "max_iou_drop"],
+        rules: gateRulesFor("iou"),
         note: vsLabels,
       },
       {
@@ -207,7 +208,7 @@ export function segmentationMetrics(input: SegmentationMetricInput): MetricRecor
         float: meanOf(f.dice),
         quantized: meanOf(q.dice),
         perSample: { float: f.dice, quantized: q.dice },
-        rules: ["min_dice", "max_dice_drop"],
+        rules: gateRulesFor("dice"),
         note: vsLabels,
       },
       {
@@ -217,7 +218,7 @@ export function segmentationMetrics(input: SegmentationMetricInput): MetricRecor
         direction: "higher",
         float: f.pooled.iou,
         quantized: q.pooled.iou,
-        rules: ["min_iou_pooled", "max_iou_pooled_drop"],
+        rules: gateRulesFor("iou_pooled"),
         note: vsLabels,
       },
       {
@@ -227,7 +228,7 @@ export function segmentationMetrics(input: SegmentationMetricInput): MetricRecor
         direction: "higher",
         float: f.pooled.dice,
         quantized: q.pooled.dice,
-        rules: ["min_dice_pooled", "max_dice_pooled_drop"],
+        rules: gateRulesFor("dice_pooled"),
         note: vsLabels,
       },
     );
@@ -245,7 +246,7 @@ export function segmentationMetrics(input: SegmentationMetricInput): MetricRecor
       direction: "higher",
       quantized: meanOf(v.iou),
       perSample: { quantized: v.iou },
-      rules: ["min_iou_vs_float"],
+      rules: gateRulesFor("iou_vs_float"),
       note: vsFloat,
     },
     {
@@ -255,7 +256,7 @@ export function segmentationMetrics(input: SegmentationMetricInput): MetricRecor
       direction: "higher",
       quantized: meanOf(v.dice),
       perSample: { quantized: v.dice },
-      rules: ["min_dice_vs_float"],
+      rules: gateRulesFor("dice_vs_float"),
       note: vsFloat,
     },
     {
@@ -265,7 +266,7 @@ export function segmentationMetrics(input: SegmentationMetricInput): MetricRecor
       direction: "higher",
       quantized: meanOf(agreement),
       perSample: { quantized: agreement },
-      rules: ["min_pixel_agreement"],
+      rules: gateRulesFor("pixel_agreement"),
       note: `share of pixels with the float class, ${samples}`,
     },
   );

@@ -11,6 +11,9 @@ import { UserError } from "../errors.js";
 import { compareSessions, type ComparedSample, type OutputFidelity } from "../evaluate/fidelity.js";
 import { loadUserMetric, runUserMetric } from "../evaluate/user-metric.js";
 import { gateRulesFor, type RuleKind, type TaskRule } from "../gate/rules.js";
+import { labelsFor, readLabels } from "../data/labels.js";
+import { decisionMetrics, hasSingleClass, isScalarPerSample, scalarOutputError } from "../metrics/decisions.js";
+import { recallAtK } from "../metrics/retrieval.js";
 import { constantFeeds, hits, meanRecord, valueRecord } from "./common.js";
 import type { MetricRecord, SampleCount, Task, TaskData } from "./types.js";
 
@@ -23,6 +26,8 @@ export interface FidelityData extends TaskData {
   /** The user metric module, resolved inside the workspace. */
   readonly metricFile?: string;
   readonly count: SampleCount;
+  /** 0/1 labels per evaluated sample from `outputs[].decision.labels`, by output name. */
+  readonly decisionLabels?: Readonly<Record<string, readonly number[]>>;
 }
 
 function sourceOptions(cfg: FidelityEvaluation): SourceOptions {
@@ -122,8 +127,9 @@ async function loadSamples(
   inputs: readonly ModelInputInfo[],
   limit: number,
   constants: Feeds,
-): Promise<{ samples: FidelitySample[]; files: string[]; count: SampleCount }> {
+): Promise<{ samples: FidelitySample[]; files: string[]; count: SampleCount; format: string; sources: string[] }> {
   const { records, files, format } = await readSource(file, sourceOptions(cfg), inputs);
+  const sources = records.map((r) => r.where);
   const used = records.slice(0, limit);
   const past = records.length - used.length;
   const pastNote = past > 0 ? `${past} sample(s) past evaluation.samples (${limit})` : undefined;
@@ -134,6 +140,8 @@ async function loadSamples(
     return {
       samples: c.samples,
       files,
+      format,
+      sources,
       count: { evaluated: used.length, total: records.length, sequences: c.chunks, sequenceUnit: "chunks", ...(leftOut ? { leftOut } : {}) },
     };
   }
@@ -148,7 +156,7 @@ async function loadSamples(
     return { feeds, label: r.label, sequence: i, chunk: 0 };
   });
   if (samples.length === 0) throw new UserError(`${file}: dataset has no samples`, file);
-  return { samples, files, count: { evaluated: used.length, total: records.length, ...(pastNote ? { leftOut: pastNote } : {}) } };
+  return { samples, files, format, sources, count: { evaluated: used.length, total: records.length, ...(pastNote ? { leftOut: pastNote } : {}) } };
 }
 
 export async function loadFidelityData(
@@ -161,6 +169,27 @@ export async function loadFidelityData(
   const display = (f: string): string => path.join(cfg.dataset, path.relative(datasetPath, f)) || cfg.dataset;
   const evalSet = await loadSamples(datasetPath, cfg, inputs, cfg.samples, constants);
   const files = await hashFiles(evalSet.files, display);
+  const decisionLabels: Record<string, number[]> = {};
+  for (const [i, spec] of cfg.outputs.entries()) {
+    const d = spec.decision;
+    if (!d?.labels) continue;
+    const key = `evaluation.outputs[${i}].decision.labels`;
+    if (evalSet.format !== "images" || cfg.stateful)
+      throw new UserError(
+        `${key}: a labels file names sample files, so it needs an image dataset without stateful chunks (this one is ${cfg.stateful ? "stateful" : evalSet.format}); give the labels in the dataset instead (label_field, or class folders)`,
+      );
+    const labelsFile = resolve(d.labels, key);
+    const table = await readLabels(labelsFile, "class", { fileField: d.labels_fields.file, valueField: d.labels_fields.label });
+    const labels = labelsFor<number>(table, evalSet.sources).slice(0, evalSet.samples.length);
+    const bad = labels.findIndex((l) => l !== 0 && l !== 1);
+    if (bad >= 0)
+      throw new UserError(
+        `${d.labels}: the label of ${evalSet.sources[bad]} is class ${labels[bad]}${table.classes ? ` ("${table.classes[labels[bad]!]}")` : ""}, but decision labels are 0 or 1 (or two class names) (${key})`,
+        labelsFile,
+      );
+    decisionLabels[spec.name] = labels;
+    files.push(...(await hashFiles([labelsFile], () => d.labels!)));
+  }
   let calibrationBatches: Feeds[] = [];
   if (cfg.calibration) {
     const calibPath = resolve(cfg.calibration, "evaluation.calibration");
@@ -187,6 +216,7 @@ export async function loadFidelityData(
     state: cfg.stateful?.state ?? [],
     ...(metricFile ? { metricFile } : {}),
     count: evalSet.count,
+    decisionLabels,
   };
 }
 
@@ -226,21 +256,123 @@ export function fidelityRules(cfg: Pick<FidelityEvaluation, "outputs" | "metric"
   return rules;
 }
 
-function outputRecords(o: OutputFidelity, rulesOf: (metric: string) => string[]): MetricRecord[] {
+/** Whether an output's values are one score per sample (cosine meaningless) or one per frame (top-1 and KL meaningless). */
+function scoreShape(o: OutputFidelity, axis: number): { scalar: boolean; singleClass: boolean } {
+  const scalar = o.dims.length === 0 || isScalarPerSample(o.dims);
+  return { scalar, singleClass: scalar || hasSingleClass(o.dims, axis) };
+}
+
+function outputRecords(o: OutputFidelity, axis: number, rulesOf: (metric: string) => string[]): MetricRecord[] {
   const k = (m: string): string => `output.${o.name}.${m}`;
   const x = (m: string): { rules: string[]; note: string } => ({ rules: rulesOf(k(m)), note: `output ${o.name} vs float` });
-  const out: MetricRecord[] = [
-    meanRecord(k("cosine"), `${o.name}: cosine similarity (mean)`, "ratio", "higher", o.cosines, undefined, x("cosine")),
-    valueRecord(k("cosine_min"), `${o.name}: cosine similarity (worst sample)`, "ratio", "higher", o.cosineMin, undefined, x("cosine_min")),
+  const shape = scoreShape(o, axis);
+  // The cosine of one number is always 1 and top-1 over one class always agrees: no record rather than a reassuring one.
+  const out: MetricRecord[] = shape.scalar
+    ? []
+    : [
+        meanRecord(k("cosine"), `${o.name}: cosine similarity (mean)`, "ratio", "higher", o.cosines, undefined, x("cosine")),
+        valueRecord(k("cosine_min"), `${o.name}: cosine similarity (worst sample)`, "ratio", "higher", o.cosineMin, undefined, x("cosine_min")),
+      ];
+  out.push(
     valueRecord(k("relative_l2"), `${o.name}: relative L2 error`, "ratio", "lower", o.relativeL2, undefined, x("relative_l2")),
     valueRecord(k("max_abs_error"), `${o.name}: max |error|`, "value", "lower", o.maxAbsError, undefined, x("max_abs_error")),
-  ];
-  if (o.top1Agreement !== undefined && o.agreements.length > 0)
+  );
+  if (!shape.singleClass && o.top1Agreement !== undefined && o.agreements.length > 0)
     out.push(meanRecord(k("top1_agreement"), `${o.name}: top-1 agreement`, "ratio", "higher", o.agreements, undefined, x("top1_agreement")));
-  if (o.kl) {
+  if (o.kl && !shape.singleClass) {
     out.push(meanRecord(k("kl_mean"), `${o.name}: KL divergence (mean)`, "nats", "lower", o.kls, undefined, x("kl_mean")));
     out.push(valueRecord(k("kl_p99"), `${o.name}: KL divergence (p99)`, "nats", "lower", o.kl.p99, undefined, x("kl_p99")));
   }
+  return out;
+}
+
+/** Cosine, top-1 and KL asked of an output of one score per sample (or per frame) fail with the error that proposes decisions. */
+function refuseScalarMetrics(specs: readonly FidelityOutputSpec[], outputs: readonly OutputFidelity[]): void {
+  specs.forEach((spec, i) => {
+    const asked = [
+      ...(["min_cosine", "min_top1_agreement", "max_kl_mean", "max_kl_p99"] as const).filter((k) => spec[k] !== undefined),
+      ...(spec.kind !== "values" ? [spec.kind] : []),
+    ];
+    const dims = outputs[i]!.dims;
+    const error = scalarOutputError(spec.name, asked, dims.length === 0 ? [1] : dims, spec.axis);
+    if (error) throw new UserError(`evaluation.outputs[${i}]: ${error} For example: decision: { threshold: 0.5 } on this output.`);
+  });
+}
+
+/** The per-sample values of one output as one flat array per sample. */
+function perSample(outputs: readonly Record<string, { data: Float32Array }>[], name: string): Float32Array[] {
+  return outputs.map((o) => o[name]!.data);
+}
+
+function concat(parts: readonly Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/**
+ * Decision records of the outputs with `decision`, recall@k of those with `recall_at_k`. The first output with
+ * each gives the run's keys (what the gate's rules read); later ones are keyed `output.<name>.<key>`.
+ */
+function scoreRecords(
+  specs: readonly FidelityOutputSpec[],
+  r: Awaited<ReturnType<typeof compareSessions>>,
+  decisionLabels: FidelityData["decisionLabels"],
+  warnings: string[],
+): MetricRecord[] {
+  const out: MetricRecord[] = [];
+  let firstDecision = true;
+  let firstRecall = true;
+  const rename = (rec: MetricRecord, name: string, first: boolean): MetricRecord => ({
+    ...rec,
+    note: `output ${name}, ${rec.note ?? ""}`,
+    ...(first ? {} : { key: `output.${name}.${rec.key}`, label: `${name}: ${rec.label}`, rules: [] }),
+  });
+  specs.forEach((spec, i) => {
+    if (spec.decision) {
+      const f = perSample(r.floatOutputs, spec.name);
+      const q = perSample(r.quantizedOutputs, spec.name);
+      const perItem = f[0]!.length;
+      let labels = decisionLabels?.[spec.name];
+      let from = `evaluation.outputs[${i}].decision.labels`;
+      if (!labels && r.labels.length > 0 && r.labels.every((l) => l !== undefined)) {
+        const dataset = r.labels as number[];
+        if (dataset.every((l) => l === 0 || l === 1)) {
+          labels = dataset;
+          from = "the dataset's labels";
+        } else
+          warnings.push(
+            `output ${spec.name}: the dataset's labels are not 0/1 (classes up to ${Math.max(...dataset)}), so decision_accuracy is not measured; give 0/1 labels in evaluation.outputs[${i}].decision.labels`,
+          );
+      }
+      if (labels && perItem !== 1)
+        throw new UserError(
+          `evaluation.outputs[${i}].decision: output "${spec.name}" has ${perItem} scores per sample (shape [${r.outputs[i]!.dims.join(", ")}]), but ${from} give one label per sample`,
+        );
+      let records: MetricRecord[];
+      try {
+        records = decisionMetrics(concat(f), concat(q), { threshold: spec.decision.threshold, perFrame: perItem > 1, ...(labels ? { labels } : {}) });
+      } catch (err) {
+        throw new UserError(`evaluation.outputs[${i}].decision on output "${spec.name}": ${(err as Error).message}`);
+      }
+      out.push(...records.map((rec) => rename(rec, spec.name, firstDecision)));
+      firstDecision = false;
+    }
+    if (spec.recall_at_k !== undefined) {
+      let rec: MetricRecord;
+      try {
+        rec = recallAtK(perSample(r.floatOutputs, spec.name), perSample(r.quantizedOutputs, spec.name), spec.recall_at_k);
+      } catch (err) {
+        throw new UserError(`evaluation.outputs[${i}].recall_at_k on output "${spec.name}": ${(err as Error).message}`);
+      }
+      out.push(rename(rec, spec.name, firstRecall));
+      firstRecall = false;
+    }
+  });
   return out;
 }
 
@@ -259,7 +391,9 @@ export const fidelityTask: Task<FidelityEvaluation, FidelityData> = {
         throw new UserError(`evaluation.outputs: the model has no output "${s.name}" (outputs: ${float.outputNames.join(", ")})`);
     }
     const userMetric = data.metricFile ? await loadUserMetric(data.metricFile) : undefined;
-    const r = await compareSessions(ort, float, quantized, data.samples, data.state, specs, userMetric !== undefined);
+    const keep = userMetric !== undefined || specs.some((s) => s.decision !== undefined || s.recall_at_k !== undefined);
+    const r = await compareSessions(ort, float, quantized, data.samples, data.state, specs, keep);
+    refuseScalarMetrics(specs, r.outputs);
     const rules = fidelityRules(cfg);
     const rulesOf = (metric: string): string[] => [...gateRulesFor(metric), ...rules.filter((x) => x.metric === metric).map((x) => x.rule)];
     const metrics: MetricRecord[] = [];
@@ -274,7 +408,7 @@ export const fidelityTask: Task<FidelityEvaluation, FidelityData> = {
         }),
       );
     }
-    const klSource = r.outputs.find((o) => o.kl !== undefined);
+    const klSource = r.outputs.find((o, i) => o.kl !== undefined && !scoreShape(o, specs[i]!.axis).singleClass);
     if (klSource?.kl) {
       const note = `output ${klSource.name} vs float`;
       metrics.push(
@@ -283,7 +417,9 @@ export const fidelityTask: Task<FidelityEvaluation, FidelityData> = {
         valueRecord("kl_max", "KL divergence (max)", "nats", "lower", klSource.kl.max, undefined, { note, rules: rulesOf("kl_max") }),
       );
     }
-    const top1Source = r.classOutput >= 0 ? r.outputs[r.classOutput] : r.outputs.find((o) => o.top1Agreement !== undefined);
+    const top1Source = (r.classOutput >= 0 ? [r.outputs[r.classOutput]!] : r.outputs).find(
+      (o) => o.top1Agreement !== undefined && !scoreShape(o, specs[r.outputs.indexOf(o)]!.axis).singleClass,
+    );
     if (top1Source?.top1Agreement !== undefined && top1Source.agreements.length > 0)
       metrics.push(
         meanRecord("top1_agreement", "Top-1 agreement", "ratio", "higher", top1Source.agreements, undefined, {
@@ -291,7 +427,9 @@ export const fidelityTask: Task<FidelityEvaluation, FidelityData> = {
           rules: rulesOf("top1_agreement"),
         }),
       );
-    for (const o of r.outputs) metrics.push(...outputRecords(o, rulesOf));
+    for (const [i, o] of r.outputs.entries()) metrics.push(...outputRecords(o, specs[i]!.axis, rulesOf));
+    const warnings: string[] = [];
+    metrics.push(...scoreRecords(specs, r, data.decisionLabels, warnings));
     if (userMetric) {
       const values = await runUserMetric(userMetric, r.floatOutputs, r.quantizedOutputs, r.labels);
       for (const [name, value] of Object.entries(values)) {
@@ -308,6 +446,7 @@ export const fidelityTask: Task<FidelityEvaluation, FidelityData> = {
       samples: data.count,
       ms: performance.now() - t0,
       rules,
+      warnings,
       details: {
         outputs: r.outputs.map((o) => ({
           name: o.name,

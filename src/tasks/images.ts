@@ -2,12 +2,20 @@
 // data hashes, and one output of both sessions per sample.
 import { readFile } from "node:fs/promises";
 import path from "node:path";
+import { z } from "zod";
 import type { ImagePreprocess } from "../config/schema.js";
 import { UserError } from "../errors.js";
 import { listImages, readImageFeed } from "../data/image-folder.js";
 import { sha256, type DataFileHash, type ModelInputInfo } from "../data/index.js";
 import { toOrtFeeds, type Feeds } from "../data/tensors.js";
 import type { Ort, Session } from "../runtime/ort.js";
+
+/**
+ * `evaluation.constant_inputs`: values fed as they are to named model inputs in every call (e.g. a sample rate
+ * `sr: 16000`); the element type is the model input's. Declared here, in a module without a config import, so both
+ * the image tasks and the config schema use this one definition.
+ */
+export const constantInputsSchema = z.record(z.string().min(1), z.union([z.number(), z.array(z.number()), z.array(z.array(z.number()))])).default({});
 
 export interface ImageSample {
   /** Absolute path of the image. */
@@ -33,10 +41,11 @@ export async function loadImageFolder(
   spec: ImagePreprocess,
   input: ModelInputInfo,
   limit: number,
+  constants: Feeds = {},
 ): Promise<{ all: string[]; samples: ImageSample[] }> {
   const all = await listImages(dir);
   const samples: ImageSample[] = [];
-  for (const file of all.slice(0, limit)) samples.push({ file, feeds: { [input.name]: await readImageFeed(file, spec, input) } });
+  for (const file of all.slice(0, limit)) samples.push({ file, feeds: { ...constants, [input.name]: await readImageFeed(file, spec, input) } });
   return { all, samples };
 }
 
@@ -47,10 +56,11 @@ export async function loadCalibrationImages(
   spec: ImagePreprocess,
   input: ModelInputInfo,
   limit: number,
+  constants: Feeds = {},
 ): Promise<ImageSample[]> {
   if (path.resolve(dir) === path.resolve(datasetDir))
     throw new UserError(`evaluation.calibration and evaluation.dataset are the same folder (${dir}); calibration data must be kept apart from evaluation data`);
-  return (await loadImageFolder(dir, spec, input, limit)).samples;
+  return (await loadImageFolder(dir, spec, input, limit, constants)).samples;
 }
 
 /** Hashes of data files for the work cache, shown as `display(file)`. */

@@ -7,8 +7,19 @@ import { UserError } from "../errors.js";
 import { readMaskImage } from "../data/image-folder.js";
 import { labelsFor, readLabels } from "../data/labels.js";
 import { maskFromOutput, segmentationMetrics, type MaskSpec } from "../metrics/segmentation.js";
+import { constantFeeds, dataInputs } from "./common.js";
 import type { Task, TaskData } from "./types.js";
-import { displayUnder, hashFiles, imageInput, loadCalibrationImages, loadImageFolder, pickOutput, runBoth, type ImageSample } from "./images.js";
+import {
+  constantInputsSchema,
+  displayUnder,
+  hashFiles,
+  imageInput,
+  loadCalibrationImages,
+  loadImageFolder,
+  pickOutput,
+  runBoth,
+  type ImageSample,
+} from "./images.js";
 
 const maskSpec = z.strictObject({
   /** argmax: the output has a class axis (background is class 0); threshold: one score per pixel, foreground above it. */
@@ -27,6 +38,8 @@ const maskSpec = z.strictObject({
 
 export const segmentationEvaluation = z.strictObject({
   task: z.literal("segmentation"),
+  /** Values fed as they are to named model inputs in every call (e.g. `sr: 16000`). */
+  constant_inputs: constantInputsSchema,
   /** A folder of images (.png, .jpg), read in file-name order. */
   dataset: z.string().min(1),
   /**
@@ -88,10 +101,11 @@ export const segmentationTask: Task<SegmentationEvaluation, SegmentationData> = 
   name: "segmentation",
 
   async load(config, ctx) {
-    const input = imageInput(ctx.inputs, config.input);
+    const constants = constantFeeds(config.constant_inputs, ctx.inputs);
+    const input = imageInput(dataInputs(config.constant_inputs, ctx.inputs), config.input);
     const dir = ctx.resolve(config.dataset, "evaluation.dataset");
     const displayFile = displayUnder(config.dataset, dir);
-    const { all, samples } = await loadImageFolder(dir, config.preprocess, input, config.samples);
+    const { all, samples } = await loadImageFolder(dir, config.preprocess, input, config.samples, constants);
     const files = await hashFiles(
       samples.map((s) => s.file),
       displayFile,
@@ -122,7 +136,7 @@ export const segmentationTask: Task<SegmentationEvaluation, SegmentationData> = 
     let calibrationBatches: SegmentationData["calibrationBatches"] = [];
     if (config.calibration) {
       const calibDir = ctx.resolve(config.calibration, "evaluation.calibration");
-      const calib = await loadCalibrationImages(calibDir, dir, config.preprocess, input, config.calibration_samples);
+      const calib = await loadCalibrationImages(calibDir, dir, config.preprocess, input, config.calibration_samples, constants);
       calibrationBatches = calib.map((s) => s.feeds);
       files.push(
         ...(await hashFiles(
@@ -131,7 +145,7 @@ export const segmentationTask: Task<SegmentationEvaluation, SegmentationData> = 
         )),
       );
     }
-    return { task: "segmentation", samples, references, total: all.length, calibrationBatches, files, displayFile };
+    return { task: "segmentation", samples, references, total: all.length, calibrationBatches, files, displayFile, measureFeeds: samples[0]!.feeds };
   },
 
   async evaluate(config, data, ctx) {

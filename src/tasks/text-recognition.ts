@@ -7,8 +7,10 @@ import { UserError } from "../errors.js";
 import { labelsFor, readLabels } from "../data/labels.js";
 import { argmaxFrames, ctcClassesToText, ctcCollapse, idsToText, parseDictionary } from "../metrics/ctc.js";
 import { characterErrorRate, textErrorMetrics } from "../metrics/edit-distance.js";
+import { constantFeeds, dataInputs } from "./common.js";
 import type { Task, TaskData } from "./types.js";
 import {
+  constantInputsSchema,
   displayUnder,
   hashFiles,
   imageInput,
@@ -46,6 +48,8 @@ const decodeSpec = z.strictObject({
 
 export const textRecognitionEvaluation = z.strictObject({
   task: z.literal("text-recognition"),
+  /** Values fed as they are to named model inputs in every call (e.g. `sr: 16000`). */
+  constant_inputs: constantInputsSchema,
   /** A folder of line images (.png, .jpg), read in file-name order. */
   dataset: z.string().min(1),
   /** Labels file: CSV with a header or JSONL, sample file (relative to the labels file) -> reference text. */
@@ -110,10 +114,11 @@ export const textRecognitionTask: Task<TextRecognitionEvaluation, TextRecognitio
   name: "text-recognition",
 
   async load(config, ctx) {
-    const input = imageInput(ctx.inputs, config.input);
+    const constants = constantFeeds(config.constant_inputs, ctx.inputs);
+    const input = imageInput(dataInputs(config.constant_inputs, ctx.inputs), config.input);
     const dir = ctx.resolve(config.dataset, "evaluation.dataset");
     const displayFile = displayUnder(config.dataset, dir);
-    const { all, samples } = await loadImageFolder(dir, config.preprocess, input, config.samples);
+    const { all, samples } = await loadImageFolder(dir, config.preprocess, input, config.samples, constants);
     const dictFile = ctx.resolve(config.decode.dictionary, "evaluation.decode.dictionary");
     let dictText: string;
     try {
@@ -143,7 +148,7 @@ export const textRecognitionTask: Task<TextRecognitionEvaluation, TextRecognitio
     let calibrationBatches: TextRecognitionData["calibrationBatches"] = [];
     if (config.calibration) {
       const calibDir = ctx.resolve(config.calibration, "evaluation.calibration");
-      const calib = await loadCalibrationImages(calibDir, dir, config.preprocess, input, config.calibration_samples);
+      const calib = await loadCalibrationImages(calibDir, dir, config.preprocess, input, config.calibration_samples, constants);
       calibrationBatches = calib.map((s) => s.feeds);
       files.push(
         ...(await hashFiles(
@@ -152,7 +157,17 @@ export const textRecognitionTask: Task<TextRecognitionEvaluation, TextRecognitio
         )),
       );
     }
-    return { task: "text-recognition", samples, references, total: all.length, symbols, calibrationBatches, files, displayFile };
+    return {
+      task: "text-recognition",
+      samples,
+      references,
+      total: all.length,
+      symbols,
+      calibrationBatches,
+      files,
+      displayFile,
+      measureFeeds: samples[0]!.feeds,
+    };
   },
 
   async evaluate(config, data, ctx) {

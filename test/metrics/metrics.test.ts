@@ -23,7 +23,7 @@ import {
   wordErrorRate,
   wordTokens,
 } from "../../src/metrics/index.js";
-import { TASK_METRIC_RULES } from "../../src/metrics/rules.js";
+import { GATE_RULES, type RuleDef } from "../../src/gate/rules.js";
 import type { MetricRecord } from "../../src/tasks/types.js";
 
 // Values computed by test/metrics/reference.py, a separate Python/numpy implementation.
@@ -68,7 +68,7 @@ describe("edit distance, CER and WER", () => {
     const cer = byKey(records, "cer");
     expect(cer.float).toBe(0); // float transcripts are the references here
     expect(cer.quantized).toBeCloseTo(t.cer, 12);
-    expect(cer.rules).toEqual(["max_cer_increase", "max_cer"]);
+    expect(cer.rules).toEqual(["max_cer", "max_cer_increase"]);
     expect(cer.direction).toBe("lower");
     expect(mean(cer.perSample!.quantized)).toBeCloseTo(t.cer, 12);
     expect(byKey(records, "cer_vs_float").quantized).toBeCloseTo(t.cer, 12);
@@ -228,7 +228,7 @@ describe("recall@k of nearest neighbours", () => {
   });
 });
 
-describe("the rule table", () => {
+describe("the rule registry", () => {
   it("defines every rule key the metric functions name, each judging a metric they produce, and nothing else", () => {
     const t = REF.text;
     const s = REF.segmentation;
@@ -248,11 +248,17 @@ describe("the rule table", () => {
       ),
     ];
     const named = records.flatMap((r) => r.rules.map((rule) => `${rule} -> ${r.key}`)).sort();
-    expect(TASK_METRIC_RULES.map((d) => `${d.rule} -> ${d.metric}`).sort()).toEqual(named);
-    for (const d of TASK_METRIC_RULES) {
+    const keys = new Set(records.map((r) => r.key));
+    const registered = (GATE_RULES as readonly RuleDef[]).filter((d) => keys.has(d.metric));
+    expect(registered.map((d) => `${d.key} -> ${d.metric}`).sort()).toEqual(named);
+    expect(named.length).toBe(23);
+    for (const d of registered) {
       const r = records.find((x) => x.key === d.metric)!;
-      // A drop needs the float value beside the quantized one.
-      if (d.kind === "drop_points") expect(r.float, d.rule).toBeDefined();
+      // A drop or an increase needs the float value beside the quantized one.
+      if (d.kind === "drop_points" || d.kind === "increase_points") expect(r.float, d.key).toBeDefined();
+      // Points rules observe the change in the metric's bad direction.
+      if (d.kind === "drop_points") expect(r.direction, d.key).toBe("higher");
+      if (d.kind === "increase_points") expect(r.direction, d.key).toBe("lower");
     }
   });
 });

@@ -1,8 +1,10 @@
-// Applies an example's gate limits to task metric records by the rule table of src/metrics/rules.ts: the check the
-// gate will make once the tasks are registered, so the examples can be judged before that.
+// Applies an example's gate limits to task metric records through the gate itself (src/gate), leaving out the
+// rules on the measure stage's metrics (size, memory, latency), which a task evaluation alone does not produce.
 import { readFileSync } from "node:fs";
 import { parse } from "yaml";
-import { TASK_METRIC_RULES } from "../../src/metrics/rules.js";
+import { gateSchema } from "../../src/config/schema.js";
+import { evaluateGate } from "../../src/gate/index.js";
+import { GATE_RULES, type RuleDef } from "../../src/gate/rules.js";
 import type { MetricRecord } from "../../src/tasks/types.js";
 
 export interface Judged {
@@ -13,28 +15,13 @@ export interface Judged {
 
 type Limit = number | { warn?: number; fail?: number };
 
+const MEASURED = new Set(["model_size", "bits_per_weight", "peak_memory", "latency_p50", "latency_p95", "kernel_gemv"]);
+
 export function judge(metrics: readonly MetricRecord[], gate: Record<string, Limit>): Judged[] {
-  const out: Judged[] = [];
-  for (const [rule, raw] of Object.entries(gate)) {
-    const def = TASK_METRIC_RULES.find((d) => d.rule === rule);
-    if (!def) continue; // not a task-metric rule (size, latency...)
-    const limit = typeof raw === "number" ? { fail: raw } : raw;
-    const m = metrics.find((x) => x.key === def.metric);
-    let observed: number | undefined;
-    if (m) {
-      if (def.kind === "value_max" || def.kind === "value_min") observed = m.quantized;
-      else if (def.kind === "drop_points" && m.float !== undefined) observed = (m.direction === "higher" ? m.float - m.quantized : m.quantized - m.float) * 100;
-    }
-    const worse = (x: number, l: number): boolean => (def.kind === "value_min" ? x < l : x > l);
-    const status =
-      observed === undefined || !Number.isFinite(observed) || (limit.fail !== undefined && worse(observed, limit.fail))
-        ? "fail"
-        : limit.warn !== undefined && worse(observed, limit.warn)
-          ? "warn"
-          : "pass";
-    out.push({ rule, observed, status });
-  }
-  return out;
+  const taskRules = Object.fromEntries(
+    Object.entries(gate).filter(([key]) => (GATE_RULES as readonly RuleDef[]).some((d) => d.key === key && !MEASURED.has(d.metric))),
+  );
+  return evaluateGate(gateSchema.parse(taskRules), metrics).rules.map((r) => ({ rule: r.rule, observed: r.observed, status: r.status }));
 }
 
 /** An example's quantgate.yml as plain data. */

@@ -53,3 +53,28 @@ describe("the image task configs", () => {
   ];
   for (const c of cases) it(`rejects ${c.what}`, () => expect(issues(c.schema, c.input)).toMatch(c.expected));
 });
+
+describe("constant inputs of the image tasks", () => {
+  it("are accepted by both schemas and checked against the model's inputs when the data loads", async () => {
+    const { segmentationTask } = await import("../../src/tasks/segmentation.js");
+    const path = await import("node:path");
+    const root = path.resolve(import.meta.dirname, "../../examples");
+    const inputs = [{ name: "image", type: "float32" as const, rank: 4, dims: [undefined, 3, 64, 64] }];
+    const s = segmentationEvaluation.parse({ ...seg, constant_inputs: { sr: 16000 } });
+    expect(s.constant_inputs).toEqual({ sr: 16000 });
+    expect(textRecognitionEvaluation.parse({ ...text, constant_inputs: { sr: [1, 2] } }).constant_inputs).toEqual({ sr: [1, 2] });
+    const ctx = (dir: string) => ({ resolve: (p: string) => path.join(root, dir, p), inputs: inputs as never });
+    await expect(segmentationTask.load(s, ctx("segmentation"))).rejects.toThrow(
+      /evaluation\.constant_inputs\.sr: the model has no input "sr" \(inputs: image\)/,
+    );
+    // a constant fed to a second input: the images feed the other one, and every sample carries the constant
+    const two = [...inputs, { name: "gain", type: "float32" as const, rank: 1, dims: [1] }];
+    const data = await segmentationTask.load(segmentationEvaluation.parse({ ...seg, samples: 2, constant_inputs: { gain: [2] } }), {
+      ...ctx("segmentation"),
+      inputs: two as never,
+    });
+    expect(data.samples).toHaveLength(2);
+    for (const sample of data.samples) expect(sample.feeds.gain).toMatchObject({ type: "float32", dims: [1] });
+    expect(data.measureFeeds!.image!.dims).toEqual([1, 3, 64, 64]);
+  });
+});
