@@ -90,6 +90,24 @@ QG_API(qg_f16_to_f32) int qg_f16_to_f32(const uint16_t* in, int64_t count, float
 /* Reads `count` floats and returns their sum (memory-bandwidth probe). */
 QG_API(qg_read_sum) float qg_read_sum(const float* buf, int64_t count, int threads);
 
+/* ---- per-element passes around quantization (qg_prep.c), bit-identical to the TypeScript references ---- */
+/* out[cols][rows] = in[rows][cols], in cache tiles. */
+QG_API(qg_transpose_f32) int qg_transpose_f32(const float* in, int64_t rows, int64_t cols, float* out, int threads);
+/* [n][k] floats from unpacked codes [n][bpr*bs]: (code - zp) * scale (dequantizeBlockwise). */
+QG_API(qg_dequantize_codes)
+int qg_dequantize_codes(const uint8_t* codes, const float* scales, const uint8_t* zero_points, int64_t n, int64_t k, int bs,
+                        float* out, int threads);
+/* float64 sums of d = w - deq: sums = {sum d^2, sum w^2, max |d|}, col_err[k] = sum over rows of d^2,
+ * col_norm[k] = sum of w^2, in the reference's element order. */
+QG_API(qg_weight_error)
+int qg_weight_error(const float* w, const float* deq, int64_t n, int64_t k, double* sums, double* col_err, double* col_norm);
+/* hist[alphabet] = occurrences of each code; QG_EINVAL if a code is >= alphabet. */
+QG_API(qg_histogram_u8) int qg_histogram_u8(const uint8_t* codes, int64_t count, int alphabet, double* hist);
+/* qg_quantize_int whose clip search minimizes sum importance[col] * err^2 (importance: k floats). */
+QG_API(qg_quantize_int_weighted)
+int qg_quantize_int_weighted(const float* wT, int64_t n, int64_t k, int bits, int bs, int symmetric, int clip_search,
+                             const float* importance, uint8_t* codes, float* scales, uint8_t* zero_points, int threads);
+
 /* Host hook: run task(ctx, i0, i1) over [0, count) split into at most `threads` parts. The default
  * runs serially; the addon installs its thread pool. */
 typedef void (*qg_task_fn)(void* ctx, int64_t i0, int64_t i1);

@@ -11,6 +11,9 @@ static void serial_parallel(qg_task_fn task, void* ctx, int64_t count, int64_t g
 }
 static qg_parallel_fn g_parallel = serial_parallel;
 void qg_set_parallel(qg_parallel_fn fn) { g_parallel = fn ? fn : serial_parallel; }
+void qg_parallel_for(qg_task_fn task, void* ctx, int64_t count, int64_t grain, int threads) {
+  g_parallel(task, ctx, count, grain, threads);
+}
 
 #if (defined(__x86_64__) || defined(_M_X64)) && !defined(QG_SCALAR_ONLY)
 static int cpu_has_avx2_fma(void) {

@@ -47,6 +47,9 @@ typedef struct {
 } qg_dispatch;
 void qg_gemv_int4_q8_ref(const qg_weight* w, const qg_q8_act* a, float* y, int64_t n0, int64_t n1);
 
+/* The installed parallel-for (serial unless the host installed a pool). */
+void qg_parallel_for(qg_task_fn task, void* ctx, int64_t count, int64_t grain, int threads);
+
 /* References (qg_ref.c) */
 void qg_gemm_int_ref(const qg_weight* w, const float* x, int64_t m, float* y, int64_t n0, int64_t n1);
 void qg_gemm_lut_ref(const qg_weight* w, const float* x, int64_t m, float* y, int64_t n0, int64_t n1);

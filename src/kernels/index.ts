@@ -8,6 +8,7 @@ import { FORMAT_IDS, KERNEL_OPS, type FormatName, type KernelOp, type TableForma
 import type { RawKernels } from "./raw.js";
 import { instantiateWasmKernels } from "./wasm.js";
 import { jsRawKernels } from "./js.js";
+import { installActiveKernels } from "./active.js";
 
 export type KernelBackendName = "native" | "wasm" | "js";
 export type { FormatName, KernelOp, TableFormat } from "./formats.js";
@@ -44,6 +45,8 @@ export interface TableQuantized {
 
 export interface Kernels {
   readonly backend: KernelBackendName;
+  /** The low-level surface underneath (tests compare its per-element passes with the TypeScript references). */
+  readonly raw: RawKernels;
   /** Why each faster backend was not used (empty when native loaded). */
   readonly fallbackReasons: readonly string[];
   /** Instruction set the dispatch picked ("avx2", "simd128", "scalar", "typescript"). */
@@ -116,6 +119,7 @@ export function kernelsFromRaw(raw: RawKernels, backend: KernelBackendName, fall
   const isa = raw.isa();
   return {
     backend,
+    raw,
     fallbackReasons,
     isa,
     hasKernel: (op, format) => impl(op, format) !== "none",
@@ -307,11 +311,17 @@ export function loadKernels(opts: { prefer?: KernelBackendName } = {}): Promise<
       const reasons: string[] = [];
       if (prefer === "native") {
         const raw = loadNative(reasons);
-        if (raw) return kernelsFromRaw(raw, "native", reasons);
+        if (raw) {
+          installActiveKernels(raw, 2);
+          return kernelsFromRaw(raw, "native", reasons);
+        }
       } else reasons.push(`native: skipped (prefer=${prefer})`);
       if (prefer !== "js") {
         const raw = await loadWasm(reasons);
-        if (raw) return kernelsFromRaw(raw, "wasm", reasons);
+        if (raw) {
+          installActiveKernels(raw, 1);
+          return kernelsFromRaw(raw, "wasm", reasons);
+        }
       } else reasons.push(`wasm: skipped (prefer=js)`);
       return kernelsFromRaw(jsRawKernels(), "js", reasons);
     })();

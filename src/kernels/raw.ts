@@ -97,4 +97,27 @@ export interface RawKernels {
   f32ToF16(input: Float32Array, out: Uint16Array): void;
   f16ToF32(input: Uint16Array, out: Float32Array): void;
   readSum(buffer: Float32Array, threads: number): number;
+  /** out[cols][rows] = input[rows][cols]. */
+  transposeF32(input: Float32Array, rows: number, cols: number, out: Float32Array, threads: number): void;
+  /** [n][k] floats from unpacked codes [n][blocksPerRow * blockSize]: (code - zeroPoint) * scale. */
+  dequantizeCodes(codes: Uint8Array, scales: Float32Array, zeroPoints: Uint8Array, n: number, k: number, blockSize: number, out: Float32Array, threads: number): void;
+  /** sums = [sum d^2, sum w^2, max |d|] of d = w - deq in float64; colErr/colNorm per column (length k). */
+  weightError(w: Float32Array, deq: Float32Array, n: number, k: number, sums: Float64Array, colErr: Float64Array, colNorm: Float64Array): void;
+  /** Occurrences of each code below `alphabet`; false when some code is not below it. */
+  histogramU8(codes: Uint8Array, alphabet: number, histogram: Float64Array): boolean;
+  /** quantizeInt whose clip search minimizes sum importance[col] * err^2. */
+  quantizeIntWeighted(
+    wT: Float32Array,
+    n: number,
+    k: number,
+    bits: number,
+    blockSize: number,
+    symmetric: boolean,
+    clipSearch: boolean,
+    importance: Float32Array,
+    codes: Uint8Array,
+    scales: Float32Array,
+    zeroPoints: Uint8Array,
+    threads: number,
+  ): void;
 }

@@ -18,7 +18,7 @@ type Exports = Record<string, (...args: (number | bigint)[]) => number> & {
   __heap_base: { value: number };
 };
 
-type Typed = Float32Array | Uint8Array | Uint16Array;
+type Typed = Float32Array | Float64Array | Uint8Array | Uint16Array;
 
 export async function instantiateWasmKernels(bytes: Uint8Array): Promise<RawKernels> {
   const { instance } = await WA.instantiate(bytes, {});
@@ -238,6 +238,78 @@ export async function instantiateWasmKernels(bytes: Uint8Array): Promise<RawKern
     },
     readSum(buffer, _threads) {
       return scoped(() => call("qg_read_sum", put(buffer), I(buffer.length), 1));
+    },
+      transposeF32(input, rows, cols, out, _threads) {
+      need("transposeF32", "input", input, rows * cols);
+      need("transposeF32", "out", out, rows * cols);
+      scoped(() => {
+        const pi = put(input),
+          po = put(out, false);
+        check("transposeF32", call("qg_transpose_f32", pi, I(rows), I(cols), po, 1));
+        take(po, out);
+      });
+    },
+    dequantizeCodes(codes, scales, zps, n, k, bs, out, _threads) {
+      const bpr = Math.ceil(k / bs);
+      need("dequantizeCodes", "codes", codes, n * bpr * bs);
+      need("dequantizeCodes", "scales", scales, n * bpr);
+      need("dequantizeCodes", "zeroPoints", zps, n * bpr);
+      need("dequantizeCodes", "out", out, n * k);
+      scoped(() => {
+        const pc = put(codes),
+          ps = put(scales),
+          pz = put(zps),
+          po = put(out, false);
+        check("dequantizeCodes", call("qg_dequantize_codes", pc, ps, pz, I(n), I(k), bs, po, 1));
+        take(po, out);
+      });
+    },
+    weightError(w, deq, n, k, sums, colErr, colNorm) {
+      need("weightError", "w", w, n * k);
+      need("weightError", "deq", deq, n * k);
+      need("weightError", "sums", sums, 3);
+      need("weightError", "colErr", colErr, k);
+      need("weightError", "colNorm", colNorm, k);
+      scoped(() => {
+        const pw = put(w),
+          pd = put(deq),
+          ps = put(sums, false),
+          pe = put(colErr, false),
+          pn = put(colNorm, false);
+        check("weightError", call("qg_weight_error", pw, pd, I(n), I(k), ps, pe, pn));
+        take(ps, sums);
+        take(pe, colErr);
+        take(pn, colNorm);
+      });
+    },
+    histogramU8(codes, alphabet, histogram) {
+      need("histogramU8", "histogram", histogram, alphabet);
+      return scoped(() => {
+        const pc = put(codes),
+          ph = put(histogram, false);
+        const ok = call("qg_histogram_u8", pc, I(codes.length), alphabet, ph) === 0;
+        if (ok) take(ph, histogram);
+        return ok;
+      });
+    },
+    quantizeIntWeighted(wT, n, k, bits, bs, sym, clip, importance, codes, scales, zps, _threads) {
+      const bpr = Math.ceil(k / bs);
+      need("quantizeIntWeighted", "wT", wT, n * k);
+      need("quantizeIntWeighted", "importance", importance, k);
+      need("quantizeIntWeighted", "codes", codes, n * bpr * bs);
+      need("quantizeIntWeighted", "scales", scales, n * bpr);
+      need("quantizeIntWeighted", "zeroPoints", zps, n * bpr);
+      scoped(() => {
+        const pw = put(wT),
+          pi = put(importance),
+          pc = put(codes, false),
+          ps = put(scales, false),
+          pz = put(zps, false);
+        check("quantizeIntWeighted", call("qg_quantize_int_weighted", pw, I(n), I(k), bits, bs, bool(sym), bool(clip), pi, pc, ps, pz, 1));
+        take(pc, codes);
+        take(ps, scales);
+        take(pz, zps);
+      });
     },
   };
 }

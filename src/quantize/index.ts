@@ -9,7 +9,15 @@ import { awqSearch } from "./algorithms/awq.js";
 import { blockwiseCodes, codeEntropy } from "./algorithms/entropy.js";
 import { gptqQuantize } from "./algorithms/gptq.js";
 import { lowRankCorrection, refineGroupScales } from "./algorithms/lowrank.js";
-import { dequantizeBlockwise, quantizeBlockwiseRef, transpose, type BlockwiseQuantized, type BlockwiseSpec, type IntBits } from "./blockwise.js";
+import {
+  dequantizeBlockwise,
+  quantizeBlockwiseWeighted,
+  transpose,
+  weightErrorSums,
+  type BlockwiseQuantized,
+  type BlockwiseSpec,
+  type IntBits,
+} from "./blockwise.js";
 import { fitCodebook } from "./codebook.js";
 import { dequantizeTable, quantizeTableRef, type TableQuantized } from "./tables.js";
 
@@ -118,7 +126,7 @@ export function planWeights(sites: readonly WeightSite[], recipe: Recipe): Weigh
 /** The weight as [n][k] float32 (MatMul's B transposed), with Gemm alpha folded in. */
 export function weightRowsNK(site: WeightSite): Float32Array {
   const w = site.values;
-  const wT = site.transposed ? Float32Array.from(w) : transpose(w, site.k, site.n);
+  const wT = site.transposed ? w.slice() : transpose(w, site.k, site.n);
   if (site.alpha !== 1) for (let i = 0; i < wT.length; i++) wT[i] = Math.fround(wT[i]! * site.alpha);
   return wT;
 }
@@ -170,12 +178,13 @@ export function quantizeWeight(plan: WeightPlan, ctx: QuantizeContext): Quantize
   } else if (algorithm === "mse" && stats && ctx.recipe.mse_importance) {
     // Clip search weighted by the calibration E[x^2] per input channel: output error, not weight error.
     const mean = stats.meanSquare.reduce((a, v) => a + v, 0) / k || 1;
-    q = quantizeBlockwiseRef(
+    q = quantizeBlockwiseWeighted(
       wT,
       n,
       k,
       spec,
       Float32Array.from(stats.meanSquare, (v) => v / mean),
+      ctx.threads,
     );
     notes.push("clip search weighted by calibration E[x^2]");
   } else {
@@ -226,22 +235,8 @@ export function quantizeWeights(plans: readonly WeightPlan[], ctx: QuantizeConte
 }
 
 export function weightError(wT: Float32Array, deq: Float32Array, n: number, k: number, act: ActivationStats | undefined): WeightError {
-  let errSq = 0;
-  let normSq = 0;
-  let maxAbs = 0;
-  const colErr = new Float64Array(k);
-  const colNorm = new Float64Array(k);
-  for (let row = 0; row < n; row++) {
-    for (let col = 0; col < k; col++) {
-      const w = wT[row * k + col]!;
-      const d = w - deq[row * k + col]!;
-      errSq += d * d;
-      normSq += w * w;
-      colErr[col]! += d * d;
-      colNorm[col]! += w * w;
-      if (Math.abs(d) > maxAbs) maxAbs = Math.abs(d);
-    }
-  }
+  const { sums, colErr, colNorm } = weightErrorSums(wT, deq, n, k);
+  const [errSq, normSq, maxAbs] = [sums[0]!, sums[1]!, sums[2]!];
   let outputErrorRatio: number | undefined;
   if (act && act.meanSquare.length === k) {
     let num = 0;
