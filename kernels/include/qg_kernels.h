@@ -108,6 +108,16 @@ QG_API(qg_quantize_int_weighted)
 int qg_quantize_int_weighted(const float* wT, int64_t n, int64_t k, int bits, int bs, int symmetric, int clip_search,
                              const float* importance, uint8_t* codes, float* scales, uint8_t* zero_points, int threads);
 
+/* ---- GPTQ (qg_gptq.c): codes, scales and zero points bit-identical to src/quantize/algorithms/gptq.ts ---- */
+/* Bytes of workspace qg_gptq needs for an [n][k] weight. */
+QG_API(qg_gptq_workspace_bytes) int64_t qg_gptq_workspace_bytes(int64_t n, int64_t k);
+/* hessian: k*k float64 (E[x x^T] or any positive multiple). Returns -3 when the damped Hessian is not
+ * positive definite after 8 tries (tenfold damping each). */
+QG_API(qg_gptq)
+int qg_gptq(const float* wT, int64_t n, int64_t k, const double* hessian, int bits, int bs, int symmetric, int clip_search,
+            double damp_ratio, int act_order, int static_groups, int zero_dead, uint8_t* codes, float* scales,
+            uint8_t* zero_points, void* ws, int threads);
+
 /* Host hook: run task(ctx, i0, i1) over [0, count) split into at most `threads` parts. The default
  * runs serially; the addon installs its thread pool. */
 typedef void (*qg_task_fn)(void* ctx, int64_t i0, int64_t i1);

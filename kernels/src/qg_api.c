@@ -49,6 +49,7 @@ static const qg_dispatch* dispatch(void) {
 }
 
 void qg_force_ref(int on) { g_force_ref = on; }
+const qg_dispatch* qg_dispatch_table(void) { return dispatch(); }
 void qg_limit_isa(int level) {
   g_isa_cap = level;
   g_ready = 0;

@@ -13,6 +13,7 @@ typedef struct {
   void* p;       /* typed array data (NULL for an omitted optional array) */
   int64_t len;   /* elements */
   int64_t i;     /* integer arguments */
+  double r;      /* real arguments */
 } arg_t;
 
 static napi_value throw_type(napi_env env, const char* fn, const char* name, const char* want) {
@@ -24,7 +25,7 @@ static napi_value throw_type(napi_env env, const char* fn, const char* name, con
 
 /* spec: one letter per argument, then ':' and comma-separated names.
  * F Float32Array, f Float32Array|null, U Uint8Array, u Uint8Array|null, H Uint16Array,
- * D Float64Array, N non-negative safe integer, I integer, B boolean. */
+ * D Float64Array, N non-negative safe integer, I integer, R finite number, B boolean. */
 static int parse_args(napi_env env, napi_callback_info info, const char* fn, const char* spec, const char* names, arg_t* out) {
   size_t argc = MAX_ARGS;
   napi_value argv[MAX_ARGS];
@@ -42,6 +43,7 @@ static int parse_args(napi_env env, napi_callback_info info, const char* fn, con
     out[a].p = NULL;
     out[a].len = 0;
     out[a].i = 0;
+    out[a].r = 0;
     if (t == 'F' || t == 'f' || t == 'U' || t == 'u' || t == 'H' || t == 'D') {
       const int optional = t == 'f' || t == 'u';
       if (optional && (vt == napi_null || vt == napi_undefined)) continue;
@@ -69,6 +71,12 @@ static int parse_args(napi_env env, napi_callback_info info, const char* fn, con
         return 0;
       }
       out[a].i = (int64_t)d;
+    } else if (t == 'R') {
+      double d;
+      if (vt != napi_number) { throw_type(env, fn, nm, "a number"); return 0; }
+      napi_get_value_double(env, argv[a], &d);
+      if (!(d - d == 0)) { throw_type(env, fn, nm, "a finite number"); return 0; }
+      out[a].r = d;
     } else if (t == 'B') {
       bool b;
       if (vt != napi_boolean) { throw_type(env, fn, nm, "a boolean"); return 0; }
@@ -333,6 +341,33 @@ static napi_value js_quantize_int_weighted(napi_env env, napi_callback_info info
                                                 A[9].p, A[10].p, threads_of(A[11].i)));
 }
 
+static napi_value js_gptq(napi_env env, napi_callback_info info) {
+  ARGS("gptq", "FNNDIIBBRBBBUFUI",
+       "wT,n,k,hessian,bits,blockSize,symmetric,clipSearch,dampRatio,actOrder,staticGroups,zeroDeadColumns,codes,scales,"
+       "zeroPoints,threads");
+  const int64_t n = A[1].i, k = A[2].i, bs = A[5].i, bpr = bs > 0 ? (k + bs - 1) / bs : 0;
+  if (!need_len(env, "gptq", "wT", &A[0], n * k) || !need_len(env, "gptq", "hessian", &A[3], k * k) ||
+      !need_len(env, "gptq", "codes", &A[12], n * bpr * bs) || !need_len(env, "gptq", "scales", &A[13], n * bpr) ||
+      !need_len(env, "gptq", "zeroPoints", &A[14], n * bpr))
+    return NULL;
+  const int64_t bytes = qg_gptq_workspace_bytes(n, k);
+  if (bytes <= 0) return status_result(env, "gptq", QG_EINVAL);
+  void* ws = malloc((size_t)bytes);
+  if (!ws) {
+    napi_throw_error(env, "ERR_MEMORY", "gptq: cannot allocate the workspace");
+    return NULL;
+  }
+  const int rc = qg_gptq(A[0].p, n, k, A[3].p, (int)A[4].i, (int)bs, (int)A[6].i, (int)A[7].i, A[8].r, (int)A[9].i, (int)A[10].i,
+                         (int)A[11].i, A[12].p, A[13].p, A[14].p, ws, threads_of(A[15].i));
+  free(ws);
+  if (rc == -3) {
+    napi_throw_range_error(env, "ERR_NOT_POSITIVE_DEFINITE",
+                           "gptq: the damped Hessian is not positive definite (NaN or negative eigenvalues in the calibration statistics?)");
+    return NULL;
+  }
+  return status_result(env, "gptq", rc);
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   qg_threads_install();
   const struct { const char* name; napi_callback cb; } fns[] = {
@@ -343,7 +378,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"readSum", js_read_sum},           {"isa", js_isa},                  {"kernelImpl", js_kernel_impl},
       {"forceRef", js_force_ref},         {"structSizes", js_struct_sizes}, {"formatField", js_format_field},
       {"transposeF32", js_transpose_f32}, {"dequantizeCodes", js_dequantize_codes}, {"weightError", js_weight_error},
-      {"histogramU8", js_histogram_u8},   {"quantizeIntWeighted", js_quantize_int_weighted},
+      {"histogramU8", js_histogram_u8},   {"quantizeIntWeighted", js_quantize_int_weighted}, {"gptq", js_gptq},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value f;

@@ -270,6 +270,7 @@ void qg_fill_ref(qg_dispatch* d) {
   for (int f = 0; f < QG_FMT_COUNT; f++) d->gemm_lut[f] = NULL;
   d->gemm_lut[QG_FMT_NF4] = d->gemm_lut[QG_FMT_FP4] = d->gemm_lut[QG_FMT_MXFP4] = d->gemm_lut[QG_FMT_FP8] =
       d->gemm_lut[QG_FMT_CODEBOOK] = qg_gemm_lut_ref;
+  d->rank_update = qg_rank_update_ref;
   d->quant_int = qg_quantize_int_ref;
   d->gemm_f32 = qg_gemm_f32_ref;
   d->read_sum = qg_read_sum_ref;

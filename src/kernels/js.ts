@@ -121,7 +121,7 @@ export function jsRawKernels(): RawKernels {
       for (let i = 0; i < buffer.length; i++) s += buffer[i]!;
       return s;
     },
-      transposeF32(input, rows, cols, out) {
+    transposeF32(input, rows, cols, out) {
       out.set(transposeRef(input.subarray(0, rows * cols), rows, cols));
     },
     dequantizeCodes(codes, scales, zeroPoints, n, k, blockSize, out) {
@@ -145,5 +145,6 @@ export function jsRawKernels(): RawKernels {
       scales.set(q.scales);
       zeroPoints.set(q.zeroPoints);
     },
+    gptq: () => unsupported("gptq"),
   };
 }

@@ -100,7 +100,16 @@ export interface RawKernels {
   /** out[cols][rows] = input[rows][cols]. */
   transposeF32(input: Float32Array, rows: number, cols: number, out: Float32Array, threads: number): void;
   /** [n][k] floats from unpacked codes [n][blocksPerRow * blockSize]: (code - zeroPoint) * scale. */
-  dequantizeCodes(codes: Uint8Array, scales: Float32Array, zeroPoints: Uint8Array, n: number, k: number, blockSize: number, out: Float32Array, threads: number): void;
+  dequantizeCodes(
+    codes: Uint8Array,
+    scales: Float32Array,
+    zeroPoints: Uint8Array,
+    n: number,
+    k: number,
+    blockSize: number,
+    out: Float32Array,
+    threads: number,
+  ): void;
   /** sums = [sum d^2, sum w^2, max |d|] of d = w - deq in float64; colErr/colNorm per column (length k). */
   weightError(w: Float32Array, deq: Float32Array, n: number, k: number, sums: Float64Array, colErr: Float64Array, colNorm: Float64Array): void;
   /** Occurrences of each code below `alphabet`; false when some code is not below it. */
@@ -115,6 +124,25 @@ export interface RawKernels {
     symmetric: boolean,
     clipSearch: boolean,
     importance: Float32Array,
+    codes: Uint8Array,
+    scales: Float32Array,
+    zeroPoints: Uint8Array,
+    threads: number,
+  ): void;
+  /** GPTQ (codes, scales, zero points bit-identical to gptqQuantizeRef); throws a RangeError when the damped Hessian is not PD. */
+  gptq(
+    wT: Float32Array,
+    n: number,
+    k: number,
+    hessian: Float64Array,
+    bits: number,
+    blockSize: number,
+    symmetric: boolean,
+    clipSearch: boolean,
+    dampRatio: number,
+    actOrder: boolean,
+    staticGroups: boolean,
+    zeroDeadColumns: boolean,
     codes: Uint8Array,
     scales: Float32Array,
     zeroPoints: Uint8Array,

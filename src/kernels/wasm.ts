@@ -239,7 +239,7 @@ export async function instantiateWasmKernels(bytes: Uint8Array): Promise<RawKern
     readSum(buffer, _threads) {
       return scoped(() => call("qg_read_sum", put(buffer), I(buffer.length), 1));
     },
-      transposeF32(input, rows, cols, out, _threads) {
+    transposeF32(input, rows, cols, out, _threads) {
       need("transposeF32", "input", input, rows * cols);
       need("transposeF32", "out", out, rows * cols);
       scoped(() => {
@@ -306,6 +306,49 @@ export async function instantiateWasmKernels(bytes: Uint8Array): Promise<RawKern
           ps = put(scales, false),
           pz = put(zps, false);
         check("quantizeIntWeighted", call("qg_quantize_int_weighted", pw, I(n), I(k), bits, bs, bool(sym), bool(clip), pi, pc, ps, pz, 1));
+        take(pc, codes);
+        take(ps, scales);
+        take(pz, zps);
+      });
+    },
+    gptq(wT, n, k, hessian, bits, bs, sym, clip, dampRatio, actOrder, staticGroups, zeroDead, codes, scales, zps, _threads) {
+      const bpr = Math.ceil(k / bs);
+      need("gptq", "wT", wT, n * k);
+      need("gptq", "hessian", hessian, k * k);
+      need("gptq", "codes", codes, n * bpr * bs);
+      need("gptq", "scales", scales, n * bpr);
+      need("gptq", "zeroPoints", zps, n * bpr);
+      if (!Number.isFinite(dampRatio)) throw new TypeError("gptq: argument 'dampRatio' must be a finite number");
+      scoped(() => {
+        const wsBytes = Number(call("qg_gptq_workspace_bytes", I(n), I(k)));
+        const pw = put(wT),
+          ph = put(hessian),
+          pc = put(codes, false),
+          ps = put(scales, false),
+          pz = put(zps, false),
+          pws = alloc(wsBytes + 64);
+        const rc = call(
+          "qg_gptq",
+          pw,
+          I(n),
+          I(k),
+          ph,
+          bits,
+          bs,
+          bool(sym),
+          bool(clip),
+          dampRatio,
+          bool(actOrder),
+          bool(staticGroups),
+          bool(zeroDead),
+          pc,
+          ps,
+          pz,
+          pws,
+          1,
+        );
+        if (rc === -3) throw new RangeError("gptq: the damped Hessian is not positive definite (NaN or negative eigenvalues in the calibration statistics?)");
+        check("gptq", rc);
         take(pc, codes);
         take(ps, scales);
         take(pz, zps);

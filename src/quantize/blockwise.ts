@@ -161,7 +161,15 @@ export function dequantizeBlockwiseRef(q: BlockwiseQuantized): Float32Array {
 }
 
 /** out[n][k] = (code - zeroPoint) * scale from unpacked codes [n][blocksPerRow * blockSize]. */
-export function dequantizeCodesRef(codes: Uint8Array, scales: Float32Array, zeroPoints: Uint8Array, n: number, k: number, blockSize: number, out: Float32Array): void {
+export function dequantizeCodesRef(
+  codes: Uint8Array,
+  scales: Float32Array,
+  zeroPoints: Uint8Array,
+  n: number,
+  k: number,
+  blockSize: number,
+  out: Float32Array,
+): void {
   const blocksPerRow = Math.ceil(k / blockSize);
   for (let row = 0; row < n; row++) {
     for (let col = 0; col < k; col++) {
@@ -188,7 +196,15 @@ export function weightErrorSums(w: Float32Array, deq: Float32Array, n: number, k
 }
 
 /** The TypeScript reference of weightErrorSums (outputs written into the given arrays). */
-export function weightErrorRef(w: Float32Array, deq: Float32Array, n: number, k: number, sums: Float64Array, colErr: Float64Array, colNorm: Float64Array): void {
+export function weightErrorRef(
+  w: Float32Array,
+  deq: Float32Array,
+  n: number,
+  k: number,
+  sums: Float64Array,
+  colErr: Float64Array,
+  colNorm: Float64Array,
+): void {
   let errSq = 0;
   let normSq = 0;
   let maxAbs = 0;
@@ -214,7 +230,14 @@ export function weightErrorRef(w: Float32Array, deq: Float32Array, n: number, k:
  * quantizeBlockwiseRef with an importance per input channel (the clip search minimizes the weighted
  * error), in the kernels when loaded; byte-identical to the reference.
  */
-export function quantizeBlockwiseWeighted(wT: Float32Array, n: number, k: number, spec: BlockwiseSpec, importance: Float32Array, threads = 1): BlockwiseQuantized {
+export function quantizeBlockwiseWeighted(
+  wT: Float32Array,
+  n: number,
+  k: number,
+  spec: BlockwiseSpec,
+  importance: Float32Array,
+  threads = 1,
+): BlockwiseQuantized {
   const raw = activeKernels();
   if (!raw || importance.length !== k || wT.length !== n * k || k < 1) return quantizeBlockwiseRef(wT, n, k, spec, importance);
   const blocksPerRow = Math.ceil(k / spec.blockSize);
@@ -250,7 +273,8 @@ export function transposeRef(w: Float32Array, rows: number, cols: number): Float
  */
 export function packBits(codes: Uint8Array, bits: number, groupLength: number): Uint8Array {
   const raw = activeKernels();
-  if (!raw || !Number.isInteger(bits) || bits < 1 || bits > 8 || !(groupLength >= 1) || codes.length % groupLength !== 0) return packBitsRef(codes, bits, groupLength);
+  if (!raw || !Number.isInteger(bits) || bits < 1 || bits > 8 || !(groupLength >= 1) || codes.length % groupLength !== 0)
+    return packBitsRef(codes, bits, groupLength);
   const out = new Uint8Array((codes.length / groupLength) * Math.ceil((groupLength * bits) / 8));
   raw.packBits(codes, bits, groupLength, out);
   return out;

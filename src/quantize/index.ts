@@ -164,7 +164,7 @@ export function quantizeWeight(plan: WeightPlan, ctx: QuantizeContext): Quantize
   } else if (algorithm === "gptq") {
     const s = needStats(plan, stats, "GPTQ", true);
     const g = ctx.recipe.gptq;
-    q = gptqQuantize(wT, n, k, s.gram!, spec, { dampRatio: g.damp, actOrder: g.act_order, lazyBatch: g.lazy_batch });
+    q = gptqQuantize(wT, n, k, s.gram!, spec, { dampRatio: g.damp, actOrder: g.act_order, lazyBatch: g.lazy_batch, threads: ctx.threads });
     notes.push(`gptq damp ${g.damp}${g.act_order ? ", act-order" : ""}, Hessian from ${s.gramRows} rows`);
   } else if (algorithm === "awq") {
     const s = needStats(plan, stats, "AWQ", false);
