@@ -108,6 +108,12 @@ QG_API(qg_quantize_int_weighted)
 int qg_quantize_int_weighted(const float* wT, int64_t n, int64_t k, int bits, int bs, int symmetric, int clip_search,
                              const float* importance, uint8_t* codes, float* scales, uint8_t* zero_points, int threads);
 
+/* sum over rows of d_r^T H d_r (H k x k symmetric, d [rows][k], float64) in the order of sumQuadraticForms
+ * (src/quantize/algorithms/linalg.ts), bit-identical; ws: qg_quadratic_forms_workspace_bytes(rows, k). */
+QG_API(qg_quadratic_forms_workspace_bytes) int64_t qg_quadratic_forms_workspace_bytes(int64_t rows, int64_t k);
+QG_API(qg_sum_quadratic_forms)
+int qg_sum_quadratic_forms(const double* h, const double* d, int64_t rows, int64_t k, void* ws, int threads, double* out);
+
 /* ---- GPTQ (qg_gptq.c): codes, scales and zero points bit-identical to src/quantize/algorithms/gptq.ts ---- */
 /* Bytes of workspace qg_gptq needs for an [n][k] weight. */
 QG_API(qg_gptq_workspace_bytes) int64_t qg_gptq_workspace_bytes(int64_t n, int64_t k);

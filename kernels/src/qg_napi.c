@@ -368,6 +368,26 @@ static napi_value js_gptq(napi_env env, napi_callback_info info) {
   return status_result(env, "gptq", rc);
 }
 
+static napi_value js_sum_quadratic_forms(napi_env env, napi_callback_info info) {
+  ARGS("sumQuadraticForms", "DDNNI", "h,d,rows,k,threads");
+  const int64_t rows = A[2].i, k = A[3].i;
+  if (!need_len(env, "sumQuadraticForms", "h", &A[0], k * k) || !need_len(env, "sumQuadraticForms", "d", &A[1], rows * k)) return NULL;
+  const int64_t bytes = qg_quadratic_forms_workspace_bytes(rows, k);
+  if (bytes <= 0) return status_result(env, "sumQuadraticForms", QG_EINVAL);
+  void* ws = malloc((size_t)bytes);
+  if (!ws) {
+    napi_throw_error(env, "ERR_MEMORY", "sumQuadraticForms: cannot allocate the workspace");
+    return NULL;
+  }
+  double total = 0;
+  const int rc = qg_sum_quadratic_forms(A[0].p, A[1].p, rows, k, ws, threads_of(A[4].i), &total);
+  free(ws);
+  if (rc != QG_OK) return status_result(env, "sumQuadraticForms", rc);
+  napi_value r;
+  napi_create_double(env, total, &r);
+  return r;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   qg_threads_install();
   const struct { const char* name; napi_callback cb; } fns[] = {
@@ -379,6 +399,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"forceRef", js_force_ref},         {"structSizes", js_struct_sizes}, {"formatField", js_format_field},
       {"transposeF32", js_transpose_f32}, {"dequantizeCodes", js_dequantize_codes}, {"weightError", js_weight_error},
       {"histogramU8", js_histogram_u8},   {"quantizeIntWeighted", js_quantize_int_weighted}, {"gptq", js_gptq},
+      {"sumQuadraticForms", js_sum_quadratic_forms},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value f;

@@ -245,3 +245,82 @@ int qg_quantize_int_weighted(const float* wT, int64_t n, int64_t k, int bits, in
   qg_parallel_for(qw_task, &c, n, 1 + 16384 / k, threads);
   return QG_OK;
 }
+
+/* ---------------- sum of quadratic forms (sumQuadraticForms in quantize/algorithms/linalg.ts) ---------------- */
+
+typedef double qg_v2d __attribute__((vector_size(16)));
+
+typedef struct {
+  const double* h;
+  const double* dt; /* [rows8 / 8][k][8]: d transposed by groups of eight rows (zeros past rows) */
+  int64_t rows, rows8, k, tiles;
+  double* s; /* [k][rows8]: sum_{j>i} h[i][j] d[r][j] */
+} qf_ctx;
+
+static void qf_task(void* p, int64_t t0, int64_t t1) {
+  const qf_ctx* c = (const qf_ctx*)p;
+  const int64_t k = c->k;
+  for (int64_t t = t0; t < t1; t++) {
+    const int64_t tile = (t & 1) ? c->tiles - 1 - t / 2 : t / 2; /* mix long and short rows of the triangle */
+    const int64_t i0 = tile * 16, i1 = i0 + 16 < k ? i0 + 16 : k;
+    for (int64_t i = i0; i < i1; i++) {
+      const double* hi = c->h + i * k;
+      for (int64_t r0 = 0; r0 < c->rows8; r0 += 8) {
+        /* Eight rows at once (four two-lane accumulators, the width every target has), each lane's sum
+         * in ascending j as the reference's loop. */
+        qg_v2d a0 = {0, 0}, a1 = {0, 0}, a2 = {0, 0}, a3 = {0, 0};
+        const double* dg = c->dt + r0 * k;
+        for (int64_t j = i + 1; j < k; j++) {
+          qg_v2d d0, d1, d2, d3;
+          memcpy(&d0, dg + j * 8, sizeof d0);
+          memcpy(&d1, dg + j * 8 + 2, sizeof d1);
+          memcpy(&d2, dg + j * 8 + 4, sizeof d2);
+          memcpy(&d3, dg + j * 8 + 6, sizeof d3);
+          const qg_v2d hv = {hi[j], hi[j]};
+          a0 = a0 + hv * d0;
+          a1 = a1 + hv * d1;
+          a2 = a2 + hv * d2;
+          a3 = a3 + hv * d3;
+        }
+        double* so = c->s + i * c->rows8 + r0;
+        memcpy(so, &a0, sizeof a0);
+        memcpy(so + 2, &a1, sizeof a1);
+        memcpy(so + 4, &a2, sizeof a2);
+        memcpy(so + 6, &a3, sizeof a3);
+      }
+    }
+  }
+}
+
+int64_t qg_quadratic_forms_workspace_bytes(int64_t rows, int64_t k) {
+  if (rows < 0 || k < 1) return 0;
+  return 2 * k * ((rows + 7) / 8 * 8) * 8 + 64;
+}
+
+/* sum over rows r of d_r^T H d_r, H symmetric k x k (upper triangle read), in the reference's order:
+ * groups of 8 rows, then i, then r: total += d_ri * (h_ii d_ri + 2 sum_{j>i} h_ij d_rj), rows with
+ * d_ri == 0 skipped. The inner sums run in parallel (eight rows per vector); the total is added in order. */
+int qg_sum_quadratic_forms(const double* h, const double* d, int64_t rows, int64_t k, void* ws, int threads, double* out) {
+  if (!h || !d || !ws || !out || rows < 0 || k < 1) return QG_EINVAL;
+  const int64_t rows8 = (rows + 7) / 8 * 8;
+  double* dt = (double*)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
+  double* s = dt + k * rows8;
+  for (int64_t r = 0; r < rows8; r++)
+    for (int64_t j = 0; j < k; j++) dt[(r / 8) * k * 8 + j * 8 + r % 8] = r < rows ? d[r * k + j] : 0.0;
+  qf_ctx c = {h, dt, rows, rows8, k, (k + 15) / 16, s};
+  qg_parallel_for(qf_task, &c, c.tiles, 1, threads);
+  double total = 0;
+  for (int64_t r0 = 0; r0 < rows; r0 += 8) {
+    const int64_t r1 = r0 + 8 < rows ? r0 + 8 : rows;
+    for (int64_t i = 0; i < k; i++) {
+      const double hii = h[i * k + i];
+      for (int64_t r = r0; r < r1; r++) {
+        const double di = d[r * k + i];
+        if (di == 0) continue;
+        total += di * (hii * di + 2 * s[i * rows8 + r]);
+      }
+    }
+  }
+  *out = total;
+  return QG_OK;
+}

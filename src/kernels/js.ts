@@ -1,6 +1,7 @@
 // The "js" backend: RawKernels over the TypeScript reference (src/quantize/blockwise.ts), so the
 // pipeline works where neither the addon nor WebAssembly loads. Integer formats only; the table
 // formats report no kernel (hasKernel() is false) and throw if called.
+import { sumQuadraticFormsRef } from "../quantize/algorithms/linalg.js";
 import { dequantizeCodesRef, packBitsRef, quantizeBlockwiseRef, transposeRef, unpackBitsRef, weightErrorRef } from "../quantize/blockwise.js";
 import { FORMAT_IDS, KERNEL_OPS } from "./formats.js";
 import type { RawKernels } from "./raw.js";
@@ -146,5 +147,6 @@ export function jsRawKernels(): RawKernels {
       zeroPoints.set(q.zeroPoints);
     },
     gptq: () => unsupported("gptq"),
+    sumQuadraticForms: (h, d, rows, k) => sumQuadraticFormsRef(h, d, rows, k),
   };
 }

@@ -148,4 +148,6 @@ export interface RawKernels {
     zeroPoints: Uint8Array,
     threads: number,
   ): void;
+  /** sum over rows of d_r^T H d_r (H k x k), bit-identical to sumQuadraticFormsRef. */
+  sumQuadraticForms(h: Float64Array, d: Float64Array, rows: number, k: number, threads: number): number;
 }

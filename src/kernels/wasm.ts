@@ -354,5 +354,18 @@ export async function instantiateWasmKernels(bytes: Uint8Array): Promise<RawKern
         take(pz, zps);
       });
     },
+    sumQuadraticForms(h, d, rows, k, _threads) {
+      need("sumQuadraticForms", "h", h, k * k);
+      need("sumQuadraticForms", "d", d, rows * k);
+      return scoped(() => {
+        const wsBytes = Number(call("qg_quadratic_forms_workspace_bytes", I(rows), I(k)));
+        const ph = put(h),
+          pd = put(d),
+          po = alloc(8),
+          pws = alloc(wsBytes);
+        check("sumQuadraticForms", call("qg_sum_quadratic_forms", ph, pd, I(rows), I(k), pws, 1, po));
+        return new Float64Array(memory.buffer, po, 1)[0]!;
+      });
+    },
   };
 }

@@ -171,6 +171,7 @@ export function quantizeWeight(plan: WeightPlan, ctx: QuantizeContext): Quantize
     const res = awqSearch(wT, n, k, s, spec, (w, rows, cols, sp) => ctx.quantize(w, rows, cols, sp, ctx.threads), {
       grid: ctx.recipe.awq.grid,
       searchRows: AWQ_SEARCH_ROWS,
+      threads: ctx.threads,
     });
     q = res.q;
     inputScales = res.inverseScales;

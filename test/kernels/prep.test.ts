@@ -20,6 +20,7 @@ import {
   type IntBits,
 } from "../../src/quantize/blockwise.js";
 import { codeEntropy } from "../../src/quantize/algorithms/entropy.js";
+import { sumQuadraticFormsRef } from "../../src/quantize/algorithms/linalg.js";
 import { makeWeights, realBackends, rng } from "./helpers.js";
 
 const backends = await realBackends();
@@ -143,6 +144,26 @@ describe.each(backends.map((b) => [b.backend, b] as const))("%s per-element pass
       expect(codeEntropy(Uint8Array.of(1, 1, 2, 3), 4).histogram).toEqual(Uint32Array.of(0, 2, 1, 1));
     } finally {
       setActiveKernels(undefined);
+    }
+  });
+});
+
+describe.each(backends.map((b) => [b.backend, b] as const))("%s quadratic forms", (_name, kernels) => {
+  it("sums d^T H d over rows bit-identically to the reference (zeros skipped, awkward sizes)", () => {
+    for (const [rows, k] of [
+      [1, 2],
+      [3, 5],
+      [8, 17],
+      [9, 33],
+      [20, 70],
+      [64, 129],
+    ] as [number, number][]) {
+      const r = rng(rows * 100 + k);
+      const a = Float64Array.from({ length: k * k }, () => r() - 0.5);
+      const h = new Float64Array(k * k);
+      for (let i = 0; i < k; i++) for (let j = 0; j < k; j++) h[i * k + j] = a[i * k + j]! + a[j * k + i]! + (i === j ? k : 0);
+      const d = Float64Array.from({ length: rows * k }, (_, i) => (i % 5 === 2 ? 0 : r() - 0.5));
+      expect(kernels.raw.sumQuadraticForms(h, d, rows, k, 2), `${rows}x${k}`).toBe(sumQuadraticFormsRef(h, d, rows, k));
     }
   });
 });
