@@ -204,6 +204,71 @@ static float encode_block_w(const float* w, const float* imp, int64_t len, block
   return err;
 }
 
+typedef float qg_v4f_w __attribute__((vector_size(16)));
+typedef int32_t qg_v4i_w __attribute__((vector_size(16)));
+
+/* m ? a : b per lane (m: all ones or zero, as vector comparisons give). */
+static inline qg_v4f_w sel4(qg_v4i_w m, qg_v4f_w a, qg_v4f_w b) {
+  return (qg_v4f_w)(((qg_v4i_w)a & m) | ((qg_v4i_w)b & ~m));
+}
+
+/* The 16 clip ratios' weighted errors of one block at once, four ratios per vector (every target's
+ * native width), each lane the scalar encode_block_w's exact operations in the same element order.
+ * Finite blocks only. Rounding: values are clamped to +-300 first, which changes no code (past that,
+ * round(x) + zp is outside [0, qmax] either way and saturates). */
+static inline qg_v4f_w load4f(const float* p) {
+  qg_v4f_w v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+
+/* One lane group's step: the scalar encode_block_w's operations on four ratios. */
+#define QG_W16_STEP(E, INV, ZP, SC)                                     \
+  do {                                                                  \
+    qg_v4f_w x = v * INV;                                               \
+    x = sel4(x < -lim, -lim, x);                                        \
+    x = sel4(x > lim, lim, x);                                          \
+    qg_v4f_w t = __builtin_convertvector(__builtin_convertvector(x, qg_v4i_w), qg_v4f_w); \
+    const qg_v4f_w fr = x - t, afr = sel4(fr < zero, -fr, fr);          \
+    t = sel4(afr >= half, t + sel4(x < zero, -one, one), t);            \
+    qg_v4f_w q = t + ZP;                                                \
+    q = sel4(q < zero, zero, q);                                        \
+    q = sel4(q > vq, vq, q);                                            \
+    const qg_v4f_w d = v - (q - ZP) * SC;                               \
+    const qg_v4f_w d2 = d * d;                                          \
+    E = E + im * d2;                                                    \
+  } while (0)
+
+/* The 16 clip ratios' weighted errors of one block at once, four ratios per vector (every target's
+ * native width), each lane the scalar encode_block_w's exact operations in the same element order.
+ * Finite blocks only. Rounding: values are clamped to +-300 first, which changes no code (past that,
+ * round(x) + zp is outside [0, qmax] either way and saturates). */
+static void weighted_errors16(const float* w, const float* imp, int64_t len, const block_params* p, float qmax, float* err) {
+  float fi[16], fz[16], fs[16];
+  for (int r = 0; r < 16; r++) {
+    fi[r] = p[r].scale == 0.0f ? 0.0f : 1.0f / p[r].scale;
+    fz[r] = p[r].zp;
+    fs[r] = p[r].scale;
+  }
+  const qg_v4f_w inv0 = load4f(fi), inv1 = load4f(fi + 4), inv2 = load4f(fi + 8), inv3 = load4f(fi + 12);
+  const qg_v4f_w zp0 = load4f(fz), zp1 = load4f(fz + 4), zp2 = load4f(fz + 8), zp3 = load4f(fz + 12);
+  const qg_v4f_w sc0 = load4f(fs), sc1 = load4f(fs + 4), sc2 = load4f(fs + 8), sc3 = load4f(fs + 12);
+  const qg_v4f_w lim = {300.0f, 300.0f, 300.0f, 300.0f}, half = {0.5f, 0.5f, 0.5f, 0.5f}, zero = {0, 0, 0, 0};
+  const qg_v4f_w one = {1.0f, 1.0f, 1.0f, 1.0f}, vq = {qmax, qmax, qmax, qmax};
+  qg_v4f_w e0 = zero, e1 = zero, e2 = zero, e3 = zero;
+  for (int64_t i = 0; i < len; i++) {
+    const qg_v4f_w v = {w[i], w[i], w[i], w[i]}, im = {imp[i], imp[i], imp[i], imp[i]};
+    QG_W16_STEP(e0, inv0, zp0, sc0);
+    QG_W16_STEP(e1, inv1, zp1, sc1);
+    QG_W16_STEP(e2, inv2, zp2, sc2);
+    QG_W16_STEP(e3, inv3, zp3, sc3);
+  }
+  memcpy(err, &e0, sizeof e0);
+  memcpy(err + 4, &e1, sizeof e1);
+  memcpy(err + 8, &e2, sizeof e2);
+  memcpy(err + 12, &e3, sizeof e3);
+}
+
 static void qw_task(void* p, int64_t r0, int64_t r1) {
   const qw_ctx* c = (const qw_ctx*)p;
   const float qmax = (float)((1 << c->bits) - 1);
@@ -219,15 +284,29 @@ static void qw_task(void* p, int64_t r0, int64_t r1) {
       uint8_t* out = c->codes + bi * c->bs;
       float lo, hi, ext;
       block_range_w(w, len, &lo, &hi, &ext);
+      int finite = 1;
+      for (int64_t i = 0; i < len; i++) finite &= (w[i] - w[i] == 0.0f) & (imp[i] - imp[i] == 0.0f);
       block_params best = params_from_range(lo, hi, ext, c->bits, c->sym, qg_clip_ratio(0));
-      float best_err = encode_block_w(w, imp, len, best, qmax, out);
-      for (int r = 1; r < nratios; r++) {
-        const block_params q = params_from_range(lo, hi, ext, c->bits, c->sym, qg_clip_ratio(r));
-        const float e = encode_block_w(w, imp, len, q, qmax, scratch);
-        if (e < best_err) {
-          best_err = e;
-          best = q;
-          memcpy(out, scratch, (size_t)len);
+      if (nratios == 16 && finite) {
+        block_params ps[16];
+        float errs[16];
+        for (int r = 0; r < 16; r++) ps[r] = params_from_range(lo, hi, ext, c->bits, c->sym, qg_clip_ratio(r));
+        weighted_errors16(w, imp, len, ps, qmax, errs);
+        int pick = 0;
+        for (int r = 1; r < 16; r++)
+          if (errs[r] < errs[pick]) pick = r;
+        best = ps[pick];
+        encode_block_w(w, imp, len, best, qmax, out);
+      } else {
+        float best_err = encode_block_w(w, imp, len, best, qmax, out);
+        for (int r = 1; r < nratios; r++) {
+          const block_params q = params_from_range(lo, hi, ext, c->bits, c->sym, qg_clip_ratio(r));
+          const float e = encode_block_w(w, imp, len, q, qmax, scratch);
+          if (e < best_err) {
+            best_err = e;
+            best = q;
+            memcpy(out, scratch, (size_t)len);
+          }
         }
       }
       c->scales[bi] = best.scale;

@@ -271,6 +271,42 @@ static void test_f32_and_f16(void) {
   }
 }
 
+/* The per-element passes (qg_prep.c) under the sanitizers on awkward sizes; their values are compared
+ * with the TypeScript references in test/kernels/prep.test.ts. */
+static void test_prep(void) {
+  for (size_t a = 0; a < sizeof SIZES / sizeof SIZES[0]; a++)
+    for (size_t b = 0; b < sizeof SIZES / sizeof SIZES[0]; b += 3) {
+      const int64_t n = SIZES[a], k = SIZES[b] + 3;
+      float* w = malloc(sizeof(float) * (size_t)(n * k));
+      float* t = malloc(sizeof(float) * (size_t)(n * k));
+      float* imp = malloc(sizeof(float) * (size_t)k);
+      fill(w, n * k, 1);
+      for (int64_t i = 0; i < k; i++) imp[i] = (float)urand();
+      if (n * k > 10) w[7] = NAN;
+      CHECK(qg_transpose_f32(w, n, k, t, 2) == QG_OK, "transpose");
+      for (int64_t r = 0; r < n; r++)
+        for (int64_t c = 0; c < k; c++) CHECK(memcmp(&t[c * n + r], &w[r * k + c], 4) == 0, "transpose %lldx%lld", (long long)n, (long long)k);
+      const int bs = 16;
+      const int64_t bpr = (k + bs - 1) / bs;
+      uint8_t* codes = malloc((size_t)(n * bpr * bs));
+      uint8_t* zp = malloc((size_t)(n * bpr));
+      float* sc = malloc(sizeof(float) * (size_t)(n * bpr));
+      CHECK(qg_quantize_int_weighted(w, n, k, 3, bs, 0, 1, imp, codes, sc, zp, 2) == QG_OK, "weighted quantize");
+      CHECK(qg_dequantize_codes(codes, sc, zp, n, k, bs, t, 2) == QG_OK, "dequantize codes");
+      double sums[3], *ce = malloc(sizeof(double) * (size_t)k), *cn = malloc(sizeof(double) * (size_t)k), hist[8];
+      CHECK(qg_weight_error(w, t, n, k, sums, ce, cn) == QG_OK, "weight error");
+      CHECK(qg_histogram_u8(codes, n * bpr * bs, 8, hist) == QG_OK, "histogram");
+      double* h = malloc(sizeof(double) * (size_t)(k * k));
+      double* d = malloc(sizeof(double) * (size_t)(n * k));
+      for (int64_t i = 0; i < k * k; i++) h[i] = urand();
+      for (int64_t i = 0; i < n * k; i++) d[i] = urand() - 0.5;
+      void* ws = malloc((size_t)qg_quadratic_forms_workspace_bytes(n, k));
+      double out;
+      CHECK(qg_sum_quadratic_forms(h, d, n, k, ws, 2, &out) == QG_OK, "quadratic forms");
+      free(w); free(t); free(imp); free(codes); free(zp); free(sc); free(ce); free(cn); free(h); free(d); free(ws);
+    }
+}
+
 /* The dispatch's rank update (SIMD) against the portable body: bit-exact on awkward shapes and strides. */
 static void test_rank_update(void) {
   const int64_t shapes[][3] = {{1, 1, 1}, {3, 5, 2}, {4, 16, 7}, {5, 17, 33}, {9, 129, 64}, {13, 200, 130}, {4, 2, 0}};
@@ -329,6 +365,7 @@ int main(void) {
   test_long_rows();
   test_rank_update();
   test_gptq();
+  test_prep();
   if (!strcmp(qg_isa(), "avx512")) { /* the AVX2 kernels too, as a CPU without AVX-512 runs them */
     qg_limit_isa(1);
     printf("isa: %s\n", qg_isa());
