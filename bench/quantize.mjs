@@ -7,7 +7,8 @@
 // Calibration statistics are synthetic (a rank-16 plus diagonal Gram matrix, channel magnitudes with
 // a few outliers): the algorithms' cost does not depend on the values.
 //
-// Options: --k 4096 --n 4096 --rounds 5 --threads 2 --algorithms rtn,mse,awq,gptq --backends native,wasm
+// Reports wall seconds and the process's CPU seconds (on a loaded machine the wall time includes
+// waiting for a core). Options: --k 4096 --n 4096 --rounds 5 --threads 2 --algorithms rtn,mse,awq,gptq --backends native,wasm
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { loadKernels } from "../lib/kernels/index.js";
@@ -84,14 +85,18 @@ function runOnce(kernels, algorithm) {
   setActiveKernels(kernels.raw);
   const recipe = recipeSchema.parse({ format: "int4", block_size: 128, symmetric: false, algorithm });
   const [plan] = planWeights([site], recipe);
-  const threads = kernels.backend === "wasm" ? 1 : THREADS;
+  // RTN is timed on one thread (the target is one thread); the others on THREADS.
+  const threads = kernels.backend === "wasm" || algorithm === "rtn" ? 1 : THREADS;
   const ctx = { quantize: (w, n, k, spec, t) => kernels.quantizeBlockwise(w, n, k, spec, t), stats: algorithm === "rtn" ? undefined : stats, recipe, threads };
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   const qw = quantizeWeight(plan, ctx);
   const t1 = performance.now();
   layerGraph("p", "x", "y", qw.q, "matmulnbits", 0);
   const t2 = performance.now();
-  return { quantizeS: (t1 - t0) / 1e3, emitS: (t2 - t1) / 1e3, rmse: qw.error.rmse };
+  const c = process.cpuUsage(c0);
+  // CPU seconds of the process (all threads): on a loaded machine wall time includes waiting for a core.
+  return { quantizeS: (t1 - t0) / 1e3, emitS: (t2 - t1) / 1e3, cpuS: (c.user + c.system) / 1e6, rmse: qw.error.rmse };
 }
 
 const cpu = cpus()[0]?.model ?? "unknown";
@@ -108,7 +113,7 @@ for (let round = 0; round < ROUNDS; round++) {
       const r = runOnce(kernels, algorithm);
       if (!samples.has(key)) samples.set(key, []);
       samples.get(key).push(r);
-      console.log(`  round ${round + 1} ${key}: quantize ${r.quantizeS.toFixed(3)} s, emit ${r.emitS.toFixed(3)} s`);
+      console.log(`  round ${round + 1} ${key}: quantize ${r.quantizeS.toFixed(3)} s, emit ${r.emitS.toFixed(3)} s, cpu ${r.cpuS.toFixed(3)} s`);
     }
 }
 setActiveKernels(undefined);
@@ -125,6 +130,7 @@ for (const algorithm of ALGORITHMS) {
       quantizeS: median(xs.map((x) => x.quantizeS)),
       emitS: median(xs.map((x) => x.emitS)),
       totalS: median(xs.map((x) => x.quantizeS + x.emitS)),
+      cpuS: median(xs.map((x) => x.cpuS)),
       rounds: xs.length,
       rmse: xs[0]?.rmse,
     };
@@ -132,10 +138,11 @@ for (const algorithm of ALGORITHMS) {
   if (row.native && row.wasm) row.wasmOverNative = row.wasm.totalS / row.native.totalS;
   rows.push(row);
 }
-console.log(`\nalgorithm | ${backends.map((b) => `${b.backend} quantize+emit s (${b.backend === "wasm" ? 1 : THREADS} thr)`).join(" | ")} | wasm/native`);
+console.log(`\nmedian wall seconds of quantize + emit (quantize + emit), and CPU seconds; native ${THREADS} threads (rtn 1), wasm 1`);
+console.log(`algorithm | ${backends.map((b) => `${b.backend} wall s (q + e) | ${b.backend} cpu s`).join(" | ")} | wasm/native wall`);
 for (const r of rows)
   console.log(
-    `${r.algorithm.padEnd(9)} | ${backends.map((b) => `${r[b.backend].totalS.toFixed(3)} (q ${r[b.backend].quantizeS.toFixed(3)} + e ${r[b.backend].emitS.toFixed(3)})`).join(" | ")} | ${r.wasmOverNative ? r.wasmOverNative.toFixed(2) + "x" : "-"}`,
+    `${r.algorithm.padEnd(9)} | ${backends.map((b) => `${r[b.backend].totalS.toFixed(3)} (${r[b.backend].quantizeS.toFixed(3)} + ${r[b.backend].emitS.toFixed(3)}) | ${r[b.backend].cpuS.toFixed(3)}`).join(" | ")} | ${r.wasmOverNative ? r.wasmOverNative.toFixed(2) + "x" : "-"}`,
   );
 mkdirSync(new URL("./out/", import.meta.url), { recursive: true });
 const report = {
@@ -146,7 +153,7 @@ const report = {
   shape: { k: K, n: N },
   format: "int4 block 128 asymmetric",
   rounds: ROUNDS,
-  threads: { native: THREADS, wasm: 1 },
+  threads: { native: THREADS, nativeRtn: 1, wasm: 1 },
   isa: Object.fromEntries(backends.map((b) => [b.backend, b.isa])),
   results: rows,
 };

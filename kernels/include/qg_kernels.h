@@ -101,6 +101,10 @@ int qg_dequantize_codes(const uint8_t* codes, const float* scales, const uint8_t
  * col_norm[k] = sum of w^2, in the reference's element order. */
 QG_API(qg_weight_error)
 int qg_weight_error(const float* w, const float* deq, int64_t n, int64_t k, double* sums, double* col_err, double* col_norm);
+/* qg_weight_error against the dequantized unpacked codes [n][bpr*bs], decoded on the fly. */
+QG_API(qg_weight_error_codes)
+int qg_weight_error_codes(const float* w, const uint8_t* codes, const float* scales, const uint8_t* zero_points, int64_t n,
+                          int64_t k, int bs, double* sums, double* col_err, double* col_norm);
 /* hist[alphabet] = occurrences of each code; QG_EINVAL if a code is >= alphabet. */
 QG_API(qg_histogram_u8) int qg_histogram_u8(const uint8_t* codes, int64_t count, int alphabet, double* hist);
 /* qg_quantize_int whose clip search minimizes sum importance[col] * err^2 (importance: k floats). */

@@ -320,6 +320,18 @@ static napi_value js_weight_error(napi_env env, napi_callback_info info) {
   return status_result(env, "weightError", qg_weight_error(A[0].p, A[1].p, n, k, A[4].p, A[5].p, A[6].p));
 }
 
+static napi_value js_weight_error_codes(napi_env env, napi_callback_info info) {
+  ARGS("weightErrorCodes", "FUFUNNIDDD", "w,codes,scales,zeroPoints,n,k,blockSize,sums,colErr,colNorm");
+  const int64_t n = A[4].i, k = A[5].i, bs = A[6].i, bpr = bs > 0 ? (k + bs - 1) / bs : 0;
+  if (!need_len(env, "weightErrorCodes", "w", &A[0], n * k) || !need_len(env, "weightErrorCodes", "codes", &A[1], n * bpr * bs) ||
+      !need_len(env, "weightErrorCodes", "scales", &A[2], n * bpr) || !need_len(env, "weightErrorCodes", "zeroPoints", &A[3], n * bpr) ||
+      !need_len(env, "weightErrorCodes", "sums", &A[7], 3) || !need_len(env, "weightErrorCodes", "colErr", &A[8], k) ||
+      !need_len(env, "weightErrorCodes", "colNorm", &A[9], k))
+    return NULL;
+  if (bs > QG_MAX_BLOCK) return status_result(env, "weightErrorCodes", QG_EINVAL);
+  return status_result(env, "weightErrorCodes", qg_weight_error_codes(A[0].p, A[1].p, A[2].p, A[3].p, n, k, (int)bs, A[7].p, A[8].p, A[9].p));
+}
+
 /* Returns false (no throw) when a code is outside the alphabet, so the caller can name it. */
 static napi_value js_histogram_u8(napi_env env, napi_callback_info info) {
   ARGS("histogramU8", "UID", "codes,alphabet,histogram");
@@ -399,6 +411,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"forceRef", js_force_ref},         {"structSizes", js_struct_sizes}, {"formatField", js_format_field},
       {"transposeF32", js_transpose_f32}, {"dequantizeCodes", js_dequantize_codes}, {"weightError", js_weight_error},
       {"histogramU8", js_histogram_u8},   {"quantizeIntWeighted", js_quantize_int_weighted}, {"gptq", js_gptq},
+      {"weightErrorCodes", js_weight_error_codes},
       {"sumQuadraticForms", js_sum_quadratic_forms},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {

@@ -134,6 +134,45 @@ int qg_weight_error(const float* w, const float* deq, int64_t n, int64_t k, doub
   return QG_OK;
 }
 
+/* qg_weight_error of deq = dequantized codes, decoded on the fly (no [n][k] float buffer). */
+int qg_weight_error_codes(const float* w, const uint8_t* codes, const float* scales, const uint8_t* zero_points, int64_t n,
+                          int64_t k, int bs, double* sums, double* col_err, double* col_norm) {
+  if (!w || !codes || !scales || !zero_points || !sums || !col_err || !col_norm || n < 0 || k < 1 || bs < 1 || bs > QG_MAX_BLOCK) return QG_EINVAL;
+  memset(col_err, 0, (size_t)k * sizeof(double));
+  memset(col_norm, 0, (size_t)k * sizeof(double));
+  const int64_t bpr = (k + bs - 1) / bs;
+  double err = 0, norm = 0, max_abs = 0;
+  double d2[QG_MAX_BLOCK], w2[QG_MAX_BLOCK], lane_max[4] = {0, 0, 0, 0};
+  for (int64_t row = 0; row < n; row++) {
+    const float* wr = w + row * k;
+    for (int64_t b = 0; b < bpr; b++) {
+      const int64_t c0 = b * bs, len = c0 + bs <= k ? bs : k - c0, bi = row * bpr + b;
+      const uint8_t* cd = codes + bi * bs;
+      const int z = zero_points[bi];
+      const float s = scales[bi];
+      for (int64_t i = 0; i < len; i++) {
+        const float deq = (float)((int)cd[i] - z) * s;
+        const double wv = wr[c0 + i], d = wv - (double)deq;
+        d2[i] = d * d;
+        w2[i] = wv * wv;
+        col_err[c0 + i] += d2[i];
+        col_norm[c0 + i] += w2[i];
+        const double a = __builtin_fabs(d);
+        lane_max[i & 3] = a > lane_max[i & 3] ? a : lane_max[i & 3];
+      }
+      for (int64_t i = 0; i < len; i++) {
+        err += d2[i];
+        norm += w2[i];
+      }
+    }
+  }
+  for (int l = 0; l < 4; l++) max_abs = lane_max[l] > max_abs ? lane_max[l] : max_abs;
+  sums[0] = err;
+  sums[1] = norm;
+  sums[2] = max_abs;
+  return QG_OK;
+}
+
 /* ---------------- histogram of codes ---------------- */
 
 /* Counts of each byte value below `alphabet` (hist[alphabet], float64 counts); QG_EINVAL when a code

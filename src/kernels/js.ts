@@ -148,5 +148,10 @@ export function jsRawKernels(): RawKernels {
     },
     gptq: () => unsupported("gptq"),
     sumQuadraticForms: (h, d, rows, k) => sumQuadraticFormsRef(h, d, rows, k),
+    weightErrorCodes(w, codes, scales, zeroPoints, n, k, blockSize, sums, colErr, colNorm) {
+      const deq = new Float32Array(n * k);
+      dequantizeCodesRef(codes, scales, zeroPoints, n, k, blockSize, deq);
+      weightErrorRef(w, deq, n, k, sums, colErr, colNorm);
+    },
   };
 }

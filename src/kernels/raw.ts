@@ -150,4 +150,17 @@ export interface RawKernels {
   ): void;
   /** sum over rows of d_r^T H d_r (H k x k), bit-identical to sumQuadraticFormsRef. */
   sumQuadraticForms(h: Float64Array, d: Float64Array, rows: number, k: number, threads: number): number;
+  /** weightError against the dequantized unpacked codes, decoded on the fly (blockSize <= 256). */
+  weightErrorCodes(
+    w: Float32Array,
+    codes: Uint8Array,
+    scales: Float32Array,
+    zeroPoints: Uint8Array,
+    n: number,
+    k: number,
+    blockSize: number,
+    sums: Float64Array,
+    colErr: Float64Array,
+    colNorm: Float64Array,
+  ): void;
 }

@@ -367,5 +367,27 @@ export async function instantiateWasmKernels(bytes: Uint8Array): Promise<RawKern
         return new Float64Array(memory.buffer, po, 1)[0]!;
       });
     },
+    weightErrorCodes(w, codes, scales, zps, n, k, bs, sums, colErr, colNorm) {
+      const bpr = Math.ceil(k / bs);
+      need("weightErrorCodes", "w", w, n * k);
+      need("weightErrorCodes", "codes", codes, n * bpr * bs);
+      need("weightErrorCodes", "scales", scales, n * bpr);
+      need("weightErrorCodes", "zeroPoints", zps, n * bpr);
+      need("weightErrorCodes", "colErr", colErr, k);
+      need("weightErrorCodes", "colNorm", colNorm, k);
+      scoped(() => {
+        const pw = put(w),
+          pc = put(codes),
+          ps = put(scales),
+          pz = put(zps),
+          psum = put(sums, false),
+          pe = put(colErr, false),
+          pn = put(colNorm, false);
+        check("weightErrorCodes", call("qg_weight_error_codes", pw, pc, ps, pz, I(n), I(k), bs, psum, pe, pn));
+        take(psum, sums);
+        take(pe, colErr);
+        take(pn, colNorm);
+      });
+    },
   };
 }

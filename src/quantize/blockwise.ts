@@ -195,6 +195,17 @@ export function weightErrorSums(w: Float32Array, deq: Float32Array, n: number, k
   return { sums, colErr, colNorm };
 }
 
+/** weightErrorSums(w, dequantizeBlockwise(q)) without the dequantized buffer (in the kernels when loaded). */
+export function weightErrorSumsOfCodes(w: Float32Array, q: BlockwiseQuantized): { sums: Float64Array; colErr: Float64Array; colNorm: Float64Array } {
+  const raw = activeKernels();
+  if (!raw || q.k < 1 || w.length !== q.n * q.k) return weightErrorSums(w, dequantizeBlockwise(q), q.n, q.k);
+  const sums = new Float64Array(3);
+  const colErr = new Float64Array(q.k);
+  const colNorm = new Float64Array(q.k);
+  raw.weightErrorCodes(w, q.codes, q.scales, q.zeroPoints, q.n, q.k, q.spec.blockSize, sums, colErr, colNorm);
+  return { sums, colErr, colNorm };
+}
+
 /** The TypeScript reference of weightErrorSums (outputs written into the given arrays). */
 export function weightErrorRef(
   w: Float32Array,

@@ -14,6 +14,7 @@ import {
   quantizeBlockwiseWeighted,
   transpose,
   weightErrorSums,
+  weightErrorSumsOfCodes,
   type BlockwiseQuantized,
   type BlockwiseSpec,
   type IntBits,
@@ -206,7 +207,8 @@ export function quantizeWeight(plan: WeightPlan, ctx: QuantizeContext): Quantize
     lowRank = { a: a.values, b: b.values, aHalf: a.bits, bHalf: b.bits, rank: c.rank };
     notes.push(`rank-${c.rank} correction: output error ${(c.errorAfter / Math.max(c.errorBefore, 1e-30)).toFixed(3)}x, +${c.extraParams} float16 params`);
   }
-  const effective = effectiveWeightNK({ q, inputScales, lowRank });
+  // A plain block-wise weight is compared code by code in the kernels (no dequantized copy).
+  const effective = !inputScales && !lowRank && !isTable(q) ? q : effectiveWeightNK({ q, inputScales, lowRank });
   return { plan, q, inputScales, lowRank, error: weightError(wT, effective, n, k, stats), notes, entropy: codesEntropy(q) };
 }
 
@@ -235,8 +237,8 @@ export function quantizeWeights(plans: readonly WeightPlan[], ctx: QuantizeConte
   return plans.map((plan) => quantizeWeight(plan, ctx));
 }
 
-export function weightError(wT: Float32Array, deq: Float32Array, n: number, k: number, act: ActivationStats | undefined): WeightError {
-  const { sums, colErr, colNorm } = weightErrorSums(wT, deq, n, k);
+export function weightError(wT: Float32Array, deq: Float32Array | BlockwiseQuantized, n: number, k: number, act: ActivationStats | undefined): WeightError {
+  const { sums, colErr, colNorm } = deq instanceof Float32Array ? weightErrorSums(wT, deq, n, k) : weightErrorSumsOfCodes(wT, deq);
   const [errSq, normSq, maxAbs] = [sums[0]!, sums[1]!, sums[2]!];
   let outputErrorRatio: number | undefined;
   if (act && act.meanSquare.length === k) {

@@ -85,6 +85,23 @@ describe.each(backends.map((b) => [b.backend, b] as const))("%s per-element pass
     }
   });
 
+  it("sums the error against codes decoded on the fly exactly as decode-then-sum", () => {
+    for (const [n, k, bs] of [
+      [1, 7, 8],
+      [5, 33, 16],
+      [17, 100, 24],
+      [9, 300, 256],
+    ] as [number, number, number][]) {
+      const w = makeWeights(n * k, "heavy", n + k);
+      const q = quantizeBlockwiseRef(w, n, k, { bits: 3, blockSize: bs, symmetric: false, clipSearch: false });
+      const mine = { sums: new Float64Array(3), colErr: new Float64Array(k), colNorm: new Float64Array(k) };
+      raw.weightErrorCodes(w, q.codes, q.scales, q.zeroPoints, n, k, bs, mine.sums, mine.colErr, mine.colNorm);
+      const ref = { sums: new Float64Array(3), colErr: new Float64Array(k), colNorm: new Float64Array(k) };
+      weightErrorRef(w, dequantizeBlockwiseRef(q), n, k, ref.sums, ref.colErr, ref.colNorm);
+      expect(mine, `${n}x${k} bs ${bs}`).toEqual(ref);
+    }
+  });
+
   it("counts codes and refuses one outside the alphabet", () => {
     const codes = Uint8Array.from({ length: 1001 }, (_, i) => (i * 7) % 13);
     const h = new Float64Array(16);
