@@ -64,6 +64,12 @@ QG_API(qg_gemv_q8_workspace_bytes) int64_t qg_gemv_q8_workspace_bytes(int64_t k,
 QG_API(qg_gemv_int4_q8)
 int qg_gemv_int4_q8(const uint8_t* packed, const float* scales, const uint8_t* zero_points, int64_t n, int64_t k, int bs,
                     const float* x, float* y, void* ws, int threads);
+/* y[m][n] = x[m][k] . W^T with each activation row quantized to int8 per 32 as qg_gemv_int4_q8 does
+ * (the same numbers row by row), weights read once per four rows for every activation row. */
+QG_API(qg_gemm_q8_workspace_bytes) int64_t qg_gemm_q8_workspace_bytes(int64_t m, int64_t k, int bs);
+QG_API(qg_gemm_int4_q8)
+int qg_gemm_int4_q8(const uint8_t* packed, const float* scales, const uint8_t* zero_points, int64_t n, int64_t k, int bs,
+                    const float* x, int64_t m, float* y, void* ws, int threads);
 
 /* ---- table formats: NF4, FP4 (E2M1), MXFP4, FP8 (E4M3), codebook ---- */
 /* packed: [n][bpr][bs*code_bits/8]; scales: [n][bpr] floats (MXFP4: exactly 2^(e-127), the E8M0

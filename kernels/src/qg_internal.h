@@ -34,6 +34,8 @@ typedef struct {
   const int8_t* xqp; /* pairs of the first chunks / 8 * 8 chunks, 32-byte aligned */
 } qg_q8_act;
 typedef void (*qg_gemv_q8_fn)(const qg_weight* w, const qg_q8_act* a, float* y, int64_t n0, int64_t n1);
+/* Rows [n0, n1) of y[m][n] for m activation rows quantized as qg_q8_act (acts[m]). */
+typedef void (*qg_gemm_q8_fn)(const qg_weight* w, const qg_q8_act* acts, int64_t m, float* y, int64_t n0, int64_t n1);
 /* float64 c[r][j] -= a[r][t] * b[t][j] for t ascending, product rounded before the subtraction, r < rows,
  * j < cols (row strides ldc, lda, ldb): the exact-order update of GPTQ and its Cholesky (qg_rank_update.h). */
 typedef void (*qg_rank_update_fn)(double* c, int64_t ldc, const double* a, int64_t lda, const double* b, int64_t ldb,
@@ -49,7 +51,9 @@ typedef struct {
   qg_read_sum_fn read_sum;
   qg_gemv_q8_fn gemv_int4_q8;
   qg_rank_update_fn rank_update;
+  qg_gemm_q8_fn gemm_int4_q8;
 } qg_dispatch;
+void qg_gemm_int4_q8_ref(const qg_weight* w, const qg_q8_act* acts, int64_t m, float* y, int64_t n0, int64_t n1);
 /* The dispatch in use (SIMD or, under qg_force_ref, the references). */
 const qg_dispatch* qg_dispatch_table(void);
 /* Portable reference of rank_update (qg_gptq.c). */

@@ -183,6 +183,21 @@ static napi_value js_gemv_int4_q8(napi_env env, napi_callback_info info) {
   return status_result(env, "gemvInt4Q8", rc);
 }
 
+static napi_value js_gemm_int4_q8(napi_env env, napi_callback_info info) {
+  ARGS("gemmInt4Q8", "UFuNNIFNFI", "packed,scales,zeroPoints,n,k,blockSize,x,m,y,threads");
+  const int64_t n = A[3].i, k = A[4].i, bs = A[5].i, m = A[7].i;
+  if (!int_weight_lens(env, "gemmInt4Q8", &A[0], &A[1], &A[2], n, k, 4, bs) || !need_len(env, "gemmInt4Q8", "x", &A[6], m * k) ||
+      !need_len(env, "gemmInt4Q8", "y", &A[8], m * n))
+    return NULL;
+  const int64_t bytes = qg_gemm_q8_workspace_bytes(m, k, (int)bs);
+  if (bytes <= 0) return status_result(env, "gemmInt4Q8", QG_EINVAL);
+  void* ws = malloc((size_t)bytes);
+  if (!ws) return status_result(env, "gemmInt4Q8", QG_EINVAL);
+  const int rc = qg_gemm_int4_q8(A[0].p, A[1].p, A[2].p, n, k, (int)bs, A[6].p, m, A[8].p, ws, threads_of(A[9].i));
+  free(ws);
+  return status_result(env, "gemmInt4Q8", rc);
+}
+
 static int lut_lens(napi_env env, const char* fn, int64_t fmt, arg_t* packed, arg_t* scales, arg_t* table, int64_t n, int64_t k,
                     int64_t bs) {
   if (bs < 1) return 1;
@@ -410,7 +425,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"readSum", js_read_sum},           {"isa", js_isa},                  {"kernelImpl", js_kernel_impl},
       {"forceRef", js_force_ref},         {"structSizes", js_struct_sizes}, {"formatField", js_format_field},
       {"transposeF32", js_transpose_f32}, {"dequantizeCodes", js_dequantize_codes}, {"weightError", js_weight_error},
-      {"histogramU8", js_histogram_u8},   {"quantizeIntWeighted", js_quantize_int_weighted}, {"gptq", js_gptq},
+      {"histogramU8", js_histogram_u8},   {"quantizeIntWeighted", js_quantize_int_weighted}, {"gptq", js_gptq}, {"gemmInt4Q8", js_gemm_int4_q8},
       {"weightErrorCodes", js_weight_error_codes},
       {"sumQuadraticForms", js_sum_quadratic_forms},
   };

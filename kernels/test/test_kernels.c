@@ -149,6 +149,43 @@ static void test_gemv_q8(void) {
     }
 }
 
+/* int8-activation GEMM: the dispatched kernel against the reference (the GEMV reference per row) and
+ * row by row against the GEMV kernel, on awkward M, N, K (K past whole groups of eight chunks too). */
+static void test_gemm_q8(void) {
+  const int bsv[] = {32, 64, 128, 256};
+  const int64_t ms[] = {1, 2, 3, 5, 8, 33, 130};
+  for (int si = 0; si < NSIZES; si += 2)
+    for (int bi = 0; bi < 4; bi++) {
+      const int bs = bsv[bi];
+      const int64_t k = si % 4 == 0 ? 512 * (1 + si % 3) : SIZES[si] * 7 + 1, n = SIZES[(si + bi) % NSIZES] + 2, bpr = (k + bs - 1) / bs;
+      const int64_t m = ms[(si + bi) % 7];
+      float *w = malloc(4 * n * k), *x = malloc(4 * m * k), *s = malloc(4 * n * bpr), *deq = malloc(4 * n * k);
+      uint8_t *c = malloc(n * bpr * bs), *z = malloc(n * bpr), *p = malloc(n * bpr * bs / 2);
+      float *y1 = malloc(4 * n * m), *y2 = malloc(4 * n * m), *y3 = malloc(4 * n), *mag = malloc(4 * n * m);
+      void* ws = malloc((size_t)qg_gemm_q8_workspace_bytes(m, k, bs));
+      void* ws1 = malloc((size_t)qg_gemv_q8_workspace_bytes(k, bs));
+      fill(w, n * k, 1);
+      fill(x, m * k, 0);
+      const int sym = (si + bi) % 2;
+      qg_quantize_int(w, n, k, 4, bs, sym, 0, c, s, z, 1);
+      qg_pack_bits(c, n * bpr * bs, 4, bs, p);
+      qg_dequantize_int(p, s, sym ? NULL : z, n, k, 4, bs, deq);
+      abs_gemm(deq, x, n, k, m, mag);
+      qg_force_ref(1);
+      CHECK(qg_gemm_int4_q8(p, s, sym ? NULL : z, n, k, bs, x, m, y1, ws, 2) == QG_OK, "gemm_int4_q8 ref");
+      qg_force_ref(0);
+      CHECK(qg_gemm_int4_q8(p, s, sym ? NULL : z, n, k, bs, x, m, y2, ws, 2) == QG_OK, "gemm_int4_q8");
+      char what[96];
+      snprintf(what, sizeof what, "gemm_int4_q8 %s bs=%d m=%lld n=%lld k=%lld", qg_isa(), bs, (long long)m, (long long)n, (long long)k);
+      compare(what, y2, y1, mag, n * m, BUDGET_Q8_VS_REF);
+      for (int64_t mi = 0; mi < m; mi += 3) {
+        qg_gemv_int4_q8(p, s, sym ? NULL : z, n, k, bs, x + mi * k, y3, ws1, 1);
+        compare(what, y2 + mi * n, y3, mag + mi * n, n, BUDGET_Q8_VS_REF);
+      }
+      free(w); free(x); free(s); free(deq); free(c); free(z); free(p); free(y1); free(y2); free(y3); free(mag); free(ws); free(ws1);
+    }
+}
+
 /* Long rows: several K tiles of the SIMD GEMV/GEMM, a partial last block, N not a multiple of 4. */
 static void test_long_rows(void) {
   const int bitsv[] = {2, 3, 4, 8};
@@ -360,6 +397,7 @@ int main(void) {
   test_quantize_int();
   test_gemm_int();
   test_gemv_q8();
+  test_gemm_q8();
   test_lut();
   test_f32_and_f16();
   test_long_rows();
@@ -371,6 +409,7 @@ int main(void) {
     printf("isa: %s\n", qg_isa());
     test_gemm_int();
     test_gemv_q8();
+    test_gemm_q8();
     test_lut();
     test_long_rows();
     test_rank_update();

@@ -65,6 +65,12 @@ export interface Kernels {
    * a few 1e-3 of sum |w x|. Needs blockSize % 32 == 0; kernelImpl("gemv-int8-act", "int4") says whether SIMD.
    */
   gemvBlockwiseInt8(p: PackedBlockwise, x: Float32Array, threads?: number, out?: Float32Array): Float32Array;
+  /**
+   * int4 GEMM (y[m][n]) with every activation row quantized to int8 per 32 as gemvBlockwiseInt8 does (row
+   * by row the same numbers), the product ONNX Runtime's MatMulNBits computes at accuracy_level 4 for
+   * prefill and batches. Needs blockSize % 32 == 0; kernelImpl("gemm-int8-act", "int4") says whether SIMD.
+   */
+  gemmBlockwiseInt8(p: PackedBlockwise, x: Float32Array, m: number, threads?: number, out?: Float32Array): Float32Array;
   packBits(codes: Uint8Array, bits: number, groupLength: number): Uint8Array;
   unpackBits(packed: Uint8Array, bits: number, groupLength: number, groups: number): Uint8Array;
   quantizeTable(
@@ -153,6 +159,12 @@ export function kernelsFromRaw(raw: RawKernels, backend: KernelBackendName, fall
       if (p.spec.bits !== 4) throw new RangeError(`gemvBlockwiseInt8: int4 only, not int${p.spec.bits}`);
       const y = out ?? new Float32Array(p.n);
       raw.gemvInt4Q8(p.packed, p.scales, p.zeroPoints ?? null, p.n, p.k, p.spec.blockSize, x, y, threadsOf(threads));
+      return y;
+    },
+    gemmBlockwiseInt8(p, x, m, threads, out) {
+      if (p.spec.bits !== 4) throw new RangeError(`gemmBlockwiseInt8: int4 only, not int${p.spec.bits}`);
+      const y = out ?? new Float32Array(m * p.n);
+      raw.gemmInt4Q8(p.packed, p.scales, p.zeroPoints ?? null, p.n, p.k, p.spec.blockSize, x, m, y, threadsOf(threads));
       return y;
     },
     packBits(codes, bits, groupLength) {

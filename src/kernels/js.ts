@@ -153,5 +153,6 @@ export function jsRawKernels(): RawKernels {
       dequantizeCodesRef(codes, scales, zeroPoints, n, k, blockSize, deq);
       weightErrorRef(w, deq, n, k, sums, colErr, colNorm);
     },
+    gemmInt4Q8: () => unsupported("gemmBlockwiseInt8"),
   };
 }

@@ -163,4 +163,17 @@ export interface RawKernels {
     colErr: Float64Array,
     colNorm: Float64Array,
   ): void;
+  /** int4 GEMM with each activation row quantized to int8 per 32 (blockSize % 32 == 0), y[m][n]. */
+  gemmInt4Q8(
+    packed: Uint8Array,
+    scales: Float32Array,
+    zeroPoints: Uint8Array | null,
+    n: number,
+    k: number,
+    blockSize: number,
+    x: Float32Array,
+    m: number,
+    y: Float32Array,
+    threads: number,
+  ): void;
 }

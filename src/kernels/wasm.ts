@@ -389,5 +389,22 @@ export async function instantiateWasmKernels(bytes: Uint8Array): Promise<RawKern
         take(pn, colNorm);
       });
     },
+    gemmInt4Q8(packed, scales, zps, n, k, bs, x, m, y, _threads) {
+      need("gemmInt4Q8", "x", x, m * k);
+      need("gemmInt4Q8", "y", y, m * n);
+      need("gemmInt4Q8", "packed", packed, n * Math.ceil(k / bs) * (bs / 2));
+      scoped(() => {
+        const wsBytes = Number(call("qg_gemm_q8_workspace_bytes", I(m), I(k), bs));
+        if (wsBytes <= 0) throw new RangeError(`gemmInt4Q8: blockSize must be a multiple of 32, not ${bs}`);
+        const pp = put(packed),
+          ps = put(scales),
+          pz = put(zps),
+          px = put(x),
+          py = put(y, false),
+          pw = alloc(wsBytes);
+        check("gemmInt4Q8", call("qg_gemm_int4_q8", pp, ps, pz, I(n), I(k), bs, px, I(m), py, pw, 1));
+        take(py, y);
+      });
+    },
   };
 }

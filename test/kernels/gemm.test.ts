@@ -110,6 +110,29 @@ describe.each(backends.map((b) => [b.backend, b] as const))("%s GEMV/GEMM on pac
     }
   });
 
+  it("int4 GEMM with int8 activations: row by row the GEMV's numbers, within its budget of the float product", () => {
+    const BUDGET_INT8_ACT = 1e-2;
+    for (const [n, k, blockSize, m] of [
+      [5, 64, 32, 2],
+      [17, 256, 32, 8],
+      [33, 1024, 128, 33],
+      [9, 4097, 128, 3],
+      [13, 512, 64, 130],
+    ] as const) {
+      const q = kernels.quantizeBlockwise(makeWeights(n * k, "heavy", k + m), n, k, { bits: 4, blockSize, symmetric: m % 2 === 1, clipSearch: false });
+      const p = kernels.packBlockwise(q);
+      const x = makeWeights(m * k, "gaussian", n + m);
+      const y = kernels.gemmBlockwiseInt8(p, x, m, 2);
+      const { y: ref, mag } = referenceGemm(dequantizeBlockwise(q), n, k, x, m);
+      const bad = firstOutside(y, ref, mag, BUDGET_INT8_ACT);
+      expect(bad, `n=${n} k=${k} m=${m}: ${y[bad]} vs ${ref[bad]}`).toBe(-1);
+      for (let mi = 0; mi < m; mi += 7) {
+        const row = kernels.gemvBlockwiseInt8(p, x.subarray(mi * k, (mi + 1) * k), 1);
+        expect(firstOutside(y.subarray(mi * n, (mi + 1) * n), Float64Array.from(row), mag.subarray(mi * n, (mi + 1) * n), 1e-6)).toBe(-1);
+      }
+    }
+  });
+
   it("checks arguments at the boundary", () => {
     const q = kernels.quantizeBlockwise(new Float32Array(64), 2, 32, { bits: 4, blockSize: 32, symmetric: true, clipSearch: false });
     const p = kernels.packBlockwise(q);

@@ -25,5 +25,6 @@ void qg_fill_avx512(qg_dispatch* d) {
   d->gemm_lut[QG_FMT_FP8] = gemm_fp8_avx512;
   d->gemv_int4_q8 = gemv_int4_q8_avx512;
   d->rank_update = rank_update_avx512;
+  d->gemm_int4_q8 = gemm_int4_q8_avx512;
 }
 #endif

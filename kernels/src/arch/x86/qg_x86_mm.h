@@ -503,4 +503,34 @@ QG_MM_FN static void QG_MM_NAME(gemv_int4_q8)(const qg_weight* w, const qg_q8_ac
   }
 }
 
+/* int4 weights x int8 activations for M rows: four weight rows (8 KiB at K = 4096) are read from memory
+ * once and stay in L1 while every activation row passes over them. Rows whose chunks do not fill whole
+ * groups of eight take the GEMV kernel per activation row. */
+QG_MM_FN static void QG_MM_NAME(gemm_int4_q8)(const qg_weight* w, const qg_q8_act* acts, int64_t m, float* y, int64_t n0, int64_t n1) {
+  const int64_t cpb = w->bs / 32, chunks = w->bpr * cpb, groups = 8 % cpb ? 0 : chunks / 8, nblk = 8 / cpb;
+  if (groups * 8 != chunks || groups == 0) {
+    for (int64_t mi = 0; mi < m; mi++) QG_MM_NAME(gemv_int4_q8)(w, &acts[mi], y + mi * w->n, n0, n1);
+    return;
+  }
+  const __m256i bidx = _mm256_setr_epi32(0, 1 / cpb, 2 / cpb, 3 / cpb, 4 / cpb, 5 / cpb, 6 / cpb, 7 / cpb);
+  const __m256i bmask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)nblk), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  for (int64_t r0 = n0; r0 < n1; r0 += 4) {
+    const int64_t rows = n1 - r0 < 4 ? n1 - r0 : 4;
+    for (int64_t mi = 0; mi < m; mi++) {
+      const qg_q8_act* a = &acts[mi];
+      for (int64_t r = 0; r < rows; r++) {
+        const int64_t row = r0 + r;
+        const uint8_t* p = w->packed + row * w->row_bytes;
+        const float* s0 = w->scales + row * w->bpr;
+        const uint8_t* z0 = w->zp ? w->zp + row * w->bpr : NULL;
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t gi = 0; gi < groups; gi++)
+          acc = _mm256_add_ps(acc, mm_q8_group(p + gi * 128, a->xqp + gi * 256, s0 + gi * nblk, z0 ? z0 + gi * nblk : NULL,
+                                               a->dx + gi * 8, a->dsx + gi * 8, cpb, bidx, bmask));
+        y[mi * w->n + row] = mm_hsum8(acc);
+      }
+    }
+  }
+}
+
 #undef QG_MM_VARIANT
