@@ -301,8 +301,6 @@ int qg_gemv_int4_q8(const uint8_t* packed, const float* scales, const uint8_t* z
   return QG_OK;
 }
 
-#define QG_Q8_MAX_M 128 /* activation rows per pass */
-
 int64_t qg_gemm_q8_workspace_bytes(int64_t m, int64_t k, int bs) {
   const int64_t one = qg_gemv_q8_workspace_bytes(k, bs);
   if (one <= 0 || m < 1) return 0;

@@ -5,6 +5,7 @@
 
 #define QG_MAX_BLOCK 256
 #define QG_GEMM_TILE_M 64
+#define QG_Q8_MAX_M 128 /* int8-activation GEMM: activation rows per pass */
 
 typedef struct {
   const uint8_t* packed;
