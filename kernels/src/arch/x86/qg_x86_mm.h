@@ -440,6 +440,27 @@ QG_MM_IN __m256i mm_pair_dot(__m256i pk, const int8_t* xq) {
 #endif
 }
 
+/* The 8 / cpb scales (cpb = 2, 4 or 8 chunks per block) of a group, each repeated cpb times, and the
+ * zero points likewise: fixed-size loads (a variable-size memcpy or a masked load costs more than the
+ * group's dot products). */
+QG_MM_IN __m256 mm_group_scales(const float* s, int64_t cpb, __m256i bidx) {
+  __m128 v;
+  if (cpb == 2) v = _mm_loadu_ps(s);
+  else if (cpb == 4) v = _mm_castpd_ps(_mm_load_sd((const double*)s));
+  else v = _mm_load_ss(s);
+  return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(v), bidx);
+}
+QG_MM_IN __m256 mm_group_zps(const uint8_t* zr, int64_t cpb, __m256i bidx) {
+  uint32_t zb = 0;
+  if (cpb == 2) memcpy(&zb, zr, 4);
+  else if (cpb == 4) {
+    uint16_t t;
+    memcpy(&t, zr, 2);
+    zb = t;
+  } else zb = zr[0];
+  return _mm256_cvtepi32_ps(_mm256_permutevar8x32_epi32(_mm256_cvtepu8_epi32(_mm_cvtsi32_si128((int)zb)), bidx));
+}
+
 /* Eight chunks (256 codes) of one row: s * (dx * dot - z * dsx) per chunk, as a vector in chunk order. */
 QG_MM_IN __m256 mm_q8_group(const uint8_t* pg, const int8_t* xg, const float* s, const uint8_t* zr, const float* dx,
                             const float* dsx, int64_t cpb, __m256i bidx, __m256i bmask) {
@@ -455,12 +476,9 @@ QG_MM_IN __m256 mm_q8_group(const uint8_t* pg, const int8_t* xg, const float* s,
     sv = _mm256_loadu_ps(s);
     zv = zr ? _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(mm_load8(zr))) : _mm256_set1_ps(8.0f);
   } else { /* 8 / cpb blocks, each scale repeated cpb times */
-    sv = _mm256_permutevar8x32_ps(_mm256_maskload_ps(s, bmask), bidx);
-    if (zr) {
-      uint64_t zb = 0;
-      memcpy(&zb, zr, (size_t)(8 / cpb));
-      zv = _mm256_cvtepi32_ps(_mm256_permutevar8x32_epi32(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)zb)), bidx));
-    } else zv = _mm256_set1_ps(8.0f);
+    (void)bmask;
+    sv = mm_group_scales(s, cpb, bidx);
+    zv = zr ? mm_group_zps(zr, cpb, bidx) : _mm256_set1_ps(8.0f);
   }
   return _mm256_mul_ps(sv, _mm256_fmsub_ps(_mm256_cvtepi32_ps(h), _mm256_loadu_ps(dx), _mm256_mul_ps(zv, _mm256_loadu_ps(dsx))));
 }
@@ -526,7 +544,6 @@ QG_MM_FN static void QG_MM_NAME(gemm_int4_q8)(const qg_weight* w, const qg_q8_ac
     return;
   }
   const __m256i bidx = _mm256_setr_epi32(0, 1 / cpb, 2 / cpb, 3 / cpb, 4 / cpb, 5 / cpb, 6 / cpb, 7 / cpb);
-  const __m256i bmask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)nblk), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7), m15 = _mm256_set1_epi8(15);
   __m256 acc[4 * QG_Q8_MAX_M];
   for (int64_t r0 = n0; r0 < n1; r0 += 4) {
@@ -549,12 +566,8 @@ QG_MM_FN static void QG_MM_NAME(gemm_int4_q8)(const qg_weight* w, const qg_q8_ac
           sv = _mm256_loadu_ps(s);
           zv = zr ? _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(mm_load8(zr))) : _mm256_set1_ps(8.0f);
         } else {
-          sv = _mm256_permutevar8x32_ps(_mm256_maskload_ps(s, bmask), bidx);
-          if (zr) {
-            uint64_t zb = 0;
-            memcpy(&zb, zr, (size_t)(8 / cpb));
-            zv = _mm256_cvtepi32_ps(_mm256_permutevar8x32_epi32(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)zb)), bidx));
-          } else zv = _mm256_set1_ps(8.0f);
+          sv = mm_group_scales(s, cpb, bidx);
+          zv = zr ? mm_group_zps(zr, cpb, bidx) : _mm256_set1_ps(8.0f);
         }
         __m256* ar = acc + r * m;
         for (int64_t mi = 0; mi < m; mi++) {
