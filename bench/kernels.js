@@ -1,8 +1,13 @@
-// Kernel benchmark (not a test): `npm run bench:kernels`. Measures memory bandwidth, our GEMV/GEMM
-// per format at K=N=4096 and K=4096,N=11008 for M=1 and M=32 on 1 and 2 threads, ONNX Runtime's
-// MatMulNBits (4 bits, accuracy_level 0 and 4) and float MatMul on the same shapes in the same run,
-// and quantization throughput. Writes bench/out/kernels.json and prints a table.
+// Kernel benchmark (not a test): `npm run bench:kernels`. Measures memory bandwidth, then
+// 1. head to head, in interleaved rounds (every implementation once per round, >= 5 rounds, medians and
+//    ratios): our int4 kernels with int8 activations (GEMV at M = 1, GEMM above) and with float32
+//    activations, ONNX Runtime's MatMulNBits at accuracy_level 0 and 4, ONNX Runtime's float MatMul and
+//    our float32 GEMM, at K = 4096, N = 4096 and 11008, M = 1, 8, 32, 128, blocks 32 and 128, 1 and 2 threads;
+// 2. our GEMV/GEMM per format at M = 1 and 32 (one sequential sweep), and quantization throughput.
+// Writes bench/out/kernels.json (CPU model and load included) and prints the tables.
+// Options: --rounds 5 --only h2h (skip the sweep) --ms 1,8,32,128 --blocks 32,128 --threads 1,2
 import { mkdirSync, writeFileSync } from "node:fs";
+import { cpus, loadavg } from "node:os";
 import { create } from "@bufbuild/protobuf";
 import { GraphProtoSchema, ModelProtoSchema, OperatorSetIdProtoSchema } from "onnx-buf";
 import ort from "onnxruntime-node";
@@ -11,12 +16,17 @@ import { formatLabel, medianMs } from "../lib/kernels/bench.js";
 import { DataType, makeAttribute, makeNode, makeTensor, makeValueInfo, serializeModel } from "../lib/onnx/model.js";
 import { toMatMulNBits, transpose } from "../lib/quantize/blockwise.js";
 
+const ARGS = Object.fromEntries(process.argv.slice(2).flatMap((a, i, all) => (a.startsWith("--") ? [[a.slice(2), all[i + 1] ?? ""]] : [])));
+const listArg = (name, dflt) => (ARGS[name] ? ARGS[name].split(",").map(Number) : dflt);
+const ROUNDS = Math.max(5, Number(ARGS.rounds ?? 5));
+const H2H_MS = listArg("ms", [1, 8, 32, 128]);
+const H2H_BLOCKS = listArg("blocks", [32, 128]);
 const SHAPES = [
   { k: 4096, n: 4096 },
   { k: 4096, n: 11008 },
 ];
 const MS = [1, 32];
-const THREADS = [1, 2];
+const THREADS = listArg("threads", [1, 2]);
 const FORMATS = [
   { bits: 4, blockSize: 32, symmetric: false, clipSearch: false },
   { bits: 4, blockSize: 32, symmetric: true, clipSearch: false },
@@ -32,6 +42,11 @@ const FORMATS = [
 ];
 
 const kernels = await loadKernels({ prefer: process.env.QUANTGATE_KERNELS_BACKEND || "native" });
+console.log(
+  `CPU: ${cpus()[0]?.model ?? "unknown"} x${cpus().length}; load average ${loadavg()
+    .map((v) => v.toFixed(1))
+    .join(" ")}`,
+);
 console.log(`kernels: ${kernels.backend} (${kernels.isa})${kernels.fallbackReasons.length ? " — " + kernels.fallbackReasons.join("; ") : ""}`);
 
 function weights(count, seed) {
@@ -83,6 +98,173 @@ const bandwidth = {};
   }
 }
 
+// ---- 1. head to head, interleaved rounds
+function ortModel(nodes, inits, k, n) {
+  return create(ModelProtoSchema, {
+    irVersion: 10n,
+    opsetImport: [create(OperatorSetIdProtoSchema, { domain: "", version: 17n }), create(OperatorSetIdProtoSchema, { domain: "com.microsoft", version: 1n })],
+    graph: create(GraphProtoSchema, {
+      name: "g",
+      node: nodes,
+      initializer: inits,
+      input: [makeValueInfo("A", DataType.FLOAT, ["M", k])],
+      output: [makeValueInfo("Y", DataType.FLOAT, ["M", n])],
+    }),
+  });
+}
+/** Median of `reps` back-to-back calls (one sample of a round). */
+async function sample(fn, reps) {
+  const t = [];
+  for (let i = 0; i < reps; i++) {
+    const t0 = performance.now();
+    await fn();
+    t.push(performance.now() - t0);
+  }
+  t.sort((a, b) => a - b);
+  return t[t.length >> 1];
+}
+const median = (xs) => {
+  const v = [...xs].sort((a, b) => a - b);
+  return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+};
+const h2h = [];
+for (const { k, n } of SHAPES) {
+  const wT = weights(n * k, n + k);
+  const W = transpose(wT, n, k); // [K][N] for ORT's MatMul
+  for (const threads of THREADS) {
+    const impls = []; // { name, block, m, run, weightBytes }
+    const sessions = [];
+    const fSession = await ort.InferenceSession.create(
+      serializeModel(ortModel([makeNode("MatMul", ["A", "W"], ["Y"])], [makeTensor("W", DataType.FLOAT, [k, n], W)], k, n)),
+      {
+        intraOpNumThreads: threads,
+        interOpNumThreads: 1,
+      },
+    );
+    sessions.push(fSession);
+    for (const m of H2H_MS) {
+      const x = weights(m * k, 5 + m),
+        y = new Float32Array(m * n);
+      const feeds = { A: new ort.Tensor("float32", x, [m, k]) };
+      impls.push({ name: "ort-f32", block: 0, m, run: () => fSession.run(feeds), weightBytes: n * k * 4 });
+      impls.push({ name: "ours-f32", block: 0, m, run: () => kernels.gemmF32(wT, n, k, x, m, threads, y), weightBytes: n * k * 4 });
+    }
+    for (const block of H2H_BLOCKS) {
+      const spec = { bits: 4, blockSize: block, symmetric: false, clipSearch: false };
+      const q = kernels.quantizeBlockwise(wT, n, k, spec, 2);
+      const p = kernels.packBlockwise(q);
+      const t4 = toMatMulNBits(q);
+      const nb = q.blocksPerRow;
+      const weightBytes = t4.b.byteLength + t4.scales.byteLength + t4.zeroPoints.byteLength;
+      const inits = [
+        makeTensor("B", DataType.UINT8, [n, nb, block / 2], t4.b),
+        makeTensor("S", DataType.FLOAT, [n * nb], t4.scales),
+        makeTensor("Z", DataType.UINT8, [t4.zeroPoints.length], t4.zeroPoints),
+      ];
+      const acc = {};
+      for (const level of [0, 4]) {
+        const node = makeNode(
+          "MatMulNBits",
+          ["A", "B", "S", "Z"],
+          ["Y"],
+          [makeAttribute("K", k), makeAttribute("N", n), makeAttribute("bits", 4), makeAttribute("block_size", block), makeAttribute("accuracy_level", level)],
+          { domain: "com.microsoft" },
+        );
+        acc[level] = await ort.InferenceSession.create(serializeModel(ortModel([node], inits, k, n)), { intraOpNumThreads: threads, interOpNumThreads: 1 });
+        sessions.push(acc[level]);
+      }
+      for (const m of H2H_MS) {
+        const x = weights(m * k, 5 + m),
+          y = new Float32Array(m * n);
+        const feeds = { A: new ort.Tensor("float32", x, [m, k]) };
+        impls.push({ name: "ort-acc0", block, m, run: () => acc[0].run(feeds), weightBytes });
+        impls.push({ name: "ort-acc4", block, m, run: () => acc[4].run(feeds), weightBytes });
+        impls.push({
+          name: "ours-int8act",
+          block,
+          m,
+          run: m === 1 ? () => kernels.gemvBlockwiseInt8(p, x, threads, y) : () => kernels.gemmBlockwiseInt8(p, x, m, threads, y),
+          weightBytes,
+        });
+        impls.push({ name: "ours-f32act", block, m, run: () => kernels.gemmBlockwise(p, x, m, threads, y), weightBytes });
+      }
+    }
+    // warm-up, and repetitions per sample sized to ~30 ms
+    for (const im of impls) {
+      const t0 = performance.now();
+      await im.run();
+      await im.run();
+      im.reps = Math.max(1, Math.min(50, Math.round(60 / Math.max(performance.now() - t0, 0.01))));
+      im.samples = [];
+    }
+    for (let round = 0; round < ROUNDS; round++) for (const im of impls) im.samples.push(await sample(im.run, im.reps));
+    for (const im of impls)
+      h2h.push({ impl: im.name, block: im.block, m: im.m, n, k, threads, ms: median(im.samples), samples: im.samples, weightBytes: im.weightBytes });
+    for (const s of sessions) await s.release();
+    console.log(`head to head measured: K=${k} N=${n} threads=${threads} (${ROUNDS} interleaved rounds)`);
+  }
+}
+const h2hFind = (impl, block, m, n, threads) => h2h.find((r) => r.impl === impl && r.block === block && r.m === m && r.n === n && r.threads === threads);
+const h2hTable = [];
+console.log(
+  `\nhead to head (median ms over ${ROUNDS} interleaved rounds; ratio = ORT time / ours, > 1 means ours is faster; %bw = weight bytes / time / measured read bandwidth)`,
+);
+console.log("  N      blk M   thr | int8act  f32act |  acc0     acc4 |  ORT f32  ours f32 | acc4/int8act acc0/int8act f32/int8act | %bw");
+for (const { k, n } of SHAPES)
+  for (const block of H2H_BLOCKS)
+    for (const threads of THREADS)
+      for (const m of H2H_MS) {
+        const q8 = h2hFind("ours-int8act", block, m, n, threads),
+          qf = h2hFind("ours-f32act", block, m, n, threads),
+          a0 = h2hFind("ort-acc0", block, m, n, threads),
+          a4 = h2hFind("ort-acc4", block, m, n, threads),
+          of = h2hFind("ort-f32", 0, m, n, threads),
+          uf = h2hFind("ours-f32", 0, m, n, threads);
+        if (!q8 || !qf || !a0 || !a4 || !of || !uf) continue;
+        const bw = q8.weightBytes / (q8.ms * 1e6) / bandwidth[threads];
+        const row = {
+          k,
+          n,
+          block,
+          m,
+          threads,
+          int8actMs: q8.ms,
+          f32actMs: qf.ms,
+          ortAcc0Ms: a0.ms,
+          ortAcc4Ms: a4.ms,
+          ortF32Ms: of.ms,
+          oursF32Ms: uf.ms,
+          acc4OverInt8act: a4.ms / q8.ms,
+          acc0OverInt8act: a0.ms / q8.ms,
+          ortF32OverInt8act: of.ms / q8.ms,
+          bandwidthFraction: bw,
+        };
+        h2hTable.push(row);
+        const f = (v) => v.toFixed(3).padStart(8);
+        console.log(
+          `  ${String(n).padEnd(6)} ${String(block).padStart(3)} ${String(m).padStart(3)} ${String(threads).padStart(3)} |${f(q8.ms)}${f(qf.ms)} |${f(a0.ms)}${f(a4.ms)} |${f(of.ms)}${f(uf.ms)} | ${row.acc4OverInt8act.toFixed(2).padStart(10)}x ${row.acc0OverInt8act.toFixed(2).padStart(10)}x ${row.ortF32OverInt8act.toFixed(2).padStart(9)}x | ${m === 1 ? (100 * bw).toFixed(0) : "-"}`,
+        );
+      }
+if (ARGS.only === "h2h") {
+  mkdirSync(new URL("./out/", import.meta.url), { recursive: true });
+  const report = {
+    date: new Date().toISOString(),
+    cpu: cpus()[0]?.model,
+    cores: cpus().length,
+    loadavg: loadavg(),
+    backend: kernels.backend,
+    isa: kernels.isa,
+    memoryBandwidthGBps: bandwidth,
+    rounds: ROUNDS,
+    headToHead: h2hTable,
+    headToHeadSamples: h2h,
+  };
+  writeFileSync(new URL("./out/kernels.json", import.meta.url), JSON.stringify(report, null, 2));
+  console.log("wrote bench/out/kernels.json (head to head only)");
+  process.exit(0);
+}
+
+// ---- 2. per-format sweep (sequential)
 const rows = [];
 const record = (r) => {
   rows.push(r);
@@ -201,7 +383,20 @@ for (const r of rows) {
 }
 
 mkdirSync(new URL("./out/", import.meta.url), { recursive: true });
-const report = { date: new Date().toISOString(), backend: kernels.backend, isa: kernels.isa, memoryBandwidthGBps: bandwidth, rows, quantization };
+const report = {
+  date: new Date().toISOString(),
+  cpu: cpus()[0]?.model,
+  cores: cpus().length,
+  loadavg: loadavg(),
+  backend: kernels.backend,
+  isa: kernels.isa,
+  memoryBandwidthGBps: bandwidth,
+  rounds: ROUNDS,
+  headToHead: h2hTable,
+  headToHeadSamples: h2h,
+  rows,
+  quantization,
+};
 writeFileSync(new URL("./out/kernels.json", import.meta.url), JSON.stringify(report, null, 2));
 
 const pad = (s, w) => String(s).padStart(w);

@@ -64,6 +64,12 @@ QG_API(qg_gemv_q8_workspace_bytes) int64_t qg_gemv_q8_workspace_bytes(int64_t k,
 QG_API(qg_gemv_int4_q8)
 int qg_gemv_int4_q8(const uint8_t* packed, const float* scales, const uint8_t* zero_points, int64_t n, int64_t k, int bs,
                     const float* x, float* y, void* ws, int threads);
+/* y[m][n] = x[m][k] . W^T with each activation row quantized to int8 per 32 as qg_gemv_int4_q8 does
+ * (the same numbers row by row), weights read once per four rows for every activation row. */
+QG_API(qg_gemm_q8_workspace_bytes) int64_t qg_gemm_q8_workspace_bytes(int64_t m, int64_t k, int bs);
+QG_API(qg_gemm_int4_q8)
+int qg_gemm_int4_q8(const uint8_t* packed, const float* scales, const uint8_t* zero_points, int64_t n, int64_t k, int bs,
+                    const float* x, int64_t m, float* y, void* ws, int threads);
 
 /* ---- table formats: NF4, FP4 (E2M1), MXFP4, FP8 (E4M3), codebook ---- */
 /* packed: [n][bpr][bs*code_bits/8]; scales: [n][bpr] floats (MXFP4: exactly 2^(e-127), the E8M0
@@ -89,6 +95,44 @@ QG_API(qg_f32_to_f16) int qg_f32_to_f16(const float* in, int64_t count, uint16_t
 QG_API(qg_f16_to_f32) int qg_f16_to_f32(const uint16_t* in, int64_t count, float* out);
 /* Reads `count` floats and returns their sum (memory-bandwidth probe). */
 QG_API(qg_read_sum) float qg_read_sum(const float* buf, int64_t count, int threads);
+
+/* ---- per-element passes around quantization (qg_prep.c), bit-identical to the TypeScript references ---- */
+/* out[cols][rows] = in[rows][cols], in cache tiles. */
+QG_API(qg_transpose_f32) int qg_transpose_f32(const float* in, int64_t rows, int64_t cols, float* out, int threads);
+/* [n][k] floats from unpacked codes [n][bpr*bs]: (code - zp) * scale (dequantizeBlockwise). */
+QG_API(qg_dequantize_codes)
+int qg_dequantize_codes(const uint8_t* codes, const float* scales, const uint8_t* zero_points, int64_t n, int64_t k, int bs,
+                        float* out, int threads);
+/* float64 sums of d = w - deq: sums = {sum d^2, sum w^2, max |d|}, col_err[k] = sum over rows of d^2,
+ * col_norm[k] = sum of w^2, in the reference's element order. */
+QG_API(qg_weight_error)
+int qg_weight_error(const float* w, const float* deq, int64_t n, int64_t k, double* sums, double* col_err, double* col_norm);
+/* qg_weight_error against the dequantized unpacked codes [n][bpr*bs], decoded on the fly. */
+QG_API(qg_weight_error_codes)
+int qg_weight_error_codes(const float* w, const uint8_t* codes, const float* scales, const uint8_t* zero_points, int64_t n,
+                          int64_t k, int bs, double* sums, double* col_err, double* col_norm);
+/* hist[alphabet] = occurrences of each code; QG_EINVAL if a code is >= alphabet. */
+QG_API(qg_histogram_u8) int qg_histogram_u8(const uint8_t* codes, int64_t count, int alphabet, double* hist);
+/* qg_quantize_int whose clip search minimizes sum importance[col] * err^2 (importance: k floats). */
+QG_API(qg_quantize_int_weighted)
+int qg_quantize_int_weighted(const float* wT, int64_t n, int64_t k, int bits, int bs, int symmetric, int clip_search,
+                             const float* importance, uint8_t* codes, float* scales, uint8_t* zero_points, int threads);
+
+/* sum over rows of d_r^T H d_r (H k x k symmetric, d [rows][k], float64) in the order of sumQuadraticForms
+ * (src/quantize/algorithms/linalg.ts), bit-identical; ws: qg_quadratic_forms_workspace_bytes(rows, k). */
+QG_API(qg_quadratic_forms_workspace_bytes) int64_t qg_quadratic_forms_workspace_bytes(int64_t rows, int64_t k);
+QG_API(qg_sum_quadratic_forms)
+int qg_sum_quadratic_forms(const double* h, const double* d, int64_t rows, int64_t k, void* ws, int threads, double* out);
+
+/* ---- GPTQ (qg_gptq.c): codes, scales and zero points bit-identical to src/quantize/algorithms/gptq.ts ---- */
+/* Bytes of workspace qg_gptq needs for an [n][k] weight. */
+QG_API(qg_gptq_workspace_bytes) int64_t qg_gptq_workspace_bytes(int64_t n, int64_t k);
+/* hessian: k*k float64 (E[x x^T] or any positive multiple). Returns -3 when the damped Hessian is not
+ * positive definite after 8 tries (tenfold damping each). */
+QG_API(qg_gptq)
+int qg_gptq(const float* wT, int64_t n, int64_t k, const double* hessian, int bits, int bs, int symmetric, int clip_search,
+            double damp_ratio, int act_order, int static_groups, int zero_dead, uint8_t* codes, float* scales,
+            uint8_t* zero_points, void* ws, int threads);
 
 /* Host hook: run task(ctx, i0, i1) over [0, count) split into at most `threads` parts. The default
  * runs serially; the addon installs its thread pool. */

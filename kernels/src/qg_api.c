@@ -11,6 +11,9 @@ static void serial_parallel(qg_task_fn task, void* ctx, int64_t count, int64_t g
 }
 static qg_parallel_fn g_parallel = serial_parallel;
 void qg_set_parallel(qg_parallel_fn fn) { g_parallel = fn ? fn : serial_parallel; }
+void qg_parallel_for(qg_task_fn task, void* ctx, int64_t count, int64_t grain, int threads) {
+  g_parallel(task, ctx, count, grain, threads);
+}
 
 #if (defined(__x86_64__) || defined(_M_X64)) && !defined(QG_SCALAR_ONLY)
 static int cpu_has_avx2_fma(void) {
@@ -46,6 +49,7 @@ static const qg_dispatch* dispatch(void) {
 }
 
 void qg_force_ref(int on) { g_force_ref = on; }
+const qg_dispatch* qg_dispatch_table(void) { return dispatch(); }
 void qg_limit_isa(int level) {
   g_isa_cap = level;
   g_ready = 0;
@@ -68,6 +72,8 @@ int qg_kernel_impl(int op, int fmt) {
       return is_lut(fmt) ? 1 : 0;
     case 5: /* QG_OP_GEMV with int8 activations (int4 only) */
       return fmt == QG_FMT_INT4 ? (d->gemv_int4_q8 != qg_gemv_int4_q8_ref ? 2 : 1) : 0;
+    case 6: /* QG_OP_GEMM with int8 activations (int4 only) */
+      return fmt == QG_FMT_INT4 ? (d->gemm_int4_q8 != qg_gemm_int4_q8_ref ? 2 : 1) : 0;
     case QG_OP_DEQUANTIZE:
     case QG_OP_PACK: return bits || is_lut(fmt) ? 1 : 0;
     case QG_OP_GEMV:
@@ -249,18 +255,15 @@ static void q8_task(void* p, int64_t n0, int64_t n1) {
   c->fn(c->w, c->a, c->y, n0, n1);
 }
 
-int qg_gemv_int4_q8(const uint8_t* packed, const float* scales, const uint8_t* zero_points, int64_t n, int64_t k, int bs,
-                    const float* x, float* y, void* ws, int threads) {
-  if (!packed || !scales || !x || !y || !ws || n < 0 || k < 1 || bs < 32 || bs % 32 || bs > QG_MAX_BLOCK) return QG_EINVAL;
-  qg_weight w;
-  make_weight(&w, packed, scales, zero_points, NULL, n, k, 4, bs, 0);
-  const int64_t chunks = w.bpr * (bs / 32);
+/* Quantize one activation row per 32 (zeros past k), even positions first, plus the chunk-pair copy
+ * for the SIMD kernels, into ws (qg_gemv_q8_workspace_bytes(k, bs) bytes). */
+static void quantize_act_row(const float* x, int64_t k, int64_t chunks, void* ws, qg_q8_act* act) {
   int8_t* xq = (int8_t*)(((uintptr_t)ws + 31) & ~(uintptr_t)31);
   const int64_t groups = chunks / 8;
   int8_t* xqp = xq + chunks * 32;
   float* dx = (float*)(xqp + groups * 256);
   float* dsx = dx + chunks;
-  for (int64_t j = 0; j < chunks; j++) { /* quantize x per 32 (zeros past k), even positions first */
+  for (int64_t j = 0; j < chunks; j++) {
     float amax = 0.0f;
     for (int64_t i = j * 32; i < j * 32 + 32 && i < k; i++) amax = __builtin_fabsf(x[i]) > amax ? __builtin_fabsf(x[i]) : amax;
     const float d = amax / 127.0f, inv = amax > 0.0f ? 127.0f / amax : 0.0f;
@@ -280,9 +283,62 @@ int qg_gemv_int4_q8(const uint8_t* packed, const float* scales, const uint8_t* z
     memcpy(xqp + pair * 64 + half * 16, xq + j * 32, 16);
     memcpy(xqp + pair * 64 + 32 + half * 16, xq + j * 32 + 16, 16);
   }
-  const qg_q8_act a = {xq, dx, dsx, xqp};
+  act->xq = xq;
+  act->dx = dx;
+  act->dsx = dsx;
+  act->xqp = xqp;
+}
+
+int qg_gemv_int4_q8(const uint8_t* packed, const float* scales, const uint8_t* zero_points, int64_t n, int64_t k, int bs,
+                    const float* x, float* y, void* ws, int threads) {
+  if (!packed || !scales || !x || !y || !ws || n < 0 || k < 1 || bs < 32 || bs % 32 || bs > QG_MAX_BLOCK) return QG_EINVAL;
+  qg_weight w;
+  make_weight(&w, packed, scales, zero_points, NULL, n, k, 4, bs, 0);
+  qg_q8_act a;
+  quantize_act_row(x, k, w.bpr * (bs / 32), ws, &a);
   q8_ctx c = {dispatch()->gemv_int4_q8, &w, &a, y};
   g_parallel(q8_task, &c, n, 64, threads);
+  return QG_OK;
+}
+
+int64_t qg_gemm_q8_workspace_bytes(int64_t m, int64_t k, int bs) {
+  const int64_t one = qg_gemv_q8_workspace_bytes(k, bs);
+  if (one <= 0 || m < 1) return 0;
+  const int64_t rows = m < QG_Q8_MAX_M ? m : QG_Q8_MAX_M;
+  return rows * ((one + 63) & ~(int64_t)63);
+}
+
+typedef struct {
+  qg_gemm_q8_fn fn;
+  const qg_weight* w;
+  const qg_q8_act* acts;
+  int64_t m;
+  float* y;
+} gemm_q8_ctx;
+
+static void gemm_q8_task(void* p, int64_t n0, int64_t n1) {
+  const gemm_q8_ctx* c = (const gemm_q8_ctx*)p;
+  c->fn(c->w, c->acts, c->m, c->y, n0, n1);
+}
+
+int qg_gemm_int4_q8(const uint8_t* packed, const float* scales, const uint8_t* zero_points, int64_t n, int64_t k, int bs,
+                    const float* x, int64_t m, float* y, void* ws, int threads) {
+  if (!packed || !scales || !x || !y || !ws || n < 0 || k < 1 || m < 1 || bs < 32 || bs % 32 || bs > QG_MAX_BLOCK)
+    return QG_EINVAL;
+  qg_weight w;
+  make_weight(&w, packed, scales, zero_points, NULL, n, k, 4, bs, 0);
+  const int64_t chunks = w.bpr * (bs / 32);
+  const int64_t stride = (qg_gemv_q8_workspace_bytes(k, bs) + 63) & ~(int64_t)63;
+  qg_q8_act acts[QG_Q8_MAX_M];
+  for (int64_t m0 = 0; m0 < m; m0 += QG_Q8_MAX_M) {
+    const int64_t mt = m - m0 < QG_Q8_MAX_M ? m - m0 : QG_Q8_MAX_M;
+    for (int64_t i = 0; i < mt; i++) quantize_act_row(x + (m0 + i) * k, k, chunks, (uint8_t*)ws + i * stride, &acts[i]);
+    gemm_q8_ctx c = {dispatch()->gemm_int4_q8, &w, acts, mt, y + m0 * n};
+    /* Rows per task: multiples of 4 (the kernel's weight tile), enough work to amortize a wake-up. */
+    int64_t grain = (1 << 17) / (k * mt) + 1;
+    grain = (grain + 3) & ~(int64_t)3;
+    g_parallel(gemm_q8_task, &c, n, grain, threads);
+  }
   return QG_OK;
 }
 

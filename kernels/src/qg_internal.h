@@ -5,6 +5,7 @@
 
 #define QG_MAX_BLOCK 256
 #define QG_GEMM_TILE_M 64
+#define QG_Q8_MAX_M 128 /* int8-activation GEMM: activation rows per pass */
 
 typedef struct {
   const uint8_t* packed;
@@ -34,6 +35,12 @@ typedef struct {
   const int8_t* xqp; /* pairs of the first chunks / 8 * 8 chunks, 32-byte aligned */
 } qg_q8_act;
 typedef void (*qg_gemv_q8_fn)(const qg_weight* w, const qg_q8_act* a, float* y, int64_t n0, int64_t n1);
+/* Rows [n0, n1) of y[m][n] for m activation rows quantized as qg_q8_act (acts[m]). */
+typedef void (*qg_gemm_q8_fn)(const qg_weight* w, const qg_q8_act* acts, int64_t m, float* y, int64_t n0, int64_t n1);
+/* float64 c[r][j] -= a[r][t] * b[t][j] for t ascending, product rounded before the subtraction, r < rows,
+ * j < cols (row strides ldc, lda, ldb): the exact-order update of GPTQ and its Cholesky (qg_rank_update.h). */
+typedef void (*qg_rank_update_fn)(double* c, int64_t ldc, const double* a, int64_t lda, const double* b, int64_t ldb,
+                                  int64_t rows, int64_t cols, int64_t depth);
 
 typedef struct {
   const char* isa;
@@ -44,8 +51,19 @@ typedef struct {
   qg_gemm_f32_fn gemm_f32;
   qg_read_sum_fn read_sum;
   qg_gemv_q8_fn gemv_int4_q8;
+  qg_rank_update_fn rank_update;
+  qg_gemm_q8_fn gemm_int4_q8;
 } qg_dispatch;
+void qg_gemm_int4_q8_ref(const qg_weight* w, const qg_q8_act* acts, int64_t m, float* y, int64_t n0, int64_t n1);
+/* The dispatch in use (SIMD or, under qg_force_ref, the references). */
+const qg_dispatch* qg_dispatch_table(void);
+/* Portable reference of rank_update (qg_gptq.c). */
+void qg_rank_update_ref(double* c, int64_t ldc, const double* a, int64_t lda, const double* b, int64_t ldb, int64_t rows,
+                        int64_t cols, int64_t depth);
 void qg_gemv_int4_q8_ref(const qg_weight* w, const qg_q8_act* a, float* y, int64_t n0, int64_t n1);
+
+/* The installed parallel-for (serial unless the host installed a pool). */
+void qg_parallel_for(qg_task_fn task, void* ctx, int64_t count, int64_t grain, int threads);
 
 /* References (qg_ref.c) */
 void qg_gemm_int_ref(const qg_weight* w, const float* x, int64_t m, float* y, int64_t n0, int64_t n1);

@@ -8,11 +8,12 @@
 
 void qg_threads_install(void);
 
-#define MAX_ARGS 12
+#define MAX_ARGS 16
 typedef struct {
   void* p;       /* typed array data (NULL for an omitted optional array) */
   int64_t len;   /* elements */
   int64_t i;     /* integer arguments */
+  double r;      /* real arguments */
 } arg_t;
 
 static napi_value throw_type(napi_env env, const char* fn, const char* name, const char* want) {
@@ -24,7 +25,7 @@ static napi_value throw_type(napi_env env, const char* fn, const char* name, con
 
 /* spec: one letter per argument, then ':' and comma-separated names.
  * F Float32Array, f Float32Array|null, U Uint8Array, u Uint8Array|null, H Uint16Array,
- * N non-negative safe integer, I integer, B boolean. */
+ * D Float64Array, N non-negative safe integer, I integer, R finite number, B boolean. */
 static int parse_args(napi_env env, napi_callback_info info, const char* fn, const char* spec, const char* names, arg_t* out) {
   size_t argc = MAX_ARGS;
   napi_value argv[MAX_ARGS];
@@ -42,18 +43,22 @@ static int parse_args(napi_env env, napi_callback_info info, const char* fn, con
     out[a].p = NULL;
     out[a].len = 0;
     out[a].i = 0;
-    if (t == 'F' || t == 'f' || t == 'U' || t == 'u' || t == 'H') {
+    out[a].r = 0;
+    if (t == 'F' || t == 'f' || t == 'U' || t == 'u' || t == 'H' || t == 'D') {
       const int optional = t == 'f' || t == 'u';
       if (optional && (vt == napi_null || vt == napi_undefined)) continue;
       bool is_ta = false;
       if (a < argc) napi_is_typedarray(env, argv[a], &is_ta);
-      const char* want_name = (t == 'F' || t == 'f') ? "a Float32Array" : t == 'H' ? "a Uint16Array" : "a Uint8Array";
+      const char* want_name = (t == 'F' || t == 'f') ? "a Float32Array" : t == 'H' ? "a Uint16Array" : t == 'D' ? "a Float64Array" : "a Uint8Array";
       if (!is_ta) { throw_type(env, fn, nm, want_name); return 0; }
       napi_typedarray_type tt;
       size_t len;
       void* data;
       napi_get_typedarray_info(env, argv[a], &tt, &len, &data, NULL, NULL);
-      const napi_typedarray_type expect = (t == 'F' || t == 'f') ? napi_float32_array : t == 'H' ? napi_uint16_array : napi_uint8_array;
+      const napi_typedarray_type expect = (t == 'F' || t == 'f') ? napi_float32_array
+                                          : t == 'H'               ? napi_uint16_array
+                                          : t == 'D'               ? napi_float64_array
+                                                                   : napi_uint8_array;
       if (tt != expect) { throw_type(env, fn, nm, want_name); return 0; }
       out[a].p = data;
       out[a].len = (int64_t)len;
@@ -66,6 +71,12 @@ static int parse_args(napi_env env, napi_callback_info info, const char* fn, con
         return 0;
       }
       out[a].i = (int64_t)d;
+    } else if (t == 'R') {
+      double d;
+      if (vt != napi_number) { throw_type(env, fn, nm, "a number"); return 0; }
+      napi_get_value_double(env, argv[a], &d);
+      if (!(d - d == 0)) { throw_type(env, fn, nm, "a finite number"); return 0; }
+      out[a].r = d;
     } else if (t == 'B') {
       bool b;
       if (vt != napi_boolean) { throw_type(env, fn, nm, "a boolean"); return 0; }
@@ -170,6 +181,21 @@ static napi_value js_gemv_int4_q8(napi_env env, napi_callback_info info) {
   const int rc = qg_gemv_int4_q8(A[0].p, A[1].p, A[2].p, n, k, (int)bs, A[6].p, A[7].p, ws, threads_of(A[8].i));
   free(ws);
   return status_result(env, "gemvInt4Q8", rc);
+}
+
+static napi_value js_gemm_int4_q8(napi_env env, napi_callback_info info) {
+  ARGS("gemmInt4Q8", "UFuNNIFNFI", "packed,scales,zeroPoints,n,k,blockSize,x,m,y,threads");
+  const int64_t n = A[3].i, k = A[4].i, bs = A[5].i, m = A[7].i;
+  if (!int_weight_lens(env, "gemmInt4Q8", &A[0], &A[1], &A[2], n, k, 4, bs) || !need_len(env, "gemmInt4Q8", "x", &A[6], m * k) ||
+      !need_len(env, "gemmInt4Q8", "y", &A[8], m * n))
+    return NULL;
+  const int64_t bytes = qg_gemm_q8_workspace_bytes(m, k, (int)bs);
+  if (bytes <= 0) return status_result(env, "gemmInt4Q8", QG_EINVAL);
+  void* ws = malloc((size_t)bytes);
+  if (!ws) return status_result(env, "gemmInt4Q8", QG_EINVAL);
+  const int rc = qg_gemm_int4_q8(A[0].p, A[1].p, A[2].p, n, k, (int)bs, A[6].p, m, A[8].p, ws, threads_of(A[9].i));
+  free(ws);
+  return status_result(env, "gemmInt4Q8", rc);
 }
 
 static int lut_lens(napi_env env, const char* fn, int64_t fmt, arg_t* packed, arg_t* scales, arg_t* table, int64_t n, int64_t k,
@@ -282,6 +308,113 @@ static napi_value js_format_field(napi_env env, napi_callback_info info) {
   return r;
 }
 
+static napi_value js_transpose_f32(napi_env env, napi_callback_info info) {
+  ARGS("transposeF32", "FNNFI", "input,rows,cols,out,threads");
+  const int64_t rows = A[1].i, cols = A[2].i;
+  if (!need_len(env, "transposeF32", "input", &A[0], rows * cols) || !need_len(env, "transposeF32", "out", &A[3], rows * cols))
+    return NULL;
+  return status_result(env, "transposeF32", qg_transpose_f32(A[0].p, rows, cols, A[3].p, threads_of(A[4].i)));
+}
+
+static napi_value js_dequantize_codes(napi_env env, napi_callback_info info) {
+  ARGS("dequantizeCodes", "UFUNNIFI", "codes,scales,zeroPoints,n,k,blockSize,out,threads");
+  const int64_t n = A[3].i, k = A[4].i, bs = A[5].i, bpr = bs > 0 ? (k + bs - 1) / bs : 0;
+  if (!need_len(env, "dequantizeCodes", "codes", &A[0], n * bpr * bs) || !need_len(env, "dequantizeCodes", "scales", &A[1], n * bpr) ||
+      !need_len(env, "dequantizeCodes", "zeroPoints", &A[2], n * bpr) || !need_len(env, "dequantizeCodes", "out", &A[6], n * k))
+    return NULL;
+  return status_result(env, "dequantizeCodes", qg_dequantize_codes(A[0].p, A[1].p, A[2].p, n, k, (int)bs, A[6].p, threads_of(A[7].i)));
+}
+
+static napi_value js_weight_error(napi_env env, napi_callback_info info) {
+  ARGS("weightError", "FFNNDDD", "w,deq,n,k,sums,colErr,colNorm");
+  const int64_t n = A[2].i, k = A[3].i;
+  if (!need_len(env, "weightError", "w", &A[0], n * k) || !need_len(env, "weightError", "deq", &A[1], n * k) ||
+      !need_len(env, "weightError", "sums", &A[4], 3) || !need_len(env, "weightError", "colErr", &A[5], k) ||
+      !need_len(env, "weightError", "colNorm", &A[6], k))
+    return NULL;
+  return status_result(env, "weightError", qg_weight_error(A[0].p, A[1].p, n, k, A[4].p, A[5].p, A[6].p));
+}
+
+static napi_value js_weight_error_codes(napi_env env, napi_callback_info info) {
+  ARGS("weightErrorCodes", "FUFUNNIDDD", "w,codes,scales,zeroPoints,n,k,blockSize,sums,colErr,colNorm");
+  const int64_t n = A[4].i, k = A[5].i, bs = A[6].i, bpr = bs > 0 ? (k + bs - 1) / bs : 0;
+  if (!need_len(env, "weightErrorCodes", "w", &A[0], n * k) || !need_len(env, "weightErrorCodes", "codes", &A[1], n * bpr * bs) ||
+      !need_len(env, "weightErrorCodes", "scales", &A[2], n * bpr) || !need_len(env, "weightErrorCodes", "zeroPoints", &A[3], n * bpr) ||
+      !need_len(env, "weightErrorCodes", "sums", &A[7], 3) || !need_len(env, "weightErrorCodes", "colErr", &A[8], k) ||
+      !need_len(env, "weightErrorCodes", "colNorm", &A[9], k))
+    return NULL;
+  if (bs > QG_MAX_BLOCK) return status_result(env, "weightErrorCodes", QG_EINVAL);
+  return status_result(env, "weightErrorCodes", qg_weight_error_codes(A[0].p, A[1].p, A[2].p, A[3].p, n, k, (int)bs, A[7].p, A[8].p, A[9].p));
+}
+
+/* Returns false (no throw) when a code is outside the alphabet, so the caller can name it. */
+static napi_value js_histogram_u8(napi_env env, napi_callback_info info) {
+  ARGS("histogramU8", "UID", "codes,alphabet,histogram");
+  if (!need_len(env, "histogramU8", "histogram", &A[2], A[1].i)) return NULL;
+  napi_value r;
+  napi_get_boolean(env, qg_histogram_u8(A[0].p, A[0].len, (int)A[1].i, A[2].p) == QG_OK, &r);
+  return r;
+}
+
+static napi_value js_quantize_int_weighted(napi_env env, napi_callback_info info) {
+  ARGS("quantizeIntWeighted", "FNNIIBBFUFUI", "wT,n,k,bits,blockSize,symmetric,clipSearch,importance,codes,scales,zeroPoints,threads");
+  const int64_t n = A[1].i, k = A[2].i, bs = A[4].i, bpr = bs > 0 ? (k + bs - 1) / bs : 0;
+  if (!need_len(env, "quantizeIntWeighted", "wT", &A[0], n * k) || !need_len(env, "quantizeIntWeighted", "importance", &A[7], k) ||
+      !need_len(env, "quantizeIntWeighted", "codes", &A[8], n * bpr * bs) ||
+      !need_len(env, "quantizeIntWeighted", "scales", &A[9], n * bpr) || !need_len(env, "quantizeIntWeighted", "zeroPoints", &A[10], n * bpr))
+    return NULL;
+  return status_result(env, "quantizeIntWeighted",
+                       qg_quantize_int_weighted(A[0].p, n, k, (int)A[3].i, (int)bs, (int)A[5].i, (int)A[6].i, A[7].p, A[8].p,
+                                                A[9].p, A[10].p, threads_of(A[11].i)));
+}
+
+static napi_value js_gptq(napi_env env, napi_callback_info info) {
+  ARGS("gptq", "FNNDIIBBRBBBUFUI",
+       "wT,n,k,hessian,bits,blockSize,symmetric,clipSearch,dampRatio,actOrder,staticGroups,zeroDeadColumns,codes,scales,"
+       "zeroPoints,threads");
+  const int64_t n = A[1].i, k = A[2].i, bs = A[5].i, bpr = bs > 0 ? (k + bs - 1) / bs : 0;
+  if (!need_len(env, "gptq", "wT", &A[0], n * k) || !need_len(env, "gptq", "hessian", &A[3], k * k) ||
+      !need_len(env, "gptq", "codes", &A[12], n * bpr * bs) || !need_len(env, "gptq", "scales", &A[13], n * bpr) ||
+      !need_len(env, "gptq", "zeroPoints", &A[14], n * bpr))
+    return NULL;
+  const int64_t bytes = qg_gptq_workspace_bytes(n, k);
+  if (bytes <= 0) return status_result(env, "gptq", QG_EINVAL);
+  void* ws = malloc((size_t)bytes);
+  if (!ws) {
+    napi_throw_error(env, "ERR_MEMORY", "gptq: cannot allocate the workspace");
+    return NULL;
+  }
+  const int rc = qg_gptq(A[0].p, n, k, A[3].p, (int)A[4].i, (int)bs, (int)A[6].i, (int)A[7].i, A[8].r, (int)A[9].i, (int)A[10].i,
+                         (int)A[11].i, A[12].p, A[13].p, A[14].p, ws, threads_of(A[15].i));
+  free(ws);
+  if (rc == -3) {
+    napi_throw_range_error(env, "ERR_NOT_POSITIVE_DEFINITE",
+                           "gptq: the damped Hessian is not positive definite (NaN or negative eigenvalues in the calibration statistics?)");
+    return NULL;
+  }
+  return status_result(env, "gptq", rc);
+}
+
+static napi_value js_sum_quadratic_forms(napi_env env, napi_callback_info info) {
+  ARGS("sumQuadraticForms", "DDNNI", "h,d,rows,k,threads");
+  const int64_t rows = A[2].i, k = A[3].i;
+  if (!need_len(env, "sumQuadraticForms", "h", &A[0], k * k) || !need_len(env, "sumQuadraticForms", "d", &A[1], rows * k)) return NULL;
+  const int64_t bytes = qg_quadratic_forms_workspace_bytes(rows, k);
+  if (bytes <= 0) return status_result(env, "sumQuadraticForms", QG_EINVAL);
+  void* ws = malloc((size_t)bytes);
+  if (!ws) {
+    napi_throw_error(env, "ERR_MEMORY", "sumQuadraticForms: cannot allocate the workspace");
+    return NULL;
+  }
+  double total = 0;
+  const int rc = qg_sum_quadratic_forms(A[0].p, A[1].p, rows, k, ws, threads_of(A[4].i), &total);
+  free(ws);
+  if (rc != QG_OK) return status_result(env, "sumQuadraticForms", rc);
+  napi_value r;
+  napi_create_double(env, total, &r);
+  return r;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   qg_threads_install();
   const struct { const char* name; napi_callback cb; } fns[] = {
@@ -291,6 +424,10 @@ static napi_value init(napi_env env, napi_value exports) {
       {"gemmF32", js_gemm_f32},           {"f32ToF16", js_f32_to_f16},      {"f16ToF32", js_f16_to_f32},
       {"readSum", js_read_sum},           {"isa", js_isa},                  {"kernelImpl", js_kernel_impl},
       {"forceRef", js_force_ref},         {"structSizes", js_struct_sizes}, {"formatField", js_format_field},
+      {"transposeF32", js_transpose_f32}, {"dequantizeCodes", js_dequantize_codes}, {"weightError", js_weight_error},
+      {"histogramU8", js_histogram_u8},   {"quantizeIntWeighted", js_quantize_int_weighted}, {"gptq", js_gptq}, {"gemmInt4Q8", js_gemm_int4_q8},
+      {"weightErrorCodes", js_weight_error_codes},
+      {"sumQuadraticForms", js_sum_quadratic_forms},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value f;

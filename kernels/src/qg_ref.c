@@ -263,13 +263,20 @@ void qg_gemv_int4_q8_ref(const qg_weight* w, const qg_q8_act* a, float* y, int64
   }
 }
 
+/* M activation rows: the GEMV reference once per row (same sums, same order). */
+void qg_gemm_int4_q8_ref(const qg_weight* w, const qg_q8_act* acts, int64_t m, float* y, int64_t n0, int64_t n1) {
+  for (int64_t mi = 0; mi < m; mi++) qg_gemv_int4_q8_ref(w, &acts[mi], y + mi * w->n, n0, n1);
+}
+
 void qg_fill_ref(qg_dispatch* d) {
   d->gemv_int4_q8 = qg_gemv_int4_q8_ref;
+  d->gemm_int4_q8 = qg_gemm_int4_q8_ref;
   d->isa = "scalar";
   for (int b = 0; b < 9; b++) d->gemm_int[b] = d->gemv_int[b] = (b == 2 || b == 3 || b == 4 || b == 8) ? qg_gemm_int_ref : NULL;
   for (int f = 0; f < QG_FMT_COUNT; f++) d->gemm_lut[f] = NULL;
   d->gemm_lut[QG_FMT_NF4] = d->gemm_lut[QG_FMT_FP4] = d->gemm_lut[QG_FMT_MXFP4] = d->gemm_lut[QG_FMT_FP8] =
       d->gemm_lut[QG_FMT_CODEBOOK] = qg_gemm_lut_ref;
+  d->rank_update = qg_rank_update_ref;
   d->quant_int = qg_quantize_int_ref;
   d->gemm_f32 = qg_gemm_f32_ref;
   d->read_sum = qg_read_sum_ref;

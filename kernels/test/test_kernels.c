@@ -149,6 +149,43 @@ static void test_gemv_q8(void) {
     }
 }
 
+/* int8-activation GEMM: the dispatched kernel against the reference (the GEMV reference per row) and
+ * row by row against the GEMV kernel, on awkward M, N, K (K past whole groups of eight chunks too). */
+static void test_gemm_q8(void) {
+  const int bsv[] = {32, 64, 128, 256};
+  const int64_t ms[] = {1, 2, 3, 5, 8, 33, 130};
+  for (int si = 0; si < NSIZES; si += 2)
+    for (int bi = 0; bi < 4; bi++) {
+      const int bs = bsv[bi];
+      const int64_t k = si % 4 == 0 ? 512 * (1 + si % 3) : SIZES[si] * 7 + 1, n = SIZES[(si + bi) % NSIZES] + 2, bpr = (k + bs - 1) / bs;
+      const int64_t m = ms[(si + bi) % 7];
+      float *w = malloc(4 * n * k), *x = malloc(4 * m * k), *s = malloc(4 * n * bpr), *deq = malloc(4 * n * k);
+      uint8_t *c = malloc(n * bpr * bs), *z = malloc(n * bpr), *p = malloc(n * bpr * bs / 2);
+      float *y1 = malloc(4 * n * m), *y2 = malloc(4 * n * m), *y3 = malloc(4 * n), *mag = malloc(4 * n * m);
+      void* ws = malloc((size_t)qg_gemm_q8_workspace_bytes(m, k, bs));
+      void* ws1 = malloc((size_t)qg_gemv_q8_workspace_bytes(k, bs));
+      fill(w, n * k, 1);
+      fill(x, m * k, 0);
+      const int sym = (si + bi) % 2;
+      qg_quantize_int(w, n, k, 4, bs, sym, 0, c, s, z, 1);
+      qg_pack_bits(c, n * bpr * bs, 4, bs, p);
+      qg_dequantize_int(p, s, sym ? NULL : z, n, k, 4, bs, deq);
+      abs_gemm(deq, x, n, k, m, mag);
+      qg_force_ref(1);
+      CHECK(qg_gemm_int4_q8(p, s, sym ? NULL : z, n, k, bs, x, m, y1, ws, 2) == QG_OK, "gemm_int4_q8 ref");
+      qg_force_ref(0);
+      CHECK(qg_gemm_int4_q8(p, s, sym ? NULL : z, n, k, bs, x, m, y2, ws, 2) == QG_OK, "gemm_int4_q8");
+      char what[96];
+      snprintf(what, sizeof what, "gemm_int4_q8 %s bs=%d m=%lld n=%lld k=%lld", qg_isa(), bs, (long long)m, (long long)n, (long long)k);
+      compare(what, y2, y1, mag, n * m, BUDGET_Q8_VS_REF);
+      for (int64_t mi = 0; mi < m; mi += 3) {
+        qg_gemv_int4_q8(p, s, sym ? NULL : z, n, k, bs, x + mi * k, y3, ws1, 1);
+        compare(what, y2 + mi * n, y3, mag + mi * n, n, BUDGET_Q8_VS_REF);
+      }
+      free(w); free(x); free(s); free(deq); free(c); free(z); free(p); free(y1); free(y2); free(y3); free(mag); free(ws); free(ws1);
+    }
+}
+
 /* Long rows: several K tiles of the SIMD GEMV/GEMM, a partial last block, N not a multiple of 4. */
 static void test_long_rows(void) {
   const int bitsv[] = {2, 3, 4, 8};
@@ -271,22 +308,111 @@ static void test_f32_and_f16(void) {
   }
 }
 
+/* The per-element passes (qg_prep.c) under the sanitizers on awkward sizes; their values are compared
+ * with the TypeScript references in test/kernels/prep.test.ts. */
+static void test_prep(void) {
+  for (size_t a = 0; a < sizeof SIZES / sizeof SIZES[0]; a++)
+    for (size_t b = 0; b < sizeof SIZES / sizeof SIZES[0]; b += 3) {
+      const int64_t n = SIZES[a], k = SIZES[b] + 3;
+      float* w = malloc(sizeof(float) * (size_t)(n * k));
+      float* t = malloc(sizeof(float) * (size_t)(n * k));
+      float* imp = malloc(sizeof(float) * (size_t)k);
+      fill(w, n * k, 1);
+      for (int64_t i = 0; i < k; i++) imp[i] = (float)urand();
+      if (n * k > 10) w[7] = NAN;
+      CHECK(qg_transpose_f32(w, n, k, t, 2) == QG_OK, "transpose");
+      for (int64_t r = 0; r < n; r++)
+        for (int64_t c = 0; c < k; c++) CHECK(memcmp(&t[c * n + r], &w[r * k + c], 4) == 0, "transpose %lldx%lld", (long long)n, (long long)k);
+      const int bs = 16;
+      const int64_t bpr = (k + bs - 1) / bs;
+      uint8_t* codes = malloc((size_t)(n * bpr * bs));
+      uint8_t* zp = malloc((size_t)(n * bpr));
+      float* sc = malloc(sizeof(float) * (size_t)(n * bpr));
+      CHECK(qg_quantize_int_weighted(w, n, k, 3, bs, 0, 1, imp, codes, sc, zp, 2) == QG_OK, "weighted quantize");
+      CHECK(qg_dequantize_codes(codes, sc, zp, n, k, bs, t, 2) == QG_OK, "dequantize codes");
+      double sums[3], *ce = malloc(sizeof(double) * (size_t)k), *cn = malloc(sizeof(double) * (size_t)k), hist[8];
+      CHECK(qg_weight_error(w, t, n, k, sums, ce, cn) == QG_OK, "weight error");
+      CHECK(qg_histogram_u8(codes, n * bpr * bs, 8, hist) == QG_OK, "histogram");
+      double* h = malloc(sizeof(double) * (size_t)(k * k));
+      double* d = malloc(sizeof(double) * (size_t)(n * k));
+      for (int64_t i = 0; i < k * k; i++) h[i] = urand();
+      for (int64_t i = 0; i < n * k; i++) d[i] = urand() - 0.5;
+      void* ws = malloc((size_t)qg_quadratic_forms_workspace_bytes(n, k));
+      double out;
+      CHECK(qg_sum_quadratic_forms(h, d, n, k, ws, 2, &out) == QG_OK, "quadratic forms");
+      free(w); free(t); free(imp); free(codes); free(zp); free(sc); free(ce); free(cn); free(h); free(d); free(ws);
+    }
+}
+
+/* The dispatch's rank update (SIMD) against the portable body: bit-exact on awkward shapes and strides. */
+static void test_rank_update(void) {
+  const int64_t shapes[][3] = {{1, 1, 1}, {3, 5, 2}, {4, 16, 7}, {5, 17, 33}, {9, 129, 64}, {13, 200, 130}, {4, 2, 0}};
+  for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+    const int64_t rows = shapes[si][0], cols = shapes[si][1], depth = shapes[si][2];
+    const int64_t ldc = cols + 3, lda = depth + 1, ldb = cols + 5;
+    double* c1 = malloc(sizeof(double) * (size_t)(rows * ldc));
+    double* c2 = malloc(sizeof(double) * (size_t)(rows * ldc));
+    double* a = malloc(sizeof(double) * (size_t)(rows * lda + 1));
+    double* b = malloc(sizeof(double) * (size_t)(depth * ldb + 1));
+    for (int64_t i = 0; i < rows * ldc; i++) c1[i] = c2[i] = (double)heavy();
+    for (int64_t i = 0; i < rows * lda; i++) a[i] = (i % 7 == 3) ? 0.0 : (double)heavy();
+    for (int64_t i = 0; i < depth * ldb; i++) b[i] = (double)heavy() * 1e-3;
+    qg_dispatch_table()->rank_update(c1, ldc, a, lda, b, ldb, rows, cols, depth);
+    qg_rank_update_ref(c2, ldc, a, lda, b, ldb, rows, cols, depth);
+    CHECK(!memcmp(c1, c2, sizeof(double) * (size_t)(rows * ldc)), "rank_update %s %lldx%lld depth %lld", qg_isa(), (long long)rows,
+          (long long)cols, (long long)depth);
+    free(c1); free(c2); free(a); free(b);
+  }
+}
+
+/* GPTQ on a small problem: runs clean under the sanitizers with 1 and 2 threads, same bytes both ways. */
+static void test_gptq(void) {
+  const int64_t n = 37, k = 150;
+  float* w = malloc(sizeof(float) * (size_t)(n * k));
+  double* h = calloc((size_t)(k * k), sizeof(double));
+  double* x = malloc(sizeof(double) * (size_t)(k * 40));
+  fill(w, n * k, 1);
+  for (int64_t i = 0; i < k * 40; i++) x[i] = gauss();
+  for (int64_t r = 0; r < 40; r++)
+    for (int64_t i = 0; i < k; i++)
+      for (int64_t j = 0; j < k; j++) h[i * k + j] += x[r * k + i] * x[r * k + j] / 40;
+  const int bs = 32;
+  const int64_t bpr = (k + bs - 1) / bs;
+  uint8_t *c1 = malloc((size_t)(n * bpr * bs)), *c2 = malloc((size_t)(n * bpr * bs)), *z1 = malloc((size_t)(n * bpr)), *z2 = malloc((size_t)(n * bpr));
+  float *s1 = malloc(sizeof(float) * (size_t)(n * bpr)), *s2 = malloc(sizeof(float) * (size_t)(n * bpr));
+  void* ws = malloc((size_t)qg_gptq_workspace_bytes(n, k));
+  for (int act = 0; act < 2; act++) {
+    CHECK(qg_gptq(w, n, k, h, 4, bs, 0, 0, 0.01, act, 0, 0, c1, s1, z1, ws, 1) == QG_OK, "gptq act=%d", act);
+    CHECK(qg_gptq(w, n, k, h, 4, bs, 0, 0, 0.01, act, 0, 0, c2, s2, z2, ws, 2) == QG_OK, "gptq act=%d threads=2", act);
+    CHECK(!memcmp(c1, c2, (size_t)(n * bpr * bs)) && !memcmp(s1, s2, sizeof(float) * (size_t)(n * bpr)) && !memcmp(z1, z2, (size_t)(n * bpr)),
+          "gptq act=%d: threads change the result", act);
+  }
+  CHECK(qg_gptq(w, n, k, h, 5, bs, 0, 0, 0.01, 0, 0, 0, c1, s1, z1, ws, 1) == QG_EINVAL, "gptq bits=5");
+  free(w); free(h); free(x); free(c1); free(c2); free(z1); free(z2); free(s1); free(s2); free(ws);
+}
+
 int main(void) {
   printf("isa: %s\n", qg_isa());
   test_pack();
   test_quantize_int();
   test_gemm_int();
   test_gemv_q8();
+  test_gemm_q8();
   test_lut();
   test_f32_and_f16();
   test_long_rows();
+  test_rank_update();
+  test_gptq();
+  test_prep();
   if (!strcmp(qg_isa(), "avx512")) { /* the AVX2 kernels too, as a CPU without AVX-512 runs them */
     qg_limit_isa(1);
     printf("isa: %s\n", qg_isa());
     test_gemm_int();
     test_gemv_q8();
+    test_gemm_q8();
     test_lut();
     test_long_rows();
+    test_rank_update();
     qg_limit_isa(-1);
   }
   /* argument checks return errors instead of crashing */

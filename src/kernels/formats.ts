@@ -79,5 +79,5 @@ export function codeBytesPerBlock(bits: number, blockSize: number): number {
   return Math.ceil((blockSize * bits) / 8);
 }
 
-export const KERNEL_OPS = { quantize: 0, dequantize: 1, pack: 2, gemv: 3, gemm: 4, "gemv-int8-act": 5 } as const;
+export const KERNEL_OPS = { quantize: 0, dequantize: 1, pack: 2, gemv: 3, gemm: 4, "gemv-int8-act": 5, "gemm-int8-act": 6 } as const;
 export type KernelOp = keyof typeof KERNEL_OPS;

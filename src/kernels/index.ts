@@ -8,6 +8,7 @@ import { FORMAT_IDS, KERNEL_OPS, type FormatName, type KernelOp, type TableForma
 import type { RawKernels } from "./raw.js";
 import { instantiateWasmKernels } from "./wasm.js";
 import { jsRawKernels } from "./js.js";
+import { installActiveKernels } from "./active.js";
 
 export type KernelBackendName = "native" | "wasm" | "js";
 export type { FormatName, KernelOp, TableFormat } from "./formats.js";
@@ -44,6 +45,8 @@ export interface TableQuantized {
 
 export interface Kernels {
   readonly backend: KernelBackendName;
+  /** The low-level surface underneath (tests compare its per-element passes with the TypeScript references). */
+  readonly raw: RawKernels;
   /** Why each faster backend was not used (empty when native loaded). */
   readonly fallbackReasons: readonly string[];
   /** Instruction set the dispatch picked ("avx2", "simd128", "scalar", "typescript"). */
@@ -62,6 +65,12 @@ export interface Kernels {
    * a few 1e-3 of sum |w x|. Needs blockSize % 32 == 0; kernelImpl("gemv-int8-act", "int4") says whether SIMD.
    */
   gemvBlockwiseInt8(p: PackedBlockwise, x: Float32Array, threads?: number, out?: Float32Array): Float32Array;
+  /**
+   * int4 GEMM (y[m][n]) with every activation row quantized to int8 per 32 as gemvBlockwiseInt8 does (row
+   * by row the same numbers), the product ONNX Runtime's MatMulNBits computes at accuracy_level 4 for
+   * prefill and batches. Needs blockSize % 32 == 0; kernelImpl("gemm-int8-act", "int4") says whether SIMD.
+   */
+  gemmBlockwiseInt8(p: PackedBlockwise, x: Float32Array, m: number, threads?: number, out?: Float32Array): Float32Array;
   packBits(codes: Uint8Array, bits: number, groupLength: number): Uint8Array;
   unpackBits(packed: Uint8Array, bits: number, groupLength: number, groups: number): Uint8Array;
   quantizeTable(
@@ -116,6 +125,7 @@ export function kernelsFromRaw(raw: RawKernels, backend: KernelBackendName, fall
   const isa = raw.isa();
   return {
     backend,
+    raw,
     fallbackReasons,
     isa,
     hasKernel: (op, format) => impl(op, format) !== "none",
@@ -149,6 +159,12 @@ export function kernelsFromRaw(raw: RawKernels, backend: KernelBackendName, fall
       if (p.spec.bits !== 4) throw new RangeError(`gemvBlockwiseInt8: int4 only, not int${p.spec.bits}`);
       const y = out ?? new Float32Array(p.n);
       raw.gemvInt4Q8(p.packed, p.scales, p.zeroPoints ?? null, p.n, p.k, p.spec.blockSize, x, y, threadsOf(threads));
+      return y;
+    },
+    gemmBlockwiseInt8(p, x, m, threads, out) {
+      if (p.spec.bits !== 4) throw new RangeError(`gemmBlockwiseInt8: int4 only, not int${p.spec.bits}`);
+      const y = out ?? new Float32Array(m * p.n);
+      raw.gemmInt4Q8(p.packed, p.scales, p.zeroPoints ?? null, p.n, p.k, p.spec.blockSize, x, m, y, threadsOf(threads));
       return y;
     },
     packBits(codes, bits, groupLength) {
@@ -321,11 +337,17 @@ export function loadKernels(opts: { prefer?: KernelBackendName } = {}): Promise<
       const reasons: string[] = [];
       if (prefer === "native") {
         const raw = loadNative(reasons);
-        if (raw) return kernelsFromRaw(raw, "native", reasons);
+        if (raw) {
+          installActiveKernels(raw, 2);
+          return kernelsFromRaw(raw, "native", reasons);
+        }
       } else reasons.push(`native: skipped (prefer=${prefer})`);
       if (prefer !== "js") {
         const raw = await loadWasm(reasons);
-        if (raw) return kernelsFromRaw(raw, "wasm", reasons);
+        if (raw) {
+          installActiveKernels(raw, 1);
+          return kernelsFromRaw(raw, "wasm", reasons);
+        }
       } else reasons.push(`wasm: skipped (prefer=js)`);
       return kernelsFromRaw(jsRawKernels(), "js", reasons);
     })();

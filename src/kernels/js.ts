@@ -1,7 +1,8 @@
 // The "js" backend: RawKernels over the TypeScript reference (src/quantize/blockwise.ts), so the
 // pipeline works where neither the addon nor WebAssembly loads. Integer formats only; the table
 // formats report no kernel (hasKernel() is false) and throw if called.
-import { packBits, quantizeBlockwiseRef, unpackBits } from "../quantize/blockwise.js";
+import { sumQuadraticFormsRef } from "../quantize/algorithms/linalg.js";
+import { dequantizeCodesRef, packBitsRef, quantizeBlockwiseRef, transposeRef, unpackBitsRef, weightErrorRef } from "../quantize/blockwise.js";
 import { FORMAT_IDS, KERNEL_OPS } from "./formats.js";
 import type { RawKernels } from "./raw.js";
 
@@ -41,10 +42,10 @@ export function jsRawKernels(): RawKernels {
       zeroPoints.set(q.zeroPoints);
     },
     packBits(codes, bits, groupLength, out) {
-      out.set(packBits(codes, bits, groupLength));
+      out.set(packBitsRef(codes, bits, groupLength));
     },
     unpackBits(packed, bits, groupLength, groups, out) {
-      out.set(unpackBits(packed, bits, groupLength, groups));
+      out.set(unpackBitsRef(packed, bits, groupLength, groups));
     },
     dequantizeInt(packed, scales, zeroPoints, n, k, bits, bs, out) {
       const bpr = Math.ceil(k / bs),
@@ -121,5 +122,37 @@ export function jsRawKernels(): RawKernels {
       for (let i = 0; i < buffer.length; i++) s += buffer[i]!;
       return s;
     },
+    transposeF32(input, rows, cols, out) {
+      out.set(transposeRef(input.subarray(0, rows * cols), rows, cols));
+    },
+    dequantizeCodes(codes, scales, zeroPoints, n, k, blockSize, out) {
+      dequantizeCodesRef(codes, scales, zeroPoints, n, k, blockSize, out);
+    },
+    weightError(w, deq, n, k, sums, colErr, colNorm) {
+      weightErrorRef(w, deq, n, k, sums, colErr, colNorm);
+    },
+    histogramU8(codes, alphabet, histogram) {
+      histogram.fill(0, 0, alphabet);
+      for (let i = 0; i < codes.length; i++) {
+        const c = codes[i]!;
+        if (c >= alphabet) return false;
+        histogram[c]!++;
+      }
+      return true;
+    },
+    quantizeIntWeighted(wT, n, k, bits, blockSize, symmetric, clipSearch, importance, codes, scales, zeroPoints) {
+      const q = quantizeBlockwiseRef(wT.subarray(0, n * k), n, k, { bits: bits as 2 | 3 | 4 | 8, blockSize, symmetric, clipSearch }, importance);
+      codes.set(q.codes);
+      scales.set(q.scales);
+      zeroPoints.set(q.zeroPoints);
+    },
+    gptq: () => unsupported("gptq"),
+    sumQuadraticForms: (h, d, rows, k) => sumQuadraticFormsRef(h, d, rows, k),
+    weightErrorCodes(w, codes, scales, zeroPoints, n, k, blockSize, sums, colErr, colNorm) {
+      const deq = new Float32Array(n * k);
+      dequantizeCodesRef(codes, scales, zeroPoints, n, k, blockSize, deq);
+      weightErrorRef(w, deq, n, k, sums, colErr, colNorm);
+    },
+    gemmInt4Q8: () => unsupported("gemmBlockwiseInt8"),
   };
 }

@@ -97,4 +97,83 @@ export interface RawKernels {
   f32ToF16(input: Float32Array, out: Uint16Array): void;
   f16ToF32(input: Uint16Array, out: Float32Array): void;
   readSum(buffer: Float32Array, threads: number): number;
+  /** out[cols][rows] = input[rows][cols]. */
+  transposeF32(input: Float32Array, rows: number, cols: number, out: Float32Array, threads: number): void;
+  /** [n][k] floats from unpacked codes [n][blocksPerRow * blockSize]: (code - zeroPoint) * scale. */
+  dequantizeCodes(
+    codes: Uint8Array,
+    scales: Float32Array,
+    zeroPoints: Uint8Array,
+    n: number,
+    k: number,
+    blockSize: number,
+    out: Float32Array,
+    threads: number,
+  ): void;
+  /** sums = [sum d^2, sum w^2, max |d|] of d = w - deq in float64; colErr/colNorm per column (length k). */
+  weightError(w: Float32Array, deq: Float32Array, n: number, k: number, sums: Float64Array, colErr: Float64Array, colNorm: Float64Array): void;
+  /** Occurrences of each code below `alphabet`; false when some code is not below it. */
+  histogramU8(codes: Uint8Array, alphabet: number, histogram: Float64Array): boolean;
+  /** quantizeInt whose clip search minimizes sum importance[col] * err^2. */
+  quantizeIntWeighted(
+    wT: Float32Array,
+    n: number,
+    k: number,
+    bits: number,
+    blockSize: number,
+    symmetric: boolean,
+    clipSearch: boolean,
+    importance: Float32Array,
+    codes: Uint8Array,
+    scales: Float32Array,
+    zeroPoints: Uint8Array,
+    threads: number,
+  ): void;
+  /** GPTQ (codes, scales, zero points bit-identical to gptqQuantizeRef); throws a RangeError when the damped Hessian is not PD. */
+  gptq(
+    wT: Float32Array,
+    n: number,
+    k: number,
+    hessian: Float64Array,
+    bits: number,
+    blockSize: number,
+    symmetric: boolean,
+    clipSearch: boolean,
+    dampRatio: number,
+    actOrder: boolean,
+    staticGroups: boolean,
+    zeroDeadColumns: boolean,
+    codes: Uint8Array,
+    scales: Float32Array,
+    zeroPoints: Uint8Array,
+    threads: number,
+  ): void;
+  /** sum over rows of d_r^T H d_r (H k x k), bit-identical to sumQuadraticFormsRef. */
+  sumQuadraticForms(h: Float64Array, d: Float64Array, rows: number, k: number, threads: number): number;
+  /** weightError against the dequantized unpacked codes, decoded on the fly (blockSize <= 256). */
+  weightErrorCodes(
+    w: Float32Array,
+    codes: Uint8Array,
+    scales: Float32Array,
+    zeroPoints: Uint8Array,
+    n: number,
+    k: number,
+    blockSize: number,
+    sums: Float64Array,
+    colErr: Float64Array,
+    colNorm: Float64Array,
+  ): void;
+  /** int4 GEMM with each activation row quantized to int8 per 32 (blockSize % 32 == 0), y[m][n]. */
+  gemmInt4Q8(
+    packed: Uint8Array,
+    scales: Float32Array,
+    zeroPoints: Uint8Array | null,
+    n: number,
+    k: number,
+    blockSize: number,
+    x: Float32Array,
+    m: number,
+    y: Float32Array,
+    threads: number,
+  ): void;
 }

@@ -18,7 +18,7 @@ type Exports = Record<string, (...args: (number | bigint)[]) => number> & {
   __heap_base: { value: number };
 };
 
-type Typed = Float32Array | Uint8Array | Uint16Array;
+type Typed = Float32Array | Float64Array | Uint8Array | Uint16Array;
 
 export async function instantiateWasmKernels(bytes: Uint8Array): Promise<RawKernels> {
   const { instance } = await WA.instantiate(bytes, {});
@@ -238,6 +238,173 @@ export async function instantiateWasmKernels(bytes: Uint8Array): Promise<RawKern
     },
     readSum(buffer, _threads) {
       return scoped(() => call("qg_read_sum", put(buffer), I(buffer.length), 1));
+    },
+    transposeF32(input, rows, cols, out, _threads) {
+      need("transposeF32", "input", input, rows * cols);
+      need("transposeF32", "out", out, rows * cols);
+      scoped(() => {
+        const pi = put(input),
+          po = put(out, false);
+        check("transposeF32", call("qg_transpose_f32", pi, I(rows), I(cols), po, 1));
+        take(po, out);
+      });
+    },
+    dequantizeCodes(codes, scales, zps, n, k, bs, out, _threads) {
+      const bpr = Math.ceil(k / bs);
+      need("dequantizeCodes", "codes", codes, n * bpr * bs);
+      need("dequantizeCodes", "scales", scales, n * bpr);
+      need("dequantizeCodes", "zeroPoints", zps, n * bpr);
+      need("dequantizeCodes", "out", out, n * k);
+      scoped(() => {
+        const pc = put(codes),
+          ps = put(scales),
+          pz = put(zps),
+          po = put(out, false);
+        check("dequantizeCodes", call("qg_dequantize_codes", pc, ps, pz, I(n), I(k), bs, po, 1));
+        take(po, out);
+      });
+    },
+    weightError(w, deq, n, k, sums, colErr, colNorm) {
+      need("weightError", "w", w, n * k);
+      need("weightError", "deq", deq, n * k);
+      need("weightError", "sums", sums, 3);
+      need("weightError", "colErr", colErr, k);
+      need("weightError", "colNorm", colNorm, k);
+      scoped(() => {
+        const pw = put(w),
+          pd = put(deq),
+          ps = put(sums, false),
+          pe = put(colErr, false),
+          pn = put(colNorm, false);
+        check("weightError", call("qg_weight_error", pw, pd, I(n), I(k), ps, pe, pn));
+        take(ps, sums);
+        take(pe, colErr);
+        take(pn, colNorm);
+      });
+    },
+    histogramU8(codes, alphabet, histogram) {
+      need("histogramU8", "histogram", histogram, alphabet);
+      return scoped(() => {
+        const pc = put(codes),
+          ph = put(histogram, false);
+        const ok = call("qg_histogram_u8", pc, I(codes.length), alphabet, ph) === 0;
+        if (ok) take(ph, histogram);
+        return ok;
+      });
+    },
+    quantizeIntWeighted(wT, n, k, bits, bs, sym, clip, importance, codes, scales, zps, _threads) {
+      const bpr = Math.ceil(k / bs);
+      need("quantizeIntWeighted", "wT", wT, n * k);
+      need("quantizeIntWeighted", "importance", importance, k);
+      need("quantizeIntWeighted", "codes", codes, n * bpr * bs);
+      need("quantizeIntWeighted", "scales", scales, n * bpr);
+      need("quantizeIntWeighted", "zeroPoints", zps, n * bpr);
+      scoped(() => {
+        const pw = put(wT),
+          pi = put(importance),
+          pc = put(codes, false),
+          ps = put(scales, false),
+          pz = put(zps, false);
+        check("quantizeIntWeighted", call("qg_quantize_int_weighted", pw, I(n), I(k), bits, bs, bool(sym), bool(clip), pi, pc, ps, pz, 1));
+        take(pc, codes);
+        take(ps, scales);
+        take(pz, zps);
+      });
+    },
+    gptq(wT, n, k, hessian, bits, bs, sym, clip, dampRatio, actOrder, staticGroups, zeroDead, codes, scales, zps, _threads) {
+      const bpr = Math.ceil(k / bs);
+      need("gptq", "wT", wT, n * k);
+      need("gptq", "hessian", hessian, k * k);
+      need("gptq", "codes", codes, n * bpr * bs);
+      need("gptq", "scales", scales, n * bpr);
+      need("gptq", "zeroPoints", zps, n * bpr);
+      if (!Number.isFinite(dampRatio)) throw new TypeError("gptq: argument 'dampRatio' must be a finite number");
+      scoped(() => {
+        const wsBytes = Number(call("qg_gptq_workspace_bytes", I(n), I(k)));
+        const pw = put(wT),
+          ph = put(hessian),
+          pc = put(codes, false),
+          ps = put(scales, false),
+          pz = put(zps, false),
+          pws = alloc(wsBytes + 64);
+        const rc = call(
+          "qg_gptq",
+          pw,
+          I(n),
+          I(k),
+          ph,
+          bits,
+          bs,
+          bool(sym),
+          bool(clip),
+          dampRatio,
+          bool(actOrder),
+          bool(staticGroups),
+          bool(zeroDead),
+          pc,
+          ps,
+          pz,
+          pws,
+          1,
+        );
+        if (rc === -3) throw new RangeError("gptq: the damped Hessian is not positive definite (NaN or negative eigenvalues in the calibration statistics?)");
+        check("gptq", rc);
+        take(pc, codes);
+        take(ps, scales);
+        take(pz, zps);
+      });
+    },
+    sumQuadraticForms(h, d, rows, k, _threads) {
+      need("sumQuadraticForms", "h", h, k * k);
+      need("sumQuadraticForms", "d", d, rows * k);
+      return scoped(() => {
+        const wsBytes = Number(call("qg_quadratic_forms_workspace_bytes", I(rows), I(k)));
+        const ph = put(h),
+          pd = put(d),
+          po = alloc(8),
+          pws = alloc(wsBytes);
+        check("sumQuadraticForms", call("qg_sum_quadratic_forms", ph, pd, I(rows), I(k), pws, 1, po));
+        return new Float64Array(memory.buffer, po, 1)[0]!;
+      });
+    },
+    weightErrorCodes(w, codes, scales, zps, n, k, bs, sums, colErr, colNorm) {
+      const bpr = Math.ceil(k / bs);
+      need("weightErrorCodes", "w", w, n * k);
+      need("weightErrorCodes", "codes", codes, n * bpr * bs);
+      need("weightErrorCodes", "scales", scales, n * bpr);
+      need("weightErrorCodes", "zeroPoints", zps, n * bpr);
+      need("weightErrorCodes", "colErr", colErr, k);
+      need("weightErrorCodes", "colNorm", colNorm, k);
+      scoped(() => {
+        const pw = put(w),
+          pc = put(codes),
+          ps = put(scales),
+          pz = put(zps),
+          psum = put(sums, false),
+          pe = put(colErr, false),
+          pn = put(colNorm, false);
+        check("weightErrorCodes", call("qg_weight_error_codes", pw, pc, ps, pz, I(n), I(k), bs, psum, pe, pn));
+        take(psum, sums);
+        take(pe, colErr);
+        take(pn, colNorm);
+      });
+    },
+    gemmInt4Q8(packed, scales, zps, n, k, bs, x, m, y, _threads) {
+      need("gemmInt4Q8", "x", x, m * k);
+      need("gemmInt4Q8", "y", y, m * n);
+      need("gemmInt4Q8", "packed", packed, n * Math.ceil(k / bs) * (bs / 2));
+      scoped(() => {
+        const wsBytes = Number(call("qg_gemm_q8_workspace_bytes", I(m), I(k), bs));
+        if (wsBytes <= 0) throw new RangeError(`gemmInt4Q8: blockSize must be a multiple of 32, not ${bs}`);
+        const pp = put(packed),
+          ps = put(scales),
+          pz = put(zps),
+          px = put(x),
+          py = put(y, false),
+          pw = alloc(wsBytes);
+        check("gemmInt4Q8", call("qg_gemm_int4_q8", pp, ps, pz, I(n), I(k), bs, px, I(m), py, pw, 1));
+        take(py, y);
+      });
     },
   };
 }

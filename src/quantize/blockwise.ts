@@ -1,6 +1,10 @@
 // Block-wise integer quantization: the TypeScript reference (oracle) of the C kernels.
 // Arithmetic is float32 at every step (Math.fround), rounding is to nearest with ties away
 // from zero (C's roundf), so the kernels in kernels/ can match it byte for byte.
+// The per-element helpers (transpose, packBits, unpackBits, dequantizeBlockwise, weight error sums)
+// run in the compiled kernels once loadKernels() has loaded them (src/kernels/active.ts); their
+// TypeScript bodies stay here as the *Ref oracles the tests compare the kernels with.
+import { activeKernels } from "../kernels/active.js";
 
 export type IntBits = 2 | 3 | 4 | 8;
 
@@ -140,24 +144,132 @@ export function quantizeBlockwiseRef(wT: Float32Array, n: number, k: number, spe
   return { spec, n, k, blocksPerRow, codes, scales, zeroPoints };
 }
 
-/** Dequantize back to [n][k] float32. */
+/** Dequantize back to [n][k] float32 (in the kernels when loaded). */
 export function dequantizeBlockwise(q: BlockwiseQuantized): Float32Array {
-  const { n, k, blocksPerRow } = q;
-  const { blockSize } = q.spec;
-  const out = new Float32Array(n * k);
+  const out = new Float32Array(q.n * q.k);
+  const raw = activeKernels();
+  if (raw && q.k > 0) raw.dequantizeCodes(q.codes, q.scales, q.zeroPoints, q.n, q.k, q.spec.blockSize, out, 1);
+  else dequantizeCodesRef(q.codes, q.scales, q.zeroPoints, q.n, q.k, q.spec.blockSize, out);
+  return out;
+}
+
+/** The TypeScript reference of dequantizeBlockwise. */
+export function dequantizeBlockwiseRef(q: BlockwiseQuantized): Float32Array {
+  const out = new Float32Array(q.n * q.k);
+  dequantizeCodesRef(q.codes, q.scales, q.zeroPoints, q.n, q.k, q.spec.blockSize, out);
+  return out;
+}
+
+/** out[n][k] = (code - zeroPoint) * scale from unpacked codes [n][blocksPerRow * blockSize]. */
+export function dequantizeCodesRef(
+  codes: Uint8Array,
+  scales: Float32Array,
+  zeroPoints: Uint8Array,
+  n: number,
+  k: number,
+  blockSize: number,
+  out: Float32Array,
+): void {
+  const blocksPerRow = Math.ceil(k / blockSize);
   for (let row = 0; row < n; row++) {
     for (let col = 0; col < k; col++) {
       const b = Math.floor(col / blockSize);
       const blockIndex = row * blocksPerRow + b;
-      const code = q.codes[blockIndex * blockSize + (col % blockSize)]!;
-      out[row * k + col] = f((code - q.zeroPoints[blockIndex]!) * q.scales[blockIndex]!);
+      const code = codes[blockIndex * blockSize + (col % blockSize)]!;
+      out[row * k + col] = f((code - zeroPoints[blockIndex]!) * scales[blockIndex]!);
     }
   }
+}
+
+/**
+ * float64 error sums of d = w - deq over [n][k]: sums = [sum d^2, sum w^2, max |d|], and per column
+ * sum d^2 (colErr) and sum w^2 (colNorm), in row-major element order (in the kernels when loaded).
+ */
+export function weightErrorSums(w: Float32Array, deq: Float32Array, n: number, k: number): { sums: Float64Array; colErr: Float64Array; colNorm: Float64Array } {
+  const sums = new Float64Array(3);
+  const colErr = new Float64Array(k);
+  const colNorm = new Float64Array(k);
+  const raw = activeKernels();
+  if (raw && k > 0) raw.weightError(w, deq, n, k, sums, colErr, colNorm);
+  else weightErrorRef(w, deq, n, k, sums, colErr, colNorm);
+  return { sums, colErr, colNorm };
+}
+
+/** weightErrorSums(w, dequantizeBlockwise(q)) without the dequantized buffer (in the kernels when loaded). */
+export function weightErrorSumsOfCodes(w: Float32Array, q: BlockwiseQuantized): { sums: Float64Array; colErr: Float64Array; colNorm: Float64Array } {
+  const raw = activeKernels();
+  if (!raw || q.k < 1 || w.length !== q.n * q.k) return weightErrorSums(w, dequantizeBlockwise(q), q.n, q.k);
+  const sums = new Float64Array(3);
+  const colErr = new Float64Array(q.k);
+  const colNorm = new Float64Array(q.k);
+  raw.weightErrorCodes(w, q.codes, q.scales, q.zeroPoints, q.n, q.k, q.spec.blockSize, sums, colErr, colNorm);
+  return { sums, colErr, colNorm };
+}
+
+/** The TypeScript reference of weightErrorSums (outputs written into the given arrays). */
+export function weightErrorRef(
+  w: Float32Array,
+  deq: Float32Array,
+  n: number,
+  k: number,
+  sums: Float64Array,
+  colErr: Float64Array,
+  colNorm: Float64Array,
+): void {
+  let errSq = 0;
+  let normSq = 0;
+  let maxAbs = 0;
+  colErr.fill(0, 0, k);
+  colNorm.fill(0, 0, k);
+  for (let row = 0; row < n; row++) {
+    for (let col = 0; col < k; col++) {
+      const v = w[row * k + col]!;
+      const d = v - deq[row * k + col]!;
+      errSq += d * d;
+      normSq += v * v;
+      colErr[col]! += d * d;
+      colNorm[col]! += v * v;
+      if (Math.abs(d) > maxAbs) maxAbs = Math.abs(d);
+    }
+  }
+  sums[0] = errSq;
+  sums[1] = normSq;
+  sums[2] = maxAbs;
+}
+
+/**
+ * quantizeBlockwiseRef with an importance per input channel (the clip search minimizes the weighted
+ * error), in the kernels when loaded; byte-identical to the reference.
+ */
+export function quantizeBlockwiseWeighted(
+  wT: Float32Array,
+  n: number,
+  k: number,
+  spec: BlockwiseSpec,
+  importance: Float32Array,
+  threads = 1,
+): BlockwiseQuantized {
+  const raw = activeKernels();
+  if (!raw || importance.length !== k || wT.length !== n * k || k < 1) return quantizeBlockwiseRef(wT, n, k, spec, importance);
+  const blocksPerRow = Math.ceil(k / spec.blockSize);
+  const codes = new Uint8Array(n * blocksPerRow * spec.blockSize);
+  const scales = new Float32Array(n * blocksPerRow);
+  const zeroPoints = new Uint8Array(n * blocksPerRow);
+  raw.quantizeIntWeighted(wT, n, k, spec.bits, spec.blockSize, spec.symmetric, spec.clipSearch, importance, codes, scales, zeroPoints, threads);
+  return { spec, n, k, blocksPerRow, codes, scales, zeroPoints };
+}
+
+/** [rows][cols] -> [cols][rows] (in the kernels when loaded). */
+export function transpose(w: Float32Array, rows: number, cols: number): Float32Array {
+  const raw = activeKernels();
+  if (!raw || w.length !== rows * cols) return transposeRef(w, rows, cols);
+  const out = new Float32Array(rows * cols);
+  raw.transposeF32(w, rows, cols, out, 1);
   return out;
 }
 
-/** [rows][cols] -> [cols][rows]. */
-export function transpose(w: Float32Array, rows: number, cols: number): Float32Array {
+/** The TypeScript reference of transpose. */
+export function transposeRef(w: Float32Array, rows: number, cols: number): Float32Array {
   const out = new Float32Array(rows * cols);
   for (let r = 0; r < rows; r++) {
     const base = r * cols;
@@ -171,6 +283,16 @@ export function transpose(w: Float32Array, rows: number, cols: number): Float32A
  * (MatMulNBits packs each block on its own, and each row of zero points on its own).
  */
 export function packBits(codes: Uint8Array, bits: number, groupLength: number): Uint8Array {
+  const raw = activeKernels();
+  if (!raw || !Number.isInteger(bits) || bits < 1 || bits > 8 || !(groupLength >= 1) || codes.length % groupLength !== 0)
+    return packBitsRef(codes, bits, groupLength);
+  const out = new Uint8Array((codes.length / groupLength) * Math.ceil((groupLength * bits) / 8));
+  raw.packBits(codes, bits, groupLength, out);
+  return out;
+}
+
+/** The TypeScript reference of packBits (bit by bit). */
+export function packBitsRef(codes: Uint8Array, bits: number, groupLength: number): Uint8Array {
   const groups = codes.length / groupLength;
   const groupBytes = Math.ceil((groupLength * bits) / 8);
   const out = new Uint8Array(groups * groupBytes);
@@ -188,6 +310,16 @@ export function packBits(codes: Uint8Array, bits: number, groupLength: number): 
 }
 
 export function unpackBits(packed: Uint8Array, bits: number, groupLength: number, groups: number): Uint8Array {
+  const raw = activeKernels();
+  if (!raw || !Number.isInteger(bits) || bits < 1 || bits > 8 || !(groupLength >= 1) || packed.length < groups * Math.ceil((groupLength * bits) / 8))
+    return unpackBitsRef(packed, bits, groupLength, groups);
+  const out = new Uint8Array(groups * groupLength);
+  raw.unpackBits(packed, bits, groupLength, groups, out);
+  return out;
+}
+
+/** The TypeScript reference of unpackBits. */
+export function unpackBitsRef(packed: Uint8Array, bits: number, groupLength: number, groups: number): Uint8Array {
   const groupBytes = Math.ceil((groupLength * bits) / 8);
   const out = new Uint8Array(groups * groupLength);
   for (let g = 0; g < groups; g++) {

@@ -9,7 +9,16 @@ import { awqSearch } from "./algorithms/awq.js";
 import { blockwiseCodes, codeEntropy } from "./algorithms/entropy.js";
 import { gptqQuantize } from "./algorithms/gptq.js";
 import { lowRankCorrection, refineGroupScales } from "./algorithms/lowrank.js";
-import { dequantizeBlockwise, quantizeBlockwiseRef, transpose, type BlockwiseQuantized, type BlockwiseSpec, type IntBits } from "./blockwise.js";
+import {
+  dequantizeBlockwise,
+  quantizeBlockwiseWeighted,
+  transpose,
+  weightErrorSums,
+  weightErrorSumsOfCodes,
+  type BlockwiseQuantized,
+  type BlockwiseSpec,
+  type IntBits,
+} from "./blockwise.js";
 import { fitCodebook } from "./codebook.js";
 import { dequantizeTable, quantizeTableRef, type TableQuantized } from "./tables.js";
 
@@ -139,7 +148,7 @@ export function planWeights(sites: readonly WeightSite[], recipe: Recipe): Weigh
 /** The weight as [n][k] float32 (MatMul's B transposed), with Gemm alpha folded in. */
 export function weightRowsNK(site: WeightSite): Float32Array {
   const w = site.values;
-  const wT = site.transposed ? Float32Array.from(w) : transpose(w, site.k, site.n);
+  const wT = site.transposed ? w.slice() : transpose(w, site.k, site.n);
   if (site.alpha !== 1) for (let i = 0; i < wT.length; i++) wT[i] = Math.fround(wT[i]! * site.alpha);
   return wT;
 }
@@ -187,13 +196,14 @@ export function quantizeWeight(plan: WeightPlan, ctx: QuantizeContext): Quantize
   } else if (algorithm === "gptq") {
     const s = needStats(plan, stats, "GPTQ", true, ctx.stats !== undefined);
     const g = ctx.recipe.gptq;
-    q = gptqQuantize(wT, n, k, s.gram!, spec, { dampRatio: g.damp, actOrder: g.act_order, lazyBatch: g.lazy_batch });
+    q = gptqQuantize(wT, n, k, s.gram!, spec, { dampRatio: g.damp, actOrder: g.act_order, lazyBatch: g.lazy_batch, threads: ctx.threads });
     notes.push(`gptq damp ${g.damp}${g.act_order ? ", act-order" : ""}, Hessian from ${s.gramRows} rows`);
   } else if (algorithm === "awq") {
     const s = needStats(plan, stats, "AWQ", false, ctx.stats !== undefined);
     const res = awqSearch(wT, n, k, s, spec, (w, rows, cols, sp) => ctx.quantize(w, rows, cols, sp, ctx.threads), {
       grid: ctx.recipe.awq.grid,
       searchRows: AWQ_SEARCH_ROWS,
+      threads: ctx.threads,
     });
     q = res.q;
     inputScales = res.inverseScales;
@@ -201,12 +211,13 @@ export function quantizeWeight(plan: WeightPlan, ctx: QuantizeContext): Quantize
   } else if (algorithm === "mse" && stats && ctx.recipe.mse_importance) {
     // Clip search weighted by the calibration E[x^2] per input channel: output error, not weight error.
     const mean = stats.meanSquare.reduce((a, v) => a + v, 0) / k || 1;
-    q = quantizeBlockwiseRef(
+    q = quantizeBlockwiseWeighted(
       wT,
       n,
       k,
       spec,
       Float32Array.from(stats.meanSquare, (v) => v / mean),
+      ctx.threads,
     );
     notes.push("clip search weighted by calibration E[x^2]");
   } else {
@@ -227,7 +238,8 @@ export function quantizeWeight(plan: WeightPlan, ctx: QuantizeContext): Quantize
     lowRank = { a: a.values, b: b.values, aHalf: a.bits, bHalf: b.bits, rank: c.rank };
     notes.push(`rank-${c.rank} correction: output error ${(c.errorAfter / Math.max(c.errorBefore, 1e-30)).toFixed(3)}x, +${c.extraParams} float16 params`);
   }
-  const effective = effectiveWeightNK({ q, inputScales, lowRank });
+  // A plain block-wise weight is compared code by code in the kernels (no dequantized copy).
+  const effective = !inputScales && !lowRank && !isTable(q) ? q : effectiveWeightNK({ q, inputScales, lowRank });
   return { plan, q, inputScales, lowRank, error: weightError(wT, effective, n, k, stats), notes, entropy: codesEntropy(q) };
 }
 
@@ -306,23 +318,9 @@ export function quantizeWeights(plans: readonly WeightPlan[], ctx: QuantizeConte
   return plans.map((plan) => quantizeWeight(plan, ctx));
 }
 
-export function weightError(wT: Float32Array, deq: Float32Array, n: number, k: number, act: ActivationStats | undefined): WeightError {
-  let errSq = 0;
-  let normSq = 0;
-  let maxAbs = 0;
-  const colErr = new Float64Array(k);
-  const colNorm = new Float64Array(k);
-  for (let row = 0; row < n; row++) {
-    for (let col = 0; col < k; col++) {
-      const w = wT[row * k + col]!;
-      const d = w - deq[row * k + col]!;
-      errSq += d * d;
-      normSq += w * w;
-      colErr[col]! += d * d;
-      colNorm[col]! += w * w;
-      if (Math.abs(d) > maxAbs) maxAbs = Math.abs(d);
-    }
-  }
+export function weightError(wT: Float32Array, deq: Float32Array | BlockwiseQuantized, n: number, k: number, act: ActivationStats | undefined): WeightError {
+  const { sums, colErr, colNorm } = deq instanceof Float32Array ? weightErrorSums(wT, deq, n, k) : weightErrorSumsOfCodes(wT, deq);
+  const [errSq, normSq, maxAbs] = [sums[0]!, sums[1]!, sums[2]!];
   let outputErrorRatio: number | undefined;
   if (act && act.meanSquare.length === k) {
     let num = 0;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { dequantizeBlockwise, packBits, toMatMulNBits, type BlockwiseSpec, type IntBits } from "../../src/quantize/blockwise.js";
+import { dequantizeBlockwiseRef as dequantizeBlockwise, packBitsRef, type BlockwiseSpec, type IntBits } from "../../src/quantize/blockwise.js";
 import { makeWeights, realBackends, referenceGemm, firstOutside } from "./helpers.js";
 
 const backends = await realBackends();
@@ -17,7 +17,7 @@ describe.each(backends.map((b) => [b.backend, b] as const))("%s GEMV/GEMM on pac
         const spec: BlockwiseSpec = { bits, blockSize, symmetric: false, clipSearch: false };
         const q = kernels.quantizeBlockwise(makeWeights(7 * 95, "heavy", bits), 7, 95, spec);
         const p = kernels.packBlockwise(q);
-        const expected = bits === 3 ? packBits(q.codes, 3, blockSize) : toMatMulNBits(q).b;
+        const expected = packBitsRef(q.codes, bits, blockSize); // toMatMulNBits packs 2/4/8 bits this way
         expect(Buffer.from(p.packed).equals(Buffer.from(expected)), `bits=${bits} bs=${blockSize}`).toBe(true);
         expect(p.packed.length).toBe(7 * q.blocksPerRow * ((blockSize * bits) / 8));
         expect(kernels.unpackBits(p.packed, bits, blockSize, 7 * q.blocksPerRow)).toEqual(q.codes);
@@ -107,6 +107,29 @@ describe.each(backends.map((b) => [b.backend, b] as const))("%s GEMV/GEMM on pac
       expect(bad, `n=${n} k=${k}: ${y[bad]} vs ${ref[bad]}`).toBe(-1);
       // and it is not the float path in disguise: some output differs
       if (k > 32) expect(Array.from(y)).not.toEqual(Array.from(kernels.gemmBlockwise(p, x, 1)));
+    }
+  });
+
+  it("int4 GEMM with int8 activations: row by row the GEMV's numbers, within its budget of the float product", () => {
+    const BUDGET_INT8_ACT = 1e-2;
+    for (const [n, k, blockSize, m] of [
+      [5, 64, 32, 2],
+      [17, 256, 32, 8],
+      [33, 1024, 128, 33],
+      [9, 4097, 128, 3],
+      [13, 512, 64, 130],
+    ] as const) {
+      const q = kernels.quantizeBlockwise(makeWeights(n * k, "heavy", k + m), n, k, { bits: 4, blockSize, symmetric: m % 2 === 1, clipSearch: false });
+      const p = kernels.packBlockwise(q);
+      const x = makeWeights(m * k, "gaussian", n + m);
+      const y = kernels.gemmBlockwiseInt8(p, x, m, 2);
+      const { y: ref, mag } = referenceGemm(dequantizeBlockwise(q), n, k, x, m);
+      const bad = firstOutside(y, ref, mag, BUDGET_INT8_ACT);
+      expect(bad, `n=${n} k=${k} m=${m}: ${y[bad]} vs ${ref[bad]}`).toBe(-1);
+      for (let mi = 0; mi < m; mi += 7) {
+        const row = kernels.gemvBlockwiseInt8(p, x.subarray(mi * k, (mi + 1) * k), 1);
+        expect(firstOutside(y.subarray(mi * n, (mi + 1) * n), Float64Array.from(row), mag.subarray(mi * n, (mi + 1) * n), 1e-6)).toBe(-1);
+      }
     }
   });
 

@@ -53,6 +53,27 @@ describe.each(backends.map((b) => [b.backend, b] as const))("quantizeBlockwise o
     }
   });
 
+  it("matches the reference on NaN, infinities, signed zeros and huge values (SIMD paths included)", () => {
+    const n = 3,
+      k = 70;
+    const w = makeWeights(n * k, "heavy", 11);
+    w[1] = NaN;
+    w[40] = Infinity;
+    w[75] = -Infinity;
+    w[80] = -0;
+    w[100] = 3e38;
+    w[150] = -3e38;
+    for (const spec of specs.filter((s) => s.blockSize <= 32)) {
+      const ref = quantizeBlockwiseRef(w, n, k, spec);
+      const got = kernels.quantizeBlockwise(w, n, k, spec, 2);
+      expect(Buffer.from(got.codes).equals(Buffer.from(ref.codes)), `codes ${JSON.stringify(spec)}`).toBe(true);
+      expect(Buffer.from(new Uint8Array(got.scales.buffer)).equals(Buffer.from(new Uint8Array(ref.scales.buffer))), `scales ${JSON.stringify(spec)}`).toBe(
+        true,
+      );
+      expect(Buffer.from(got.zeroPoints).equals(Buffer.from(ref.zeroPoints))).toBe(true);
+    }
+  });
+
   it("rejects bad specs with a message naming the problem", () => {
     const w = new Float32Array(64);
     expect(() => kernels.quantizeBlockwise(w, 2, 32, { bits: 5 as IntBits, blockSize: 32, symmetric: true, clipSearch: false })).toThrow(/bits/);

@@ -43,6 +43,8 @@ export interface AwqOptions {
   readonly searchRows?: number;
   /** Use only the diagonal of the statistics even when a Gram matrix is given. */
   readonly diagonalOnly?: boolean;
+  /** Threads for the error sums in the C kernels (default 1; the result does not depend on it). */
+  readonly threads?: number;
 }
 
 export type BlockwiseQuantizeFn = (wT: Float32Array, n: number, k: number, spec: BlockwiseSpec) => BlockwiseQuantized;
@@ -117,6 +119,7 @@ function scaledError(
   scales: Float32Array,
   inverse: Float32Array,
   h: Float64Array,
+  threads: number,
 ) {
   const ws = new Float32Array(rows * k);
   for (let r = 0; r < rows; r++) for (let j = 0; j < k; j++) ws[r * k + j] = f(wT[r * k + j]! * scales[j]!);
@@ -124,7 +127,7 @@ function scaledError(
   const deq = dequantizeBlockwise(q);
   const d = new Float64Array(rows * k);
   for (let r = 0; r < rows; r++) for (let j = 0; j < k; j++) d[r * k + j] = wT[r * k + j]! - deq[r * k + j]! * inverse[j]!;
-  return { q, error: sumQuadraticForms(h, d, rows, k) };
+  return { q, error: sumQuadraticForms(h, d, rows, k, threads) };
 }
 
 export function awqSearch(
@@ -152,7 +155,7 @@ export function awqSearch(
   for (let i = 0; i < grid; i++) {
     const alpha = i / grid;
     const { scales, inverse } = awqChannelScales(stats.meanAbs, alpha, normalize);
-    const r = scaledError(ws, searchRows, k, spec, quantize, scales, inverse, h);
+    const r = scaledError(ws, searchRows, k, spec, quantize, scales, inverse, h, Math.max(1, Math.floor(opts.threads ?? 1)));
     curve.push({ alpha, error: r.error });
     if (i === 0) rtn = r;
     if (r.error < best.error) best = { alpha, error: r.error, q: r.q };

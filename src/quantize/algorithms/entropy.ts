@@ -4,6 +4,7 @@
 // (Orr et al. 2025) argues that good formats win by effectively exploiting such variable-length codes;
 // this makes that gap visible per tensor.
 
+import { activeKernels } from "../../kernels/active.js";
 import type { BlockwiseQuantized } from "../blockwise.js";
 
 export interface CodeEntropy {
@@ -70,10 +71,15 @@ export function huffmanCodeLengths(histogram: ArrayLike<number>): Uint8Array {
 export function codeEntropy(codes: Uint8Array, alphabet: number): CodeEntropy {
   if (!Number.isInteger(alphabet) || alphabet < 1 || alphabet > 256) throw new RangeError(`codeEntropy: alphabet must be 1..256, got ${alphabet}`);
   const histogram = new Uint32Array(alphabet);
-  for (let i = 0; i < codes.length; i++) {
-    const c = codes[i]!;
-    if (c >= alphabet) throw new RangeError(`codeEntropy: code ${c} at ${i} is outside an alphabet of ${alphabet}`);
-    histogram[c]!++;
+  const raw = activeKernels();
+  const counted = raw ? new Float64Array(alphabet) : undefined;
+  if (raw && counted && raw.histogramU8(codes, alphabet, counted)) histogram.set(counted);
+  else {
+    for (let i = 0; i < codes.length; i++) {
+      const c = codes[i]!;
+      if (c >= alphabet) throw new RangeError(`codeEntropy: code ${c} at ${i} is outside an alphabet of ${alphabet}`);
+      histogram[c]!++;
+    }
   }
   const total = codes.length;
   const codeLengths = huffmanCodeLengths(histogram);
@@ -102,12 +108,9 @@ export function blockwiseCodes(q: BlockwiseQuantized): Uint8Array {
   const { n, k, blocksPerRow } = q;
   const { blockSize } = q.spec;
   const out = new Uint8Array(n * k);
-  for (let row = 0; row < n; row++) {
-    for (let b = 0; b < blocksPerRow; b++) {
-      const len = Math.min(blockSize, k - b * blockSize);
-      const src = (row * blocksPerRow + b) * blockSize;
-      out.set(q.codes.subarray(src, src + len), row * k + b * blockSize);
-    }
-  }
+  // A row's blocks are contiguous: its first k codes are the row without the padding.
+  const rowCodes = blocksPerRow * blockSize;
+  if (rowCodes === k) out.set(q.codes.subarray(0, n * k));
+  else for (let row = 0; row < n; row++) out.set(q.codes.subarray(row * rowCodes, row * rowCodes + k), row * k);
   return out;
 }

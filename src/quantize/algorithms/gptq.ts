@@ -21,6 +21,7 @@
 //   and needs no g_idx / column permutation at inference. The cost: blocks do not adapt to the updated
 //   weights, which is why act-order is not automatically better with small blocks.
 
+import { activeKernels } from "../../kernels/active.js";
 import { quantizeBlockwiseRef, roundHalfAway, type BlockwiseQuantized, type BlockwiseSpec } from "../blockwise.js";
 import { upperCholeskyOfInverse, weightedSquaredError } from "./linalg.js";
 
@@ -39,11 +40,58 @@ export interface GptqOptions {
    * channel does fire in deployment; either way they neither give nor take error feedback.
    */
   readonly zeroDeadColumns?: boolean;
+  /** Threads for the C kernel (default 1). */
+  readonly threads?: number;
 }
 
 const f = Math.fround;
 
+/**
+ * GPTQ in the C kernels once loaded (kernels/src/qg_gptq.c: blocked Cholesky and inverse, two-level lazy
+ * batches, rows in parallel), else gptqQuantizeRef. The kernel reproduces the reference's codes, scales
+ * and zero points bit for bit (test/algorithms/gptq-kernel.test.ts): its blocking keeps every element's
+ * updates in the reference's order, so `lazyBatch` does not change the result in either.
+ */
 export function gptqQuantize(wT: Float32Array, n: number, k: number, hessian: Float64Array, spec: BlockwiseSpec, opts: GptqOptions = {}): BlockwiseQuantized {
+  const raw = activeKernels();
+  if (!raw || wT.length !== n * k || hessian.length !== k * k || k < 1) return gptqQuantizeRef(wT, n, k, hessian, spec, opts);
+  const dampRatio = opts.dampRatio ?? 0.01;
+  if (!(dampRatio >= 0) || !Number.isFinite(dampRatio)) throw new RangeError(`gptq: dampRatio must be >= 0, got ${dampRatio}`);
+  const blocksPerRow = Math.ceil(k / spec.blockSize);
+  const codes = new Uint8Array(n * blocksPerRow * spec.blockSize);
+  const scales = new Float32Array(n * blocksPerRow);
+  const zeroPoints = new Uint8Array(n * blocksPerRow);
+  const actOrder = opts.actOrder ?? false;
+  raw.gptq(
+    wT,
+    n,
+    k,
+    hessian,
+    spec.bits,
+    spec.blockSize,
+    spec.symmetric,
+    spec.clipSearch,
+    dampRatio,
+    actOrder,
+    actOrder || (opts.staticGroups ?? false),
+    opts.zeroDeadColumns ?? false,
+    codes,
+    scales,
+    zeroPoints,
+    Math.max(1, Math.floor(opts.threads ?? 1)),
+  );
+  return { spec, n, k, blocksPerRow, codes, scales, zeroPoints };
+}
+
+/** The TypeScript reference of GPTQ (the oracle of the C kernel). */
+export function gptqQuantizeRef(
+  wT: Float32Array,
+  n: number,
+  k: number,
+  hessian: Float64Array,
+  spec: BlockwiseSpec,
+  opts: GptqOptions = {},
+): BlockwiseQuantized {
   if (wT.length !== n * k) throw new RangeError(`gptq: weight has ${wT.length} values, expected n*k = ${n * k}`);
   if (hessian.length !== k * k) throw new RangeError(`gptq: Hessian has ${hessian.length} values, expected k*k = ${k * k}`);
   const dampRatio = opts.dampRatio ?? 0.01;

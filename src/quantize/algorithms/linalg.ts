@@ -3,6 +3,8 @@
 // every result is reproducible bit for bit across runs and machines with the same Node version.
 // Matrices are row-major Float64Arrays; "vectors" blocks are stored one vector after another.
 
+import { activeKernels } from "../../kernels/active.js";
+
 /** xorshift32 uniform in (0, 1) from a fixed seed. */
 export function uniformSource(seed: number): () => number {
   let s = seed >>> 0 || 0x9e3779b9;
@@ -215,7 +217,15 @@ export function weightedSquaredError(a: Float32Array | Float64Array, b: Float32A
  * length k). Uses the upper triangle only and takes rows in groups of 8 so each row of H is read once
  * per group from cache: the cost is rows * k^2 / 2 multiply-adds, memory traffic rows / 8 passes over H.
  */
-export function sumQuadraticForms(h: Float64Array, d: Float64Array, rows: number, k: number): number {
+export function sumQuadraticForms(h: Float64Array, d: Float64Array, rows: number, k: number, threads = 1): number {
+  const raw = activeKernels();
+  // The kernel does the full matrix (k^2 per row); the diagonal case is k per row and stays here.
+  if (raw && h.length === k * k && k > 1 && d.length >= rows * k) return raw.sumQuadraticForms(h, d, rows, k, threads);
+  return sumQuadraticFormsRef(h, d, rows, k);
+}
+
+/** The TypeScript reference of sumQuadraticForms (the C kernel's oracle). */
+export function sumQuadraticFormsRef(h: Float64Array, d: Float64Array, rows: number, k: number): number {
   if (h.length === k) {
     let s = 0;
     for (let r = 0; r < rows; r++) for (let c = 0; c < k; c++) s += h[c]! * d[r * k + c]! * d[r * k + c]!;

@@ -189,6 +189,13 @@ QG_AVX2 static float read_sum_avx2(const float* buf, int64_t count) {
   return t;
 }
 
+#define QG_RU_CAT2(a, b) a##b
+#define QG_RU_CAT(a, b) QG_RU_CAT2(a, b)
+#define QG_RU_NAME rank_update_avx2
+#define QG_RU_ATTR static QG_AVX2
+#define QG_RU_W 4
+#include "../../qg_rank_update.h"
+
 void qg_fill_avx2(qg_dispatch* d) {
   d->isa = "avx2";
   d->quant_int = quantize_int_avx2;
@@ -201,5 +208,7 @@ void qg_fill_avx2(qg_dispatch* d) {
   d->gemm_f32 = gemm_f32_avx2;
   d->read_sum = read_sum_avx2;
   d->gemv_int4_q8 = gemv_int4_q8_avx2;
+  d->rank_update = rank_update_avx2;
+  d->gemm_int4_q8 = gemm_int4_q8_avx2;
 }
 #endif

@@ -7,6 +7,13 @@
 #define QG_MM_SUFFIX _avx512
 #include "qg_x86_mm.h"
 
+#define QG_RU_CAT2(a, b) a##b
+#define QG_RU_CAT(a, b) QG_RU_CAT2(a, b)
+#define QG_RU_NAME rank_update_avx512
+#define QG_RU_ATTR static __attribute__((target(QG_MM)))
+#define QG_RU_W 8
+#include "../../qg_rank_update.h"
+
 void qg_fill_avx512(qg_dispatch* d) {
   qg_fill_avx2(d);
   d->isa = "avx512";
@@ -17,5 +24,7 @@ void qg_fill_avx512(qg_dispatch* d) {
   d->gemm_lut[QG_FMT_NF4] = d->gemm_lut[QG_FMT_FP4] = d->gemm_lut[QG_FMT_MXFP4] = d->gemm_lut[QG_FMT_CODEBOOK] = gemm_lut4_avx512;
   d->gemm_lut[QG_FMT_FP8] = gemm_fp8_avx512;
   d->gemv_int4_q8 = gemv_int4_q8_avx512;
+  d->rank_update = rank_update_avx512;
+  d->gemm_int4_q8 = gemm_int4_q8_avx512;
 }
 #endif

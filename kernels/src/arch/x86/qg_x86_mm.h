@@ -440,6 +440,27 @@ QG_MM_IN __m256i mm_pair_dot(__m256i pk, const int8_t* xq) {
 #endif
 }
 
+/* The 8 / cpb scales (cpb = 2, 4 or 8 chunks per block) of a group, each repeated cpb times, and the
+ * zero points likewise: fixed-size loads (a variable-size memcpy or a masked load costs more than the
+ * group's dot products). */
+QG_MM_IN __m256 mm_group_scales(const float* s, int64_t cpb, __m256i bidx) {
+  __m128 v;
+  if (cpb == 2) v = _mm_loadu_ps(s);
+  else if (cpb == 4) v = _mm_castpd_ps(_mm_load_sd((const double*)s));
+  else v = _mm_load_ss(s);
+  return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(v), bidx);
+}
+QG_MM_IN __m256 mm_group_zps(const uint8_t* zr, int64_t cpb, __m256i bidx) {
+  uint32_t zb = 0;
+  if (cpb == 2) memcpy(&zb, zr, 4);
+  else if (cpb == 4) {
+    uint16_t t;
+    memcpy(&t, zr, 2);
+    zb = t;
+  } else zb = zr[0];
+  return _mm256_cvtepi32_ps(_mm256_permutevar8x32_epi32(_mm256_cvtepu8_epi32(_mm_cvtsi32_si128((int)zb)), bidx));
+}
+
 /* Eight chunks (256 codes) of one row: s * (dx * dot - z * dsx) per chunk, as a vector in chunk order. */
 QG_MM_IN __m256 mm_q8_group(const uint8_t* pg, const int8_t* xg, const float* s, const uint8_t* zr, const float* dx,
                             const float* dsx, int64_t cpb, __m256i bidx, __m256i bmask) {
@@ -455,12 +476,9 @@ QG_MM_IN __m256 mm_q8_group(const uint8_t* pg, const int8_t* xg, const float* s,
     sv = _mm256_loadu_ps(s);
     zv = zr ? _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(mm_load8(zr))) : _mm256_set1_ps(8.0f);
   } else { /* 8 / cpb blocks, each scale repeated cpb times */
-    sv = _mm256_permutevar8x32_ps(_mm256_maskload_ps(s, bmask), bidx);
-    if (zr) {
-      uint64_t zb = 0;
-      memcpy(&zb, zr, (size_t)(8 / cpb));
-      zv = _mm256_cvtepi32_ps(_mm256_permutevar8x32_epi32(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)zb)), bidx));
-    } else zv = _mm256_set1_ps(8.0f);
+    (void)bmask;
+    sv = mm_group_scales(s, cpb, bidx);
+    zv = zr ? mm_group_zps(zr, cpb, bidx) : _mm256_set1_ps(8.0f);
   }
   return _mm256_mul_ps(sv, _mm256_fmsub_ps(_mm256_cvtepi32_ps(h), _mm256_loadu_ps(dx), _mm256_mul_ps(zv, _mm256_loadu_ps(dsx))));
 }
@@ -500,6 +518,72 @@ QG_MM_FN static void QG_MM_NAME(gemv_int4_q8)(const qg_weight* w, const qg_q8_ac
       t += s[b] * (a->dx[j] * (float)dot - z * a->dsx[j]);
     }
     y[row] += t;
+  }
+}
+
+/* The pair dot of mm_pair_dot on nibbles already split (lo, hi). */
+QG_MM_IN __m256i mm_pair_dot_split(__m256i lo, __m256i hi, const int8_t* xq) {
+  const __m256i xlo = _mm256_load_si256((const __m256i*)xq), xhi = _mm256_load_si256((const __m256i*)(xq + 32));
+#if QG_MM_512
+  return _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), lo, xlo), hi, xhi);
+#else
+  return _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(lo, xlo), _mm256_maddubs_epi16(hi, xhi)),
+                           _mm256_set1_epi16(1));
+#endif
+}
+
+/* int4 weights x int8 activations for M rows. Four weight rows at a time; for each group of 256 codes
+ * of a row the nibbles, scales and zero points are unpacked once and used by every activation row
+ * (partial sums per row and activation in acc[], on the stack). Every (row, activation) pair adds the
+ * same group terms in the same order as the GEMV kernel, so the results are the GEMV's row by row.
+ * Rows whose chunks do not fill whole groups of eight take the GEMV kernel per activation row. */
+QG_MM_FN static void QG_MM_NAME(gemm_int4_q8)(const qg_weight* w, const qg_q8_act* acts, int64_t m, float* y, int64_t n0, int64_t n1) {
+  const int64_t cpb = w->bs / 32, chunks = w->bpr * cpb, groups = 8 % cpb ? 0 : chunks / 8, nblk = 8 / cpb;
+  if (groups * 8 != chunks || groups == 0 || m > QG_Q8_MAX_M) {
+    for (int64_t mi = 0; mi < m; mi++) QG_MM_NAME(gemv_int4_q8)(w, &acts[mi], y + mi * w->n, n0, n1);
+    return;
+  }
+  const __m256i bidx = _mm256_setr_epi32(0, 1 / cpb, 2 / cpb, 3 / cpb, 4 / cpb, 5 / cpb, 6 / cpb, 7 / cpb);
+  const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7), m15 = _mm256_set1_epi8(15);
+  __m256 acc[4 * QG_Q8_MAX_M];
+  for (int64_t r0 = n0; r0 < n1; r0 += 4) {
+    const int64_t rows = n1 - r0 < 4 ? n1 - r0 : 4;
+    for (int64_t i = 0; i < rows * m; i++) acc[i] = _mm256_setzero_ps();
+    for (int64_t gi = 0; gi < groups; gi++) {
+      for (int64_t r = 0; r < rows; r++) {
+        const int64_t row = r0 + r;
+        const uint8_t* pg = w->packed + row * w->row_bytes + gi * 128;
+        __m256i lo[4], hi[4];
+        for (int c = 0; c < 4; c++) {
+          const __m256i pk = _mm256_loadu_si256((const __m256i*)(pg + 32 * c));
+          lo[c] = _mm256_and_si256(pk, m15);
+          hi[c] = _mm256_and_si256(_mm256_srli_epi16(pk, 4), m15);
+        }
+        const float* s = w->scales + row * w->bpr + gi * nblk;
+        const uint8_t* zr = w->zp ? w->zp + row * w->bpr + gi * nblk : NULL;
+        __m256 sv, zv;
+        if (cpb == 1) {
+          sv = _mm256_loadu_ps(s);
+          zv = zr ? _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(mm_load8(zr))) : _mm256_set1_ps(8.0f);
+        } else {
+          sv = mm_group_scales(s, cpb, bidx);
+          zv = zr ? mm_group_zps(zr, cpb, bidx) : _mm256_set1_ps(8.0f);
+        }
+        __m256* ar = acc + r * m;
+        for (int64_t mi = 0; mi < m; mi++) {
+          const qg_q8_act* a = &acts[mi];
+          const int8_t* xg = a->xqp + gi * 256;
+          const __m256i d0 = mm_pair_dot_split(lo[0], hi[0], xg), d1 = mm_pair_dot_split(lo[1], hi[1], xg + 64);
+          const __m256i d2 = mm_pair_dot_split(lo[2], hi[2], xg + 128), d3 = mm_pair_dot_split(lo[3], hi[3], xg + 192);
+          const __m256i h = _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(_mm256_hadd_epi32(d0, d1), _mm256_hadd_epi32(d2, d3)), perm);
+          const __m256 t = _mm256_mul_ps(sv, _mm256_fmsub_ps(_mm256_cvtepi32_ps(h), _mm256_loadu_ps(a->dx + gi * 8),
+                                                             _mm256_mul_ps(zv, _mm256_loadu_ps(a->dsx + gi * 8))));
+          ar[mi] = _mm256_add_ps(ar[mi], t);
+        }
+      }
+    }
+    for (int64_t r = 0; r < rows; r++)
+      for (int64_t mi = 0; mi < m; mi++) y[mi * w->n + r0 + r] = mm_hsum8(acc[r * m + mi]);
   }
 }
 
