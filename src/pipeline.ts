@@ -1,6 +1,6 @@
 // One gate run: config -> load model -> calibrate -> quantize -> emit -> evaluate -> measure -> gate -> report.
 // The action and the CLI only call runGate; every stage error is recorded and fails the gate.
-import { copyFile, mkdir, readFile, rm, stat } from "node:fs/promises";
+import { copyFile, readFile, rm, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { calibrate, convPatchSpecOf, type CalibrationResult } from "./calibrate/index.js";
