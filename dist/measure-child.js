@@ -56,6 +56,18 @@ module.exports = webpackEmptyAsyncContext;
 /******/ /* webpack/runtime/asset-relocator-loader */
 /******/ if (typeof __nccwpck_require__ !== 'undefined') __nccwpck_require__.ab = decodeURIComponent(new URL('.', import.meta.url).pathname).slice(import.meta.url.match(/^file:\/\/\/\w:/) ? 1 : 0, -1) + "/";
 /******/ 
+/******/ /* webpack/runtime/define property getters */
+/******/ (() => {
+/******/ 	// define getter functions for harmony exports
+/******/ 	__nccwpck_require__.d = (exports, definition) => {
+/******/ 		for(var key in definition) {
+/******/ 			if(__nccwpck_require__.o(definition, key) && !__nccwpck_require__.o(exports, key)) {
+/******/ 				Object.defineProperty(exports, key, { enumerable: true, get: definition[key] });
+/******/ 			}
+/******/ 		}
+/******/ 	};
+/******/ })();
+/******/ 
 /******/ /* webpack/runtime/hasOwnProperty shorthand */
 /******/ (() => {
 /******/ 	__nccwpck_require__.o = (obj, prop) => (Object.prototype.hasOwnProperty.call(obj, prop))
@@ -64,6 +76,13 @@ module.exports = webpackEmptyAsyncContext;
 /************************************************************************/
 var __webpack_exports__ = {};
 
+// EXPORTS
+__nccwpck_require__.d(__webpack_exports__, {
+  D: () => (/* binding */ runQueueWaitNs)
+});
+
+;// CONCATENATED MODULE: external "node:fs"
+const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
 ;// CONCATENATED MODULE: external "node:fs/promises"
 const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
 ;// CONCATENATED MODULE: ./lib/data/tensors.js
@@ -139,6 +158,32 @@ class UserError extends Error {
 class OptionalStepError extends (/* unused pure expression or super */ null && (Error)) {
     name = "OptionalStepError";
 }
+const ERRNO_TEXT = {
+    EACCES: "permission denied",
+    EPERM: "operation not permitted",
+    ENOSPC: "no space left on the device",
+    EDQUOT: "disk quota exceeded",
+    EROFS: "read-only file system",
+    ENOENT: "no such file or folder",
+    ENOTDIR: "a part of the path is not a folder",
+    EISDIR: "it is a folder",
+    EEXIST: "it already exists",
+    EMFILE: "too many open files",
+    EIO: "input/output error",
+};
+/** A short reason for a file-system error ("permission denied (EACCES)"), for messages that name the file. */
+function fsReason(err) {
+    const code = err?.code;
+    if (code && ERRNO_TEXT[code])
+        return `${ERRNO_TEXT[code]} (${code})`;
+    return code ?? err?.message ?? String(err);
+}
+/** An output file could not be written (permission, disk full, read-only): the user's environment, not a bug. */
+class OutputWriteError extends UserError {
+    constructor(file, err) {
+        super(`cannot write ${file}: ${fsReason(err)}`, file);
+    }
+}
 
 ;// CONCATENATED MODULE: ./lib/runtime/ort.js
 // Access to ONNX Runtime: the module is loaded once (from a given path, the normal dependency,
@@ -149,8 +194,18 @@ class OptionalStepError extends (/* unused pure expression or super */ null && (
 /** The pinned runtime this release of QuantGate is tested with. */
 const ORT_VERSION = "1.30.0";
 let loaded;
+/**
+ * ONNX Runtime 1.30 keeps a device id and a queue of telemetry events (model file names, error messages) under
+ * $XDG_CACHE_HOME or ~/.cache/Microsoft/DeveloperTools/.onnxruntime unless ORT_DISABLE_TELEMETRY is set when the
+ * library loads. QuantGate sets it (children inherit it) unless the user set the variable themselves.
+ */
+function disableOrtTelemetry(env = process.env) {
+    if (env.ORT_DISABLE_TELEMETRY === undefined)
+        env.ORT_DISABLE_TELEMETRY = "1";
+}
 /** Load onnxruntime-node from a package folder (containing node_modules/onnxruntime-node or the package itself). */
 function loadOrtFrom(dir, source) {
+    disableOrtTelemetry();
     const require = (0,external_node_module_namespaceObject.createRequire)(external_node_path_namespaceObject.join(external_node_path_namespaceObject.resolve(dir), "noop.js"));
     const candidates = [external_node_path_namespaceObject.join(dir, "node_modules", "onnxruntime-node"), dir];
     const errors = [];
@@ -171,6 +226,7 @@ function loadOrtFrom(dir, source) {
 async function loadOrt() {
     if (loaded)
         return loaded;
+    disableOrtTelemetry();
     const specifier = "onnxruntime-node";
     const mod = (await __nccwpck_require__(148)(specifier));
     const ort = mod.default ?? mod;
@@ -210,34 +266,184 @@ async function createSession(ort, model, threads) {
     }
 }
 
+;// CONCATENATED MODULE: ./lib/measure/memory.js
+// Peak memory of the current process alone. On Linux the exec'd child's /proc/self/status VmHWM belongs
+// to its own address space, while getrusage's maxrss keeps the high-water mark of the parent it was
+// forked from (the kernel carries it across fork and exec): a 1 GiB parent made every child read 1 GiB.
+
+/** VmHWM (peak resident set of this address space) from a /proc/<pid>/status text, in bytes. */
+function parseVmHwm(status) {
+    const m = /^VmHWM:\s+(\d+)\s+kB$/m.exec(status);
+    return m ? Number(m[1]) * 1024 : undefined;
+}
+/** This process's peak resident memory: VmHWM where /proc has it, else getrusage's maxrss (which on some platforms includes the parent's peak). */
+function readPeakRss() {
+    try {
+        const bytes = parseVmHwm((0,external_node_fs_namespaceObject.readFileSync)("/proc/self/status", "utf8"));
+        if (bytes !== undefined)
+            return { bytes, source: "VmHWM" };
+    }
+    catch {
+        // not Linux: fall through
+    }
+    return { bytes: process.resourceUsage().maxRSS * 1024, source: "maxrss" };
+}
+/**
+ * Resets the peak to the current resident set (Linux >= 4.0: writing 5 to /proc/self/clear_refs), so
+ * that the next reading is the peak of what follows alone. Returns false where the kernel refuses.
+ */
+function resetPeakRss() {
+    try {
+        (0,external_node_fs_namespaceObject.writeFileSync)("/proc/self/clear_refs", "5");
+        return true;
+    }
+    catch {
+        return false;
+    }
+}
+
 ;// CONCATENATED MODULE: ./lib/measure/child-main.js
-// Child process that loads one model, runs it, and prints latency and peak RSS as JSON on stdout.
-// Run in its own process so peak memory belongs to that model alone.
+// The measuring child: a fresh process (spawned and exec'd, never holding the parent's memory) that either
+// loads one model and reads its own peak memory after load and after runs, or loads the float and the
+// quantized model and times them in interleaved rounds. It reports over the IPC channel and exits
+// when its parent goes away.
 
 
 
-async function main() {
-    const req = JSON.parse(process.env.QUANTGATE_MEASURE_REQUEST ?? "");
-    const { ort } = req.ortDir ? loadOrtFrom(req.ortDir, "tool directory") : await loadOrt();
-    const feeds = toOrtFeeds(ort, feedsFromJson(await (0,promises_namespaceObject.readFile)(req.feedsPath, "utf8")));
+
+
+function send(message) {
+    if (!process.send) {
+        process.stdout.write(JSON.stringify(message) + "\n");
+        return Promise.resolve();
+    }
+    return new Promise((resolve) => process.send(message, undefined, undefined, () => resolve()));
+}
+const involuntarySwitches = () => process.resourceUsage().involuntaryContextSwitches;
+/**
+ * Nanoseconds this thread has spent runnable but waiting for a CPU (second field of
+ * /proc/thread-self/schedstat), or undefined without schedstat. With one intra-op thread ONNX Runtime
+ * computes on this (the calling) thread, so this is the time another process took from the run.
+ */
+function runQueueWaitNs() {
+    try {
+        const fields = (0,external_node_fs_namespaceObject.readFileSync)("/proc/thread-self/schedstat", "utf8").trim().split(/\s+/);
+        const wait = Number(fields[1]);
+        return Number.isFinite(wait) ? wait : undefined;
+    }
+    catch {
+        return undefined;
+    }
+}
+/**
+ * ONNX Runtime's run resolves without passing through the event loop, so a loop of awaited runs would
+ * never see the parent's channel close: yield between runs (outside the timed section).
+ */
+const yieldToEventLoop = () => new Promise((resolve) => setImmediate(resolve));
+async function measureMemory(req, feeds, ort) {
     const t0 = performance.now();
     const session = await createSession(ort, req.modelPath, req.threads);
     const loadMs = performance.now() - t0;
     const rssAfterLoadBytes = process.memoryUsage.rss();
-    for (let i = 0; i < req.warmup; i++)
-        await session.run(feeds);
-    const latenciesMs = [];
+    const load = readPeakRss();
+    const separated = load.source === "VmHWM" && resetPeakRss();
+    await send({ type: "loaded", loadMs });
+    const t1 = performance.now();
     for (let i = 0; i < req.runs; i++) {
-        const start = performance.now();
         await session.run(feeds);
-        latenciesMs.push(performance.now() - start);
+        await yieldToEventLoop();
     }
-    // maxRSS is in kilobytes.
-    const result = { latenciesMs, peakRssBytes: process.resourceUsage().maxRSS * 1024, rssAfterLoadBytes, loadMs };
-    process.stdout.write(JSON.stringify(result));
+    await send({ type: "warm", perRunMs: (performance.now() - t1) / Math.max(1, req.runs), remainingRuns: 0 });
+    const run = readPeakRss();
+    return {
+        kind: "memory",
+        loadPeakBytes: load.bytes,
+        runPeakBytes: run.bytes,
+        peakBytes: Math.max(load.bytes, run.bytes),
+        rssAfterLoadBytes,
+        source: run.source,
+        separated,
+        loadMs,
+    };
 }
-main().catch((err) => {
-    process.stderr.write(`${err.message}\n`);
+async function measureLatency(req, feeds, ort) {
+    const sessions = [];
+    const loadMs = [];
+    for (const p of req.modelPaths) {
+        const t0 = performance.now();
+        sessions.push(await createSession(ort, p, req.threads));
+        loadMs.push(performance.now() - t0);
+    }
+    await send({ type: "loaded", loadMs: loadMs.reduce((a, b) => a + b, 0) });
+    const m = sessions.length;
+    const t1 = performance.now();
+    // Warm-up: at least one run of each model, so the timeout always has a per-round time to follow.
+    const warmRounds = Math.max(1, req.warmup);
+    for (let i = 0; i < warmRounds; i++) {
+        for (const s of sessions)
+            await s.run(feeds);
+        await yieldToEventLoop();
+    }
+    await send({ type: "warm", perRunMs: (performance.now() - t1) / warmRounds, remainingRuns: req.runs });
+    const latenciesMs = sessions.map(() => []);
+    const preempted = sessions.map(() => []);
+    const waitMs = sessions.map(() => []);
+    let haveWait = true;
+    for (let r = 0; r < req.runs; r++) {
+        // Alternate the order (AB, BA, ...) so neither model always runs right after the other's cache traffic.
+        for (let j = 0; j < m; j++) {
+            const idx = r % 2 === 0 ? j : m - 1 - j;
+            const before = involuntarySwitches();
+            const wait0 = runQueueWaitNs();
+            const start = performance.now();
+            await sessions[idx].run(feeds);
+            const ms = performance.now() - start;
+            const wait1 = runQueueWaitNs();
+            latenciesMs[idx].push(ms);
+            preempted[idx].push(involuntarySwitches() > before);
+            if (wait0 === undefined || wait1 === undefined)
+                haveWait = false;
+            else
+                waitMs[idx].push(Math.min(ms, (wait1 - wait0) / 1e6));
+        }
+        await yieldToEventLoop();
+    }
+    return { kind: "latency", latenciesMs, preempted, loadMs, ...(haveWait ? { waitMs } : {}) };
+}
+/**
+ * The parent going away (killed, crashed: SIGKILL cannot be caught there) closes the IPC channel, or
+ * re-parents this process: stop rather than run on as an orphan. The channel may have closed before
+ * this module ran, hence the checks of `connected` and of the parent's pid as well as the event.
+ */
+function watchParent() {
+    const orphaned = () => process.exit(3);
+    if (!process.send)
+        return;
+    process.on("disconnect", orphaned);
+    if (!process.connected)
+        orphaned();
+    const parent = Number(process.env.QUANTGATE_PARENT_PID);
+    if (Number.isInteger(parent) && parent > 0) {
+        if (process.ppid !== parent)
+            orphaned();
+        setInterval(() => {
+            if (process.ppid !== parent)
+                orphaned();
+        }, 500).unref();
+    }
+}
+async function main() {
+    watchParent();
+    const req = JSON.parse(process.env.QUANTGATE_MEASURE_REQUEST ?? "");
+    const { ort } = req.ortDir ? loadOrtFrom(req.ortDir, "tool directory") : await loadOrt();
+    const feeds = toOrtFeeds(ort, feedsFromJson(await (0,promises_namespaceObject.readFile)(req.feedsPath, "utf8")));
+    const result = req.kind === "memory" ? await measureMemory(req, feeds, ort) : await measureLatency(req, feeds, ort);
+    await send({ type: "result", result });
+}
+main().then(() => process.exit(0), async (err) => {
+    await send({ type: "error", message: err.message });
     process.exit(1);
 });
 
+var __webpack_exports__runQueueWaitNs = __webpack_exports__.D;
+export { __webpack_exports__runQueueWaitNs as runQueueWaitNs };
