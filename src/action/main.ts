@@ -1,6 +1,6 @@
 // The action: read inputs, run the gate, write the job summary and outputs; the one top-level catch.
 import * as core from "@actions/core";
-import { actionsArtifactUploader } from "../artifact/index.js";
+import { actionsArtifactUploader, artifactClient, type ArtifactClient } from "../artifact/index.js";
 import { actionsCacheClient } from "../cache/actions.js";
 import type { WorkCache } from "../cache/index.js";
 import { ConfigError, loadConfig } from "../config/load.js";
@@ -10,10 +10,11 @@ import type { GateRun, GateRunOptions } from "../pipeline.js";
 import { runGate } from "../pipeline.js";
 import { loadKernelQuantizer } from "../quantize/kernels.js";
 import { CiRun, type CiDeps, type CiOutcome } from "./ci.js";
-import { OUTPUTS, readInputs } from "./io.js";
+import { INPUTS, OUTPUTS, readInputs } from "./io.js";
 import { metricOutputs } from "./outputs.js";
 import { resolveOrt } from "./ort-install.js";
 import { applyRelease } from "./release.js";
+import { evaluateJob, mergeRun, parseShard, quantizeJob, type ShardJob } from "./shards.js";
 
 function setOutputs(run: GateRun, outcome: CiOutcome): void {
   const r = outcome.report;
@@ -37,7 +38,7 @@ function setOutputs(run: GateRun, outcome: CiOutcome): void {
 }
 
 /** `deps` replaces the artifact, cache and GitHub clients (tests); the runner calls run() without it. */
-export async function run(deps: Partial<CiDeps> = {}): Promise<void> {
+export async function run(deps: Partial<CiDeps> & { readonly artifacts?: ArtifactClient } = {}): Promise<void> {
   try {
     const inputs = readInputs();
     const loaded = await loadConfig(inputs.configPath, inputs.overrides);
@@ -66,7 +67,36 @@ export async function run(deps: Partial<CiDeps> = {}): Promise<void> {
           error ? core.error(`${stage} failed after ${(ms / 1000).toFixed(1)}s: ${error}`) : core.info(`✓ ${stage} ${(ms / 1000).toFixed(1)}s`),
       },
     };
-    const gateRun = await runGate(config, options);
+    const shardMode = inputs.ci.shardMode;
+    const job: ShardJob = {
+      config,
+      options,
+      client: deps.artifacts ?? artifactClient(),
+      id: ci.id,
+      log: (m) => core.info(m),
+      retentionDays: inputs.ci.artifactRetentionDays,
+    };
+    if (shardMode === "quantize") {
+      const q = await quantizeJob(job);
+      core.setOutput(OUTPUTS.modelPath, q.run.quantizedModelPath);
+      core.setOutput(OUTPUTS.modelSha256, q.manifest.quantizedModel.sha256);
+      if (q.artifactId !== undefined) core.setOutput(OUTPUTS.artifactId, String(q.artifactId));
+      await core.summary
+        .addRaw(
+          `QuantGate: quantized \`${q.manifest.quantizedModel.file}\` (sha256 \`${q.manifest.quantizedModel.sha256.slice(0, 12)}\`) for sharded evaluation.\n`,
+        )
+        .write();
+      return;
+    }
+    if (shardMode === "evaluate") {
+      const shard = parseShard(INPUTS.shard, inputs.ci.shard);
+      const e = await evaluateJob(job, shard);
+      core.setOutput(OUTPUTS.modelSha256, e.result.quantizedSha256);
+      const n = e.evaluation?.samples.evaluated ?? 0;
+      await core.summary.addRaw(`QuantGate: shard ${shard.index}/${shard.count} evaluated ${n} samples; the merge job gates the run.\n`).write();
+      return;
+    }
+    const gateRun = shardMode === "merge" ? await mergeRun(job, inputs.ci.shards ?? 1) : await runGate(config, options);
     const outcome = await ci.finish(gateRun);
     await core.summary.addRaw(outcome.body).write();
     setOutputs(gateRun, outcome);
