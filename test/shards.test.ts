@@ -60,6 +60,16 @@ const report = async (ws: string): Promise<{ evaluation: TaskEvaluation; verdict
 
 const relClose = (a: number, b: number, tol = 1e-9): boolean => a === b || Math.abs(a - b) <= tol * Math.max(Math.abs(a), Math.abs(b));
 
+/** Paths where two JSON values differ: numbers beyond 1e-9 relative, anything else at all. */
+function closeDeep(a: unknown, b: unknown, at = "$"): string[] {
+  if (typeof a === "number" && typeof b === "number") return relClose(a, b) ? [] : [`${at}: ${a} vs ${b}`];
+  if (a && b && typeof a === "object" && typeof b === "object") {
+    const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])];
+    return keys.flatMap((k) => closeDeep((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], `${at}.${k}`));
+  }
+  return a === b ? [] : [`${at}: ${String(a)} vs ${String(b)}`];
+}
+
 function expectSameEvaluation(merged: TaskEvaluation, whole: TaskEvaluation): void {
   expect(merged.samples).toEqual(whole.samples);
   expect(merged.metrics.map((m) => m.key)).toEqual(whole.metrics.map((m) => m.key));
@@ -137,7 +147,7 @@ describe("sharded evaluation, as the runner runs it (tiny LM, 4 shards)", () => 
     await cp(artifacts, arts, { recursive: true });
     const model = path.join(arts, encodeURIComponent(quantizedArtifactName("quantgate")), "model.quantized.onnx");
     const bytes = await readFile(model);
-    bytes[bytes.length - 1] ^= 1;
+    bytes.writeUInt8(bytes.readUInt8(bytes.length - 1) ^ 1, bytes.length - 1);
     await writeFile(model, bytes);
     const s = await runJob(await checkout(root, "shard-corrupt"), arts, { mode: "evaluate", shard: "1/4" });
     expect(s.status).not.toBe(0);
@@ -186,12 +196,55 @@ describe("mergeable task state, in-process", () => {
             partials.push(await task.partial!(config.evaluation, task.slice!(data, i, count), { ort: ort.ort, float, quantized, threads: 1 }));
           await float.release();
           await quantized.release();
-          return task.merge!(config.evaluation, partials);
+          // partials travel as JSON between jobs
+          return task.merge!(config.evaluation, JSON.parse(JSON.stringify(partials)) as TaskPartial[]);
         },
       });
       expectSameEvaluation(run.report.evaluation!, whole.report.evaluation!);
     }
   });
+
+  for (const example of ["cnn-classifier", "recurrent"]) {
+    it(`fidelity (${example}): slices merged in order equal the unsharded evaluation`, async () => {
+      const dir = await mkdtemp(path.join(os.tmpdir(), `qg-shards-${example}-`));
+      await cp(path.join(REPO_ROOT, "examples", example), dir, { recursive: true });
+      if (example === "recurrent") {
+        // four sequences of 256 bytes instead of one of 1024, so that slices fall between sequences
+        const file = path.join(dir, "eval_ids.npy");
+        const bytes = await readFile(file);
+        const header = bytes.subarray(0, bytes.indexOf(0x0a) + 1).toString("latin1");
+        expect(header).toContain("(1024,)");
+        const reshaped = header.replace("(1024,)", "(4, 256)").replace(" \n", "\n");
+        await writeFile(file, Buffer.concat([Buffer.from(reshaped, "latin1"), bytes.subarray(header.length)]));
+      }
+      const config = await loadConfig(path.join(dir, "quantgate.yml"));
+      const ort = await loadOrt();
+      const whole = await runGate(config, { ort });
+      expect(whole.report.gate.errors).toEqual([]);
+      if (example === "recurrent") expect(whole.report.evaluation!.samples).toMatchObject({ evaluated: 4, sequences: 64 });
+      const task = taskOf(config.evaluation);
+      const run = await runGate(config, {
+        ort,
+        evaluate: async (data, models) => {
+          const float = await createSession(ort.ort, models.float, 1);
+          const quantized = await createSession(ort.ort, models.quantized, 1);
+          const partials: TaskPartial[] = [];
+          for (let i = 0; i < 3; i++) {
+            const slice = task.slice!(data, i, 3);
+            // a stateful model's sequences are never cut: every slice starts at a sequence's first chunk
+            expect((slice as unknown as { samples: { chunk: number }[] }).samples[0]?.chunk ?? 0).toBe(0);
+            partials.push(await task.partial!(config.evaluation, slice, { ort: ort.ort, float, quantized, threads: 1 }));
+          }
+          await float.release();
+          await quantized.release();
+          return task.merge!(config.evaluation, JSON.parse(JSON.stringify(partials)) as TaskPartial[]);
+        },
+      });
+      expectSameEvaluation(run.report.evaluation!, whole.report.evaluation!);
+      // the per-output details too: counts equal, sums (relative L2 from summed squares) to rounding
+      expect(closeDeep(run.report.evaluation!.details, whole.report.evaluation!.details)).toEqual([]);
+    });
+  }
 
   it("parses shard i/n and slices contiguously", () => {
     expect(parseShard("shard", "2/4")).toEqual({ index: 2, count: 4 });

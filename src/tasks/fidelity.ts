@@ -8,11 +8,20 @@ import { hashFiles, readSource, toFeed, zeros, type SourceOptions, type SourceRe
 import { rawNumbers } from "../data/formats.js";
 import type { Feeds } from "../data/tensors.js";
 import { UserError } from "../errors.js";
-import { compareSessions, type ComparedSample, type OutputFidelity } from "../evaluate/fidelity.js";
+import { compareSessions, mergeOutputFidelity, type ComparedSample, type ComparisonResult, type OutputFidelity } from "../evaluate/fidelity.js";
 import { loadUserMetric, runUserMetric } from "../evaluate/user-metric.js";
 import { gateRulesFor, type RuleKind, type TaskRule } from "../gate/rules.js";
 import { constantFeeds, hits, meanRecord, valueRecord } from "./common.js";
-import type { MetricRecord, SampleCount, Task, TaskData } from "./types.js";
+import {
+  sliceRange,
+  type MetricRecord,
+  type SampleCount,
+  type Task,
+  type TaskData,
+  type TaskEvalContext,
+  type TaskEvaluation,
+  type TaskPartial,
+} from "./types.js";
 
 export type FidelitySample = ComparedSample;
 
@@ -248,80 +257,160 @@ export const fidelityTask: Task<FidelityEvaluation, FidelityData> = {
   name: "fidelity",
   load: (cfg, ctx) => loadFidelityData(cfg, ctx.resolve, ctx.inputs),
 
-  async evaluate(cfg, data, { ort, float, quantized }) {
+  async evaluate(cfg, data, ctx) {
     const t0 = performance.now();
-    const stateOutputs = new Set(data.state.map((s) => s.output));
-    const specs: FidelityOutputSpec[] = cfg.outputs.length
-      ? cfg.outputs
-      : float.outputNames.filter((n) => !stateOutputs.has(n)).map((name) => ({ name, axis: -1, kind: "values" as const }));
-    for (const s of specs) {
-      if (!float.outputNames.includes(s.name))
-        throw new UserError(`evaluation.outputs: the model has no output "${s.name}" (outputs: ${float.outputNames.join(", ")})`);
-    }
-    const userMetric = data.metricFile ? await loadUserMetric(data.metricFile) : undefined;
-    const r = await compareSessions(ort, float, quantized, data.samples, data.state, specs, userMetric !== undefined);
-    const rules = fidelityRules(cfg);
-    const rulesOf = (metric: string): string[] => [...gateRulesFor(metric), ...rules.filter((x) => x.metric === metric).map((x) => x.rule)];
-    const metrics: MetricRecord[] = [];
-    const labelled = r.classOutput >= 0 && r.labels.length > 0 && r.labels.every((l) => l !== undefined) && r.predFloat.length === r.labels.length;
-    if (labelled) {
-      const labels = r.labels as number[];
-      const out = specs[r.classOutput]!.name;
-      metrics.push(
-        meanRecord("accuracy", "Accuracy", "ratio", "higher", hits(r.predQuantized, labels), hits(r.predFloat, labels), {
-          note: `argmax of ${out} vs labels`,
-          rules: rulesOf("accuracy"),
-        }),
-      );
-    }
-    const klSource = r.outputs.find((o) => o.kl !== undefined);
-    if (klSource?.kl) {
-      const note = `output ${klSource.name} vs float`;
-      metrics.push(
-        meanRecord("kl_mean", "KL divergence (mean)", "nats", "lower", klSource.kls, undefined, { note, rules: rulesOf("kl_mean") }),
-        valueRecord("kl_p99", "KL divergence (p99)", "nats", "lower", klSource.kl.p99, undefined, { note, rules: rulesOf("kl_p99") }),
-        valueRecord("kl_max", "KL divergence (max)", "nats", "lower", klSource.kl.max, undefined, { note, rules: rulesOf("kl_max") }),
-      );
-    }
-    const top1Source = r.classOutput >= 0 ? r.outputs[r.classOutput] : r.outputs.find((o) => o.top1Agreement !== undefined);
-    if (top1Source?.top1Agreement !== undefined && top1Source.agreements.length > 0)
-      metrics.push(
-        meanRecord("top1_agreement", "Top-1 agreement", "ratio", "higher", top1Source.agreements, undefined, {
-          note: `output ${top1Source.name} vs float`,
-          rules: rulesOf("top1_agreement"),
-        }),
-      );
-    for (const o of r.outputs) metrics.push(...outputRecords(o, rulesOf));
-    if (userMetric) {
-      const values = await runUserMetric(userMetric, r.floatOutputs, r.quantizedOutputs, r.labels);
-      for (const [name, value] of Object.entries(values)) {
-        const limits = cfg.metric?.limits[name];
-        const direction = limits?.min && !limits.max ? "higher" : "lower";
-        metrics.push(
-          valueRecord(`metric.${name}`, `metric ${name}`, "value", direction, value, undefined, { rules: rulesOf(`metric.${name}`), note: "user metric" }),
-        );
-      }
-    }
-    return {
+    const { specs, r, userMetric } = await compareFidelity(cfg, data, ctx);
+    const userValues = userMetric ? await runUserMetric(userMetric, r.floatOutputs, r.quantizedOutputs, r.labels) : undefined;
+    return fidelityEvaluation(cfg, data.count, specs, r, userValues, performance.now() - t0);
+  },
+
+  slice(data, index, count) {
+    // Whole sequences only: the chunks of one sequence carry each model's state from one to the next.
+    const starts = data.samples.flatMap((s, i) => (i === 0 || s.sequence !== data.samples[i - 1]!.sequence ? [i] : []));
+    const [a, b] = sliceRange(starts.length, index, count);
+    const end = b < starts.length ? starts[b]! : data.samples.length;
+    return { ...data, samples: a < starts.length ? data.samples.slice(starts[a], end) : [] };
+  },
+
+  async partial(cfg, data, ctx) {
+    if (data.metricFile) throw new UserError("evaluation.metric: a user metric reads every sample's outputs at once and cannot be sharded; use mode check");
+    const t0 = performance.now();
+    const { specs, r } = await compareFidelity(cfg, data, ctx);
+    const partial: FidelityPartial = {
       task: "fidelity",
-      metrics,
-      samples: data.count,
+      specs,
+      outputs: r.outputs,
+      predFloat: r.predFloat,
+      predQuantized: r.predQuantized,
+      labels: r.labels.map((l) => l ?? null),
+      classOutput: r.classOutput,
+      count: data.count,
       ms: performance.now() - t0,
-      rules,
-      details: {
-        outputs: r.outputs.map((o) => ({
-          name: o.name,
-          kind: o.kind,
-          dims: o.dims,
-          cosineMean: o.cosineMean,
-          cosineMin: o.cosineMin,
-          relativeL2: o.relativeL2,
-          maxAbsError: o.maxAbsError,
-          top1Agreement: o.top1Agreement,
-          kl: o.kl,
-          positions: o.positions,
-        })),
-      },
     };
+    return partial;
+  },
+
+  merge(cfg, partials) {
+    const parts = partials as readonly FidelityPartial[];
+    const first = parts[0]!;
+    const r: ComparisonResult = {
+      outputs: first.specs.map((_, i) => mergeOutputFidelity(parts.map((p) => p.outputs[i]!))),
+      predFloat: parts.flatMap((p) => p.predFloat),
+      predQuantized: parts.flatMap((p) => p.predQuantized),
+      labels: parts.flatMap((p) => p.labels).map((l) => l ?? undefined),
+      classOutput: first.classOutput,
+      floatOutputs: [],
+      quantizedOutputs: [],
+    };
+    return fidelityEvaluation(
+      cfg,
+      first.count,
+      first.specs,
+      r,
+      undefined,
+      parts.reduce((a, p) => a + p.ms, 0),
+    );
   },
 };
+
+/** Mergeable state of a slice of samples: per-output comparisons with their sums, predictions and labels. */
+interface FidelityPartial extends TaskPartial {
+  readonly specs: FidelityOutputSpec[];
+  readonly outputs: OutputFidelity[];
+  readonly predFloat: number[];
+  readonly predQuantized: number[];
+  readonly labels: (number | null)[];
+  readonly classOutput: number;
+  readonly count: SampleCount;
+  readonly ms: number;
+}
+
+async function compareFidelity(
+  cfg: FidelityEvaluation,
+  data: FidelityData,
+  { ort, float, quantized }: TaskEvalContext,
+): Promise<{ specs: FidelityOutputSpec[]; r: ComparisonResult; userMetric: Awaited<ReturnType<typeof loadUserMetric>> | undefined }> {
+  const stateOutputs = new Set(data.state.map((s) => s.output));
+  const specs: FidelityOutputSpec[] = cfg.outputs.length
+    ? cfg.outputs
+    : float.outputNames.filter((n) => !stateOutputs.has(n)).map((name) => ({ name, axis: -1, kind: "values" as const }));
+  for (const s of specs) {
+    if (!float.outputNames.includes(s.name))
+      throw new UserError(`evaluation.outputs: the model has no output "${s.name}" (outputs: ${float.outputNames.join(", ")})`);
+  }
+  const userMetric = data.metricFile ? await loadUserMetric(data.metricFile) : undefined;
+  const r = await compareSessions(ort, float, quantized, data.samples, data.state, specs, userMetric !== undefined);
+  return { specs, r, userMetric };
+}
+
+function fidelityEvaluation(
+  cfg: FidelityEvaluation,
+  count: SampleCount,
+  specs: readonly FidelityOutputSpec[],
+  r: ComparisonResult,
+  userValues: Record<string, number> | undefined,
+  ms: number,
+): TaskEvaluation {
+  const rules = fidelityRules(cfg);
+  const rulesOf = (metric: string): string[] => [...gateRulesFor(metric), ...rules.filter((x) => x.metric === metric).map((x) => x.rule)];
+  const metrics: MetricRecord[] = [];
+  const labelled = r.classOutput >= 0 && r.labels.length > 0 && r.labels.every((l) => l !== undefined) && r.predFloat.length === r.labels.length;
+  if (labelled) {
+    const labels = r.labels as number[];
+    const out = specs[r.classOutput]!.name;
+    metrics.push(
+      meanRecord("accuracy", "Accuracy", "ratio", "higher", hits(r.predQuantized, labels), hits(r.predFloat, labels), {
+        note: `argmax of ${out} vs labels`,
+        rules: rulesOf("accuracy"),
+      }),
+    );
+  }
+  const klSource = r.outputs.find((o) => o.kl !== undefined);
+  if (klSource?.kl) {
+    const note = `output ${klSource.name} vs float`;
+    metrics.push(
+      meanRecord("kl_mean", "KL divergence (mean)", "nats", "lower", klSource.kls, undefined, { note, rules: rulesOf("kl_mean") }),
+      valueRecord("kl_p99", "KL divergence (p99)", "nats", "lower", klSource.kl.p99, undefined, { note, rules: rulesOf("kl_p99") }),
+      valueRecord("kl_max", "KL divergence (max)", "nats", "lower", klSource.kl.max, undefined, { note, rules: rulesOf("kl_max") }),
+    );
+  }
+  const top1Source = r.classOutput >= 0 ? r.outputs[r.classOutput] : r.outputs.find((o) => o.top1Agreement !== undefined);
+  if (top1Source?.top1Agreement !== undefined && top1Source.agreements.length > 0)
+    metrics.push(
+      meanRecord("top1_agreement", "Top-1 agreement", "ratio", "higher", top1Source.agreements, undefined, {
+        note: `output ${top1Source.name} vs float`,
+        rules: rulesOf("top1_agreement"),
+      }),
+    );
+  for (const o of r.outputs) metrics.push(...outputRecords(o, rulesOf));
+  if (userValues) {
+    for (const [name, value] of Object.entries(userValues)) {
+      const limits = cfg.metric?.limits[name];
+      const direction = limits?.min && !limits.max ? "higher" : "lower";
+      metrics.push(
+        valueRecord(`metric.${name}`, `metric ${name}`, "value", direction, value, undefined, { rules: rulesOf(`metric.${name}`), note: "user metric" }),
+      );
+    }
+  }
+  return {
+    task: "fidelity",
+    metrics,
+    samples: count,
+    ms,
+    rules,
+    details: {
+      outputs: r.outputs.map((o) => ({
+        name: o.name,
+        kind: o.kind,
+        dims: o.dims,
+        cosineMean: o.cosineMean,
+        cosineMin: o.cosineMin,
+        relativeL2: o.relativeL2,
+        maxAbsError: o.maxAbsError,
+        top1Agreement: o.top1Agreement,
+        kl: o.kl,
+        positions: o.positions,
+      })),
+    },
+  };
+}
