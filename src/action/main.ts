@@ -1,6 +1,6 @@
 // The action: read inputs, run the gate, write the job summary and outputs; the one top-level catch.
 import * as core from "@actions/core";
-import { actionsArtifactUploader, artifactClient, type ArtifactClient } from "../artifact/index.js";
+import { actionsArtifactUploader, artifactClient, type ArtifactClient, type ArtifactUploader } from "../artifact/index.js";
 import { actionsCacheClient } from "../cache/actions.js";
 import type { WorkCache } from "../cache/index.js";
 import { ConfigError, loadConfig } from "../config/load.js";
@@ -37,6 +37,10 @@ function setOutputs(run: GateRun, outcome: CiOutcome): void {
   set(OUTPUTS.cacheHits, outcome.cacheHits.length > 0 ? outcome.cacheHits.join(",") : undefined);
 }
 
+function artifactUploaderOf(client: ArtifactClient): ArtifactUploader {
+  return { upload: (name, files, root, retentionDays) => client.uploadArtifact(name, files, root, retentionDays ? { retentionDays } : {}) };
+}
+
 /** `deps` replaces the artifact, cache and GitHub clients (tests); the runner calls run() without it. */
 export async function run(deps: Partial<CiDeps> & { readonly artifacts?: ArtifactClient } = {}): Promise<void> {
   try {
@@ -48,7 +52,13 @@ export async function run(deps: Partial<CiDeps> & { readonly artifacts?: Artifac
       readGithubContext(),
       config,
       inputs.ci,
-      { log: { info: (m) => core.info(m), warning: (m) => core.warning(m) }, uploader: actionsArtifactUploader, cacheClient: actionsCacheClient, ...deps },
+      {
+        log: { info: (m) => core.info(m), warning: (m) => core.warning(m) },
+        // An injected artifact client (tests) also receives the run's own artifact.
+        uploader: deps.artifacts ? artifactUploaderOf(deps.artifacts) : actionsArtifactUploader,
+        cacheClient: actionsCacheClient,
+        ...deps,
+      },
       origins,
     );
     await ci.restoreWorkCache();
