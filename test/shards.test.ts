@@ -7,6 +7,7 @@ import os from "node:os";
 import path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parseShard, quantizedArtifactName, shardArtifactName, SHARD_RESULT_FILE } from "../src/action/shards.js";
+import { readCiInputs } from "../src/action/io.js";
 import { localArtifactClient } from "../src/artifact/local.js";
 import { loadConfig } from "../src/config/load.js";
 import { runGate } from "../src/pipeline.js";
@@ -245,6 +246,16 @@ describe("mergeable task state, in-process", () => {
       expect(closeDeep(run.report.evaluation!.details, whole.report.evaluation!.details)).toEqual([]);
     });
   }
+
+  it("reads the sharded modes' inputs, naming a missing or bad one", () => {
+    const inputs = (m: Record<string, string>) => (n: string) => m[n];
+    expect(readCiInputs(inputs({ mode: "evaluate", shard: "1/4" }))).toMatchObject({ mode: "check", shardMode: "evaluate", shard: "1/4" });
+    expect(readCiInputs(inputs({ mode: "merge", shards: "4" }))).toMatchObject({ mode: "check", shardMode: "merge", shards: 4 });
+    expect(readCiInputs(inputs({ mode: "release" }))).not.toHaveProperty("shardMode");
+    expect(() => readCiInputs(inputs({ mode: "evaluate" }))).toThrow(/input "shard": mode evaluate needs shard: i\/n/);
+    expect(() => readCiInputs(inputs({ mode: "merge" }))).toThrow(/input "shards": mode merge needs shards: n/);
+    expect(() => readCiInputs(inputs({ mode: "merge", shards: "0" }))).toThrow(/input "shards": expected the number of shards \(1 to 256\), got "0"/);
+  });
 
   it("parses shard i/n and slices contiguously", () => {
     expect(parseShard("shard", "2/4")).toEqual({ index: 2, count: 4 });
