@@ -5,7 +5,7 @@ import { spawn } from "node:child_process";
 import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseShard, quantizedArtifactName, shardArtifactName, SHARD_RESULT_FILE } from "../src/action/shards.js";
 import { readCiInputs } from "../src/action/io.js";
 import { localArtifactClient } from "../src/artifact/local.js";
@@ -17,6 +17,8 @@ import { taskOf } from "../src/tasks/index.js";
 import { sliceRange, type MetricRecord, type TaskEvaluation, type TaskPartial } from "../src/tasks/types.js";
 import { parseOutputs, REPO_ROOT, runnerEnvironment } from "./helpers/action.js";
 import { writeClassifierFixture } from "./helpers/models.js";
+import { startFakeGithub, type FakeGithub } from "./github/fake-github.js";
+import { pullRequestEvent } from "./github/runner.js";
 
 /** The action's entry (src/index.ts) as built by `npm run build`; QUANTGATE_TEST_DIST=1 runs the bundle instead. */
 const ENTRY = process.env.QUANTGATE_TEST_DIST === "1" ? path.join(REPO_ROOT, "dist", "index.js") : path.join(REPO_ROOT, "lib", "index.js");
@@ -28,17 +30,19 @@ interface Run {
   readonly summary: string;
 }
 
-async function runJob(ws: string, artifacts: string, inputs: Record<string, string>): Promise<Run> {
-  const { env, outputFile, summaryFile } = runnerEnvironment(
-    ws,
-    { config: "quantgate.yml", cache: "false", ...inputs },
-    {},
-    {
-      QUANTGATE_ARTIFACT_DIR: artifacts,
-      GITHUB_REPOSITORY: "acme/models",
-      GITHUB_RUN_ID: "77",
-    },
-  );
+async function runJob(
+  ws: string,
+  artifacts: string,
+  inputs: Record<string, string>,
+  event: { name: string; payload: unknown; env: Record<string, string> } = { name: "push", payload: {}, env: {} },
+): Promise<Run> {
+  const { env, outputFile, summaryFile } = runnerEnvironment(ws, { config: "quantgate.yml", cache: "false", ...inputs }, event.payload, {
+    QUANTGATE_ARTIFACT_DIR: artifacts,
+    GITHUB_REPOSITORY: "acme/models",
+    GITHUB_RUN_ID: "77",
+    GITHUB_EVENT_NAME: event.name,
+    ...event.env,
+  });
   const child = spawn(process.execPath, [ENTRY], { cwd: ws, env });
   let out = "";
   child.stdout.on("data", (d: Buffer) => (out += d.toString()));
@@ -175,6 +179,59 @@ describe("sharded evaluation, as the runner runs it (tiny LM, 4 shards)", () => 
     const s = await runJob(await checkout(root, "shard-alone"), path.join(root, "empty"), { mode: "evaluate", shard: "1/2" });
     expect(s.status).not.toBe(0);
     expect(s.out).toMatch(/no artifact "quantgate-quantgate-quantized" in this run: the mode: quantize job must run first/);
+  });
+});
+
+describe("sharded evaluation on a pull request (local GitHub API)", () => {
+  let gh: FakeGithub;
+  beforeAll(async () => {
+    gh = await startFakeGithub();
+  });
+  afterAll(async () => {
+    await gh.close();
+  });
+
+  it("comments once, from the merge job, with the merged figures", async () => {
+    const root = await mkdtemp(path.join(os.tmpdir(), "qg-shards-pr-"));
+    const artifacts = path.join(root, "artifacts");
+    const gate = "  max_kl_mean: 0.5\n  min_top1_agreement: 0.5\n";
+    const ws = async (name: string): Promise<string> => {
+      const dir = path.join(root, name);
+      await writeClassifierFixture(dir, gate, { samples: 21 });
+      return dir;
+    };
+    const pr = {
+      name: "pull_request",
+      payload: pullRequestEvent(9),
+      env: { GITHUB_API_URL: gh.url, GITHUB_REF: "refs/pull/9/merge", GITHUB_BASE_REF: "main", GITHUB_HEAD_REF: "feature", GITHUB_SHA: "d".repeat(40) },
+    };
+    const token = { "github-token": "ghs_fake_token" };
+    const posts = () => gh.requests.filter((r) => r.method === "POST" && r.path === "/repos/acme/models/issues/9/comments");
+    const q = await runJob(await ws("quantize"), artifacts, { ...token, mode: "quantize" }, pr);
+    expect(q.status, q.out).toBe(0);
+    for (const i of [1, 2, 3]) {
+      const s = await runJob(await ws(`shard-${i}`), artifacts, { ...token, mode: "evaluate", shard: `${i}/3` }, pr);
+      expect(s.status, s.out).toBe(0);
+      expect(s.summary).toMatch(new RegExp(`shard ${i}/3 evaluated 7 samples`));
+    }
+    expect(posts()).toHaveLength(0);
+    const mergeWs = await ws("merge");
+    const m = await runJob(mergeWs, artifacts, { ...token, mode: "merge", shards: "3" }, pr);
+    expect(m.status, m.out).toBe(0);
+    expect(posts()).toHaveLength(1);
+    const body = (posts()[0]!.body as { body: string }).body;
+    expect(body).toContain("QuantGate passed");
+    expect(m.outputs["comment-url"]).toMatch(/pull\/9#issuecomment-\d+$/);
+    const merged = (await report(mergeWs)).evaluation;
+    expect(merged.samples.evaluated).toBe(21);
+    // the merge job's own artifact (report, summary) went to the same artifact store
+    expect((await localArtifactClient(artifacts).listArtifacts()).artifacts.map((a) => a.name).sort()).toEqual([
+      "quantgate-quantgate",
+      "quantgate-quantgate-quantized",
+      "quantgate-quantgate-shard-1-of-3",
+      "quantgate-quantgate-shard-2-of-3",
+      "quantgate-quantgate-shard-3-of-3",
+    ]);
   });
 });
 
