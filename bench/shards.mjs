@@ -6,6 +6,7 @@
 // machine's cores). Writes bench/out/shards.json.
 // Run: npm run bench:shards
 import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
 import { cp, mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -59,6 +60,10 @@ async function job(ws, artifacts, inputs) {
   return s;
 }
 
+const modelHash = async (ws) =>
+  createHash("sha256")
+    .update(await readFile(path.join(ws, "quantgate-out", "model.quantized.onnx")))
+    .digest("hex");
 const report = async (ws) => JSON.parse(await readFile(path.join(ws, "quantgate-out", "quantgate-report.json"), "utf8"));
 const stageMs = (r, name) => r.stages.find((s) => s.stage === name)?.ms ?? 0;
 
@@ -97,6 +102,8 @@ for (const schedule of ["concurrent", "one at a time"]) {
     shardPhaseS: phase,
     mergeS: merge,
     criticalPathS: quantize + Math.max(...shards) + merge,
+    // emit picks ONNX Runtime forms by timing: the one job's own quantization may differ under load
+    sameQuantizedModel: (await modelHash(mergeWs)) === (await modelHash(single)),
     mergedEqualsOneJob: merged.evaluation.samples.sequences === whole.evaluation.samples.sequences && Object.values(diffs).every((d) => d <= 1e-9),
     maxRelativeDifference: Math.max(...Object.values(diffs)),
     mergeMeasureS: stageMs(merged, "measure") / 1000,
@@ -125,6 +132,8 @@ for (const [name, r] of Object.entries(runs)) {
   );
 }
 for (const [name, r] of Object.entries(runs))
-  console.log(`${name}: merged figures equal one job's: ${r.mergedEqualsOneJob} (max relative difference ${r.maxRelativeDifference.toExponential(2)})`);
+  console.log(
+    `${name}: same quantized model as the one job: ${r.sameQuantizedModel}; merged figures equal one job's: ${r.mergedEqualsOneJob} (max relative difference ${r.maxRelativeDifference.toExponential(2)})`,
+  );
 console.log(`one job: evaluate ${f(result.oneJob.evaluateS)}, measure ${f(result.oneJob.measureS)}`);
 console.log("wrote bench/out/shards.json");
