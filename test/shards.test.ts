@@ -182,6 +182,18 @@ describe("sharded evaluation, as the runner runs it (tiny LM, 4 shards)", () => 
     expect(m.out).toMatch(/merge refused: shard 4\/4 failed: the evaluation data differ/);
   });
 
+  it("a shard with an empty slice (more shards than batches) succeeds and uploads empty state", async () => {
+    const arts = path.join(root, "artifacts-empty");
+    await cp(artifacts, arts, { recursive: true });
+    // 8 batches of 4 windows over 10 shards: slice 1 is [0, 0)
+    const s = await runJob(await checkout(root, "shard-empty"), arts, { mode: "evaluate", shard: "1/10" });
+    expect(s.status, s.out).toBe(0);
+    expect(s.summary).toMatch(/shard 1\/10 evaluated 0 samples/);
+    const file = path.join(arts, encodeURIComponent(shardArtifactName("quantgate", { index: 1, count: 10 })), SHARD_RESULT_FILE);
+    const result = JSON.parse(await readFile(file, "utf8"));
+    expect(result).toMatchObject({ status: "ok", partial: { task: "language-modeling", kls: [], windows: 0 } });
+  });
+
   it("evaluate without a quantize artifact says which job must run first", async () => {
     const s = await runJob(await checkout(root, "shard-alone"), path.join(root, "empty"), { mode: "evaluate", shard: "1/2" });
     expect(s.status).not.toBe(0);

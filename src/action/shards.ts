@@ -223,7 +223,20 @@ export async function evaluateJob(job: ShardJob, shard: ShardSpec): Promise<{ re
         await float.release();
         await quantized.release();
       }
-      return task.merge(cfg, [partial]);
+      const own = partial;
+      try {
+        // This slice's own figures, for the job's log and summary; the gate reads only the merge job's.
+        return task.merge(cfg, [own]);
+      } catch (err) {
+        // An empty slice (more shards than batches) has no figures of its own; its state still merges.
+        return {
+          task: task.name,
+          metrics: [],
+          samples: { evaluated: 0, total: 0 },
+          ms: 0,
+          warnings: [`shard ${shard.index}/${shard.count}: ${(err as Error).message}`],
+        };
+      }
     },
   });
   const errors = [...stageErrors(run)];
