@@ -70,10 +70,16 @@ export interface GateRunOptions {
   readonly progress?: Progress;
   /** Restores unchanged work (quantized model, evaluation) keyed by hashes of model, recipe, data, tool and runtime. */
   readonly cache?: WorkCache;
+  /** Sharded runs (src/action/shards.ts): the quantize stages' outcome of an earlier job, its model already at the quantized path. */
+  readonly restored?: QuantizedOutcome;
+  /** Sharded runs: replaces the evaluate stage (a slice of the data, or the shards' merged results); never cached. */
+  readonly evaluate?: (data: TaskData, models: { readonly float: string; readonly quantized: string }) => Promise<TaskEvaluation>;
+  /** Sharded runs: stop after emit (quantize job) or evaluate (shard job); later stages are skipped. */
+  readonly until?: "emit" | "evaluate";
 }
 
 /** What the calibrate, quantize and emit stages produce, and what the work cache keeps of it. */
-interface QuantizedOutcome {
+export interface QuantizedOutcome {
   /** The load stage's skipped weights plus those that stayed float at emit (refused by ONNX Runtime). */
   readonly skipped?: WeightDiscovery["skipped"];
   readonly layerReports: QuantizedLayerReport[];
@@ -91,6 +97,8 @@ export interface GateRun {
   readonly outputDir: string;
   readonly reportPath: string;
   readonly quantizedModelPath: string | undefined;
+  /** What the calibrate, quantize and emit stages produced (sharded runs carry it to later jobs). */
+  readonly outcome?: QuantizedOutcome;
 }
 
 function modelInputs(model: LoadedModel): ModelInputInfo[] {
@@ -191,8 +199,9 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
   const keyBase =
     loaded && data ? { model: loaded.modelHash, recipe: recipeHash, data: data.files, toolVersion: TOOL_VERSION, runtime: runtimeKey } : undefined;
   const quantKey = keyBase && workCacheKey({ ...keyBase, kind: "quantized", settings: { evaluation: config.evaluation, threads: config.measure.threads } });
-  let outcome: QuantizedOutcome | undefined;
-  if (opts.cache && quantKey) {
+  let outcome: QuantizedOutcome | undefined = opts.restored;
+  if (outcome) for (const name of ["calibrate", "quantize", "emit"] as const) skip(name, "done by the quantize job");
+  if (opts.cache && quantKey && !outcome) {
     const hit = await opts.cache.restore(quantKey);
     if (hit && (await opts.cache.restoreFile(quantKey, "model.onnx", quantizedModelPath))) {
       outcome = hit.meta as QuantizedOutcome;
@@ -414,8 +423,13 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
   // evaluate
   let evaluation: TaskEvaluation | undefined;
   const evalKey = keyBase && workCacheKey({ ...keyBase, kind: "evaluation", settings: { evaluation: config.evaluation, threads: config.measure.threads } });
-  const cachedEvaluation = opts.cache && evalKey && outcome ? await opts.cache.restoreValue<TaskEvaluation>(evalKey) : undefined;
-  if (cachedEvaluation && Array.isArray(cachedEvaluation.metrics)) {
+  const cachedEvaluation = opts.cache && evalKey && outcome && !opts.evaluate ? await opts.cache.restoreValue<TaskEvaluation>(evalKey) : undefined;
+  if (opts.until === "emit") {
+    skip("evaluate", "sharded: evaluated by the shard jobs");
+  } else if (model && data && outcome && opts.evaluate) {
+    const custom = opts.evaluate;
+    evaluation = await stage("evaluate", "float vs quantized (sharded)", () => custom(data, { float: floatModelPath, quantized: quantizedModelPath }));
+  } else if (cachedEvaluation && Array.isArray(cachedEvaluation.metrics)) {
     evaluation = cachedEvaluation;
     skip("evaluate", "restored from the work cache");
   } else if (model && data && outcome) {
@@ -431,7 +445,9 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
   let quantRun: ModelRunMeasurement | undefined;
   let kernelBench: KernelBenchResult | undefined;
   let latencyComparison: LatencyComparison | undefined;
-  if (model && outcome && data) {
+  if (opts.until) {
+    skip("measure", "sharded: measured by the merge job");
+  } else if (model && outcome && data) {
     await stage("measure", `${config.measure.runs} runs, ${config.measure.threads} thread(s)`, async () => {
       storage = summarizeStorage(outcome!.layers);
       if (config.measure.memory) {
@@ -536,6 +552,7 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     outputDir,
     reportPath: path.join(outputDir, "quantgate-report.json"),
     quantizedModelPath: quantizedSize !== undefined ? quantizedModelPath : undefined,
+    outcome,
   };
 }
 

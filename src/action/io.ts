@@ -23,6 +23,8 @@ export const INPUTS = {
   cache: "cache",
   historyRemote: "history-remote",
   allowPrCode: "allow-pr-code",
+  shard: "shard",
+  shards: "shards",
 } as const;
 
 export const OUTPUTS = {
@@ -71,9 +73,14 @@ export const OUTPUTS = {
   dashboardPath: "dashboard-path",
   releaseRecordPath: "release-record-path",
   cacheHits: "cache-hits",
+  modelSha256: "model-sha256",
 } as const;
 
 export type RunMode = "check" | "release";
+
+/** Sharded evaluation (src/action/shards.ts): the jobs of one run; the merge job reports as `check`. */
+export type ShardMode = "quantize" | "evaluate" | "merge";
+const SHARD_MODES: readonly ShardMode[] = ["quantize", "evaluate", "merge"];
 
 export interface CiInputs {
   readonly githubToken: string | undefined;
@@ -85,6 +92,12 @@ export interface CiInputs {
   readonly historyRemote: string | undefined;
   /** Run config-defined code (metric module) on pull_request_target / workflow_run events. */
   readonly allowPrCode: boolean;
+  /** Set for `mode: quantize | evaluate | merge` (then `mode` is check). */
+  readonly shardMode?: ShardMode;
+  /** `shard: i/n` of an evaluate job, as written. */
+  readonly shard?: string;
+  /** `shards: n` of the merge job. */
+  readonly shards?: number;
 }
 
 export interface ActionInputs {
@@ -133,12 +146,22 @@ export function readCiInputs(get: (name: string) => string | undefined): CiInput
   if (retention !== undefined && (!Number.isInteger(retention) || retention < 1 || retention > 90)) {
     throw new UserError(`input "${INPUTS.artifactRetentionDays}": expected a whole number of days from 1 to 90, got "${days}"`);
   }
+  const modeText = oneOf<RunMode | ShardMode>(INPUTS.mode, get(INPUTS.mode), ["check", "release", ...SHARD_MODES], "check");
+  const shardMode = (SHARD_MODES as readonly string[]).includes(modeText) ? (modeText as ShardMode) : undefined;
+  const shardsText = get(INPUTS.shards);
+  const shards = shardsText === undefined ? undefined : Number(shardsText);
+  if (shards !== undefined && (!Number.isInteger(shards) || shards < 1 || shards > 256))
+    throw new UserError(`input "${INPUTS.shards}": expected the number of shards (1 to 256), got "${shardsText}"`);
+  if (shardMode === "evaluate" && get(INPUTS.shard) === undefined)
+    throw new UserError(`input "${INPUTS.shard}": mode evaluate needs shard: i/n (for example "\${{ matrix.shard }}/4")`);
+  if (shardMode === "merge" && shards === undefined) throw new UserError(`input "${INPUTS.shards}": mode merge needs shards: n, the number of evaluate jobs`);
   return {
     githubToken: get(INPUTS.githubToken),
     comment: oneOf(INPUTS.comment, get(INPUTS.comment), COMMENT_MODES, "always"),
     artifact: bool(INPUTS.artifact, get(INPUTS.artifact), true),
     artifactRetentionDays: retention,
-    mode: oneOf<RunMode>(INPUTS.mode, get(INPUTS.mode), ["check", "release"], "check"),
+    mode: shardMode ? "check" : (modeText as RunMode),
+    ...(shardMode ? { shardMode, shard: get(INPUTS.shard), shards } : {}),
     cache: bool(INPUTS.cache, get(INPUTS.cache), true),
     historyRemote: get(INPUTS.historyRemote),
     allowPrCode: bool(INPUTS.allowPrCode, get(INPUTS.allowPrCode), false),

@@ -1,7 +1,7 @@
 // The action: read inputs, run the gate, write the job summary and outputs; the one top-level catch.
 import { appendFile } from "node:fs/promises";
 import * as core from "@actions/core";
-import { actionsArtifactUploader } from "../artifact/index.js";
+import { actionsArtifactUploader, artifactClient, type ArtifactClient, type ArtifactUploader } from "../artifact/index.js";
 import { actionsCacheClient } from "../cache/actions.js";
 import type { WorkCache } from "../cache/index.js";
 import { clearStaleOutputs, ConfigError, loadConfig, type Config } from "../config/load.js";
@@ -12,10 +12,11 @@ import { runGate } from "../pipeline.js";
 import { loadKernelQuantizer } from "../quantize/kernels.js";
 import { CiRun, type CiDeps, type CiOutcome } from "./ci.js";
 import { escapeHtml, escapeMarkdown, singleLine } from "../util/escape.js";
-import { OUTPUTS, readInputs, type ActionInputs } from "./io.js";
+import { INPUTS, OUTPUTS, readInputs, type ActionInputs } from "./io.js";
 import { metricOutputs } from "./outputs.js";
 import { resolveOrt } from "./ort-install.js";
 import { applyRelease } from "./release.js";
+import { evaluateJob, mergeRun, parseShard, quantizeJob, type ShardJob } from "./shards.js";
 
 function setOutputs(run: GateRun, outcome: CiOutcome): void {
   const r = outcome.report;
@@ -104,8 +105,12 @@ function checkEventPolicy(ctx: GithubContext, config: Config, allowPrCode: boole
   }
 }
 
+function artifactUploaderOf(client: ArtifactClient): ArtifactUploader {
+  return { upload: (name, files, root, retentionDays) => client.uploadArtifact(name, files, root, retentionDays ? { retentionDays } : {}) };
+}
+
 /** `deps` replaces the artifact, cache and GitHub clients (tests); the runner calls run() without it. */
-export async function run(deps: Partial<CiDeps> = {}): Promise<void> {
+export async function run(deps: Partial<CiDeps> & { readonly artifacts?: ArtifactClient } = {}): Promise<void> {
   let step = "reading the action inputs";
   let inputs: ActionInputs | undefined;
   const workspace = process.env.GITHUB_WORKSPACE || process.cwd();
@@ -123,7 +128,13 @@ export async function run(deps: Partial<CiDeps> = {}): Promise<void> {
       ctx,
       config,
       inputs.ci,
-      { log: { info: (m) => core.info(m), warning: (m) => core.warning(m) }, uploader: actionsArtifactUploader, cacheClient: actionsCacheClient, ...deps },
+      {
+        log: { info: (m) => core.info(m), warning: (m) => core.warning(m) },
+        // An injected artifact client (tests) also receives the run's own artifact.
+        uploader: deps.artifacts ? artifactUploaderOf(deps.artifacts) : actionsArtifactUploader,
+        cacheClient: actionsCacheClient,
+        ...deps,
+      },
       origins,
     );
     step = "restoring the work cache";
@@ -145,8 +156,37 @@ export async function run(deps: Partial<CiDeps> = {}): Promise<void> {
           error ? core.error(`${stage} failed after ${(ms / 1000).toFixed(1)}s: ${error}`) : core.info(`✓ ${stage} ${(ms / 1000).toFixed(1)}s`),
       },
     };
+    const shardMode = inputs.ci.shardMode;
+    const job: ShardJob = {
+      config,
+      options,
+      client: deps.artifacts ?? artifactClient(),
+      id: ci.id,
+      log: (m) => core.info(m),
+      retentionDays: inputs.ci.artifactRetentionDays,
+    };
+    if (shardMode === "quantize") {
+      const q = await quantizeJob(job);
+      core.setOutput(OUTPUTS.modelPath, q.run.quantizedModelPath);
+      core.setOutput(OUTPUTS.modelSha256, q.manifest.quantizedModel.sha256);
+      if (q.artifactId !== undefined) core.setOutput(OUTPUTS.artifactId, String(q.artifactId));
+      await core.summary
+        .addRaw(
+          `QuantGate: quantized \`${q.manifest.quantizedModel.file}\` (sha256 \`${q.manifest.quantizedModel.sha256.slice(0, 12)}\`) for sharded evaluation.\n`,
+        )
+        .write();
+      return;
+    }
+    if (shardMode === "evaluate") {
+      const shard = parseShard(INPUTS.shard, inputs.ci.shard);
+      const e = await evaluateJob(job, shard);
+      core.setOutput(OUTPUTS.modelSha256, e.result.quantizedSha256);
+      const n = e.evaluation?.samples.evaluated ?? 0;
+      await core.summary.addRaw(`QuantGate: shard ${shard.index}/${shard.count} evaluated ${n} samples; the merge job gates the run.\n`).write();
+      return;
+    }
     step = "running the gate";
-    const gateRun = await runGate(config, options);
+    const gateRun = shardMode === "merge" ? await mergeRun(job, inputs.ci.shards ?? 1) : await runGate(config, options);
     step = "writing the report and the CI steps (comparison, artifact, history, comment)";
     const outcome = await ci.finish(gateRun);
     step = "writing the job summary";

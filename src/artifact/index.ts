@@ -4,6 +4,15 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 import { DefaultArtifactClient } from "@actions/artifact";
 import { OptionalStepError } from "../errors.js";
+import { localArtifactClient, type ArtifactClient } from "./local.js";
+
+export type { ArtifactClient } from "./local.js";
+
+/** The workflow artifact service, or the local-folder stand-in when QUANTGATE_ARTIFACT_DIR is set (tests, benchmarks). */
+export function artifactClient(env: NodeJS.ProcessEnv = process.env): ArtifactClient {
+  const dir = env.QUANTGATE_ARTIFACT_DIR;
+  return dir ? localArtifactClient(dir) : (new DefaultArtifactClient() as unknown as ArtifactClient);
+}
 
 export interface ArtifactUploader {
   upload(name: string, files: string[], rootDirectory: string, retentionDays?: number): Promise<{ id?: number; size?: number }>;
@@ -19,7 +28,7 @@ export class ArtifactUploadError extends OptionalStepError {
 
 export const actionsArtifactUploader: ArtifactUploader = {
   async upload(name, files, rootDirectory, retentionDays) {
-    const client = new DefaultArtifactClient();
+    const client = artifactClient();
     return client.uploadArtifact(name, files, rootDirectory, retentionDays ? { retentionDays } : {});
   },
 };

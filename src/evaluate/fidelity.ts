@@ -25,6 +25,8 @@ export interface OutputFidelity {
   readonly cosines: readonly number[];
   readonly kls: readonly number[];
   readonly agreements: readonly number[];
+  /** Sum of squared errors and of squared float values over every sample (merging shards: relativeL2 from sums). */
+  readonly sumSq?: { readonly err: number; readonly ref: number };
 }
 
 /** One model call's feeds; chunks of one sequence carry each model's state forward. */
@@ -126,8 +128,37 @@ export class OutputComparer {
       cosines: this.cosines,
       kls: this.kls,
       agreements: this.agreements,
+      sumSq: { err: this.errSq, ref: this.refSq },
     };
   }
+}
+
+/** One output's comparisons over consecutive slices of the samples, merged as if compared in one pass. */
+export function mergeOutputFidelity(parts: readonly OutputFidelity[]): OutputFidelity {
+  const first = parts[0]!;
+  const cosines = parts.flatMap((p) => p.cosines);
+  const kls = parts.flatMap((p) => p.kls);
+  const agreements = parts.flatMap((p) => p.agreements);
+  const positions = parts.reduce((a, p) => a + p.positions, 0);
+  const err = parts.reduce((a, p) => a + (p.sumSq?.err ?? NaN), 0);
+  const ref = parts.reduce((a, p) => a + (p.sumSq?.ref ?? NaN), 0);
+  const agree = agreements.reduce((a, b) => a + b, 0);
+  return {
+    name: first.name,
+    kind: first.kind,
+    dims: [...parts].reverse().find((p) => p.cosines.length > 0)?.dims ?? first.dims,
+    cosineMean: mean(cosines),
+    cosineMin: cosines.reduce((a, b) => Math.min(a, b), Infinity),
+    relativeL2: ref > 0 ? Math.sqrt(err / ref) : Math.sqrt(err),
+    maxAbsError: parts.reduce((a, p) => Math.max(a, p.maxAbsError), 0),
+    top1Agreement: positions > 0 ? agree / positions : undefined,
+    kl: kls.length ? { mean: mean(kls), p99: percentile(kls, 99), max: kls.reduce((a, b) => Math.max(a, b), -Infinity) } : undefined,
+    positions,
+    cosines,
+    kls,
+    agreements,
+    sumSq: { err, ref },
+  };
 }
 
 /** Log-probabilities of a row of logits (log-softmax) or probabilities (renormalized, floored at 1e-12). */

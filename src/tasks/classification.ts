@@ -10,7 +10,7 @@ import { UserError } from "../errors.js";
 import { argmax, klDivergence, logSoftmax, macroF1, percentile } from "../evaluate/metrics.js";
 import { constantFeeds, dataInputs, hits, meanRecord, valueRecord } from "./common.js";
 import { float32Output } from "./outputs.js";
-import type { MetricRecord, Task, TaskData } from "./types.js";
+import { sliceRange, type MetricRecord, type Task, type TaskData, type TaskEvalContext, type TaskEvaluation, type TaskPartial } from "./types.js";
 
 export interface ClassificationSample {
   readonly feeds: Feeds;
@@ -83,58 +83,95 @@ export const classificationTask: Task<ClassificationEvaluation, ClassificationDa
     return { task: "classification", samples, calibrationBatches, files, measureFeeds: samples[0]!.feeds, total: rows.length };
   },
 
-  async evaluate(cfg, data, { ort, float, quantized }) {
-    const t0 = performance.now();
-    const predF: number[] = [];
-    const predQ: number[] = [];
-    const labels: number[] = [];
-    const kls: number[] = [];
-    for (const sample of data.samples) {
-      const feeds = toOrtFeeds(ort, sample.feeds);
-      const rf = float32Output(float, await float.run(feeds), cfg.output_name);
-      const rq = float32Output(quantized, await quantized.run(feeds), cfg.output_name);
-      const classes = rf.dims[rf.dims.length - 1]!;
-      const rows = rf.data.length / classes;
-      const lpF = new Float64Array(classes);
-      const lpQ = new Float64Array(classes);
-      for (let r = 0; r < rows; r++) {
-        predF.push(argmax(rf.data, r * classes, classes));
-        predQ.push(argmax(rq.data, r * classes, classes));
-        logSoftmax(rf.data, r * classes, classes, lpF);
-        logSoftmax(rq.data, r * classes, classes, lpQ);
-        kls.push(klDivergence(lpF, lpQ));
-      }
-      if (sample.label !== undefined) labels.push(sample.label);
-    }
-    const labelled = labels.length === predF.length;
-    const metrics: MetricRecord[] = [];
-    if (labelled) {
-      metrics.push(meanRecord("accuracy", "Accuracy", "ratio", "higher", hits(predQ, labels), hits(predF, labels), { note: "vs labels" }));
-      metrics.push(valueRecord("macro_f1", "Macro-F1", "ratio", "higher", macroF1(labels, predQ), macroF1(labels, predF), { note: "vs labels" }));
-    }
-    metrics.push(
-      meanRecord("kl_mean", "KL divergence (mean)", "nats", "lower", kls, undefined, { note: "vs float" }),
-      valueRecord("kl_p99", "KL divergence (p99)", "nats", "lower", percentile(kls, 99)),
-      valueRecord(
-        "kl_max",
-        "KL divergence (max)",
-        "nats",
-        "lower",
-        kls.reduce((a, b) => Math.max(a, b), -Infinity),
-      ),
-      meanRecord("top1_agreement", "Top-1 agreement", "ratio", "higher", hits(predQ, predF), undefined, { note: "vs float" }),
-    );
-    const left = data.total - data.samples.length;
-    return {
-      task: "classification",
-      metrics,
-      samples: {
-        evaluated: data.samples.length,
-        total: data.total,
-        ...(left > 0 ? { leftOut: `${left} row(s) past evaluation.samples (${cfg.samples})` } : {}),
-      },
-      ms: performance.now() - t0,
-      ...(labelled ? {} : { warnings: ["the classification dataset has no labels on every row: accuracy and macro-F1 are not measured"] }),
-    };
+  async evaluate(cfg, data, ctx) {
+    return mergeClassification(cfg, [await partialClassification(data, ctx, cfg.output_name)]);
   },
+
+  slice(data, index, count) {
+    const [start, end] = sliceRange(data.samples.length, index, count);
+    return { ...data, samples: data.samples.slice(start, end) };
+  },
+  partial: (cfg, data, ctx) => partialClassification(data, ctx, cfg.output_name),
+  merge: (cfg, partials) => mergeClassification(cfg, partials as readonly ClassificationPartial[]),
 };
+
+/** Mergeable state of a slice of rows: per-row predictions, labels and KL, and the counts. */
+interface ClassificationPartial extends TaskPartial {
+  readonly predF: number[];
+  readonly predQ: number[];
+  /** Labels of the rows that have one; null where a sample has none. */
+  readonly labels: (number | null)[];
+  readonly kls: number[];
+  readonly evaluated: number;
+  readonly total: number;
+  readonly ms: number;
+}
+
+async function partialClassification(
+  data: ClassificationData,
+  { ort, float, quantized }: TaskEvalContext,
+  outputName?: string,
+): Promise<ClassificationPartial> {
+  const t0 = performance.now();
+  const predF: number[] = [];
+  const predQ: number[] = [];
+  const labels: (number | null)[] = [];
+  const kls: number[] = [];
+  for (const sample of data.samples) {
+    const feeds = toOrtFeeds(ort, sample.feeds);
+    const rf = float32Output(float, await float.run(feeds), outputName);
+    const rq = float32Output(quantized, await quantized.run(feeds), outputName);
+    const classes = rf.dims[rf.dims.length - 1]!;
+    const rows = rf.data.length / classes;
+    const lpF = new Float64Array(classes);
+    const lpQ = new Float64Array(classes);
+    for (let r = 0; r < rows; r++) {
+      predF.push(argmax(rf.data, r * classes, classes));
+      predQ.push(argmax(rq.data, r * classes, classes));
+      logSoftmax(rf.data, r * classes, classes, lpF);
+      logSoftmax(rq.data, r * classes, classes, lpQ);
+      kls.push(klDivergence(lpF, lpQ));
+    }
+    labels.push(sample.label ?? null);
+  }
+  return { task: "classification", predF, predQ, labels, kls, evaluated: data.samples.length, total: data.total, ms: performance.now() - t0 };
+}
+
+function mergeClassification(cfg: ClassificationEvaluation, partials: readonly ClassificationPartial[]): TaskEvaluation {
+  const predF = partials.flatMap((p) => p.predF);
+  const predQ = partials.flatMap((p) => p.predQ);
+  const kls = partials.flatMap((p) => p.kls);
+  const labels = partials.flatMap((p) => p.labels).filter((l): l is number => l !== null);
+  const evaluated = partials.reduce((a, p) => a + p.evaluated, 0);
+  const total = partials[0]?.total ?? 0;
+  const labelled = labels.length === predF.length;
+  const metrics: MetricRecord[] = [];
+  if (labelled) {
+    metrics.push(meanRecord("accuracy", "Accuracy", "ratio", "higher", hits(predQ, labels), hits(predF, labels), { note: "vs labels" }));
+    metrics.push(valueRecord("macro_f1", "Macro-F1", "ratio", "higher", macroF1(labels, predQ), macroF1(labels, predF), { note: "vs labels" }));
+  }
+  metrics.push(
+    meanRecord("kl_mean", "KL divergence (mean)", "nats", "lower", kls, undefined, { note: "vs float" }),
+    valueRecord("kl_p99", "KL divergence (p99)", "nats", "lower", percentile(kls, 99)),
+    valueRecord(
+      "kl_max",
+      "KL divergence (max)",
+      "nats",
+      "lower",
+      kls.reduce((a, b) => Math.max(a, b), -Infinity),
+    ),
+    meanRecord("top1_agreement", "Top-1 agreement", "ratio", "higher", hits(predQ, predF), undefined, { note: "vs float" }),
+  );
+  const left = total - evaluated;
+  return {
+    task: "classification",
+    metrics,
+    samples: {
+      evaluated,
+      total,
+      ...(left > 0 ? { leftOut: `${left} row(s) past evaluation.samples (${cfg.samples})` } : {}),
+    },
+    ms: partials.reduce((a, p) => a + p.ms, 0),
+    ...(labelled ? {} : { warnings: ["the classification dataset has no labels on every row: accuracy and macro-F1 are not measured"] }),
+  };
+}

@@ -7,7 +7,7 @@ import { UserError } from "../errors.js";
 import { argmax, klDivergence, logSoftmax, percentile } from "../evaluate/metrics.js";
 import { float32Output } from "./outputs.js";
 import { constantFeeds, dataInputs, meanRecord, valueRecord } from "./common.js";
-import type { Task, TaskData } from "./types.js";
+import { sliceRange, type Task, type TaskData, type TaskEvalContext, type TaskEvaluation, type TaskPartial } from "./types.js";
 
 export interface LmData extends TaskData {
   /** Evaluation batches, each [batch, seq] token ids (with the constant inputs). */
@@ -98,62 +98,107 @@ export const languageModelingTask: Task<LmEvaluation, LmData> = {
     };
   },
 
-  async evaluate(cfg, data, { ort, float, quantized }) {
-    const t0 = performance.now();
-    let nllFloat = 0;
-    let nllQuant = 0;
-    const agree: number[] = [];
-    const kls: number[] = [];
-    for (const batch of data.evalBatches) {
-      const feeds = toOrtFeeds(ort, batch);
-      const rf = float32Output(float, await float.run(feeds), cfg.output_name);
-      const rq = float32Output(quantized, await quantized.run(feeds), cfg.output_name);
-      if (rf.dims.length !== 3) throw new Error(`language-model output must be [batch, seq, vocab] logits, got [${rf.dims.join(", ")}]`);
-      const [b, t, v] = rf.dims as [number, number, number];
-      const ids = batch[cfg.input_name]!.data;
-      const lpF = new Float64Array(v);
-      const lpQ = new Float64Array(v);
-      for (let i = 0; i < b; i++) {
-        for (let pos = 0; pos < t - 1; pos++) {
-          const offset = (i * t + pos) * v;
-          logSoftmax(rf.data, offset, v, lpF);
-          logSoftmax(rq.data, offset, v, lpQ);
-          const target = Number(ids[i * t + pos + 1]);
-          if (target < 0 || target >= v) throw new Error(`token id ${target} is outside the model's vocabulary of ${v}`);
-          nllFloat -= lpF[target]!;
-          nllQuant -= lpQ[target]!;
-          kls.push(klDivergence(lpF, lpQ));
-          agree.push(argmax(rf.data, offset, v) === argmax(rq.data, offset, v) ? 1 : 0);
-        }
+  async evaluate(cfg, data, ctx) {
+    return mergeLm(cfg, [await partialLm(cfg, data, ctx)]);
+  },
+
+  slice(data, index, count) {
+    const [start, end] = sliceRange(data.evalBatches.length, index, count);
+    const evalBatches = data.evalBatches.slice(start, end);
+    // Each batch is [windows, seq] token ids beside constant inputs of leading dimension 1.
+    const windows = evalBatches.reduce((a, b) => a + Math.max(...Object.values(b).map((t) => t.dims[0] ?? 1)), 0);
+    return { ...data, evalBatches, windows };
+  },
+  partial: (cfg, data, ctx) => partialLm(cfg, data, ctx),
+  merge: (cfg, partials) => mergeLm(cfg, partials as readonly LmPartial[]),
+};
+
+/** Mergeable state of a slice of windows: summed NLLs, per-position KL and agreement, counts. */
+interface LmPartial extends TaskPartial {
+  readonly nllFloat: number;
+  readonly nllQuant: number;
+  readonly kls: number[];
+  readonly agree: number[];
+  readonly windows: number;
+  readonly availableWindows: number;
+  readonly ms: number;
+}
+
+async function partialLm(cfg: LmEvaluation, data: LmData, { ort, float, quantized }: TaskEvalContext): Promise<LmPartial> {
+  const t0 = performance.now();
+  let nllFloat = 0;
+  let nllQuant = 0;
+  const agree: number[] = [];
+  const kls: number[] = [];
+  for (const batch of data.evalBatches) {
+    const feeds = toOrtFeeds(ort, batch);
+    const rf = float32Output(float, await float.run(feeds), cfg.output_name);
+    const rq = float32Output(quantized, await quantized.run(feeds), cfg.output_name);
+    if (rf.dims.length !== 3) throw new Error(`language-model output must be [batch, seq, vocab] logits, got [${rf.dims.join(", ")}]`);
+    const [b, t, v] = rf.dims as [number, number, number];
+    const ids = batch[cfg.input_name]!.data;
+    const lpF = new Float64Array(v);
+    const lpQ = new Float64Array(v);
+    for (let i = 0; i < b; i++) {
+      for (let pos = 0; pos < t - 1; pos++) {
+        const offset = (i * t + pos) * v;
+        logSoftmax(rf.data, offset, v, lpF);
+        logSoftmax(rq.data, offset, v, lpQ);
+        const target = Number(ids[i * t + pos + 1]);
+        if (target < 0 || target >= v) throw new Error(`token id ${target} is outside the model's vocabulary of ${v}`);
+        nllFloat -= lpF[target]!;
+        nllQuant -= lpQ[target]!;
+        kls.push(klDivergence(lpF, lpQ));
+        agree.push(argmax(rf.data, offset, v) === argmax(rq.data, offset, v) ? 1 : 0);
       }
     }
-    const tokens = kls.length;
-    const note = `${tokens.toLocaleString("en-US")} predicted tokens`;
-    const left = data.availableWindows - data.windows;
-    return {
-      task: "language-modeling",
-      metrics: [
-        valueRecord("perplexity", "Perplexity", "perplexity", "lower", Math.exp(nllQuant / tokens), Math.exp(nllFloat / tokens), { note }),
-        meanRecord("kl_mean", "KL divergence (mean)", "nats", "lower", kls, undefined, { note: "vs float" }),
-        valueRecord("kl_p99", "KL divergence (p99)", "nats", "lower", percentile(kls, 99)),
-        valueRecord(
-          "kl_max",
-          "KL divergence (max)",
-          "nats",
-          "lower",
-          kls.reduce((a, b) => Math.max(a, b), -Infinity),
-        ),
-        meanRecord("top1_agreement", "Top-1 agreement", "ratio", "higher", agree, undefined, { note: "vs float" }),
-      ],
-      samples: {
-        evaluated: data.windows,
-        total: data.availableWindows,
-        sequenceUnit: "predicted tokens",
-        sequences: tokens,
-        ...(left > 0 ? { leftOut: `${left} more window(s) of ${cfg.sequence_length} tokens past evaluation.samples (${cfg.samples})` } : {}),
-      },
-      ms: performance.now() - t0,
-      details: { tokens, sequenceLength: cfg.sequence_length },
-    };
-  },
-};
+  }
+  return {
+    task: "language-modeling",
+    nllFloat,
+    nllQuant,
+    kls,
+    agree,
+    windows: data.windows,
+    availableWindows: data.availableWindows,
+    ms: performance.now() - t0,
+  };
+}
+
+function mergeLm(cfg: LmEvaluation, partials: readonly LmPartial[]): TaskEvaluation {
+  const kls = partials.flatMap((p) => p.kls);
+  const agree = partials.flatMap((p) => p.agree);
+  const nllFloat = partials.reduce((a, p) => a + p.nllFloat, 0);
+  const nllQuant = partials.reduce((a, p) => a + p.nllQuant, 0);
+  const windows = partials.reduce((a, p) => a + p.windows, 0);
+  const availableWindows = partials[0]?.availableWindows ?? 0;
+  const tokens = kls.length;
+  if (tokens === 0) throw new Error("the language-modeling evaluation predicted no tokens");
+  const note = `${tokens.toLocaleString("en-US")} predicted tokens`;
+  const left = availableWindows - windows;
+  return {
+    task: "language-modeling",
+    metrics: [
+      valueRecord("perplexity", "Perplexity", "perplexity", "lower", Math.exp(nllQuant / tokens), Math.exp(nllFloat / tokens), { note }),
+      meanRecord("kl_mean", "KL divergence (mean)", "nats", "lower", kls, undefined, { note: "vs float" }),
+      valueRecord("kl_p99", "KL divergence (p99)", "nats", "lower", percentile(kls, 99)),
+      valueRecord(
+        "kl_max",
+        "KL divergence (max)",
+        "nats",
+        "lower",
+        kls.reduce((a, b) => Math.max(a, b), -Infinity),
+      ),
+      meanRecord("top1_agreement", "Top-1 agreement", "ratio", "higher", agree, undefined, { note: "vs float" }),
+    ],
+    samples: {
+      evaluated: windows,
+      total: availableWindows,
+      sequenceUnit: "predicted tokens",
+      sequences: tokens,
+      ...(left > 0 ? { leftOut: `${left} more window(s) of ${cfg.sequence_length} tokens past evaluation.samples (${cfg.samples})` } : {}),
+    },
+    ms: partials.reduce((a, p) => a + p.ms, 0),
+    details: { tokens, sequenceLength: cfg.sequence_length, ...(partials.length > 1 ? { shards: partials.length } : {}) },
+  };
+}

@@ -86,9 +86,32 @@ export interface TaskEvalContext {
   readonly threads: number;
 }
 
+/**
+ * Mergeable state of one slice's evaluation (sharded runs): sums, counts and per-sample lists in sample order,
+ * never averages, so that merging the slices in order gives one unsharded run's figures to floating-point
+ * rounding. Plain JSON: it travels between jobs as an artifact.
+ */
+export interface TaskPartial {
+  readonly task: string;
+  readonly [field: string]: unknown;
+}
+
 /** A task module: `src/tasks/<task>.ts` exports one of these; `runGate` calls it and never branches on the task. */
 export interface Task<Config, Data extends TaskData = TaskData> {
   readonly name: string;
   load(config: Config, ctx: TaskLoadContext): Promise<Data>;
   evaluate(config: Config, data: Data, ctx: TaskEvalContext): Promise<TaskEvaluation>;
+  /**
+   * Sharded evaluation (optional; a task without these three cannot be sharded): `slice` keeps the `index`-th
+   * (0-based) of `count` contiguous slices of the evaluation samples, `partial` evaluates to mergeable state,
+   * and `merge` turns the slices' states, in slice order, into one evaluation.
+   */
+  slice?(data: Data, index: number, count: number): Data;
+  partial?(config: Config, data: Data, ctx: TaskEvalContext): Promise<TaskPartial>;
+  merge?(config: Config, partials: readonly TaskPartial[]): TaskEvaluation;
+}
+
+/** The [start, end) range of the `index`-th (0-based) of `count` contiguous slices of `total` items. */
+export function sliceRange(total: number, index: number, count: number): readonly [number, number] {
+  return [Math.floor((index * total) / count), Math.floor(((index + 1) * total) / count)];
 }
