@@ -42,7 +42,18 @@ const CASES: readonly Case[] = [
   {
     name: "language-modeling (tiny-lm example)",
     task: "language-modeling",
-    expected: ["perplexity", "kl_mean", "kl_p99", "kl_max", "top1_agreement", "model_size", "bits_per_weight", "bits_per_weight_packed", "peak_memory", "latency_p50"],
+    expected: [
+      "perplexity",
+      "kl_mean",
+      "kl_p99",
+      "kl_max",
+      "top1_agreement",
+      "model_size",
+      "bits_per_weight",
+      "bits_per_weight_packed",
+      "peak_memory",
+      "latency_p50",
+    ],
     write: async (dir) => {
       const lm = path.join(EX, "tiny-lm");
       const file = path.join(dir, "quantgate.yml");
