@@ -18,7 +18,7 @@ describe("the action run as the runner runs it (node dist/index.js)", () => {
     expect(run.outputs["model-path"]).toMatch(/mlp\.quantized\.onnx$/);
     expect(Number(run.outputs["accuracy-float"])).toBeGreaterThan(0.5);
     expect(run.summary).toContain("| Metric | Float | Quantized | Delta | Limit | Status |");
-    expect(run.summary).toMatch(/\| Bits per weight \| 32\.000 bits \| 5\.125 bits \|.*✅ pass/);
+    expect(run.summary).toMatch(/\| Bits per weight, stored \| 32\.000 bits \| 5\.125 bits \|.*✅ pass/);
     const report = JSON.parse(await readFile(run.outputs["report-path"]!, "utf8"));
     expect(report.schema).toBe("quantgate.report/v2");
     expect(report.hashes.model).toMatch(/^[0-9a-f]{64}$/);

@@ -2,9 +2,10 @@ import { spawnSync } from "node:child_process";
 import { mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { fromBinary } from "@bufbuild/protobuf";
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { ModelProtoSchema } from "onnx-buf";
 import { describe, expect, it } from "vitest";
+import { renderMarkdown } from "../src/report/markdown.js";
 import { REPO_ROOT, runAction } from "./helpers/action.js";
 
 const EXAMPLE = path.join(REPO_ROOT, "examples", "tiny-lm");
@@ -46,6 +47,35 @@ describe("the bundled tiny-LM example", () => {
     const model = fromBinary(ModelProtoSchema, await readFile(path.join(out, "model.quantized.onnx")));
     const nbits = model.graph!.node.filter((n) => n.opType === "MatMulNBits" && n.domain === "com.microsoft");
     expect(nbits.length).toBe(17);
+    // The bits-per-weight row is what the file stores: stored bits x quantized weights is what the file grows by
+    // over its float-free remainder (the same file with the data of every MatMulNBits B, scales and zero
+    // points emptied), within 1%. The packed figure is its own record.
+    const weights = report.weights.quantized.reduce((a: number, l: { k: number; n: number }) => a + l.k * l.n, 0);
+    const held = new Set(nbits.flatMap((n) => n.input.slice(1).filter(Boolean)));
+    for (const t of model.graph!.initializer) if (held.has(t.name)) t.rawData = new Uint8Array(0);
+    const file = await readFile(path.join(out, "model.quantized.onnx"));
+    const growth = file.length - toBinary(ModelProtoSchema, model).length;
+    expect(m.bits_per_weight.quantized).toBeCloseTo(report.storage.storedBitsPerWeight, 10);
+    expect(Math.abs((m.bits_per_weight.quantized * weights) / 8 / growth - 1)).toBeLessThan(0.01);
+    expect(m.bits_per_weight_packed.label).toMatch(/packed \(MatMulNBits\)/);
+    expect(m.bits_per_weight_packed.quantized).toBeCloseTo(report.storage.bitsPerWeight, 10);
+    expect(report.gate.rules.find((r: { rule: string }) => r.rule === "max_bits_per_weight").observed).toBe(m.bits_per_weight.quantized);
+    // The measure stage's figures and the execution choices, folded; a slower quantized model is said in the visible part.
+    const summary = await readFile(path.join(out, "quantgate-summary.md"), "utf8");
+    const folded = summary.slice(summary.indexOf("<details><summary>Execution and measurement</summary>"));
+    expect(folded.length).toBeLessThan(summary.length);
+    expect(folded).toMatch(/\| Quantized \| [\d.]+ MiB \| [\d.]+ MiB \| [\d.]+ MiB \| [\d.]+ ms \| [\d.]+ ms \|/);
+    expect(folded).toMatch(/- Latency basis: (on-CPU|wall) time/);
+    expect(folded).toMatch(/- Accuracy level [04] \(measured\): level 4/);
+    expect(folded).toMatch(/\| 0 \| yes \| [\d.]+ \| one token/);
+    expect(folded).toMatch(/- Forms chosen by timing on this runner/);
+    const visible = (md: string): string => md.slice(0, md.indexOf("<details>"));
+    const slower = { ...report, latencyComparison: { ...report.latencyComparison, ratioP50: 1.3 } };
+    expect(visible(renderMarkdown(slower))).toMatch(
+      /The quantized model is slower than float\*\*: 1\.30x .* ms vs [\d.]+ ms\)\. Execution chosen: accuracy level [04]/,
+    );
+    const faster = { ...report, latencyComparison: { ...report.latencyComparison, ratioP50: 0.8 } };
+    expect(renderMarkdown(faster)).not.toMatch(/slower than float\*\*/);
   });
 
   it("is deterministic: two runs write byte-identical quantized models", async () => {

@@ -20,7 +20,8 @@ async function fixture(inputName: string, width: number | number[], body: string
     "\n";
   await writeFile(path.join(dir, "eval.jsonl"), rows(12, 100));
   await writeFile(path.join(dir, "calib.jsonl"), rows(8, 200));
-  const text = `${body}
+  const text = `allow_outside_workspace: true
+${body}
 evaluation:
   task: fidelity
   dataset: eval.jsonl

@@ -42,7 +42,18 @@ const CASES: readonly Case[] = [
   {
     name: "language-modeling (tiny-lm example)",
     task: "language-modeling",
-    expected: ["perplexity", "kl_mean", "kl_p99", "kl_max", "top1_agreement", "model_size", "bits_per_weight", "peak_memory", "latency_p50"],
+    expected: [
+      "perplexity",
+      "kl_mean",
+      "kl_p99",
+      "kl_max",
+      "top1_agreement",
+      "model_size",
+      "bits_per_weight",
+      "bits_per_weight_packed",
+      "peak_memory",
+      "latency_p50",
+    ],
     write: async (dir) => {
       const lm = path.join(EX, "tiny-lm");
       const file = path.join(dir, "quantgate.yml");
@@ -110,7 +121,7 @@ const CASES: readonly Case[] = [
       const file = path.join(dir, "quantgate.yml");
       await writeFile(
         file,
-        `model: ${model}\nrecipe: { format: int4, block_size: 32 }\nevaluation:\n  task: fidelity\n  dataset: ${CNN}/eval\n  format: images\n  preprocess: { scale: 0.00392156862745098, mean: [0.5], std: [0.25] }\n  outputs:\n    - { name: logits, kind: logits }\n    - { name: score, decision: { threshold: 0.5, labels: ${labels} } }\n    - { name: embedding, recall_at_k: 5 }\n${MEASURE}output_dir: out\n`,
+        `allow_outside_workspace: true\nmodel: ${model}\nrecipe: { format: int4, block_size: 32 }\nevaluation:\n  task: fidelity\n  dataset: ${CNN}/eval\n  format: images\n  preprocess: { scale: 0.00392156862745098, mean: [0.5], std: [0.25] }\n  outputs:\n    - { name: logits, kind: logits }\n    - { name: score, decision: { threshold: 0.5, labels: ${labels} } }\n    - { name: embedding, recall_at_k: 5 }\n${MEASURE}output_dir: out\n`,
       );
       return file;
     },
@@ -141,7 +152,7 @@ async function exampleConfig(dir: string, example: string, format: string, keys:
     .replace(/^measure:\n( {2}.*\n)*/m, MEASURE)
     .replace(/^gate:\n( {2}.*\n)*/m, "");
   const file = path.join(dir, "quantgate.yml");
-  await writeFile(file, `${yaml}output_dir: out\n`);
+  await writeFile(file, `allow_outside_workspace: true\n${yaml}output_dir: out\n`);
   return file;
 }
 

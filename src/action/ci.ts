@@ -14,8 +14,8 @@ import { ruleAnnotations, type Annotation } from "../github/annotations.js";
 import { commentMarker, createOctokit, upsertComment, type CommentResult, type Octokit } from "../github/comment.js";
 import { configId, isPullRequestEvent, workspacePath, type GithubContext } from "../github/context.js";
 import { renderBody, type CiReport, type CiSection } from "../github/markdown.js";
-import { latestOf, toHistoryEntry, type HistoryEntry } from "../history/entry.js";
-import { evaluateRegression, type RegressionResult } from "../history/regression.js";
+import { latestOf, recentRatioEntries, toHistoryEntry, type HistoryEntry, type HistoryFile } from "../history/entry.js";
+import { evaluateRegression, MAX_BASE_RATIO_RUNS, type RegressionResult } from "../history/regression.js";
 import { BranchHistoryStore, CacheHistoryStore, type HistoryStore } from "../history/store.js";
 import type { GateRun } from "../pipeline.js";
 import { LOCKFILE_NAME } from "../report/lockfile.js";
@@ -174,14 +174,19 @@ export class CiRun {
     };
     if (!store) return missing('no history is configured (add a "history:" or "regression:" block)');
     let base: HistoryEntry | undefined;
+    let baseFile: HistoryFile | undefined;
     try {
-      base = latestOf(await store.read(this.id, pr.baseRef), pr.baseRef);
+      baseFile = await store.read(this.id, pr.baseRef);
+      base = latestOf(baseFile, pr.baseRef);
     } catch (err) {
       this.warn(new OptionalStepError(`reading the history of ${pr.baseRef} from ${store.description} failed: ${(err as Error).message}`));
       return missing(`the history of "${pr.baseRef}" could not be read (${store.description})`);
     }
     if (!base) return missing(`no history entry of "${pr.baseRef}" for "${this.id}" yet (${store.description}); it is written by runs on "${pr.baseRef}"`);
-    const regression: RegressionResult = evaluateRegression(this.entry(report, pr.headRef), base, settings);
+    const current = this.entry(report, pr.headRef);
+    // Recent base runs of the same float model: their latency ratios give the run-to-run spread.
+    const recent = recentRatioEntries(baseFile, pr.baseRef, current.hashes.model, MAX_BASE_RATIO_RUNS);
+    const regression: RegressionResult = evaluateRegression(current, base, settings, recent.length > 0 ? recent : [base]);
     return { report: withRules(report, regression.rules), section: { baseBranch: pr.baseRef, regression } };
   }
 

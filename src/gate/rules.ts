@@ -101,7 +101,7 @@ export const GATE_RULES = [
     label: "Bits per weight",
     unit: "bits",
     value: "number",
-    description: "Packed bits per quantized weight (scales and zero points counted).",
+    description: "Bits per quantized weight as the emitted ONNX file stores them (codes, scales, zero points, tables and padding counted).",
   },
   {
     key: "max_peak_memory",

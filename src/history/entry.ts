@@ -66,6 +66,11 @@ export interface HistoryEntry {
   readonly limits: Readonly<Record<string, Limit>>;
   readonly rules: readonly { readonly rule: string; readonly status: string }[];
   readonly layers: Readonly<Record<string, HistoryLayer>>;
+  /**
+   * Quantized over float latency of this run, per interleaved round and their median (report.latencyComparison):
+   * the base-branch latency rule judges a change of this ratio against the spread of recent base runs.
+   */
+  readonly latencyRatio?: { readonly p50: number; readonly perRound?: readonly number[] };
 }
 
 export interface HistoryFile {
@@ -175,7 +180,30 @@ export function toHistoryEntry(report: Report, meta: RunMeta, limits: Readonly<R
     limits,
     rules: report.gate.rules.map((r) => ({ rule: r.rule, status: r.status })),
     layers,
+    ...latencyRatioOf(report),
   };
+}
+
+function latencyRatioOf(report: Report): { latencyRatio?: HistoryEntry["latencyRatio"] } {
+  const c = report.latencyComparison;
+  if (!c || !finite(c.ratioP50)) return {};
+  const rounds = c.ratioPerRound.filter(finite);
+  const perRound = rounds.length > 0 && rounds.length <= MAX_STORED_SAMPLES ? rounds.map((x) => round(x, 5)) : undefined;
+  return { latencyRatio: { p50: round(c.ratioP50), ...(perRound ? { perRound } : {}) } };
+}
+
+/**
+ * The newest entries of a branch with a latency ratio measured on the same float model (newest first, at most
+ * `max`): the runs whose spread is the run-to-run variance of the ratio.
+ */
+export function recentRatioEntries(file: HistoryFile | undefined, branch: string, model: string, max = 10): HistoryEntry[] {
+  const out: HistoryEntry[] = [];
+  const entries = file?.entries ?? [];
+  for (let i = entries.length - 1; i >= 0 && out.length < max; i--) {
+    const e = entries[i]!;
+    if (e.branch === branch && e.hashes?.model === model && e.latencyRatio && finite(e.latencyRatio.p50) && e.latencyRatio.p50 > 0) out.push(e);
+  }
+  return out;
 }
 
 /** Entries written before metrics were keyed by metric key: flat fields mapped onto keyed metrics. */

@@ -5,6 +5,7 @@ import type { Limit, RegressionSettings } from "../config/schema.js";
 import { evaluateRule, fmt, within, type RuleResult, type Unit } from "../gate/index.js";
 import { observe, REGRESSION_RULES, ruleDirection, worseRule, type RuleDef } from "../gate/rules.js";
 import { samplesOf, type HistoryEntry, type HistoryLayer, type HistoryMetric } from "./entry.js";
+import { compareRatioToBase, MIN_BASE_RUNS_FOR_SPREAD } from "../measure/latency-stats.js";
 import { latencyIncreaseInterval, pairedMeanDiffInterval, unpairedMeanDiffInterval, type Interval } from "./stats.js";
 
 export interface Comparison {
@@ -145,7 +146,37 @@ function pointRule(def: RuleDef, limit: Limit, b: HistoryMetric | undefined, c: 
     : { ...r, message: `${r.message} against ${sha}${interval ? ` (${showInterval(interval, def.unit)}, ${interval.method})` : ""}` };
 }
 
-export function evaluateRegression(current: HistoryEntry, base: HistoryEntry, settings: RegressionSettings): RegressionResult {
+/** Base runs whose latency ratios are read (newest first): enough to see the spread, recent enough to be relevant. */
+export const MAX_BASE_RATIO_RUNS = 10;
+
+/**
+ * The latency rule on the quantized/float ratio: this run's per-round ratios against the median ratios of
+ * recent base runs of the same float model, judged against the spread those runs show between themselves
+ * (compareRatioToBase). Undefined when this run has too few rounds or fewer than MIN_BASE_RUNS_FOR_SPREAD base
+ * runs have a ratio; the caller then falls back to the two-entry comparison and says so.
+ */
+function ratioAgainstBase(current: HistoryEntry, baseRuns: readonly HistoryEntry[], confidence: number): { change: number; interval: Interval } | undefined {
+  const rounds = current.latencyRatio?.perRound;
+  if (!rounds || rounds.length < 3) return undefined;
+  const ratios = baseRuns
+    .filter((e) => e.hashes?.model === current.hashes.model && e.latencyRatio && Number.isFinite(e.latencyRatio.p50) && e.latencyRatio.p50 > 0)
+    .slice(0, MAX_BASE_RATIO_RUNS)
+    .map((e) => ({ ratioP50: e.latencyRatio!.p50 }));
+  if (ratios.length < MIN_BASE_RUNS_FOR_SPREAD) return undefined;
+  const r = compareRatioToBase(rounds, ratios, confidence);
+  return { change: r.point, interval: { lo: r.interval.lo, hi: r.interval.hi, level: r.interval.level, method: r.interval.method } };
+}
+
+/**
+ * `baseRuns`: recent entries of the base branch, newest first (the latest is `base`); with 3 or more of them
+ * carrying a latency ratio of the same float model, the latency rule judges the ratio against their spread.
+ */
+export function evaluateRegression(
+  current: HistoryEntry,
+  base: HistoryEntry,
+  settings: RegressionSettings,
+  baseRuns: readonly HistoryEntry[] = [base],
+): RegressionResult {
   const rules: RuleResult[] = [];
   const notes: string[] = [];
   const sha = base.commit.slice(0, 7);
@@ -172,7 +203,22 @@ export function evaluateRegression(current: HistoryEntry, base: HistoryEntry, se
     let interval: Interval | undefined;
     let change = cm && bm ? observe(def.kind, cm.quantized, bm.quantized) : undefined;
     let note: string | undefined;
-    if (def.judge === "interval" && cm && bm) {
+    const byRatio =
+      def.judge === "interval" && cm && bm && relative && def.metric === "latency_p50" ? ratioAgainstBase(current, baseRuns, settings.confidence) : undefined;
+    if (def.judge === "interval" && cm && bm && relative && def.metric === "latency_p50" && !byRatio) {
+      const withRatio = baseRuns.filter((e) => e.hashes?.model === current.hashes.model && e.latencyRatio).length;
+      notes.push(
+        current.latencyRatio?.perRound && current.latencyRatio.perRound.length >= 3
+          ? `${withRatio} base run(s) of this float model have a latency ratio (${MIN_BASE_RUNS_FOR_SPREAD} needed to learn the run-to-run spread): latency compared with the latest base entry alone`
+          : `this run has no per-round latency ratio: latency compared with the latest base entry alone`,
+      );
+    }
+    if (byRatio) {
+      change = byRatio.change;
+      interval = byRatio.interval;
+      note = byRatio.interval.method;
+      rule = intervalRule(def, limit, change, interval, sha);
+    } else if (def.judge === "interval" && cm && bm) {
       // Noisy measurements: bootstrap of medians of the raw runs, relative to the float model when it is unchanged.
       const bq = bm.raw?.quantized;
       const cq = cm.raw?.quantized;

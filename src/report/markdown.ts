@@ -4,6 +4,7 @@
 import { fmt, type RuleResult, type Unit } from "../gate/index.js";
 import type { MetricRecord, SampleCount } from "../tasks/types.js";
 import { codeSpan, escapeMarkdown as esc } from "../util/escape.js";
+import type { ModelRunMeasurement } from "../measure/index.js";
 import type { Report } from "./types.js";
 
 const STATUS_ICON: Record<string, string> = { pass: "✅ pass", warn: "⚠️ warn", fail: "❌ fail" };
@@ -147,6 +148,9 @@ export function renderMarkdown(report: Report, extras: MarkdownExtras = {}): str
     out.push("");
     for (const w of report.warnings) out.push(`> ⚠️ ${esc(w)}`);
   }
+  const slower = slowerThanFloatLine(report);
+  if (slower) out.push("", slower);
+  out.push(...executionSection(report));
   out.push(...detailSections(report, extras.details ?? []));
   if (extras.footer?.length) {
     out.push("");
@@ -155,6 +159,99 @@ export function renderMarkdown(report: Report, extras: MarkdownExtras = {}): str
   out.push("");
   out.push(`<sub>quantgate ${esc(report.tool.version)} · model ${report.hashes.model.slice(0, 12)} · recipe ${report.hashes.recipe.slice(0, 12)}</sub>`);
   return out.join("\n") + "\n";
+}
+
+/** Latency p50 on the basis the gate judges: on-CPU time where the wait for a core was measured, else wall time. */
+function latencyOf(run: ModelRunMeasurement): { p50: number; basis: string } {
+  return run.onCpu ? { p50: run.onCpu.p50Ms, basis: "on CPU" } : { p50: run.latency.p50Ms, basis: "wall" };
+}
+
+/**
+ * When the quantized model ran slower than float (median per-round ratio above 1), the visible part of the
+ * summary says so with numbers and with what the run decided about execution (accuracy level, forms).
+ */
+export function slowerThanFloatLine(report: Report): string | undefined {
+  const c = report.latencyComparison;
+  const f = report.float.run;
+  const q = report.quantized?.run;
+  if (!c || !f || !q || !(c.ratioP50 > 1)) return undefined;
+  const fl = latencyOf(f);
+  const ql = latencyOf(q);
+  const acc = report.execution.accuracy;
+  const why = [
+    acc ? `accuracy level ${acc.level} (${esc(acc.how)}): ${esc(acc.reason)}` : `accuracy level ${report.execution.accuracyLevel}`,
+    report.execution.formsChosenBy ? `forms chosen by ${esc(report.execution.formsChosenBy)}` : "",
+  ].filter(Boolean);
+  return (
+    `> 🐢 **The quantized model is slower than float**: ${c.ratioP50.toFixed(2)}x the float latency per ${c.interleaved === false ? "paired" : "interleaved"} round ` +
+    `(${Math.round(c.ratioInterval.level * 100)}% interval ${c.ratioInterval.lo.toFixed(2)}-${c.ratioInterval.hi.toFixed(2)}x over ${c.rounds} rounds; ` +
+    `p50 ${fl.basis} ${ql.p50.toFixed(3)} ms vs ${fl.p50.toFixed(3)} ms). Execution chosen: ${why.join("; ")}.`
+  );
+}
+
+function memoryText(run: ModelRunMeasurement | undefined): string {
+  if (!run) return "—";
+  const load = run.loadPeakBytes !== undefined ? fmt(run.loadPeakBytes, "bytes") : "—";
+  const during = run.runPeakBytes !== undefined ? fmt(run.runPeakBytes, "bytes") : "—";
+  return `${load} | ${during} | ${fmt(run.peakRssBytes, "bytes")}`;
+}
+
+function latencyText(run: ModelRunMeasurement | undefined): string {
+  if (!run) return "— | —";
+  const wall = `${run.latency.p50Ms.toFixed(3)} ms`;
+  const cpu = run.onCpu ? `${run.onCpu.p50Ms.toFixed(3)} ms` : "—";
+  return `${cpu} | ${wall}`;
+}
+
+/** The measure stage's figures and the emit stage's execution choices, folded: memory, latency basis, accuracy level, forms. */
+export function executionSection(report: Report): string[] {
+  const f = report.float.run;
+  const q = report.quantized?.run;
+  const acc = report.execution.accuracy;
+  const c = report.latencyComparison;
+  const body: string[] = [];
+  if (f || q) {
+    body.push("| Model | Peak memory at load | Peak memory during runs | Peak (RSS) | Latency p50 on CPU | Latency p50 wall |");
+    body.push("| --- | ---: | ---: | ---: | ---: | ---: |");
+    body.push(`| Float | ${memoryText(f)} | ${latencyText(f)} |`);
+    body.push(`| Quantized | ${memoryText(q)} | ${latencyText(q)} |`);
+    body.push("");
+    const source = q?.memorySource ?? f?.memorySource;
+    if (source) body.push(`- Memory: each model in a fresh process; source ${esc(source)}.`);
+    const run = q ?? f!;
+    body.push(
+      run.onCpu && run.waitShare !== undefined
+        ? `- Latency basis: on-CPU time (wall time less the ${(run.waitShare * 100).toFixed(0)}% of it spent waiting for a core); the gate's latency limits judge it. ${run.preemptedRuns ?? 0} of ${run.latency.runs} timed runs preempted.`
+        : `- Latency basis: wall time (this runner does not expose the wait for a core).`,
+    );
+  }
+  if (c) {
+    body.push(
+      `- Quantized/float latency: ${c.ratioP50.toFixed(3)}x per round (median of ${c.rounds} ${c.interleaved === false ? "paired rounds, models timed in separate processes" : "interleaved rounds"}; ` +
+        `${Math.round(c.ratioInterval.level * 100)}% interval ${c.ratioInterval.lo.toFixed(3)}-${c.ratioInterval.hi.toFixed(3)}x; ${c.preemptedRounds} round(s) preempted).`,
+    );
+  }
+  if (acc) {
+    body.push(`- Accuracy level ${acc.level} (${esc(acc.how)}): ${esc(acc.reason)}.`);
+    if (acc.candidates.length > 0) {
+      body.push("");
+      body.push("| Accuracy level | Passes accuracy rules | KL mean | Latency p50 |");
+      body.push("| ---: | --- | ---: | --- |");
+      for (const e of acc.candidates) {
+        const lat = e.latencies?.length ? e.latencies.map((x) => `${esc(x.shape)}: ${x.p50Ms.toFixed(3)} ms`).join("<br>") : "—";
+        const passes = e.passes ? "yes" : `no (${e.failing.map((r) => codeSpan(r)).join(", ")})`;
+        body.push(`| ${e.level}${e.level === acc.level ? " (chosen)" : ""} | ${passes} | ${e.klMean === undefined ? "—" : e.klMean.toPrecision(4)} | ${lat} |`);
+      }
+      body.push("");
+    }
+  } else {
+    body.push(`- Accuracy level ${report.execution.accuracyLevel}.`);
+  }
+  if (report.execution.formsChosenBy) body.push(`- Forms chosen by ${esc(report.execution.formsChosenBy)}.`);
+  if (report.execution.pinnedFormats?.length)
+    body.push(`- Forms pinned by the lockfile: ${report.execution.pinnedFormats.map((x) => codeSpan(x)).join(", ")}.`);
+  if (!f && !q && !acc && !report.execution.formsChosenBy) return [];
+  return folded("Execution and measurement", body);
 }
 
 function folded(summary: string, body: string[]): string[] {

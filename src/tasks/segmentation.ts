@@ -23,40 +23,65 @@ import {
 
 const maskSpec = z.strictObject({
   /** argmax: the output has a class axis (background is class 0); threshold: one score per pixel, foreground above it. */
-  mode: z.enum(["argmax", "threshold"], { error: 'expected "argmax" or "threshold"' }).default("argmax"),
+  mode: z
+    .enum(["argmax", "threshold"], { error: 'expected "argmax" or "threshold"' })
+    .default("argmax")
+    .describe("argmax: the output has a class axis (background is class 0); threshold: one score per pixel, foreground above it."),
   /** argmax: the output's class axis (default 1, as in [N, C, H, W]). */
-  class_axis: z.number().int().default(1),
+  class_axis: z.number().int().default(1).describe("argmax: the output's class axis (default 1, as in [N, C, H, W])."),
   /** threshold: the probability above which a pixel is foreground. */
-  threshold: z.number().gt(0, "expected a probability between 0 and 1").lt(1, "expected a probability between 0 and 1").default(0.5),
+  threshold: z
+    .number()
+    .gt(0, "expected a probability between 0 and 1")
+    .lt(1, "expected a probability between 0 and 1")
+    .default(0.5)
+    .describe("threshold: the probability above which a pixel is foreground."),
   /** threshold: the output holds logits (compared through the sigmoid) or probabilities. */
-  scores: z.enum(["logits", "probabilities"], { error: 'expected "logits" or "probabilities"' }).default("logits"),
+  scores: z
+    .enum(["logits", "probabilities"], { error: 'expected "logits" or "probabilities"' })
+    .default("logits")
+    .describe("threshold: the output holds logits (compared through the sigmoid) or probabilities."),
   /** argmax: average IoU and Dice over the background class too (default: the foreground classes only). */
-  include_background: z.boolean().default(false),
+  include_background: z.boolean().default(false).describe("argmax: average IoU and Dice over the background class too (default: the foreground classes only)."),
   /** Mask pixel value left out of every count (e.g. 255 for "void" borders). */
-  ignore_index: z.number().int().min(0).max(255).optional(),
+  ignore_index: z.number().int().min(0).max(255).optional().describe('Mask pixel value left out of every count (e.g. 255 for "void" borders).'),
 });
 
 export const segmentationEvaluation = z.strictObject({
-  task: z.literal("segmentation"),
+  task: z.literal("segmentation").describe("The evaluation task: segmentation (IoU and Dice against label masks and against float)."),
   /** Values fed as they are to named model inputs in every call (e.g. `sr: 16000`). */
-  constant_inputs: constantInputsSchema,
+  constant_inputs: constantInputsSchema.describe(
+    "Values fed as they are to named model inputs in every call (e.g. `sr: 16000`); the element type is the model input's.",
+  ),
   /** A folder of images (.png, .jpg), read in file-name order. */
-  dataset: z.string().min(1),
+  dataset: z.string().min(1).describe("A folder of images (.png, .jpg), read in file-name order."),
   /**
    * Labels file: CSV with a header or JSONL, sample file -> mask image (both relative to the labels file). A mask is
    * a PNG of the output's height and width; argmax: pixel value = class index; threshold: any non-zero value is
    * foreground.
    */
-  labels: z.string().min(1).optional(),
-  labels_fields: z.strictObject({ file: z.string().min(1).default("file"), mask: z.string().min(1).default("mask") }).default({ file: "file", mask: "mask" }),
-  calibration: z.string().min(1).optional(),
-  input: z.string().min(1).optional(),
-  preprocess: imagePreprocess.default(imagePreprocess.parse({})),
+  labels: z
+    .string()
+    .min(1)
+    .optional()
+    .describe(
+      "Labels file: CSV with a header or JSONL, sample file -> mask image (PNG of the output's size; argmax: pixel value = class; threshold: non-zero = foreground).",
+    ),
+  labels_fields: z
+    .strictObject({
+      file: z.string().min(1).default("file").describe("Column or field with the sample file."),
+      mask: z.string().min(1).default("mask").describe("Column or field with the mask image."),
+    })
+    .default({ file: "file", mask: "mask" })
+    .describe("Column or field names in the labels file."),
+  calibration: z.string().min(1).optional().describe("A second folder of images for calibration."),
+  input: z.string().min(1).optional().describe("The model input the images feed (default: the model's only input)."),
+  preprocess: imagePreprocess.default(imagePreprocess.parse({})).describe("Image preprocessing."),
   /** The output read as masks (default: the model's only output). */
-  output: z.string().min(1).optional(),
-  mask: maskSpec.default(maskSpec.parse({})),
-  samples: z.number().int().positive().default(256),
-  calibration_samples: z.number().int().positive().default(32),
+  output: z.string().min(1).optional().describe("The output read as masks (default: the model's only output)."),
+  mask: maskSpec.default(maskSpec.parse({})).describe("How the output is turned into a mask."),
+  samples: z.number().int().positive().default(256).describe("Images evaluated."),
+  calibration_samples: z.number().int().positive().default(32).describe("Images used for calibration."),
 });
 
 export type SegmentationEvaluation = z.infer<typeof segmentationEvaluation>;

@@ -29,43 +29,59 @@ const decodeSpec = z.strictObject({
    * ctc_ids: the output already holds the class of each frame (argmax inside the model);
    * ids: the output holds symbol ids (e.g. an attention decoder's), mapped through the dictionary as they are.
    */
-  mode: z.enum(["ctc", "ctc_ids", "ids"], { error: 'expected "ctc", "ctc_ids" or "ids"' }).default("ctc"),
+  mode: z
+    .enum(["ctc", "ctc_ids", "ids"], { error: 'expected "ctc", "ctc_ids" or "ids"' })
+    .default("ctc")
+    .describe(
+      "ctc: scores per frame and class (argmax, merge repeats, drop the blank); ctc_ids: the class of each frame; ids: symbol ids mapped through the dictionary.",
+    ),
   /** One symbol per line, in class order (a line holding one space is the space symbol). */
-  dictionary: z.string().min(1),
+  dictionary: z.string().min(1).describe("One symbol per line, in class order (a line holding one space is the space symbol)."),
   /** Add " " after the last line (PaddleOCR's use_space_char). */
-  append_space: z.boolean().default(false),
+  append_space: z.boolean().default(false).describe('Add " " after the last line (PaddleOCR\'s use_space_char).'),
   /** CTC blank class: 0 (PaddleOCR, EasyOCR: class c is dictionary line c) or "last" (TensorFlow: class c is line c + 1). */
-  blank: z.union([z.number().int().nonnegative(), z.literal("last")], { error: 'expected a class index or "last"' }).default(0),
+  blank: z
+    .union([z.number().int().nonnegative(), z.literal("last")], { error: 'expected a class index or "last"' })
+    .default(0)
+    .describe('CTC blank class: 0 (class c is dictionary line c) or "last" (class c is line c + 1).'),
   /** Axis of classes in a ctc output (default: the last). */
-  class_axis: z.number().int().default(-1),
+  class_axis: z.number().int().default(-1).describe("Axis of classes in a ctc output (default: the last)."),
   /** ids: id i is the symbol on dictionary line i - offset + 1. */
-  offset: z.number().int().default(0),
+  offset: z.number().int().default(0).describe("ids: id i is the symbol on dictionary line i - offset + 1."),
   /** ids: ids dropped from the text (padding, start of sequence). */
-  skip_ids: z.array(z.number().int()).default([]),
+  skip_ids: z.array(z.number().int()).default([]).describe("ids: ids dropped from the text (padding, start of sequence)."),
   /** ids: decoding stops at this id (end of sequence). */
-  eos_id: z.number().int().optional(),
+  eos_id: z.number().int().optional().describe("ids: decoding stops at this id (end of sequence)."),
 });
 
 export const textRecognitionEvaluation = z.strictObject({
-  task: z.literal("text-recognition"),
+  task: z.literal("text-recognition").describe("The evaluation task: text-recognition (CER and WER against reference texts and against float)."),
   /** Values fed as they are to named model inputs in every call (e.g. `sr: 16000`). */
-  constant_inputs: constantInputsSchema,
+  constant_inputs: constantInputsSchema.describe(
+    "Values fed as they are to named model inputs in every call (e.g. `sr: 16000`); the element type is the model input's.",
+  ),
   /** A folder of line images (.png, .jpg), read in file-name order. */
-  dataset: z.string().min(1),
+  dataset: z.string().min(1).describe("A folder of line images (.png, .jpg), read in file-name order."),
   /** Labels file: CSV with a header or JSONL, sample file (relative to the labels file) -> reference text. */
-  labels: z.string().min(1).optional(),
+  labels: z.string().min(1).optional().describe("Labels file: CSV with a header or JSONL, sample file (relative to the labels file) -> reference text."),
   /** Column or field names in the labels file. */
-  labels_fields: z.strictObject({ file: z.string().min(1).default("file"), text: z.string().min(1).default("text") }).default({ file: "file", text: "text" }),
+  labels_fields: z
+    .strictObject({
+      file: z.string().min(1).default("file").describe("Column or field with the sample file."),
+      text: z.string().min(1).default("text").describe("Column or field with the reference text."),
+    })
+    .default({ file: "file", text: "text" })
+    .describe("Column or field names in the labels file."),
   /** A second folder of images for calibration (kept apart from the evaluation images). */
-  calibration: z.string().min(1).optional(),
+  calibration: z.string().min(1).optional().describe("A second folder of images for calibration (kept apart from the evaluation images)."),
   /** The model input the images feed (default: the model's only input). */
-  input: z.string().min(1).optional(),
-  preprocess: imagePreprocess.default(imagePreprocess.parse({})),
+  input: z.string().min(1).optional().describe("The model input the images feed (default: the model's only input)."),
+  preprocess: imagePreprocess.default(imagePreprocess.parse({})).describe("Image preprocessing."),
   /** The output decoded into text (default: the model's only output). */
-  output: z.string().min(1).optional(),
-  decode: decodeSpec,
-  samples: z.number().int().positive().default(256),
-  calibration_samples: z.number().int().positive().default(32),
+  output: z.string().min(1).optional().describe("The output decoded into text (default: the model's only output)."),
+  decode: decodeSpec.describe("How the output is decoded into text."),
+  samples: z.number().int().positive().default(256).describe("Images evaluated."),
+  calibration_samples: z.number().int().positive().default(32).describe("Images used for calibration."),
 });
 
 export type TextRecognitionEvaluation = z.infer<typeof textRecognitionEvaluation>;

@@ -82,7 +82,7 @@ describe("the action explains every failure (11.9)", () => {
     const file = path.join(dir, "new-summary.md");
     const r = run(dir, { config: "quantgate.yml" }, { env: { GITHUB_STEP_SUMMARY: file } });
     expect(r.outputs.verdict, r.stdout).toBe("pass");
-    expect(readFileSync(file, "utf8")).toContain("QuantGate: ✅");
+    expect(readFileSync(file, "utf8")).toContain("✅ **QuantGate passed**");
   });
 });
 

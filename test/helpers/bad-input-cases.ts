@@ -157,7 +157,7 @@ export const CASES: Case[] = [
   {
     what: "no task",
     config: replace("  task: classification\n", ""),
-    expected: /quantgate\.yml:\d+ evaluation\.task: expected task "language-modeling", "classification" or "fidelity"/,
+    expected: /quantgate\.yml:\d+ evaluation\.task: expected task "language-modeling", "classification", "fidelity", "text-recognition" or "segmentation"/,
   },
   {
     what: "an unknown history backend",
