@@ -52,6 +52,14 @@ async function runJob(
 }
 
 /** A job's checkout of the tiny-LM example (each matrix job has its own workspace). */
+/** A run's quantized model copied out of its output folder (the next run clears that folder's models first). */
+async function keepAside(run: { quantizedModelPath: string | undefined }): Promise<string> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), "qg-kept-"));
+  const file = path.join(dir, path.basename(run.quantizedModelPath!));
+  await cp(run.quantizedModelPath!, file);
+  return file;
+}
+
 async function checkout(root: string, name: string): Promise<string> {
   const ws = path.join(root, name);
   await mkdir(ws, { recursive: true });
@@ -108,12 +116,16 @@ describe("sharded evaluation, as the runner runs it (tiny LM, 4 shards)", () => 
     expect(shards[1]!.summary).toMatch(/shard 2\/4 evaluated 8 samples/);
     // The unsharded run evaluates the same quantized model (emit picks ONNX Runtime forms by timing, so a
     // second quantization on a loaded machine may pick others): the quantize job's model and manifest are
-    // placed in its output folder and the normal, unsharded evaluate stage runs on all the data.
+    // restored (kept outside the output folder, which a run clears) and the normal, unsharded evaluate stage runs on all the data.
     const check = await checkout(root, "unsharded");
-    const outDir = path.join(check, "quantgate-out");
-    await cp(path.join(artifacts, encodeURIComponent(quantizedArtifactName("quantgate"))), outDir, { recursive: true });
-    const manifest = JSON.parse(await readFile(path.join(outDir, MANIFEST_FILE), "utf8")) as ShardManifest;
-    const c = await runGate(await loadConfig(path.join(check, "quantgate.yml")), { ort: await loadOrt(), restored: manifest.outcome });
+    const fromQuantize = path.join(check, "from-quantize");
+    await cp(path.join(artifacts, encodeURIComponent(quantizedArtifactName("quantgate"))), fromQuantize, { recursive: true });
+    const manifest = JSON.parse(await readFile(path.join(fromQuantize, MANIFEST_FILE), "utf8")) as ShardManifest;
+    const c = await runGate(await loadConfig(path.join(check, "quantgate.yml")), {
+      ort: await loadOrt(),
+      restored: manifest.outcome,
+      restoredModel: path.join(fromQuantize, manifest.quantizedModel.file),
+    });
     expect(c.report.gate.errors).toEqual([]);
     expect(c.report.stages.find((x) => x.stage === "evaluate")?.status).toBe("ok");
     whole = c.report.evaluation!;
@@ -268,6 +280,7 @@ describe("mergeable task state, in-process", () => {
       const run = await runGate(config, {
         ort,
         restored: whole.outcome,
+        restoredModel: await keepAside(whole),
         evaluate: async (data, models) => {
           const float = await createSession(ort.ort, models.float, 1);
           const quantized = await createSession(ort.ort, models.quantized, 1);
@@ -308,6 +321,7 @@ describe("mergeable task state, in-process", () => {
       const run = await runGate(config, {
         ort,
         restored: whole.outcome,
+        restoredModel: await keepAside(whole),
         evaluate: async (data, models) => {
           const float = await createSession(ort.ort, models.float, 1);
           const quantized = await createSession(ort.ort, models.quantized, 1);
