@@ -17,6 +17,7 @@ import { taskOf } from "../src/tasks/index.js";
 import { sliceRange, type MetricRecord, type TaskEvaluation, type TaskPartial } from "../src/tasks/types.js";
 import { parseOutputs, REPO_ROOT, runnerEnvironment } from "./helpers/action.js";
 import { writeClassifierFixture } from "./helpers/models.js";
+import { CNN, writeCircleLabels, writeScoreModel } from "./helpers/score-model.js";
 import { startFakeGithub, type FakeGithub } from "./github/fake-github.js";
 import { pullRequestEvent } from "./github/runner.js";
 
@@ -342,6 +343,67 @@ describe("mergeable task state, in-process", () => {
       expect(closeDeep(run.report.evaluation!.details, whole.report.evaluation!.details)).toEqual([]);
     });
   }
+
+  /** The whole run, then the same quantized model evaluated in `count` slices (as JSON, with empty ones) and merged. */
+  async function shardedAndWhole(configFile: string, count: number): Promise<{ merged: TaskEvaluation; whole: TaskEvaluation }> {
+    const config = await loadConfig(configFile);
+    const ort = await loadOrt();
+    const whole = await runGate(config, { ort });
+    expect(whole.report.gate.errors).toEqual([]);
+    const task = taskOf(config.evaluation);
+    const run = await runGate(config, {
+      ort,
+      restored: whole.outcome,
+      restoredModel: await keepAside(whole),
+      evaluate: async (data, models) => {
+        const float = await createSession(ort.ort, models.float, 1);
+        const quantized = await createSession(ort.ort, models.quantized, 1);
+        const partials: TaskPartial[] = [];
+        for (let i = 0; i < count; i++)
+          partials.push(await task.partial!(config.evaluation, task.slice!(data, i, count), { ort: ort.ort, float, quantized, threads: 1 }));
+        await float.release();
+        await quantized.release();
+        return task.merge!(config.evaluation, JSON.parse(JSON.stringify(partials)) as TaskPartial[]);
+      },
+    });
+    expect(run.report.gate.errors).toEqual([]);
+    return { merged: run.report.evaluation!, whole: whole.report.evaluation! };
+  }
+
+  for (const [example, count] of [
+    ["text-recognition", 5],
+    ["segmentation", 4],
+  ] as const) {
+    it(`${example}: slices merged in order equal the unsharded evaluation, details too`, async () => {
+      const dir = await mkdtemp(path.join(os.tmpdir(), `qg-shards-${example}-`));
+      await cp(path.join(REPO_ROOT, "examples", example), dir, { recursive: true });
+      const { merged, whole } = await shardedAndWhole(path.join(dir, "quantgate.yml"), count);
+      expect(whole.metrics.length).toBeGreaterThan(3);
+      expectSameEvaluation(merged, whole);
+      expect(closeDeep(merged.details, whole.details)).toEqual([]);
+      expect(merged.warnings).toEqual(whole.warnings);
+    }, 120_000);
+  }
+
+  it("fidelity with decisions (labels file) and recall@k: merged from kept per-sample scores equals the unsharded evaluation", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "qg-shards-decisions-"));
+    const model = await writeScoreModel(dir);
+    await cp(path.join(CNN, "eval"), path.join(dir, "eval"), { recursive: true });
+    const labels = await writeCircleLabels(path.join(dir, "circle.csv"), path.join(dir, "eval"));
+    const file = path.join(dir, "quantgate.yml");
+    await writeFile(
+      file,
+      `model: ${path.basename(model)}\nrecipe: { format: int4, block_size: 32 }\nevaluation:\n  task: fidelity\n  dataset: eval\n  format: images\n` +
+        `  preprocess: { scale: 0.00392156862745098, mean: [0.5], std: [0.25] }\n  outputs:\n` +
+        `    - { name: score, decision: { threshold: 0.5, labels: ${path.basename(labels)} } }\n    - { name: embedding, recall_at_k: 5 }\n` +
+        `measure: { threads: 1, warmup: 1, runs: 3, kernel_benchmark: false }\noutput_dir: out\n`,
+    );
+    const { merged, whole } = await shardedAndWhole(file, 3);
+    const keys = whole.metrics.map((m) => m.key);
+    expect(keys).toEqual(expect.arrayContaining(["decision_agreement", "decision_accuracy", "recall_at_k"]));
+    expectSameEvaluation(merged, whole);
+    expect(closeDeep(merged.details, whole.details)).toEqual([]);
+  }, 120_000);
 
   it("reads the sharded modes' inputs, naming a missing or bad one", () => {
     const inputs = (m: Record<string, string>) => (n: string) => m[n];
