@@ -110,7 +110,7 @@ const CASES: readonly Case[] = [
       const file = path.join(dir, "quantgate.yml");
       await writeFile(
         file,
-        `model: ${model}\nrecipe: { format: int4, block_size: 32 }\nevaluation:\n  task: fidelity\n  dataset: ${CNN}/eval\n  format: images\n  preprocess: { scale: 0.00392156862745098, mean: [0.5], std: [0.25] }\n  outputs:\n    - { name: logits, kind: logits }\n    - { name: score, decision: { threshold: 0.5, labels: ${labels} } }\n    - { name: embedding, recall_at_k: 5 }\n${MEASURE}output_dir: out\n`,
+        `allow_outside_workspace: true\nmodel: ${model}\nrecipe: { format: int4, block_size: 32 }\nevaluation:\n  task: fidelity\n  dataset: ${CNN}/eval\n  format: images\n  preprocess: { scale: 0.00392156862745098, mean: [0.5], std: [0.25] }\n  outputs:\n    - { name: logits, kind: logits }\n    - { name: score, decision: { threshold: 0.5, labels: ${labels} } }\n    - { name: embedding, recall_at_k: 5 }\n${MEASURE}output_dir: out\n`,
       );
       return file;
     },
@@ -141,7 +141,7 @@ async function exampleConfig(dir: string, example: string, format: string, keys:
     .replace(/^measure:\n( {2}.*\n)*/m, MEASURE)
     .replace(/^gate:\n( {2}.*\n)*/m, "");
   const file = path.join(dir, "quantgate.yml");
-  await writeFile(file, `${yaml}output_dir: out\n`);
+  await writeFile(file, `allow_outside_workspace: true\n${yaml}output_dir: out\n`);
   return file;
 }
 
