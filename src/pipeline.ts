@@ -72,6 +72,11 @@ export interface GateRunOptions {
   readonly cache?: WorkCache;
   /** Sharded runs (src/action/shards.ts): the quantize stages' outcome of an earlier job, its model already at the quantized path. */
   readonly restored?: QuantizedOutcome;
+  /**
+   * Sharded runs: the earlier job's quantized model, kept outside the outputs this run clears (the artifact
+   * folder); copied to the quantized path once the previous run's outputs are gone. Required with `restored`.
+   */
+  readonly restoredModel?: string;
   /** Sharded runs: replaces the evaluate stage (a slice of the data, or the shards' merged results); never cached. */
   readonly evaluate?: (data: TaskData, models: { readonly float: string; readonly quantized: string }) => Promise<TaskEvaluation>;
   /** Sharded runs: stop after emit (quantize job) or evaluate (shard job); later stages are skipped. */
@@ -200,7 +205,11 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     loaded && data ? { model: loaded.modelHash, recipe: recipeHash, data: data.files, toolVersion: TOOL_VERSION, runtime: runtimeKey } : undefined;
   const quantKey = keyBase && workCacheKey({ ...keyBase, kind: "quantized", settings: { evaluation: config.evaluation, threads: config.measure.threads } });
   let outcome: QuantizedOutcome | undefined = opts.restored;
-  if (outcome) for (const name of ["calibrate", "quantize", "emit"] as const) skip(name, "done by the quantize job");
+  if (outcome) {
+    if (!opts.restoredModel) throw new Error("a restored quantize outcome needs the quantized model file it describes (restoredModel)");
+    await copyFile(opts.restoredModel, quantizedModelPath);
+    for (const name of ["calibrate", "quantize", "emit"] as const) skip(name, "done by the quantize job");
+  }
   if (opts.cache && quantKey && !outcome) {
     const hit = await opts.cache.restore(quantKey);
     if (hit && (await opts.cache.restoreFile(quantKey, "model.onnx", quantizedModelPath))) {

@@ -2,7 +2,7 @@
 // the runner runs it: int8 passes their gates, int2 must fail them, and the task metrics reach the report, the
 // step outputs and the job summary.
 import { spawnSync } from "node:child_process";
-import { mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { cp, mkdtemp, readFile, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
@@ -12,16 +12,13 @@ import { REPO_ROOT, runAction } from "./helpers/action.js";
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Report = any;
 
-/** The example's quantgate.yml with every relative path made absolute, after `edit`, written into a temporary folder. */
+/** A copy of the example folder (the run's workspace: data and outputs stay inside it), its quantgate.yml after `edit`. */
 async function exampleCopy(example: string, edit: (yaml: string) => string = (y) => y): Promise<{ dir: string; config: string }> {
   const src = path.join(REPO_ROOT, "examples", example);
   const dir = await mkdtemp(path.join(os.tmpdir(), `qg-${example}-`));
-  const yaml = edit(await readFile(path.join(src, "quantgate.yml"), "utf8")).replace(
-    /^(\s*)(model|dataset|labels|calibration|dictionary): ([^\s#]+)/gm,
-    (_, indent: string, key: string, p: string) => `${indent}${key}: ${path.join(src, p)}`,
-  );
+  await cp(src, dir, { recursive: true });
   const config = path.join(dir, "quantgate.yml");
-  await writeFile(config, yaml);
+  await writeFile(config, edit(await readFile(config, "utf8")));
   return { dir, config };
 }
 
@@ -89,10 +86,10 @@ describe.each(EXAMPLES)("the $name example", (ex) => {
   });
 
   it("passes as the runner runs the bundled action, with the task metrics in the step outputs and the job summary", async () => {
-    const out = await mkdtemp(path.join(os.tmpdir(), `qg-action-${ex.name}-`));
-    const run = runAction(path.join(REPO_ROOT, "examples", ex.name), {
+    const { dir } = await exampleCopy(ex.name);
+    const run = runAction(dir, {
       config: "quantgate.yml",
-      "output-dir": out,
+      "output-dir": "out",
       cache: "false",
       artifact: "false",
       comment: "never",

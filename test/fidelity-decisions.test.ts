@@ -27,7 +27,7 @@ async function run(outputs: string, dataset = `${CNN}/eval`, recipe = "{ format:
   const file = path.join(d, "quantgate.yml");
   await writeFile(
     file,
-    `model: ${model}\nrecipe: ${recipe}\nevaluation:\n  task: fidelity\n  dataset: ${dataset}\n  format: images\n  preprocess: ${PRE}\n  outputs:\n${outputs}${MEASURE}output_dir: out\n`,
+    `allow_outside_workspace: true\nmodel: ${model}\nrecipe: ${recipe}\nevaluation:\n  task: fidelity\n  dataset: ${dataset}\n  format: images\n  preprocess: ${PRE}\n  outputs:\n${outputs}${MEASURE}output_dir: out\n`,
   );
   const r = await runGate(await loadConfig(file), { ort: loaded });
   return { report: r.report, out: path.join(d, "out") };
@@ -164,7 +164,7 @@ describe("decision metrics on a score output", () => {
     const file = path.join(d, "quantgate.yml");
     await writeFile(
       file,
-      `model: ${model}\nevaluation:\n  task: fidelity\n  dataset: ${jsonl}\n  outputs:\n    - { name: score, decision: { threshold: 0.5, labels: ${path.join(dir, "circle.csv")} } }\n${MEASURE}`,
+      `allow_outside_workspace: true\nmodel: ${model}\nevaluation:\n  task: fidelity\n  dataset: ${jsonl}\n  outputs:\n    - { name: score, decision: { threshold: 0.5, labels: ${path.join(dir, "circle.csv")} } }\n${MEASURE}`,
     );
     const r = await runGate(await loadConfig(file), { ort: loaded });
     expect(r.report.gate.errors.join("\n")).toMatch(

@@ -17,6 +17,7 @@ import { taskOf } from "../src/tasks/index.js";
 import { sliceRange, type MetricRecord, type TaskEvaluation, type TaskPartial } from "../src/tasks/types.js";
 import { parseOutputs, REPO_ROOT, runnerEnvironment } from "./helpers/action.js";
 import { writeClassifierFixture } from "./helpers/models.js";
+import { CNN, writeCircleLabels, writeScoreModel } from "./helpers/score-model.js";
 import { startFakeGithub, type FakeGithub } from "./github/fake-github.js";
 import { pullRequestEvent } from "./github/runner.js";
 
@@ -52,6 +53,14 @@ async function runJob(
 }
 
 /** A job's checkout of the tiny-LM example (each matrix job has its own workspace). */
+/** A run's quantized model copied out of its output folder (the next run clears that folder's models first). */
+async function keepAside(run: { quantizedModelPath: string | undefined }): Promise<string> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), "qg-kept-"));
+  const file = path.join(dir, path.basename(run.quantizedModelPath!));
+  await cp(run.quantizedModelPath!, file);
+  return file;
+}
+
 async function checkout(root: string, name: string): Promise<string> {
   const ws = path.join(root, name);
   await mkdir(ws, { recursive: true });
@@ -108,12 +117,16 @@ describe("sharded evaluation, as the runner runs it (tiny LM, 4 shards)", () => 
     expect(shards[1]!.summary).toMatch(/shard 2\/4 evaluated 8 samples/);
     // The unsharded run evaluates the same quantized model (emit picks ONNX Runtime forms by timing, so a
     // second quantization on a loaded machine may pick others): the quantize job's model and manifest are
-    // placed in its output folder and the normal, unsharded evaluate stage runs on all the data.
+    // restored (kept outside the output folder, which a run clears) and the normal, unsharded evaluate stage runs on all the data.
     const check = await checkout(root, "unsharded");
-    const outDir = path.join(check, "quantgate-out");
-    await cp(path.join(artifacts, encodeURIComponent(quantizedArtifactName("quantgate"))), outDir, { recursive: true });
-    const manifest = JSON.parse(await readFile(path.join(outDir, MANIFEST_FILE), "utf8")) as ShardManifest;
-    const c = await runGate(await loadConfig(path.join(check, "quantgate.yml")), { ort: await loadOrt(), restored: manifest.outcome });
+    const fromQuantize = path.join(check, "from-quantize");
+    await cp(path.join(artifacts, encodeURIComponent(quantizedArtifactName("quantgate"))), fromQuantize, { recursive: true });
+    const manifest = JSON.parse(await readFile(path.join(fromQuantize, MANIFEST_FILE), "utf8")) as ShardManifest;
+    const c = await runGate(await loadConfig(path.join(check, "quantgate.yml")), {
+      ort: await loadOrt(),
+      restored: manifest.outcome,
+      restoredModel: path.join(fromQuantize, manifest.quantizedModel.file),
+    });
     expect(c.report.gate.errors).toEqual([]);
     expect(c.report.stages.find((x) => x.stage === "evaluate")?.status).toBe("ok");
     whole = c.report.evaluation!;
@@ -268,6 +281,7 @@ describe("mergeable task state, in-process", () => {
       const run = await runGate(config, {
         ort,
         restored: whole.outcome,
+        restoredModel: await keepAside(whole),
         evaluate: async (data, models) => {
           const float = await createSession(ort.ort, models.float, 1);
           const quantized = await createSession(ort.ort, models.quantized, 1);
@@ -308,6 +322,7 @@ describe("mergeable task state, in-process", () => {
       const run = await runGate(config, {
         ort,
         restored: whole.outcome,
+        restoredModel: await keepAside(whole),
         evaluate: async (data, models) => {
           const float = await createSession(ort.ort, models.float, 1);
           const quantized = await createSession(ort.ort, models.quantized, 1);
@@ -328,6 +343,67 @@ describe("mergeable task state, in-process", () => {
       expect(closeDeep(run.report.evaluation!.details, whole.report.evaluation!.details)).toEqual([]);
     });
   }
+
+  /** The whole run, then the same quantized model evaluated in `count` slices (as JSON, with empty ones) and merged. */
+  async function shardedAndWhole(configFile: string, count: number): Promise<{ merged: TaskEvaluation; whole: TaskEvaluation }> {
+    const config = await loadConfig(configFile);
+    const ort = await loadOrt();
+    const whole = await runGate(config, { ort });
+    expect(whole.report.gate.errors).toEqual([]);
+    const task = taskOf(config.evaluation);
+    const run = await runGate(config, {
+      ort,
+      restored: whole.outcome,
+      restoredModel: await keepAside(whole),
+      evaluate: async (data, models) => {
+        const float = await createSession(ort.ort, models.float, 1);
+        const quantized = await createSession(ort.ort, models.quantized, 1);
+        const partials: TaskPartial[] = [];
+        for (let i = 0; i < count; i++)
+          partials.push(await task.partial!(config.evaluation, task.slice!(data, i, count), { ort: ort.ort, float, quantized, threads: 1 }));
+        await float.release();
+        await quantized.release();
+        return task.merge!(config.evaluation, JSON.parse(JSON.stringify(partials)) as TaskPartial[]);
+      },
+    });
+    expect(run.report.gate.errors).toEqual([]);
+    return { merged: run.report.evaluation!, whole: whole.report.evaluation! };
+  }
+
+  for (const [example, count] of [
+    ["text-recognition", 5],
+    ["segmentation", 4],
+  ] as const) {
+    it(`${example}: slices merged in order equal the unsharded evaluation, details too`, async () => {
+      const dir = await mkdtemp(path.join(os.tmpdir(), `qg-shards-${example}-`));
+      await cp(path.join(REPO_ROOT, "examples", example), dir, { recursive: true });
+      const { merged, whole } = await shardedAndWhole(path.join(dir, "quantgate.yml"), count);
+      expect(whole.metrics.length).toBeGreaterThan(3);
+      expectSameEvaluation(merged, whole);
+      expect(closeDeep(merged.details, whole.details)).toEqual([]);
+      expect(merged.warnings).toEqual(whole.warnings);
+    }, 120_000);
+  }
+
+  it("fidelity with decisions (labels file) and recall@k: merged from kept per-sample scores equals the unsharded evaluation", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "qg-shards-decisions-"));
+    const model = await writeScoreModel(dir);
+    await cp(path.join(CNN, "eval"), path.join(dir, "eval"), { recursive: true });
+    const labels = await writeCircleLabels(path.join(dir, "circle.csv"), path.join(dir, "eval"));
+    const file = path.join(dir, "quantgate.yml");
+    await writeFile(
+      file,
+      `model: ${path.basename(model)}\nrecipe: { format: int4, block_size: 32 }\nevaluation:\n  task: fidelity\n  dataset: eval\n  format: images\n` +
+        `  preprocess: { scale: 0.00392156862745098, mean: [0.5], std: [0.25] }\n  outputs:\n` +
+        `    - { name: score, decision: { threshold: 0.5, labels: ${path.basename(labels)} } }\n    - { name: embedding, recall_at_k: 5 }\n` +
+        `measure: { threads: 1, warmup: 1, runs: 3, kernel_benchmark: false }\noutput_dir: out\n`,
+    );
+    const { merged, whole } = await shardedAndWhole(file, 3);
+    const keys = whole.metrics.map((m) => m.key);
+    expect(keys).toEqual(expect.arrayContaining(["decision_agreement", "decision_accuracy", "recall_at_k"]));
+    expectSameEvaluation(merged, whole);
+    expect(closeDeep(merged.details, whole.details)).toEqual([]);
+  }, 120_000);
 
   it("reads the sharded modes' inputs, naming a missing or bad one", () => {
     const inputs = (m: Record<string, string>) => (n: string) => m[n];

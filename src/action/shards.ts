@@ -133,12 +133,19 @@ async function fileHash(file: string): Promise<string> {
   return sha256(await readFile(file));
 }
 
-/** Downloads the quantize job's artifact into the output folder and checks the model against the manifest. */
-async function fetchQuantized(job: ShardJob, outputDir: string): Promise<ShardManifest> {
+/**
+ * Where a job downloads the quantize job's artifact: a folder of its own inside the output folder, which the
+ * clearing of the previous run's outputs at the start of a run leaves alone (the run copies the model from it).
+ */
+export const ARTIFACT_DIR = path.join(".quantgate-shard", "quantized");
+
+/** Downloads the quantize job's artifact into `dir` (emptied first) and checks the model against the manifest. */
+async function fetchQuantized(job: ShardJob, dir: string): Promise<ShardManifest> {
   const name = quantizedArtifactName(job.id);
-  if (!(await download(job.client, name, outputDir)))
+  await rm(dir, { recursive: true, force: true });
+  if (!(await download(job.client, name, dir)))
     throw new UserError(`no artifact "${name}" in this run: the mode: quantize job must run first (needs: in the workflow) and succeed`);
-  const manifestPath = path.join(outputDir, MANIFEST_FILE);
+  const manifestPath = path.join(dir, MANIFEST_FILE);
   const manifest = JSON.parse(await readFile(manifestPath, "utf8")) as ShardManifest;
   if (manifest.schema !== MANIFEST_SCHEMA) throw new UserError(`${manifestPath}: not a QuantGate shard manifest (${String(manifest.schema)})`);
   if (manifest.tool !== TOOL_VERSION)
@@ -147,7 +154,7 @@ async function fetchQuantized(job: ShardJob, outputDir: string): Promise<ShardMa
     throw new UserError(
       `${manifestPath}: the quantize job read other evaluation settings than this job (${job.config.configPath}); every job must use the same config`,
     );
-  const modelPath = path.join(outputDir, manifest.quantizedModel.file);
+  const modelPath = path.join(dir, manifest.quantizedModel.file);
   const actual = await fileHash(modelPath).catch(() => "missing");
   if (actual !== manifest.quantizedModel.sha256)
     throw new UserError(
@@ -204,12 +211,14 @@ export async function evaluateJob(job: ShardJob, shard: ShardSpec): Promise<{ re
   const task = shardableTask(job.config);
   const outputDir = resolvePath(job.config, job.config.output_dir);
   await mkdir(outputDir, { recursive: true });
-  const manifest = await fetchQuantized(job, outputDir);
+  const artifactDir = path.join(outputDir, ARTIFACT_DIR);
+  const manifest = await fetchQuantized(job, artifactDir);
   let partial: TaskPartial | undefined;
   const cfg = job.config.evaluation;
   const run = await runGate(job.config, {
     ...job.options,
     restored: manifest.outcome,
+    restoredModel: path.join(artifactDir, manifest.quantizedModel.file),
     until: "evaluate",
     evaluate: async (data, models) => {
       const sliced = task.slice(data, shard.index - 1, shard.count);
@@ -240,7 +249,8 @@ export async function evaluateJob(job: ShardJob, shard: ShardSpec): Promise<{ re
     },
   });
   const errors = [...stageErrors(run)];
-  const quantizedSha256 = await fileHash(path.join(outputDir, manifest.quantizedModel.file));
+  // The model this shard evaluated: the copy at the run's quantized path.
+  const quantizedSha256 = run.quantizedModelPath ? await fileHash(run.quantizedModelPath).catch(() => "missing") : "missing";
   if (floatHash(run) !== manifest.floatModel.sha256)
     errors.push(
       `the float model ${manifest.floatModel.path} has sha256 ${short(floatHash(run))} here, ${short(manifest.floatModel.sha256)} in the quantize job`,
@@ -312,11 +322,17 @@ export async function mergeRun(job: ShardJob, count: number): Promise<GateRun> {
   const task = shardableTask(job.config);
   const outputDir = resolvePath(job.config, job.config.output_dir);
   await mkdir(outputDir, { recursive: true });
-  const manifest = await fetchQuantized(job, outputDir);
+  const artifactDir = path.join(outputDir, ARTIFACT_DIR);
+  const manifest = await fetchQuantized(job, artifactDir);
   const partials = await collectShards(job, manifest, count, path.join(outputDir, "shards"));
   const merged = task.merge(job.config.evaluation, partials);
   job.log(`merged ${count} shard(s): ${merged.samples.evaluated} samples`);
-  const run = await runGate(job.config, { ...job.options, restored: manifest.outcome, evaluate: () => Promise.resolve(merged) });
+  const run = await runGate(job.config, {
+    ...job.options,
+    restored: manifest.outcome,
+    restoredModel: path.join(artifactDir, manifest.quantizedModel.file),
+    evaluate: () => Promise.resolve(merged),
+  });
   // The quantize job's stage times stand in for the stages this job skipped.
   const fromQuantize = new Map(manifest.stages.map((s) => [s.stage, s]));
   const stages = run.report.stages.map((s) =>

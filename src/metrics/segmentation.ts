@@ -169,24 +169,49 @@ export interface SegmentationMetricInput {
  *   `pixel_agreement` (share of pixels where the quantized class equals the float class).
  */
 export function segmentationMetrics(input: SegmentationMetricInput): MetricRecord[] {
+  return segmentationRecords(segmentationCounts(input), input.includeBackground ?? false);
+}
+
+/** Per-sample counts behind every segmentation record (sharded runs merge them by concatenation, in sample order). */
+export interface SegmentationCounts {
+  readonly numClasses: number;
+  /** Float and quantized masks against the reference masks, where the data has labels. */
+  readonly vsLabels?: { readonly float: readonly MaskCounts[]; readonly quantized: readonly MaskCounts[] };
+  /** Quantized masks against the float masks. */
+  readonly vsFloat: readonly MaskCounts[];
+}
+
+export function segmentationCounts(input: SegmentationMetricInput): SegmentationCounts {
   const { numClasses, ignore } = input;
-  const includeBackground = input.includeBackground ?? false;
   const n = input.float.length;
   if (input.quantized.length !== n || (input.references && input.references.length !== n))
     throw new RangeError(`internal: ${n} float masks, ${input.quantized.length} quantized, ${input.references?.length} references`);
+  const refs = input.references;
+  return {
+    numClasses,
+    ...(refs
+      ? {
+          vsLabels: {
+            float: input.float.map((m, i) => maskCounts(m, refs[i]!, numClasses, ignore)),
+            quantized: input.quantized.map((m, i) => maskCounts(m, refs[i]!, numClasses, ignore)),
+          },
+        }
+      : {}),
+    // Against the float masks every pixel counts: the float model has no "void".
+    vsFloat: input.quantized.map((m, i) => maskCounts(m, input.float[i]!, numClasses)),
+  };
+}
+
+/** The records of segmentationMetrics from per-sample counts. */
+export function segmentationRecords(counts: SegmentationCounts, includeBackground: boolean): MetricRecord[] {
+  const { numClasses } = counts;
+  const n = counts.vsFloat.length;
   const out: MetricRecord[] = [];
   const samples = `${n.toLocaleString("en-US")} image${n === 1 ? "" : "s"}`;
   const classNote = numClasses === 2 || !includeBackground ? "foreground classes" : "all classes";
-  if (input.references) {
-    const refs = input.references;
-    const f = summarize(
-      input.float.map((m, i) => maskCounts(m, refs[i]!, numClasses, ignore)),
-      includeBackground,
-    );
-    const q = summarize(
-      input.quantized.map((m, i) => maskCounts(m, refs[i]!, numClasses, ignore)),
-      includeBackground,
-    );
+  if (counts.vsLabels) {
+    const f = summarize(counts.vsLabels.float, includeBackground);
+    const q = summarize(counts.vsLabels.quantized, includeBackground);
     const vsLabels = `vs labels, ${classNote}, ${samples}`;
     out.push(
       {
@@ -233,8 +258,7 @@ export function segmentationMetrics(input: SegmentationMetricInput): MetricRecor
       },
     );
   }
-  // Against the float masks every pixel counts: the float model has no "void".
-  const vs = input.quantized.map((m, i) => maskCounts(m, input.float[i]!, numClasses));
+  const vs = counts.vsFloat;
   const v = summarize(vs, includeBackground);
   const agreement = vs.map((c) => (c.pixels === 0 ? 1 : c.agree / c.pixels));
   const vsFloat = `float masks as reference, ${classNote}, ${samples}`;

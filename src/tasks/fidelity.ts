@@ -8,14 +8,24 @@ import { hashFiles, readSource, toFeed, zeros, type SourceOptions, type SourceRe
 import { rawNumbers } from "../data/formats.js";
 import type { Feeds } from "../data/tensors.js";
 import { UserError } from "../errors.js";
-import { compareSessions, type ComparedSample, type OutputFidelity } from "../evaluate/fidelity.js";
+import { compareSessions, mergeOutputFidelity, type ComparedSample, type ComparisonResult, type OutputFidelity } from "../evaluate/fidelity.js";
 import { loadUserMetric, runUserMetric } from "../evaluate/user-metric.js";
 import { gateRulesFor, type RuleKind, type TaskRule } from "../gate/rules.js";
 import { labelsFor, readLabels } from "../data/labels.js";
 import { decisionMetrics, hasSingleClass, isScalarPerSample, scalarOutputError } from "../metrics/decisions.js";
 import { recallAtK } from "../metrics/retrieval.js";
 import { constantFeeds, hits, meanRecord, valueRecord } from "./common.js";
-import type { MetricRecord, SampleCount, Task, TaskData } from "./types.js";
+import type { OutputTensor } from "../evaluate/user-metric.js";
+import {
+  sliceRange,
+  type MetricRecord,
+  type SampleCount,
+  type Task,
+  type TaskData,
+  type TaskEvalContext,
+  type TaskEvaluation,
+  type TaskPartial,
+} from "./types.js";
 
 export type FidelitySample = ComparedSample;
 
@@ -320,7 +330,7 @@ function concat(parts: readonly Float32Array[]): Float32Array {
  */
 function scoreRecords(
   specs: readonly FidelityOutputSpec[],
-  r: Awaited<ReturnType<typeof compareSessions>>,
+  r: ComparisonResult,
   decisionLabels: FidelityData["decisionLabels"],
   warnings: string[],
 ): MetricRecord[] {
@@ -380,87 +390,217 @@ export const fidelityTask: Task<FidelityEvaluation, FidelityData> = {
   name: "fidelity",
   load: (cfg, ctx) => loadFidelityData(cfg, ctx.resolve, ctx.inputs),
 
-  async evaluate(cfg, data, { ort, float, quantized }) {
+  async evaluate(cfg, data, ctx) {
     const t0 = performance.now();
-    const stateOutputs = new Set(data.state.map((s) => s.output));
-    const specs: FidelityOutputSpec[] = cfg.outputs.length
-      ? cfg.outputs
-      : float.outputNames.filter((n) => !stateOutputs.has(n)).map((name) => ({ name, axis: -1, kind: "values" as const }));
-    for (const s of specs) {
-      if (!float.outputNames.includes(s.name))
-        throw new UserError(`evaluation.outputs: the model has no output "${s.name}" (outputs: ${float.outputNames.join(", ")})`);
-    }
-    const userMetric = data.metricFile ? await loadUserMetric(data.metricFile) : undefined;
-    const keep = userMetric !== undefined || specs.some((s) => s.decision !== undefined || s.recall_at_k !== undefined);
-    const r = await compareSessions(ort, float, quantized, data.samples, data.state, specs, keep);
-    refuseScalarMetrics(specs, r.outputs);
-    const rules = fidelityRules(cfg);
-    const rulesOf = (metric: string): string[] => [...gateRulesFor(metric), ...rules.filter((x) => x.metric === metric).map((x) => x.rule)];
-    const metrics: MetricRecord[] = [];
-    const labelled = r.classOutput >= 0 && r.labels.length > 0 && r.labels.every((l) => l !== undefined) && r.predFloat.length === r.labels.length;
-    if (labelled) {
-      const labels = r.labels as number[];
-      const out = specs[r.classOutput]!.name;
-      metrics.push(
-        meanRecord("accuracy", "Accuracy", "ratio", "higher", hits(r.predQuantized, labels), hits(r.predFloat, labels), {
-          note: `argmax of ${out} vs labels`,
-          rules: rulesOf("accuracy"),
-        }),
-      );
-    }
-    const klSource = r.outputs.find((o, i) => o.kl !== undefined && !scoreShape(o, specs[i]!.axis).singleClass);
-    if (klSource?.kl) {
-      const note = `output ${klSource.name} vs float`;
-      metrics.push(
-        meanRecord("kl_mean", "KL divergence (mean)", "nats", "lower", klSource.kls, undefined, { note, rules: rulesOf("kl_mean") }),
-        valueRecord("kl_p99", "KL divergence (p99)", "nats", "lower", klSource.kl.p99, undefined, { note, rules: rulesOf("kl_p99") }),
-        valueRecord("kl_max", "KL divergence (max)", "nats", "lower", klSource.kl.max, undefined, { note, rules: rulesOf("kl_max") }),
-      );
-    }
-    const top1Source = (r.classOutput >= 0 ? [r.outputs[r.classOutput]!] : r.outputs).find(
-      (o) => o.top1Agreement !== undefined && !scoreShape(o, specs[r.outputs.indexOf(o)]!.axis).singleClass,
-    );
-    if (top1Source?.top1Agreement !== undefined && top1Source.agreements.length > 0)
-      metrics.push(
-        meanRecord("top1_agreement", "Top-1 agreement", "ratio", "higher", top1Source.agreements, undefined, {
-          note: `output ${top1Source.name} vs float`,
-          rules: rulesOf("top1_agreement"),
-        }),
-      );
-    for (const [i, o] of r.outputs.entries()) metrics.push(...outputRecords(o, specs[i]!.axis, rulesOf));
-    const warnings: string[] = [];
-    metrics.push(...scoreRecords(specs, r, data.decisionLabels, warnings));
-    if (userMetric) {
-      const values = await runUserMetric(userMetric, r.floatOutputs, r.quantizedOutputs, r.labels);
-      for (const [name, value] of Object.entries(values)) {
-        const limits = cfg.metric?.limits[name];
-        const direction = limits?.min && !limits.max ? "higher" : "lower";
-        metrics.push(
-          valueRecord(`metric.${name}`, `metric ${name}`, "value", direction, value, undefined, { rules: rulesOf(`metric.${name}`), note: "user metric" }),
-        );
-      }
-    }
-    return {
+    const { specs, r, userMetric } = await compareFidelity(cfg, data, ctx);
+    const userValues = userMetric ? await runUserMetric(userMetric, r.floatOutputs, r.quantizedOutputs, r.labels) : undefined;
+    return fidelityEvaluation(cfg, data.count, specs, r, data.decisionLabels, userValues, performance.now() - t0);
+  },
+
+  slice(data, index, count) {
+    // Whole sequences only: the chunks of one sequence carry each model's state from one to the next.
+    const starts = data.samples.flatMap((s, i) => (i === 0 || s.sequence !== data.samples[i - 1]!.sequence ? [i] : []));
+    const [a, b] = sliceRange(starts.length, index, count);
+    const start = a < starts.length ? starts[a]! : data.samples.length;
+    const end = b < starts.length ? starts[b]! : data.samples.length;
+    // Decision labels files need unchunked data: one label per sample, in sample order.
+    const decisionLabels = data.decisionLabels
+      ? Object.fromEntries(Object.entries(data.decisionLabels).map(([name, labels]) => [name, labels.slice(start, end)]))
+      : undefined;
+    return { ...data, samples: data.samples.slice(start, end), ...(decisionLabels ? { decisionLabels } : {}) };
+  },
+
+  async partial(cfg, data, ctx) {
+    if (data.metricFile) throw new UserError("evaluation.metric: a user metric reads every sample's outputs at once and cannot be sharded; use mode check");
+    const t0 = performance.now();
+    const { specs, r } = await compareFidelity(cfg, data, ctx);
+    // Decisions and recall@k read every sample's scores or embeddings: the partial keeps them (as float32 bytes).
+    const kept = specs
+      .filter((s) => s.decision !== undefined || s.recall_at_k !== undefined)
+      .map((s) => ({
+        name: s.name,
+        dims: r.floatOutputs.map((o) => [...o[s.name]!.dims]),
+        float: r.floatOutputs.map((o) => toBase64(o[s.name]!.data)),
+        quantized: r.quantizedOutputs.map((o) => toBase64(o[s.name]!.data)),
+      }));
+    const partial: FidelityPartial = {
       task: "fidelity",
-      metrics,
-      samples: data.count,
+      specs,
+      outputs: r.outputs,
+      predFloat: r.predFloat,
+      predQuantized: r.predQuantized,
+      labels: r.labels.map((l) => l ?? null),
+      classOutput: r.classOutput,
+      kept,
+      decisionLabels: data.decisionLabels ?? {},
+      count: data.count,
       ms: performance.now() - t0,
-      rules,
-      warnings,
-      details: {
-        outputs: r.outputs.map((o) => ({
-          name: o.name,
-          kind: o.kind,
-          dims: o.dims,
-          cosineMean: o.cosineMean,
-          cosineMin: o.cosineMin,
-          relativeL2: o.relativeL2,
-          maxAbsError: o.maxAbsError,
-          top1Agreement: o.top1Agreement,
-          kl: o.kl,
-          positions: o.positions,
-        })),
-      },
     };
+    return partial;
+  },
+
+  merge(cfg, partials) {
+    const parts = partials as readonly FidelityPartial[];
+    // Slices with no samples (more shards than sequences) carry no comparison of their own.
+    const full = parts.filter((p) => p.labels.length > 0);
+    const first = full[0];
+    if (!first) throw new UserError("no shard evaluated any sample");
+    const samples = full.reduce((a, p) => a + p.labels.length, 0);
+    const floatOutputs: Record<string, OutputTensor>[] = Array.from({ length: samples }, () => ({}));
+    const quantizedOutputs: Record<string, OutputTensor>[] = Array.from({ length: samples }, () => ({}));
+    let at = 0;
+    for (const p of full) {
+      for (const k of p.kept) {
+        k.float.forEach((b, i) => (floatOutputs[at + i]![k.name] = { dims: k.dims[i]!, data: fromBase64(b) }));
+        k.quantized.forEach((b, i) => (quantizedOutputs[at + i]![k.name] = { dims: k.dims[i]!, data: fromBase64(b) }));
+      }
+      at += p.labels.length;
+    }
+    const kept = first.kept.length > 0;
+    const r: ComparisonResult = {
+      outputs: first.specs.map((_, i) => mergeOutputFidelity(full.map((p) => p.outputs[i]!))),
+      predFloat: full.flatMap((p) => p.predFloat),
+      predQuantized: full.flatMap((p) => p.predQuantized),
+      labels: full.flatMap((p) => p.labels).map((l) => l ?? undefined),
+      classOutput: first.classOutput,
+      floatOutputs: kept ? floatOutputs : [],
+      quantizedOutputs: kept ? quantizedOutputs : [],
+    };
+    const decisionLabels: Record<string, number[]> = {};
+    for (const name of Object.keys(first.decisionLabels)) decisionLabels[name] = full.flatMap((p) => p.decisionLabels[name] ?? []);
+    return fidelityEvaluation(
+      cfg,
+      first.count,
+      first.specs,
+      r,
+      decisionLabels,
+      undefined,
+      parts.reduce((a, p) => a + p.ms, 0),
+    );
   },
 };
+
+/** Mergeable state of a slice of samples: per-output comparisons with their sums, predictions and labels. */
+interface FidelityPartial extends TaskPartial {
+  readonly specs: FidelityOutputSpec[];
+  readonly outputs: OutputFidelity[];
+  readonly predFloat: number[];
+  readonly predQuantized: number[];
+  readonly labels: (number | null)[];
+  readonly classOutput: number;
+  /** Per-sample outputs of the outputs with decision or recall_at_k (float32 bytes, base64), in sample order. */
+  readonly kept: { readonly name: string; readonly dims: number[][]; readonly float: string[]; readonly quantized: string[] }[];
+  readonly decisionLabels: Readonly<Record<string, readonly number[]>>;
+  readonly count: SampleCount;
+  readonly ms: number;
+}
+
+function toBase64(a: Float32Array): string {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString("base64");
+}
+
+function fromBase64(s: string): Float32Array {
+  const b = Buffer.from(s, "base64");
+  const out = new Float32Array(b.length / 4);
+  new Uint8Array(out.buffer).set(b);
+  return out;
+}
+
+async function compareFidelity(
+  cfg: FidelityEvaluation,
+  data: FidelityData,
+  { ort, float, quantized }: TaskEvalContext,
+): Promise<{ specs: FidelityOutputSpec[]; r: ComparisonResult; userMetric: Awaited<ReturnType<typeof loadUserMetric>> | undefined }> {
+  const stateOutputs = new Set(data.state.map((s) => s.output));
+  const specs: FidelityOutputSpec[] = cfg.outputs.length
+    ? cfg.outputs
+    : float.outputNames.filter((n) => !stateOutputs.has(n)).map((name) => ({ name, axis: -1, kind: "values" as const }));
+  for (const s of specs) {
+    if (!float.outputNames.includes(s.name))
+      throw new UserError(`evaluation.outputs: the model has no output "${s.name}" (outputs: ${float.outputNames.join(", ")})`);
+  }
+  const userMetric = data.metricFile ? await loadUserMetric(data.metricFile) : undefined;
+  const keep = userMetric !== undefined || specs.some((s) => s.decision !== undefined || s.recall_at_k !== undefined);
+  const r = await compareSessions(ort, float, quantized, data.samples, data.state, specs, keep);
+  // An empty slice (more shards than sequences) has no output shapes to judge.
+  if (data.samples.length > 0) refuseScalarMetrics(specs, r.outputs);
+  return { specs, r, userMetric };
+}
+
+function fidelityEvaluation(
+  cfg: FidelityEvaluation,
+  count: SampleCount,
+  specs: readonly FidelityOutputSpec[],
+  r: ComparisonResult,
+  decisionLabels: FidelityData["decisionLabels"],
+  userValues: Record<string, number> | undefined,
+  ms: number,
+): TaskEvaluation {
+  const rules = fidelityRules(cfg);
+  const rulesOf = (metric: string): string[] => [...gateRulesFor(metric), ...rules.filter((x) => x.metric === metric).map((x) => x.rule)];
+  const metrics: MetricRecord[] = [];
+  const labelled = r.classOutput >= 0 && r.labels.length > 0 && r.labels.every((l) => l !== undefined) && r.predFloat.length === r.labels.length;
+  if (labelled) {
+    const labels = r.labels as number[];
+    const out = specs[r.classOutput]!.name;
+    metrics.push(
+      meanRecord("accuracy", "Accuracy", "ratio", "higher", hits(r.predQuantized, labels), hits(r.predFloat, labels), {
+        note: `argmax of ${out} vs labels`,
+        rules: rulesOf("accuracy"),
+      }),
+    );
+  }
+  const klSource = r.outputs.find((o, i) => o.kl !== undefined && !scoreShape(o, specs[i]!.axis).singleClass);
+  if (klSource?.kl) {
+    const note = `output ${klSource.name} vs float`;
+    metrics.push(
+      meanRecord("kl_mean", "KL divergence (mean)", "nats", "lower", klSource.kls, undefined, { note, rules: rulesOf("kl_mean") }),
+      valueRecord("kl_p99", "KL divergence (p99)", "nats", "lower", klSource.kl.p99, undefined, { note, rules: rulesOf("kl_p99") }),
+      valueRecord("kl_max", "KL divergence (max)", "nats", "lower", klSource.kl.max, undefined, { note, rules: rulesOf("kl_max") }),
+    );
+  }
+  const top1Source = (r.classOutput >= 0 ? [r.outputs[r.classOutput]!] : r.outputs).find(
+    (o) => o.top1Agreement !== undefined && !scoreShape(o, specs[r.outputs.indexOf(o)]!.axis).singleClass,
+  );
+  if (top1Source?.top1Agreement !== undefined && top1Source.agreements.length > 0)
+    metrics.push(
+      meanRecord("top1_agreement", "Top-1 agreement", "ratio", "higher", top1Source.agreements, undefined, {
+        note: `output ${top1Source.name} vs float`,
+        rules: rulesOf("top1_agreement"),
+      }),
+    );
+  for (const [i, o] of r.outputs.entries()) metrics.push(...outputRecords(o, specs[i]!.axis, rulesOf));
+  const warnings: string[] = [];
+  metrics.push(...scoreRecords(specs, r, decisionLabels, warnings));
+  if (userValues) {
+    for (const [name, value] of Object.entries(userValues)) {
+      const limits = cfg.metric?.limits[name];
+      const direction = limits?.min && !limits.max ? "higher" : "lower";
+      metrics.push(
+        valueRecord(`metric.${name}`, `metric ${name}`, "value", direction, value, undefined, { rules: rulesOf(`metric.${name}`), note: "user metric" }),
+      );
+    }
+  }
+  return {
+    task: "fidelity",
+    metrics,
+    samples: count,
+    ms,
+    rules,
+    warnings,
+    details: {
+      outputs: r.outputs.map((o) => ({
+        name: o.name,
+        kind: o.kind,
+        dims: o.dims,
+        cosineMean: o.cosineMean,
+        cosineMin: o.cosineMin,
+        relativeL2: o.relativeL2,
+        maxAbsError: o.maxAbsError,
+        top1Agreement: o.top1Agreement,
+        kl: o.kl,
+        positions: o.positions,
+      })),
+    },
+  };
+}

@@ -6,9 +6,9 @@ import { imagePreprocess } from "../config/preprocess.js";
 import { UserError } from "../errors.js";
 import { readMaskImage } from "../data/image-folder.js";
 import { labelsFor, readLabels } from "../data/labels.js";
-import { maskFromOutput, segmentationMetrics, type MaskSpec } from "../metrics/segmentation.js";
+import { maskFromOutput, segmentationCounts, segmentationRecords, type MaskCounts, type MaskSpec, type SegmentationCounts } from "../metrics/segmentation.js";
 import { constantFeeds, dataInputs } from "./common.js";
-import type { Task, TaskData } from "./types.js";
+import { sliceRange, type Task, type TaskData, type TaskEvalContext, type TaskEvaluation, type TaskPartial } from "./types.js";
 import {
   constantInputsSchema,
   displayUnder,
@@ -175,68 +175,180 @@ export const segmentationTask: Task<SegmentationEvaluation, SegmentationData> = 
 
   async evaluate(config, data, ctx) {
     const t0 = performance.now();
-    const output = pickOutput(ctx.float, config.output);
-    const spec = specOf(config.mask);
-    const floatMasks: Uint8Array[] = [];
-    const quantMasks: Uint8Array[] = [];
-    const refs: Uint8Array[] = [];
-    let numClasses = 0;
-    await runBoth(ctx.ort, ctx.float, ctx.quantized, data.samples, output, (f, q, i) => {
-      let fm;
-      let qm;
-      try {
-        fm = maskFromOutput(f.data as ArrayLike<number>, f.dims, spec);
-        qm = maskFromOutput(q.data as ArrayLike<number>, q.dims, spec);
-      } catch (err) {
-        throw new UserError(`output "${output}" of shape [${f.dims.join(", ")}]: ${(err as Error).message} (evaluation.mask)`);
-      }
-      numClasses = fm.numClasses;
-      const ref = data.references?.[i];
-      if (ref) {
-        // The mask's height and width must be the output's last two axes (after the class axis is removed).
-        const [h, w] = fm.dims.slice(-2);
-        if (fm.classes.length !== ref.values.length || h !== ref.height || w !== ref.width)
-          throw new UserError(
-            `${ref.file}: the mask is ${ref.width}x${ref.height}, but output "${output}" gives masks of shape [${fm.dims.join(", ")}] (the mask must match its last two axes)`,
-            ref.file,
-          );
-        refs.push(referenceClasses(ref, config.mask, fm.numClasses));
-      }
-      floatMasks.push(fm.classes);
-      quantMasks.push(qm.classes);
-    });
-    const metrics = segmentationMetrics({
-      float: floatMasks,
-      quantized: quantMasks,
-      references: data.references ? refs : undefined,
-      numClasses,
-      ignore: config.mask.ignore_index,
-      includeBackground: config.mask.include_background,
-    });
-    const warnings: string[] = [];
-    const iou = metrics.find((m) => m.key === "iou");
-    if (iou?.float !== undefined && iou.float < 0.5)
-      warnings.push(
-        `the float model's IoU against the label masks is ${iou.float.toFixed(3)}: check evaluation.preprocess, mask.mode and the masks' class values before trusting the comparison`,
-      );
-    // The images where the quantized masks moved most from float's, for the folded details.
-    const perImage = metrics.find((m) => m.key === "iou_vs_float")!.perSample!.quantized;
-    const worst = data.samples
-      .map((s, i) => ({ file: data.displayFile(s.file), iouVsFloat: perImage[i]! }))
-      .sort((a, b) => a.iouVsFloat - b.iouVsFloat)
-      .slice(0, 10);
-    const n = data.samples.length;
-    return {
-      task: "segmentation",
-      metrics,
-      samples: {
-        evaluated: n,
-        total: data.total,
-        ...(n < data.total ? { leftOut: `evaluation.samples is ${config.samples}: the first ${n} of ${data.total} images in file-name order` } : {}),
-      },
+    const { output, counts } = await compareMasks(config, data, ctx);
+    return segmentationResult(config, counts, {
+      output,
+      files: data.samples.map((s) => data.displayFile(s.file)),
+      total: data.total,
+      labelled: data.references !== undefined,
       ms: performance.now() - t0,
-      details: { output, mode: config.mask.mode, classes: numClasses, labelled: data.references !== undefined, worstVsFloat: worst },
-      warnings,
+    });
+  },
+
+  slice(data, index, count) {
+    const [a, b] = sliceRange(data.samples.length, index, count);
+    return { ...data, samples: data.samples.slice(a, b), ...(data.references ? { references: data.references.slice(a, b) } : {}) };
+  },
+
+  async partial(config, data, ctx) {
+    const t0 = performance.now();
+    const { output, counts } = await compareMasks(config, data, ctx);
+    const partial: SegmentationPartial = {
+      task: "segmentation",
+      output,
+      numClasses: counts.numClasses,
+      ...(counts.vsLabels ? { vsLabels: { float: counts.vsLabels.float.map(countsToJson), quantized: counts.vsLabels.quantized.map(countsToJson) } } : {}),
+      vsFloat: counts.vsFloat.map(countsToJson),
+      files: data.samples.map((s) => data.displayFile(s.file)),
+      total: data.total,
+      labelled: data.references !== undefined,
+      ms: performance.now() - t0,
     };
+    return partial;
+  },
+
+  merge(config, partials) {
+    const parts = (partials as readonly SegmentationPartial[]).filter((p) => p.files.length > 0);
+    const first = parts[0];
+    if (!first) throw new UserError("no shard evaluated any image");
+    const numClasses = first.numClasses;
+    if (parts.some((p) => p.numClasses !== numClasses))
+      throw new UserError(`the shards' masks have different class counts (${parts.map((p) => p.numClasses).join(", ")})`);
+    const counts: SegmentationCounts = {
+      numClasses,
+      ...(first.labelled
+        ? {
+            vsLabels: {
+              float: parts.flatMap((p) => p.vsLabels?.float ?? []).map(countsFromJson),
+              quantized: parts.flatMap((p) => p.vsLabels?.quantized ?? []).map(countsFromJson),
+            },
+          }
+        : {}),
+      vsFloat: parts.flatMap((p) => p.vsFloat).map(countsFromJson),
+    };
+    return segmentationResult(config, counts, {
+      output: first.output,
+      files: parts.flatMap((p) => p.files),
+      total: first.total,
+      labelled: first.labelled,
+      ms: partials.reduce((a, p) => a + (p as SegmentationPartial).ms, 0),
+    });
   },
 };
+
+/** MaskCounts as plain JSON (per-class counts as arrays). */
+interface CountsJson {
+  readonly intersection: number[];
+  readonly predicted: number[];
+  readonly reference: number[];
+  readonly agree: number;
+  readonly pixels: number;
+}
+
+const countsToJson = (c: MaskCounts): CountsJson => ({
+  intersection: Array.from(c.intersection),
+  predicted: Array.from(c.predicted),
+  reference: Array.from(c.reference),
+  agree: c.agree,
+  pixels: c.pixels,
+});
+
+const countsFromJson = (c: CountsJson): MaskCounts => ({
+  intersection: Float64Array.from(c.intersection),
+  predicted: Float64Array.from(c.predicted),
+  reference: Float64Array.from(c.reference),
+  agree: c.agree,
+  pixels: c.pixels,
+});
+
+/** Mergeable state of a slice of images: per-image pixel counts (intersections, mask sizes) in image order. */
+interface SegmentationPartial extends TaskPartial {
+  readonly output: string;
+  readonly numClasses: number;
+  readonly vsLabels?: { readonly float: CountsJson[]; readonly quantized: CountsJson[] };
+  readonly vsFloat: CountsJson[];
+  readonly files: string[];
+  readonly total: number;
+  readonly labelled: boolean;
+  readonly ms: number;
+}
+
+/** Runs every image through both models and counts the masks against the labels and each other. */
+async function compareMasks(
+  config: SegmentationEvaluation,
+  data: SegmentationData,
+  ctx: TaskEvalContext,
+): Promise<{ output: string; counts: SegmentationCounts }> {
+  const output = pickOutput(ctx.float, config.output);
+  const spec = specOf(config.mask);
+  const floatMasks: Uint8Array[] = [];
+  const quantMasks: Uint8Array[] = [];
+  const refs: Uint8Array[] = [];
+  let numClasses = 0;
+  await runBoth(ctx.ort, ctx.float, ctx.quantized, data.samples, output, (f, q, i) => {
+    let fm;
+    let qm;
+    try {
+      fm = maskFromOutput(f.data as ArrayLike<number>, f.dims, spec);
+      qm = maskFromOutput(q.data as ArrayLike<number>, q.dims, spec);
+    } catch (err) {
+      throw new UserError(`output "${output}" of shape [${f.dims.join(", ")}]: ${(err as Error).message} (evaluation.mask)`);
+    }
+    numClasses = fm.numClasses;
+    const ref = data.references?.[i];
+    if (ref) {
+      // The mask's height and width must be the output's last two axes (after the class axis is removed).
+      const [h, w] = fm.dims.slice(-2);
+      if (fm.classes.length !== ref.values.length || h !== ref.height || w !== ref.width)
+        throw new UserError(
+          `${ref.file}: the mask is ${ref.width}x${ref.height}, but output "${output}" gives masks of shape [${fm.dims.join(", ")}] (the mask must match its last two axes)`,
+          ref.file,
+        );
+      refs.push(referenceClasses(ref, config.mask, fm.numClasses));
+    }
+    floatMasks.push(fm.classes);
+    quantMasks.push(qm.classes);
+  });
+  const counts = segmentationCounts({
+    float: floatMasks,
+    quantized: quantMasks,
+    references: data.references ? refs : undefined,
+    numClasses,
+    ignore: config.mask.ignore_index,
+    includeBackground: config.mask.include_background,
+  });
+  return { output, counts };
+}
+
+function segmentationResult(
+  config: SegmentationEvaluation,
+  counts: SegmentationCounts,
+  run: { readonly output: string; readonly files: readonly string[]; readonly total: number; readonly labelled: boolean; readonly ms: number },
+): TaskEvaluation {
+  const metrics = segmentationRecords(counts, config.mask.include_background);
+  const warnings: string[] = [];
+  const iou = metrics.find((m) => m.key === "iou");
+  if (iou?.float !== undefined && iou.float < 0.5)
+    warnings.push(
+      `the float model's IoU against the label masks is ${iou.float.toFixed(3)}: check evaluation.preprocess, mask.mode and the masks' class values before trusting the comparison`,
+    );
+  // The images where the quantized masks moved most from float's, for the folded details.
+  const perImage = metrics.find((m) => m.key === "iou_vs_float")!.perSample!.quantized;
+  const worst = run.files
+    .map((file, i) => ({ file, iouVsFloat: perImage[i]! }))
+    .sort((a, b) => a.iouVsFloat - b.iouVsFloat)
+    .slice(0, 10);
+  const n = run.files.length;
+  return {
+    task: "segmentation",
+    metrics,
+    samples: {
+      evaluated: n,
+      total: run.total,
+      ...(n < run.total ? { leftOut: `evaluation.samples is ${config.samples}: the first ${n} of ${run.total} images in file-name order` } : {}),
+    },
+    ms: run.ms,
+    details: { output: run.output, mode: config.mask.mode, classes: counts.numClasses, labelled: run.labelled, worstVsFloat: worst },
+    warnings,
+  };
+}

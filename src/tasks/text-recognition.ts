@@ -8,7 +8,7 @@ import { labelsFor, readLabels } from "../data/labels.js";
 import { argmaxFrames, ctcClassesToText, ctcCollapse, idsToText, parseDictionary } from "../metrics/ctc.js";
 import { characterErrorRate, textErrorMetrics } from "../metrics/edit-distance.js";
 import { constantFeeds, dataInputs } from "./common.js";
-import type { Task, TaskData } from "./types.js";
+import { sliceRange, type Task, type TaskData, type TaskEvalContext, type TaskEvaluation, type TaskPartial } from "./types.js";
 import {
   constantInputsSchema,
   displayUnder,
@@ -188,39 +188,101 @@ export const textRecognitionTask: Task<TextRecognitionEvaluation, TextRecognitio
 
   async evaluate(config, data, ctx) {
     const t0 = performance.now();
-    const output = pickOutput(ctx.float, config.output);
-    const floatTexts: string[] = [];
-    const quantTexts: string[] = [];
-    await runBoth(ctx.ort, ctx.float, ctx.quantized, data.samples, output, (f, q) => {
-      floatTexts.push(decodeText(f, config.decode, data.symbols, output));
-      quantTexts.push(decodeText(q, config.decode, data.symbols, output));
+    const texts = await transcribe(config, data, ctx);
+    return textRecognitionResult(config, { ...texts, total: data.total, ms: performance.now() - t0 });
+  },
+
+  slice(data, index, count) {
+    const [a, b] = sliceRange(data.samples.length, index, count);
+    return { ...data, samples: data.samples.slice(a, b), references: data.references?.slice(a, b) };
+  },
+
+  async partial(config, data, ctx) {
+    const t0 = performance.now();
+    const texts = await transcribe(config, data, ctx);
+    // Transcripts are small: the merge recomputes the edit distances from them, exactly as one run would.
+    const partial: TextRecognitionPartial = { task: "text-recognition", ...texts, total: data.total, ms: performance.now() - t0 };
+    return partial;
+  },
+
+  merge(config, partials) {
+    const parts = partials as readonly TextRecognitionPartial[];
+    const full = parts.filter((p) => p.files.length > 0);
+    const first = full[0];
+    if (!first) throw new UserError("no shard evaluated any image");
+    const labelled = first.references !== null;
+    return textRecognitionResult(config, {
+      output: first.output,
+      files: full.flatMap((p) => p.files),
+      floatTexts: full.flatMap((p) => p.floatTexts),
+      quantTexts: full.flatMap((p) => p.quantTexts),
+      references: labelled ? full.flatMap((p) => p.references ?? []) : null,
+      total: first.total,
+      ms: parts.reduce((a, p) => a + p.ms, 0),
     });
-    const metrics = textErrorMetrics(floatTexts, quantTexts, data.references);
-    const warnings: string[] = [];
-    if (data.references) {
-      const floatCer = characterErrorRate(data.references, floatTexts).rate;
-      if (floatCer > 0.5)
-        warnings.push(
-          `the float model's character error rate against the labels is ${(floatCer * 100).toFixed(1)}%: check evaluation.preprocess, decode.dictionary and decode.blank before trusting the comparison`,
-        );
-    }
-    // Lines whose transcript changed, for the folded details (at most 20).
-    const changed = data.samples
-      .map((s, i) => ({ file: data.displayFile(s.file), reference: data.references?.[i], float: floatTexts[i]!, quantized: quantTexts[i]! }))
-      .filter((l) => l.float !== l.quantized || (l.reference !== undefined && l.reference !== l.quantized))
-      .slice(0, 20);
-    const n = data.samples.length;
-    return {
-      task: "text-recognition",
-      metrics,
-      samples: {
-        evaluated: n,
-        total: data.total,
-        ...(n < data.total ? { leftOut: `evaluation.samples is ${config.samples}: the first ${n} of ${data.total} images in file-name order` } : {}),
-      },
-      ms: performance.now() - t0,
-      details: { output, decode: config.decode.mode, labelled: data.references !== undefined, lines: changed },
-      warnings,
-    };
   },
 };
+
+/** Transcripts of a run's images by both models, with the reference texts (null: no labels). */
+interface Transcripts {
+  readonly output: string;
+  readonly files: string[];
+  readonly floatTexts: string[];
+  readonly quantTexts: string[];
+  readonly references: string[] | null;
+}
+
+/** Mergeable state of a slice of images: their transcripts in image order. */
+interface TextRecognitionPartial extends TaskPartial, Transcripts {
+  readonly total: number;
+  readonly ms: number;
+}
+
+async function transcribe(config: TextRecognitionEvaluation, data: TextRecognitionData, ctx: TaskEvalContext): Promise<Transcripts> {
+  const output = pickOutput(ctx.float, config.output);
+  const floatTexts: string[] = [];
+  const quantTexts: string[] = [];
+  await runBoth(ctx.ort, ctx.float, ctx.quantized, data.samples, output, (f, q) => {
+    floatTexts.push(decodeText(f, config.decode, data.symbols, output));
+    quantTexts.push(decodeText(q, config.decode, data.symbols, output));
+  });
+  return {
+    output,
+    files: data.samples.map((s) => data.displayFile(s.file)),
+    floatTexts,
+    quantTexts,
+    references: data.references ? [...data.references] : null,
+  };
+}
+
+function textRecognitionResult(config: TextRecognitionEvaluation, t: Transcripts & { readonly total: number; readonly ms: number }): TaskEvaluation {
+  const { floatTexts, quantTexts } = t;
+  const references = t.references ?? undefined;
+  const metrics = textErrorMetrics(floatTexts, quantTexts, references);
+  const warnings: string[] = [];
+  if (references) {
+    const floatCer = characterErrorRate(references, floatTexts).rate;
+    if (floatCer > 0.5)
+      warnings.push(
+        `the float model's character error rate against the labels is ${(floatCer * 100).toFixed(1)}%: check evaluation.preprocess, decode.dictionary and decode.blank before trusting the comparison`,
+      );
+  }
+  // Lines whose transcript changed, for the folded details (at most 20).
+  const changed = t.files
+    .map((file, i) => ({ file, reference: references?.[i], float: floatTexts[i]!, quantized: quantTexts[i]! }))
+    .filter((l) => l.float !== l.quantized || (l.reference !== undefined && l.reference !== l.quantized))
+    .slice(0, 20);
+  const n = t.files.length;
+  return {
+    task: "text-recognition",
+    metrics,
+    samples: {
+      evaluated: n,
+      total: t.total,
+      ...(n < t.total ? { leftOut: `evaluation.samples is ${config.samples}: the first ${n} of ${t.total} images in file-name order` } : {}),
+    },
+    ms: t.ms,
+    details: { output: t.output, decode: config.decode.mode, labelled: references !== undefined, lines: changed },
+    warnings,
+  };
+}
