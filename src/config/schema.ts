@@ -432,6 +432,37 @@ export const releaseSchema = z.strictObject({
   record: z.string().min(1).default("quantgate-release.json"),
 });
 
+/** `quantgate search`: find the cheapest recipe that passes every gate rule (src/search/). */
+export const SEARCH_OBJECTIVES = ["size", "bits_per_weight", "latency_p50"] as const;
+export const searchSchema = z.strictObject({
+  /** What "cheapest" means: stored bytes (model_size), bits_per_weight, or latency_p50 of the quantized model. */
+  objective: z.enum(SEARCH_OBJECTIVES, { error: `expected one of ${SEARCH_OBJECTIVES.join(", ")}` }).default("size"),
+  space: z
+    .strictObject({
+      formats: z.array(format).min(1).default(["int8", "int4", "int3", "int2", "nf4", "mxfp4"]),
+      block_sizes: z.array(blockSize).min(1).default([32, 64, 128]),
+      algorithms: z.array(algorithm).min(1).default(["rtn", "mse", "awq", "gptq"]),
+      /** Mixed precision between the cheapest passing and the dearest failing uniform recipe ([] turns it off). */
+      mixed_formats: z.array(intFormat).default(["int2", "int3", "int4", "int8"]),
+      /** Allow per-layer format overrides (allocated from measured per-layer KL); otherwise mixed uses recipe.mixed. */
+      per_layer_overrides: z.boolean().default(true),
+    })
+    .default({
+      formats: ["int8", "int4", "int3", "int2", "nf4", "mxfp4"],
+      block_sizes: [32, 64, 128],
+      algorithms: ["rtn", "mse", "awq", "gptq"],
+      mixed_formats: ["int2", "int3", "int4", "int8"],
+      per_layer_overrides: true,
+    }),
+  /** Full gate runs the search may spend (the holdout verification of the winner is one more). */
+  max_full_evaluations: z.number().int().min(1).max(1000).default(8),
+  /** Wall-clock budget; the search stops early, and says so, when it is spent. */
+  max_minutes: z.number().positive().default(30),
+  /** Share of the evaluation data kept out of the search's choices and used only to verify the winner. */
+  holdout: z.number().min(0).max(0.9).default(0.3),
+});
+export type SearchSettings = z.infer<typeof searchSchema>;
+
 export const configSchema = z.strictObject({
   version: z.literal(1).default(1),
   model: z.string().min(1, "expected the path of an .onnx file"),
@@ -448,6 +479,7 @@ export const configSchema = z.strictObject({
   regression: regressionSchema.optional(),
   history: historySchema.optional(),
   release: releaseSchema.optional(),
+  search: searchSchema.optional(),
 });
 
 export type ConfigFile = z.infer<typeof configSchema>;

@@ -1,0 +1,464 @@
+// Accuracy-aware search: the cheapest recipe that passes every gate rule of the config.
+//
+// 1. The evaluation data is split (search part / holdout part, see split.ts).
+// 2. Per-layer sensitivity is measured once: the KL of the model with one layer quantized (the same
+//    measurement recipe.mixed.method kl uses), on calibration batches of the search part.
+// 3. Uniform recipes of the space are grouped into cost levels (estimated bits per weight) and the cheapest
+//    passing level is found by bisection, each probe one full gate run on the search part.
+// 4. Between the dearest failing and the cheapest passing level, mixed-precision recipes allocated from the
+//    measured sensitivity (per-layer overrides, or recipe.mixed) are bisected over their bits-per-weight target.
+// 5. The winner, and the current recipe for comparison, are run once more on the holdout part: only a
+//    winner that passes there is suggested, as a quantgate.yml patch and its lockfile.
+import { copyFile, mkdir, readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { canonical } from "../cache/index.js";
+import { resolvePath, type Config } from "../config/load.js";
+import { FORMAT_BITS, isIntFormat, recipeSchema, type IntFormat, type Recipe, type SearchSettings, type WeightFormat } from "../config/schema.js";
+import { searchSchema } from "../config/schema.js";
+import { feedTypeOf } from "../data/tensors.js";
+import { declaredDims } from "../data/records.js";
+import type { ModelInputInfo } from "../data/index.js";
+import { UserError } from "../errors.js";
+import { loadModel, valueInfoTensorType, type LoadedModel } from "../onnx/model.js";
+import { findWeights, type WeightSite } from "../onnx/weights.js";
+import { runGate, type GateRun, type GateRunOptions } from "../pipeline.js";
+import { containerBits, quantizeBlockwiseRef, type BlockwiseSpec } from "../quantize/blockwise.js";
+import { planWeights, specFor, type WeightPlan } from "../quantize/index.js";
+import { planMixedPrecision } from "../quantize/mixed-plan.js";
+import { measureLayerKl } from "../quantize/sensitivity.js";
+import { LOCKFILE_NAME } from "../report/lockfile.js";
+import type { Report } from "../report/types.js";
+import { writeReport } from "../report/write.js";
+import { taskOf } from "../tasks/index.js";
+import { patchRecipe, unifiedDiff } from "./patch.js";
+import { splitEvaluation, type DataSplit } from "./split.js";
+
+export type Objective = SearchSettings["objective"];
+
+export interface SearchOptions extends GateRunOptions {
+  readonly log?: (message: string) => void;
+}
+
+export interface Candidate {
+  /** Short label, e.g. "int4 b64 mse" or "mixed 3.42 bpw (int3/int4)". */
+  readonly label: string;
+  readonly kind: "uniform" | "mixed" | "current";
+  readonly recipe: Recipe;
+  /** Estimated bits per weight (codes plus scales), the order the bisection walks. */
+  readonly estBpw: number;
+}
+
+export interface Evaluation {
+  readonly candidate: Candidate;
+  readonly verdict: "pass" | "fail";
+  /** The objective measured by the full run (undefined when the run could not measure it). */
+  readonly cost: number | undefined;
+  readonly sizeBytes: number | undefined;
+  readonly bitsPerWeight: number | undefined;
+  readonly latencyP50Ms: number | undefined;
+  /** Rules that failed, and stage errors. */
+  readonly failures: string[];
+  readonly reportPath: string;
+  readonly ms: number;
+}
+
+export interface SearchResult {
+  readonly objective: Objective;
+  readonly settings: SearchSettings;
+  readonly split: DataSplit;
+  /** Full gate runs the search used for its choices (search part). */
+  readonly evaluations: Evaluation[];
+  /** The cheapest candidate that passed on the search part. */
+  readonly best?: Evaluation;
+  /** The winner and the current recipe run on the holdout part. */
+  readonly verification?: { readonly winner: Evaluation; readonly winnerReport: Report; readonly current: Evaluation; readonly currentReport: Report };
+  readonly verdict: "pass" | "fail";
+  /** Why there is no suggestion, or what the verdict rests on. */
+  readonly message: string;
+  readonly stoppedEarly?: string;
+  readonly notes: string[];
+  readonly patch?: { readonly diff: string; readonly file: string; readonly exact: boolean; readonly patchPath: string; readonly configPath: string };
+  readonly lockfilePath?: string;
+  readonly sensitivity?: { readonly format: IntFormat; readonly layers: number; readonly ms: number };
+  readonly wallMs: number;
+  readonly outputDir: string;
+}
+
+const ALGORITHM_RANK: Record<string, number> = { gptq: 3, awq: 2, mse: 1, rtn: 0 };
+
+/**
+ * Estimated bits per weight of a uniform recipe (codes, scales, zero points): the bisection's order. For the
+ * stored size and latency the codes count at their container width (int3 is stored in 4 bits).
+ */
+export function estimateBpw(format: WeightFormat, blockSize: number, symmetric: boolean, objective: Objective = "bits_per_weight"): number {
+  if (isIntFormat(format)) {
+    const bits = objective === "bits_per_weight" ? FORMAT_BITS[format] : containerBits(FORMAT_BITS[format]);
+    return bits + 32 / blockSize + (symmetric ? 0 : bits / blockSize);
+  }
+  if (format === "mxfp4") return 4 + 8 / 32;
+  if (format === "fp8") return 8 + 16 / blockSize;
+  return FORMAT_BITS[format] + 16 / blockSize;
+}
+
+export function costOf(report: Report, objective: Objective): number | undefined {
+  if (objective === "size") return report.quantized?.sizeBytes;
+  if (objective === "bits_per_weight") return report.storage?.bitsPerWeight;
+  return report.metrics.find((m) => m.key === "latency_p50")?.quantized;
+}
+
+function recipeWith(base: Recipe, fields: Record<string, unknown>): Recipe {
+  const raw: Record<string, unknown> = { ...base, mixed: undefined, quantx: undefined, lowrank: { rank: 0, refine_scales: false }, ...fields };
+  delete raw.preset;
+  for (const k of Object.keys(raw)) if (raw[k] === undefined) delete raw[k];
+  return recipeSchema.parse(raw);
+}
+
+function modelInputs(model: LoadedModel): ModelInputInfo[] {
+  const initializers = new Set(model.graph.initializer.map((t) => t.name));
+  return model.graph.input
+    .filter((i) => !initializers.has(i.name))
+    .map((i) => {
+      const t = valueInfoTensorType(i);
+      const type = t ? feedTypeOf(t.elemType) : undefined;
+      if (!type) throw new UserError(`${model.path}: model input "${i.name}" has an unsupported or undeclared element type`);
+      return { name: i.name, type, rank: t?.rank, dims: declaredDims(i) };
+    });
+}
+
+/** Uniform candidates of the space, those the model's weights and the data allow (GPTQ/AWQ need calibration and fitting weights). */
+export function uniformCandidates(
+  base: Recipe,
+  space: SearchSettings["space"],
+  sites: readonly WeightSite[],
+  calibrated: boolean,
+  notes: string[],
+  objective: Objective = "bits_per_weight",
+): Candidate[] {
+  const out: Candidate[] = [];
+  const dropped = new Map<string, string>();
+  for (const format of space.formats) {
+    const blocks = format === "mxfp4" ? [32] : space.block_sizes;
+    for (const blockSize of blocks) {
+      for (const algorithm of space.algorithms) {
+        if ((algorithm === "awq" || algorithm === "gptq") && !isIntFormat(format)) continue;
+        if ((algorithm === "awq" || algorithm === "gptq") && !calibrated) {
+          dropped.set(algorithm, "no calibration data (evaluation.calibration)");
+          continue;
+        }
+        const symmetric = format === "int8" ? true : false;
+        const recipe = recipeWith(base, { format, block_size: blockSize, symmetric, algorithm: isIntFormat(format) ? algorithm : "rtn" });
+        try {
+          planWeights(sites, recipe);
+        } catch (err) {
+          dropped.set(algorithm, (err as Error).message.split("\n")[0]!);
+          continue;
+        }
+        const label = `${format} b${blockSize}${isIntFormat(format) ? ` ${algorithm}` : ""}`;
+        if (out.some((c) => c.label === label)) continue;
+        out.push({ label, kind: "uniform", recipe, estBpw: estimateBpw(format, blockSize, symmetric, objective) });
+      }
+    }
+  }
+  for (const [a, why] of dropped) notes.push(`${a} left out of the space: ${why}`);
+  return out;
+}
+
+/** Cost levels: candidates of equal estimated bits per weight; each level's probe is its most accurate algorithm. */
+export function costLevels(candidates: readonly Candidate[]): Candidate[][] {
+  const levels = new Map<string, Candidate[]>();
+  for (const c of candidates) {
+    const key = c.estBpw.toFixed(6);
+    levels.set(key, [...(levels.get(key) ?? []), c]);
+  }
+  return [...levels.entries()]
+    .sort((a, b) => Number(a[0]) - Number(b[0]))
+    .map(([, cs]) =>
+      cs.sort(
+        (a, b) =>
+          FORMAT_BITS[b.recipe.format] - FORMAT_BITS[a.recipe.format] || (ALGORITHM_RANK[b.recipe.algorithm] ?? 0) - (ALGORITHM_RANK[a.recipe.algorithm] ?? 0),
+      ),
+    );
+}
+
+export async function runSearch(config: Config, opts: SearchOptions): Promise<SearchResult> {
+  const t0 = performance.now();
+  const log = opts.log ?? (() => {});
+  const settings: SearchSettings = config.search ?? searchSchema.parse({});
+  const objective = settings.objective;
+  const notes: string[] = [];
+  const outputDir = path.join(resolvePath(config, config.output_dir), "search");
+  await mkdir(outputDir, { recursive: true });
+  const deadline = t0 + settings.max_minutes * 60_000;
+
+  const split = await splitEvaluation(config, settings.holdout, path.join(outputDir, "data"));
+  log(`holdout: ${split.note}`);
+  const searchConfig = (recipe: Recipe, dir: string, dataset: string): Config =>
+    Object.freeze({
+      ...config,
+      recipe,
+      evaluation: { ...config.evaluation, dataset },
+      output_dir: path.relative(config.baseDir, path.join(outputDir, dir)),
+    }) as Config;
+
+  // Model, weights and search-part data, once.
+  const model = await loadModel(resolvePath(config, config.model));
+  const sites = findWeights(model.graph, config.recipe).weights;
+  if (sites.length === 0) throw new UserError(`${config.model}: no quantizable weights: nothing to search`);
+  const task = taskOf(config.evaluation);
+  const searchEval = { ...config.evaluation, dataset: split.search } as Config["evaluation"];
+  const data = await task.load(searchEval, { resolve: (p: string) => resolvePath(config, p), inputs: modelInputs(model) });
+  const calibrated = data.calibrationBatches.length > 0;
+  const sensitivityBatches = calibrated ? data.calibrationBatches.slice(0, 2) : data.measureFeeds ? [data.measureFeeds] : [];
+
+  const candidates = uniformCandidates(config.recipe, settings.space, sites, calibrated, notes, objective);
+  if (candidates.length === 0) throw new UserError("search.space: no recipe of the space can run on this model (see the notes)");
+  const levels = costLevels(candidates);
+
+  const evaluations: Evaluation[] = [];
+  const memo = new Map<string, Evaluation>();
+  let stoppedEarly: string | undefined;
+  const budgetLeft = (): boolean => {
+    if (evaluations.length >= settings.max_full_evaluations) {
+      stoppedEarly ??= `stopped after search.max_full_evaluations (${settings.max_full_evaluations}) full evaluations`;
+      return false;
+    }
+    if (performance.now() > deadline) {
+      stoppedEarly ??= `stopped after search.max_minutes (${settings.max_minutes}) minutes`;
+      return false;
+    }
+    return true;
+  };
+
+  async function evaluate(c: Candidate, dir: string, dataset: string): Promise<{ evaluation: Evaluation; run: GateRun }> {
+    const t = performance.now();
+    const run = await runGate(searchConfig(c.recipe, dir, dataset), opts);
+    await writeReport(run);
+    const r = run.report;
+    const latency = r.metrics.find((m) => m.key === "latency_p50")?.quantized;
+    return {
+      run,
+      evaluation: {
+        candidate: c,
+        verdict: r.verdict,
+        cost: costOf(r, objective),
+        sizeBytes: r.quantized?.sizeBytes,
+        bitsPerWeight: r.storage?.bitsPerWeight,
+        latencyP50Ms: latency,
+        failures: [...r.gate.errors, ...r.gate.rules.filter((x) => x.status === "fail").map((x) => x.message)],
+        reportPath: run.reportPath,
+        ms: performance.now() - t,
+      },
+    };
+  }
+  /** One full gate run on the search part (memoized by recipe); undefined when the budget is spent. */
+  async function probe(c: Candidate): Promise<Evaluation | undefined> {
+    const key = canonical(c.recipe);
+    const seen = memo.get(key);
+    if (seen) return seen;
+    if (!budgetLeft()) return undefined;
+    const dir = `${String(evaluations.length + 1).padStart(2, "0")}-${c.label.replace(/[^A-Za-z0-9.]+/g, "-")}`;
+    log(`[search ${evaluations.length + 1}/${settings.max_full_evaluations}] ${c.label} (~${c.estBpw.toFixed(2)} bpw) ...`);
+    const { evaluation } = await evaluate(c, dir, split.search);
+    evaluations.push(evaluation);
+    memo.set(key, evaluation);
+    log(`    ${evaluation.verdict.toUpperCase()} ${objective} ${evaluation.cost ?? "-"}${evaluation.failures.length ? `: ${evaluation.failures[0]}` : ""}`);
+    return evaluation;
+  }
+
+  // Bisection over the cost levels: the dearest level first (if it fails, nothing cheaper is expected to pass).
+  let lo = 0;
+  let hi = levels.length - 1;
+  let passing: number | undefined;
+  const top = await probe(levels[hi]![0]!);
+  if (top?.verdict === "pass") {
+    passing = hi;
+    hi--;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const e = await probe(levels[mid]![0]!);
+      if (!e) break;
+      if (e.verdict === "pass") {
+        passing = mid;
+        hi = mid - 1;
+      } else lo = mid + 1;
+    }
+  }
+
+  // Mixed precision between the dearest failing level below the passing one and the passing one.
+  let sensitivity: SearchResult["sensitivity"];
+  // For stored size and latency a format costs its container: of formats sharing one (int3, int4), the widest.
+  const mixedFormats =
+    objective === "bits_per_weight"
+      ? settings.space.mixed_formats
+      : settings.space.mixed_formats.filter(
+          (f) => !settings.space.mixed_formats.some((g) => FORMAT_BITS[g] > FORMAT_BITS[f] && containerBits(FORMAT_BITS[g]) === containerBits(FORMAT_BITS[f])),
+        );
+  if (passing !== undefined && passing > 0 && mixedFormats.length >= 2 && budgetLeft()) {
+    const pass = levels[passing]![0]!;
+    const floorBpw = Math.min(...mixedFormats.map((f) => estimateBpw(f, pass.recipe.block_size, false, objective)));
+    const lowBpw = Math.max(levels[passing - 1]![0]!.estBpw, floorBpw);
+    const base = recipeWith(config.recipe, {
+      format: isIntFormat(pass.recipe.format) ? pass.recipe.format : "int4",
+      block_size: pass.recipe.block_size,
+      symmetric: false,
+      algorithm: isIntFormat(pass.recipe.format) ? pass.recipe.algorithm : "mse",
+    });
+    let plans: WeightPlan[] | undefined;
+    try {
+      plans = planWeights(sites, base);
+    } catch (err) {
+      notes.push(`mixed precision not tried: ${(err as Error).message.split("\n")[0]}`);
+    }
+    let measured: Map<string, number> | undefined;
+    const low: IntFormat = mixedFormats.includes("int3") ? "int3" : [...mixedFormats].sort((a, b) => FORMAT_BITS[a] - FORMAT_BITS[b])[0]!;
+    if (plans && settings.space.per_layer_overrides && sensitivityBatches.length > 0) {
+      const ts = performance.now();
+      const atLow = plans.map((p) => ({ ...p, format: low, algorithm: "rtn" as const, spec: specFor(low, p.spec.blockSize, p.spec.symmetric, "rtn") }));
+      const quantize = opts.quantizer?.quantize ?? ((wT: Float32Array, n: number, k: number, spec: BlockwiseSpec) => quantizeBlockwiseRef(wT, n, k, spec));
+      measured = await measureLayerKl(
+        opts.ort.ort,
+        model.proto,
+        atLow,
+        { quantize, stats: undefined, recipe: { ...base, algorithm: "rtn" }, threads: config.measure.threads },
+        sensitivityBatches,
+        config.measure.threads,
+      );
+      sensitivity = { format: low, layers: measured.size, ms: performance.now() - ts };
+      log(`sensitivity: KL of ${measured.size} layers at ${low} measured once (${(sensitivity.ms / 1000).toFixed(1)}s)`);
+    } else if (plans && settings.space.per_layer_overrides) {
+      notes.push("per-layer sensitivity not measured: no calibration data or measurement input");
+    }
+    const mixedCandidate = (target: number): Candidate | undefined => {
+      if (!plans) return undefined;
+      if (measured) {
+        const mixed = { target_bpw: target, method: "kl" as const, formats: mixedFormats, low, high: "int8" as const };
+        const { decisions } = planMixedPrecision(plans, undefined, mixed, measured);
+        const params = plans.reduce((a, p) => a + p.site.k * p.site.n, 0);
+        const bpw =
+          decisions.reduce((a, d, i) => a + estimateBpw(d.format, plans![i]!.spec.blockSize, false, objective) * plans![i]!.site.k * plans![i]!.site.n, 0) /
+          params;
+        // Names with glob characters cannot be matched exactly: those keep the base format.
+        const overrides = decisions.filter((d) => d.format !== base.format && !/[*?]/.test(d.name)).map((d) => ({ match: d.name, format: d.format }));
+        const used = [...new Set(decisions.map((d) => d.format))].sort((a, b) => FORMAT_BITS[a] - FORMAT_BITS[b]);
+        return {
+          label: `mixed ${bpw.toFixed(2)} bpw (${used.join("/")}, per layer)`,
+          kind: "mixed",
+          recipe: recipeWith(base, { overrides: [...config.recipe.overrides, ...overrides] }),
+          estBpw: bpw,
+        };
+      }
+      if (settings.space.per_layer_overrides || !calibrated) return undefined;
+      const recipe = recipeWith(base, { mixed: { target_bpw: target, method: "fisher", formats: mixedFormats } });
+      return { label: `mixed fisher ${target.toFixed(2)} bpw`, kind: "mixed", recipe, estBpw: target };
+    };
+    // Bisection over the target: below the passing level's bits, above the failing level's.
+    let tLo = lowBpw;
+    let tHi = pass.estBpw;
+    for (let step = 0; step < 3 && tHi - tLo > 0.05; step++) {
+      const c = mixedCandidate((tLo + tHi) / 2);
+      if (!c || c.estBpw >= pass.estBpw - 1e-6) break;
+      const e = await probe(c);
+      if (!e) break;
+      if (e.verdict === "pass") tHi = c.estBpw;
+      else tLo = Math.max(tLo, (tLo + tHi) / 2);
+    }
+  }
+
+  const passed = evaluations.filter((e) => e.verdict === "pass" && e.cost !== undefined).sort((a, b) => a.cost! - b.cost!);
+  const best = passed[0];
+  const result = {
+    objective,
+    settings,
+    split,
+    evaluations,
+    notes,
+    stoppedEarly,
+    sensitivity,
+    outputDir,
+  };
+  if (!best) {
+    const tried = evaluations.map((e) => `${e.candidate.label}: ${e.failures[0] ?? "no cost measured"}`).join("; ");
+    const message = stoppedEarly
+      ? `no passing recipe found before the search ${stoppedEarly.replace(/^stopped /, "stopped ")} (${tried})`
+      : `no recipe of the search space passes every gate rule; the most generous one tried fails: ${tried}`;
+    await writeFile(
+      path.join(outputDir, "search.json"),
+      JSON.stringify({ ...summaryJson({ ...result, verdict: "fail", message, wallMs: performance.now() - t0 }) }, null, 2),
+    );
+    return { ...result, verdict: "fail", message, wallMs: performance.now() - t0 };
+  }
+
+  // Verification on the holdout part: the winner and the current recipe, with the same rules.
+  log(`verifying ${best.candidate.label} and the current recipe on the holdout part (${split.holdout}) ...`);
+  const winner = await evaluate(best.candidate, "holdout-winner", split.holdout);
+  const currentCandidate: Candidate = { label: "current", kind: "current", recipe: config.recipe, estBpw: NaN };
+  const current = await evaluate(currentCandidate, "holdout-current", split.holdout);
+  const verification = { winner: winner.evaluation, winnerReport: winner.run.report, current: current.evaluation, currentReport: current.run.report };
+
+  let patch: SearchResult["patch"];
+  let lockfilePath: string | undefined;
+  let verdict: "pass" | "fail" = "fail";
+  let message: string;
+  if (winner.evaluation.verdict !== "pass") {
+    message = `the cheapest recipe found (${best.candidate.label}) passed on the search part but fails on the holdout part: ${winner.evaluation.failures.join("; ")}; no recipe is suggested`;
+  } else {
+    verdict = "pass";
+    const text = await readFile(config.configPath, "utf8");
+    const name = path.basename(config.configPath);
+    const patched = patchRecipe(text, config.configPath, best.candidate.recipe);
+    if (!patched.exact) notes.push("the patched quantgate.yml does not parse back to exactly the searched recipe; check the diff");
+    const diff = unifiedDiff(text, patched.text, name);
+    const patchPath = path.join(outputDir, `${name}.patch`);
+    const configPath = path.join(outputDir, name);
+    await writeFile(patchPath, diff);
+    await writeFile(configPath, patched.text);
+    patch = { diff, file: name, exact: patched.exact, patchPath, configPath };
+    const lock = winner.run.report.lockfile?.path;
+    if (lock) {
+      lockfilePath = path.join(outputDir, LOCKFILE_NAME);
+      await copyFile(lock, lockfilePath);
+    }
+    const same = canonical(best.candidate.recipe) === canonical(config.recipe);
+    message = same
+      ? `the current recipe is already the cheapest passing one found (${best.candidate.label})`
+      : `${best.candidate.label} passes every gate rule on the search and the holdout part`;
+  }
+  const final: SearchResult = { ...result, best, verification, verdict, message, patch, lockfilePath, wallMs: performance.now() - t0 };
+  await writeFile(path.join(outputDir, "search.json"), JSON.stringify(summaryJson(final), null, 2));
+  return final;
+}
+
+function evalJson(e: Evaluation): Record<string, unknown> {
+  return {
+    label: e.candidate.label,
+    kind: e.candidate.kind,
+    estimated_bpw: Number.isFinite(e.candidate.estBpw) ? e.candidate.estBpw : null,
+    verdict: e.verdict,
+    cost: e.cost ?? null,
+    size_bytes: e.sizeBytes ?? null,
+    bits_per_weight: e.bitsPerWeight ?? null,
+    latency_p50_ms: e.latencyP50Ms ?? null,
+    failures: e.failures,
+    report: e.reportPath,
+    seconds: e.ms / 1000,
+  };
+}
+
+export function summaryJson(r: Omit<SearchResult, "verification" | "best"> & Partial<Pick<SearchResult, "verification" | "best">>): Record<string, unknown> {
+  return {
+    objective: r.objective,
+    verdict: r.verdict,
+    message: r.message,
+    stopped_early: r.stoppedEarly ?? null,
+    full_evaluations: r.evaluations.length,
+    holdout: { note: r.split.note, split: r.split.split, search: r.split.search, holdout: r.split.holdout },
+    sensitivity: r.sensitivity ?? null,
+    evaluations: r.evaluations.map(evalJson),
+    best: r.best ? evalJson(r.best) : null,
+    verification: r.verification ? { winner: evalJson(r.verification.winner), current: evalJson(r.verification.current) } : null,
+    patch: r.patch ? { file: r.patch.patchPath, exact: r.patch.exact } : null,
+    lockfile: r.lockfilePath ?? null,
+    notes: r.notes,
+    seconds: r.wallMs / 1000,
+  };
+}
