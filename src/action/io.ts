@@ -72,7 +72,7 @@ export const OUTPUTS = {
   cacheHits: "cache-hits",
 } as const;
 
-export type RunMode = "check" | "release";
+export type RunMode = "check" | "release" | "search";
 
 export interface CiInputs {
   readonly githubToken: string | undefined;
@@ -135,7 +135,7 @@ export function readCiInputs(get: (name: string) => string | undefined): CiInput
     comment: oneOf(INPUTS.comment, get(INPUTS.comment), COMMENT_MODES, "always"),
     artifact: bool(INPUTS.artifact, get(INPUTS.artifact), true),
     artifactRetentionDays: retention,
-    mode: oneOf<RunMode>(INPUTS.mode, get(INPUTS.mode), ["check", "release"], "check"),
+    mode: oneOf<RunMode>(INPUTS.mode, get(INPUTS.mode), ["check", "release", "search"], "check"),
     cache: bool(INPUTS.cache, get(INPUTS.cache), true),
     historyRemote: get(INPUTS.historyRemote),
   };

@@ -14,6 +14,8 @@ import { OUTPUTS, readInputs } from "./io.js";
 import { metricOutputs } from "./outputs.js";
 import { resolveOrt } from "./ort-install.js";
 import { applyRelease } from "./release.js";
+import { runSearch, searchFiles } from "../search/index.js";
+import { renderSuggestion } from "../search/markdown.js";
 
 function setOutputs(run: GateRun, outcome: CiOutcome): void {
   const r = outcome.report;
@@ -66,8 +68,9 @@ export async function run(deps: Partial<CiDeps> = {}): Promise<void> {
           error ? core.error(`${stage} failed after ${(ms / 1000).toFixed(1)}s: ${error}`) : core.info(`✓ ${stage} ${(ms / 1000).toFixed(1)}s`),
       },
     };
-    const gateRun = await runGate(config, options);
-    const outcome = await ci.finish(gateRun);
+    const search = inputs.ci.mode === "search" ? await runSearch(config, { ...options, log: (m) => core.info(m) }) : undefined;
+    const gateRun = search ? search.currentRun : await runGate(config, options);
+    const outcome = await ci.finish(gateRun, search ? { markdown: renderSuggestion(search), files: searchFiles(search) } : undefined);
     await core.summary.addRaw(outcome.body).write();
     setOutputs(gateRun, outcome);
     for (const w of outcome.report.warnings) core.warning(w);
@@ -76,7 +79,8 @@ export async function run(deps: Partial<CiDeps> = {}): Promise<void> {
       if (a.level === "error") core.error(a.message, props);
       else core.warning(a.message, props);
     }
-    if (outcome.report.verdict === "fail") {
+    if (search?.verdict === "fail") core.setFailed(`QuantGate search: ${search.message}`);
+    else if (outcome.report.verdict === "fail") {
       const failed = outcome.report.gate.rules.filter((r) => r.status === "fail");
       const reasons = [...outcome.report.gate.errors, ...failed.map((r) => r.message)];
       core.setFailed(`QuantGate failed: ${reasons.join("; ")}`);

@@ -70,6 +70,8 @@ export interface SearchResult {
   readonly evaluations: Evaluation[];
   /** The cheapest candidate that passed on the search part. */
   readonly best?: Evaluation;
+  /** Candidates that passed on the search part and failed on the holdout part (never suggested). */
+  readonly rejected?: Evaluation[];
   /** The winner and the current recipe run on the holdout part. */
   readonly verification?: { readonly winner: Evaluation; readonly winnerReport: Report; readonly current: Evaluation; readonly currentReport: Report };
   readonly verdict: "pass" | "fail";
@@ -82,9 +84,18 @@ export interface SearchResult {
   readonly sensitivity?: { readonly format: IntFormat; readonly layers: number; readonly ms: number };
   readonly wallMs: number;
   readonly outputDir: string;
+  /** The current recipe's gate run on the holdout part (what the action reports beside the suggestion). */
+  readonly currentRun: GateRun;
 }
 
-const ALGORITHM_RANK: Record<string, number> = { gptq: 3, awq: 2, mse: 1, rtn: 0 };
+/**
+ * Which algorithm probes a cost level: MSE clip search first (never worse than round-to-nearest on the weights,
+ * no calibration to overfit), then AWQ and GPTQ (which can overfit a small calibration set), then RTN.
+ */
+/** Holdout runs spent on verifying: the cheapest passing candidates in turn until one passes there. */
+const MAX_VERIFICATIONS = 3;
+
+const ALGORITHM_RANK: Record<string, number> = { mse: 3, awq: 2, gptq: 1, rtn: 0 };
 
 /**
  * Estimated bits per weight of a uniform recipe (codes, scales, zero points): the bisection's order. For the
@@ -98,6 +109,27 @@ export function estimateBpw(format: WeightFormat, blockSize: number, symmetric: 
   if (format === "mxfp4") return 4 + 8 / 32;
   if (format === "fp8") return 8 + 16 / blockSize;
   return FORMAT_BITS[format] + 16 / blockSize;
+}
+
+/**
+ * Estimated bits per weight of a uniform recipe on this model's weights: each weight's rows padded to whole
+ * blocks (a block wider than a row costs the whole block), at the container width for size and latency.
+ */
+export function estimateModelBpw(
+  sites: readonly Pick<WeightSite, "k" | "n">[],
+  format: WeightFormat,
+  blockSize: number,
+  symmetric: boolean,
+  objective: Objective,
+): number {
+  const perWeight = estimateBpw(format, blockSize, symmetric, objective);
+  let params = 0;
+  let bits = 0;
+  for (const s of sites) {
+    params += s.k * s.n;
+    bits += s.n * Math.ceil(s.k / blockSize) * blockSize * perWeight;
+  }
+  return params > 0 ? bits / params : perWeight;
 }
 
 export function costOf(report: Report, objective: Objective): number | undefined {
@@ -155,7 +187,7 @@ export function uniformCandidates(
         }
         const label = `${format} b${blockSize}${isIntFormat(format) ? ` ${algorithm}` : ""}`;
         if (out.some((c) => c.label === label)) continue;
-        out.push({ label, kind: "uniform", recipe, estBpw: estimateBpw(format, blockSize, symmetric, objective) });
+        out.push({ label, kind: "uniform", recipe, estBpw: estimateModelBpw(sites, format, blockSize, symmetric, objective) });
       }
     }
   }
@@ -284,6 +316,19 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
     }
   }
 
+  // Refinement: pass/fail is not monotone across formats (nf4 at 128 can fail where int4 at 32 passes), so
+  // untried levels cheaper than the passing one are probed, nearest first, keeping two runs for mixed precision.
+  if (passing !== undefined) {
+    const reserve = settings.space.mixed_formats.length >= 2 ? 2 : 0;
+    for (let i = passing - 1; i >= 0 && evaluations.length < settings.max_full_evaluations - reserve; i--) {
+      const c = levels[i]![0]!;
+      if (memo.has(canonical(c.recipe))) continue;
+      const e = await probe(c);
+      if (!e) break;
+      if (e.verdict === "pass") passing = i;
+    }
+  }
+
   // Mixed precision between the dearest failing level below the passing one and the passing one.
   let sensitivity: SearchResult["sensitivity"];
   // For stored size and latency a format costs its container: of formats sharing one (int3, int4), the widest.
@@ -295,7 +340,7 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
         );
   if (passing !== undefined && passing > 0 && mixedFormats.length >= 2 && budgetLeft()) {
     const pass = levels[passing]![0]!;
-    const floorBpw = Math.min(...mixedFormats.map((f) => estimateBpw(f, pass.recipe.block_size, false, objective)));
+    const floorBpw = Math.min(...mixedFormats.map((f) => estimateModelBpw(sites, f, pass.recipe.block_size, false, objective)));
     const lowBpw = Math.max(levels[passing - 1]![0]!.estBpw, floorBpw);
     const base = recipeWith(config.recipe, {
       format: isIntFormat(pass.recipe.format) ? pass.recipe.format : "int4",
@@ -335,8 +380,10 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
         const { decisions } = planMixedPrecision(plans, undefined, mixed, measured);
         const params = plans.reduce((a, p) => a + p.site.k * p.site.n, 0);
         const bpw =
-          decisions.reduce((a, d, i) => a + estimateBpw(d.format, plans![i]!.spec.blockSize, false, objective) * plans![i]!.site.k * plans![i]!.site.n, 0) /
-          params;
+          decisions.reduce(
+            (a, d, i) => a + estimateModelBpw([plans![i]!.site], d.format, plans![i]!.spec.blockSize, false, objective) * plans![i]!.site.k * plans![i]!.site.n,
+            0,
+          ) / params;
         // Names with glob characters cannot be matched exactly: those keep the base format.
         const overrides = decisions.filter((d) => d.format !== base.format && !/[*?]/.test(d.name)).map((d) => ({ match: d.name, format: d.format }));
         const used = [...new Set(decisions.map((d) => d.format))].sort((a, b) => FORMAT_BITS[a] - FORMAT_BITS[b]);
@@ -365,7 +412,7 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
   }
 
   const passed = evaluations.filter((e) => e.verdict === "pass" && e.cost !== undefined).sort((a, b) => a.cost! - b.cost!);
-  const best = passed[0];
+  const rejected: Evaluation[] = [];
   const result = {
     objective,
     settings,
@@ -376,31 +423,53 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
     sensitivity,
     outputDir,
   };
-  if (!best) {
-    const tried = evaluations.map((e) => `${e.candidate.label}: ${e.failures[0] ?? "no cost measured"}`).join("; ");
-    const message = stoppedEarly
-      ? `no passing recipe found before the search ${stoppedEarly.replace(/^stopped /, "stopped ")} (${tried})`
-      : `no recipe of the search space passes every gate rule; the most generous one tried fails: ${tried}`;
-    await writeFile(
-      path.join(outputDir, "search.json"),
-      JSON.stringify({ ...summaryJson({ ...result, verdict: "fail", message, wallMs: performance.now() - t0 }) }, null, 2),
-    );
-    return { ...result, verdict: "fail", message, wallMs: performance.now() - t0 };
-  }
-
-  // Verification on the holdout part: the winner and the current recipe, with the same rules.
-  log(`verifying ${best.candidate.label} and the current recipe on the holdout part (${split.holdout}) ...`);
-  const winner = await evaluate(best.candidate, "holdout-winner", split.holdout);
+  // The current recipe on the holdout part: the figures the suggestion is compared with (and the action's report).
+  log(`running the current recipe on the holdout part (${split.holdout}) ...`);
   const currentCandidate: Candidate = { label: "current", kind: "current", recipe: config.recipe, estBpw: NaN };
   const current = await evaluate(currentCandidate, "holdout-current", split.holdout);
-  const verification = { winner: winner.evaluation, winnerReport: winner.run.report, current: current.evaluation, currentReport: current.run.report };
+  if (passed.length === 0) {
+    const tried = evaluations.map((e) => `${e.candidate.label}: ${e.failures[0] ?? "no cost measured"}`).join("; ");
+    const message = stoppedEarly
+      ? `no passing recipe found before the search ${stoppedEarly} (${tried || "nothing evaluated"})`
+      : `no recipe of the search space passes every gate rule; the most generous one tried fails: ${tried}`;
+    const final: SearchResult = { ...result, verdict: "fail", message, currentRun: current.run, wallMs: performance.now() - t0 };
+    await writeFile(path.join(outputDir, "search.json"), JSON.stringify(summaryJson(final), null, 2));
+    return final;
+  }
+
+  // Verification on the holdout part, with the same rules: the cheapest passing candidate first; one that fails
+  // there is rejected (reported) and the next cheapest is verified, up to MAX_VERIFICATIONS runs.
+  let winner: { evaluation: Evaluation; run: GateRun } | undefined;
+  let best = passed[0]!;
+  // A candidate no cheaper than the current recipe is not worth suggesting when the current one passes there too.
+  const currentCost = current.evaluation.verdict === "pass" ? current.evaluation.cost : undefined;
+  const worth = passed.filter((e) => currentCost === undefined || e.cost! < currentCost || canonical(e.candidate.recipe) === canonical(config.recipe));
+  if (worth.length === 0) {
+    const message = `no recipe cheaper than the current one passes on the search part; the current recipe passes on the holdout part (${current.evaluation.cost ?? "?"} ${objective})`;
+    const final: SearchResult = { ...result, best: passed[0], verdict: "pass", message, currentRun: current.run, wallMs: performance.now() - t0 };
+    await writeFile(path.join(outputDir, "search.json"), JSON.stringify(summaryJson(final), null, 2));
+    return final;
+  }
+  best = worth[0]!;
+  for (const [i, candidate] of worth.slice(0, MAX_VERIFICATIONS).entries()) {
+    log(`verifying ${candidate.candidate.label} on the holdout part (${split.holdout}) ...`);
+    const v = await evaluate(candidate.candidate, `holdout-winner${i ? `-${i + 1}` : ""}`, split.holdout);
+    best = candidate;
+    winner = v;
+    if (v.evaluation.verdict === "pass") break;
+    rejected.push(v.evaluation);
+    notes.push(`${candidate.candidate.label} passed on the search part but failed on the holdout part (${v.evaluation.failures[0] ?? "?"}): rejected`);
+  }
+  const verification = { winner: winner!.evaluation, winnerReport: winner!.run.report, current: current.evaluation, currentReport: current.run.report };
 
   let patch: SearchResult["patch"];
   let lockfilePath: string | undefined;
   let verdict: "pass" | "fail" = "fail";
   let message: string;
-  if (winner.evaluation.verdict !== "pass") {
-    message = `the cheapest recipe found (${best.candidate.label}) passed on the search part but fails on the holdout part: ${winner.evaluation.failures.join("; ")}; no recipe is suggested`;
+  if (winner!.evaluation.verdict !== "pass") {
+    // Nothing cheaper verified: the current recipe stands when it passes on the holdout part itself.
+    verdict = current.evaluation.verdict;
+    message = `the cheapest recipes found passed on the search part but fail on the holdout part (last: ${best.candidate.label}: ${winner!.evaluation.failures.join("; ")}); no recipe is suggested${verdict === "pass" ? ", and the current recipe passes" : ", and the current recipe fails too"}`;
   } else {
     verdict = "pass";
     const text = await readFile(config.configPath, "utf8");
@@ -413,7 +482,7 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
     await writeFile(patchPath, diff);
     await writeFile(configPath, patched.text);
     patch = { diff, file: name, exact: patched.exact, patchPath, configPath };
-    const lock = winner.run.report.lockfile?.path;
+    const lock = winner!.run.report.lockfile?.path;
     if (lock) {
       lockfilePath = path.join(outputDir, LOCKFILE_NAME);
       await copyFile(lock, lockfilePath);
@@ -423,7 +492,18 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
       ? `the current recipe is already the cheapest passing one found (${best.candidate.label})`
       : `${best.candidate.label} passes every gate rule on the search and the holdout part`;
   }
-  const final: SearchResult = { ...result, best, verification, verdict, message, patch, lockfilePath, wallMs: performance.now() - t0 };
+  const final: SearchResult = {
+    ...result,
+    best,
+    verification,
+    rejected,
+    verdict,
+    message,
+    patch,
+    lockfilePath,
+    currentRun: current.run,
+    wallMs: performance.now() - t0,
+  };
   await writeFile(path.join(outputDir, "search.json"), JSON.stringify(summaryJson(final), null, 2));
   return final;
 }
@@ -444,7 +524,7 @@ function evalJson(e: Evaluation): Record<string, unknown> {
   };
 }
 
-export function summaryJson(r: Omit<SearchResult, "verification" | "best"> & Partial<Pick<SearchResult, "verification" | "best">>): Record<string, unknown> {
+export function summaryJson(r: SearchResult): Record<string, unknown> {
   return {
     objective: r.objective,
     verdict: r.verdict,
@@ -456,9 +536,15 @@ export function summaryJson(r: Omit<SearchResult, "verification" | "best"> & Par
     evaluations: r.evaluations.map(evalJson),
     best: r.best ? evalJson(r.best) : null,
     verification: r.verification ? { winner: evalJson(r.verification.winner), current: evalJson(r.verification.current) } : null,
+    rejected_on_holdout: (r.rejected ?? []).map(evalJson),
     patch: r.patch ? { file: r.patch.patchPath, exact: r.patch.exact } : null,
     lockfile: r.lockfilePath ?? null,
     notes: r.notes,
     seconds: r.wallMs / 1000,
   };
+}
+
+/** The files a search leaves for review (artifact): summary, patch, patched config, lockfile. */
+export function searchFiles(r: SearchResult): string[] {
+  return [path.join(r.outputDir, "search.json"), r.patch?.patchPath, r.patch?.configPath, r.lockfilePath].filter((f): f is string => f !== undefined);
 }
