@@ -26,6 +26,7 @@ import { containerBits, quantizeBlockwiseRef, type BlockwiseSpec } from "../quan
 import { planWeights, specFor, type WeightPlan } from "../quantize/index.js";
 import { planMixedPrecision } from "../quantize/mixed-plan.js";
 import { measureLayerKl } from "../quantize/sensitivity.js";
+import type { RuleResult } from "../gate/index.js";
 import { LOCKFILE_NAME } from "../report/lockfile.js";
 import type { Report } from "../report/types.js";
 import { writeReport } from "../report/write.js";
@@ -58,6 +59,8 @@ export interface Evaluation {
   readonly latencyP50Ms: number | undefined;
   /** Rules that failed, and stage errors. */
   readonly failures: string[];
+  /** Every gate rule's observed value on the data this run judged (search or holdout part). */
+  readonly rules: readonly Pick<RuleResult, "rule" | "label" | "unit" | "observed" | "status">[];
   readonly reportPath: string;
   readonly ms: number;
 }
@@ -277,6 +280,7 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
         bitsPerWeight: r.storage?.bitsPerWeight,
         latencyP50Ms: latency,
         failures: [...r.gate.errors, ...r.gate.rules.filter((x) => x.status === "fail").map((x) => x.message)],
+        rules: r.gate.rules.map(({ rule, label, unit, observed, status }) => ({ rule, label, unit, observed, status })),
         reportPath: run.reportPath,
         ms: performance.now() - t,
       },
@@ -519,6 +523,7 @@ function evalJson(e: Evaluation): Record<string, unknown> {
     bits_per_weight: e.bitsPerWeight ?? null,
     latency_p50_ms: e.latencyP50Ms ?? null,
     failures: e.failures,
+    rules: e.rules,
     report: e.reportPath,
     seconds: e.ms / 1000,
   };

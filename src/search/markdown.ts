@@ -1,6 +1,8 @@
 // The search's answer in words: the "Suggested recipe" section of the pull-request comment and job summary,
 // and the terminal table of the CLI.
+import { canonical } from "../cache/index.js";
 import { fmt } from "../gate/index.js";
+import type { RuleResult } from "../gate/index.js";
 import type { Report } from "../report/types.js";
 import { escapeMarkdown, singleLine } from "../util/escape.js";
 import type { Evaluation, SearchResult } from "./index.js";
@@ -17,15 +19,22 @@ function metricCell(report: Report, key: string): string {
   return m ? escapeMarkdown(fmt(m.quantized, m.unit as Parameters<typeof fmt>[1])) : "–";
 }
 
-function ruleRows(current: Report, suggested: Report): string[] {
+type RuleCell = Pick<RuleResult, "rule" | "unit" | "observed" | "status"> | undefined;
+
+function ruleCell(r: RuleCell): string {
+  if (!r) return "–";
+  return `${r.observed === undefined ? "–" : escapeMarkdown(fmt(r.observed, r.unit))} ${r.status === "pass" ? "✅" : r.status === "warn" ? "⚠️" : "❌"}`;
+}
+
+/** One row per gate rule: current (holdout), suggested (holdout), suggested (search part): both scores. */
+function ruleRows(current: Report, suggested: Report, searchPart: Evaluation | undefined): string[] {
   const keys = [...new Set([...current.gate.rules, ...suggested.gate.rules].map((r) => r.rule))];
   return keys.map((rule) => {
     const a = current.gate.rules.find((r) => r.rule === rule);
     const b = suggested.gate.rules.find((r) => r.rule === rule);
-    const cell = (r: typeof a): string =>
-      r ? `${r.observed === undefined ? "–" : escapeMarkdown(fmt(r.observed, r.unit))} ${r.status === "pass" ? "✅" : r.status === "warn" ? "⚠️" : "❌"}` : "–";
+    const c = searchPart?.rules.find((r) => r.rule === rule);
     const label = escapeMarkdown(singleLine((a ?? b)!.label));
-    return `| ${label} | ${cell(a)} | ${cell(b)} |`;
+    return `| ${label} | ${ruleCell(a)} | ${ruleCell(b)} | ${ruleCell(c)} |`;
   });
 }
 
@@ -54,13 +63,21 @@ export function renderSuggestion(r: SearchResult): string {
   out.push(`**${escapeMarkdown(singleLine(v.winner.candidate.label))}** — ${escapeMarkdown(singleLine(r.message))}.`, "");
   const s = savings(v.current, v.winner, r.objective);
   if (s) out.push(s, "");
-  out.push("| | Current | Suggested |", "|---|---:|---:|");
-  out.push(`| Recipe | ${escapeMarkdown(singleLine(recipeLabel(v.currentReport)))} | ${escapeMarkdown(singleLine(v.winner.candidate.label))} |`);
-  out.push(`| Model size | ${metricCell(v.currentReport, "model_size")} | ${metricCell(v.winnerReport, "model_size")} |`);
-  out.push(`| Bits per weight | ${metricCell(v.currentReport, "bits_per_weight")} | ${metricCell(v.winnerReport, "bits_per_weight")} |`);
-  out.push(`| Latency p50 | ${metricCell(v.currentReport, "latency_p50")} | ${metricCell(v.winnerReport, "latency_p50")} |`);
-  out.push(...ruleRows(v.currentReport, v.winnerReport));
-  out.push(`| Verdict (holdout part) | ${v.current.verdict.toUpperCase()} | ${v.winner.verdict.toUpperCase()} |`);
+  const searchPart = r.best && canonical(r.best.candidate.recipe) === canonical(v.winner.candidate.recipe) ? r.best : undefined;
+  const sp = (x: number | undefined, unit: "bytes" | "bits" | "ms"): string => (x === undefined ? "–" : escapeMarkdown(fmt(x, unit)));
+  out.push("| | Current (holdout part) | Suggested (holdout part) | Suggested (search part) |", "|---|---:|---:|---:|");
+  out.push(`| Recipe | ${escapeMarkdown(singleLine(recipeLabel(v.currentReport)))} | ${escapeMarkdown(singleLine(v.winner.candidate.label))} | |`);
+  out.push(
+    `| Model size | ${metricCell(v.currentReport, "model_size")} | ${metricCell(v.winnerReport, "model_size")} | ${sp(searchPart?.sizeBytes, "bytes")} |`,
+  );
+  out.push(
+    `| Bits per weight | ${metricCell(v.currentReport, "bits_per_weight")} | ${metricCell(v.winnerReport, "bits_per_weight")} | ${sp(searchPart?.bitsPerWeight, "bits")} |`,
+  );
+  out.push(
+    `| Latency p50 | ${metricCell(v.currentReport, "latency_p50")} | ${metricCell(v.winnerReport, "latency_p50")} | ${sp(searchPart?.latencyP50Ms, "ms")} |`,
+  );
+  out.push(...ruleRows(v.currentReport, v.winnerReport, searchPart));
+  out.push(`| Verdict | ${v.current.verdict.toUpperCase()} | ${v.winner.verdict.toUpperCase()} | ${searchPart ? searchPart.verdict.toUpperCase() : "–"} |`);
   out.push("");
   const scores = r.best
     ? `search part: ${r.best.verdict.toUpperCase()} (${costText(r.best.cost, r.objective)}), holdout part: ${v.winner.verdict.toUpperCase()}`
