@@ -59,6 +59,8 @@ export interface Evaluation {
   readonly latencyP50Ms: number | undefined;
   /** Rules that failed, and stage errors. */
   readonly failures: string[];
+  /** No stage error and no broken rule but cost rules (size, bits, memory, latency): enough bits for accuracy. */
+  readonly accurate: boolean;
   /** Every gate rule's observed value on the data this run judged (search or holdout part). */
   readonly rules: readonly Pick<RuleResult, "rule" | "label" | "unit" | "observed" | "status">[];
   readonly reportPath: string;
@@ -95,6 +97,12 @@ export interface SearchResult {
  * Which algorithm probes a cost level: MSE clip search first (never worse than round-to-nearest on the weights,
  * no calibration to overfit), then AWQ and GPTQ (which can overfit a small calibration set), then RTN.
  */
+/** Metrics that grow with the bits a recipe spends: rules on them bound the cost, not the accuracy. */
+const COST_METRICS = new Set(["model_size", "bits_per_weight", "bits_per_weight_huffman", "peak_memory", "latency_p50", "latency_p95", "kernel_gemv"]);
+export function isCostRule(r: Pick<RuleResult, "rule" | "metric">): boolean {
+  return (r.metric !== undefined && COST_METRICS.has(r.metric)) || r.rule === "forbid_slower_than_float";
+}
+
 /** Holdout runs spent on verifying: the cheapest passing candidates in turn until one passes there. */
 const MAX_VERIFICATIONS = 3;
 
@@ -281,6 +289,7 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
         latencyP50Ms: latency,
         failures: [...r.gate.errors, ...r.gate.rules.filter((x) => x.status === "fail").map((x) => x.message)],
         rules: r.gate.rules.map(({ rule, label, unit, observed, status }) => ({ rule, label, unit, observed, status })),
+        accurate: r.gate.errors.length === 0 && r.gate.rules.every((x) => x.status !== "fail" || isCostRule(x)),
         reportPath: run.reportPath,
         ms: performance.now() - t,
       },
@@ -301,19 +310,21 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
     return evaluation;
   }
 
-  // Bisection over the cost levels: the dearest level first (if it fails, nothing cheaper is expected to pass).
+  // Bisection over the cost levels for the cheapest *accurate* one (no rule broken but cost rules: accuracy grows
+  // with bits, cost rules break the other way). The dearest level first: if it is not accurate, nothing cheaper is
+  // expected to be. The cheapest accurate level passes unless it breaks a cost rule, and then nothing passes.
   let lo = 0;
   let hi = levels.length - 1;
   let passing: number | undefined;
   const top = await probe(levels[hi]![0]!);
-  if (top?.verdict === "pass") {
+  if (top?.accurate) {
     passing = hi;
     hi--;
     while (lo <= hi) {
       const mid = (lo + hi) >> 1;
       const e = await probe(levels[mid]![0]!);
       if (!e) break;
-      if (e.verdict === "pass") {
+      if (e.accurate) {
         passing = mid;
         hi = mid - 1;
       } else lo = mid + 1;
@@ -329,7 +340,7 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
       if (memo.has(canonical(c.recipe))) continue;
       const e = await probe(c);
       if (!e) break;
-      if (e.verdict === "pass") passing = i;
+      if (e.accurate) passing = i;
     }
   }
 
@@ -410,7 +421,7 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
       if (!c || c.estBpw >= pass.estBpw - 1e-6) break;
       const e = await probe(c);
       if (!e) break;
-      if (e.verdict === "pass") tHi = c.estBpw;
+      if (e.accurate) tHi = c.estBpw;
       else tLo = Math.max(tLo, (tLo + tHi) / 2);
     }
   }
@@ -433,9 +444,12 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
   const current = await evaluate(currentCandidate, "holdout-current", split.holdout);
   if (passed.length === 0) {
     const tried = evaluations.map((e) => `${e.candidate.label}: ${e.failures[0] ?? "no cost measured"}`).join("; ");
+    const accurate = evaluations.filter((e) => e.accurate).sort((a, b) => (a.cost ?? Infinity) - (b.cost ?? Infinity))[0];
     const message = stoppedEarly
       ? `no passing recipe found before the search ${stoppedEarly} (${tried || "nothing evaluated"})`
-      : `no recipe of the search space passes every gate rule; the most generous one tried fails: ${tried}`;
+      : accurate
+        ? `no recipe of the search space passes every gate rule: the cheapest one that meets the accuracy rules (${accurate.candidate.label}) still breaks a cost rule: ${accurate.failures.join("; ")}`
+        : `no recipe of the search space passes every gate rule; the most generous one tried fails: ${tried}`;
     const final: SearchResult = { ...result, verdict: "fail", message, currentRun: current.run, wallMs: performance.now() - t0 };
     await writeFile(path.join(outputDir, "search.json"), JSON.stringify(summaryJson(final), null, 2));
     return final;
@@ -518,6 +532,7 @@ function evalJson(e: Evaluation): Record<string, unknown> {
     kind: e.candidate.kind,
     estimated_bpw: Number.isFinite(e.candidate.estBpw) ? e.candidate.estBpw : null,
     verdict: e.verdict,
+    accurate: e.accurate,
     cost: e.cost ?? null,
     size_bytes: e.sizeBytes ?? null,
     bits_per_weight: e.bitsPerWeight ?? null,

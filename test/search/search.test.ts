@@ -99,18 +99,22 @@ describe("quantgate search", () => {
   }, 600_000);
 
   it("reports clearly, and fails, when no recipe of the space can pass", async () => {
-    const configPath = await fixture("  max_model_size: 1KiB\n", SPACE.replace("max_full_evaluations: 8", "max_full_evaluations: 3"));
-    const config = await loadConfig(configPath);
-    const result = await runSearch(config, { ort });
+    // Accuracy out of reach: the most generous level already fails, nothing cheaper is tried.
+    const configPath = await fixture("  max_kl_mean: 0.0000001\n");
+    const result = await runSearch(await loadConfig(configPath), { ort });
     expect(result.verdict).toBe("fail");
-    expect(result.message).toMatch(/no recipe of the search space passes every gate rule/);
-    expect(result.message).toMatch(/Model size/);
-    expect(result.evaluations).toHaveLength(1); // the most generous level fails: nothing cheaper is tried
+    expect(result.message).toMatch(/no recipe of the search space passes every gate rule; the most generous one tried fails: int8 b\d+ .*KL divergence/);
+    expect(result.evaluations).toHaveLength(1);
     expect(result.patch).toBeUndefined();
     expect(renderSuggestion(result)).toContain("**No recipe suggested.**");
     // The CLI exits 1.
-    const code = await cliMain(["search", "-c", configPath]);
-    expect(code).toBe(1);
+    expect(await cliMain(["search", "-c", configPath])).toBe(1);
+
+    // Size out of reach: the cheapest recipe that is accurate enough still breaks the size rule, and says which.
+    const tight = await fixture("  max_kl_mean: 0.02\n  max_model_size: 1KiB\n");
+    const r2 = await runSearch(await loadConfig(tight), { ort });
+    expect(r2.verdict).toBe("fail");
+    expect(r2.message).toMatch(/the cheapest one that meets the accuracy rules \(.+\) still breaks a cost rule: Model size/);
   }, 300_000);
 
   it("stops at search.max_full_evaluations and says so", async () => {
