@@ -124,7 +124,7 @@ export async function main(argv: string[]): Promise<number> {
     if (positionals[0] === "search") {
       const result = await runSearch(config, { ort, cache, ortDir, quantizer, log: (m) => process.stderr.write(`${m}\n`) });
       process.stdout.write(`\n${renderSearchTerminal(result)}\n\nSearch summary: ${path.join(result.outputDir, "search.json")}\n`);
-      if (result.patch) process.stdout.write(`Patch: ${result.patch.patchPath}\n${result.lockfilePath ? `Lockfile: ${result.lockfilePath}\n` : ""}`);
+      if (result.patch?.diff) process.stdout.write(`Patch: ${result.patch.patchPath}\n${result.lockfilePath ? `Lockfile: ${result.lockfilePath}\n` : ""}`);
       return result.verdict === "pass" ? 0 : 1;
     }
     const run = await runGate(config, {

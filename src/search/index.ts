@@ -471,7 +471,8 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
   best = worth[0]!;
   for (const [i, candidate] of worth.slice(0, MAX_VERIFICATIONS).entries()) {
     log(`verifying ${candidate.candidate.label} on the holdout part (${split.holdout}) ...`);
-    const v = await evaluate(candidate.candidate, `holdout-winner${i ? `-${i + 1}` : ""}`, split.holdout);
+    const sameAsCurrent = canonical(candidate.candidate.recipe) === canonical(config.recipe);
+    const v = sameAsCurrent ? current : await evaluate(candidate.candidate, `holdout-winner${i ? `-${i + 1}` : ""}`, split.holdout);
     best = candidate;
     winner = v;
     if (v.evaluation.verdict === "pass") break;
