@@ -8,12 +8,11 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadConfig } from "../lib/config/load.js";
 import { PRESETS, recipeSchema } from "../lib/config/schema.js";
-import { loadModel } from "../lib/onnx/model.js";
-import { findWeights } from "../lib/onnx/weights.js";
 import { runGate } from "../lib/pipeline.js";
 import { loadKernelQuantizer } from "../lib/quantize/kernels.js";
 import { loadOrt } from "../lib/runtime/ort.js";
-import { costOf, runSearch, uniformCandidates } from "../lib/search/index.js";
+import { canonical } from "../lib/cache/index.js";
+import { costOf, loadSearchInputs, mixedFactory, mixedFormatsFor, runSearch, uniformCandidates } from "../lib/search/index.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const examples = (process.env.QG_BENCH_EXAMPLES ?? "cnn-classifier,tiny-lm").split(",");
@@ -24,10 +23,11 @@ const SPACE = `search:
     block_sizes: [32, 64, 128]
     algorithms: [rtn, mse]
     mixed_formats: [int2, int4, int8]
-  max_full_evaluations: 4
+  max_full_evaluations: 6
   holdout: 0.3
 `;
 
+const MIXED_TARGETS = [2.5, 3, 3.5, 4];
 const ort = await loadOrt();
 const quantizer = await loadKernelQuantizer(() => {});
 const rows = [];
@@ -45,7 +45,10 @@ for (const name of examples) {
   const search = await runSearch(config, { ort, quantizer, log: (m) => process.stderr.write(`[${name}] ${m}\n`) });
   const searchSeconds = (performance.now() - t0) / 1000;
   const onSearchPart = (recipe, out) =>
-    runGate({ ...config, recipe, evaluation: { ...config.evaluation, dataset: search.split.search }, output_dir: path.join("quantgate-out", out) }, { ort, quantizer });
+    runGate(
+      { ...config, recipe, evaluation: { ...config.evaluation, dataset: search.split.search }, output_dir: path.join("quantgate-out", out) },
+      { ort, quantizer },
+    );
 
   // Every preset, on the same search part.
   const presets = [];
@@ -54,7 +57,13 @@ for (const name of examples) {
     const t = performance.now();
     const run = await onSearchPart(recipe, `presets/${preset}`);
     const r = run.report;
-    presets.push({ preset, verdict: r.verdict, cost: costOf(r, objective) ?? null, failure: [...r.gate.errors, ...r.gate.rules.filter((x) => x.status === "fail").map((x) => x.message)][0] ?? null, seconds: (performance.now() - t) / 1000 });
+    presets.push({
+      preset,
+      verdict: r.verdict,
+      cost: costOf(r, objective) ?? null,
+      failure: [...r.gate.errors, ...r.gate.rules.filter((x) => x.status === "fail").map((x) => x.message)][0] ?? null,
+      seconds: (performance.now() - t) / 1000,
+    });
     process.stderr.write(`[${name}] preset ${preset}: ${r.verdict} ${costOf(r, objective)}\n`);
   }
 
@@ -62,10 +71,32 @@ for (const name of examples) {
   const grid = [];
   let gridSeconds = 0;
   if (!process.env.QG_BENCH_NO_GRID) {
-    const model = await loadModel(path.resolve(dir, config.model));
-    const sites = findWeights(model.graph, config.recipe).weights;
-    const candidates = uniformCandidates(config.recipe, config.search.space, sites, Boolean(config.evaluation.calibration), [], objective);
     const tg = performance.now();
+    const inputs = await loadSearchInputs(config, search.split.search);
+    const candidates = uniformCandidates(config.recipe, config.search.space, inputs.sites, inputs.calibrated, [], objective);
+    // The space's mixed-precision axis: targets across its range at each block size (the search bisects it).
+    const like = recipeSchema.parse({ ...config.recipe, preset: undefined, format: "int4", algorithm: "mse" });
+    const seen = new Set(candidates.map((c) => canonical(c.recipe)));
+    for (const blockSize of config.search.space.block_sizes) {
+      const factory = await mixedFactory({
+        config,
+        opts: { ort, quantizer },
+        ...inputs,
+        formats: mixedFormatsFor(config.search.space.mixed_formats, objective),
+        perLayer: true,
+        blockSize,
+        like,
+        objective,
+        notes: [],
+      });
+      for (const target of MIXED_TARGETS) {
+        const c = factory.candidate(target);
+        if (c && !seen.has(canonical(c.recipe))) {
+          seen.add(canonical(c.recipe));
+          candidates.push(c);
+        }
+      }
+    }
     for (const [i, c] of candidates.entries()) {
       const run = await onSearchPart(c.recipe, `grid/${i}`);
       grid.push({ label: c.label, verdict: run.report.verdict, cost: costOf(run.report, objective) ?? null });
@@ -83,7 +114,10 @@ for (const name of examples) {
     objective,
     search: {
       cheapest_passing_on_search_part: found,
-      suggested: search.verification && search.verdict === "pass" ? { label: search.verification.winner.candidate.label, cost: search.verification.winner.cost, holdout_verdict: search.verification.winner.verdict } : null,
+      suggested:
+        search.verification && search.verdict === "pass"
+          ? { label: search.verification.winner.candidate.label, cost: search.verification.winner.cost, holdout_verdict: search.verification.winner.verdict }
+          : null,
       current_on_holdout: search.verification ? { cost: search.verification.current.cost, verdict: search.verification.current.verdict } : null,
       verdict: search.verdict,
       message: search.message,
@@ -102,9 +136,14 @@ for (const name of examples) {
 }
 
 await mkdir(path.join(root, "bench", "out"), { recursive: true });
-await writeFile(path.join(root, "bench", "out", "search.json"), JSON.stringify({ createdAt: new Date().toISOString(), cpu: os.cpus()[0]?.model, rows }, null, 2));
+await writeFile(
+  path.join(root, "bench", "out", "search.json"),
+  JSON.stringify({ createdAt: new Date().toISOString(), cpu: os.cpus()[0]?.model, rows }, null, 2),
+);
 const kib = (b) => (b === null || b === undefined ? "-" : `${(b / 1024).toFixed(1)} KiB`);
-console.log("| Example | Search: cheapest passing (evals) | Suggested after holdout | Best passing preset | Grid: cheapest passing (evals) | Search s | Grid s |");
+console.log(
+  "| Example | Search: cheapest passing (evals) | Suggested after holdout | Best passing preset | Grid: cheapest passing (evals) | Search s | Grid s |",
+);
 console.log("|---|---|---|---|---|---:|---:|");
 for (const r of rows) {
   console.log(

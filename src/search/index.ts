@@ -18,6 +18,7 @@ import { searchSchema } from "../config/schema.js";
 import { feedTypeOf } from "../data/tensors.js";
 import { declaredDims } from "../data/records.js";
 import type { ModelInputInfo } from "../data/index.js";
+import type { Feeds } from "../data/tensors.js";
 import { UserError } from "../errors.js";
 import { loadModel, valueInfoTensorType, type LoadedModel } from "../onnx/model.js";
 import { findWeights, type WeightSite } from "../onnx/weights.js";
@@ -244,14 +245,7 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
     }) as Config;
 
   // Model, weights and search-part data, once.
-  const model = await loadModel(resolvePath(config, config.model));
-  const sites = findWeights(model.graph, config.recipe).weights;
-  if (sites.length === 0) throw new UserError(`${config.model}: no quantizable weights: nothing to search`);
-  const task = taskOf(config.evaluation);
-  const searchEval = { ...config.evaluation, dataset: split.search } as Config["evaluation"];
-  const data = await task.load(searchEval, { resolve: (p: string) => resolvePath(config, p), inputs: modelInputs(model) });
-  const calibrated = data.calibrationBatches.length > 0;
-  const sensitivityBatches = calibrated ? data.calibrationBatches.slice(0, 2) : data.measureFeeds ? [data.measureFeeds] : [];
+  const { model, sites, calibrated, batches: sensitivityBatches } = await loadSearchInputs(config, split.search);
 
   const candidates = uniformCandidates(config.recipe, settings.space, sites, calibrated, notes, objective);
   if (candidates.length === 0) throw new UserError("search.space: no recipe of the space can run on this model (see the notes)");
@@ -344,80 +338,34 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
     }
   }
 
-  // Mixed precision between the dearest failing level below the passing one and the passing one.
+  // Mixed precision between the cheapest accurate level and the next cheaper one (or the floor of the formats).
   let sensitivity: SearchResult["sensitivity"];
-  // For stored size and latency a format costs its container: of formats sharing one (int3, int4), the widest.
-  const mixedFormats =
-    objective === "bits_per_weight"
-      ? settings.space.mixed_formats
-      : settings.space.mixed_formats.filter(
-          (f) => !settings.space.mixed_formats.some((g) => FORMAT_BITS[g] > FORMAT_BITS[f] && containerBits(FORMAT_BITS[g]) === containerBits(FORMAT_BITS[f])),
-        );
-  if (passing !== undefined && passing > 0 && mixedFormats.length >= 2 && budgetLeft()) {
+  const mixedFormats = mixedFormatsFor(settings.space.mixed_formats, objective);
+  if (passing !== undefined && mixedFormats.length >= 2 && budgetLeft()) {
     const pass = levels[passing]![0]!;
     const floorBpw = Math.min(...mixedFormats.map((f) => estimateModelBpw(sites, f, pass.recipe.block_size, false, objective)));
-    const lowBpw = Math.max(levels[passing - 1]![0]!.estBpw, floorBpw);
-    const base = recipeWith(config.recipe, {
-      format: isIntFormat(pass.recipe.format) ? pass.recipe.format : "int4",
-      block_size: pass.recipe.block_size,
-      symmetric: false,
-      algorithm: isIntFormat(pass.recipe.format) ? pass.recipe.algorithm : "mse",
+    const lowBpw = passing > 0 ? Math.max(levels[passing - 1]![0]!.estBpw, floorBpw) : floorBpw;
+    const factory = await mixedFactory({
+      config,
+      opts,
+      model,
+      sites,
+      batches: sensitivityBatches,
+      calibrated,
+      formats: mixedFormats,
+      perLayer: settings.space.per_layer_overrides,
+      blockSize: pass.recipe.block_size,
+      like: pass.recipe,
+      objective,
+      notes,
     });
-    let plans: WeightPlan[] | undefined;
-    try {
-      plans = planWeights(sites, base);
-    } catch (err) {
-      notes.push(`mixed precision not tried: ${(err as Error).message.split("\n")[0]}`);
-    }
-    let measured: Map<string, number> | undefined;
-    const low: IntFormat = mixedFormats.includes("int3") ? "int3" : [...mixedFormats].sort((a, b) => FORMAT_BITS[a] - FORMAT_BITS[b])[0]!;
-    if (plans && settings.space.per_layer_overrides && sensitivityBatches.length > 0) {
-      const ts = performance.now();
-      const atLow = plans.map((p) => ({ ...p, format: low, algorithm: "rtn" as const, spec: specFor(low, p.spec.blockSize, p.spec.symmetric, "rtn") }));
-      const quantize = opts.quantizer?.quantize ?? ((wT: Float32Array, n: number, k: number, spec: BlockwiseSpec) => quantizeBlockwiseRef(wT, n, k, spec));
-      measured = await measureLayerKl(
-        opts.ort.ort,
-        model.proto,
-        atLow,
-        { quantize, stats: undefined, recipe: { ...base, algorithm: "rtn" }, threads: config.measure.threads },
-        sensitivityBatches,
-        config.measure.threads,
-      );
-      sensitivity = { format: low, layers: measured.size, ms: performance.now() - ts };
-      log(`sensitivity: KL of ${measured.size} layers at ${low} measured once (${(sensitivity.ms / 1000).toFixed(1)}s)`);
-    } else if (plans && settings.space.per_layer_overrides) {
-      notes.push("per-layer sensitivity not measured: no calibration data or measurement input");
-    }
-    const mixedCandidate = (target: number): Candidate | undefined => {
-      if (!plans) return undefined;
-      if (measured) {
-        const mixed = { target_bpw: target, method: "kl" as const, formats: mixedFormats, low, high: "int8" as const };
-        const { decisions } = planMixedPrecision(plans, undefined, mixed, measured);
-        const params = plans.reduce((a, p) => a + p.site.k * p.site.n, 0);
-        const bpw =
-          decisions.reduce(
-            (a, d, i) => a + estimateModelBpw([plans![i]!.site], d.format, plans![i]!.spec.blockSize, false, objective) * plans![i]!.site.k * plans![i]!.site.n,
-            0,
-          ) / params;
-        // Names with glob characters cannot be matched exactly: those keep the base format.
-        const overrides = decisions.filter((d) => d.format !== base.format && !/[*?]/.test(d.name)).map((d) => ({ match: d.name, format: d.format }));
-        const used = [...new Set(decisions.map((d) => d.format))].sort((a, b) => FORMAT_BITS[a] - FORMAT_BITS[b]);
-        return {
-          label: `mixed ${bpw.toFixed(2)} bpw (${used.join("/")}, per layer)`,
-          kind: "mixed",
-          recipe: recipeWith(base, { overrides: [...config.recipe.overrides, ...overrides] }),
-          estBpw: bpw,
-        };
-      }
-      if (settings.space.per_layer_overrides || !calibrated) return undefined;
-      const recipe = recipeWith(base, { mixed: { target_bpw: target, method: "fisher", formats: mixedFormats } });
-      return { label: `mixed fisher ${target.toFixed(2)} bpw`, kind: "mixed", recipe, estBpw: target };
-    };
+    sensitivity = factory.sensitivity;
+    if (sensitivity) log(`sensitivity: KL of ${sensitivity.layers} layers at ${sensitivity.format} measured once (${(sensitivity.ms / 1000).toFixed(1)}s)`);
     // Bisection over the target: below the passing level's bits, above the failing level's.
     let tLo = lowBpw;
     let tHi = pass.estBpw;
     for (let step = 0; step < 3 && tHi - tLo > 0.05; step++) {
-      const c = mixedCandidate((tLo + tHi) / 2);
+      const c = factory.candidate((tLo + tHi) / 2);
       if (!c || c.estBpw >= pass.estBpw - 1e-6) break;
       const e = await probe(c);
       if (!e) break;
@@ -568,4 +516,113 @@ export function summaryJson(r: SearchResult): Record<string, unknown> {
 /** The files a search leaves for review (artifact): summary, patch, patched config, lockfile. */
 export function searchFiles(r: SearchResult): string[] {
   return [path.join(r.outputDir, "search.json"), r.patch?.patchPath, r.patch?.configPath, r.lockfilePath].filter((f): f is string => f !== undefined);
+}
+
+/** For stored size and latency a format costs its container: of formats sharing one (int3, int4), the widest. */
+export function mixedFormatsFor(formats: readonly IntFormat[], objective: Objective): IntFormat[] {
+  if (objective === "bits_per_weight") return [...formats];
+  return formats.filter((f) => !formats.some((g) => FORMAT_BITS[g] > FORMAT_BITS[f] && containerBits(FORMAT_BITS[g]) === containerBits(FORMAT_BITS[f])));
+}
+
+export interface MixedFactoryArgs {
+  readonly config: Config;
+  readonly opts: GateRunOptions;
+  readonly model: LoadedModel;
+  readonly sites: readonly WeightSite[];
+  /** Inputs the per-layer KL is measured on (calibration batches of the search part). */
+  readonly batches: readonly Feeds[];
+  readonly calibrated: boolean;
+  readonly formats: readonly IntFormat[];
+  readonly perLayer: boolean;
+  readonly blockSize: number;
+  /** The recipe whose algorithm the mixed recipes keep (when it is an int format). */
+  readonly like: Recipe;
+  readonly objective: Objective;
+  readonly notes: string[];
+}
+
+/**
+ * Mixed-precision candidates at any bits-per-weight target: per-layer KL measured once (each layer alone at the
+ * low format), formats allocated by the existing allocator (planMixedPrecision, method kl) and written as
+ * per-layer overrides; without per-layer overrides, recipe.mixed with the Fisher proxy (needs calibration).
+ */
+export async function mixedFactory(
+  a: MixedFactoryArgs,
+): Promise<{ candidate: (target: number) => Candidate | undefined; sensitivity?: SearchResult["sensitivity"] }> {
+  const { config, objective, formats } = a;
+  const base = recipeWith(config.recipe, {
+    format: isIntFormat(a.like.format) ? a.like.format : "int4",
+    block_size: a.blockSize,
+    symmetric: false,
+    algorithm: isIntFormat(a.like.format) ? a.like.algorithm : "mse",
+  });
+  let plans: WeightPlan[];
+  try {
+    plans = planWeights(a.sites, base);
+  } catch (err) {
+    a.notes.push(`mixed precision not tried: ${(err as Error).message.split("\n")[0]}`);
+    return { candidate: () => undefined };
+  }
+  const low: IntFormat = formats.includes("int3") ? "int3" : [...formats].sort((x, y) => FORMAT_BITS[x] - FORMAT_BITS[y])[0]!;
+  let measured: Map<string, number> | undefined;
+  let sensitivity: SearchResult["sensitivity"];
+  if (a.perLayer && a.batches.length > 0) {
+    const ts = performance.now();
+    const atLow = plans.map((p) => ({ ...p, format: low, algorithm: "rtn" as const, spec: specFor(low, p.spec.blockSize, p.spec.symmetric, "rtn") }));
+    const quantize = a.opts.quantizer?.quantize ?? ((wT: Float32Array, n: number, k: number, spec: BlockwiseSpec) => quantizeBlockwiseRef(wT, n, k, spec));
+    measured = await measureLayerKl(
+      a.opts.ort.ort,
+      a.model.proto,
+      atLow,
+      { quantize, stats: undefined, recipe: { ...base, algorithm: "rtn" }, threads: config.measure.threads },
+      a.batches,
+      config.measure.threads,
+    );
+    sensitivity = { format: low, layers: measured.size, ms: performance.now() - ts };
+  } else if (a.perLayer) {
+    a.notes.push("per-layer sensitivity not measured: no calibration data or measurement input");
+  }
+  const candidate = (target: number): Candidate | undefined => {
+    if (measured) {
+      const mixed = { target_bpw: target, method: "kl" as const, formats: [...formats], low, high: "int8" as const };
+      const { decisions } = planMixedPrecision(plans, undefined, mixed, measured);
+      const params = plans.reduce((acc, p) => acc + p.site.k * p.site.n, 0);
+      const bpw =
+        decisions.reduce(
+          (acc, d, i) => acc + estimateModelBpw([plans[i]!.site], d.format, plans[i]!.spec.blockSize, false, objective) * plans[i]!.site.k * plans[i]!.site.n,
+          0,
+        ) / params;
+      // Names with glob characters cannot be matched exactly: those keep the base format.
+      const overrides = decisions.filter((d) => d.format !== base.format && !/[*?]/.test(d.name)).map((d) => ({ match: d.name, format: d.format }));
+      const used = [...new Set(decisions.map((d) => d.format))].sort((x, y) => FORMAT_BITS[x] - FORMAT_BITS[y]);
+      return {
+        label: `mixed ${bpw.toFixed(2)} bpw b${a.blockSize} (${used.join("/")}, per layer)`,
+        kind: "mixed",
+        recipe: recipeWith(base, { overrides: [...config.recipe.overrides, ...overrides] }),
+        estBpw: bpw,
+      };
+    }
+    if (a.perLayer || !a.calibrated) return undefined;
+    const recipe = recipeWith(base, { mixed: { target_bpw: target, method: "fisher", formats: [...formats] } });
+    return { label: `mixed fisher ${target.toFixed(2)} bpw b${a.blockSize}`, kind: "mixed", recipe, estBpw: target };
+  };
+  return { candidate, ...(sensitivity ? { sensitivity } : {}) };
+}
+
+/** What the search and the bench share: the model, its weights and the search part's data, loaded once. */
+export async function loadSearchInputs(
+  config: Config,
+  dataset: string,
+): Promise<{ model: LoadedModel; sites: WeightSite[]; calibrated: boolean; batches: Feeds[] }> {
+  const model = await loadModel(resolvePath(config, config.model));
+  const sites = findWeights(model.graph, config.recipe).weights;
+  if (sites.length === 0) throw new UserError(`${config.model}: no quantizable weights: nothing to search`);
+  const task = taskOf(config.evaluation);
+  const data = await task.load({ ...config.evaluation, dataset } as Config["evaluation"], {
+    resolve: (p: string) => resolvePath(config, p),
+    inputs: modelInputs(model),
+  });
+  const calibrated = data.calibrationBatches.length > 0;
+  const batches = calibrated ? data.calibrationBatches.slice(0, 2) : data.measureFeeds ? [data.measureFeeds] : [];
+  return { model, sites, calibrated, batches };
 }
