@@ -90,6 +90,8 @@ export interface SearchResult {
   readonly sensitivity?: { readonly format: IntFormat; readonly layers: number; readonly ms: number };
   readonly wallMs: number;
   readonly outputDir: string;
+  /** Full gate runs on the holdout part (the current recipe's and the verifications). */
+  readonly holdoutRuns: number;
   /** The current recipe's gate run on the holdout part (what the action reports beside the suggestion). */
   readonly currentRun: GateRun;
 }
@@ -390,6 +392,7 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
   log(`running the current recipe on the holdout part (${split.holdout}) ...`);
   const currentCandidate: Candidate = { label: "current", kind: "current", recipe: config.recipe, estBpw: NaN };
   const current = await evaluate(currentCandidate, "holdout-current", split.holdout);
+  let holdoutRuns = 1;
   if (passed.length === 0) {
     const tried = evaluations.map((e) => `${e.candidate.label}: ${e.failures[0] ?? "no cost measured"}`).join("; ");
     const accurate = evaluations.filter((e) => e.accurate).sort((a, b) => (a.cost ?? Infinity) - (b.cost ?? Infinity))[0];
@@ -398,7 +401,7 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
       : accurate
         ? `no recipe of the search space passes every gate rule: the cheapest one that meets the accuracy rules (${accurate.candidate.label}) still breaks a cost rule: ${accurate.failures.join("; ")}`
         : `no recipe of the search space passes every gate rule; the most generous one tried fails: ${tried}`;
-    const final: SearchResult = { ...result, verdict: "fail", message, currentRun: current.run, wallMs: performance.now() - t0 };
+    const final: SearchResult = { ...result, verdict: "fail", message, currentRun: current.run, holdoutRuns, wallMs: performance.now() - t0 };
     await writeFile(path.join(outputDir, "search.json"), JSON.stringify(summaryJson(final), null, 2));
     return final;
   }
@@ -412,7 +415,7 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
   const worth = passed.filter((e) => currentCost === undefined || e.cost! < currentCost || canonical(e.candidate.recipe) === canonical(config.recipe));
   if (worth.length === 0) {
     const message = `no recipe cheaper than the current one passes on the search part; the current recipe passes on the holdout part (${current.evaluation.cost ?? "?"} ${objective})`;
-    const final: SearchResult = { ...result, best: passed[0], verdict: "pass", message, currentRun: current.run, wallMs: performance.now() - t0 };
+    const final: SearchResult = { ...result, best: passed[0], verdict: "pass", message, currentRun: current.run, holdoutRuns, wallMs: performance.now() - t0 };
     await writeFile(path.join(outputDir, "search.json"), JSON.stringify(summaryJson(final), null, 2));
     return final;
   }
@@ -420,6 +423,7 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
   for (const [i, candidate] of worth.slice(0, MAX_VERIFICATIONS).entries()) {
     log(`verifying ${candidate.candidate.label} on the holdout part (${split.holdout}) ...`);
     const sameAsCurrent = canonical(candidate.candidate.recipe) === canonical(config.recipe);
+    if (!sameAsCurrent) holdoutRuns++;
     const v = sameAsCurrent ? current : await evaluate(candidate.candidate, `holdout-winner${i ? `-${i + 1}` : ""}`, split.holdout);
     best = candidate;
     winner = v;
@@ -469,6 +473,7 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
     patch,
     lockfilePath,
     currentRun: current.run,
+    holdoutRuns,
     wallMs: performance.now() - t0,
   };
   await writeFile(path.join(outputDir, "search.json"), JSON.stringify(summaryJson(final), null, 2));
@@ -500,6 +505,7 @@ export function summaryJson(r: SearchResult): Record<string, unknown> {
     message: r.message,
     stopped_early: r.stoppedEarly ?? null,
     full_evaluations: r.evaluations.length,
+    holdout_runs: r.holdoutRuns,
     holdout: { note: r.split.note, split: r.split.split, search: r.split.search, holdout: r.split.holdout },
     sensitivity: r.sensitivity ?? null,
     evaluations: r.evaluations.map(evalJson),
@@ -585,7 +591,13 @@ export async function mixedFactory(
   const candidate = (target: number): Candidate | undefined => {
     if (measured) {
       const mixed = { target_bpw: target, method: "kl" as const, formats: [...formats], low, high: "int8" as const };
-      const { decisions } = planMixedPrecision(plans, undefined, mixed, measured);
+      let decisions: ReturnType<typeof planMixedPrecision>["decisions"];
+      try {
+        decisions = planMixedPrecision(plans, undefined, mixed, measured).decisions;
+      } catch (err) {
+        if (err instanceof RangeError) return undefined; // a target below the smallest format: no such recipe
+        throw err;
+      }
       const params = plans.reduce((acc, p) => acc + p.site.k * p.site.n, 0);
       const bpw =
         decisions.reduce(

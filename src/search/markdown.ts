@@ -53,7 +53,7 @@ function savings(current: Evaluation, winner: Evaluation, objective: SearchResul
 /** The "Suggested recipe" section (markdown); names from the model and config are escaped. */
 export function renderSuggestion(r: SearchResult): string {
   const out: string[] = ["### Suggested recipe", ""];
-  const stats = `${r.evaluations.length} full evaluation${r.evaluations.length === 1 ? "" : "s"} on the search part${r.verification ? ` + ${2 + (r.rejected?.length ?? 0)} on the holdout part` : " + 1 on the holdout part"}, ${(r.wallMs / 1000).toFixed(0)} s; objective: ${OBJECTIVE_LABEL[r.objective]}`;
+  const stats = `${r.evaluations.length} full evaluation${r.evaluations.length === 1 ? "" : "s"} on the search part + ${r.holdoutRuns} on the holdout part, ${(r.wallMs / 1000).toFixed(0)} s; objective: ${OBJECTIVE_LABEL[r.objective]}`;
   if (!r.verification || r.verdict !== "pass") {
     out.push(`**No recipe suggested.** ${escapeMarkdown(singleLine(r.message))}`, "", `<sub>${escapeMarkdown(stats)}</sub>`);
     if (r.stoppedEarly) out.push("", `The search ${escapeMarkdown(r.stoppedEarly)}.`);
