@@ -334,19 +334,29 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
     for (let i = passing - 1; i >= 0 && evaluations.length < settings.max_full_evaluations - reserve; i--) {
       const c = levels[i]![0]!;
       if (memo.has(canonical(c.recipe))) continue;
+      // Dominated: the same format at a block no larger (more scales, more accurate) already failed on accuracy.
+      const dominated = evaluations.some(
+        (e) =>
+          !e.accurate &&
+          e.candidate.kind === "uniform" &&
+          e.candidate.recipe.format === c.recipe.format &&
+          e.candidate.recipe.block_size <= c.recipe.block_size,
+      );
+      if (dominated) continue;
       const e = await probe(c);
       if (!e) break;
       if (e.accurate) passing = i;
     }
   }
 
-  // Mixed precision between the cheapest accurate level and the next cheaper one (or the floor of the formats).
+  // Mixed precision between the floor of the mixed formats and the cheapest accurate level.
   let sensitivity: SearchResult["sensitivity"];
   const mixedFormats = mixedFormatsFor(settings.space.mixed_formats, objective);
   if (passing !== undefined && mixedFormats.length >= 2 && budgetLeft()) {
     const pass = levels[passing]![0]!;
     const floorBpw = Math.min(...mixedFormats.map((f) => estimateModelBpw(sites, f, pass.recipe.block_size, false, objective)));
-    const lowBpw = passing > 0 ? Math.max(levels[passing - 1]![0]!.estBpw, floorBpw) : floorBpw;
+    // From the floor of the mixed formats: the failing level below may be another family (nf4 under int4).
+    const lowBpw = floorBpw;
     const factory = await mixedFactory({
       config,
       opts,
