@@ -12,6 +12,7 @@ import { runGate } from "../lib/pipeline.js";
 import { loadKernelQuantizer } from "../lib/quantize/kernels.js";
 import { loadOrt } from "../lib/runtime/ort.js";
 import { canonical } from "../lib/cache/index.js";
+import { splitEvaluation } from "../lib/search/split.js";
 import { costOf, loadSearchInputs, mixedFactory, mixedFormatsFor, runSearch, uniformCandidates } from "../lib/search/index.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -23,7 +24,7 @@ const SPACE = `search:
     block_sizes: [32, 64, 128]
     algorithms: [rtn, mse]
     mixed_formats: [int2, int4, int8]
-  max_full_evaluations: 6
+  max_full_evaluations: 6 # replaced below by a fifth of the grid
   holdout: 0.3
 `;
 
@@ -40,9 +41,40 @@ for (const name of examples) {
   const config = await loadConfig(configPath);
   const objective = config.search.objective;
 
+  // The grid over the same space (uniform recipes and the mixed-precision axis), listed before the search so the
+  // search's budget can be a fifth of it; the split is the one the search makes (same files, same fraction).
+  const split = await splitEvaluation(config, config.search.holdout, path.join(dir, config.output_dir, "search", "data"));
+  const inputs = await loadSearchInputs(config, split.search);
+  const candidates = uniformCandidates(config.recipe, config.search.space, inputs.sites, inputs.calibrated, [], objective);
+  // The space's mixed-precision axis: targets across its range at each block size (the search bisects it).
+  const like = recipeSchema.parse({ ...config.recipe, preset: undefined, format: "int4", algorithm: "mse" });
+  const seen = new Set(candidates.map((c) => canonical(c.recipe)));
+  for (const blockSize of config.search.space.block_sizes) {
+    const factory = await mixedFactory({
+      config,
+      opts: { ort, quantizer },
+      ...inputs,
+      formats: mixedFormatsFor(config.search.space.mixed_formats, objective),
+      perLayer: true,
+      blockSize,
+      like,
+      objective,
+      notes: [],
+    });
+    for (const target of MIXED_TARGETS) {
+      const c = factory.candidate(target);
+      if (c && !seen.has(canonical(c.recipe))) {
+        seen.add(canonical(c.recipe));
+        candidates.push(c);
+      }
+    }
+  }
+  const budget = Math.max(1, Math.floor(candidates.length / 5));
+  const searchConfig = { ...config, search: { ...config.search, max_full_evaluations: budget } };
+
   // The search (its wall time includes the split, the sensitivity and the holdout runs).
   const t0 = performance.now();
-  const search = await runSearch(config, { ort, quantizer, log: (m) => process.stderr.write(`[${name}] ${m}\n`) });
+  const search = await runSearch(searchConfig, { ort, quantizer, log: (m) => process.stderr.write(`[${name}] ${m}\n`) });
   const searchSeconds = (performance.now() - t0) / 1000;
   const onSearchPart = (recipe, out) =>
     runGate(
@@ -72,31 +104,6 @@ for (const name of examples) {
   let gridSeconds = 0;
   if (!process.env.QG_BENCH_NO_GRID) {
     const tg = performance.now();
-    const inputs = await loadSearchInputs(config, search.split.search);
-    const candidates = uniformCandidates(config.recipe, config.search.space, inputs.sites, inputs.calibrated, [], objective);
-    // The space's mixed-precision axis: targets across its range at each block size (the search bisects it).
-    const like = recipeSchema.parse({ ...config.recipe, preset: undefined, format: "int4", algorithm: "mse" });
-    const seen = new Set(candidates.map((c) => canonical(c.recipe)));
-    for (const blockSize of config.search.space.block_sizes) {
-      const factory = await mixedFactory({
-        config,
-        opts: { ort, quantizer },
-        ...inputs,
-        formats: mixedFormatsFor(config.search.space.mixed_formats, objective),
-        perLayer: true,
-        blockSize,
-        like,
-        objective,
-        notes: [],
-      });
-      for (const target of MIXED_TARGETS) {
-        const c = factory.candidate(target);
-        if (c && !seen.has(canonical(c.recipe))) {
-          seen.add(canonical(c.recipe));
-          candidates.push(c);
-        }
-      }
-    }
     for (const [i, c] of candidates.entries()) {
       const run = await onSearchPart(c.recipe, `grid/${i}`);
       grid.push({ label: c.label, verdict: run.report.verdict, cost: costOf(run.report, objective) ?? null });
