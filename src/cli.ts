@@ -14,11 +14,17 @@ import type { Report } from "./report/types.js";
 import { writeReport } from "./report/write.js";
 import { loadOrt, loadOrtFrom } from "./runtime/ort.js";
 import { singleLine } from "./util/escape.js";
+import { runSearch } from "./search/index.js";
+import { renderSearchTerminal } from "./search/markdown.js";
 import { TOOL_VERSION } from "./version.js";
 
 const USAGE = `quantgate ${TOOL_VERSION}
 
 Usage: quantgate run [-c quantgate.yml] [options]
+       quantgate search [-c quantgate.yml] [--cache] [--threads <n>] [--output-dir <dir>]
+         find the cheapest recipe that passes every gate rule (config key search:), verified on a
+         holdout part of the evaluation data; writes the quantgate.yml patch and lockfile under
+         <output_dir>/search (nothing is changed in place); exit 0 when a recipe is suggested
 
 Options:
   -c, --config <file>       config file (default quantgate.yml)
@@ -118,7 +124,7 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const { values, positionals } = parsed;
-  if (values.help || positionals[0] !== "run") {
+  if (values.help || (positionals[0] !== "run" && positionals[0] !== "search")) {
     process.stderr.write(`${USAGE}\n`);
     return values.help ? 0 : 2;
   }
@@ -141,6 +147,12 @@ export async function main(argv: string[]): Promise<number> {
     const stageNames: StageName[] = ["load", "data", "calibrate", "quantize", "emit", "evaluate", "measure", "gate"];
     const tty = process.stderr.isTTY;
     const cache = values.cache ? new WorkCache(path.join(config.baseDir, WORK_CACHE_DIR)) : undefined;
+    if (positionals[0] === "search") {
+      const result = await runSearch(config, { ort, cache, ortDir, quantizer, log: (m) => process.stderr.write(`${m}\n`) });
+      process.stdout.write(`\n${renderSearchTerminal(result)}\n\nSearch summary: ${path.join(result.outputDir, "search.json")}\n`);
+      if (result.patch?.diff) process.stdout.write(`Patch: ${result.patch.patchPath}\n${result.lockfilePath ? `Lockfile: ${result.lockfilePath}\n` : ""}`);
+      return result.verdict === "pass" ? 0 : 1;
+    }
     const run = await runGate(config, {
       ort,
       cache,

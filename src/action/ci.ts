@@ -191,7 +191,7 @@ export class CiRun {
   }
 
   /** Everything after runGate; returns what main sets as outputs. */
-  async finish(gateRun: GateRun): Promise<CiOutcome> {
+  async finish(gateRun: GateRun, extra?: { readonly markdown: string; readonly files: readonly string[] }): Promise<CiOutcome> {
     const cmp = await this.compareWithBase(gateRun.report);
     const section: { -readonly [K in keyof CiSection]: CiSection[K] } = { mode: this.inputs.mode, runUrl: this.ctx.runUrl, ...cmp.section };
     const cache = this.workCache.summary();
@@ -219,7 +219,14 @@ export class CiRun {
 
     let artifact: ArtifactResult | undefined;
     if (this.inputs.artifact) {
-      const files = [gateRun.quantizedModelPath, written.reportPath, path.join(gateRun.outputDir, LOCKFILE_NAME), written.summaryPath, releaseRecordPath];
+      const files = [
+        gateRun.quantizedModelPath,
+        written.reportPath,
+        path.join(gateRun.outputDir, LOCKFILE_NAME),
+        written.summaryPath,
+        releaseRecordPath,
+        ...(extra?.files ?? []),
+      ];
       try {
         artifact = await uploadArtifact(this.deps.uploader, artifactName(this.id), files, this.ctx.runUrl, this.inputs.artifactRetentionDays);
         section.artifact = { name: artifact.name, url: artifact.url, files: artifact.files.length };
@@ -257,7 +264,8 @@ export class CiRun {
     }
 
     report = { ...report, ci: section };
-    const body = renderBody(report);
+    // Mode search: the "Suggested recipe" section follows the current recipe's report.
+    const body = extra ? `${renderBody(report)}\n${extra.markdown}` : renderBody(report);
     written = await writeReport({ ...gateRun, report }, body);
 
     let comment: CommentResult | undefined;

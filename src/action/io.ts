@@ -76,7 +76,7 @@ export const OUTPUTS = {
   modelSha256: "model-sha256",
 } as const;
 
-export type RunMode = "check" | "release";
+export type RunMode = "check" | "release" | "search";
 
 /** Sharded evaluation (src/action/shards.ts): the jobs of one run; the merge job reports as `check`. */
 export type ShardMode = "quantize" | "evaluate" | "merge";
@@ -146,7 +146,7 @@ export function readCiInputs(get: (name: string) => string | undefined): CiInput
   if (retention !== undefined && (!Number.isInteger(retention) || retention < 1 || retention > 90)) {
     throw new UserError(`input "${INPUTS.artifactRetentionDays}": expected a whole number of days from 1 to 90, got "${days}"`);
   }
-  const modeText = oneOf<RunMode | ShardMode>(INPUTS.mode, get(INPUTS.mode), ["check", "release", ...SHARD_MODES], "check");
+  const modeText = oneOf<RunMode | ShardMode>(INPUTS.mode, get(INPUTS.mode), ["check", "release", "search", ...SHARD_MODES], "check");
   const shardMode = (SHARD_MODES as readonly string[]).includes(modeText) ? (modeText as ShardMode) : undefined;
   const shardsText = get(INPUTS.shards);
   const shards = shardsText === undefined ? undefined : Number(shardsText);

@@ -17,6 +17,8 @@ import { metricOutputs } from "./outputs.js";
 import { resolveOrt } from "./ort-install.js";
 import { applyRelease } from "./release.js";
 import { evaluateJob, mergeRun, parseShard, quantizeJob, type ShardJob } from "./shards.js";
+import { runSearch, searchFiles } from "../search/index.js";
+import { renderSuggestion } from "../search/markdown.js";
 
 function setOutputs(run: GateRun, outcome: CiOutcome): void {
   const r = outcome.report;
@@ -185,10 +187,11 @@ export async function run(deps: Partial<CiDeps> & { readonly artifacts?: Artifac
       await core.summary.addRaw(`QuantGate: shard ${shard.index}/${shard.count} evaluated ${n} samples; the merge job gates the run.\n`).write();
       return;
     }
-    step = "running the gate";
-    const gateRun = shardMode === "merge" ? await mergeRun(job, inputs.ci.shards ?? 1) : await runGate(config, options);
+    step = inputs.ci.mode === "search" ? "searching for the cheapest passing recipe" : "running the gate";
+    const search = inputs.ci.mode === "search" ? await runSearch(config, { ...options, log: (m) => core.info(m) }) : undefined;
+    const gateRun = search ? search.currentRun : shardMode === "merge" ? await mergeRun(job, inputs.ci.shards ?? 1) : await runGate(config, options);
     step = "writing the report and the CI steps (comparison, artifact, history, comment)";
-    const outcome = await ci.finish(gateRun);
+    const outcome = await ci.finish(gateRun, search ? { markdown: renderSuggestion(search), files: searchFiles(search) } : undefined);
     step = "writing the job summary";
     await writeJobSummary(outcome.body);
     setOutputs(gateRun, outcome);
@@ -198,7 +201,8 @@ export async function run(deps: Partial<CiDeps> & { readonly artifacts?: Artifac
       if (a.level === "error") core.error(a.message, props);
       else core.warning(a.message, props);
     }
-    if (outcome.report.verdict === "fail") {
+    if (search?.verdict === "fail") core.setFailed(`QuantGate search: ${search.message}`);
+    else if (outcome.report.verdict === "fail") {
       const failed = outcome.report.gate.rules.filter((r) => r.status === "fail");
       const reasons = [...outcome.report.gate.errors, ...failed.map((r) => r.message)];
       core.setFailed(`QuantGate failed: ${reasons.join("; ")}`);

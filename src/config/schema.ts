@@ -629,6 +629,44 @@ export const releaseSchema = z.strictObject({
   record: z.string().min(1).default("quantgate-release.json").describe("The machine-readable pass/fail record, relative to output_dir."),
 });
 
+/** `quantgate search`: find the cheapest recipe that passes every gate rule (src/search/). */
+export const SEARCH_OBJECTIVES = ["size", "bits_per_weight", "latency_p50"] as const;
+export const searchSchema = z.strictObject({
+  /** What "cheapest" means: stored bytes (model_size), bits_per_weight, or latency_p50 of the quantized model. */
+  objective: z
+    .enum(SEARCH_OBJECTIVES, { error: `expected one of ${SEARCH_OBJECTIVES.join(", ")}` })
+    .default("size")
+    .describe('What "cheapest" means: stored bytes (size), bits_per_weight, or latency_p50 of the quantized model.'),
+  space: z
+    .strictObject({
+      formats: z.array(format).min(1).default(["int8", "int4", "int3", "int2", "nf4", "mxfp4"]).describe("Formats the search may choose."),
+      block_sizes: z.array(blockSize).min(1).default([32, 64, 128]).describe("Block sizes the search may choose."),
+      algorithms: z.array(algorithm).min(1).default(["rtn", "mse", "awq", "gptq"]).describe("Algorithms the search may choose."),
+      /** Mixed precision between the cheapest passing and the dearest failing uniform recipe ([] turns it off). */
+      mixed_formats: z
+        .array(intFormat)
+        .default(["int2", "int3", "int4", "int8"])
+        .describe("Formats of mixed-precision candidates ([] turns mixed precision off)."),
+      /** Allow per-layer format overrides (allocated from measured per-layer KL); otherwise mixed uses recipe.mixed. */
+      per_layer_overrides: z.boolean().default(true).describe("Allow per-layer format overrides allocated from measured per-layer KL."),
+    })
+    .default({
+      formats: ["int8", "int4", "int3", "int2", "nf4", "mxfp4"],
+      block_sizes: [32, 64, 128],
+      algorithms: ["rtn", "mse", "awq", "gptq"],
+      mixed_formats: ["int2", "int3", "int4", "int8"],
+      per_layer_overrides: true,
+    })
+    .describe("The recipes the search may try."),
+  /** Full gate runs the search may spend (the holdout verification of the winner is one more). */
+  max_full_evaluations: z.number().int().min(1).max(1000).default(8).describe("Full gate runs the search may spend (the holdout verification is extra)."),
+  /** Wall-clock budget; the search stops early, and says so, when it is spent. */
+  max_minutes: z.number().positive().default(30).describe("Wall-clock budget in minutes; the search stops early, and says so, when it is spent."),
+  /** Share of the evaluation data kept out of the search's choices and used only to verify the winner. */
+  holdout: z.number().min(0).max(0.9).default(0.3).describe("Share of the evaluation data kept out of the search and used only to verify the winner."),
+});
+export type SearchSettings = z.infer<typeof searchSchema>;
+
 export const configSchema = z.strictObject({
   version: z.literal(1).default(1).describe("Config format version (1)."),
   model: z.string().min(1, "expected the path of an .onnx file").describe("Path of the float ONNX model, relative to this file."),
@@ -654,6 +692,7 @@ export const configSchema = z.strictObject({
     .boolean()
     .default(false)
     .describe("CLI only: let reads (model, data, tokenizer, metric module) leave the config's folder; writes never do, and the action ignores it."),
+  search: searchSchema.optional().describe("Settings of `quantgate search` / `mode: search`: objective, search space, budget and holdout share."),
 });
 
 export type ConfigFile = z.infer<typeof configSchema>;

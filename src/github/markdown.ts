@@ -8,7 +8,7 @@ import type { Report } from "../report/types.js";
 import { codeSpan, escapeMarkdown as esc } from "../util/escape.js";
 
 export interface CiSection {
-  readonly mode: "check" | "release";
+  readonly mode: "check" | "release" | "search";
   readonly baseBranch?: string;
   readonly regression?: RegressionResult;
   /** Why there is no base comparison on a pull request. */

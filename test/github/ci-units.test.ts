@@ -106,7 +106,7 @@ describe("CI inputs", () => {
   const cases: { what: string; input: Record<string, string>; expected: RegExp }[] = [
     { what: "comment mode", input: { comment: "sometimes" }, expected: /input "comment": expected "always", "on-failure", "never", got "sometimes"/ },
     { what: "artifact flag", input: { artifact: "maybe" }, expected: /input "artifact": expected true or false, got "maybe"/ },
-    { what: "mode", input: { mode: "prod" }, expected: /input "mode": expected "check", "release", "quantize", "evaluate", "merge", got "prod"/ },
+    { what: "mode", input: { mode: "prod" }, expected: /input "mode": expected "check", "release", "search", "quantize", "evaluate", "merge", got "prod"/ },
     {
       what: "retention",
       input: { "artifact-retention-days": "365" },

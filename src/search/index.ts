@@ -1,0 +1,650 @@
+// Accuracy-aware search: the cheapest recipe that passes every gate rule of the config.
+//
+// 1. The evaluation data is split (search part / holdout part, see split.ts).
+// 2. Per-layer sensitivity is measured once: the KL of the model with one layer quantized (the same
+//    measurement recipe.mixed.method kl uses), on calibration batches of the search part.
+// 3. Uniform recipes of the space are grouped into cost levels (estimated bits per weight) and the cheapest
+//    passing level is found by bisection, each probe one full gate run on the search part.
+// 4. Between the dearest failing and the cheapest passing level, mixed-precision recipes allocated from the
+//    measured sensitivity (per-layer overrides, or recipe.mixed) are bisected over their bits-per-weight target.
+// 5. The winner, and the current recipe for comparison, are run once more on the holdout part: only a
+//    winner that passes there is suggested, as a quantgate.yml patch and its lockfile.
+import { copyFile, mkdir, readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { canonical } from "../cache/index.js";
+import { resolvePath, type Config } from "../config/load.js";
+import { FORMAT_BITS, isIntFormat, recipeSchema, type IntFormat, type Recipe, type SearchSettings, type WeightFormat } from "../config/schema.js";
+import { searchSchema } from "../config/schema.js";
+import { feedTypeOf } from "../data/tensors.js";
+import { declaredDims } from "../data/records.js";
+import type { ModelInputInfo } from "../data/index.js";
+import type { Feeds } from "../data/tensors.js";
+import { UserError } from "../errors.js";
+import { loadModel, valueInfoTensorType, type LoadedModel } from "../onnx/model.js";
+import { findWeights, type WeightSite } from "../onnx/weights.js";
+import { runGate, type GateRun, type GateRunOptions } from "../pipeline.js";
+import { containerBits, quantizeBlockwiseRef, type BlockwiseSpec } from "../quantize/blockwise.js";
+import { planWeights, specFor, type WeightPlan } from "../quantize/index.js";
+import { planMixedPrecision } from "../quantize/mixed-plan.js";
+import { measureLayerKl } from "../quantize/sensitivity.js";
+import type { RuleResult } from "../gate/index.js";
+import { LOCKFILE_NAME } from "../report/lockfile.js";
+import type { Report } from "../report/types.js";
+import { writeReport } from "../report/write.js";
+import { taskOf } from "../tasks/index.js";
+import { patchRecipe, unifiedDiff } from "./patch.js";
+import { splitEvaluation, type DataSplit } from "./split.js";
+
+export type Objective = SearchSettings["objective"];
+
+export interface SearchOptions extends GateRunOptions {
+  readonly log?: (message: string) => void;
+}
+
+export interface Candidate {
+  /** Short label, e.g. "int4 b64 mse" or "mixed 3.42 bpw (int3/int4)". */
+  readonly label: string;
+  readonly kind: "uniform" | "mixed" | "current";
+  readonly recipe: Recipe;
+  /** Estimated bits per weight (codes plus scales), the order the bisection walks. */
+  readonly estBpw: number;
+}
+
+export interface Evaluation {
+  readonly candidate: Candidate;
+  readonly verdict: "pass" | "fail";
+  /** The objective measured by the full run (undefined when the run could not measure it). */
+  readonly cost: number | undefined;
+  readonly sizeBytes: number | undefined;
+  readonly bitsPerWeight: number | undefined;
+  readonly latencyP50Ms: number | undefined;
+  /** Rules that failed, and stage errors. */
+  readonly failures: string[];
+  /** No stage error and no broken rule but cost rules (size, bits, memory, latency): enough bits for accuracy. */
+  readonly accurate: boolean;
+  /** Every gate rule's observed value on the data this run judged (search or holdout part). */
+  readonly rules: readonly Pick<RuleResult, "rule" | "label" | "unit" | "observed" | "status">[];
+  readonly reportPath: string;
+  readonly ms: number;
+}
+
+export interface SearchResult {
+  readonly objective: Objective;
+  readonly settings: SearchSettings;
+  readonly split: DataSplit;
+  /** Full gate runs the search used for its choices (search part). */
+  readonly evaluations: Evaluation[];
+  /** The cheapest candidate that passed on the search part. */
+  readonly best?: Evaluation;
+  /** Candidates that passed on the search part and failed on the holdout part (never suggested). */
+  readonly rejected?: Evaluation[];
+  /** The winner and the current recipe run on the holdout part. */
+  readonly verification?: { readonly winner: Evaluation; readonly winnerReport: Report; readonly current: Evaluation; readonly currentReport: Report };
+  readonly verdict: "pass" | "fail";
+  /** Why there is no suggestion, or what the verdict rests on. */
+  readonly message: string;
+  readonly stoppedEarly?: string;
+  readonly notes: string[];
+  readonly patch?: { readonly diff: string; readonly file: string; readonly exact: boolean; readonly patchPath: string; readonly configPath: string };
+  readonly lockfilePath?: string;
+  readonly sensitivity?: { readonly format: IntFormat; readonly layers: number; readonly ms: number };
+  readonly wallMs: number;
+  readonly outputDir: string;
+  /** Full gate runs on the holdout part (the current recipe's and the verifications). */
+  readonly holdoutRuns: number;
+  /** The current recipe's gate run on the holdout part (what the action reports beside the suggestion). */
+  readonly currentRun: GateRun;
+}
+
+/**
+ * Which algorithm probes a cost level: MSE clip search first (never worse than round-to-nearest on the weights,
+ * no calibration to overfit), then AWQ and GPTQ (which can overfit a small calibration set), then RTN.
+ */
+/** Metrics that grow with the bits a recipe spends: rules on them bound the cost, not the accuracy. */
+const COST_METRICS = new Set(["model_size", "bits_per_weight", "bits_per_weight_huffman", "peak_memory", "latency_p50", "latency_p95", "kernel_gemv"]);
+export function isCostRule(r: Pick<RuleResult, "rule" | "metric">): boolean {
+  return (r.metric !== undefined && COST_METRICS.has(r.metric)) || r.rule === "forbid_slower_than_float";
+}
+
+/** Holdout runs spent on verifying: the cheapest passing candidates in turn until one passes there. */
+const MAX_VERIFICATIONS = 3;
+
+const ALGORITHM_RANK: Record<string, number> = { mse: 3, awq: 2, gptq: 1, rtn: 0 };
+
+/**
+ * Estimated bits per weight of a uniform recipe (codes, scales, zero points): the bisection's order. For the
+ * stored size and latency the codes count at their container width (int3 is stored in 4 bits).
+ */
+export function estimateBpw(format: WeightFormat, blockSize: number, symmetric: boolean, objective: Objective = "bits_per_weight"): number {
+  if (isIntFormat(format)) {
+    const bits = objective === "bits_per_weight" ? FORMAT_BITS[format] : containerBits(FORMAT_BITS[format]);
+    return bits + 32 / blockSize + (symmetric ? 0 : bits / blockSize);
+  }
+  if (format === "mxfp4") return 4 + 8 / 32;
+  if (format === "fp8") return 8 + 16 / blockSize;
+  return FORMAT_BITS[format] + 16 / blockSize;
+}
+
+/**
+ * Estimated bits per weight of a uniform recipe on this model's weights: each weight's rows padded to whole
+ * blocks (a block wider than a row costs the whole block), at the container width for size and latency.
+ */
+export function estimateModelBpw(
+  sites: readonly Pick<WeightSite, "k" | "n">[],
+  format: WeightFormat,
+  blockSize: number,
+  symmetric: boolean,
+  objective: Objective,
+): number {
+  const perWeight = estimateBpw(format, blockSize, symmetric, objective);
+  let params = 0;
+  let bits = 0;
+  for (const s of sites) {
+    params += s.k * s.n;
+    bits += s.n * Math.ceil(s.k / blockSize) * blockSize * perWeight;
+  }
+  return params > 0 ? bits / params : perWeight;
+}
+
+export function costOf(report: Report, objective: Objective): number | undefined {
+  if (objective === "size") return report.quantized?.sizeBytes;
+  if (objective === "bits_per_weight") return report.storage?.bitsPerWeight;
+  return report.metrics.find((m) => m.key === "latency_p50")?.quantized;
+}
+
+function recipeWith(base: Recipe, fields: Record<string, unknown>): Recipe {
+  const raw: Record<string, unknown> = { ...base, mixed: undefined, quantx: undefined, lowrank: { rank: 0, refine_scales: false }, ...fields };
+  delete raw.preset;
+  for (const k of Object.keys(raw)) if (raw[k] === undefined) delete raw[k];
+  return recipeSchema.parse(raw);
+}
+
+function modelInputs(model: LoadedModel): ModelInputInfo[] {
+  const initializers = new Set(model.graph.initializer.map((t) => t.name));
+  return model.graph.input
+    .filter((i) => !initializers.has(i.name))
+    .map((i) => {
+      const t = valueInfoTensorType(i);
+      const type = t ? feedTypeOf(t.elemType) : undefined;
+      if (!type) throw new UserError(`${model.path}: model input "${i.name}" has an unsupported or undeclared element type`);
+      return { name: i.name, type, rank: t?.rank, dims: declaredDims(i) };
+    });
+}
+
+/** Uniform candidates of the space, those the model's weights and the data allow (GPTQ/AWQ need calibration and fitting weights). */
+export function uniformCandidates(
+  base: Recipe,
+  space: SearchSettings["space"],
+  sites: readonly WeightSite[],
+  calibrated: boolean,
+  notes: string[],
+  objective: Objective = "bits_per_weight",
+): Candidate[] {
+  const out: Candidate[] = [];
+  const dropped = new Map<string, string>();
+  for (const format of space.formats) {
+    const blocks = format === "mxfp4" ? [32] : space.block_sizes;
+    for (const blockSize of blocks) {
+      for (const algorithm of space.algorithms) {
+        if ((algorithm === "awq" || algorithm === "gptq") && !isIntFormat(format)) continue;
+        if ((algorithm === "awq" || algorithm === "gptq") && !calibrated) {
+          dropped.set(algorithm, "no calibration data (evaluation.calibration)");
+          continue;
+        }
+        const symmetric = format === "int8" ? true : false;
+        const recipe = recipeWith(base, { format, block_size: blockSize, symmetric, algorithm: isIntFormat(format) ? algorithm : "rtn" });
+        try {
+          planWeights(sites, recipe);
+        } catch (err) {
+          dropped.set(algorithm, (err as Error).message.split("\n")[0]!);
+          continue;
+        }
+        const label = `${format} b${blockSize}${isIntFormat(format) ? ` ${algorithm}` : ""}`;
+        if (out.some((c) => c.label === label)) continue;
+        out.push({ label, kind: "uniform", recipe, estBpw: estimateModelBpw(sites, format, blockSize, symmetric, objective) });
+      }
+    }
+  }
+  for (const [a, why] of dropped) notes.push(`${a} left out of the space: ${why}`);
+  return out;
+}
+
+/** Cost levels: candidates of equal estimated bits per weight; each level's probe is its most accurate algorithm. */
+export function costLevels(candidates: readonly Candidate[]): Candidate[][] {
+  const levels = new Map<string, Candidate[]>();
+  for (const c of candidates) {
+    const key = c.estBpw.toFixed(6);
+    levels.set(key, [...(levels.get(key) ?? []), c]);
+  }
+  return [...levels.entries()]
+    .sort((a, b) => Number(a[0]) - Number(b[0]))
+    .map(([, cs]) =>
+      cs.sort(
+        (a, b) =>
+          FORMAT_BITS[b.recipe.format] - FORMAT_BITS[a.recipe.format] || (ALGORITHM_RANK[b.recipe.algorithm] ?? 0) - (ALGORITHM_RANK[a.recipe.algorithm] ?? 0),
+      ),
+    );
+}
+
+export async function runSearch(config: Config, opts: SearchOptions): Promise<SearchResult> {
+  const t0 = performance.now();
+  const log = opts.log ?? (() => {});
+  const settings: SearchSettings = config.search ?? searchSchema.parse({});
+  const objective = settings.objective;
+  const notes: string[] = [];
+  const outputDir = path.join(resolvePath(config, config.output_dir), "search");
+  await mkdir(outputDir, { recursive: true });
+  const deadline = t0 + settings.max_minutes * 60_000;
+
+  const split = await splitEvaluation(config, settings.holdout, path.join(outputDir, "data"));
+  log(`holdout: ${split.note}`);
+  const searchConfig = (recipe: Recipe, dir: string, dataset: string): Config =>
+    Object.freeze({
+      ...config,
+      recipe,
+      evaluation: { ...config.evaluation, dataset },
+      output_dir: path.relative(config.baseDir, path.join(outputDir, dir)),
+    }) as Config;
+
+  // Model, weights and search-part data, once.
+  const { model, sites, calibrated, batches: sensitivityBatches } = await loadSearchInputs(config, split.search);
+
+  const candidates = uniformCandidates(config.recipe, settings.space, sites, calibrated, notes, objective);
+  if (candidates.length === 0) throw new UserError("search.space: no recipe of the space can run on this model (see the notes)");
+  const levels = costLevels(candidates);
+
+  const evaluations: Evaluation[] = [];
+  const memo = new Map<string, Evaluation>();
+  let stoppedEarly: string | undefined;
+  const budgetLeft = (): boolean => {
+    if (evaluations.length >= settings.max_full_evaluations) {
+      stoppedEarly ??= `stopped after search.max_full_evaluations (${settings.max_full_evaluations}) full evaluations`;
+      return false;
+    }
+    if (performance.now() > deadline) {
+      stoppedEarly ??= `stopped after search.max_minutes (${settings.max_minutes}) minutes`;
+      return false;
+    }
+    return true;
+  };
+
+  async function evaluate(c: Candidate, dir: string, dataset: string): Promise<{ evaluation: Evaluation; run: GateRun }> {
+    const t = performance.now();
+    const run = await runGate(searchConfig(c.recipe, dir, dataset), opts);
+    await writeReport(run);
+    const r = run.report;
+    const latency = r.metrics.find((m) => m.key === "latency_p50")?.quantized;
+    return {
+      run,
+      evaluation: {
+        candidate: c,
+        verdict: r.verdict,
+        cost: costOf(r, objective),
+        sizeBytes: r.quantized?.sizeBytes,
+        bitsPerWeight: r.storage?.bitsPerWeight,
+        latencyP50Ms: latency,
+        failures: [...r.gate.errors, ...r.gate.rules.filter((x) => x.status === "fail").map((x) => x.message)],
+        rules: r.gate.rules.map(({ rule, label, unit, observed, status }) => ({ rule, label, unit, observed, status })),
+        accurate: r.gate.errors.length === 0 && r.gate.rules.every((x) => x.status !== "fail" || isCostRule(x)),
+        reportPath: run.reportPath,
+        ms: performance.now() - t,
+      },
+    };
+  }
+  /** One full gate run on the search part (memoized by recipe); undefined when the budget is spent. */
+  async function probe(c: Candidate): Promise<Evaluation | undefined> {
+    const key = canonical(c.recipe);
+    const seen = memo.get(key);
+    if (seen) return seen;
+    if (!budgetLeft()) return undefined;
+    const dir = `${String(evaluations.length + 1).padStart(2, "0")}-${c.label.replace(/[^A-Za-z0-9.]+/g, "-")}`;
+    log(`[search ${evaluations.length + 1}/${settings.max_full_evaluations}] ${c.label} (~${c.estBpw.toFixed(2)} bpw) ...`);
+    const { evaluation } = await evaluate(c, dir, split.search);
+    evaluations.push(evaluation);
+    memo.set(key, evaluation);
+    log(`    ${evaluation.verdict.toUpperCase()} ${objective} ${evaluation.cost ?? "-"}${evaluation.failures.length ? `: ${evaluation.failures[0]}` : ""}`);
+    return evaluation;
+  }
+
+  // Bisection over the cost levels for the cheapest *accurate* one (no rule broken but cost rules: accuracy grows
+  // with bits, cost rules break the other way). The dearest level first: if it is not accurate, nothing cheaper is
+  // expected to be. The cheapest accurate level passes unless it breaks a cost rule, and then nothing passes.
+  let lo = 0;
+  let hi = levels.length - 1;
+  let passing: number | undefined;
+  const top = await probe(levels[hi]![0]!);
+  if (top?.accurate) {
+    passing = hi;
+    hi--;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const e = await probe(levels[mid]![0]!);
+      if (!e) break;
+      if (e.accurate) {
+        passing = mid;
+        hi = mid - 1;
+      } else lo = mid + 1;
+    }
+  }
+
+  // Refinement: pass/fail is not monotone across formats (nf4 at 128 can fail where int4 at 32 passes), so
+  // untried levels cheaper than the passing one are probed, nearest first, keeping two runs for mixed precision.
+  if (passing !== undefined) {
+    const reserve = settings.space.mixed_formats.length >= 2 ? 2 : 0;
+    for (let i = passing - 1; i >= 0 && evaluations.length < settings.max_full_evaluations - reserve; i--) {
+      const c = levels[i]![0]!;
+      if (memo.has(canonical(c.recipe))) continue;
+      // Dominated: the same format at a block no larger (more scales, more accurate) already failed on accuracy.
+      const dominated = evaluations.some(
+        (e) =>
+          !e.accurate &&
+          e.candidate.kind === "uniform" &&
+          e.candidate.recipe.format === c.recipe.format &&
+          e.candidate.recipe.block_size <= c.recipe.block_size,
+      );
+      if (dominated) continue;
+      const e = await probe(c);
+      if (!e) break;
+      if (e.accurate) passing = i;
+    }
+  }
+
+  // Mixed precision between the floor of the mixed formats and the cheapest accurate level.
+  let sensitivity: SearchResult["sensitivity"];
+  const mixedFormats = mixedFormatsFor(settings.space.mixed_formats, objective);
+  if (passing !== undefined && mixedFormats.length >= 2 && budgetLeft()) {
+    const pass = levels[passing]![0]!;
+    const floorBpw = Math.min(...mixedFormats.map((f) => estimateModelBpw(sites, f, pass.recipe.block_size, false, objective)));
+    // From the floor of the mixed formats: the failing level below may be another family (nf4 under int4).
+    const lowBpw = floorBpw;
+    const factory = await mixedFactory({
+      config,
+      opts,
+      model,
+      sites,
+      batches: sensitivityBatches,
+      calibrated,
+      formats: mixedFormats,
+      perLayer: settings.space.per_layer_overrides,
+      blockSize: pass.recipe.block_size,
+      like: pass.recipe,
+      objective,
+      notes,
+    });
+    sensitivity = factory.sensitivity;
+    if (sensitivity) log(`sensitivity: KL of ${sensitivity.layers} layers at ${sensitivity.format} measured once (${(sensitivity.ms / 1000).toFixed(1)}s)`);
+    // Bisection over the target: below the passing level's bits, above the failing level's.
+    let tLo = lowBpw;
+    let tHi = pass.estBpw;
+    for (let step = 0; step < 3 && tHi - tLo > 0.05; step++) {
+      const c = factory.candidate((tLo + tHi) / 2);
+      if (!c || c.estBpw >= pass.estBpw - 1e-6) break;
+      const e = await probe(c);
+      if (!e) break;
+      if (e.accurate) tHi = c.estBpw;
+      else tLo = Math.max(tLo, (tLo + tHi) / 2);
+    }
+  }
+
+  const passed = evaluations.filter((e) => e.verdict === "pass" && e.cost !== undefined).sort((a, b) => a.cost! - b.cost!);
+  const rejected: Evaluation[] = [];
+  const result = {
+    objective,
+    settings,
+    split,
+    evaluations,
+    notes,
+    stoppedEarly,
+    sensitivity,
+    outputDir,
+  };
+  // The current recipe on the holdout part: the figures the suggestion is compared with (and the action's report).
+  log(`running the current recipe on the holdout part (${split.holdout}) ...`);
+  const currentCandidate: Candidate = { label: "current", kind: "current", recipe: config.recipe, estBpw: NaN };
+  const current = await evaluate(currentCandidate, "holdout-current", split.holdout);
+  let holdoutRuns = 1;
+  if (passed.length === 0) {
+    const tried = evaluations.map((e) => `${e.candidate.label}: ${e.failures[0] ?? "no cost measured"}`).join("; ");
+    const accurate = evaluations.filter((e) => e.accurate).sort((a, b) => (a.cost ?? Infinity) - (b.cost ?? Infinity))[0];
+    const message = stoppedEarly
+      ? `no passing recipe found before the search ${stoppedEarly} (${tried || "nothing evaluated"})`
+      : accurate
+        ? `no recipe of the search space passes every gate rule: the cheapest one that meets the accuracy rules (${accurate.candidate.label}) still breaks a cost rule: ${accurate.failures.join("; ")}`
+        : `no recipe of the search space passes every gate rule; the most generous one tried fails: ${tried}`;
+    const final: SearchResult = { ...result, verdict: "fail", message, currentRun: current.run, holdoutRuns, wallMs: performance.now() - t0 };
+    await writeFile(path.join(outputDir, "search.json"), JSON.stringify(summaryJson(final), null, 2));
+    return final;
+  }
+
+  // Verification on the holdout part, with the same rules: the cheapest passing candidate first; one that fails
+  // there is rejected (reported) and the next cheapest is verified, up to MAX_VERIFICATIONS runs.
+  let winner: { evaluation: Evaluation; run: GateRun } | undefined;
+  let best = passed[0]!;
+  // A candidate no cheaper than the current recipe is not worth suggesting when the current one passes there too.
+  const currentCost = current.evaluation.verdict === "pass" ? current.evaluation.cost : undefined;
+  const worth = passed.filter((e) => currentCost === undefined || e.cost! < currentCost || canonical(e.candidate.recipe) === canonical(config.recipe));
+  if (worth.length === 0) {
+    const message = `no recipe cheaper than the current one passes on the search part; the current recipe passes on the holdout part (${current.evaluation.cost ?? "?"} ${objective})`;
+    const final: SearchResult = { ...result, best: passed[0], verdict: "pass", message, currentRun: current.run, holdoutRuns, wallMs: performance.now() - t0 };
+    await writeFile(path.join(outputDir, "search.json"), JSON.stringify(summaryJson(final), null, 2));
+    return final;
+  }
+  best = worth[0]!;
+  for (const [i, candidate] of worth.slice(0, MAX_VERIFICATIONS).entries()) {
+    log(`verifying ${candidate.candidate.label} on the holdout part (${split.holdout}) ...`);
+    const sameAsCurrent = canonical(candidate.candidate.recipe) === canonical(config.recipe);
+    if (!sameAsCurrent) holdoutRuns++;
+    const v = sameAsCurrent ? current : await evaluate(candidate.candidate, `holdout-winner${i ? `-${i + 1}` : ""}`, split.holdout);
+    best = candidate;
+    winner = v;
+    if (v.evaluation.verdict === "pass") break;
+    rejected.push(v.evaluation);
+    notes.push(`${candidate.candidate.label} passed on the search part but failed on the holdout part (${v.evaluation.failures[0] ?? "?"}): rejected`);
+  }
+  const verification = { winner: winner!.evaluation, winnerReport: winner!.run.report, current: current.evaluation, currentReport: current.run.report };
+
+  let patch: SearchResult["patch"];
+  let lockfilePath: string | undefined;
+  let verdict: "pass" | "fail" = "fail";
+  let message: string;
+  if (winner!.evaluation.verdict !== "pass") {
+    // Nothing cheaper verified: the current recipe stands when it passes on the holdout part itself.
+    verdict = current.evaluation.verdict;
+    message = `the cheapest recipes found passed on the search part but fail on the holdout part (last: ${best.candidate.label}: ${winner!.evaluation.failures.join("; ")}); no recipe is suggested${verdict === "pass" ? ", and the current recipe passes" : ", and the current recipe fails too"}`;
+  } else {
+    verdict = "pass";
+    const text = await readFile(config.configPath, "utf8");
+    const name = path.basename(config.configPath);
+    const patched = patchRecipe(text, config.configPath, best.candidate.recipe);
+    if (!patched.exact) notes.push("the patched quantgate.yml does not parse back to exactly the searched recipe; check the diff");
+    const diff = unifiedDiff(text, patched.text, name);
+    const patchPath = path.join(outputDir, `${name}.patch`);
+    const configPath = path.join(outputDir, name);
+    await writeFile(patchPath, diff);
+    await writeFile(configPath, patched.text);
+    patch = { diff, file: name, exact: patched.exact, patchPath, configPath };
+    const lock = winner!.run.report.lockfile?.path;
+    if (lock) {
+      lockfilePath = path.join(outputDir, LOCKFILE_NAME);
+      await copyFile(lock, lockfilePath);
+    }
+    const same = canonical(best.candidate.recipe) === canonical(config.recipe);
+    message = same
+      ? `the current recipe is already the cheapest passing one found (${best.candidate.label})`
+      : `${best.candidate.label} passes every gate rule on the search and the holdout part`;
+  }
+  const final: SearchResult = {
+    ...result,
+    best,
+    verification,
+    rejected,
+    verdict,
+    message,
+    patch,
+    lockfilePath,
+    currentRun: current.run,
+    holdoutRuns,
+    wallMs: performance.now() - t0,
+  };
+  await writeFile(path.join(outputDir, "search.json"), JSON.stringify(summaryJson(final), null, 2));
+  return final;
+}
+
+function evalJson(e: Evaluation): Record<string, unknown> {
+  return {
+    label: e.candidate.label,
+    kind: e.candidate.kind,
+    estimated_bpw: Number.isFinite(e.candidate.estBpw) ? e.candidate.estBpw : null,
+    verdict: e.verdict,
+    accurate: e.accurate,
+    cost: e.cost ?? null,
+    size_bytes: e.sizeBytes ?? null,
+    bits_per_weight: e.bitsPerWeight ?? null,
+    latency_p50_ms: e.latencyP50Ms ?? null,
+    failures: e.failures,
+    rules: e.rules,
+    report: e.reportPath,
+    seconds: e.ms / 1000,
+  };
+}
+
+export function summaryJson(r: SearchResult): Record<string, unknown> {
+  return {
+    objective: r.objective,
+    verdict: r.verdict,
+    message: r.message,
+    stopped_early: r.stoppedEarly ?? null,
+    full_evaluations: r.evaluations.length,
+    holdout_runs: r.holdoutRuns,
+    holdout: { note: r.split.note, split: r.split.split, search: r.split.search, holdout: r.split.holdout },
+    sensitivity: r.sensitivity ?? null,
+    evaluations: r.evaluations.map(evalJson),
+    best: r.best ? evalJson(r.best) : null,
+    verification: r.verification ? { winner: evalJson(r.verification.winner), current: evalJson(r.verification.current) } : null,
+    rejected_on_holdout: (r.rejected ?? []).map(evalJson),
+    patch: r.patch ? { file: r.patch.patchPath, exact: r.patch.exact } : null,
+    lockfile: r.lockfilePath ?? null,
+    notes: r.notes,
+    seconds: r.wallMs / 1000,
+  };
+}
+
+/** The files a search leaves for review (artifact): summary, patch, patched config, lockfile. */
+export function searchFiles(r: SearchResult): string[] {
+  return [path.join(r.outputDir, "search.json"), r.patch?.patchPath, r.patch?.configPath, r.lockfilePath].filter((f): f is string => f !== undefined);
+}
+
+/** For stored size and latency a format costs its container: of formats sharing one (int3, int4), the widest. */
+export function mixedFormatsFor(formats: readonly IntFormat[], objective: Objective): IntFormat[] {
+  if (objective === "bits_per_weight") return [...formats];
+  return formats.filter((f) => !formats.some((g) => FORMAT_BITS[g] > FORMAT_BITS[f] && containerBits(FORMAT_BITS[g]) === containerBits(FORMAT_BITS[f])));
+}
+
+export interface MixedFactoryArgs {
+  readonly config: Config;
+  readonly opts: GateRunOptions;
+  readonly model: LoadedModel;
+  readonly sites: readonly WeightSite[];
+  /** Inputs the per-layer KL is measured on (calibration batches of the search part). */
+  readonly batches: readonly Feeds[];
+  readonly calibrated: boolean;
+  readonly formats: readonly IntFormat[];
+  readonly perLayer: boolean;
+  readonly blockSize: number;
+  /** The recipe whose algorithm the mixed recipes keep (when it is an int format). */
+  readonly like: Recipe;
+  readonly objective: Objective;
+  readonly notes: string[];
+}
+
+/**
+ * Mixed-precision candidates at any bits-per-weight target: per-layer KL measured once (each layer alone at the
+ * low format), formats allocated by the existing allocator (planMixedPrecision, method kl) and written as
+ * per-layer overrides; without per-layer overrides, recipe.mixed with the Fisher proxy (needs calibration).
+ */
+export async function mixedFactory(
+  a: MixedFactoryArgs,
+): Promise<{ candidate: (target: number) => Candidate | undefined; sensitivity?: SearchResult["sensitivity"] }> {
+  const { config, objective, formats } = a;
+  const base = recipeWith(config.recipe, {
+    format: isIntFormat(a.like.format) ? a.like.format : "int4",
+    block_size: a.blockSize,
+    symmetric: false,
+    algorithm: isIntFormat(a.like.format) ? a.like.algorithm : "mse",
+  });
+  let plans: WeightPlan[];
+  try {
+    plans = planWeights(a.sites, base);
+  } catch (err) {
+    a.notes.push(`mixed precision not tried: ${(err as Error).message.split("\n")[0]}`);
+    return { candidate: () => undefined };
+  }
+  const low: IntFormat = formats.includes("int3") ? "int3" : [...formats].sort((x, y) => FORMAT_BITS[x] - FORMAT_BITS[y])[0]!;
+  let measured: Map<string, number> | undefined;
+  let sensitivity: SearchResult["sensitivity"];
+  if (a.perLayer && a.batches.length > 0) {
+    const ts = performance.now();
+    const atLow = plans.map((p) => ({ ...p, format: low, algorithm: "rtn" as const, spec: specFor(low, p.spec.blockSize, p.spec.symmetric, "rtn") }));
+    const quantize = a.opts.quantizer?.quantize ?? ((wT: Float32Array, n: number, k: number, spec: BlockwiseSpec) => quantizeBlockwiseRef(wT, n, k, spec));
+    measured = await measureLayerKl(
+      a.opts.ort.ort,
+      a.model.proto,
+      atLow,
+      { quantize, stats: undefined, recipe: { ...base, algorithm: "rtn" }, threads: config.measure.threads },
+      a.batches,
+      config.measure.threads,
+    );
+    sensitivity = { format: low, layers: measured.size, ms: performance.now() - ts };
+  } else if (a.perLayer) {
+    a.notes.push("per-layer sensitivity not measured: no calibration data or measurement input");
+  }
+  const candidate = (target: number): Candidate | undefined => {
+    if (measured) {
+      const mixed = { target_bpw: target, method: "kl" as const, formats: [...formats], low, high: "int8" as const };
+      let decisions: ReturnType<typeof planMixedPrecision>["decisions"];
+      try {
+        decisions = planMixedPrecision(plans, undefined, mixed, measured).decisions;
+      } catch (err) {
+        if (err instanceof RangeError) return undefined; // a target below the smallest format: no such recipe
+        throw err;
+      }
+      const params = plans.reduce((acc, p) => acc + p.site.k * p.site.n, 0);
+      const bpw =
+        decisions.reduce(
+          (acc, d, i) => acc + estimateModelBpw([plans[i]!.site], d.format, plans[i]!.spec.blockSize, false, objective) * plans[i]!.site.k * plans[i]!.site.n,
+          0,
+        ) / params;
+      // Names with glob characters cannot be matched exactly: those keep the base format.
+      const overrides = decisions.filter((d) => d.format !== base.format && !/[*?]/.test(d.name)).map((d) => ({ match: d.name, format: d.format }));
+      const used = [...new Set(decisions.map((d) => d.format))].sort((x, y) => FORMAT_BITS[x] - FORMAT_BITS[y]);
+      return {
+        label: `mixed ${bpw.toFixed(2)} bpw b${a.blockSize} (${used.join("/")}, per layer)`,
+        kind: "mixed",
+        recipe: recipeWith(base, { overrides: [...config.recipe.overrides, ...overrides] }),
+        estBpw: bpw,
+      };
+    }
+    if (a.perLayer || !a.calibrated) return undefined;
+    const recipe = recipeWith(base, { mixed: { target_bpw: target, method: "fisher", formats: [...formats] } });
+    return { label: `mixed fisher ${target.toFixed(2)} bpw b${a.blockSize}`, kind: "mixed", recipe, estBpw: target };
+  };
+  return { candidate, ...(sensitivity ? { sensitivity } : {}) };
+}
+
+/** What the search and the bench share: the model, its weights and the search part's data, loaded once. */
+export async function loadSearchInputs(
+  config: Config,
+  dataset: string,
+): Promise<{ model: LoadedModel; sites: WeightSite[]; calibrated: boolean; batches: Feeds[] }> {
+  const model = await loadModel(resolvePath(config, config.model));
+  const sites = findWeights(model.graph, config.recipe).weights;
+  if (sites.length === 0) throw new UserError(`${config.model}: no quantizable weights: nothing to search`);
+  const task = taskOf(config.evaluation);
+  const data = await task.load({ ...config.evaluation, dataset } as Config["evaluation"], {
+    resolve: (p: string) => resolvePath(config, p),
+    inputs: modelInputs(model),
+  });
+  const calibrated = data.calibrationBatches.length > 0;
+  const batches = calibrated ? data.calibrationBatches.slice(0, 2) : data.measureFeeds ? [data.measureFeeds] : [];
+  return { model, sites, calibrated, batches };
+}
