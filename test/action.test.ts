@@ -32,9 +32,9 @@ describe("the action run as the runner runs it (node dist/index.js)", () => {
     const run = runAction(dir, { config: "quantgate.yml" });
     expect(run.status).not.toBe(0);
     expect(run.outputs.verdict).toBe("fail");
-    expect(run.summary).toMatch(/\| Model size \|.*`max_model_size`.*❌ fail/);
+    expect(run.summary).toMatch(/\| Model size \|.*<code>max\\_model\\_size<\/code>.*❌ fail/);
     expect(run.summary.split("\n")[0]).toMatch(/QuantGate failed.*1 rule failed/);
-    expect(run.summary).toMatch(/Model size \*\*.* breaks `max_model_size`/);
+    expect(run.summary).toMatch(/Model size \*\*.* breaks <code>max\\_model\\_size<\/code>/);
     expect(run.stdout).toMatch(/::error title=QuantGate max_model_size,file=.*quantgate\.yml,line=17::/);
   });
 

@@ -60,7 +60,7 @@ gate:
     expect(Number(run.outputs["accuracy-float"])).toBeGreaterThan(0.9);
     expect(run.outputs["accuracy-quantized"]).toBe(run.outputs["metric-accuracy-quantized"]);
     expect(run.summary).toMatch(/\| metric agree\\_share .*\| ✅ pass \|/);
-    expect(run.summary).toMatch(/\| Accuracy <sub>.*`max_accuracy_drop`.* ✅ pass \|/);
+    expect(run.summary).toMatch(/\| Accuracy <sub>.*<code>max\\_accuracy\\_drop<\/code>.* ✅ pass \|/);
     expect(run.summary).toMatch(/evaluated 96 of 96 samples/);
     const report = JSON.parse(await readFile(run.outputs["report-path"]!, "utf8"));
     expect(report.gate.rules.map((r: { rule: string }) => r.rule)).toEqual(
