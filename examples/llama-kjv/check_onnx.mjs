@@ -11,9 +11,7 @@ import ort from "onnxruntime-node";
 const here = dirname(fileURLToPath(import.meta.url));
 const dir = process.argv[2] ?? here;
 const wanted = process.argv.slice(3);
-const variants = (wanted.length ? wanted : ["model", "model-ext", "model-fp16", "genai", "genai-fp16"]).filter((v) =>
-  existsSync(join(dir, `${v}.onnx`)),
-);
+const variants = (wanted.length ? wanted : ["model", "model-ext", "model-fp16", "genai", "genai-fp16"]).filter((v) => existsSync(join(dir, `${v}.onnx`)));
 const ref = JSON.parse(readFileSync(join(dir, "reference_logits.json"), "utf8"));
 const TOL_F32 = 2e-4;
 const TOL_F16 = 0.15; // logits of order 10 through ~30 fp16 ops
@@ -73,14 +71,29 @@ for (const variant of variants) {
     let out;
     let offset = 0;
     if (c.prefix > 0) {
-      let cache = await call(session, rows.map((r) => r.slice(0, c.prefix)), 0, null);
+      let cache = await call(
+        session,
+        rows.map((r) => r.slice(0, c.prefix)),
+        0,
+        null,
+      );
       if (rows.length === 1) {
-        out = await call(session, rows.map((r) => r.slice(c.prefix)), c.prefix, cache);
+        out = await call(
+          session,
+          rows.map((r) => r.slice(c.prefix)),
+          c.prefix,
+          cache,
+        );
       } else {
         // GroupQueryAttention takes several new tokens with a past only at batch 1: decode one at a time
         const steps = [];
         for (let t = c.prefix; t < seq; t++) {
-          cache = await call(session, rows.map((r) => [r[t]]), t, cache);
+          cache = await call(
+            session,
+            rows.map((r) => [r[t]]),
+            t,
+            cache,
+          );
           steps.push(asF32(cache.logits));
         }
         const vocab = cache.logits.dims[2];
