@@ -15,6 +15,9 @@ import {
   toOrtLmFeeds,
   type LmValueDecl,
 } from "../src/tasks/lm-inputs.js";
+import type { Ort } from "../src/runtime/ort.js";
+
+const ORT = ort as unknown as Ort;
 
 const FIX = path.resolve("test/fixtures/llm");
 interface RefCase {
@@ -77,7 +80,7 @@ describe.each([
     const feeds = buildLmFeeds(plan, c.input_ids);
     expect(feeds["past_key_values.0.key"]!.dims).toEqual([2, 2, 0, 16]);
     expect(Object.keys(feeds).sort()).toEqual([...session.inputNames].sort());
-    const out = await session.run(toOrtLmFeeds(ort, feeds));
+    const out = await session.run(toOrtLmFeeds(ORT, feeds));
     const vocab = out.logits!.dims[2]!;
     expect(maxDiff(logitsOf(out.logits!), c.input_ids[0]!.length, 0, c, vocab)).toBeLessThan(tol);
   });
