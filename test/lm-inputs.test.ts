@@ -91,7 +91,7 @@ describe.each([
     const rows = c.input_ids;
     const first = await session.run(
       toOrtLmFeeds(
-        ort,
+        ORT,
         buildLmFeeds(
           plan,
           rows.map((r) => r.slice(0, c.prefix)),
@@ -102,7 +102,7 @@ describe.each([
     expect(past.get("past_key_values.1.value")!.dims).toEqual([1, 2, c.prefix, 16]);
     const second = await session.run(
       toOrtLmFeeds(
-        ort,
+        ORT,
         buildLmFeeds(
           plan,
           rows.map((r) => r.slice(c.prefix)),
