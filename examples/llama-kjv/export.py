@@ -199,12 +199,13 @@ def rms_norm_std(g: G, x: str, w: str, eps: float, prefix: str) -> str:
 
 
 def mlp(g: G, h: str, weights, p: str) -> str:
-    gate = g.op("MatMul", [h, linear_weights(g, weights, p + "mlp.gate_proj.weight")], name=f"/{p}mlp/gate_proj/MatMul")
-    up = g.op("MatMul", [h, linear_weights(g, weights, p + "mlp.up_proj.weight")], name=f"/{p}mlp/up_proj/MatMul")
-    sig = g.op("Sigmoid", [gate], name=f"/{p}mlp/act/Sigmoid")
-    silu = g.op("Mul", [gate, sig], name=f"/{p}mlp/act/Mul")
-    prod = g.op("Mul", [silu, up], name=f"/{p}mlp/Mul")
-    return g.op("MatMul", [prod, linear_weights(g, weights, p + "mlp.down_proj.weight")], name=f"/{p}mlp/down_proj/MatMul")
+    pn = "/model/layers." + p.split(".")[2]
+    gate = g.op("MatMul", [h, linear_weights(g, weights, p + "mlp.gate_proj.weight")], name=f"{pn}/mlp/gate_proj/MatMul")
+    up = g.op("MatMul", [h, linear_weights(g, weights, p + "mlp.up_proj.weight")], name=f"{pn}/mlp/up_proj/MatMul")
+    sig = g.op("Sigmoid", [gate], name=f"{pn}/mlp/act/Sigmoid")
+    silu = g.op("Mul", [gate, sig], name=f"{pn}/mlp/act/Mul")
+    prod = g.op("Mul", [silu, up], name=f"{pn}/mlp/Mul")
+    return g.op("MatMul", [prod, linear_weights(g, weights, p + "mlp.down_proj.weight")], name=f"{pn}/mlp/down_proj/MatMul")
 
 
 def tied_lm_head(g: G, h: str) -> str:
