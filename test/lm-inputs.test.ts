@@ -7,6 +7,7 @@ import ort from "onnxruntime-node";
 import {
   buildLmFeeds,
   float32ToFloat16Bits,
+  lmInputsConfigSchema,
   parseKvName,
   planLmInputs,
   presentToPast,
@@ -248,5 +249,18 @@ describe("slidingWindows", () => {
 
   it("rejects a stride outside 1..length", () => {
     expect(() => slidingWindows(ids, 64, 65)).toThrow(/evaluation.stride must be an integer from 1 to sequence_length \(64\), got 65/);
+  });
+});
+
+describe("lmInputsConfigSchema", () => {
+  it.each([
+    [{ past_key: "cache.{layer}.k" }, undefined],
+    [{ past_key: "cache.k" }, /must contain "\{layer\}" once/],
+    [{ attention_mask: "m", extra: 1 }, /Unrecognized key/],
+    [{ constants: { temperature: 1, flag: true } }, undefined],
+  ])("%j", (input, error) => {
+    const r = lmInputsConfigSchema.safeParse(input);
+    if (error) expect(r.success ? "" : r.error.issues.map((i) => i.message).join("; ")).toMatch(error);
+    else expect(r.success).toBe(true);
   });
 });

@@ -14,6 +14,7 @@
 //                    float rank 4, usually [batch, kv_heads, past_length, head_dim]
 //   present          outputs named like the past with "present" (present.3.key, present_key_values.3.value, ...)
 // Empty past (length 0) keeps every declared fixed size and sets the batch axis and the past-length axis.
+import { z } from "zod";
 import { UserError } from "../errors.js";
 import type { Ort, OrtTensor } from "../runtime/ort.js";
 
@@ -48,6 +49,22 @@ export interface LmInputOverrides {
   /** Inputs to feed with a constant: name -> number (integer/float inputs, filled with it) or boolean. */
   readonly constants?: Readonly<Record<string, number | boolean>>;
 }
+
+/**
+ * The proposed `evaluation.inputs` block of the language-modeling task (zod), producing LmInputOverrides.
+ * Templates must contain "{layer}". Plug in as `inputs: lmInputsConfigSchema.optional()` beside
+ * `stride: z.number().int().positive().optional()` (default: sequence_length, non-overlapping windows).
+ */
+const layerTemplate = z.string().refine((s) => s.split("{layer}").length === 2, 'must contain "{layer}" once, e.g. "past_key_values.{layer}.key"');
+export const lmInputsConfigSchema = z.strictObject({
+  attention_mask: z.string().min(1).optional(),
+  position_ids: z.string().min(1).optional(),
+  past_key: layerTemplate.optional(),
+  past_value: layerTemplate.optional(),
+  present_key: layerTemplate.optional(),
+  present_value: layerTemplate.optional(),
+  constants: z.record(z.string(), z.union([z.number(), z.boolean()])).optional(),
+});
 
 export interface KvSlot {
   readonly name: string;
