@@ -1,6 +1,6 @@
 // Feeding LLM exports: real ORT sessions on the small Llama fixtures (both layouts, fp32/fp16/external data)
 // against torch's logits, and the recognition rules and their errors.
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import ort from "onnxruntime-node";
@@ -263,4 +263,34 @@ describe("lmInputsConfigSchema", () => {
     if (error) expect(r.success ? "" : r.error.issues.map((i) => i.message).join("; ")).toMatch(error);
     else expect(r.success).toBe(true);
   });
+});
+
+describe("the trained llama-kjv example (fp16 Optimum export)", () => {
+  const file = path.resolve("examples/llama-kjv/model-fp16.onnx");
+  it.skipIf(!existsSync(file))(
+    "scores eval.txt through lm-inputs to torch's perplexity",
+    async () => {
+      const session = await ort.InferenceSession.create(file, { intraOpNumThreads: 1 });
+      const plan = planLmInputs(sessionDecls(session.inputMetadata), sessionDecls(session.outputMetadata));
+      const stats = JSON.parse(readFileSync(path.resolve("examples/llama-kjv/reference_logits.json"), "utf8")) as { val_loss: number };
+      const ids = (JSON.parse(readFileSync(path.resolve("examples/tiny-lm/eval_ids.json"), "utf8")) as { eval: number[] }).eval;
+      const { windows, tokensScored } = slidingWindows(ids, 128, 128);
+      let nll = 0;
+      for (const w of windows) {
+        const out = await session.run(toOrtLmFeeds(ORT, buildLmFeeds(plan, [w.ids])));
+        const l = logitsOf(out.logits!);
+        const v = out.logits!.dims[2]!;
+        for (let i = w.scoreFrom; i < w.ids.length; i++) {
+          let max = -Infinity;
+          for (let j = 0; j < v; j++) max = Math.max(max, l[(i - 1) * v + j]!);
+          let sum = 0;
+          for (let j = 0; j < v; j++) sum += Math.exp(l[(i - 1) * v + j]! - max);
+          nll += Math.log(sum) + max - l[(i - 1) * v + w.ids[i]!]!;
+        }
+      }
+      expect(tokensScored).toBe(ids.length - windows.length);
+      expect(Math.abs(nll / tokensScored - stats.val_loss)).toBeLessThan(5e-3);
+    },
+    120_000,
+  );
 });
