@@ -203,3 +203,49 @@ describe.each([
     expect(max).toBeLessThan(tol);
   });
 });
+
+describe("a tied head stored as a transposed copy (what constant folding makes of it)", () => {
+  async function withCopy(perturb: boolean): Promise<ModelProto> {
+    const loaded = await parseModel(readFileSync(path.join(FIX, "model.onnx")), "model.onnx");
+    const proto = cloneModel(loaded.proto);
+    const g = proto.graph!;
+    const table = g.initializer.find((t) => t.name === "model.embed_tokens.weight")!;
+    const e = tensorToFloat32(table);
+    const et = new Float32Array(64 * 512);
+    for (let i = 0; i < 512; i++) for (let j = 0; j < 64; j++) et[j * 512 + i] = e[i * 64 + j]!;
+    if (perturb) et[5] = et[5]! + 1e-3;
+    g.initializer.push(makeTensor("onnx::MatMul_lm_head", DataType.FLOAT, [64, 512], et));
+    const t = g.node.findIndex((n) => n.opType === "Transpose" && n.input[0] === "model.embed_tokens.weight");
+    const out = g.node[t]!.output[0]!;
+    g.node.splice(t, 1);
+    for (const n of g.node) n.input.forEach((x, i) => (x === out ? (n.input[i] = "onnx::MatMul_lm_head") : undefined));
+    return proto;
+  }
+
+  it("is found, quantized once, and the copy dropped", async () => {
+    const proto = await withCopy(false);
+    const sites = findTiedEmbeddings(proto.graph!);
+    expect(sites.map((s) => s.heads.map((h) => h.duplicate))).toEqual([["onnx::MatMul_lm_head"]]);
+    const table = proto.graph!.initializer.find((t) => t.name === "model.embed_tokens.weight")!;
+    const q = quantizeBlockwiseRef(tensorToFloat32(table), 512, 64, INT4);
+    const reference = cloneModel(proto);
+    const deq = dequantizeBlockwise(q);
+    reference.graph!.initializer.find((t) => t.name === "model.embed_tokens.weight")!.rawData = new Uint8Array(deq.buffer.slice(0) as ArrayBuffer);
+    const dt = new Float32Array(64 * 512);
+    for (let i = 0; i < 512; i++) for (let j = 0; j < 64; j++) dt[j * 512 + i] = deq[i * 64 + j]!;
+    reference.graph!.initializer.find((t) => t.name === "onnx::MatMul_lm_head")!.rawData = new Uint8Array(dt.buffer);
+    const r = emitTiedEmbedding(proto, sites[0]!, q);
+    expect(r.duplicatesRemoved).toEqual(["onnx::MatMul_lm_head"]);
+    expect(proto.graph!.initializer.filter((t) => t.dataType === DataType.FLOAT && t.dims.length === 2 && Number(t.dims[1]) === 512)).toEqual([]);
+    const rows = [[1, 2, 3, 4, 5, 6]];
+    const want = await logitsOf(reference, rows);
+    const got = await logitsOf(proto, rows);
+    let max = 0;
+    for (let i = 0; i < want.length; i++) max = Math.max(max, Math.abs(got[i]! - want[i]!));
+    expect(max).toBeLessThan(2e-4);
+  });
+
+  it("is not taken for the table when one value differs", async () => {
+    expect(findTiedEmbeddings((await withCopy(true)).graph!)).toEqual([]);
+  });
+});

@@ -16,6 +16,7 @@ import {
   makeNode,
   makeTensor,
   tensorShape,
+  tensorToFloat32,
   type GraphProto,
   type ModelProto,
   type NodeProto,
@@ -32,8 +33,12 @@ export interface TiedEmbeddingSite {
   readonly dataType: DataType;
   /** Gather nodes (axis 0) reading it as the table. */
   readonly gathers: readonly NodeProto[];
-  /** LM-head products: MatMul(h, Transpose(E)) with the Transpose node, or Gemm(h, E, transB=1). */
-  readonly heads: readonly { readonly node: NodeProto; readonly transpose?: NodeProto }[];
+  /**
+   * LM-head products: MatMul(h, Transpose(E)) with the Transpose node, Gemm(h, E, transB=1), or MatMul(h, E_T) where
+   * E_T is a second initializer holding exactly E transposed (what constant folding makes of a tied head), named in
+   * `duplicate` and dropped when the head is replaced.
+   */
+  readonly heads: readonly { readonly node: NodeProto; readonly transpose?: NodeProto; readonly duplicate?: string }[];
 }
 
 function intAttr(node: NodeProto, name: string, fallback: number): number {
@@ -58,7 +63,7 @@ export function findTiedEmbeddings(graph: GraphProto): TiedEmbeddingSite[] {
     if (dims.length !== 2) continue;
     const readers = consumers.get(t.name) ?? [];
     const gathers: NodeProto[] = [];
-    const heads: { node: NodeProto; transpose?: NodeProto }[] = [];
+    const heads: { node: NodeProto; transpose?: NodeProto; duplicate?: string }[] = [];
     let other = false;
     for (const r of readers) {
       const isDefault = r.domain === "" || r.domain === "ai.onnx";
@@ -72,11 +77,42 @@ export function findTiedEmbeddings(graph: GraphProto): TiedEmbeddingSite[] {
         else for (const m of mm) heads.push({ node: m, transpose: r });
       } else other = true;
     }
+    if (!other && gathers.length > 0 && heads.length === 0) heads.push(...transposedCopies(graph, t, consumers));
     if (!other && gathers.length > 0 && heads.length > 0 && inits.has(t.name)) {
       sites.push({ name: t.name, vocab: dims[0]!, hidden: dims[1]!, dataType: t.dataType, gathers, heads });
     }
   }
   return sites;
+}
+
+/** MatMuls whose B is an initializer equal to `table` transposed, read by nothing else (a tied head stored twice). */
+function transposedCopies(graph: GraphProto, table: TensorProto, consumers: ReadonlyMap<string, NodeProto[]>): { node: NodeProto; duplicate: string }[] {
+  const [v, d] = tensorShape(table) as [number, number];
+  let values: Float32Array | undefined;
+  const found: { node: NodeProto; duplicate: string }[] = [];
+  for (const t of graph.initializer) {
+    if (t === table || t.dataType !== table.dataType) continue;
+    const dims = tensorShape(t);
+    if (dims.length !== 2 || dims[0] !== d || dims[1] !== v) continue;
+    const readers = consumers.get(t.name) ?? [];
+    if (
+      readers.length === 0 ||
+      !readers.every((r) => (r.domain === "" || r.domain === "ai.onnx") && r.opType === "MatMul" && r.input[1] === t.name && r.input[0] !== t.name)
+    )
+      continue;
+    if (graph.output.some((o) => o.name === t.name)) continue;
+    values ??= tensorToFloat32(table);
+    const copy = tensorToFloat32(t);
+    let same = true;
+    for (let i = 0; i < v && same; i++)
+      for (let j = 0; j < d; j++)
+        if (copy[j * v + i] !== values[i * d + j]) {
+          same = false;
+          break;
+        }
+    if (same) for (const r of readers) found.push({ node: r, duplicate: t.name });
+  }
+  return found;
 }
 
 export interface TiedEmission {
@@ -88,6 +124,8 @@ export interface TiedEmission {
   /** Float bytes of the matrix this replaced. */
   readonly floatBytes: number;
   readonly nodesAdded: number;
+  /** A stored transposed copy of the matrix that was removed, if there was one. */
+  readonly duplicatesRemoved: readonly string[];
 }
 
 /** Why a tied site cannot take the shared form, or undefined when it can. */
@@ -176,11 +214,18 @@ export function emitTiedEmbedding(proto: ModelProto, site: TiedEmbeddingSite, q:
   graph.node.splice(0, graph.node.length, ...rebuilt);
   const floatInit = graph.initializer.findIndex((t) => t.name === site.name);
   graph.initializer.splice(floatInit, 1, ...newInits);
+  const duplicatesRemoved = [...new Set(site.heads.flatMap((h) => (h.duplicate ? [h.duplicate] : [])))];
+  for (const name of duplicatesRemoved) {
+    graph.initializer.splice(
+      graph.initializer.findIndex((t) => t.name === name),
+      1,
+    );
+  }
   const asInput = graph.input.findIndex((i) => i.name === site.name);
   if (asInput >= 0) graph.input.splice(asInput, 1);
   const bytesOf = (t: TensorProto | undefined): number => t?.rawData.length ?? 0;
   const scalesBytes = bytesOf(scales);
   const storedBytes = bytesOf(packed) + scalesBytes + bytesOf(zeroPoints) + (gatherZp ? site.vocab * blocksPerRow : 0);
   const separateBytes = 2 * (bytesOf(packed) + scalesBytes) + (zeroPoints ? bytesOf(zeroPoints) + site.vocab * blocksPerRow : 0);
-  return { site: site.name, storedBytes, separateBytes, floatBytes: site.vocab * site.hidden * (half ? 2 : 4), nodesAdded };
+  return { site: site.name, storedBytes, separateBytes, floatBytes: site.vocab * site.hidden * (half ? 2 : 4), nodesAdded, duplicatesRemoved };
 }
