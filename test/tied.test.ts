@@ -7,7 +7,7 @@ import { create } from "@bufbuild/protobuf";
 import { OperatorSetIdProtoSchema } from "onnx-buf";
 import { describe, expect, it } from "vitest";
 import ort from "onnxruntime-node";
-import { emitTiedEmbedding, findTiedEmbeddings } from "../src/emit/tied.js";
+import { emitTiedEmbedding, findTiedEmbeddings, quantizeTiedEmbeddings } from "../src/emit/tied.js";
 import {
   DataType,
   cloneModel,
@@ -32,6 +32,7 @@ const V = 64;
 const D = 64;
 const BS = 32;
 const NB = D / BS;
+const rtn = (w: Float32Array, n: number, k: number, s: BlockwiseSpec) => quantizeBlockwiseRef(w, n, k, s);
 const INT4: BlockwiseSpec = { bits: 4, blockSize: BS, symmetric: true, clipSearch: false };
 
 function withMsDomain(m: ModelProto): ModelProto {
@@ -247,5 +248,23 @@ describe("a tied head stored as a transposed copy (what constant folding makes o
 
   it("is not taken for the table when one value differs", async () => {
     expect(findTiedEmbeddings((await withCopy(true)).graph!)).toEqual([]);
+  });
+});
+
+describe("quantizeTiedEmbeddings (the emit hook)", () => {
+  it("quantizes each tied table once, or keeps it float with the reason", async () => {
+    const bytes = readFileSync(path.join(FIX, "genai.onnx"));
+    const a = cloneModel((await parseModel(bytes, "genai.onnx")).proto);
+    expect(quantizeTiedEmbeddings(a, rtn, INT4)).toMatchObject([{ site: "model.embed_tokens.weight", duplicatesRemoved: [] }]);
+    expect(a.graph!.node.filter((n) => n.opType === "GatherBlockQuantized").length).toBe(1);
+    const b = cloneModel((await parseModel(bytes, "genai.onnx")).proto);
+    expect(quantizeTiedEmbeddings(b, rtn, { ...INT4, bits: 2 })).toEqual([
+      { site: "model.embed_tokens.weight", kept: "float", reason: "GatherBlockQuantized reads 4- or 8-bit codes, not 2-bit" },
+    ]);
+    const c = cloneModel((await parseModel(bytes, "genai.onnx")).proto);
+    expect(quantizeTiedEmbeddings(c, rtn, { ...INT4, blockSize: 128 })).toEqual([
+      { site: "model.embed_tokens.weight", kept: "float", reason: "hidden size 64 is not a multiple of the block size 128" },
+    ]);
+    expect(c.graph!.initializer.some((t) => t.name === "model.embed_tokens.weight")).toBe(true);
   });
 });

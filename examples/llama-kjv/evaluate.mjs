@@ -11,13 +11,13 @@ import ort from "onnxruntime-node";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const lib = (p) => import(path.resolve(here, "../../lib", p));
-const { loadModel, saveModel, tensorToFloat32 } = await lib("onnx/model.js");
+const { loadModel, saveModel } = await lib("onnx/model.js");
 const { findWeights } = await lib("onnx/weights.js");
 const { recipeSchema } = await lib("config/schema.js");
 const { planWeights, quantizeWeights, specFor } = await lib("quantize/index.js");
 const { quantizeBlockwiseRef } = await lib("quantize/blockwise.js");
 const { emitModel } = await lib("emit/index.js");
-const { emitTiedEmbedding, findTiedEmbeddings, sharedFormProblem } = await lib("emit/tied.js");
+const { quantizeTiedEmbeddings } = await lib("emit/tied.js");
 const { buildLmFeeds, planLmInputs, sessionDecls, slidingWindows, toOrtLmFeeds } = await lib("tasks/lm-inputs.js");
 const { compareGenerations, decodeMetricRecords, measureDecode } = await lib("measure/decode.js");
 const { logSoftmax, klDivergence, argmax, percentile } = await lib("evaluate/metrics.js");
@@ -45,21 +45,11 @@ const recipe = recipeSchema.parse({ format, block_size: blockSize, symmetric, al
 const model = await loadModel(modelPath);
 const discovery = findWeights(model.graph, recipe);
 const plans = planWeights(discovery.weights, recipe);
-const quantized = quantizeWeights(plans, { quantize: quantizeBlockwiseRef, stats: undefined, recipe, threads });
+const quantized = quantizeWeights(plans, { quantize: (w, n, k, s) => quantizeBlockwiseRef(w, n, k, s), stats: undefined, recipe, threads });
 const emitted = emitModel(model.proto, quantized, new Map([[format, "matmulnbits"]]), 0);
-const tiedReport = [];
-if (tied) {
-  for (const site of findTiedEmbeddings(emitted.proto.graph)) {
-    const table = emitted.proto.graph.initializer.find((t) => t.name === site.name);
-    const q = quantizeBlockwiseRef(tensorToFloat32(table), site.vocab, site.hidden, specFor(format, blockSize, symmetric, "rtn"));
-    const problem = sharedFormProblem(site, q);
-    if (problem) {
-      tiedReport.push({ site: site.name, kept: "float", reason: problem });
-      continue;
-    }
-    tiedReport.push(emitTiedEmbedding(emitted.proto, site, q));
-  }
-}
+const tiedReport = tied
+  ? quantizeTiedEmbeddings(emitted.proto, (w, n, k, s) => quantizeBlockwiseRef(w, n, k, s), specFor(format, blockSize, symmetric, "rtn"), threads)
+  : [];
 const qPath = path.join(outDir, path.basename(modelPath, ".onnx") + `.${format}.onnx`);
 const qSize = await saveModel(emitted.proto, qPath);
 const quantizeMs = performance.now() - t0;

@@ -22,7 +22,7 @@ import {
   type NodeProto,
   type TensorProto,
 } from "../onnx/model.js";
-import { containerBits, type BlockwiseQuantized } from "../quantize/blockwise.js";
+import { containerBits, type BlockwiseQuantized, type BlockwiseSpec } from "../quantize/blockwise.js";
 import { layerGraph } from "./index.js";
 
 export interface TiedEmbeddingSite {
@@ -228,4 +228,36 @@ export function emitTiedEmbedding(proto: ModelProto, site: TiedEmbeddingSite, q:
   const storedBytes = bytesOf(packed) + scalesBytes + bytesOf(zeroPoints) + (gatherZp ? site.vocab * blocksPerRow : 0);
   const separateBytes = 2 * (bytesOf(packed) + scalesBytes) + (zeroPoints ? bytesOf(zeroPoints) + site.vocab * blocksPerRow : 0);
   return { site: site.name, storedBytes, separateBytes, floatBytes: site.vocab * site.hidden * (half ? 2 : 4), nodesAdded, duplicatesRemoved };
+}
+
+export interface TiedKeptFloat {
+  readonly site: string;
+  readonly kept: "float";
+  readonly reason: string;
+}
+
+/**
+ * The emit hook: every tied embedding of the (already emitted) model quantized once with `spec`, or kept float
+ * with the reason (GatherBlockQuantized reads 4- or 8-bit codes only, hidden size not a multiple of the block).
+ * `quantize` is the pipeline's block-wise quantizer (rows [vocab][hidden], blocks along hidden).
+ */
+export function quantizeTiedEmbeddings(
+  proto: ModelProto,
+  quantize: (wT: Float32Array, n: number, k: number, spec: BlockwiseSpec, threads?: number) => BlockwiseQuantized,
+  spec: BlockwiseSpec,
+  threads = 1,
+  accuracyLevel = 0,
+): (TiedEmission | TiedKeptFloat)[] {
+  const graph = proto.graph;
+  if (!graph) return [];
+  return findTiedEmbeddings(graph).map((site) => {
+    const container = containerBits(spec.bits);
+    if (container !== 4 && container !== 8)
+      return { site: site.name, kept: "float", reason: `GatherBlockQuantized reads 4- or 8-bit codes, not ${container}-bit` };
+    if (site.hidden % spec.blockSize !== 0) {
+      return { site: site.name, kept: "float", reason: `hidden size ${site.hidden} is not a multiple of the block size ${spec.blockSize}` };
+    }
+    const table = graph.initializer.find((t) => t.name === site.name)!;
+    return emitTiedEmbedding(proto, site, quantize(tensorToFloat32(table), site.vocab, site.hidden, spec, threads), accuracyLevel);
+  });
 }
