@@ -6,26 +6,10 @@ import { existsSync, mkdtempSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { afterAll, describe, expect, it, vi } from "vitest";
-import { main } from "../src/cli.js";
+import { afterAll, describe, expect, it } from "vitest";
+import { cli } from "./helpers/cli.js";
 import { CASES } from "./helpers/bad-input-cases.js";
 import { writeClassifierFixture } from "./helpers/models.js";
-
-async function cli(args: string[]): Promise<{ status: number; out: string }> {
-  let out = "";
-  const capture = (chunk: string | Uint8Array): boolean => {
-    out += typeof chunk === "string" ? chunk : Buffer.from(chunk).toString();
-    return true;
-  };
-  const err = vi.spyOn(process.stderr, "write").mockImplementation(capture);
-  const std = vi.spyOn(process.stdout, "write").mockImplementation(capture);
-  try {
-    return { status: await main(args), out };
-  } finally {
-    err.mockRestore();
-    std.mockRestore();
-  }
-}
 
 describe(`bad inputs: ${CASES.length} cases, each a named, located error without a stack trace`, () => {
   for (const c of CASES) {

@@ -9,7 +9,7 @@ import { mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { main } from "../src/cli.js";
+import { cli } from "./helpers/cli.js";
 import { REPO_ROOT } from "./helpers/action.js";
 import { writeClassifierFixture } from "./helpers/models.js";
 
@@ -18,22 +18,6 @@ vi.mock("node:fs/promises", async (importOriginal) => {
   return { ...real, default: real, open: vi.fn(real.open) };
 });
 const realOpen = (await vi.importActual<typeof FsPromises>("node:fs/promises")).open;
-
-async function cli(args: string[]): Promise<{ status: number; out: string }> {
-  let out = "";
-  const capture = (chunk: string | Uint8Array): boolean => {
-    out += typeof chunk === "string" ? chunk : Buffer.from(chunk).toString();
-    return true;
-  };
-  const err = vi.spyOn(process.stderr, "write").mockImplementation(capture);
-  const std = vi.spyOn(process.stdout, "write").mockImplementation(capture);
-  try {
-    return { status: await main(args), out };
-  } finally {
-    err.mockRestore();
-    std.mockRestore();
-  }
-}
 
 /** A fixture with a previous run's passing outputs in quantgate-out/. */
 async function withOldPass(prefix: string): Promise<{ dir: string; config: string; out: string }> {

@@ -7,8 +7,8 @@ import os from "node:os";
 import path from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { StringStringEntryProtoSchema, TensorProto_DataLocation } from "onnx-buf";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { main } from "../src/cli.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { cli } from "./helpers/cli.js";
 import { loadConfig } from "../src/config/load.js";
 import { failureSummary } from "../src/action/main.js";
 import { ruleAnnotations } from "../src/github/annotations.js";
@@ -22,23 +22,6 @@ import { globMatch } from "../src/util/glob.js";
 import { REPO_ROOT } from "./helpers/action.js";
 import { buildMlp, writeClassifierFixture } from "./helpers/models.js";
 import { startFakeGithub, type FakeGithub } from "./github/fake-github.js";
-
-/** Runs the CLI in this process; returns its exit status and what it printed. */
-async function cli(args: string[]): Promise<{ status: number; out: string }> {
-  let out = "";
-  const capture = (chunk: string | Uint8Array): boolean => {
-    out += typeof chunk === "string" ? chunk : Buffer.from(chunk).toString();
-    return true;
-  };
-  const err = vi.spyOn(process.stderr, "write").mockImplementation(capture);
-  const std = vi.spyOn(process.stdout, "write").mockImplementation(capture);
-  try {
-    return { status: await main(args), out };
-  } finally {
-    err.mockRestore();
-    std.mockRestore();
-  }
-}
 
 /** A repository folder inside a scratch folder, so that "outside" is a real, writable place. */
 async function repo(): Promise<{ root: string; dir: string; config: string }> {
