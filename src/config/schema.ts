@@ -8,6 +8,7 @@ import { imagePreprocess } from "./preprocess.js";
 import { segmentationEvaluation } from "../tasks/segmentation.js";
 import { textRecognitionEvaluation } from "../tasks/text-recognition.js";
 import { constantInputsSchema } from "../tasks/images.js";
+import { lmInputsConfigSchema } from "../tasks/lm-inputs.js";
 
 export { imagePreprocess };
 
@@ -319,6 +320,28 @@ const lmEvaluation = z.strictObject({
   samples: z.number().int().positive().default(16).describe("Windows evaluated."),
   calibration_samples: z.number().int().positive().default(8).describe("Windows used for calibration."),
   batch_size: z.number().int().positive().max(256).default(4).describe("Windows per model call."),
+  stride: z
+    .number()
+    .int()
+    .positive()
+    .optional()
+    .describe(
+      "Tokens between the starts of consecutive windows (default: sequence_length, non-overlapping). Smaller strides score each token once, with at least sequence_length - stride tokens of context.",
+    ),
+  inputs: lmInputsConfigSchema
+    .extend({
+      attention_mask: lmInputsConfigSchema.shape.attention_mask.describe("The model input taking the attention mask (fed all ones), where its name is not attention_mask."),
+      position_ids: lmInputsConfigSchema.shape.position_ids.describe("The model input taking position ids (fed 0..n-1), where its name is not position_ids."),
+      past_key: lmInputsConfigSchema.shape.past_key.describe('Name template of the past key inputs with "{layer}", e.g. "cache.{layer}.k" (fed an empty past for scoring).'),
+      past_value: lmInputsConfigSchema.shape.past_value.describe('Name template of the past value inputs with "{layer}", e.g. "cache.{layer}.v".'),
+      present_key: lmInputsConfigSchema.shape.present_key.describe('Name template of the outputs returning the updated keys, e.g. "cache_out.{layer}.k" (decode measurement).'),
+      present_value: lmInputsConfigSchema.shape.present_value.describe('Name template of the outputs returning the updated values, e.g. "cache_out.{layer}.v".'),
+      constants: lmInputsConfigSchema.shape.constants.describe("Other model inputs fed one constant (number or boolean) filling their declared shape."),
+    })
+    .optional()
+    .describe(
+      "Names of LLM inputs the task does not recognise by name (attention mask, position ids, past key/value templates, constants); recognised by name by default.",
+    ),
 });
 
 const classificationEvaluation = z.strictObject({
