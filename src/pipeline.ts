@@ -7,7 +7,8 @@ import { calibrate, convPatchSpecOf, type CalibrationResult } from "./calibrate/
 import { pathResolver, prepareOutputDir, resolvePath, type Config } from "./config/load.js";
 import { sha256, type ModelInputInfo } from "./data/index.js";
 import { feedTypeOf, type Feeds } from "./data/tensors.js";
-import { emitChecked } from "./emit/check.js";
+import { emitChecked, loadError } from "./emit/check.js";
+import { quantizeTiedEmbeddings, type TiedEmission } from "./emit/tied.js";
 import type { EmittedLayer } from "./emit/index.js";
 import { lockExecution, pinsFromLockfile, resolveForms, type FormChoice } from "./emit/select.js";
 import { chooseAccuracyLevel, judgeAccuracy, type QuantizedExecution } from "./emit/accuracy-level.js";
@@ -33,6 +34,7 @@ import { checkFiniteWeights, validateModel } from "./onnx/validate.js";
 import { checkFeedShapes, declaredClasses, explainLmFailure } from "./data/checks.js";
 import { quantizeBlockwiseRef, type BlockwiseSpec } from "./quantize/blockwise.js";
 import { isTable, planWeights, quantizeWeights, specFor, type BlockwiseQuantizer, type QuantizedWeight } from "./quantize/index.js";
+import type { BlockwiseQuantized } from "./quantize/blockwise.js";
 import { planMixedPrecision } from "./quantize/mixed-plan.js";
 import { planQuantx } from "./quantize/quantx.js";
 import { measureLayerKl } from "./quantize/sensitivity.js";
@@ -305,6 +307,62 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
         })
       : undefined;
 
+  /**
+   * Tied input/output embeddings (kept float by the weight discovery: a Gather and a Transposed LM head read them)
+   * quantized once in the emitted model (src/emit/tied.ts), for int4/int8 recipes unless recipe.tied_embedding is
+   * float. The result must load in ONNX Runtime; if it does not, the embedding stays float with the reason.
+   */
+  type Checked = Awaited<ReturnType<typeof emitChecked>>;
+  const withTiedEmbeddings = async (e: Checked, level: number, again: () => Promise<Checked>): Promise<Checked & { tied: TiedReport[] }> => {
+    const r = config.recipe;
+    if (r.tied_embedding !== "quantize" || (r.format !== "int4" && r.format !== "int8")) return { ...e, tied: [] };
+    const spec = specFor(r.format, r.block_size, r.symmetric, r.algorithm);
+    const tables = new Map<string, { w: Float32Array; q: BlockwiseQuantized }>();
+    const results = quantizeTiedEmbeddings(
+      e.proto,
+      (w, n, k, s, threads) => {
+        const q = quantizer.quantize(w, n, k, s, threads);
+        tables.set(`${n}x${k}`, { w, q });
+        return q;
+      },
+      spec,
+      config.measure.threads,
+      level,
+    );
+    if (results.length === 0) return { ...e, tied: [] };
+    const skippedTied = (name: string, reason: string): WeightDiscovery["skipped"][number] => {
+      const prior = e.skipped.find((s) => s.name === name);
+      return { name, nodeName: prior?.nodeName ?? "", opType: prior?.opType ?? "Gather", shape: prior?.shape, reason: `tied embedding kept float: ${reason}` };
+    };
+    if (results.some((t) => "storedBytes" in t)) {
+      const error = await loadError(ort, e.proto);
+      if (error !== undefined) {
+        const fresh = await again();
+        const reason = `ONNX Runtime refused the shared form (${error.split("\n")[0]})`;
+        const names = new Set(results.map((t) => t.site));
+        return { ...fresh, skipped: [...fresh.skipped.filter((s) => !names.has(s.name)), ...results.map((t) => skippedTied(t.site, reason))], tied: [] };
+      }
+    }
+    const tied: TiedReport[] = [];
+    const skipped = e.skipped.filter((s) => !results.some((t) => t.site === s.name));
+    for (const t of results) {
+      if (!("storedBytes" in t)) {
+        skipped.push(skippedTied(t.site, t.reason));
+        continue;
+      }
+      const init = model!.graph.initializer.find((x) => x.name === t.site);
+      const dims = init ? init.dims.map(Number) : [];
+      const captured = tables.get(`${dims[0]}x${dims[1]}`);
+      tied.push({ emission: t, spec, dims, error: captured ? quantizationError(captured.w, captured.q) : { rmse: NaN, relativeError: NaN } });
+    }
+    return {
+      ...e,
+      skipped,
+      tied,
+      notes: [...e.notes, ...tied.map((t) => `tied embedding ${t.emission.site} quantized once: read by GatherBlockQuantized and the LM head's MatMulNBits`)],
+    };
+  };
+
   /** Evaluates a quantized model file against the float (or reference) model on the configured task. */
   const evaluateQuantized = async (taskData: TaskData, quantPath: string): Promise<TaskEvaluation> => {
     const floatSession = await createSession(ort, floatModelPath, config.measure.threads);
@@ -338,7 +396,8 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
       const emitAt = async (level: number, file: string) => {
         const r = await resolveForms(ort, quantized, level, config.measure.threads, pinInfo.pins);
         // Loaded in ONNX Runtime before it is written: refused forms fall back, or the weight stays float (listed).
-        const e = await emitChecked(ort, model.proto, quantized, r.formMap, level, discovery);
+        const checked = await emitChecked(ort, model.proto, quantized, r.formMap, level, discovery);
+        const e = await withTiedEmbeddings(checked, level, () => emitChecked(ort, model.proto, quantized, r.formMap, level, discovery));
         return { ...r, e, size: await saveModel(e.proto, file), file, level };
       };
       const builds = new Map<number, Awaited<ReturnType<typeof emitAt>>>();
@@ -407,7 +466,7 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
       emitWarnings.push(...result.e.notes);
       outcome = {
         skipped: result.e.skipped,
-        layerReports: layerReportsOf(result.e.weights, result.e.layers),
+        layerReports: [...layerReportsOf(result.e.weights, result.e.layers), ...result.e.tied.map((t) => tiedLayerReport(t, config.recipe.algorithm))],
         layers: result.e.layers,
         forms: result.choices,
         execution: {
@@ -579,6 +638,72 @@ function runKernelBenchmark(kernels: Kernels, layers: readonly QuantizedLayerRep
     }
   }
   return benchmarkKernels(kernels, [...shapes.values()], [...formats.values()], { threads, runs: 15, warmup: 3 });
+}
+
+interface TiedReport {
+  readonly emission: TiedEmission;
+  readonly spec: BlockwiseSpec;
+  /** [vocab, hidden] */
+  readonly dims: readonly number[];
+  readonly error: { readonly rmse: number; readonly relativeError: number };
+}
+
+/** RMS error of a block-wise quantization of rows [n][k], and relative to the weights' RMS. */
+function quantizationError(w: Float32Array, q: BlockwiseQuantized): { rmse: number; relativeError: number } {
+  const { n, k, blocksPerRow } = q;
+  const bs = q.spec.blockSize;
+  let err = 0;
+  let ref = 0;
+  for (let r = 0; r < n; r++) {
+    for (let c = 0; c < k; c++) {
+      const b = r * blocksPerRow + Math.floor(c / bs);
+      const v = (q.codes[r * blocksPerRow * bs + c]! - q.zeroPoints[b]!) * q.scales[b]!;
+      const x = w[r * k + c]!;
+      err += (v - x) * (v - x);
+      ref += x * x;
+    }
+  }
+  const rmse = Math.sqrt(err / (n * k));
+  return { rmse, relativeError: ref > 0 ? Math.sqrt(err / ref) : 0 };
+}
+
+/** The layer report of a tied embedding quantized once (one packed copy for the Gather and the LM head). */
+function tiedLayerReport(t: TiedReport, algorithm: string): QuantizedLayerReport {
+  const [vocab = 0, hidden = 0] = t.dims;
+  const weights = vocab * hidden;
+  const bits = weights > 0 ? (t.emission.storedBytes * 8) / weights : 0;
+  return {
+    name: t.emission.site,
+    node: "",
+    op: "Gather+MatMul",
+    origin: "tied embedding",
+    shape: [...t.dims],
+    graph: "main",
+    k: hidden,
+    n: vocab,
+    format: t.spec.bits === 8 ? "int8" : "int4",
+    bits: t.spec.bits,
+    blockSize: t.spec.blockSize,
+    symmetric: t.spec.symmetric,
+    algorithm: algorithm === "gptq" || algorithm === "awq" ? "rtn" : algorithm,
+    notes: [
+      `tied input/output embedding quantized once: GatherBlockQuantized and the LM head's MatMulNBits read one packed copy (${t.emission.storedBytes} bytes, ${t.emission.separateBytes} for two separate copies)`,
+      ...t.emission.duplicatesRemoved.map((d) => `stored transposed copy ${d} removed`),
+    ],
+    lowRankRank: 0,
+    overrides: [],
+    form: "matmulnbits",
+    floatBytes: weights * 4,
+    storedBytes: t.emission.storedBytes,
+    packedBytes: t.emission.storedBytes,
+    bitsPerWeight: bits,
+    storedBitsPerWeight: bits,
+    entropyBitsPerWeight: bits,
+    huffmanBitsPerWeight: bits,
+    rmse: t.error.rmse,
+    relativeError: t.error.relativeError,
+    outputErrorRatio: undefined,
+  };
 }
 
 function layerReportsOf(quantized: readonly QuantizedWeight[], layers: readonly EmittedLayer[]): QuantizedLayerReport[] {

@@ -131,6 +131,13 @@ const recipeObject = z.strictObject({
     .enum(["quantize", "float"], { error: 'expected "quantize" or "float"' })
     .default("quantize")
     .describe('A tied weight read by several ops: "quantize" once (one dequantized tensor for all readers) or keep "float".'),
+  /** Tied input/output embeddings of an LLM (Gather + LM head through a Transpose): "quantize" once or keep "float". */
+  tied_embedding: z
+    .enum(["quantize", "float"], { error: 'expected "quantize" or "float"' })
+    .default("quantize")
+    .describe(
+      'Tied input/output embeddings (the table a Gather reads and the LM head reads transposed), int4/int8 recipes: "quantize" once (one packed copy read by GatherBlockQuantized and MatMulNBits) or keep "float".',
+    ),
   /** Weight shapes kept in float; -1 matches any size, e.g. [201, -1] for an STFT basis. */
   exclude_shapes: z
     .array(z.array(z.number().int()))
@@ -330,12 +337,20 @@ const lmEvaluation = z.strictObject({
     ),
   inputs: lmInputsConfigSchema
     .extend({
-      attention_mask: lmInputsConfigSchema.shape.attention_mask.describe("The model input taking the attention mask (fed all ones), where its name is not attention_mask."),
+      attention_mask: lmInputsConfigSchema.shape.attention_mask.describe(
+        "The model input taking the attention mask (fed all ones), where its name is not attention_mask.",
+      ),
       position_ids: lmInputsConfigSchema.shape.position_ids.describe("The model input taking position ids (fed 0..n-1), where its name is not position_ids."),
-      past_key: lmInputsConfigSchema.shape.past_key.describe('Name template of the past key inputs with "{layer}", e.g. "cache.{layer}.k" (fed an empty past for scoring).'),
+      past_key: lmInputsConfigSchema.shape.past_key.describe(
+        'Name template of the past key inputs with "{layer}", e.g. "cache.{layer}.k" (fed an empty past for scoring).',
+      ),
       past_value: lmInputsConfigSchema.shape.past_value.describe('Name template of the past value inputs with "{layer}", e.g. "cache.{layer}.v".'),
-      present_key: lmInputsConfigSchema.shape.present_key.describe('Name template of the outputs returning the updated keys, e.g. "cache_out.{layer}.k" (decode measurement).'),
-      present_value: lmInputsConfigSchema.shape.present_value.describe('Name template of the outputs returning the updated values, e.g. "cache_out.{layer}.v".'),
+      present_key: lmInputsConfigSchema.shape.present_key.describe(
+        'Name template of the outputs returning the updated keys, e.g. "cache_out.{layer}.k" (decode measurement).',
+      ),
+      present_value: lmInputsConfigSchema.shape.present_value.describe(
+        'Name template of the outputs returning the updated values, e.g. "cache_out.{layer}.v".',
+      ),
       constants: lmInputsConfigSchema.shape.constants.describe("Other model inputs fed one constant (number or boolean) filling their declared shape."),
     })
     .optional()
