@@ -16,7 +16,9 @@ import { declaredDims } from "./data/records.js";
 import { evaluateGate } from "./gate/index.js";
 import { taskOf } from "./tasks/index.js";
 import { measurementRecords } from "./tasks/measurements.js";
-import type { TaskData, TaskEvaluation } from "./tasks/types.js";
+import type { MetricRecord, TaskData, TaskEvaluation } from "./tasks/types.js";
+import { planLmInputs, type LmInputOverrides } from "./tasks/lm-inputs.js";
+import { compareGenerations, decodeMetricRecords, measureDecode } from "./measure/decode.js";
 import { latencyBasis } from "./measure/latency-rule.js";
 import {
   measureModels,
@@ -513,6 +515,53 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
   let quantRun: ModelRunMeasurement | undefined;
   let kernelBench: KernelBenchResult | undefined;
   let latencyComparison: LatencyComparison | undefined;
+  let decodeRecords: MetricRecord[] = [];
+  /**
+   * Greedy decoding with the KV cache fed back (src/measure/decode.ts), float and quantized each in a child of its
+   * own, for a model whose past key/value inputs all have present outputs; undefined for any other model.
+   */
+  const measureLlmDecode = async (m: LoadedModel, taskData: TaskData) => {
+    const d = config.measure.decode;
+    if (d.prompts === 0 || !taskData.promptSource) return undefined;
+    const lm = config.evaluation as { inputs?: LmInputOverrides; input_name?: string };
+    const overrides: LmInputOverrides = { ...lm.inputs, ...(lm.input_name ? { input_ids: lm.input_name } : {}) };
+    const inputs = modelInputs(m).map((i) => ({ name: i.name, type: i.type, ...(i.dims ? { shape: i.dims } : {}) }));
+    const outputs = m.graph.output.map((o) => ({ name: o.name, type: "float32" }));
+    if (!planLmInputs(inputs, outputs, overrides).canDecode) return undefined;
+    const source = taskData.promptSource.slice(0, d.prompts);
+    const short = source.find((ids) => ids.length < d.prompt_tokens);
+    if (short) {
+      throw new UserError(
+        `measure.decode.prompt_tokens (${d.prompt_tokens}) is longer than the evaluation windows (${short.length} tokens): lower it or raise evaluation.sequence_length`,
+      );
+    }
+    const settings = {
+      prompts: source.map((ids) => ids.slice(0, d.prompt_tokens)),
+      decodeTokens: d.decode_tokens,
+      threads: config.measure.threads,
+      warmup: Math.min(config.measure.warmup, 2),
+      overrides,
+    };
+    const float = await measureDecode(floatModelPath, settings, opts.ortDir);
+    const quant = await measureDecode(quantizedModelPath, settings, opts.ortDir);
+    const divergence = compareGenerations(float.generated, quant.generated);
+    return {
+      records: decodeMetricRecords(float, quant, d.prompt_tokens, d.decode_tokens),
+      details: {
+        promptTokens: d.prompt_tokens,
+        decodeTokens: d.decode_tokens,
+        prompts: source.length,
+        // Where the greedy generations first differ (token index among the generated ones), per prompt.
+        firstDivergence: divergence.map((x) => ({
+          prompt: x.prompt,
+          firstDivergence: x.firstDivergence ?? null,
+          compared: x.compared,
+          float: x.float,
+          quantized: x.quantized,
+        })),
+      },
+    };
+  };
   if (opts.until) {
     skip("measure", "sharded: measured by the merge job");
   } else if (model && outcome && data) {
@@ -527,6 +576,11 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
         latencyComparison = measured.comparison;
         const slower = slowerThanFloatWarning(measured);
         if (slower) warnings.push(slower);
+      }
+      const decode = await measureLlmDecode(model!, data);
+      if (decode) {
+        decodeRecords = decode.records;
+        if (evaluation) evaluation = { ...evaluation, details: { ...evaluation.details, decode: decode.details } };
       }
       const kernels = opts.quantizer?.kernels;
       if (config.measure.kernel_benchmark && kernels) kernelBench = runKernelBenchmark(kernels, outcome!.layerReports, config.measure.threads);
@@ -556,6 +610,7 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
       quantizedRun: quantRun,
       kernelBench,
     }),
+    ...decodeRecords,
   ];
   // The task's own rules (fidelity's per-output and user-metric limits) are judged with the gate's.
   const latency = quantRun ? { ...latencyBasis(quantRun), ratioPerRound: latencyComparison?.ratioPerRound } : undefined;

@@ -26,7 +26,11 @@ evaluation:
   sequence_length: 32
   samples: 4
   batch_size: 2
-measure: { threads: 1, warmup: 1, runs: 3, kernel_benchmark: false }
+measure:
+  threads: 1
+  warmup: 1
+  runs: 3
+  kernel_benchmark: false
 ${extra}`;
   const file = path.join(dir, "quantgate.yml");
   await writeFile(file, text);
@@ -36,7 +40,14 @@ ${extra}`;
 describe("the gate on an LLM export", () => {
   it("quantizes the tied embedding once; the model loads and shrinks", { timeout: 120_000 }, async () => {
     const ort = await loadOrt();
-    const run = await runGate(await config("model.onnx", "format: int4, block_size: 32, accuracy_level: 0"), { ort });
+    const run = await runGate(
+      await config(
+        "model.onnx",
+        "format: int4, block_size: 32, accuracy_level: 0",
+        "  decode: { prompt_tokens: 8, decode_tokens: 4, prompts: 2 }\ngate:\n  max_decode_ms_per_token: 1000\n  max_decode_slowdown_vs_float: 100\n  min_decode_tokens_per_second: 0.1\n  max_time_to_first_token_ms: 10000\n",
+      ),
+      { ort },
+    );
     const r = run.report;
     expect(r.stages.filter((s) => s.status === "error")).toEqual([]);
     const tied = r.weights.quantized.filter((l) => l.name === "model.embed_tokens.weight");
@@ -58,6 +69,24 @@ describe("the gate on an LLM export", () => {
     const m = Object.fromEntries(r.metrics.map((x) => [x.key, x]));
     expect(m.perplexity!.quantized).toBeGreaterThan(0);
     expect(m.kl_mean!.quantized).toBeGreaterThan(0);
+    // KV-cache I/O: decode measured for both models, judged by the decode rules
+    for (const key of ["ttft_ms", "decode_ms_per_token_p50", "decode_tokens_per_second"]) {
+      expect(m[key]!.float, key).toBeGreaterThan(0);
+      expect(m[key]!.quantized, key).toBeGreaterThan(0);
+    }
+    const decode = (r.evaluation!.details as { decode: { firstDivergence: { compared: number }[] } }).decode;
+    expect(decode.firstDivergence).toHaveLength(2);
+    expect(decode.firstDivergence[0]!.compared).toBe(5);
+    const judged = r.gate.rules.filter((x) => x.rule.includes("decode") || x.rule.includes("first_token"));
+    expect(judged.map((x) => x.rule).sort()).toEqual([
+      "max_decode_ms_per_token",
+      "max_decode_slowdown_vs_float",
+      "max_time_to_first_token_ms",
+      "min_decode_tokens_per_second",
+    ]);
+    for (const x of judged) expect(x.status, x.message).toBe("pass");
+    const slowdown = judged.find((x) => x.rule === "max_decode_slowdown_vs_float")!;
+    expect(slowdown.observed).toBeCloseTo(m.decode_ms_per_token_p50!.quantized / m.decode_ms_per_token_p50!.float!, 6);
   });
 
   it("keeps the tied embedding float where the shared form cannot hold it, and says why", { timeout: 120_000 }, async () => {

@@ -593,6 +593,17 @@ export const measureSchema = z.strictObject({
     .describe('Time limit of each measuring child (load, warm-up and runs), e.g. "600s"; default: sized from the measured warm-up.'),
   memory: z.boolean().default(true).describe("Measure peak memory and latency in fresh processes."),
   kernel_benchmark: z.boolean().default(true).describe("Time the recipe's formats on QuantGate's kernels at this model's layer shapes, next to float32."),
+  /** Greedy decoding with the KV cache fed back, for LLM exports with past/present key-value I/O (language-modeling). */
+  decode: z
+    .strictObject({
+      prompt_tokens: z.number().int().positive().max(8192).default(16).describe("Tokens of each prompt (taken from the start of evaluation windows)."),
+      decode_tokens: z.number().int().positive().max(4096).default(8).describe("Greedy decode steps after the first token."),
+      prompts: z.number().int().nonnegative().max(64).default(2).describe("Prompts decoded by each model; 0 turns the decode measurement off."),
+    })
+    .default({ prompt_tokens: 16, decode_tokens: 8, prompts: 2 })
+    .describe(
+      "Decode measurement of LLM exports with a KV cache (past/present inputs and outputs): time to first token, ms per decode step, tokens/s, float vs quantized, each in a process of its own.",
+    ),
 });
 
 /** Regression rules against the latest history entry of the base branch (pull requests). */

@@ -114,6 +114,7 @@ export const languageModelingTask: Task<LmEvaluation, LmData> = {
       windows: evalWs.length,
       availableWindows: availableWindows(ids.length, cfg.sequence_length, stride),
       inputPlan: plan.description,
+      promptSource: evalWs.slice(0, 64).map((w) => w.ids),
     };
   },
 
