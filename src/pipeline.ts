@@ -361,7 +361,6 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
       ...e,
       skipped,
       tied,
-      notes: [...e.notes, ...tied.map((t) => `tied embedding ${t.emission.site} quantized once: read by GatherBlockQuantized and the LM head's MatMulNBits`)],
     };
   };
 
