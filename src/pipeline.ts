@@ -579,7 +579,7 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
       const decode = await measureLlmDecode(model!, data);
       if (decode) {
         decodeRecords = decode.records;
-        if (evaluation) evaluation = { ...evaluation, details: { ...evaluation.details, decode: decode.details } };
+        if (evaluation) evaluation = { ...evaluation, details: { ...evaluation.details, llmDecode: decode.details } };
       }
       const kernels = opts.quantizer?.kernels;
       if (config.measure.kernel_benchmark && kernels) kernelBench = runKernelBenchmark(kernels, outcome!.layerReports, config.measure.threads);
@@ -732,7 +732,7 @@ function tiedLayerReport(t: TiedReport, algorithm: string): QuantizedLayerReport
     op: "Gather+MatMul",
     origin: "tied embedding",
     shape: [...t.dims],
-    graph: "main",
+    graph: "main graph",
     k: hidden,
     n: vocab,
     format: t.spec.bits === 8 ? "int8" : "int4",

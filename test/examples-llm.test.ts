@@ -34,6 +34,6 @@ describe("the llama-kjv example", () => {
     expect(report.weights.quantized.filter((l: { origin: string }) => l.origin === "tied embedding")).toHaveLength(1);
     expect(report.quantized.sizeBytes).toBeLessThan(report.float.sizeBytes * 0.4);
     for (const key of ["ttft_ms", "decode_ms_per_token_p50", "decode_tokens_per_second"]) expect(m[key].quantized, key).toBeGreaterThan(0);
-    expect(report.evaluation.details.decode.firstDivergence).toHaveLength(2);
+    expect(report.evaluation.details.llmDecode.firstDivergence).toHaveLength(2);
   });
 });

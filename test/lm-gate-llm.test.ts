@@ -8,6 +8,7 @@ import { ModelProtoSchema } from "onnx-buf";
 import { describe, expect, it } from "vitest";
 import { parseConfig } from "../src/config/load.js";
 import { runGate } from "../src/pipeline.js";
+import { renderMarkdown } from "../src/report/markdown.js";
 import { createSession, loadOrt } from "../src/runtime/ort.js";
 
 const ROOT = path.join(import.meta.dirname, "..");
@@ -74,9 +75,10 @@ describe("the gate on an LLM export", () => {
       expect(m[key]!.float, key).toBeGreaterThan(0);
       expect(m[key]!.quantized, key).toBeGreaterThan(0);
     }
-    const decode = (r.evaluation!.details as { decode: { firstDivergence: { compared: number }[] } }).decode;
+    const decode = (r.evaluation!.details as { llmDecode: { firstDivergence: { compared: number }[] } }).llmDecode;
     expect(decode.firstDivergence).toHaveLength(2);
     expect(decode.firstDivergence[0]!.compared).toBe(5);
+    expect(renderMarkdown(r)).toMatch(/Greedy decode, float vs quantized \(2 prompts of 8 tokens, 4 steps\)[\s\S]*\| 0 \| (none in 5 tokens|token \d of 5) \|/);
     const judged = r.gate.rules.filter((x) => x.rule.includes("decode") || x.rule.includes("first_token"));
     expect(judged.map((x) => x.rule).sort()).toEqual([
       "max_decode_ms_per_token",
