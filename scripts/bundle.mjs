@@ -1,4 +1,4 @@
-// Bundles the action (dist/index.js) and the measuring child (dist/measure-child.js) with ncc.
+// Bundles the action (dist/index.js) and the measuring children (dist/measure-child.js, dist/decode-child.js) with ncc.
 // onnxruntime-node stays external: the action installs and caches it at run time.
 // Other files under dist/ (the committed kernel artifacts) are left alone.
 import { execFileSync } from "node:child_process";
@@ -23,4 +23,5 @@ function bundle(entry, outName) {
 
 bundle("lib/index.js", "index.js");
 bundle("lib/measure/child-main.js", "measure-child.js");
+bundle("lib/measure/decode-child.js", "decode-child.js");
 writeFileSync(path.join(dist, "package.json"), JSON.stringify({ type: "module" }) + "\n");

@@ -7,7 +7,8 @@ import { calibrate, convPatchSpecOf, type CalibrationResult } from "./calibrate/
 import { pathResolver, prepareOutputDir, resolvePath, type Config } from "./config/load.js";
 import { sha256, type ModelInputInfo } from "./data/index.js";
 import { feedTypeOf, type Feeds } from "./data/tensors.js";
-import { emitChecked } from "./emit/check.js";
+import { emitChecked, loadError } from "./emit/check.js";
+import { quantizeTiedEmbeddings, type TiedEmission } from "./emit/tied.js";
 import type { EmittedLayer } from "./emit/index.js";
 import { lockExecution, pinsFromLockfile, resolveForms, type FormChoice } from "./emit/select.js";
 import { chooseAccuracyLevel, judgeAccuracy, type QuantizedExecution } from "./emit/accuracy-level.js";
@@ -15,7 +16,9 @@ import { declaredDims } from "./data/records.js";
 import { evaluateGate } from "./gate/index.js";
 import { taskOf } from "./tasks/index.js";
 import { measurementRecords } from "./tasks/measurements.js";
-import type { TaskData, TaskEvaluation } from "./tasks/types.js";
+import type { MetricRecord, TaskData, TaskEvaluation } from "./tasks/types.js";
+import { planLmInputs, type LmInputOverrides } from "./tasks/lm-inputs.js";
+import { compareGenerations, decodeMetricRecords, measureDecode } from "./measure/decode.js";
 import { latencyBasis } from "./measure/latency-rule.js";
 import {
   measureModels,
@@ -33,6 +36,7 @@ import { checkFiniteWeights, validateModel } from "./onnx/validate.js";
 import { checkFeedShapes, declaredClasses, explainLmFailure } from "./data/checks.js";
 import { quantizeBlockwiseRef, type BlockwiseSpec } from "./quantize/blockwise.js";
 import { isTable, planWeights, quantizeWeights, specFor, type BlockwiseQuantizer, type QuantizedWeight } from "./quantize/index.js";
+import type { BlockwiseQuantized } from "./quantize/blockwise.js";
 import { planMixedPrecision } from "./quantize/mixed-plan.js";
 import { planQuantx } from "./quantize/quantx.js";
 import { measureLayerKl } from "./quantize/sensitivity.js";
@@ -305,6 +309,61 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
         })
       : undefined;
 
+  /**
+   * Tied input/output embeddings (kept float by the weight discovery: a Gather and a Transposed LM head read them)
+   * quantized once in the emitted model (src/emit/tied.ts), for int4/int8 recipes unless recipe.tied_embedding is
+   * float. The result must load in ONNX Runtime; if it does not, the embedding stays float with the reason.
+   */
+  type Checked = Awaited<ReturnType<typeof emitChecked>>;
+  const withTiedEmbeddings = async (e: Checked, level: number, again: () => Promise<Checked>): Promise<Checked & { tied: TiedReport[] }> => {
+    const r = config.recipe;
+    if (r.tied_embedding !== "quantize" || (r.format !== "int4" && r.format !== "int8")) return { ...e, tied: [] };
+    const spec = specFor(r.format, r.block_size, r.symmetric, r.algorithm);
+    const tables = new Map<string, { w: Float32Array; q: BlockwiseQuantized }>();
+    const results = quantizeTiedEmbeddings(
+      e.proto,
+      (w, n, k, s, threads) => {
+        const q = quantizer.quantize(w, n, k, s, threads);
+        tables.set(`${n}x${k}`, { w, q });
+        return q;
+      },
+      spec,
+      config.measure.threads,
+      level,
+    );
+    if (results.length === 0) return { ...e, tied: [] };
+    const skippedTied = (name: string, reason: string): WeightDiscovery["skipped"][number] => {
+      const prior = e.skipped.find((s) => s.name === name);
+      return { name, nodeName: prior?.nodeName ?? "", opType: prior?.opType ?? "Gather", shape: prior?.shape, reason: `tied embedding kept float: ${reason}` };
+    };
+    if (results.some((t) => "storedBytes" in t)) {
+      const error = await loadError(ort, e.proto);
+      if (error !== undefined) {
+        const fresh = await again();
+        const reason = `ONNX Runtime refused the shared form (${error.split("\n")[0]})`;
+        const names = new Set(results.map((t) => t.site));
+        return { ...fresh, skipped: [...fresh.skipped.filter((s) => !names.has(s.name)), ...results.map((t) => skippedTied(t.site, reason))], tied: [] };
+      }
+    }
+    const tied: TiedReport[] = [];
+    const skipped = e.skipped.filter((s) => !results.some((t) => t.site === s.name));
+    for (const t of results) {
+      if (!("storedBytes" in t)) {
+        skipped.push(skippedTied(t.site, t.reason));
+        continue;
+      }
+      const init = model!.graph.initializer.find((x) => x.name === t.site);
+      const dims = init ? init.dims.map(Number) : [];
+      const captured = tables.get(`${dims[0]}x${dims[1]}`);
+      tied.push({ emission: t, spec, dims, error: captured ? quantizationError(captured.w, captured.q) : { rmse: NaN, relativeError: NaN } });
+    }
+    return {
+      ...e,
+      skipped,
+      tied,
+    };
+  };
+
   /** Evaluates a quantized model file against the float (or reference) model on the configured task. */
   const evaluateQuantized = async (taskData: TaskData, quantPath: string): Promise<TaskEvaluation> => {
     const floatSession = await createSession(ort, floatModelPath, config.measure.threads);
@@ -338,7 +397,8 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
       const emitAt = async (level: number, file: string) => {
         const r = await resolveForms(ort, quantized, level, config.measure.threads, pinInfo.pins);
         // Loaded in ONNX Runtime before it is written: refused forms fall back, or the weight stays float (listed).
-        const e = await emitChecked(ort, model.proto, quantized, r.formMap, level, discovery);
+        const checked = await emitChecked(ort, model.proto, quantized, r.formMap, level, discovery);
+        const e = await withTiedEmbeddings(checked, level, () => emitChecked(ort, model.proto, quantized, r.formMap, level, discovery));
         return { ...r, e, size: await saveModel(e.proto, file), file, level };
       };
       const builds = new Map<number, Awaited<ReturnType<typeof emitAt>>>();
@@ -407,7 +467,7 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
       emitWarnings.push(...result.e.notes);
       outcome = {
         skipped: result.e.skipped,
-        layerReports: layerReportsOf(result.e.weights, result.e.layers),
+        layerReports: [...layerReportsOf(result.e.weights, result.e.layers), ...result.e.tied.map((t) => tiedLayerReport(t, config.recipe.algorithm))],
         layers: result.e.layers,
         forms: result.choices,
         execution: {
@@ -454,6 +514,53 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
   let quantRun: ModelRunMeasurement | undefined;
   let kernelBench: KernelBenchResult | undefined;
   let latencyComparison: LatencyComparison | undefined;
+  let decodeRecords: MetricRecord[] = [];
+  /**
+   * Greedy decoding with the KV cache fed back (src/measure/decode.ts), float and quantized each in a child of its
+   * own, for a model whose past key/value inputs all have present outputs; undefined for any other model.
+   */
+  const measureLlmDecode = async (m: LoadedModel, taskData: TaskData) => {
+    const d = config.measure.decode;
+    if (d.prompts === 0 || !taskData.promptSource) return undefined;
+    const lm = config.evaluation as { inputs?: LmInputOverrides; input_name?: string };
+    const overrides: LmInputOverrides = { ...lm.inputs, ...(lm.input_name ? { input_ids: lm.input_name } : {}) };
+    const inputs = modelInputs(m).map((i) => ({ name: i.name, type: i.type, ...(i.dims ? { shape: i.dims } : {}) }));
+    const outputs = m.graph.output.map((o) => ({ name: o.name, type: "float32" }));
+    if (!planLmInputs(inputs, outputs, overrides).canDecode) return undefined;
+    const source = taskData.promptSource.slice(0, d.prompts);
+    const short = source.find((ids) => ids.length < d.prompt_tokens);
+    if (short) {
+      throw new UserError(
+        `measure.decode.prompt_tokens (${d.prompt_tokens}) is longer than the evaluation windows (${short.length} tokens): lower it or raise evaluation.sequence_length`,
+      );
+    }
+    const settings = {
+      prompts: source.map((ids) => ids.slice(0, d.prompt_tokens)),
+      decodeTokens: d.decode_tokens,
+      threads: config.measure.threads,
+      warmup: Math.min(config.measure.warmup, 2),
+      overrides,
+    };
+    const float = await measureDecode(floatModelPath, settings, opts.ortDir);
+    const quant = await measureDecode(quantizedModelPath, settings, opts.ortDir);
+    const divergence = compareGenerations(float.generated, quant.generated);
+    return {
+      records: decodeMetricRecords(float, quant, d.prompt_tokens, d.decode_tokens),
+      details: {
+        promptTokens: d.prompt_tokens,
+        decodeTokens: d.decode_tokens,
+        prompts: source.length,
+        // Where the greedy generations first differ (token index among the generated ones), per prompt.
+        firstDivergence: divergence.map((x) => ({
+          prompt: x.prompt,
+          firstDivergence: x.firstDivergence ?? null,
+          compared: x.compared,
+          float: x.float,
+          quantized: x.quantized,
+        })),
+      },
+    };
+  };
   if (opts.until) {
     skip("measure", "sharded: measured by the merge job");
   } else if (model && outcome && data) {
@@ -468,6 +575,11 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
         latencyComparison = measured.comparison;
         const slower = slowerThanFloatWarning(measured);
         if (slower) warnings.push(slower);
+      }
+      const decode = await measureLlmDecode(model!, data);
+      if (decode) {
+        decodeRecords = decode.records;
+        if (evaluation) evaluation = { ...evaluation, details: { ...evaluation.details, llmDecode: decode.details } };
       }
       const kernels = opts.quantizer?.kernels;
       if (config.measure.kernel_benchmark && kernels) kernelBench = runKernelBenchmark(kernels, outcome!.layerReports, config.measure.threads);
@@ -497,6 +609,7 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
       quantizedRun: quantRun,
       kernelBench,
     }),
+    ...decodeRecords,
   ];
   // The task's own rules (fidelity's per-output and user-metric limits) are judged with the gate's.
   const latency = quantRun ? { ...latencyBasis(quantRun), ratioPerRound: latencyComparison?.ratioPerRound } : undefined;
@@ -579,6 +692,72 @@ function runKernelBenchmark(kernels: Kernels, layers: readonly QuantizedLayerRep
     }
   }
   return benchmarkKernels(kernels, [...shapes.values()], [...formats.values()], { threads, runs: 15, warmup: 3 });
+}
+
+interface TiedReport {
+  readonly emission: TiedEmission;
+  readonly spec: BlockwiseSpec;
+  /** [vocab, hidden] */
+  readonly dims: readonly number[];
+  readonly error: { readonly rmse: number; readonly relativeError: number };
+}
+
+/** RMS error of a block-wise quantization of rows [n][k], and relative to the weights' RMS. */
+function quantizationError(w: Float32Array, q: BlockwiseQuantized): { rmse: number; relativeError: number } {
+  const { n, k, blocksPerRow } = q;
+  const bs = q.spec.blockSize;
+  let err = 0;
+  let ref = 0;
+  for (let r = 0; r < n; r++) {
+    for (let c = 0; c < k; c++) {
+      const b = r * blocksPerRow + Math.floor(c / bs);
+      const v = (q.codes[r * blocksPerRow * bs + c]! - q.zeroPoints[b]!) * q.scales[b]!;
+      const x = w[r * k + c]!;
+      err += (v - x) * (v - x);
+      ref += x * x;
+    }
+  }
+  const rmse = Math.sqrt(err / (n * k));
+  return { rmse, relativeError: ref > 0 ? Math.sqrt(err / ref) : 0 };
+}
+
+/** The layer report of a tied embedding quantized once (one packed copy for the Gather and the LM head). */
+function tiedLayerReport(t: TiedReport, algorithm: string): QuantizedLayerReport {
+  const [vocab = 0, hidden = 0] = t.dims;
+  const weights = vocab * hidden;
+  const bits = weights > 0 ? (t.emission.storedBytes * 8) / weights : 0;
+  return {
+    name: t.emission.site,
+    node: "",
+    op: "Gather+MatMul",
+    origin: "tied embedding",
+    shape: [...t.dims],
+    graph: "main graph",
+    k: hidden,
+    n: vocab,
+    format: t.spec.bits === 8 ? "int8" : "int4",
+    bits: t.spec.bits,
+    blockSize: t.spec.blockSize,
+    symmetric: t.spec.symmetric,
+    algorithm: algorithm === "gptq" || algorithm === "awq" ? "rtn" : algorithm,
+    notes: [
+      `tied input/output embedding quantized once: GatherBlockQuantized and the LM head's MatMulNBits read one packed copy (${t.emission.storedBytes} bytes, ${t.emission.separateBytes} for two separate copies)`,
+      ...t.emission.duplicatesRemoved.map((d) => `stored transposed copy ${d} removed`),
+    ],
+    lowRankRank: 0,
+    overrides: [],
+    form: "matmulnbits",
+    floatBytes: weights * 4,
+    storedBytes: t.emission.storedBytes,
+    packedBytes: t.emission.storedBytes,
+    bitsPerWeight: bits,
+    storedBitsPerWeight: bits,
+    entropyBitsPerWeight: bits,
+    huffmanBitsPerWeight: bits,
+    rmse: t.error.rmse,
+    relativeError: t.error.relativeError,
+    outputErrorRatio: undefined,
+  };
 }
 
 function layerReportsOf(quantized: readonly QuantizedWeight[], layers: readonly EmittedLayer[]): QuantizedLayerReport[] {

@@ -8,6 +8,7 @@ import { imagePreprocess } from "./preprocess.js";
 import { segmentationEvaluation } from "../tasks/segmentation.js";
 import { textRecognitionEvaluation } from "../tasks/text-recognition.js";
 import { constantInputsSchema } from "../tasks/images.js";
+import { lmInputsConfigSchema } from "../tasks/lm-inputs.js";
 
 export { imagePreprocess };
 
@@ -130,6 +131,13 @@ const recipeObject = z.strictObject({
     .enum(["quantize", "float"], { error: 'expected "quantize" or "float"' })
     .default("quantize")
     .describe('A tied weight read by several ops: "quantize" once (one dequantized tensor for all readers) or keep "float".'),
+  /** Tied input/output embeddings of an LLM (Gather + LM head through a Transpose): "quantize" once or keep "float". */
+  tied_embedding: z
+    .enum(["quantize", "float"], { error: 'expected "quantize" or "float"' })
+    .default("quantize")
+    .describe(
+      'Tied input/output embeddings (the table a Gather reads and the LM head reads transposed), int4/int8 recipes: "quantize" once (one packed copy read by GatherBlockQuantized and MatMulNBits) or keep "float".',
+    ),
   /** Weight shapes kept in float; -1 matches any size, e.g. [201, -1] for an STFT basis. */
   exclude_shapes: z
     .array(z.array(z.number().int()))
@@ -319,6 +327,36 @@ const lmEvaluation = z.strictObject({
   samples: z.number().int().positive().default(16).describe("Windows evaluated."),
   calibration_samples: z.number().int().positive().default(8).describe("Windows used for calibration."),
   batch_size: z.number().int().positive().max(256).default(4).describe("Windows per model call."),
+  stride: z
+    .number()
+    .int()
+    .positive()
+    .optional()
+    .describe(
+      "Tokens between the starts of consecutive windows (default: sequence_length, non-overlapping). Smaller strides score each token once, with at least sequence_length - stride tokens of context.",
+    ),
+  inputs: lmInputsConfigSchema
+    .extend({
+      attention_mask: lmInputsConfigSchema.shape.attention_mask.describe(
+        "The model input taking the attention mask (fed all ones), where its name is not attention_mask.",
+      ),
+      position_ids: lmInputsConfigSchema.shape.position_ids.describe("The model input taking position ids (fed 0..n-1), where its name is not position_ids."),
+      past_key: lmInputsConfigSchema.shape.past_key.describe(
+        'Name template of the past key inputs with "{layer}", e.g. "cache.{layer}.k" (fed an empty past for scoring).',
+      ),
+      past_value: lmInputsConfigSchema.shape.past_value.describe('Name template of the past value inputs with "{layer}", e.g. "cache.{layer}.v".'),
+      present_key: lmInputsConfigSchema.shape.present_key.describe(
+        'Name template of the outputs returning the updated keys, e.g. "cache_out.{layer}.k" (decode measurement).',
+      ),
+      present_value: lmInputsConfigSchema.shape.present_value.describe(
+        'Name template of the outputs returning the updated values, e.g. "cache_out.{layer}.v".',
+      ),
+      constants: lmInputsConfigSchema.shape.constants.describe("Other model inputs fed one constant (number or boolean) filling their declared shape."),
+    })
+    .optional()
+    .describe(
+      "Names of LLM inputs the task does not recognise by name (attention mask, position ids, past key/value templates, constants); recognised by name by default.",
+    ),
 });
 
 const classificationEvaluation = z.strictObject({
@@ -555,6 +593,17 @@ export const measureSchema = z.strictObject({
     .describe('Time limit of each measuring child (load, warm-up and runs), e.g. "600s"; default: sized from the measured warm-up.'),
   memory: z.boolean().default(true).describe("Measure peak memory and latency in fresh processes."),
   kernel_benchmark: z.boolean().default(true).describe("Time the recipe's formats on QuantGate's kernels at this model's layer shapes, next to float32."),
+  /** Greedy decoding with the KV cache fed back, for LLM exports with past/present key-value I/O (language-modeling). */
+  decode: z
+    .strictObject({
+      prompt_tokens: z.number().int().positive().max(8192).default(16).describe("Tokens of each prompt (taken from the start of evaluation windows)."),
+      decode_tokens: z.number().int().positive().max(4096).default(8).describe("Greedy decode steps after the first token."),
+      prompts: z.number().int().nonnegative().max(64).default(2).describe("Prompts decoded by each model; 0 turns the decode measurement off."),
+    })
+    .default({ prompt_tokens: 16, decode_tokens: 8, prompts: 2 })
+    .describe(
+      "Decode measurement of LLM exports with a KV cache (past/present inputs and outputs): time to first token, ms per decode step, tokens/s, float vs quantized, each in a process of its own.",
+    ),
 });
 
 /** Regression rules against the latest history entry of the base branch (pull requests). */

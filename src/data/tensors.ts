@@ -1,12 +1,14 @@
 // Runtime-neutral input tensors, so data loaders need no ONNX Runtime and feeds can be cached or sent to a child.
 import type { Ort, OrtTensor } from "../runtime/ort.js";
+import { float32ToFloat16Bits } from "../tasks/lm-inputs.js";
 
-export type FeedType = "float32" | "int64" | "int32" | "bool" | "uint8" | "int8";
+export type FeedType = "float32" | "int64" | "int32" | "bool" | "uint8" | "int8" | "float16";
 
 export interface FeedTensor {
   readonly type: FeedType;
   readonly dims: readonly number[];
-  readonly data: Float32Array | BigInt64Array | Int32Array | Uint8Array | Int8Array;
+  /** float16 data is the IEEE half-precision bits. */
+  readonly data: Float32Array | BigInt64Array | Int32Array | Uint8Array | Int8Array | Uint16Array;
 }
 
 export type Feeds = Record<string, FeedTensor>;
@@ -17,7 +19,7 @@ export function toOrtFeeds(ort: Ort, feeds: Feeds): Record<string, OrtTensor> {
   return out;
 }
 
-const ELEM_TYPES: Record<number, FeedType> = { 1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 9: "bool" };
+const ELEM_TYPES: Record<number, FeedType> = { 1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 9: "bool", 10: "float16" };
 
 export function feedTypeOf(elemType: number): FeedType | undefined {
   return ELEM_TYPES[elemType];
@@ -33,6 +35,8 @@ export function makeFeedData(type: FeedType, values: readonly number[]): FeedTen
       return Int32Array.from(values);
     case "int8":
       return Int8Array.from(values);
+    case "float16":
+      return Uint16Array.from(values, float32ToFloat16Bits);
     default:
       return Uint8Array.from(values);
   }
@@ -65,7 +69,9 @@ export function feedsFromJson(json: string): Feeds {
             ? new Int32Array(ab)
             : v.type === "int8"
               ? new Int8Array(ab)
-              : new Uint8Array(ab);
+              : v.type === "float16"
+                ? new Uint16Array(ab)
+                : new Uint8Array(ab);
     out[k] = { type: v.type, dims: v.dims, data };
   }
   return out;

@@ -339,6 +339,42 @@ export const GATE_RULES = [
     value: "number",
     description: "Mean share of each sample's k nearest neighbours under the float embeddings kept under the quantized ones.",
   },
+  {
+    key: "max_time_to_first_token_ms",
+    metric: "ttft_ms",
+    kind: "value_max",
+    label: "Time to first token",
+    unit: "ms",
+    value: "ms",
+    description: "Median time to first token of the quantized LLM over the measure.decode prompts (prefill of prompt_tokens, KV-cache models).",
+  },
+  {
+    key: "max_decode_ms_per_token",
+    metric: "decode_ms_per_token_p50",
+    kind: "value_max",
+    label: "Decode ms/token p50",
+    unit: "ms",
+    value: "ms",
+    description: "Median latency of one greedy decode step of the quantized LLM, its KV cache fed back (measure.decode).",
+  },
+  {
+    key: "min_decode_tokens_per_second",
+    metric: "decode_tokens_per_second",
+    kind: "value_min",
+    label: "Decode tokens/s",
+    unit: "tokens/s",
+    value: "number",
+    description: "Greedy decode steps per second of the quantized LLM (prefill excluded, measure.decode).",
+  },
+  {
+    key: "max_decode_slowdown_vs_float",
+    metric: "decode_ms_per_token_p50",
+    kind: "ratio_max",
+    label: "Decode ms/token vs float (p50 ratio)",
+    unit: "ratio",
+    value: "number",
+    description: "Quantized over float median decode ms/token (1.0 = as fast; measure.decode).",
+  },
 ] as const satisfies readonly RuleDef[];
 
 /** `gate.forbid_slower_than_float: true` is this rule with a fixed limit of 1. */

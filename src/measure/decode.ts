@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { UserError } from "../errors.js";
 import { percentile } from "../evaluate/metrics.js";
+import { readPeakRss } from "./memory.js";
 import type { Ort, OrtTensor, Session } from "../runtime/ort.js";
 import type { MetricRecord } from "../tasks/types.js";
 import { buildLmFeeds, planLmInputs, presentToPast, sessionDecls, toOrtLmFeeds, type LmInputOverrides, type LmInputPlan } from "../tasks/lm-inputs.js";
@@ -138,7 +139,7 @@ export async function measureDecodeSession(ort: Ort, session: Session, settings:
     stepP95Ms: percentile(stepMs, 95),
     tokensPerSecond: decodeSeconds > 0 ? stepMs.length / decodeSeconds : 0,
     generated,
-    peakRssBytes: process.resourceUsage().maxRSS * 1024,
+    peakRssBytes: readPeakRss().bytes,
     memoryScope: "in-process",
     loadMs,
     logitsType,

@@ -258,6 +258,14 @@ function folded(summary: string, body: string[]): string[] {
   return ["", `<details><summary>${summary}</summary>`, "", ...body, "", "</details>"];
 }
 
+/** The decode measurement's details (src/pipeline.ts, LLM exports with a KV cache). */
+interface DecodeDetails {
+  readonly promptTokens: number;
+  readonly decodeTokens: number;
+  readonly prompts: number;
+  readonly firstDivergence: readonly { prompt: number; firstDivergence: number | null; compared: number; float: number[]; quantized: number[] }[];
+}
+
 function detailSections(report: Report, extra: readonly string[]): string[] {
   const out: string[] = [];
   const changes = report.lockfile?.changes ?? [];
@@ -287,6 +295,20 @@ function detailSections(report: Report, extra: readonly string[]): string[] {
             .join("<br>");
           return `| ${esc(f.format)} | ${codeSpan(f.layer)} (${f.k}×${f.n}) | ${f.floatP50Ms.toFixed(3)} ms | ${cands} | ${esc(f.chosen)} |`;
         }),
+      ]),
+    );
+  }
+  const decode = (report.evaluation?.details as { llmDecode?: DecodeDetails } | undefined)?.llmDecode;
+  if (decode && Array.isArray(decode.firstDivergence) && decode.firstDivergence.length > 0) {
+    const ids = (t: readonly number[]): string => (t.length > 24 ? `${t.slice(0, 24).join(" ")} …` : t.join(" "));
+    out.push(
+      ...folded(`Greedy decode, float vs quantized (${decode.prompts} prompts of ${decode.promptTokens} tokens, ${decode.decodeTokens} steps)`, [
+        "| Prompt | First divergence | Float tokens | Quantized tokens |",
+        "| ---: | --- | --- | --- |",
+        ...decode.firstDivergence.map(
+          (d) =>
+            `| ${d.prompt} | ${d.firstDivergence === null ? `none in ${d.compared} tokens` : `token ${d.firstDivergence} of ${d.compared}`} | ${ids(d.float)} | ${ids(d.quantized)} |`,
+        ),
       ]),
     );
   }

@@ -1,36 +1,51 @@
 // The language-modeling task: windows of tokenized held-out text; perplexity of both models, KL of the
-// quantized next-token distribution from the float one, and top-1 agreement, per token position.
+// quantized next-token distribution from the float one, and top-1 agreement, per token position. Every input an
+// LLM export declares is fed (src/tasks/lm-inputs.ts: attention mask of ones, positions 0..n-1, an empty past).
 import type { LmEvaluation } from "../config/schema.js";
-import { loadTokenizer, readData, sha256, type DataFileHash, type ModelInputInfo } from "../data/index.js";
-import { makeFeedData, toOrtFeeds, type FeedTensor, type Feeds } from "../data/tensors.js";
+import { loadTokenizer, readData, sha256, type DataFileHash } from "../data/index.js";
+import { toOrtFeeds, type Feeds } from "../data/tensors.js";
 import { UserError } from "../errors.js";
 import { argmax, klDivergence, logSoftmax, percentile } from "../evaluate/metrics.js";
 import { float32Output } from "./outputs.js";
+import { buildLmFeeds, planLmInputs, slidingWindows, type LmInputPlan, type ScoringWindow } from "./lm-inputs.js";
 import { constantFeeds, dataInputs, meanRecord, valueRecord } from "./common.js";
 import { sliceRange, type Task, type TaskData, type TaskEvalContext, type TaskEvaluation, type TaskPartial } from "./types.js";
 
 export interface LmData extends TaskData {
-  /** Evaluation batches, each [batch, seq] token ids (with the constant inputs). */
+  /** Evaluation batches, each [batch, seq] token ids with every other input the model declares filled. */
   readonly evalBatches: Feeds[];
+  /** Per batch, per row: index of the first scored target in the window (earlier tokens are context only). */
+  readonly scoreFrom: number[][];
   readonly windows: number;
-  /** Whole windows the evaluation text holds. */
+  /** Whole windows the evaluation text holds (at this stride). */
   readonly availableWindows: number;
+  /** How each model input is filled, for the report. */
+  readonly inputPlan: readonly string[];
 }
 
-function windows(ids: readonly number[], seqLen: number, count: number): number[][] {
-  const out: number[][] = [];
-  for (let start = 0; start + seqLen <= ids.length && out.length < count; start += seqLen) out.push(ids.slice(start, start + seqLen));
-  return out;
+/** Whole windows of `seqLen` tokens every `stride` tokens (at most `count`); a shorter tail is left out. */
+function windows(ids: readonly number[], seqLen: number, stride: number, count: number): ScoringWindow[] {
+  return slidingWindows(ids, seqLen, stride, count).windows.filter((w) => w.ids.length === seqLen);
 }
 
-function batchWindows(input: ModelInputInfo, ws: number[][], batchSize: number, seqLen: number, constants: Feeds): Feeds[] {
+function availableWindows(tokens: number, seqLen: number, stride: number): number {
+  return tokens < seqLen ? 0 : Math.floor((tokens - seqLen) / stride) + 1;
+}
+
+function batchWindows(plan: LmInputPlan, ws: readonly ScoringWindow[], batchSize: number, constants: Feeds): { batches: Feeds[]; scoreFrom: number[][] } {
   const batches: Feeds[] = [];
+  const scoreFrom: number[][] = [];
   for (let i = 0; i < ws.length; i += batchSize) {
     const chunk = ws.slice(i, i + batchSize);
-    const tensor: FeedTensor = { type: input.type, dims: [chunk.length, seqLen], data: makeFeedData(input.type, chunk.flat()) };
-    batches.push({ ...constants, [input.name]: tensor });
+    // Attention mask of ones, positions 0..n-1, an empty past: the same numbers as a model fed only ids.
+    const feeds = buildLmFeeds(
+      plan,
+      chunk.map((w) => w.ids),
+    ) as Feeds;
+    batches.push({ ...constants, ...feeds });
+    scoreFrom.push(chunk.map((w) => w.scoreFrom));
   }
-  return batches;
+  return { batches, scoreFrom };
 }
 
 export const languageModelingTask: Task<LmEvaluation, LmData> = {
@@ -46,11 +61,12 @@ export const languageModelingTask: Task<LmEvaluation, LmData> = {
       throw new UserError(`model input "${input.name}" has type ${input.type}; a language model takes int64 or int32 token ids`);
     }
     const constants = constantFeeds(cfg.constant_inputs, inputs);
-    const extra = dataInputs(cfg.constant_inputs, inputs).filter((i) => i.name !== cfg.input_name);
-    if (extra.length > 0) {
-      throw new UserError(
-        `the language-modeling task feeds only "${cfg.input_name}", but the model also needs: ${extra.map((i) => i.name).join(", ")} (set them in evaluation.constant_inputs)`,
-      );
+    // Every other input is recognised by name (attention mask, positions, past key/values) or named under evaluation.inputs.
+    const decls = dataInputs(cfg.constant_inputs, inputs).map((i) => ({ name: i.name, type: i.type, ...(i.dims ? { shape: i.dims } : {}) }));
+    const plan = planLmInputs(decls, [], { ...cfg.inputs, input_ids: cfg.input_name });
+    const stride = cfg.stride ?? cfg.sequence_length;
+    if (stride > cfg.sequence_length) {
+      throw new UserError(`evaluation.stride (${stride}) must not exceed evaluation.sequence_length (${cfg.sequence_length})`);
     }
     const tokenizerPath = ctx.resolve(cfg.tokenizer, "evaluation.tokenizer");
     const tokenizer = await loadTokenizer(tokenizerPath);
@@ -58,7 +74,7 @@ export const languageModelingTask: Task<LmEvaluation, LmData> = {
     const datasetPath = ctx.resolve(cfg.dataset, "evaluation.dataset");
     const textBytes = await readData(datasetPath, "evaluation text");
     const ids = tokenizer.encode(textBytes.toString("utf8"), { add_special_tokens: false }).ids;
-    const evalWs = windows(ids, cfg.sequence_length, cfg.samples);
+    const evalWs = windows(ids, cfg.sequence_length, stride, cfg.samples);
     if (evalWs.length === 0) {
       throw new UserError(
         `${datasetPath}: evaluation text has ${ids.length} tokens, fewer than evaluation.sequence_length (${cfg.sequence_length})`,
@@ -69,7 +85,7 @@ export const languageModelingTask: Task<LmEvaluation, LmData> = {
       { path: cfg.dataset, sha256: sha256(textBytes as Uint8Array) },
       { path: cfg.tokenizer, sha256: sha256(tokBytes) },
     ];
-    let calibWs: number[][] = [];
+    let calibWs: ScoringWindow[] = [];
     if (cfg.calibration) {
       const calibPath = ctx.resolve(cfg.calibration, "evaluation.calibration");
       if (calibPath === datasetPath)
@@ -77,24 +93,28 @@ export const languageModelingTask: Task<LmEvaluation, LmData> = {
           `evaluation.calibration and evaluation.dataset are the same file (${calibPath}); calibration data must be kept apart from evaluation data`,
         );
       const calibBytes = await readData(calibPath, "calibration text");
-      calibWs = windows(tokenizer.encode(calibBytes.toString("utf8"), { add_special_tokens: false }).ids, cfg.sequence_length, cfg.calibration_samples);
+      const calibIds = tokenizer.encode(calibBytes.toString("utf8"), { add_special_tokens: false }).ids;
+      calibWs = windows(calibIds, cfg.sequence_length, cfg.sequence_length, cfg.calibration_samples);
       if (calibWs.length === 0)
         throw new UserError(`${calibPath}: calibration text is shorter than evaluation.sequence_length (${cfg.sequence_length}) tokens`, calibPath);
-      const evalKeys = new Set(evalWs.map((w) => w.join(",")));
-      const shared = calibWs.filter((w) => evalKeys.has(w.join(","))).length;
+      const evalKeys = new Set(evalWs.map((w) => w.ids.join(",")));
+      const shared = calibWs.filter((w) => evalKeys.has(w.ids.join(","))).length;
       if (shared > 0)
         throw new UserError(`${calibPath}: ${shared} calibration window(s) also occur in the evaluation data; calibration data must be kept apart`, calibPath);
       files.push({ path: cfg.calibration, sha256: sha256(calibBytes) });
     }
-    const evalBatches = batchWindows(input, evalWs, cfg.batch_size, cfg.sequence_length, constants);
+    const evaluation = batchWindows(plan, evalWs, cfg.batch_size, constants);
     return {
       task: "language-modeling",
-      evalBatches,
-      calibrationBatches: batchWindows(input, calibWs, cfg.batch_size, cfg.sequence_length, constants),
+      evalBatches: evaluation.batches,
+      scoreFrom: evaluation.scoreFrom,
+      calibrationBatches: batchWindows(plan, calibWs, cfg.batch_size, constants).batches,
       files,
-      measureFeeds: evalBatches[0],
+      measureFeeds: evaluation.batches[0],
       windows: evalWs.length,
-      availableWindows: Math.floor(ids.length / cfg.sequence_length),
+      availableWindows: availableWindows(ids.length, cfg.sequence_length, stride),
+      inputPlan: plan.description,
+      promptSource: evalWs.slice(0, 64).map((w) => w.ids),
     };
   },
 
@@ -105,9 +125,9 @@ export const languageModelingTask: Task<LmEvaluation, LmData> = {
   slice(data, index, count) {
     const [start, end] = sliceRange(data.evalBatches.length, index, count);
     const evalBatches = data.evalBatches.slice(start, end);
-    // Each batch is [windows, seq] token ids beside constant inputs of leading dimension 1.
-    const windows = evalBatches.reduce((a, b) => a + Math.max(...Object.values(b).map((t) => t.dims[0] ?? 1)), 0);
-    return { ...data, evalBatches, windows };
+    const scoreFrom = data.scoreFrom.slice(start, end);
+    const windows = scoreFrom.reduce((a, b) => a + b.length, 0);
+    return { ...data, evalBatches, scoreFrom, windows };
   },
   partial: (cfg, data, ctx) => partialLm(cfg, data, ctx),
   merge: (cfg, partials) => mergeLm(cfg, partials as readonly LmPartial[]),
@@ -121,6 +141,7 @@ interface LmPartial extends TaskPartial {
   readonly agree: number[];
   readonly windows: number;
   readonly availableWindows: number;
+  readonly inputPlan: readonly string[];
   readonly ms: number;
 }
 
@@ -130,7 +151,8 @@ async function partialLm(cfg: LmEvaluation, data: LmData, { ort, float, quantize
   let nllQuant = 0;
   const agree: number[] = [];
   const kls: number[] = [];
-  for (const batch of data.evalBatches) {
+  for (const [bi, batch] of data.evalBatches.entries()) {
+    const scoreFrom = data.scoreFrom[bi]!;
     const feeds = toOrtFeeds(ort, batch);
     const rf = float32Output(float, await float.run(feeds), cfg.output_name);
     const rq = float32Output(quantized, await quantized.run(feeds), cfg.output_name);
@@ -140,7 +162,8 @@ async function partialLm(cfg: LmEvaluation, data: LmData, { ort, float, quantize
     const lpF = new Float64Array(v);
     const lpQ = new Float64Array(v);
     for (let i = 0; i < b; i++) {
-      for (let pos = 0; pos < t - 1; pos++) {
+      // Logits at position pos predict token pos + 1; targets before scoreFrom are context only.
+      for (let pos = scoreFrom[i]! - 1; pos < t - 1; pos++) {
         const offset = (i * t + pos) * v;
         logSoftmax(rf.data, offset, v, lpF);
         logSoftmax(rq.data, offset, v, lpQ);
@@ -161,6 +184,7 @@ async function partialLm(cfg: LmEvaluation, data: LmData, { ort, float, quantize
     agree,
     windows: data.windows,
     availableWindows: data.availableWindows,
+    inputPlan: data.inputPlan,
     ms: performance.now() - t0,
   };
 }
@@ -199,6 +223,12 @@ function mergeLm(cfg: LmEvaluation, partials: readonly LmPartial[]): TaskEvaluat
       ...(left > 0 ? { leftOut: `${left} more window(s) of ${cfg.sequence_length} tokens past evaluation.samples (${cfg.samples})` } : {}),
     },
     ms: partials.reduce((a, p) => a + p.ms, 0),
-    details: { tokens, sequenceLength: cfg.sequence_length, ...(partials.length > 1 ? { shards: partials.length } : {}) },
+    details: {
+      tokens,
+      sequenceLength: cfg.sequence_length,
+      ...(cfg.stride !== undefined && cfg.stride !== cfg.sequence_length ? { stride: cfg.stride } : {}),
+      ...((partials[0]?.inputPlan.length ?? 0) > 1 ? { inputs: partials[0]!.inputPlan } : {}),
+      ...(partials.length > 1 ? { shards: partials.length } : {}),
+    },
   };
 }

@@ -69,6 +69,8 @@ export interface TaskData {
   readonly files: DataFileHash[];
   /** One evaluation input the measure stage times (latency, peak memory); default: none, and the stage says so. */
   readonly measureFeeds?: Feeds;
+  /** Token sequences decode measurement takes its prompts from (language-modeling); default: none. */
+  readonly promptSource?: readonly (readonly number[])[];
 }
 
 export interface TaskLoadContext {

@@ -1,0 +1,102 @@
+// The gate on an LLM export end to end (test/fixtures/llm, random weights): every input fed, the tied embedding
+// quantized once (GatherBlockQuantized + MatMulNBits on one packed copy), the model loads and shrinks.
+import { mkdtemp, readFile, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { fromBinary } from "@bufbuild/protobuf";
+import { ModelProtoSchema } from "onnx-buf";
+import { describe, expect, it } from "vitest";
+import { parseConfig } from "../src/config/load.js";
+import { runGate } from "../src/pipeline.js";
+import { renderMarkdown } from "../src/report/markdown.js";
+import { createSession, loadOrt } from "../src/runtime/ort.js";
+
+const ROOT = path.join(import.meta.dirname, "..");
+const FIXTURES = path.join(ROOT, "test", "fixtures", "llm");
+
+async function config(model: string, recipe: string, extra = ""): Promise<ReturnType<typeof parseConfig>> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), "qg-llm-"));
+  const text = `allow_outside_workspace: true
+model: ${path.join(FIXTURES, model)}
+output_dir: out
+recipe: { ${recipe} }
+evaluation:
+  task: language-modeling
+  dataset: ${path.join(ROOT, "examples/tiny-lm/eval.txt")}
+  tokenizer: ${path.join(ROOT, "examples/tiny-lm/tokenizer.json")}
+  sequence_length: 32
+  samples: 4
+  batch_size: 2
+measure:
+  threads: 1
+  warmup: 1
+  runs: 3
+  kernel_benchmark: false
+${extra}`;
+  const file = path.join(dir, "quantgate.yml");
+  await writeFile(file, text);
+  return parseConfig(text, file);
+}
+
+describe("the gate on an LLM export", () => {
+  it("quantizes the tied embedding once; the model loads and shrinks", { timeout: 120_000 }, async () => {
+    const ort = await loadOrt();
+    const run = await runGate(
+      await config(
+        "model.onnx",
+        "format: int4, block_size: 32, accuracy_level: 0",
+        "  decode: { prompt_tokens: 8, decode_tokens: 4, prompts: 2 }\ngate:\n  max_decode_ms_per_token: 1000\n  max_decode_slowdown_vs_float: 100\n  min_decode_tokens_per_second: 0.1\n  max_time_to_first_token_ms: 10000\n",
+      ),
+      { ort },
+    );
+    const r = run.report;
+    expect(r.stages.filter((s) => s.status === "error")).toEqual([]);
+    const tied = r.weights.quantized.filter((l) => l.name === "model.embed_tokens.weight");
+    expect(tied).toHaveLength(1);
+    expect(tied[0]!.notes.join(" ")).toMatch(/quantized once/);
+    expect(tied[0]!.relativeError).toBeGreaterThan(0);
+    expect(tied[0]!.relativeError).toBeLessThan(0.2);
+    expect(r.weights.skipped.some((s) => s.name === "model.embed_tokens.weight")).toBe(false);
+    const model = fromBinary(ModelProtoSchema, await readFile(run.quantizedModelPath!));
+    expect(model.graph!.initializer.some((t) => t.name === "model.embed_tokens.weight")).toBe(false);
+    expect(model.graph!.node.filter((n) => n.opType === "GatherBlockQuantized")).toHaveLength(1);
+    const s = await createSession(ort.ort, run.quantizedModelPath!, 1);
+    await s.release();
+    expect(r.quantized!.sizeBytes).toBeLessThan(r.float.sizeBytes * 0.6);
+    // the embedding (512 x 64 fp32, 131,072 bytes) stored once at int4: over 100 kB smaller than kept float
+    const kept = await runGate(await config("model.onnx", "format: int4, block_size: 32, accuracy_level: 0, tied_embedding: float"), { ort });
+    expect(kept.report.weights.quantized.some((l) => l.name === "model.embed_tokens.weight")).toBe(false);
+    expect(kept.report.quantized!.sizeBytes - r.quantized!.sizeBytes).toBeGreaterThan(100_000);
+    const m = Object.fromEntries(r.metrics.map((x) => [x.key, x]));
+    expect(m.perplexity!.quantized).toBeGreaterThan(0);
+    expect(m.kl_mean!.quantized).toBeGreaterThan(0);
+    // KV-cache I/O: decode measured for both models, judged by the decode rules
+    for (const key of ["ttft_ms", "decode_ms_per_token_p50", "decode_tokens_per_second"]) {
+      expect(m[key]!.float, key).toBeGreaterThan(0);
+      expect(m[key]!.quantized, key).toBeGreaterThan(0);
+    }
+    const decode = (r.evaluation!.details as { llmDecode: { firstDivergence: { compared: number }[] } }).llmDecode;
+    expect(decode.firstDivergence).toHaveLength(2);
+    expect(decode.firstDivergence[0]!.compared).toBe(5);
+    expect(renderMarkdown(r)).toMatch(/Greedy decode, float vs quantized \(2 prompts of 8 tokens, 4 steps\)[\s\S]*\| 0 \| (none in 5 tokens|token \d of 5) \|/);
+    const judged = r.gate.rules.filter((x) => x.rule.includes("decode") || x.rule.includes("first_token"));
+    expect(judged.map((x) => x.rule).sort()).toEqual([
+      "max_decode_ms_per_token",
+      "max_decode_slowdown_vs_float",
+      "max_time_to_first_token_ms",
+      "min_decode_tokens_per_second",
+    ]);
+    for (const x of judged) expect(x.status, x.message).toBe("pass");
+    const slowdown = judged.find((x) => x.rule === "max_decode_slowdown_vs_float")!;
+    expect(slowdown.observed).toBeCloseTo(m.decode_ms_per_token_p50!.quantized / m.decode_ms_per_token_p50!.float!, 6);
+  });
+
+  it("keeps the tied embedding float where the shared form cannot hold it, and says why", { timeout: 120_000 }, async () => {
+    const ort = await loadOrt();
+    // hidden size 64 is not a multiple of block 128
+    const wide = await runGate(await config("model.onnx", "format: int4, block_size: 128, accuracy_level: 0"), { ort });
+    expect(wide.report.weights.quantized.some((l) => l.name === "model.embed_tokens.weight")).toBe(false);
+    const skipped = wide.report.weights.skipped.find((x) => x.name === "model.embed_tokens.weight");
+    expect(skipped?.reason).toMatch(/tied embedding kept float: hidden size 64 is not a multiple of the block size 128/);
+  });
+});
