@@ -27,7 +27,7 @@ import { containerBits, quantizeBlockwiseRef, type BlockwiseSpec } from "../quan
 import { planWeights, specFor, type WeightPlan } from "../quantize/index.js";
 import { planMixedPrecision } from "../quantize/mixed-plan.js";
 import { measureLayerKl } from "../quantize/sensitivity.js";
-import type { RuleResult } from "../gate/index.js";
+import { fmt, type RuleResult } from "../gate/index.js";
 import { LOCKFILE_NAME } from "../report/lockfile.js";
 import type { Report } from "../report/types.js";
 import { writeReport } from "../report/write.js";
@@ -102,6 +102,26 @@ export interface SearchResult {
  */
 /** Metrics that grow with the bits a recipe spends: rules on them bound the cost, not the accuracy. */
 const COST_METRICS = new Set(["model_size", "bits_per_weight", "bits_per_weight_huffman", "peak_memory", "latency_p50", "latency_p95", "kernel_gemv"]);
+/**
+ * The first line of a multi-line error as one sentence for a note: an error that introduces a list ("...:" then
+ * one item a line) names its first item as an example, so the note does not end on a bare colon.
+ */
+export function firstReason(message: string): string {
+  const lines = message
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l !== "");
+  const head = (lines[0] ?? "").replace(/:$/, "");
+  if (!(lines[0] ?? "").endsWith(":") || lines.length < 2) return head;
+  return `${head}, e.g. ${lines[1]}`;
+}
+
+/** A cost in words for the search's messages: bytes as KiB/MiB, bits per weight, or milliseconds. */
+function objectiveWords(v: number | undefined, objective: Objective): string {
+  if (v === undefined || !Number.isFinite(v)) return `${objective} not measured`;
+  return objective === "size" ? `${fmt(v, "bytes")} stored` : objective === "bits_per_weight" ? `${v.toFixed(3)} bits per weight` : `${v.toFixed(3)} ms p50`;
+}
+
 export function isCostRule(r: Pick<RuleResult, "rule" | "metric">): boolean {
   return (r.metric !== undefined && COST_METRICS.has(r.metric)) || r.rule === "forbid_slower_than_float";
 }
@@ -196,7 +216,7 @@ export function uniformCandidates(
         try {
           planWeights(sites, recipe);
         } catch (err) {
-          dropped.set(algorithm, (err as Error).message.split("\n")[0]!);
+          dropped.set(algorithm, firstReason((err as Error).message));
           continue;
         }
         const label = `${format} b${blockSize}${isIntFormat(format) ? ` ${algorithm}` : ""}`;
@@ -424,7 +444,7 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
   const currentCost = current.evaluation.verdict === "pass" ? current.evaluation.cost : undefined;
   const worth = passed.filter((e) => currentCost === undefined || e.cost! < currentCost || canonical(e.candidate.recipe) === canonical(config.recipe));
   if (worth.length === 0) {
-    const message = `no recipe cheaper than the current one passes on the search part; the current recipe passes on the holdout part (${current.evaluation.cost ?? "?"} ${objective})`;
+    const message = `no recipe cheaper than the current one passes on the search part; the current recipe passes on the holdout part (${objectiveWords(current.evaluation.cost, objective)})`;
     const final: SearchResult = { ...result, best: passed[0], verdict: "pass", message, currentRun: current.run, holdoutRuns, wallMs: performance.now() - t0 };
     await writeFile(path.join(outputDir, "search.json"), JSON.stringify(summaryJson(final), null, 2));
     return final;
@@ -576,7 +596,7 @@ export async function mixedFactory(
   try {
     plans = planWeights(a.sites, base);
   } catch (err) {
-    a.notes.push(`mixed precision not tried: ${(err as Error).message.split("\n")[0]}`);
+    a.notes.push(`mixed precision not tried: ${firstReason((err as Error).message)}`);
     return { candidate: () => undefined };
   }
   const low: IntFormat = formats.includes("int3") ? "int3" : [...formats].sort((x, y) => FORMAT_BITS[x] - FORMAT_BITS[y])[0]!;

@@ -10,7 +10,7 @@ import { loadConfig } from "../../src/config/load.js";
 import { PRESETS, recipeSchema } from "../../src/config/schema.js";
 import { runGate } from "../../src/pipeline.js";
 import { loadOrt, type LoadedOrt } from "../../src/runtime/ort.js";
-import { costOf, runSearch } from "../../src/search/index.js";
+import { costOf, firstReason, runSearch } from "../../src/search/index.js";
 import { renderSuggestion } from "../../src/search/markdown.js";
 import { main as cliMain } from "../../src/cli.js";
 import { writeClassifierFixture } from "../helpers/models.js";
@@ -126,3 +126,15 @@ describe("quantgate search", () => {
 });
 
 afterAll(() => {});
+
+describe("search notes", () => {
+  it("turns an error that introduces a list into one sentence naming its first item, not a bare colon", () => {
+    const message =
+      "the recipe's algorithm cannot run on 2 weight(s), and QuantGate does not substitute another silently:\n  conv1.weight: awq needs the K inputs\n  conv2.weight: awq needs the K inputs\ngive them an algorithm";
+    expect(firstReason(message)).toBe(
+      "the recipe's algorithm cannot run on 2 weight(s), and QuantGate does not substitute another silently, e.g. conv1.weight: awq needs the K inputs",
+    );
+    expect(firstReason("no calibration data\nmore detail")).toBe("no calibration data");
+    expect(firstReason("one line")).toBe("one line");
+  });
+});
