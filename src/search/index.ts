@@ -258,16 +258,23 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
 
   const split = await splitEvaluation(config, settings.holdout, path.join(outputDir, "data"));
   log(`holdout: ${split.note}`);
+  // A part's labels file travels with its dataset (image folders labelled by evaluation.labels).
+  const labelsOf = (dataset: string): { labels?: string } =>
+    dataset === split.search && split.searchLabels
+      ? { labels: split.searchLabels }
+      : dataset === split.holdout && split.holdoutLabels
+        ? { labels: split.holdoutLabels }
+        : {};
   const searchConfig = (recipe: Recipe, dir: string, dataset: string): Config =>
     Object.freeze({
       ...config,
       recipe,
-      evaluation: { ...config.evaluation, dataset },
+      evaluation: { ...config.evaluation, dataset, ...labelsOf(dataset) },
       output_dir: path.relative(config.baseDir, path.join(outputDir, dir)),
     }) as Config;
 
   // Model, weights and search-part data, once.
-  const { model, sites, calibrated, batches: sensitivityBatches } = await loadSearchInputs(config, split.search);
+  const { model, sites, calibrated, batches: sensitivityBatches } = await loadSearchInputs(config, split.search, split.searchLabels);
 
   const candidates = uniformCandidates(config.recipe, settings.space, sites, calibrated, notes, objective);
   if (candidates.length === 0) throw new UserError("search.space: no recipe of the space can run on this model (see the notes)");
@@ -655,12 +662,13 @@ export async function mixedFactory(
 export async function loadSearchInputs(
   config: Config,
   dataset: string,
+  labels?: string,
 ): Promise<{ model: LoadedModel; sites: WeightSite[]; calibrated: boolean; batches: Feeds[] }> {
   const model = await loadModel(resolvePath(config, config.model));
   const sites = findWeights(model.graph, config.recipe).weights;
   if (sites.length === 0) throw new UserError(`${config.model}: no quantizable weights: nothing to search`);
   const task = taskOf(config.evaluation);
-  const data = await task.load({ ...config.evaluation, dataset } as Config["evaluation"], {
+  const data = await task.load({ ...config.evaluation, dataset, ...(labels ? { labels } : {}) } as Config["evaluation"], {
     resolve: (p: string) => resolvePath(config, p),
     inputs: modelInputs(model),
   });

@@ -4,6 +4,7 @@
 import { copyFile, mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { resolvePath, type Config } from "../config/load.js";
+import { readLabels } from "../data/labels.js";
 
 export interface DataSplit {
   /** Dataset path (relative to the config) the search evaluates candidates on. */
@@ -15,6 +16,9 @@ export interface DataSplit {
   /** What was split and how, or why it was not. */
   readonly note: string;
   readonly split: boolean;
+  /** For image folders labelled by a labels file: the labels file of each part (relative to the config). */
+  readonly searchLabels?: string;
+  readonly holdoutLabels?: string;
 }
 
 const IMAGE = /\.(png|jpe?g)$/i;
@@ -39,7 +43,9 @@ function rel(config: Config, abs: string): string {
 /**
  * Splits `evaluation.dataset` by `fraction` into `<dir>/search` and `<dir>/holdout`. Supported: text files
  * (language modeling: contiguous halves by line, so no window straddles both), JSON Lines (every k-th row),
- * and image folders with one subfolder per class (every k-th file of each class). Anything else is evaluated
+ * image folders with one subfolder per class (every k-th file of each class), and image folders labelled by
+ * `evaluation.labels` for text recognition and segmentation (every k-th labelled image; each part gets its own
+ * labels file, as JSON Lines with the mask paths made absolute). Anything else is evaluated
  * whole, and the note says the winner's score is not independent of the search.
  */
 export async function splitEvaluation(config: Config, fraction: number, dir: string): Promise<DataSplit> {
@@ -115,7 +121,48 @@ export async function splitEvaluation(config: Config, fraction: number, dir: str
       }
     }
   }
+  if (info.isDirectory() && (task === "segmentation" || task === "text-recognition")) {
+    const ev = config.evaluation as { labels?: string; labels_fields?: Record<string, string> };
+    if (ev.labels) {
+      const kind = task === "segmentation" ? "mask" : "text";
+      const fileField = ev.labels_fields?.file ?? "file";
+      const valueField = ev.labels_fields?.[kind] ?? kind;
+      const table = await readLabels(resolvePath(config, ev.labels), kind, { fileField, valueField });
+      const labelsDir = path.dirname(table.file);
+      const files = (await readdir(src)).filter((f) => IMAGE.test(f)).sort();
+      // Only images in the folder itself whose row names them the same way, so the copies keep their keys.
+      const labelled = files.filter((f) => table.rows.has(path.relative(labelsDir, path.join(src, f)).split(path.sep).join("/")));
+      if (labelled.length === files.length && files.length === table.rows.size) {
+        const { search, holdout } = pick(files, fraction);
+        if (search.length > 0 && holdout.length > 0) {
+          const write = async (part: readonly string[], to: string): Promise<string> => {
+            const lines: string[] = [];
+            for (const f of part) {
+              await copyFile(path.join(src, f), path.join(to, f));
+              const row = table.rows.get(path.relative(labelsDir, path.join(src, f)).split(path.sep).join("/"))!;
+              lines.push(JSON.stringify({ [fileField]: f, [valueField]: row.value }));
+            }
+            const labels = path.join(to, "labels.jsonl");
+            await writeFile(labels, lines.join("\n") + "\n");
+            return labels;
+          };
+          const a = await write(search, searchDir);
+          const b = await write(holdout, holdoutDir);
+          return {
+            search: rel(config, searchDir),
+            holdout: rel(config, holdoutDir),
+            searchItems: search.length,
+            holdoutItems: holdout.length,
+            note: `${dataset}: ${holdout.length} of ${files.length} labelled images held out`,
+            split: true,
+            searchLabels: rel(config, a),
+            holdoutLabels: rel(config, b),
+          };
+        }
+      }
+    }
+  }
   return whole(
-    `${dataset} (${task}) is not a text file, a .jsonl file or an image folder with class subfolders: not split, so the winner's score is on the data the search judged on`,
+    `${dataset} (${task}) is not a text file, a .jsonl file or an image folder with class subfolders or a labels file: not split, so the winner's score is on the data the search judged on`,
   );
 }

@@ -2,7 +2,7 @@
 // the cheapest passing recipe against the presets, the patch, the holdout, the no-pass case, and the
 // action's pull-request comment against the local fake GitHub API (in process: dist/ is rebundled later).
 import { execFileSync } from "node:child_process";
-import { mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -12,6 +12,7 @@ import { runGate } from "../../src/pipeline.js";
 import { loadOrt, type LoadedOrt } from "../../src/runtime/ort.js";
 import { costOf, firstReason, runSearch } from "../../src/search/index.js";
 import { renderSuggestion } from "../../src/search/markdown.js";
+import { splitEvaluation } from "../../src/search/split.js";
 import { main as cliMain } from "../../src/cli.js";
 import { writeClassifierFixture } from "../helpers/models.js";
 
@@ -136,5 +137,29 @@ describe("search notes", () => {
     );
     expect(firstReason("no calibration data\nmore detail")).toBe("no calibration data");
     expect(firstReason("one line")).toBe("one line");
+  });
+});
+
+describe("holdout split of image folders labelled by a labels file", () => {
+  it("splits examples/segmentation into two labelled parts, each with its own labels file, mask paths absolute", async () => {
+    const config = await loadConfig(path.resolve("examples/segmentation/quantgate.yml"));
+    const dir = await mkdtemp(path.join(os.tmpdir(), "qg-split-"));
+    const split = await splitEvaluation(config, 0.3, dir);
+    expect(split.split, split.note).toBe(true);
+    expect([split.searchItems, split.holdoutItems]).toEqual([34, 14]);
+    expect(split.note).toBe("eval: 14 of 48 labelled images held out");
+    for (const [part, labels, n] of [
+      [split.search, split.searchLabels, 34],
+      [split.holdout, split.holdoutLabels, 14],
+    ] as const) {
+      const rows = (await readFile(path.resolve(config.baseDir, labels!), "utf8"))
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l) as { file: string; mask: string });
+      expect(rows).toHaveLength(n);
+      const images = (await readdir(path.resolve(config.baseDir, part))).filter((f) => f.endsWith(".png")).sort();
+      expect(rows.map((r) => r.file)).toEqual(images);
+      for (const r of rows) expect(r.mask).toBe(path.resolve("examples/segmentation/masks", r.file));
+    }
   });
 });
