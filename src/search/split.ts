@@ -121,6 +121,19 @@ export async function splitEvaluation(config: Config, fraction: number, dir: str
       }
     }
   }
+  if (info.isFile() && /\.npy$/i.test(src)) {
+    const cut1d = await splitNpySequence(src, fraction, searchDir, holdoutDir);
+    if (cut1d) {
+      return {
+        search: rel(config, cut1d.a),
+        holdout: rel(config, cut1d.b),
+        searchItems: cut1d.searchItems,
+        holdoutItems: cut1d.holdoutItems,
+        note: `${dataset}: the last ${cut1d.holdoutItems} of ${cut1d.searchItems + cut1d.holdoutItems} elements of the sequence held out`,
+        split: true,
+      };
+    }
+  }
   if (info.isDirectory() && (task === "segmentation" || task === "text-recognition")) {
     const ev = config.evaluation as { labels?: string; labels_fields?: Record<string, string> };
     if (ev.labels) {
@@ -163,6 +176,49 @@ export async function splitEvaluation(config: Config, fraction: number, dir: str
     }
   }
   return whole(
-    `${dataset} (${task}) is not a text file, a .jsonl file or an image folder with class subfolders or a labels file: not split, so the winner's score is on the data the search judged on`,
+    `${dataset} (${task}) is not a text file, a .jsonl file, a one-dimensional .npy sequence or an image folder with class subfolders or a labels file: not split, so the winner's score is on the data the search judged on`,
   );
+}
+
+/**
+ * A one-dimensional .npy (one sequence, such as a token stream) cut into contiguous halves, the tail held out, so
+ * no chunk straddles both parts. Anything else (more dimensions, Fortran order, a header it cannot read) is left
+ * whole (undefined).
+ */
+async function splitNpySequence(
+  src: string,
+  fraction: number,
+  searchDir: string,
+  holdoutDir: string,
+): Promise<{ a: string; b: string; searchItems: number; holdoutItems: number } | undefined> {
+  const bytes = await readFile(src);
+  if (bytes.length < 10 || bytes.toString("latin1", 0, 6) !== "\x93NUMPY") return undefined;
+  const major = bytes[6]!;
+  const headerLen = major === 1 ? bytes.readUInt16LE(8) : bytes.readUInt32LE(8);
+  const start = (major === 1 ? 10 : 12) + headerLen;
+  const header = bytes.toString("latin1", major === 1 ? 10 : 12, start);
+  const descr = /'descr':\s*'([<>|=]?[a-zA-Z]\d+)'/.exec(header);
+  const shape = /'shape':\s*\((\d+),\)/.exec(header);
+  if (!descr || !shape || !/'fortran_order':\s*False/.test(header)) return undefined;
+  const n = Number(shape[1]);
+  const itemSize = Number(/\d+$/.exec(descr[1]!)![0]);
+  if (start + n * itemSize !== bytes.length) return undefined;
+  const cut = Math.max(1, Math.min(n - 1, Math.round(n * (1 - fraction))));
+  if (n < 2) return undefined;
+  const write = async (to: string, from: number, count: number): Promise<void> => {
+    let head = `{'descr': '${descr[1]}', 'fortran_order': False, 'shape': (${count},), }`;
+    const pad = 64 - ((10 + head.length + 1) % 64);
+    head += " ".repeat(pad % 64) + "\n";
+    const pre = Buffer.alloc(10);
+    pre.write("\x93NUMPY", 0, "latin1");
+    pre[6] = 1;
+    pre[7] = 0;
+    pre.writeUInt16LE(head.length, 8);
+    await writeFile(to, Buffer.concat([pre, Buffer.from(head, "latin1"), bytes.subarray(start + from * itemSize, start + (from + count) * itemSize)]));
+  };
+  const a = path.join(searchDir, path.basename(src));
+  const b = path.join(holdoutDir, path.basename(src));
+  await write(a, 0, cut);
+  await write(b, cut, n - cut);
+  return { a, b, searchItems: cut, holdoutItems: n - cut };
 }

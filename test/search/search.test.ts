@@ -13,6 +13,7 @@ import { loadOrt, type LoadedOrt } from "../../src/runtime/ort.js";
 import { costOf, firstReason, runSearch } from "../../src/search/index.js";
 import { renderSuggestion } from "../../src/search/markdown.js";
 import { splitEvaluation } from "../../src/search/split.js";
+import { parseNpy } from "../../src/data/formats.js";
 import { main as cliMain } from "../../src/cli.js";
 import { writeClassifierFixture } from "../helpers/models.js";
 
@@ -161,5 +162,19 @@ describe("holdout split of image folders labelled by a labels file", () => {
       expect(rows.map((r) => r.file)).toEqual(images);
       for (const r of rows) expect(r.mask).toBe(path.resolve("examples/segmentation/masks", r.file));
     }
+  });
+});
+
+describe("holdout split of a one-dimensional .npy sequence", () => {
+  it("cuts examples/recurrent's token stream into contiguous parts whose concatenation is the original", async () => {
+    const config = await loadConfig(path.resolve("examples/recurrent/quantgate.yml"));
+    const dir = await mkdtemp(path.join(os.tmpdir(), "qg-split-npy-"));
+    const split = await splitEvaluation(config, 0.3, dir);
+    expect(split.split, split.note).toBe(true);
+    expect(split.note).toBe("eval_ids.npy: the last 307 of 1024 elements of the sequence held out");
+    const read = async (p: string) => parseNpy(await readFile(path.resolve(config.baseDir, p)), p);
+    const [a, b, whole] = [await read(split.search), await read(split.holdout), await read("eval_ids.npy")];
+    expect([a.dims, b.dims]).toEqual([[717], [307]]);
+    expect([...(a.values as BigInt64Array), ...(b.values as BigInt64Array)]).toEqual([...(whole.values as BigInt64Array)]);
   });
 });
