@@ -110,14 +110,15 @@ export interface GateRun {
   readonly outcome?: QuantizedOutcome;
 }
 
-function modelInputs(model: LoadedModel): ModelInputInfo[] {
+/** The model's graph inputs that data feeds (initializers excluded), with their element types and declared dims. */
+export function modelInputs(model: LoadedModel): ModelInputInfo[] {
   const initializers = new Set(model.graph.initializer.map((t) => t.name));
   return model.graph.input
     .filter((i) => !initializers.has(i.name))
     .map((i) => {
       const t = valueInfoTensorType(i);
       const type = t ? feedTypeOf(t.elemType) : undefined;
-      if (!type) throw new Error(`${model.path}: model input "${i.name}" has an unsupported or undeclared element type`);
+      if (!type) throw new UserError(`${model.path}: model input "${i.name}" has an unsupported or undeclared element type`);
       return { name: i.name, type, rank: t?.rank, dims: declaredDims(i) };
     });
 }

@@ -15,14 +15,11 @@ import { canonical } from "../cache/index.js";
 import { resolvePath, type Config } from "../config/load.js";
 import { FORMAT_BITS, isIntFormat, recipeSchema, type IntFormat, type Recipe, type SearchSettings, type WeightFormat } from "../config/schema.js";
 import { searchSchema } from "../config/schema.js";
-import { feedTypeOf } from "../data/tensors.js";
-import { declaredDims } from "../data/records.js";
-import type { ModelInputInfo } from "../data/index.js";
 import type { Feeds } from "../data/tensors.js";
 import { UserError } from "../errors.js";
-import { loadModel, valueInfoTensorType, type LoadedModel } from "../onnx/model.js";
+import { loadModel, type LoadedModel } from "../onnx/model.js";
 import { findWeights, type WeightSite } from "../onnx/weights.js";
-import { runGate, type GateRun, type GateRunOptions } from "../pipeline.js";
+import { modelInputs, runGate, type GateRun, type GateRunOptions } from "../pipeline.js";
 import { containerBits, quantizeBlockwiseRef, type BlockwiseSpec } from "../quantize/blockwise.js";
 import { planWeights, specFor, type WeightPlan } from "../quantize/index.js";
 import { planMixedPrecision } from "../quantize/mixed-plan.js";
@@ -177,18 +174,6 @@ function recipeWith(base: Recipe, fields: Record<string, unknown>): Recipe {
   delete raw.preset;
   for (const k of Object.keys(raw)) if (raw[k] === undefined) delete raw[k];
   return recipeSchema.parse(raw);
-}
-
-function modelInputs(model: LoadedModel): ModelInputInfo[] {
-  const initializers = new Set(model.graph.initializer.map((t) => t.name));
-  return model.graph.input
-    .filter((i) => !initializers.has(i.name))
-    .map((i) => {
-      const t = valueInfoTensorType(i);
-      const type = t ? feedTypeOf(t.elemType) : undefined;
-      if (!type) throw new UserError(`${model.path}: model input "${i.name}" has an unsupported or undeclared element type`);
-      return { name: i.name, type, rank: t?.rank, dims: declaredDims(i) };
-    });
 }
 
 /** Uniform candidates of the space, those the model's weights and the data allow (GPTQ/AWQ need calibration and fitting weights). */

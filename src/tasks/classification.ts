@@ -7,8 +7,8 @@ import { hashFiles, readSource, toFeed, type SourceRecord } from "../data/record
 import { toOrtFeeds, type Feeds } from "../data/tensors.js";
 import type { ModelInputInfo } from "../data/index.js";
 import { UserError } from "../errors.js";
-import { argmax, klDivergence, logSoftmax, macroF1, percentile } from "../evaluate/metrics.js";
-import { constantFeeds, dataInputs, hits, meanRecord, valueRecord } from "./common.js";
+import { argmax, klDivergence, logSoftmax, macroF1 } from "../evaluate/metrics.js";
+import { constantFeeds, dataInputs, hits, klRecords, meanRecord, valueRecord } from "./common.js";
 import { float32Output } from "./outputs.js";
 import { sliceRange, type MetricRecord, type Task, type TaskData, type TaskEvalContext, type TaskEvaluation, type TaskPartial } from "./types.js";
 
@@ -150,18 +150,7 @@ function mergeClassification(cfg: ClassificationEvaluation, partials: readonly C
     metrics.push(meanRecord("accuracy", "Accuracy", "ratio", "higher", hits(predQ, labels), hits(predF, labels), { note: "vs labels" }));
     metrics.push(valueRecord("macro_f1", "Macro-F1", "ratio", "higher", macroF1(labels, predQ), macroF1(labels, predF), { note: "vs labels" }));
   }
-  metrics.push(
-    meanRecord("kl_mean", "KL divergence (mean)", "nats", "lower", kls, undefined, { note: "vs float" }),
-    valueRecord("kl_p99", "KL divergence (p99)", "nats", "lower", percentile(kls, 99)),
-    valueRecord(
-      "kl_max",
-      "KL divergence (max)",
-      "nats",
-      "lower",
-      kls.reduce((a, b) => Math.max(a, b), -Infinity),
-    ),
-    meanRecord("top1_agreement", "Top-1 agreement", "ratio", "higher", hits(predQ, predF), undefined, { note: "vs float" }),
-  );
+  metrics.push(...klRecords(kls), meanRecord("top1_agreement", "Top-1 agreement", "ratio", "higher", hits(predQ, predF), undefined, { note: "vs float" }));
   const left = total - evaluated;
   return {
     task: "classification",

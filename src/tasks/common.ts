@@ -3,7 +3,7 @@ import { flattenNested, type ModelInputInfo } from "../data/index.js";
 import { makeFeedData, type Feeds } from "../data/tensors.js";
 import { UserError } from "../errors.js";
 import { gateRulesFor } from "../gate/rules.js";
-import { mean } from "../evaluate/metrics.js";
+import { mean, percentile } from "../evaluate/metrics.js";
 import type { MetricRecord } from "./types.js";
 
 export type ConstantInputs = Readonly<Record<string, number | readonly number[] | readonly (readonly number[])[]>>;
@@ -86,3 +86,18 @@ export function valueRecord(
 
 /** 1 where a prediction equals its label. */
 export const hits = (pred: readonly number[], labels: readonly number[]): number[] => pred.map((p, i) => (p === labels[i] ? 1 : 0));
+
+/** KL divergence of the quantized output distributions from the float ones, per position: mean, p99 and max. */
+export function klRecords(kls: readonly number[]): MetricRecord[] {
+  return [
+    meanRecord("kl_mean", "KL divergence (mean)", "nats", "lower", kls, undefined, { note: "vs float" }),
+    valueRecord("kl_p99", "KL divergence (p99)", "nats", "lower", percentile(kls, 99)),
+    valueRecord(
+      "kl_max",
+      "KL divergence (max)",
+      "nats",
+      "lower",
+      kls.reduce((a, b) => Math.max(a, b), -Infinity),
+    ),
+  ];
+}

@@ -5,10 +5,10 @@ import type { LmEvaluation } from "../config/schema.js";
 import { loadTokenizer, readData, sha256, type DataFileHash } from "../data/index.js";
 import { toOrtFeeds, type Feeds } from "../data/tensors.js";
 import { UserError } from "../errors.js";
-import { argmax, klDivergence, logSoftmax, percentile } from "../evaluate/metrics.js";
+import { argmax, klDivergence, logSoftmax } from "../evaluate/metrics.js";
 import { float32Output } from "./outputs.js";
 import { buildLmFeeds, planLmInputs, slidingWindows, type LmInputPlan, type ScoringWindow } from "./lm-inputs.js";
-import { constantFeeds, dataInputs, meanRecord, valueRecord } from "./common.js";
+import { constantFeeds, dataInputs, klRecords, meanRecord, valueRecord } from "./common.js";
 import { sliceRange, type Task, type TaskData, type TaskEvalContext, type TaskEvaluation, type TaskPartial } from "./types.js";
 
 export interface LmData extends TaskData {
@@ -204,15 +204,7 @@ function mergeLm(cfg: LmEvaluation, partials: readonly LmPartial[]): TaskEvaluat
     task: "language-modeling",
     metrics: [
       valueRecord("perplexity", "Perplexity", "perplexity", "lower", Math.exp(nllQuant / tokens), Math.exp(nllFloat / tokens), { note }),
-      meanRecord("kl_mean", "KL divergence (mean)", "nats", "lower", kls, undefined, { note: "vs float" }),
-      valueRecord("kl_p99", "KL divergence (p99)", "nats", "lower", percentile(kls, 99)),
-      valueRecord(
-        "kl_max",
-        "KL divergence (max)",
-        "nats",
-        "lower",
-        kls.reduce((a, b) => Math.max(a, b), -Infinity),
-      ),
+      ...klRecords(kls),
       meanRecord("top1_agreement", "Top-1 agreement", "ratio", "higher", agree, undefined, { note: "vs float" }),
     ],
     samples: {
