@@ -228,6 +228,23 @@ describe("the pull-request comment is ours (11.4, 11.15)", () => {
     expect(gh.comments.get("acme/models#6")![0]!.body).toBe(`${marker}\nbot`);
   });
 
+  it("with a GitHub App's installation token, the comment is the app bot's (found through GraphQL's viewer)", async () => {
+    gh.apps.set("ghs_app", "quantgate-ci[bot]");
+    gh.comments.set("acme/models#7", [
+      { id: 21, body: `${marker}\nworkflow bot`, html_url: "u21", user: { login: ACTIONS_BOT }, created_at: "", updated_at: "" },
+    ]);
+    const octokit = createOctokit("ghs_app", gh.url, undefined, 5);
+    const first = await upsertComment(octokit, { owner: "acme", repo: "models", issueNumber: 7, marker }, "app v1", "always", false);
+    expect(first.action).toBe("created");
+    const list = gh.comments.get("acme/models#7")!;
+    expect(list[1]!.user.login).toBe("quantgate-ci[bot]");
+    // The second run updates the app's own comment, not the workflow bot's, and makes no third one.
+    const again = await upsertComment(octokit, { owner: "acme", repo: "models", issueNumber: 7, marker }, "app v2", "always", false);
+    expect(again).toMatchObject({ action: "updated", id: list[1]!.id });
+    expect(list).toHaveLength(2);
+    expect(list[0]!.body).toBe(`${marker}\nworkflow bot`);
+  });
+
   it("retries a transient 502 and waits out a secondary rate limit", async () => {
     gh.comments.set("acme/models#8", []);
     gh.failNext = 2;

@@ -75,8 +75,9 @@ export function createOctokit(token: string, apiUrl: string, log?: OctokitLog, r
 }
 
 /**
- * The login the token comments as: the user behind a personal access token, or github-actions[bot] for a
- * workflow's GITHUB_TOKEN (an installation token cannot read /user).
+ * The login the token comments as: the user behind a personal access token; for an installation token, which
+ * cannot read /user, GraphQL's `viewer` (`<app-slug>[bot]` for a GitHub App's token, github-actions[bot] for a
+ * workflow's GITHUB_TOKEN); github-actions[bot] when neither answers.
  */
 export async function tokenLogin(octokit: Octokit): Promise<string> {
   try {
@@ -85,6 +86,13 @@ export async function tokenLogin(octokit: Octokit): Promise<string> {
   } catch (err) {
     const status = (err as { status?: number }).status;
     if (status !== 401 && status !== 403 && status !== 404) throw explain(err, "ask GitHub who the token belongs to");
+  }
+  try {
+    const r = await octokit.graphql<{ viewer?: { login?: unknown } }>("query { viewer { login } }");
+    const login = r.viewer?.login;
+    if (typeof login === "string" && login.length > 0) return login;
+  } catch {
+    // GitHub Enterprise Server without GraphQL, or a token that may not read it: the workflow token's bot.
   }
   return ACTIONS_BOT;
 }

@@ -29,6 +29,8 @@ export interface FakeGithub {
   readOnly: boolean;
   /** Personal access tokens ("token <value>" authorization) and their users; any other token is an installation token (github-actions[bot]). */
   readonly users: Map<string, string>;
+  /** GitHub App installation tokens and their bot logins (`<slug>[bot]`): /user refuses them, GraphQL's viewer answers. */
+  readonly apps: Map<string, string>;
   /** Answer the next N requests with 502 Bad Gateway (transient errors the client should retry). */
   failNext: number;
   /** Answer the next N requests with a secondary rate limit (403 with retry-after). */
@@ -42,6 +44,7 @@ export async function startFakeGithub(): Promise<FakeGithub> {
   let nextId = 1000;
   const state = { readOnly: false, failNext: 0, secondaryLimitNext: 0 };
   const users = new Map<string, string>();
+  const apps = new Map<string, string>();
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
@@ -74,10 +77,16 @@ export async function startFakeGithub(): Promise<FakeGithub> {
         state.secondaryLimitNext--;
         return send(403, { message: "You have exceeded a secondary rate limit. Please wait a few minutes before you try again." }, { "retry-after": "1" });
       }
-      const login = users.get(req.headers.authorization.replace(/^(token|bearer) /i, ""));
+      const token = req.headers.authorization.replace(/^(token|bearer) /i, "");
+      const login = users.get(token) ?? apps.get(token);
       if (url.pathname === "/user" && req.method === "GET") {
-        // An installation token (GITHUB_TOKEN) cannot read /user.
-        return login ? send(200, { login, id: 1, type: "User" }) : send(403, { message: "Resource not accessible by integration" });
+        // An installation token (GITHUB_TOKEN or a GitHub App's) cannot read /user.
+        return users.has(token) ? send(200, { login, id: 1, type: "User" }) : send(403, { message: "Resource not accessible by integration" });
+      }
+      if (url.pathname === "/graphql" && req.method === "POST") {
+        const query = (body as { query?: string } | undefined)?.query ?? "";
+        if (!/viewer\s*{\s*login\s*}/.test(query)) return send(200, { errors: [{ message: "the fake server answers only viewer { login }" }] });
+        return send(200, { data: { viewer: { login: login ?? "github-actions[bot]" } } });
       }
       const list = /^\/repos\/([^/]+)\/([^/]+)\/issues\/(\d+)\/comments$/.exec(url.pathname);
       const one = /^\/repos\/([^/]+)\/([^/]+)\/issues\/comments\/(\d+)$/.exec(url.pathname);
@@ -139,6 +148,7 @@ export async function startFakeGithub(): Promise<FakeGithub> {
       state.readOnly = v;
     },
     users,
+    apps,
     get failNext() {
       return state.failNext;
     },
