@@ -8,7 +8,7 @@ import { pathResolver, prepareOutputDir, resolvePath, type Config } from "./conf
 import { sha256, type ModelInputInfo } from "./data/index.js";
 import { feedTypeOf, type Feeds } from "./data/tensors.js";
 import { emitChecked, loadError } from "./emit/check.js";
-import { quantizeTiedEmbeddings, type TiedEmission } from "./emit/tied.js";
+import { quantizeTiedEmbeddings, tiedHeadActivations, type TiedEmission, type TiedQuantization } from "./emit/tied.js";
 import type { EmittedLayer } from "./emit/index.js";
 import { lockExecution, pinsFromLockfile, resolveForms, type FormChoice } from "./emit/select.js";
 import { chooseAccuracyLevel, judgeAccuracy, type QuantizedExecution } from "./emit/accuracy-level.js";
@@ -268,6 +268,15 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     // GPTQ on a Conv reads the im2col rows of its input (one Hessian per group).
     const convs = convGptqSites().map((w) => ({ key: w.name, activation: w.node.input[0]!, spec: convPatchSpecOf(w.node, w.dims) }));
     for (const c of convs) types.set(c.activation, discovery.weights.find((w) => w.name === c.key)!.consumerType);
+    // A tied embedding's LM head (kept float by the discovery, quantized once at emit) is calibrated like a product.
+    if (r.tied_embedding === "quantize" && model.proto.graph) {
+      for (const h of tiedHeadActivations(model.proto.graph)) {
+        if (activations.includes(h.name)) continue;
+        activations.push(h.name);
+        if (needsGram) gram.names.add(h.name);
+        types.set(h.name, h.dataType);
+      }
+    }
     calibration = await stage("calibrate", `${data.calibrationBatches.length} batches`, () =>
       calibrate(ort, model.proto, activations, data.calibrationBatches, config.measure.threads, gram, types, convs).catch((err: unknown) => {
         // Calibration runs a copy of the float model: a model ONNX Runtime refuses is named by its file.
@@ -320,16 +329,17 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     const r = config.recipe;
     if (r.tied_embedding !== "quantize" || (r.format !== "int4" && r.format !== "int8")) return { ...e, tied: [] };
     const spec = specFor(r.format, r.block_size, r.symmetric, r.algorithm);
-    const tables = new Map<string, { w: Float32Array; q: BlockwiseQuantized }>();
     const results = quantizeTiedEmbeddings(
       e.proto,
-      (w, n, k, s, threads) => {
-        const q = quantizer.quantize(w, n, k, s, threads);
-        tables.set(`${n}x${k}`, { w, q });
-        return q;
+      {
+        quantize: quantizer.quantize,
+        algorithm: r.algorithm,
+        stats: (a) => calibration?.stats.get(a),
+        gptq: r.gptq,
+        mseImportance: r.mse_importance,
+        threads: config.measure.threads,
       },
       spec,
-      config.measure.threads,
       level,
     );
     if (results.length === 0) return { ...e, tied: [] };
@@ -347,6 +357,7 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
       }
     }
     const tied: TiedReport[] = [];
+    const notes: string[] = [];
     const skipped = e.skipped.filter((s) => !results.some((t) => t.site === s.name));
     for (const t of results) {
       if (!("storedBytes" in t)) {
@@ -355,13 +366,14 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
       }
       const init = model!.graph.initializer.find((x) => x.name === t.site);
       const dims = init ? init.dims.map(Number) : [];
-      const captured = tables.get(`${dims[0]}x${dims[1]}`);
-      tied.push({ emission: t, spec, dims, error: captured ? quantizationError(captured.w, captured.q) : { rmse: NaN, relativeError: NaN } });
+      tied.push({ emission: t, spec: t.quantization.q.spec, dims, error: quantizationError(t.table, t.quantization.q), quantization: t.quantization });
+      if (t.quantization.algorithm !== r.algorithm) notes.push(`tied embedding ${t.site}: ${t.quantization.note}`);
     }
     return {
       ...e,
       skipped,
       tied,
+      notes: [...e.notes, ...notes],
     };
   };
 
@@ -566,7 +578,10 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     skip("measure", "sharded: measured by the merge job");
   } else if (model && outcome && data) {
     await stage("measure", `${config.measure.runs} runs, ${config.measure.threads} thread(s)`, async () => {
-      storage = summarizeStorage(outcome!.layers);
+      storage = summarizeStorage(
+        outcome!.layers,
+        outcome!.layerReports.filter((l) => l.origin === "tied embedding"),
+      );
       if (config.measure.memory) {
         const feeds = data.measureFeeds;
         if (!feeds) throw new Error(`the ${task.name} task gave no input to measure latency and memory with`);
@@ -701,6 +716,7 @@ interface TiedReport {
   /** [vocab, hidden] */
   readonly dims: readonly number[];
   readonly error: { readonly rmse: number; readonly relativeError: number };
+  readonly quantization: TiedQuantization;
 }
 
 /** RMS error of a block-wise quantization of rows [n][k], and relative to the weights' RMS. */
@@ -740,8 +756,9 @@ function tiedLayerReport(t: TiedReport, algorithm: string): QuantizedLayerReport
     bits: t.spec.bits,
     blockSize: t.spec.blockSize,
     symmetric: t.spec.symmetric,
-    algorithm: algorithm === "gptq" || algorithm === "awq" ? "rtn" : algorithm,
+    algorithm: t.quantization.algorithm,
     notes: [
+      ...(t.quantization.algorithm !== algorithm ? [t.quantization.note] : [`${t.quantization.note} (recipe: ${algorithm})`]),
       `tied input/output embedding quantized once: GatherBlockQuantized and the LM head's MatMulNBits read one packed copy (${t.emission.storedBytes} bytes, ${t.emission.separateBytes} for two separate copies)`,
       ...t.emission.duplicatesRemoved.map((d) => `stored transposed copy ${d} removed`),
     ],

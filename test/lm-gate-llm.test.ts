@@ -67,6 +67,20 @@ describe("the gate on an LLM export", () => {
     const kept = await runGate(await config("model.onnx", "format: int4, block_size: 32, accuracy_level: 0, tied_embedding: float"), { ort });
     expect(kept.report.weights.quantized.some((l) => l.name === "model.embed_tokens.weight")).toBe(false);
     expect(kept.report.quantized!.sizeBytes - r.quantized!.sizeBytes).toBeGreaterThan(100_000);
+    // The tied table is counted once in the stored bytes and bits per weight: the stored bytes are exactly the bytes of
+    // the initializers the emit added, and the file with the tied table quantized is predicted from the file with it kept
+    // float (131,072 float bytes) and the two runs' stored BPW x weights within 1% (the rest is node protobuf overhead).
+    const st = r.storage!;
+    const floatModel = fromBinary(ModelProtoSchema, await readFile(path.join(FIXTURES, "model.onnx")));
+    const before = new Set(floatModel.graph!.initializer.map((t) => t.name));
+    const added = model.graph!.initializer.filter((t) => !before.has(t.name));
+    expect(st.storedBytes).toBe(added.reduce((a, t) => a + t.rawData.length + t.int64Data.length * 8 + t.floatData.length * 4 + t.int32Data.length * 4, 0));
+    expect(st.quantizedWeights).toBe(r.weights.quantized.reduce((a, l) => a + l.k * l.n, 0));
+    const keptSt = kept.report.storage!;
+    expect(st.quantizedWeights - keptSt.quantizedWeights).toBe(512 * 64);
+    const storedByBpw = (x: typeof st): number => (x.storedBitsPerWeight * x.quantizedWeights) / 8;
+    const predictedSize = kept.report.quantized!.sizeBytes - 512 * 64 * 4 + (storedByBpw(st) - storedByBpw(keptSt));
+    expect(Math.abs(predictedSize - r.quantized!.sizeBytes) / r.quantized!.sizeBytes).toBeLessThan(0.01);
     const m = Object.fromEntries(r.metrics.map((x) => [x.key, x]));
     expect(m.perplexity!.quantized).toBeGreaterThan(0);
     expect(m.kl_mean!.quantized).toBeGreaterThan(0);
