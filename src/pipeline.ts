@@ -18,9 +18,11 @@ import { taskOf } from "./tasks/index.js";
 import { measurementRecords } from "./tasks/measurements.js";
 import type { MetricRecord, TaskData, TaskEvaluation } from "./tasks/types.js";
 import { planLmInputs, type LmInputOverrides } from "./tasks/lm-inputs.js";
-import { compareGenerations, decodeMetricRecords, measureDecode } from "./measure/decode.js";
+import { constantFeeds, dataInputs, type ConstantInputs } from "./tasks/common.js";
+import { compareGenerations, decodeMetricRecords, measureDecode, measureDecodeSlowdown } from "./measure/decode.js";
 import { latencyBasis } from "./measure/latency-rule.js";
 import {
+  INTERLEAVE_MEMORY_SHARE,
   measureModels,
   singleTokenFeeds,
   timeModels,
@@ -535,9 +537,11 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
   const measureLlmDecode = async (m: LoadedModel, taskData: TaskData) => {
     const d = config.measure.decode;
     if (d.prompts === 0 || !taskData.promptSource) return undefined;
-    const lm = config.evaluation as { inputs?: LmInputOverrides; input_name?: string };
+    const lm = config.evaluation as { inputs?: LmInputOverrides; input_name?: string; constant_inputs?: ConstantInputs };
     const overrides: LmInputOverrides = { ...lm.inputs, ...(lm.input_name ? { input_ids: lm.input_name } : {}) };
-    const inputs = modelInputs(m).map((i) => ({ name: i.name, type: i.type, ...(i.dims ? { shape: i.dims } : {}) }));
+    // evaluation.constant_inputs are fed on every decode call, as in scoring.
+    const constants = constantFeeds(lm.constant_inputs ?? {}, modelInputs(m));
+    const inputs = dataInputs(lm.constant_inputs ?? {}, modelInputs(m)).map((i) => ({ name: i.name, type: i.type, ...(i.dims ? { shape: i.dims } : {}) }));
     const outputs = m.graph.output.map((o) => ({ name: o.name, type: "float32" }));
     if (!planLmInputs(inputs, outputs, overrides).canDecode) return undefined;
     const source = taskData.promptSource.slice(0, d.prompts);
@@ -553,12 +557,16 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
       threads: config.measure.threads,
       warmup: Math.min(config.measure.warmup, 2),
       overrides,
+      constants,
     };
     const float = await measureDecode(floatModelPath, settings, opts.ortDir);
     const quant = await measureDecode(quantizedModelPath, settings, opts.ortDir);
+    // The slowdown rule's ratios come from interleaved rounds in one process where both models fit in memory.
+    const interleave = float.peakRssBytes + quant.peakRssBytes <= os.totalmem() * INTERLEAVE_MEMORY_SHARE;
+    const slowdown = await measureDecodeSlowdown(floatModelPath, quantizedModelPath, settings, config.measure.runs, interleave, opts.ortDir);
     const divergence = compareGenerations(float.generated, quant.generated);
     return {
-      records: decodeMetricRecords(float, quant, d.prompt_tokens, d.decode_tokens),
+      records: decodeMetricRecords(float, quant, d.prompt_tokens, d.decode_tokens, slowdown),
       details: {
         promptTokens: d.prompt_tokens,
         decodeTokens: d.decode_tokens,
