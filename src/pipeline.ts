@@ -8,7 +8,7 @@ import { pathResolver, prepareOutputDir, resolvePath, type Config } from "./conf
 import { sha256, type ModelInputInfo } from "./data/index.js";
 import { feedTypeOf, type Feeds } from "./data/tensors.js";
 import { emitChecked, loadError } from "./emit/check.js";
-import { quantizeTiedEmbeddings, tiedHeadActivations, type TiedEmission, type TiedQuantization } from "./emit/tied.js";
+import { matMulNBitsActivationTypes, quantizeTiedEmbeddings, tiedHeadActivations, type TiedEmission, type TiedQuantization } from "./emit/tied.js";
 import type { EmittedLayer } from "./emit/index.js";
 import { lockExecution, pinsFromLockfile, resolveForms, type FormChoice } from "./emit/select.js";
 import { chooseAccuracyLevel, judgeAccuracy, type QuantizedExecution } from "./emit/accuracy-level.js";
@@ -32,7 +32,7 @@ import {
   type ModelRunMeasurement,
   type StorageSummary,
 } from "./measure/index.js";
-import { loadModel, saveModel, valueInfoTensorType, type LoadedModel } from "./onnx/model.js";
+import { loadModel, saveModel, valueInfoTensorType, type LoadedModel, type ModelProto } from "./onnx/model.js";
 import { findWeights, type WeightDiscovery } from "./onnx/weights.js";
 import { checkFiniteWeights, validateModel } from "./onnx/validate.js";
 import { checkFeedShapes, declaredClasses, explainLmFailure } from "./data/checks.js";
@@ -482,7 +482,10 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
       emitWarnings.push(...result.e.notes);
       outcome = {
         skipped: result.e.skipped,
-        layerReports: [...layerReportsOf(result.e.weights, result.e.layers), ...result.e.tied.map((t) => tiedLayerReport(t, config.recipe.algorithm))],
+        layerReports: [
+          ...withActivationTypes(layerReportsOf(result.e.weights, result.e.layers), result.e.layers, result.e.proto),
+          ...result.e.tied.map((t) => tiedLayerReport(t, config.recipe.algorithm)),
+        ],
         layers: result.e.layers,
         forms: result.choices,
         execution: {
@@ -746,6 +749,15 @@ function quantizationError(w: Float32Array, q: BlockwiseQuantized): { rmse: numb
   return { rmse, relativeError: ref > 0 ? Math.sqrt(err / ref) : 0 };
 }
 
+/** Each MatMulNBits layer's report says which activation type its node computes in (float16 models may run it in float16). */
+function withActivationTypes(reports: QuantizedLayerReport[], layers: readonly EmittedLayer[], proto: ModelProto): QuantizedLayerReport[] {
+  const types = proto.graph ? matMulNBitsActivationTypes(proto.graph) : new Map<string, string>();
+  return reports.map((r, i) => {
+    const t = layers[i]?.nodes.map((n) => types.get(n)).find((x) => x !== undefined);
+    return t ? { ...r, notes: [...r.notes, `MatMulNBits with ${t} activations`] } : r;
+  });
+}
+
 /** The layer report of a tied embedding quantized once (one packed copy for the Gather and the LM head). */
 function tiedLayerReport(t: TiedReport, algorithm: string): QuantizedLayerReport {
   const [vocab = 0, hidden = 0] = t.dims;
@@ -767,6 +779,7 @@ function tiedLayerReport(t: TiedReport, algorithm: string): QuantizedLayerReport
     algorithm: t.quantization.algorithm,
     notes: [
       ...(t.quantization.algorithm !== algorithm ? [t.quantization.note] : [`${t.quantization.note} (recipe: ${algorithm})`]),
+      `MatMulNBits with ${t.emission.activationType} activations (the LM head)`,
       `tied input/output embedding quantized once: GatherBlockQuantized and the LM head's MatMulNBits read one packed copy (${t.emission.storedBytes} bytes, ${t.emission.separateBytes} for two separate copies)`,
       ...t.emission.duplicatesRemoved.map((d) => `stored transposed copy ${d} removed`),
     ],

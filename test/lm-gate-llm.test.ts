@@ -54,6 +54,9 @@ describe("the gate on an LLM export", () => {
     const tied = r.weights.quantized.filter((l) => l.name === "model.embed_tokens.weight");
     expect(tied).toHaveLength(1);
     expect(tied[0]!.notes.join(" ")).toMatch(/quantized once/);
+    // which activation type each MatMulNBits ran with is in the report (float32 model: float32)
+    expect(tied[0]!.notes).toContain("MatMulNBits with float32 activations (the LM head)");
+    expect(r.weights.quantized.filter((l) => l.form === "matmulnbits" && l.notes.includes("MatMulNBits with float32 activations"))).toHaveLength(14);
     expect(tied[0]!.relativeError).toBeGreaterThan(0);
     expect(tied[0]!.relativeError).toBeLessThan(0.2);
     expect(r.weights.skipped.some((s) => s.name === "model.embed_tokens.weight")).toBe(false);

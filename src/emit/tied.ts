@@ -128,6 +128,8 @@ export interface TiedEmission {
   readonly nodesAdded: number;
   /** A stored transposed copy of the matrix that was removed, if there was one. */
   readonly duplicatesRemoved: readonly string[];
+  /** The element type the LM head's MatMulNBits computes in (its T: the activations' and scales' type). */
+  readonly activationType: "float16" | "float32";
 }
 
 /** Why a tied site cannot take the shared form, or undefined when it can. */
@@ -231,7 +233,15 @@ export function emitTiedEmbedding(proto: ModelProto, site: TiedEmbeddingSite, q:
   const shapeBytes = 4 * 8;
   const storedBytes = bytesOf(packed) + scalesBytes + bytesOf(zeroPoints) + (gatherZp ? site.vocab * blocksPerRow : 0) + shapeBytes;
   const separateBytes = 2 * (bytesOf(packed) + scalesBytes) + (zeroPoints ? bytesOf(zeroPoints) + site.vocab * blocksPerRow : 0);
-  return { site: site.name, storedBytes, separateBytes, floatBytes: site.vocab * site.hidden * (half ? 2 : 4), nodesAdded, duplicatesRemoved };
+  return {
+    site: site.name,
+    storedBytes,
+    separateBytes,
+    floatBytes: site.vocab * site.hidden * (half ? 2 : 4),
+    nodesAdded,
+    duplicatesRemoved,
+    activationType: half ? "float16" : "float32",
+  };
 }
 
 export interface TiedKeptFloat {
@@ -346,4 +356,19 @@ export function quantizeTiedEmbeddings(
     const quantization = quantizeTiedTable(site, table, spec, ctx);
     return { ...emitTiedEmbedding(proto, site, quantization.q, accuracyLevel), quantization, table };
   });
+}
+
+/**
+ * The element type each com.microsoft.MatMulNBits node of a graph computes in (T, read from its scales), by node
+ * name: what the report states as the activation type that ran.
+ */
+export function matMulNBitsActivationTypes(graph: GraphProto): Map<string, "float16" | "float32"> {
+  const types = new Map(graph.initializer.map((t) => [t.name, t.dataType]));
+  const out = new Map<string, "float16" | "float32">();
+  for (const n of graph.node) {
+    if (n.opType !== "MatMulNBits" || n.domain !== "com.microsoft") continue;
+    const t = types.get(n.input[2] ?? "");
+    if (t !== undefined) out.set(n.name, t === DataType.FLOAT16 ? "float16" : "float32");
+  }
+  return out;
 }
