@@ -19,7 +19,7 @@ import { measurementRecords } from "./tasks/measurements.js";
 import type { MetricRecord, TaskData, TaskEvaluation } from "./tasks/types.js";
 import { planLmInputs, type LmInputOverrides } from "./tasks/lm-inputs.js";
 import { constantFeeds, dataInputs, type ConstantInputs } from "./tasks/common.js";
-import { compareGenerations, decodeMetricRecords, measureDecode, measureDecodeSlowdown } from "./measure/decode.js";
+import { compareGenerations, DECODE_ROUNDS, decodeMetricRecords, measureDecode, measureDecodeSlowdown } from "./measure/decode.js";
 import { latencyBasis } from "./measure/latency-rule.js";
 import {
   INTERLEAVE_MEMORY_SHARE,
@@ -566,7 +566,14 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     const quant = await measureDecode(quantizedModelPath, settings, opts.ortDir);
     // The slowdown rule's ratios come from interleaved rounds in one process where both models fit in memory.
     const interleave = float.peakRssBytes + quant.peakRssBytes <= os.totalmem() * INTERLEAVE_MEMORY_SHARE;
-    const slowdown = await measureDecodeSlowdown(floatModelPath, quantizedModelPath, settings, config.measure.runs, interleave, opts.ortDir);
+    const slowdown = await measureDecodeSlowdown(
+      floatModelPath,
+      quantizedModelPath,
+      settings,
+      Math.min(config.measure.runs, DECODE_ROUNDS),
+      interleave,
+      opts.ortDir,
+    );
     const divergence = compareGenerations(float.generated, quant.generated);
     return {
       records: decodeMetricRecords(float, quant, d.prompt_tokens, d.decode_tokens, slowdown),

@@ -230,6 +230,9 @@ export async function measureDecode(modelPath: string, settings: DecodeSettings,
   return runDecodeChild<DecodeMeasurement>([modelPath], settings, ortDir);
 }
 
+/** Most interleaved decode rounds a gate run times (measure.runs caps it lower): each round is a whole generation per model. */
+export const DECODE_ROUNDS = 10;
+
 /** Quantized over float decode ms/token per round, with the interval of its median (what max_decode_slowdown_vs_float judges). */
 export interface DecodeSlowdown {
   readonly ratioPerRound: readonly number[];
