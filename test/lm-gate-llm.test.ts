@@ -133,4 +133,25 @@ describe("the gate on an LLM export", () => {
     expect(tiedAwq.algorithm).toBe("rtn");
     expect(awq.report.warnings.join(" ")).toMatch(/tied embedding model.embed_tokens.weight: rtn instead of the recipe's awq/);
   });
+
+  it("runs an fp16 export's projections on MatMulNBits with float16 activations, and says so", { timeout: 120_000 }, async () => {
+    const ort = await loadOrt();
+    const run = await runGate(await config("model-fp16.onnx", "format: int4, block_size: 32, accuracy_level: 0"), { ort });
+    const q = run.report.weights.quantized;
+    expect(q).toHaveLength(15);
+    for (const l of q) {
+      expect(l.form, l.name).toBe("matmulnbits");
+      expect(l.notes.join(" "), l.name).toMatch(/MatMulNBits with float16 activations/);
+    }
+    const model = fromBinary(ModelProtoSchema, await readFile(run.quantizedModelPath!));
+    const scales = new Map(model.graph!.initializer.map((t) => [t.name, t.dataType]));
+    const nodes = model.graph!.node.filter((n) => n.opType === "MatMulNBits");
+    expect(nodes).toHaveLength(15);
+    expect(nodes.every((n) => scales.get(n.input[2]!) === 10)).toBe(true);
+    const m = Object.fromEntries(run.report.metrics.map((x) => [x.key, x]));
+    // the same codes as the fp32 export's int4 (float16 scales and arithmetic): KL of the same size
+    const fp32 = await runGate(await config("model.onnx", "format: int4, block_size: 32, accuracy_level: 0"), { ort });
+    const kl32 = fp32.report.metrics.find((x) => x.key === "kl_mean")!.quantized;
+    expect(m.kl_mean!.quantized).toBeLessThan(kl32 * 1.25);
+  });
 });
