@@ -8,7 +8,7 @@ import { pathResolver, prepareOutputDir, resolvePath, type Config } from "./conf
 import { sha256, type ModelInputInfo } from "./data/index.js";
 import { feedTypeOf, type Feeds } from "./data/tensors.js";
 import { emitChecked, loadError } from "./emit/check.js";
-import { quantizeTiedEmbeddings, type TiedEmission } from "./emit/tied.js";
+import { matMulNBitsActivationTypes, quantizeTiedEmbeddings, tiedHeadActivations, type TiedEmission, type TiedQuantization } from "./emit/tied.js";
 import type { EmittedLayer } from "./emit/index.js";
 import { lockExecution, pinsFromLockfile, resolveForms, type FormChoice } from "./emit/select.js";
 import { chooseAccuracyLevel, judgeAccuracy, type QuantizedExecution } from "./emit/accuracy-level.js";
@@ -18,9 +18,11 @@ import { taskOf } from "./tasks/index.js";
 import { measurementRecords } from "./tasks/measurements.js";
 import type { MetricRecord, TaskData, TaskEvaluation } from "./tasks/types.js";
 import { planLmInputs, type LmInputOverrides } from "./tasks/lm-inputs.js";
-import { compareGenerations, decodeMetricRecords, measureDecode } from "./measure/decode.js";
+import { constantFeeds, dataInputs, type ConstantInputs } from "./tasks/common.js";
+import { compareGenerations, DECODE_ROUNDS, decodeMetricRecords, measureDecode, measureDecodeSlowdown } from "./measure/decode.js";
 import { latencyBasis } from "./measure/latency-rule.js";
 import {
+  INTERLEAVE_MEMORY_SHARE,
   measureModels,
   singleTokenFeeds,
   timeModels,
@@ -30,7 +32,7 @@ import {
   type ModelRunMeasurement,
   type StorageSummary,
 } from "./measure/index.js";
-import { loadModel, saveModel, valueInfoTensorType, type LoadedModel } from "./onnx/model.js";
+import { loadModel, saveModel, valueInfoTensorType, type LoadedModel, type ModelProto } from "./onnx/model.js";
 import { findWeights, type WeightDiscovery } from "./onnx/weights.js";
 import { checkFiniteWeights, validateModel } from "./onnx/validate.js";
 import { checkFeedShapes, declaredClasses, explainLmFailure } from "./data/checks.js";
@@ -268,6 +270,15 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     // GPTQ on a Conv reads the im2col rows of its input (one Hessian per group).
     const convs = convGptqSites().map((w) => ({ key: w.name, activation: w.node.input[0]!, spec: convPatchSpecOf(w.node, w.dims) }));
     for (const c of convs) types.set(c.activation, discovery.weights.find((w) => w.name === c.key)!.consumerType);
+    // A tied embedding's LM head (kept float by the discovery, quantized once at emit) is calibrated like a product.
+    if (r.tied_embedding === "quantize" && model.proto.graph) {
+      for (const h of tiedHeadActivations(model.proto.graph)) {
+        if (activations.includes(h.name)) continue;
+        activations.push(h.name);
+        if (needsGram) gram.names.add(h.name);
+        types.set(h.name, h.dataType);
+      }
+    }
     calibration = await stage("calibrate", `${data.calibrationBatches.length} batches`, () =>
       calibrate(ort, model.proto, activations, data.calibrationBatches, config.measure.threads, gram, types, convs).catch((err: unknown) => {
         // Calibration runs a copy of the float model: a model ONNX Runtime refuses is named by its file.
@@ -320,16 +331,17 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     const r = config.recipe;
     if (r.tied_embedding !== "quantize" || (r.format !== "int4" && r.format !== "int8")) return { ...e, tied: [] };
     const spec = specFor(r.format, r.block_size, r.symmetric, r.algorithm);
-    const tables = new Map<string, { w: Float32Array; q: BlockwiseQuantized }>();
     const results = quantizeTiedEmbeddings(
       e.proto,
-      (w, n, k, s, threads) => {
-        const q = quantizer.quantize(w, n, k, s, threads);
-        tables.set(`${n}x${k}`, { w, q });
-        return q;
+      {
+        quantize: quantizer.quantize,
+        algorithm: r.algorithm,
+        stats: (a) => calibration?.stats.get(a),
+        gptq: r.gptq,
+        mseImportance: r.mse_importance,
+        threads: config.measure.threads,
       },
       spec,
-      config.measure.threads,
       level,
     );
     if (results.length === 0) return { ...e, tied: [] };
@@ -347,6 +359,7 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
       }
     }
     const tied: TiedReport[] = [];
+    const notes: string[] = [];
     const skipped = e.skipped.filter((s) => !results.some((t) => t.site === s.name));
     for (const t of results) {
       if (!("storedBytes" in t)) {
@@ -355,13 +368,14 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
       }
       const init = model!.graph.initializer.find((x) => x.name === t.site);
       const dims = init ? init.dims.map(Number) : [];
-      const captured = tables.get(`${dims[0]}x${dims[1]}`);
-      tied.push({ emission: t, spec, dims, error: captured ? quantizationError(captured.w, captured.q) : { rmse: NaN, relativeError: NaN } });
+      tied.push({ emission: t, spec: t.quantization.q.spec, dims, error: quantizationError(t.table, t.quantization.q), quantization: t.quantization });
+      if (t.quantization.algorithm !== r.algorithm) notes.push(`tied embedding ${t.site}: ${t.quantization.note}`);
     }
     return {
       ...e,
       skipped,
       tied,
+      notes: [...e.notes, ...notes],
     };
   };
 
@@ -468,7 +482,10 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
       emitWarnings.push(...result.e.notes);
       outcome = {
         skipped: result.e.skipped,
-        layerReports: [...layerReportsOf(result.e.weights, result.e.layers), ...result.e.tied.map((t) => tiedLayerReport(t, config.recipe.algorithm))],
+        layerReports: [
+          ...withActivationTypes(layerReportsOf(result.e.weights, result.e.layers), result.e.layers, result.e.proto),
+          ...result.e.tied.map((t) => tiedLayerReport(t, config.recipe.algorithm)),
+        ],
         layers: result.e.layers,
         forms: result.choices,
         execution: {
@@ -523,9 +540,11 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
   const measureLlmDecode = async (m: LoadedModel, taskData: TaskData) => {
     const d = config.measure.decode;
     if (d.prompts === 0 || !taskData.promptSource) return undefined;
-    const lm = config.evaluation as { inputs?: LmInputOverrides; input_name?: string };
+    const lm = config.evaluation as { inputs?: LmInputOverrides; input_name?: string; constant_inputs?: ConstantInputs };
     const overrides: LmInputOverrides = { ...lm.inputs, ...(lm.input_name ? { input_ids: lm.input_name } : {}) };
-    const inputs = modelInputs(m).map((i) => ({ name: i.name, type: i.type, ...(i.dims ? { shape: i.dims } : {}) }));
+    // evaluation.constant_inputs are fed on every decode call, as in scoring.
+    const constants = constantFeeds(lm.constant_inputs ?? {}, modelInputs(m));
+    const inputs = dataInputs(lm.constant_inputs ?? {}, modelInputs(m)).map((i) => ({ name: i.name, type: i.type, ...(i.dims ? { shape: i.dims } : {}) }));
     const outputs = m.graph.output.map((o) => ({ name: o.name, type: "float32" }));
     if (!planLmInputs(inputs, outputs, overrides).canDecode) return undefined;
     const source = taskData.promptSource.slice(0, d.prompts);
@@ -541,12 +560,23 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
       threads: config.measure.threads,
       warmup: Math.min(config.measure.warmup, 2),
       overrides,
+      constants,
     };
     const float = await measureDecode(floatModelPath, settings, opts.ortDir);
     const quant = await measureDecode(quantizedModelPath, settings, opts.ortDir);
+    // The slowdown rule's ratios come from interleaved rounds in one process where both models fit in memory.
+    const interleave = float.peakRssBytes + quant.peakRssBytes <= os.totalmem() * INTERLEAVE_MEMORY_SHARE;
+    const slowdown = await measureDecodeSlowdown(
+      floatModelPath,
+      quantizedModelPath,
+      settings,
+      Math.min(config.measure.runs, DECODE_ROUNDS),
+      interleave,
+      opts.ortDir,
+    );
     const divergence = compareGenerations(float.generated, quant.generated);
     return {
-      records: decodeMetricRecords(float, quant, d.prompt_tokens, d.decode_tokens),
+      records: decodeMetricRecords(float, quant, d.prompt_tokens, d.decode_tokens, slowdown),
       details: {
         promptTokens: d.prompt_tokens,
         decodeTokens: d.decode_tokens,
@@ -566,7 +596,10 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     skip("measure", "sharded: measured by the merge job");
   } else if (model && outcome && data) {
     await stage("measure", `${config.measure.runs} runs, ${config.measure.threads} thread(s)`, async () => {
-      storage = summarizeStorage(outcome!.layers);
+      storage = summarizeStorage(
+        outcome!.layers,
+        outcome!.layerReports.filter((l) => l.origin === "tied embedding"),
+      );
       if (config.measure.memory) {
         const feeds = data.measureFeeds;
         if (!feeds) throw new Error(`the ${task.name} task gave no input to measure latency and memory with`);
@@ -701,6 +734,7 @@ interface TiedReport {
   /** [vocab, hidden] */
   readonly dims: readonly number[];
   readonly error: { readonly rmse: number; readonly relativeError: number };
+  readonly quantization: TiedQuantization;
 }
 
 /** RMS error of a block-wise quantization of rows [n][k], and relative to the weights' RMS. */
@@ -722,6 +756,15 @@ function quantizationError(w: Float32Array, q: BlockwiseQuantized): { rmse: numb
   return { rmse, relativeError: ref > 0 ? Math.sqrt(err / ref) : 0 };
 }
 
+/** Each MatMulNBits layer's report says which activation type its node computes in (float16 models may run it in float16). */
+function withActivationTypes(reports: QuantizedLayerReport[], layers: readonly EmittedLayer[], proto: ModelProto): QuantizedLayerReport[] {
+  const types = proto.graph ? matMulNBitsActivationTypes(proto.graph) : new Map<string, string>();
+  return reports.map((r, i) => {
+    const t = layers[i]?.nodes.map((n) => types.get(n)).find((x) => x !== undefined);
+    return t ? { ...r, notes: [...r.notes, `MatMulNBits with ${t} activations`] } : r;
+  });
+}
+
 /** The layer report of a tied embedding quantized once (one packed copy for the Gather and the LM head). */
 function tiedLayerReport(t: TiedReport, algorithm: string): QuantizedLayerReport {
   const [vocab = 0, hidden = 0] = t.dims;
@@ -740,8 +783,10 @@ function tiedLayerReport(t: TiedReport, algorithm: string): QuantizedLayerReport
     bits: t.spec.bits,
     blockSize: t.spec.blockSize,
     symmetric: t.spec.symmetric,
-    algorithm: algorithm === "gptq" || algorithm === "awq" ? "rtn" : algorithm,
+    algorithm: t.quantization.algorithm,
     notes: [
+      ...(t.quantization.algorithm !== algorithm ? [t.quantization.note] : [`${t.quantization.note} (recipe: ${algorithm})`]),
+      `MatMulNBits with ${t.emission.activationType} activations (the LM head)`,
       `tied input/output embedding quantized once: GatherBlockQuantized and the LM head's MatMulNBits read one packed copy (${t.emission.storedBytes} bytes, ${t.emission.separateBytes} for two separate copies)`,
       ...t.emission.duplicatesRemoved.map((d) => `stored transposed copy ${d} removed`),
     ],

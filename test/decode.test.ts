@@ -1,10 +1,22 @@
 // Decode measurement on the small Llama fixtures: greedy generation with the KV cache must equal generation
 // that re-reads the whole sequence each step, timings are consistent, and the records carry the rule keys.
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import ort from "onnxruntime-node";
-import { compareGenerations, decodeMetricRecords, lastTokenArgmax, measureDecode, measureDecodeSession } from "../src/measure/decode.js";
+import {
+  compareGenerations,
+  decodeMetricRecords,
+  decodeRoundsSession,
+  decodeSlowdownOf,
+  lastTokenArgmax,
+  measureDecode,
+  measureDecodeSession,
+  measureDecodeSlowdown,
+} from "../src/measure/decode.js";
+import { makeNode, makeValueInfo, parseModel, saveModel, DataType } from "../src/onnx/model.js";
 import { buildLmFeeds, planLmInputs, sessionDecls, toOrtLmFeeds } from "../src/tasks/lm-inputs.js";
 import type { Ort } from "../src/runtime/ort.js";
 
@@ -87,7 +99,23 @@ describe("decode measurement", () => {
     const byKey = Object.fromEntries(records.map((r) => [r.key, r]));
     expect(Object.keys(byKey)).toEqual(["ttft_ms", "decode_ms_per_token_p50", "decode_ms_per_token_p95", "decode_tokens_per_second", "decode_peak_rss"]);
     expect(byKey.ttft_ms!.rules).toEqual(["max_time_to_first_token_ms"]);
-    expect(byKey.decode_ms_per_token_p50!.rules).toEqual(["max_decode_ms_per_token", "max_decode_slowdown_vs_float"]);
+    expect(byKey.decode_ms_per_token_p50!.rules).toEqual(["max_decode_ms_per_token"]);
+    // The slowdown is its own record from per-round ratios, with the interval of their median in its note.
+    const rounds = await decodeRoundsSession(
+      ORT,
+      [await session("model.onnx"), await session("model-fp16.onnx")],
+      { prompts: PROMPTS, decodeTokens: 4, threads: 1 },
+      6,
+    );
+    expect(rounds.map((r) => r.length)).toEqual([6, 6]);
+    const slowdown = decodeSlowdownOf(rounds[0]!, rounds[1]!, true);
+    const withRatio = Object.fromEntries(decodeMetricRecords(f, q, PROMPTS[0]!.length, D, slowdown).map((r) => [r.key, r]));
+    expect(withRatio.decode_slowdown_vs_float).toMatchObject({
+      quantized: slowdown.ratioP50,
+      rules: ["max_decode_slowdown_vs_float"],
+      raw: { quantized: slowdown.ratioPerRound },
+    });
+    expect(withRatio.decode_slowdown_vs_float!.note).toMatch(/^median of 6 interleaved rounds, 96\.9% interval \d+\.\d{3}-\d+\.\d{3}x$/);
     expect(byKey.decode_tokens_per_second).toMatchObject({ direction: "higher", rules: ["min_decode_tokens_per_second"], quantized: q.tokensPerSecond });
   });
 
@@ -97,5 +125,32 @@ describe("decode measurement", () => {
     expect(m.memoryScope).toBe("child");
     expect(m.generated[0]).toEqual(await generateNoCache(await session("genai.onnx"), PROMPTS[0]!, 4));
     expect(m.loadMs).toBeGreaterThan(0);
+  });
+
+  it.skipIf(!existsSync(child))("feeds constant inputs on every decode call (evaluation.constant_inputs), in the child too", async () => {
+    // The fixture with one more input, a logit scale the model multiplies its logits by: decoding must feed it.
+    const { proto } = await parseModel(readFileSync(path.join(FIX, "model.onnx")), "model.onnx");
+    const g = proto.graph!;
+    const producer = g.node.find((n) => n.output.includes("logits"))!;
+    producer.output[producer.output.indexOf("logits")] = "logits_unscaled";
+    g.node.push(makeNode("Mul", ["logits_unscaled", "logit_scale"], ["logits"], [], { name: "ScaleLogits" }));
+    g.input.push(makeValueInfo("logit_scale", DataType.FLOAT, [1]));
+    const dir = await mkdtemp(path.join(os.tmpdir(), "qg-decode-const-"));
+    const file = path.join(dir, "scaled.onnx");
+    await saveModel(proto, file);
+    const settings = { prompts: PROMPTS, decodeTokens: 4, threads: 1 };
+    await expect(measureDecode(file, settings)).rejects.toThrow(/cannot fill model input "logit_scale" \(float32 \[1\]\)/);
+    const constants = { logit_scale: { type: "float32" as const, dims: [1], data: Float32Array.from([1]) } };
+    const m = await measureDecode(file, { ...settings, constants });
+    expect(m.generated).toEqual([
+      await generateNoCache(await session("model.onnx"), PROMPTS[0]!, 4),
+      await generateNoCache(await session("model.onnx"), PROMPTS[1]!, 4),
+    ]);
+    // a negative scale flips the argmax: the value really reaches the model on every call
+    const flipped = await measureDecode(file, { ...settings, constants: { logit_scale: { ...constants.logit_scale, data: Float32Array.from([-1]) } } });
+    expect(flipped.generated[0]).not.toEqual(m.generated[0]);
+    const rounds = await measureDecodeSlowdown(file, file, { ...settings, constants }, 3, true);
+    expect(rounds.ratioPerRound).toHaveLength(3);
+    await rm(dir, { recursive: true, force: true });
   });
 });

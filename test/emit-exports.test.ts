@@ -159,7 +159,7 @@ describe("opset-correct nodes", () => {
 });
 
 describe("float16 consumers", () => {
-  it("fp16 weights feeding Conv and MatMul directly: the dequantized weight is float16 and the model loads", async () => {
+  it("fp16 weights feeding Conv and MatMul directly: Conv reads a float16 dequantized weight, MatMul runs MatMulNBits in float16", async () => {
     const convW = randomMatrix(16, 8 * 9, 4, 0.2);
     const mmW = randomMatrix(16, 24, 5, 0.2);
     const half = (name: string, dims: number[], v: Float32Array) => makeTensor(name, DataType.FLOAT16, dims, Uint16Array.from(v, floatToHalf));
@@ -177,8 +177,12 @@ describe("float16 consumers", () => {
     expect(discovery.weights.map((w) => w.consumerType)).toEqual([DataType.FLOAT16, DataType.FLOAT16]);
     const e = emitModel(m, q, new Map(), 0);
     expect(e.refused).toEqual([]);
-    expect(e.proto.graph!.node.filter((n) => n.opType === "Cast" && n.name.endsWith("_CastToConsumer"))).toHaveLength(2);
-    expect(e.proto.graph!.node.some((n) => n.opType === "MatMulNBits")).toBe(false);
+    expect(e.proto.graph!.node.filter((n) => n.opType === "Cast" && n.name.endsWith("_CastToConsumer"))).toHaveLength(1);
+    // MatMulNBits with T = float16: float16 scales, fed the float16 activations directly (no Cast)
+    const mnb = e.proto.graph!.node.filter((n) => n.opType === "MatMulNBits");
+    expect(mnb).toHaveLength(1);
+    expect(mnb[0]!.input[0]).toBe("g");
+    expect(e.proto.graph!.initializer.find((t) => t.name === mnb[0]!.input[2])!.dataType).toBe(DataType.FLOAT16);
     const x = new ort.Tensor("float16", Uint16Array.from(randomMatrix(1, 8 * 36, 6), floatToHalf), [1, 8, 6, 6]);
     expect(relErr(await runFloat(m, { x }), await runFloat(e.proto, { x }))).toBeLessThan(0.02);
   });

@@ -31,9 +31,33 @@ describe("the llama-kjv example", () => {
     expect(report.evaluation.details.inputs.join(" ")).toMatch(/attention_mask.*position_ids.*past key\/value/);
     // 6 layers x 7 projections, plus the tied embedding quantized once
     expect(report.weights.quantized).toHaveLength(43);
-    expect(report.weights.quantized.filter((l: { origin: string }) => l.origin === "tied embedding")).toHaveLength(1);
+    const tied = report.weights.quantized.filter((l: { origin: string }) => l.origin === "tied embedding");
+    expect(tied).toHaveLength(1);
+    // fp16 model: the tied LM head's MatMulNBits runs float16 activations, and the report says so
+    expect(tied[0].notes).toContain("MatMulNBits with float16 activations (the LM head)");
+    // stored bits per weight count the tied table once (512 x 384 weights among the quantized)
+    const weights = report.weights.quantized.reduce((a: number, l: { k: number; n: number }) => a + l.k * l.n, 0);
+    expect(report.storage.quantizedWeights).toBe(weights);
+    expect(report.storage.storedBytes).toBe(report.weights.quantized.reduce((a: number, l: { storedBytes: number }) => a + l.storedBytes, 0));
     expect(report.quantized.sizeBytes).toBeLessThan(report.float.sizeBytes * 0.4);
     for (const key of ["ttft_ms", "decode_ms_per_token_p50", "decode_tokens_per_second"]) expect(m[key].quantized, key).toBeGreaterThan(0);
     expect(report.evaluation.details.llmDecode.firstDivergence).toHaveLength(2);
+    // the LLM summary: perplexity, KL, top-1, TTFT, decode ms/token and tokens/s, memory, size, BPW, first divergences
+    const summary = await readFile(path.join(out, "quantgate-summary.md"), "utf8");
+    for (const label of [
+      "Perplexity",
+      "KL divergence",
+      "Top-1 agreement",
+      "Time to first token",
+      "Decode ms/token p50",
+      "Decode tokens/s",
+      "Decode ms/token, quantized/float",
+      "Peak memory at P",
+      "Peak memory",
+      "Model size",
+      "Bits per weight, stored",
+    ])
+      expect(summary, label).toMatch(new RegExp(`^\\| ${label}`, "m"));
+    expect(summary).toMatch(/Greedy decode, float vs quantized \(2 prompts of 32 tokens, 16 steps\)/);
   });
 });

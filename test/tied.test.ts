@@ -7,7 +7,7 @@ import { create } from "@bufbuild/protobuf";
 import { OperatorSetIdProtoSchema } from "onnx-buf";
 import { describe, expect, it } from "vitest";
 import ort from "onnxruntime-node";
-import { emitTiedEmbedding, findTiedEmbeddings, quantizeTiedEmbeddings } from "../src/emit/tied.js";
+import { emitTiedEmbedding, findTiedEmbeddings, quantizeTiedEmbeddings, quantizeTiedTable } from "../src/emit/tied.js";
 import {
   DataType,
   cloneModel,
@@ -34,6 +34,7 @@ const BS = 32;
 const NB = D / BS;
 const rtn = (w: Float32Array, n: number, k: number, s: BlockwiseSpec) => quantizeBlockwiseRef(w, n, k, s);
 const INT4: BlockwiseSpec = { bits: 4, blockSize: BS, symmetric: true, clipSearch: false };
+const RTN = { quantize: rtn, algorithm: "rtn" };
 
 function withMsDomain(m: ModelProto): ModelProto {
   m.opsetImport.push(create(OperatorSetIdProtoSchema, { domain: "com.microsoft", version: 1n }));
@@ -192,7 +193,8 @@ describe.each([
     expect(r.storedBytes).toBeLessThan(r.separateBytes);
     const blocks = 512 * (64 / spec.blockSize);
     const zeroPointBytes = spec.symmetric ? 0 : 512 * Math.ceil(((64 / spec.blockSize) * spec.bits) / 8) + blocks;
-    expect(r.storedBytes).toBe((512 * 64 * spec.bits) / 8 + blocks * (file.includes("fp16") ? 2 : 4) + zeroPointBytes);
+    // + the two int64 shape tensors (scales reshape [3], hidden [1])
+    expect(r.storedBytes).toBe((512 * 64 * spec.bits) / 8 + blocks * (file.includes("fp16") ? 2 : 4) + zeroPointBytes + 32);
     const rows = [
       [1, 2, 3, 400, 500, 6, 7, 8],
       [9, 10, 11, 12, 13, 14, 15, 16],
@@ -255,16 +257,84 @@ describe("quantizeTiedEmbeddings (the emit hook)", () => {
   it("quantizes each tied table once, or keeps it float with the reason", async () => {
     const bytes = readFileSync(path.join(FIX, "genai.onnx"));
     const a = cloneModel((await parseModel(bytes, "genai.onnx")).proto);
-    expect(quantizeTiedEmbeddings(a, rtn, INT4)).toMatchObject([{ site: "model.embed_tokens.weight", duplicatesRemoved: [] }]);
+    expect(quantizeTiedEmbeddings(a, RTN, INT4)).toMatchObject([{ site: "model.embed_tokens.weight", duplicatesRemoved: [] }]);
     expect(a.graph!.node.filter((n) => n.opType === "GatherBlockQuantized").length).toBe(1);
     const b = cloneModel((await parseModel(bytes, "genai.onnx")).proto);
-    expect(quantizeTiedEmbeddings(b, rtn, { ...INT4, bits: 2 })).toEqual([
+    expect(quantizeTiedEmbeddings(b, RTN, { ...INT4, bits: 2 })).toEqual([
       { site: "model.embed_tokens.weight", kept: "float", reason: "GatherBlockQuantized reads 4- or 8-bit codes, not 2-bit" },
     ]);
     const c = cloneModel((await parseModel(bytes, "genai.onnx")).proto);
-    expect(quantizeTiedEmbeddings(c, rtn, { ...INT4, blockSize: 128 })).toEqual([
+    expect(quantizeTiedEmbeddings(c, RTN, { ...INT4, blockSize: 128 })).toEqual([
       { site: "model.embed_tokens.weight", kept: "float", reason: "hidden size 64 is not a multiple of the block size 128" },
     ]);
     expect(c.graph!.initializer.some((t) => t.name === "model.embed_tokens.weight")).toBe(true);
+  });
+});
+
+describe("quantizeTiedTable: the recipe's algorithm on the shared table", () => {
+  const K = 64;
+  const N = 96;
+  // Activations of the LM head's input with very unequal channel energy (what makes GPTQ and weighting matter).
+  function headStats(rows: number): { rows: number; meanAbs: Float64Array; meanSquare: Float64Array; gram: Float64Array; gramRows: number } {
+    const x = randomMatrix(rows, K, 7);
+    for (let r = 0; r < rows; r++) for (let c = 0; c < K; c++) x[r * K + c]! *= c % 8 === 0 ? 8 : 0.5;
+    const gram = new Float64Array(K * K);
+    const meanAbs = new Float64Array(K);
+    const meanSquare = new Float64Array(K);
+    for (let r = 0; r < rows; r++) {
+      for (let i = 0; i < K; i++) {
+        const xi = x[r * K + i]!;
+        meanAbs[i]! += Math.abs(xi) / rows;
+        meanSquare[i]! += (xi * xi) / rows;
+        for (let j = 0; j < K; j++) gram[i * K + j]! += (xi * x[r * K + j]!) / rows;
+      }
+    }
+    return { rows, meanAbs, meanSquare, gram, gramRows: rows };
+  }
+  /** Output error of the head under the activations: trace((W - Q) H (W - Q)^T). */
+  function outputError(w: Float32Array, q: ReturnType<typeof quantizeBlockwiseRef>, h: Float64Array): number {
+    const d = dequantizeBlockwise(q);
+    let e = 0;
+    for (let n = 0; n < N; n++) {
+      for (let i = 0; i < K; i++) {
+        const di = w[n * K + i]! - d[n * K + i]!;
+        for (let j = 0; j < K; j++) e += di * h[i * K + j]! * (w[n * K + j]! - d[n * K + j]!);
+      }
+    }
+    return e;
+  }
+  const site = { name: "E", vocab: N, hidden: K, dataType: DataType.FLOAT, gathers: [], heads: [{ node: makeNode("MatMul", ["h", "E_t"], ["logits"]) }] };
+  const w = randomMatrix(N, K, 3);
+  const stats = headStats(512);
+  const ctx = { quantize: rtn, stats: (a: string) => (a === "h" ? stats : undefined), threads: 1 };
+  const spec: BlockwiseSpec = { bits: 4, blockSize: 32, symmetric: false, clipSearch: false };
+  const rtnQ = quantizeBlockwiseRef(w, N, K, spec);
+
+  it("runs GPTQ on the LM head input's Hessian, lowering the head's output error below RTN", () => {
+    const g = quantizeTiedTable(site, w, spec, { ...ctx, algorithm: "gptq", gptq: { damp: 0.01, act_order: false, lazy_batch: 128 } });
+    expect(g.algorithm).toBe("gptq");
+    expect(g.note).toMatch(/gptq on the LM head input's Hessian \(512 rows of "h"\)/);
+    expect(outputError(w, g.q, stats.gram)).toBeLessThan(outputError(w, rtnQ, stats.gram));
+    expect(g.q.scales).not.toEqual(rtnQ.scales);
+  });
+
+  it("runs the MSE clip search (weighted by the head input's E[x^2] with mse_importance)", () => {
+    const m = quantizeTiedTable(site, w, spec, { ...ctx, algorithm: "mse" });
+    expect(m.algorithm).toBe("mse");
+    expect(m.q.scales).toEqual(quantizeBlockwiseRef(w, N, K, { ...spec, clipSearch: true }).scales);
+    expect(m.q.scales).not.toEqual(rtnQ.scales);
+    const weighted = quantizeTiedTable(site, w, spec, { ...ctx, algorithm: "mse", mseImportance: true });
+    expect(weighted.note).toMatch(/weighted by the LM head input's E\[x\^2\]/);
+    expect(outputError(w, weighted.q, stats.gram)).toBeLessThanOrEqual(outputError(w, rtnQ, stats.gram));
+  });
+
+  it("says which algorithm ran and why where the recipe's cannot (GPTQ without calibration, AWQ)", () => {
+    const noCalib = quantizeTiedTable(site, w, spec, { quantize: rtn, algorithm: "gptq" });
+    expect(noCalib.algorithm).toBe("rtn");
+    expect(noCalib.note).toMatch(/rtn instead of the recipe's gptq: GPTQ needs the Hessian of the LM head's input "h"/);
+    expect(noCalib.q.scales).toEqual(rtnQ.scales);
+    const awq = quantizeTiedTable(site, w, spec, { ...ctx, algorithm: "awq" });
+    expect(awq.algorithm).toBe("rtn");
+    expect(awq.note).toMatch(/rtn instead of the recipe's awq: AWQ's per-channel input scales/);
   });
 });

@@ -6,6 +6,7 @@ import type { WeightFormat } from "../config/schema.js";
 import {
   cloneModel,
   DataType,
+  floatToHalf,
   getFloatAttr,
   makeAttribute,
   makeNode,
@@ -355,9 +356,18 @@ export function layerGraph(
   if (form === "matmulnbits") {
     const t = toMatMulNBits(q);
     const container = containerBits(bits);
+    // T (activations and scales) is float16 for a float16 consumer.
+    const half = target.elemType === DataType.FLOAT16;
     const inits = [
       makeTensor(`${prefix}_Q${bits}`, DataType.UINT8, [n, blocksPerRow, (blockSize * container) / 8], t.b),
-      makeTensor(`${prefix}_scales`, DataType.FLOAT, [n * blocksPerRow], t.scales),
+      half
+        ? makeTensor(
+            `${prefix}_scales`,
+            DataType.FLOAT16,
+            [n * blocksPerRow],
+            Uint16Array.from(t.scales, (v) => floatToHalf(v)),
+          )
+        : makeTensor(`${prefix}_scales`, DataType.FLOAT, [n * blocksPerRow], t.scales),
     ];
     const inputs = [input, inits[0]!.name, inits[1]!.name];
     if (t.zeroPoints) {
@@ -377,7 +387,7 @@ export function layerGraph(
       ],
       { name: `${prefix}_MatMulNBits`, domain: "com.microsoft" },
     );
-    const storedBytes = t.b.length + t.scales.length * 4 + (t.zeroPoints?.length ?? 0);
+    const storedBytes = t.b.length + t.scales.length * (half ? 2 : 4) + (t.zeroPoints?.length ?? 0);
     return { nodes: [node], initializers: inits, storage: { storedBytes, packedBytes: packedBytes(q) } };
   }
   if (form === "dequantizelinear") {
@@ -599,8 +609,19 @@ function buildWeight(
   const { site } = w.plan;
   const subgraphForm: ExecForm = isTable(w.q) ? "lookup-subgraph" : "dequant-subgraph";
   // Consumers that compute in float16/bfloat16 keep their op and read a dequantized tensor of their type:
-  // MatMulNBits and the float32 MatMul of the product forms would bind a different type.
-  const asTensor = site.kind === "dequant" || target.elemType !== DataType.FLOAT;
+  // the float32 MatMul of the product forms would bind a different type. A float16 MatMul takes MatMulNBits with
+  // T = float16 (float16 scales) instead: ONNX Runtime 1.30's CPU kernel accepts it, and it peaks at 0.17x the
+  // memory of the dequantizing subgraph that ONNX Runtime folds at load (docs/models.md, bench/fp16-matmulnbits.mjs).
+  const halfMatMulNBits =
+    site.kind === "product" &&
+    target.elemType === DataType.FLOAT16 &&
+    site.opType === "MatMul" &&
+    !w.inputScales &&
+    !w.lowRank &&
+    !isTable(w.q) &&
+    (pinned ?? formatForm ?? "matmulnbits") === "matmulnbits" &&
+    formApplies("matmulnbits", w.q, target.opset);
+  const asTensor = site.kind === "dequant" || (target.elemType !== DataType.FLOAT && !halfMatMulNBits);
   if (asTensor) {
     if (w.inputScales || w.lowRank) throw new Error("AWQ scales and low-rank branches need the product form, which a float16/bfloat16 consumer cannot take");
     if (site.alpha !== 1) throw new Error(`Gemm alpha ${site.alpha} with a float16/bfloat16 weight: the dequantized weight would be scaled twice`);

@@ -22,7 +22,9 @@ import {
   type NodeProto,
   type TensorProto,
 } from "../onnx/model.js";
-import { containerBits, type BlockwiseQuantized, type BlockwiseSpec } from "../quantize/blockwise.js";
+import type { ActivationStats } from "../calibrate/index.js";
+import { gptqQuantize } from "../quantize/algorithms/gptq.js";
+import { containerBits, quantizeBlockwiseWeighted, type BlockwiseQuantized, type BlockwiseSpec } from "../quantize/blockwise.js";
 import { layerGraph } from "./index.js";
 
 export interface TiedEmbeddingSite {
@@ -126,6 +128,8 @@ export interface TiedEmission {
   readonly nodesAdded: number;
   /** A stored transposed copy of the matrix that was removed, if there was one. */
   readonly duplicatesRemoved: readonly string[];
+  /** The element type the LM head's MatMulNBits computes in (its T: the activations' and scales' type). */
+  readonly activationType: "float16" | "float32";
 }
 
 /** Why a tied site cannot take the shared form, or undefined when it can. */
@@ -225,9 +229,19 @@ export function emitTiedEmbedding(proto: ModelProto, site: TiedEmbeddingSite, q:
   if (asInput >= 0) graph.input.splice(asInput, 1);
   const bytesOf = (t: TensorProto | undefined): number => t?.rawData.length ?? 0;
   const scalesBytes = bytesOf(scales);
-  const storedBytes = bytesOf(packed) + scalesBytes + bytesOf(zeroPoints) + (gatherZp ? site.vocab * blocksPerRow : 0);
+  // The two int64 shape tensors (scales reshape [3], hidden size [1]) are stored too: 32 bytes.
+  const shapeBytes = 4 * 8;
+  const storedBytes = bytesOf(packed) + scalesBytes + bytesOf(zeroPoints) + (gatherZp ? site.vocab * blocksPerRow : 0) + shapeBytes;
   const separateBytes = 2 * (bytesOf(packed) + scalesBytes) + (zeroPoints ? bytesOf(zeroPoints) + site.vocab * blocksPerRow : 0);
-  return { site: site.name, storedBytes, separateBytes, floatBytes: site.vocab * site.hidden * (half ? 2 : 4), nodesAdded, duplicatesRemoved };
+  return {
+    site: site.name,
+    storedBytes,
+    separateBytes,
+    floatBytes: site.vocab * site.hidden * (half ? 2 : 4),
+    nodesAdded,
+    duplicatesRemoved,
+    activationType: half ? "float16" : "float32",
+  };
 }
 
 export interface TiedKeptFloat {
@@ -236,18 +250,99 @@ export interface TiedKeptFloat {
   readonly reason: string;
 }
 
+/** The LM heads' input activations of every tied embedding (what calibration must capture for GPTQ and weighted clip search). */
+export function tiedHeadActivations(graph: GraphProto): { name: string; dataType: DataType }[] {
+  return findTiedEmbeddings(graph).flatMap((s) => s.heads.map((h) => ({ name: h.node.input[0]!, dataType: s.dataType })));
+}
+
+/** How a tied table is quantized: the recipe's algorithm where the shared form allows it. */
+export interface TiedQuantizeContext {
+  /** The pipeline's block-wise quantizer (rows [n][k], blocks along k; clip search when spec.clipSearch). */
+  readonly quantize: (wT: Float32Array, n: number, k: number, spec: BlockwiseSpec, threads?: number) => BlockwiseQuantized;
+  /** The recipe's algorithm (rtn, mse, awq, gptq). */
+  readonly algorithm: string;
+  /** Calibration statistics of an activation by name (the LM head's input), when calibration captured it. */
+  readonly stats?: (activation: string) => ActivationStats | undefined;
+  readonly gptq?: { readonly damp: number; readonly act_order: boolean; readonly lazy_batch: number };
+  /** recipe.mse_importance: weight the clip search by the LM head input's E[x^2]. */
+  readonly mseImportance?: boolean;
+  readonly threads?: number;
+}
+
+export interface TiedQuantization {
+  readonly q: BlockwiseQuantized;
+  /** The algorithm that ran (rtn, mse, gptq). */
+  readonly algorithm: string;
+  /** What ran and, where it is not the recipe's algorithm, why. */
+  readonly note: string;
+}
+
 /**
- * The emit hook: every tied embedding of the (already emitted) model quantized once with `spec`, or kept float
- * with the reason (GatherBlockQuantized reads 4- or 8-bit codes only, hidden size not a multiple of the block).
- * `quantize` is the pipeline's block-wise quantizer (rows [vocab][hidden], blocks along hidden).
+ * Quantize a tied table ([vocab][hidden], the LM head's MatMulNBits rows) with the recipe's algorithm where the
+ * shared form allows it. GPTQ runs on the LM head input's Hessian (the Gather reads the same error-compensated codes);
+ * MSE clip search runs as for any weight (weighted by the head input's E[x^2] with mse_importance). AWQ does not:
+ * its per-channel input scales would also have to be undone after the Gather, which the shared form does not carry,
+ * so RTN runs and the note says so; GPTQ without the head input's calibration also falls back to RTN, said in the note.
+ */
+export function quantizeTiedTable(site: TiedEmbeddingSite, wT: Float32Array, spec: BlockwiseSpec, ctx: TiedQuantizeContext): TiedQuantization {
+  const { vocab: n, hidden: k } = site;
+  const threads = ctx.threads ?? 1;
+  const head = site.heads[0]!.node.input[0]!;
+  const stats = site.heads.map((h) => ctx.stats?.(h.node.input[0]!)).find((s) => s !== undefined);
+  const rtn = (why: string): TiedQuantization => ({
+    q: ctx.quantize(wT, n, k, { ...spec, clipSearch: false }, threads),
+    algorithm: "rtn",
+    note: `rtn instead of the recipe's ${ctx.algorithm}: ${why}`,
+  });
+  if (ctx.algorithm === "gptq") {
+    if (!stats?.gram) return rtn(`GPTQ needs the Hessian of the LM head's input "${head}", which calibration did not capture (set evaluation.calibration)`);
+    const g = ctx.gptq ?? { damp: 0.01, act_order: false, lazy_batch: 128 };
+    const q = gptqQuantize(
+      wT,
+      n,
+      k,
+      stats.gram,
+      { ...spec, clipSearch: false },
+      { dampRatio: g.damp, actOrder: g.act_order, lazyBatch: g.lazy_batch, threads },
+    );
+    return {
+      q,
+      algorithm: "gptq",
+      note: `gptq on the LM head input's Hessian (${stats.gramRows ?? stats.rows} rows of "${head}"); the Gather reads the same codes`,
+    };
+  }
+  if (ctx.algorithm === "awq") {
+    return rtn("AWQ's per-channel input scales would have to be undone after the embedding Gather as well, and the shared form carries none");
+  }
+  if (ctx.algorithm === "mse") {
+    if (ctx.mseImportance && stats) {
+      const mean = stats.meanSquare.reduce((a, v) => a + v, 0) / k || 1;
+      const q = quantizeBlockwiseWeighted(
+        wT,
+        n,
+        k,
+        { ...spec, clipSearch: true },
+        Float32Array.from(stats.meanSquare, (v) => v / mean),
+        threads,
+      );
+      return { q, algorithm: "mse", note: `mse clip search weighted by the LM head input's E[x^2] ("${head}")` };
+    }
+    return { q: ctx.quantize(wT, n, k, { ...spec, clipSearch: true }, threads), algorithm: "mse", note: "mse clip search per block" };
+  }
+  return { q: ctx.quantize(wT, n, k, { ...spec, clipSearch: false }, threads), algorithm: "rtn", note: "rtn" };
+}
+
+/**
+ * The emit hook: every tied embedding of the (already emitted) model quantized once with `spec` and the recipe's
+ * algorithm (quantizeTiedTable), or kept float with the reason (GatherBlockQuantized reads 4- or 8-bit codes only,
+ * hidden size not a multiple of the block).
  */
 export function quantizeTiedEmbeddings(
   proto: ModelProto,
-  quantize: (wT: Float32Array, n: number, k: number, spec: BlockwiseSpec, threads?: number) => BlockwiseQuantized,
+  ctx: TiedQuantizeContext,
   spec: BlockwiseSpec,
-  threads = 1,
   accuracyLevel = 0,
-): (TiedEmission | TiedKeptFloat)[] {
+): ((TiedEmission & { readonly quantization: TiedQuantization; readonly table: Float32Array }) | TiedKeptFloat)[] {
   const graph = proto.graph;
   if (!graph) return [];
   return findTiedEmbeddings(graph).map((site) => {
@@ -257,7 +352,23 @@ export function quantizeTiedEmbeddings(
     if (site.hidden % spec.blockSize !== 0) {
       return { site: site.name, kept: "float", reason: `hidden size ${site.hidden} is not a multiple of the block size ${spec.blockSize}` };
     }
-    const table = graph.initializer.find((t) => t.name === site.name)!;
-    return emitTiedEmbedding(proto, site, quantize(tensorToFloat32(table), site.vocab, site.hidden, spec, threads), accuracyLevel);
+    const table = tensorToFloat32(graph.initializer.find((t) => t.name === site.name)!);
+    const quantization = quantizeTiedTable(site, table, spec, ctx);
+    return { ...emitTiedEmbedding(proto, site, quantization.q, accuracyLevel), quantization, table };
   });
+}
+
+/**
+ * The element type each com.microsoft.MatMulNBits node of a graph computes in (T, read from its scales), by node
+ * name: what the report states as the activation type that ran.
+ */
+export function matMulNBitsActivationTypes(graph: GraphProto): Map<string, "float16" | "float32"> {
+  const types = new Map(graph.initializer.map((t) => [t.name, t.dataType]));
+  const out = new Map<string, "float16" | "float32">();
+  for (const n of graph.node) {
+    if (n.opType !== "MatMulNBits" || n.domain !== "com.microsoft") continue;
+    const t = types.get(n.input[2] ?? "");
+    if (t !== undefined) out.set(n.name, t === DataType.FLOAT16 ? "float16" : "float32");
+  }
+  return out;
 }

@@ -3,7 +3,7 @@
 import type { GateLimits, Limit } from "../config/schema.js";
 import type { MetricRecord, MetricUnit } from "../tasks/types.js";
 import { latencyLimitRule, slowerThanFloatRule } from "../measure/latency-rule.js";
-import { GATE_RULES, observe, recordOf, ruleDirection, SLOWER_THAN_FLOAT, type RuleDef, type TaskRule } from "./rules.js";
+import { GATE_RULES, judgeIntervalRule, observe, recordOf, ruleDirection, SLOWER_THAN_FLOAT, type RuleDef, type TaskRule } from "./rules.js";
 
 export type RuleStatus = "pass" | "warn" | "fail";
 export type Verdict = "pass" | "fail";
@@ -140,7 +140,8 @@ export function evaluateGate(
       rules.push({ ...latencyLimitRule(def.key, def.label, limit, latency.samplesMs, latency.basis, undefined, q), metric: def.metric });
       continue;
     }
-    rules.push(judgeRule(def, limit, records));
+    const raw = (def as RuleDef).judge === "interval" ? recordOf(records, def.metric)?.raw?.quantized : undefined;
+    rules.push(raw && raw.length > 0 ? judgeIntervalRule(def, limit, raw) : judgeRule(def, limit, records));
   }
   if (limits.forbid_slower_than_float) {
     rules.push(

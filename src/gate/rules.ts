@@ -1,6 +1,9 @@
 // The rule registry: every gate and regression rule is declared once, as a limit on one metric key, and
 // judged the same way wherever it is configured. A new metric's rules are one entry here each.
+import type { Limit } from "../config/schema.js";
+import { judgeLatencyLimit } from "../measure/latency-stats.js";
 import type { MetricRecord, MetricUnit } from "../tasks/types.js";
+import type { RuleResult } from "./index.js";
 
 /**
  * How a rule reads a metric, `value` being the quantized value and `ref` the reference (the float model's
@@ -31,8 +34,9 @@ export interface RuleDef {
   readonly value: LimitValue;
   readonly description: string;
   /**
-   * Regression rules only: "interval" fails only when the bootstrap interval of the change clears the limit
-   * (noisy measurements such as latency); "point" judges the point estimate (with its interval shown).
+   * Regression rules: "interval" fails only when the bootstrap interval of the change clears the limit (noisy
+   * measurements such as latency); "point" judges the point estimate (with its interval shown). Gate rules: "interval"
+   * judges the distribution-free interval of the median of the record's raw samples (judgeIntervalRule).
    */
   readonly judge?: "point" | "interval";
 }
@@ -368,12 +372,14 @@ export const GATE_RULES = [
   },
   {
     key: "max_decode_slowdown_vs_float",
-    metric: "decode_ms_per_token_p50",
-    kind: "ratio_max",
-    label: "Decode ms/token vs float (p50 ratio)",
+    metric: "decode_slowdown_vs_float",
+    kind: "value_max",
+    label: "Decode ms/token vs float (quantized/float per interleaved round, p50)",
     unit: "ratio",
     value: "number",
-    description: "Quantized over float median decode ms/token (1.0 = as fast; measure.decode).",
+    judge: "interval",
+    description:
+      "Quantized over float decode ms/token, one ratio per interleaved round (1.0 = as fast; measure.decode); fails only when the 95% interval of the median ratio lies above the limit, warns when it straddles it.",
   },
 ] as const satisfies readonly RuleDef[];
 
@@ -565,3 +571,23 @@ export interface TaskRule {
 
 /** The record a rule reads, by key. */
 export const recordOf = (records: readonly MetricRecord[], key: string): MetricRecord | undefined => records.find((r) => r.key === key);
+
+/** Confidence level of the interval that "interval" gate rules judge. */
+export const INTERVAL_RULE_CONFIDENCE = 0.95;
+
+/**
+ * A "max" gate rule judged on the interval of the median of noisy samples (per-round ratios): fail only when the whole
+ * interval lies above the fail limit, warn when it straddles it or the median is past the warning level, pass otherwise.
+ */
+export function judgeIntervalRule(def: RuleDef, limit: Limit, samples: readonly number[], level = INTERVAL_RULE_CONFIDENCE): RuleResult {
+  const unit = def.unit === "ratio" ? "x" : def.unit;
+  const v = judgeLatencyLimit(samples, limit, level, 0.5, unit);
+  const shown = `${v.p50.toFixed(3)}${unit === "x" ? "x" : ` ${unit}`}`;
+  const message =
+    v.status === "fail"
+      ? `${def.label} ${shown} breaks ${def.key}: ${v.reason}`
+      : v.status === "warn"
+        ? `${def.label} ${shown} is near ${def.key}: ${v.reason}`
+        : `${def.label} ${shown} within ${def.key} (${v.reason})`;
+  return { rule: def.key, label: def.label, unit: def.unit, direction: "max", observed: v.p50, limit, status: v.status, message, metric: def.metric };
+}

@@ -90,10 +90,25 @@ export interface StorageSummary {
   readonly huffmanBitsPerWeight?: number;
 }
 
-export function summarizeStorage(layers: readonly EmittedLayer[]): StorageSummary {
-  const floatBytes = layers.reduce((a, l) => a + l.floatBytes, 0);
-  const storedBytes = layers.reduce((a, l) => a + l.storedBytes, 0);
-  const packedBytes = layers.reduce((a, l) => a + l.packedBytes, 0);
+/** Bytes of one stored weight beyond the emitted layers (a tied embedding stored once for its Gather and its LM head). */
+export interface StoredWeightBytes {
+  /** The weight in float32. */
+  readonly floatBytes: number;
+  /** What the emitted file stores for it (codes, scales, zero points, shape tensors), counted once. */
+  readonly storedBytes: number;
+  /** Its deployable, densely packed bytes. */
+  readonly packedBytes: number;
+}
+
+/**
+ * Stored bytes and bits per weight over every quantized weight: the emitted layers and `extra` (tied embeddings,
+ * emitted after the layers and read by two nodes, stored and counted once).
+ */
+export function summarizeStorage(layers: readonly EmittedLayer[], extra: readonly StoredWeightBytes[] = []): StorageSummary {
+  const all: readonly StoredWeightBytes[] = [...layers, ...extra];
+  const floatBytes = all.reduce((a, l) => a + l.floatBytes, 0);
+  const storedBytes = all.reduce((a, l) => a + l.storedBytes, 0);
+  const packedBytes = all.reduce((a, l) => a + l.packedBytes, 0);
   const weights = floatBytes / 4;
   return {
     quantizedWeights: weights,
