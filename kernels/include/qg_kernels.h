@@ -134,6 +134,50 @@ int qg_gptq(const float* wT, int64_t n, int64_t k, const double* hessian, int bi
             double damp_ratio, int act_order, int static_groups, int zero_dead, uint8_t* codes, float* scales,
             uint8_t* zero_points, void* ws, int threads);
 
+/* ---- table formats as the quantize stage stores them (qg_tables.c), byte-identical to quantizeTableRef ---- */
+/* Block scale: absmax / max|table| (NF4, FP4, bnb-FP4, FP8), the MX power of two, or absmax (codebook). */
+enum { QG_TABLE_SCALE_DIV = 0, QG_TABLE_SCALE_MX = 1, QG_TABLE_SCALE_ABSMAX = 2 };
+/* codes: unpacked [n][ceil(k/bs)*bs] (padding: the code nearest 0); scales [n][ceil(k/bs)]; table_len 1..256,
+ * or 0 for E4M3 (FP8, encoded directly: the same codes as the scan over its 256 values). */
+QG_API(qg_quantize_table)
+int qg_quantize_table(const float* wT, int64_t n, int64_t k, int bs, const float* table, int table_len, int scale_mode,
+                      uint8_t* codes, float* scales, int threads);
+int qg_quantize_table_ref(const float* wT, int64_t n, int64_t k, int bs, const float* table, int table_len, int scale_mode,
+                          uint8_t* codes, float* scales);
+/* out[n][k] = table[code] * scale (dequantizeTable). */
+QG_API(qg_dequantize_table)
+int qg_dequantize_table(const uint8_t* codes, const float* scales, const float* table, int table_len, int64_t n, int64_t k,
+                        int bs, float* out);
+
+/* ---- low-rank correction, calibration statistics, element-wise helpers (qg_lowrank.c), bit-identical ---- */
+QG_API(qg_sub_f32_to_f64) int qg_sub_f32_to_f64(const float* a, const float* b, int64_t count, double* out);
+/* out [k][count]: out[c][j] = sum_r e[r][c] * v[j][r] (e [n][k], v [count][n]), r ascending. */
+QG_API(qg_lowrank_et_v)
+int qg_lowrank_et_v(const double* e, int64_t n, int64_t k, const double* v, int64_t count, double* out, int threads);
+/* y [count][n]: y_j = E H E^T v_j, H full k x k or (diag) its diagonal; applyG of lowrank.ts. */
+QG_API(qg_lowrank_apply_g_workspace_bytes) int64_t qg_lowrank_apply_g_workspace_bytes(int64_t k, int64_t count);
+QG_API(qg_lowrank_apply_g)
+int qg_lowrank_apply_g(const double* e, int64_t n, int64_t k, const double* h, int diag, const double* v, int64_t count,
+                       double* y, void* ws, int threads);
+/* out [n][k] = E H (H full, symmetric), weightedRows of lowrank.ts. */
+QG_API(qg_lowrank_weighted_rows)
+int qg_lowrank_weighted_rows(const double* e, int64_t n, int64_t k, const double* h, double* out, int threads);
+/* out [n][k] += (a [k][rank] . b [rank][n])^T, sums in float64, rounded once (effectiveWeightNK). */
+QG_API(qg_add_low_rank_workspace_bytes) int64_t qg_add_low_rank_workspace_bytes(int64_t k, int64_t rank);
+QG_API(qg_add_low_rank)
+int qg_add_low_rank(float* out, const float* a, const float* b, int64_t n, int64_t k, int64_t rank, void* ws, int threads);
+/* out[r][c] = in[r][c] * s[c] in float32 (in may be out). */
+QG_API(qg_scale_columns_f32)
+int qg_scale_columns_f32(const float* in, int64_t rows, int64_t cols, const float* s, float* out, int threads);
+/* Adds |x| and x^2 of `rows` rows of c channels to sum_abs/sum_sq, and x x^T of the first gram_rows rows
+ * to the lower triangle of g (c x c), in float64 (ActivationAccumulator.add). */
+QG_API(qg_activation_stats)
+int qg_activation_stats(const float* data, int64_t rows, int64_t c, double* sum_abs, double* sum_sq, double* g, int64_t gram_rows,
+                        int threads);
+/* out[c][r] = in[r * in_stride + c] for c < cols. */
+QG_API(qg_transpose_u8)
+int qg_transpose_u8(const uint8_t* in, int64_t rows, int64_t cols, int64_t in_stride, uint8_t* out, int threads);
+
 /* Host hook: run task(ctx, i0, i1) over [0, count) split into at most `threads` parts. The default
  * runs serially; the addon installs its thread pool. */
 typedef void (*qg_task_fn)(void* ctx, int64_t i0, int64_t i1);

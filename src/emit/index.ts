@@ -17,6 +17,7 @@ import {
   type NodeProto,
   type TensorProto,
 } from "../onnx/model.js";
+import { activeKernels } from "../kernels/active.js";
 import { containerBits, packBits, toMatMulNBits, type BlockwiseQuantized } from "../quantize/blockwise.js";
 import { tablePackedBytes, type TableQuantized } from "../quantize/tables.js";
 import { isTable, type AnyQuantized, type QuantizedWeight } from "../quantize/index.js";
@@ -151,7 +152,11 @@ function dequantizeLinearNode(
   const type = four ? DataType.UINT4 : DataType.UINT8;
   const pack = (values: Uint8Array): Uint8Array => {
     if (!four) return values;
-    const even = values.length % 2 ? Uint8Array.from([...values, 0]) : values;
+    let even = values;
+    if (values.length % 2) {
+      even = new Uint8Array(values.length + 1);
+      even.set(values);
+    }
     return packBits(even, 4, even.length);
   };
   const packedCodes = pack(codes);
@@ -185,6 +190,11 @@ export function packedBytes(q: BlockwiseQuantized): number {
 /** Codes [n][blocksPerRow*blockSize] -> [blocks, blockSize, n] so per-block values broadcast as [blocks, 1, n]. */
 function codesBlocksFirst(codes: Uint8Array, n: number, kPadded: number): Uint8Array {
   const out = new Uint8Array(kPadded * n);
+  const raw = activeKernels();
+  if (raw?.transposeU8 && codes.length >= n * kPadded) {
+    raw.transposeU8(codes, n, kPadded, kPadded, out, 1);
+    return out;
+  }
   for (let row = 0; row < n; row++) {
     for (let col = 0; col < kPadded; col++) out[col * n + row] = codes[row * kPadded + col]!;
   }
@@ -387,7 +397,9 @@ export function layerGraph(
     const p = prefix;
     const kPadded = blocksPerRow * blockSize;
     const codesKN = new Uint8Array(k * n);
-    for (let row = 0; row < n; row++) for (let col = 0; col < k; col++) codesKN[col * n + row] = q.codes[row * kPadded + col]!;
+    const raw = activeKernels();
+    if (raw?.transposeU8) raw.transposeU8(q.codes, n, k, kPadded, codesKN, 1);
+    else for (let row = 0; row < n; row++) for (let col = 0; col < k; col++) codesKN[col * n + row] = q.codes[row * kPadded + col]!;
     const inits: TensorProto[] = [];
     const nodes: NodeProto[] = [];
     const scales = perBlockBlocksFirst(q.scales, n, blocksPerRow, (len) => new Float32Array(len));

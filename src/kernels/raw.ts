@@ -176,4 +176,59 @@ export interface RawKernels {
     y: Float32Array,
     threads: number,
   ): void;
+  // The methods below are optional: an addon or wasm module built before they existed lacks them, and
+  // their callers then run the TypeScript reference.
+  /**
+   * Table-format codes as quantizeTableRef stores them (unpacked [n][blocksPerRow * blockSize]) and block
+   * scales; tableLength 0 means FP8 E4M3 (table null). scaleMode: 0 absmax / max|table|, 1 MX, 2 absmax.
+   */
+  quantizeTable?(
+    wT: Float32Array,
+    n: number,
+    k: number,
+    blockSize: number,
+    table: Float32Array | null,
+    tableLength: number,
+    scaleMode: number,
+    codes: Uint8Array,
+    scales: Float32Array,
+    threads: number,
+  ): void;
+  /** out[n][k] = table[code] * scale from unpacked table codes. */
+  dequantizeTable?(codes: Uint8Array, scales: Float32Array, table: Float32Array, n: number, k: number, blockSize: number, out: Float32Array): void;
+  /** out[i] = a[i] - b[i] in float64. */
+  subF32ToF64?(a: Float32Array, b: Float32Array, out: Float64Array): void;
+  /** out [k][count]: out[c][j] = sum_r e[r][c] v[j][r]. */
+  lowrankEtV?(e: Float64Array, n: number, k: number, v: Float64Array, count: number, out: Float64Array, threads: number): void;
+  /** y [count][n]: y_j = E H E^T v_j (H k x k, or its diagonal). */
+  lowrankApplyG?(
+    e: Float64Array,
+    n: number,
+    k: number,
+    h: Float64Array,
+    diagonal: boolean,
+    v: Float64Array,
+    count: number,
+    y: Float64Array,
+    threads: number,
+  ): void;
+  /** out [n][k] = E H for a full H. */
+  lowrankWeightedRows?(e: Float64Array, n: number, k: number, h: Float64Array, out: Float64Array, threads: number): void;
+  /** out [n][k] += (a [k][rank] . b [rank][n])^T, float64 sums rounded once. */
+  addLowRank?(out: Float32Array, a: Float32Array, b: Float32Array, n: number, k: number, rank: number, threads: number): void;
+  /** out[r][c] = input[r][c] * scales[c] (float32; out may be input). */
+  scaleColumns?(input: Float32Array, rows: number, cols: number, scales: Float32Array, out: Float32Array, threads: number): void;
+  /** Adds |x|, x^2 per channel and x x^T (lower triangle, first gramRows rows) in float64. */
+  activationStats?(
+    data: Float32Array,
+    rows: number,
+    channels: number,
+    sumAbs: Float64Array,
+    sumSq: Float64Array,
+    gram: Float64Array,
+    gramRows: number,
+    threads: number,
+  ): void;
+  /** out[c][r] = input[r * stride + c] for c < cols. */
+  transposeU8?(input: Uint8Array, rows: number, cols: number, stride: number, out: Uint8Array, threads: number): void;
 }

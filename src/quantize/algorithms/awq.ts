@@ -15,6 +15,7 @@
 // matrix is given, else diag(E[x^2]) (cross-channel terms ignored).
 
 import { dequantizeBlockwise, type BlockwiseQuantized, type BlockwiseSpec } from "../blockwise.js";
+import { activeKernels } from "../../kernels/active.js";
 import { sumQuadraticForms } from "./linalg.js";
 
 export interface AwqStats {
@@ -164,7 +165,9 @@ export function awqSearch(
   let q = best.q!;
   if (searchRows < n) {
     const ws = new Float32Array(n * k);
-    for (let r = 0; r < n; r++) for (let j = 0; j < k; j++) ws[r * k + j] = f(wT[r * k + j]! * scales[j]!);
+    const raw = activeKernels();
+    if (raw?.scaleColumns) raw.scaleColumns(wT, n, k, scales, ws, Math.max(1, Math.floor(opts.threads ?? 1)));
+    else for (let r = 0; r < n; r++) for (let j = 0; j < k; j++) ws[r * k + j] = f(wT[r * k + j]! * scales[j]!);
     q = quantize(ws, n, k, spec);
   }
   return { alpha: best.alpha, channelScales: scales, inverseScales: inverse, q, error: best.error, errorRtn: rtn!.error, errorRows: searchRows, curve };
