@@ -151,11 +151,13 @@ int qg_dequantize_table(const uint8_t* codes, const float* scales, const float* 
 
 /* ---- low-rank correction, calibration statistics, element-wise helpers (qg_lowrank.c), bit-identical ---- */
 QG_API(qg_sub_f32_to_f64) int qg_sub_f32_to_f64(const float* a, const float* b, int64_t count, double* out);
-/* out [k][count]: out[c][j] = sum_r e[r][c] * v[j][r] (e [n][k], v [count][n]), r ascending. */
+/* out [k][count]: out[c][j] = sum_r e[r][c] * v[j][r] (e [n][k], v [count][n]), r ascending, v zeros skipped;
+ * ws: qg_lowrank_et_v_workspace_bytes(n, k, count). */
+QG_API(qg_lowrank_et_v_workspace_bytes) int64_t qg_lowrank_et_v_workspace_bytes(int64_t n, int64_t k, int64_t count);
 QG_API(qg_lowrank_et_v)
-int qg_lowrank_et_v(const double* e, int64_t n, int64_t k, const double* v, int64_t count, double* out, int threads);
+int qg_lowrank_et_v(const double* e, int64_t n, int64_t k, const double* v, int64_t count, double* out, void* ws, int threads);
 /* y [count][n]: y_j = E H E^T v_j, H full k x k or (diag) its diagonal; applyG of lowrank.ts. */
-QG_API(qg_lowrank_apply_g_workspace_bytes) int64_t qg_lowrank_apply_g_workspace_bytes(int64_t k, int64_t count);
+QG_API(qg_lowrank_apply_g_workspace_bytes) int64_t qg_lowrank_apply_g_workspace_bytes(int64_t n, int64_t k, int64_t count);
 QG_API(qg_lowrank_apply_g)
 int qg_lowrank_apply_g(const double* e, int64_t n, int64_t k, const double* h, int diag, const double* v, int64_t count,
                        double* y, void* ws, int threads);

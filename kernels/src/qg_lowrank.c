@@ -6,8 +6,6 @@
 #include <string.h>
 #include "qg_internal.h"
 
-#define LR_CHUNK 64 /* vectors handled side by side */
-#define LR_TILE 64  /* columns per tile */
 
 /* ---------------- out[i] = a[i] - b[i] in float64 ---------------- */
 
@@ -17,123 +15,165 @@ int qg_sub_f32_to_f64(const float* a, const float* b, int64_t count, double* out
   return QG_OK;
 }
 
-/* ---------------- out[c][j] = sum_r e[r][c] v_j[r] (r ascending, zero v skipped) ---------------- */
+/* ---------------- the three products of applyG, as one register-blocked kernel ----------------
+ * out[x][j] = sum_q A(x, q) B[q][j] for x < rows, j < cp (cp a multiple of 8), q ascending from 0, one
+ * multiply then one add per term: A(x, q) = a[x * sx + q * sq]. With `mask`, a term whose B is 0 adds
+ * nothing (the reference skips v[r] == 0); elsewhere B's zeros add +0, which changes no sum that began
+ * at +0. Four rows by eight columns per step, each (x, j) its own accumulator. */
+
+typedef double lr_v2 __attribute__((vector_size(16)));
+typedef long long lr_i2 __attribute__((vector_size(16)));
+
+#define LR_BODY(V, VI, LANES)                                                                                             \
+  {                                                                                                                   \
+    enum { NV = 8 / LANES };                                                                                          \
+    for (int64_t x0 = x_begin; x0 < x_end; x0 += 4) {                                                                 \
+      const int nx = (int)(x_end - x0 < 4 ? x_end - x0 : 4);                                                          \
+      for (int64_t j0 = 0; j0 < cp; j0 += 8) {                                                                        \
+        V acc[4][NV];                                                                                                 \
+        for (int x = 0; x < 4; x++)                                                                                   \
+          for (int v = 0; v < NV; v++) acc[x][v] = (V){0};                                                            \
+        const double* ax[4];                                                                                          \
+        for (int x = 0; x < 4; x++) ax[x] = a + (x0 + (x < nx ? x : 0)) * sx;                                         \
+        for (int64_t q = 0; q < depth; q++) {                                                                         \
+          V bv[NV];                                                                                                   \
+          for (int v = 0; v < NV; v++) memcpy(&bv[v], b + q * cp + j0 + v * LANES, sizeof(V));                        \
+          if (mask) {                                                                                                 \
+            for (int x = 0; x < 4; x++) {                                                                             \
+              const V av = ax[x][q * sq] - (V){0};                                                                    \
+              for (int v = 0; v < NV; v++) {                                                                          \
+                const V t = av * bv[v];                                                                               \
+                acc[x][v] = acc[x][v] + (V)((VI)t & (VI)(bv[v] != (V){0}));                                            \
+              }                                                                                                       \
+            }                                                                                                         \
+          } else {                                                                                                    \
+            const V a0 = ax[0][q * sq] - (V){0}, a1 = ax[1][q * sq] - (V){0}, a2 = ax[2][q * sq] - (V){0},            \
+                    a3 = ax[3][q * sq] - (V){0};                                                                      \
+            for (int v = 0; v < NV; v++) {                                                                            \
+              acc[0][v] = acc[0][v] + a0 * bv[v];                                                                     \
+              acc[1][v] = acc[1][v] + a1 * bv[v];                                                                     \
+              acc[2][v] = acc[2][v] + a2 * bv[v];                                                                     \
+              acc[3][v] = acc[3][v] + a3 * bv[v];                                                                     \
+            }                                                                                                         \
+          }                                                                                                           \
+        }                                                                                                             \
+        for (int x = 0; x < nx; x++)                                                                                  \
+          for (int v = 0; v < NV; v++) memcpy(out + (x0 + x) * cp + j0 + v * LANES, &acc[x][v], sizeof(V));          \
+      }                                                                                                               \
+    }                                                                                                                 \
+  }
+
+static void lr_gemm2(const double* a, int64_t sx, int64_t sq, const double* b, int64_t cp, int64_t depth, int mask,
+                     int64_t x_begin, int64_t x_end, double* out) LR_BODY(lr_v2, lr_i2, 2)
+
+#if defined(__x86_64__) && !defined(QG_SCALAR_ONLY)
+typedef double lr_v4 __attribute__((vector_size(32)));
+typedef long long lr_i4 __attribute__((vector_size(32)));
+__attribute__((target("avx2"))) static void lr_gemm4(const double* a, int64_t sx, int64_t sq, const double* b, int64_t cp,
+                                                     int64_t depth, int mask, int64_t x_begin, int64_t x_end, double* out)
+    LR_BODY(lr_v4, lr_i4, 4)
+typedef double lr_v8 __attribute__((vector_size(64)));
+typedef long long lr_i8 __attribute__((vector_size(64)));
+__attribute__((target("avx512f"))) static void lr_gemm8(const double* a, int64_t sx, int64_t sq, const double* b, int64_t cp,
+                                                        int64_t depth, int mask, int64_t x_begin, int64_t x_end, double* out)
+    LR_BODY(lr_v8, lr_i8, 8)
+#endif
 
 typedef struct {
-  const double* e;
-  int64_t n, k;
-  const double* v;
-  int64_t count;
-  double* out; /* [k][count] */
-} etv_ctx;
+  const double* a;
+  int64_t sx, sq;
+  const double* b;
+  int64_t cp, depth;
+  int mask, wide;
+  double* out;
+} lr_gemm_ctx;
 
-static void etv_task(void* p, int64_t t0, int64_t t1) {
-  const etv_ctx* c = (const etv_ctx*)p;
-  const int64_t n = c->n, k = c->k, count = c->count;
-  for (int64_t tile = t0; tile < t1; tile++) {
-    const int64_t c0 = tile * LR_TILE, c1 = c0 + LR_TILE < k ? c0 + LR_TILE : k;
-    for (int64_t j0 = 0; j0 < count; j0 += LR_CHUNK) {
-      const int64_t jn = count - j0 < LR_CHUNK ? count - j0 : LR_CHUNK;
-      for (int64_t col = c0; col < c1; col++) memset(c->out + col * count + j0, 0, (size_t)jn * sizeof(double));
-      for (int64_t r = 0; r < n; r++) {
-        double vr[LR_CHUNK];
-        int any = 0;
-        for (int64_t j = 0; j < jn; j++) {
-          vr[j] = c->v[(j0 + j) * n + r];
-          any |= vr[j] != 0.0;
-        }
-        if (!any) continue;
-        const double* er = c->e + r * k;
-        for (int64_t col = c0; col < c1; col++) {
-          const double ev = er[col];
-          double* o = c->out + col * count + j0;
-          for (int64_t j = 0; j < jn; j++) {
-            const double t = ev * vr[j];
-            o[j] += vr[j] != 0.0 ? t : 0.0; /* adding +0 to a sum that started at +0 changes nothing */
-          }
-        }
-      }
-    }
+static void lr_gemm_task(void* p, int64_t t0, int64_t t1) {
+  const lr_gemm_ctx* c = (const lr_gemm_ctx*)p;
+  const int64_t x0 = t0 * 4, x1 = t1 * 4;
+#if defined(__x86_64__) && !defined(QG_SCALAR_ONLY)
+  if (c->wide) {
+    (c->wide == 2 ? lr_gemm8 : lr_gemm4)(c->a, c->sx, c->sq, c->b, c->cp, c->depth, c->mask, x0, x1, c->out);
+    return;
   }
+#endif
+  lr_gemm2(c->a, c->sx, c->sq, c->b, c->cp, c->depth, c->mask, x0, x1, c->out);
 }
 
-int qg_lowrank_et_v(const double* e, int64_t n, int64_t k, const double* v, int64_t count, double* out, int threads) {
-  if (!e || !v || !out || n < 0 || k < 1 || count < 0) return QG_EINVAL;
-  etv_ctx c = {e, n, k, v, count, out};
-  qg_parallel_for(etv_task, &c, (k + LR_TILE - 1) / LR_TILE, 1, threads);
+/* rows must be a multiple of 4 in the task split: the last quad is clipped through x_end. */
+static void lr_gemm(const double* a, int64_t sx, int64_t sq, const double* b, int64_t cp, int64_t depth, int mask, int64_t rows,
+                    double* out, int threads) {
+  const char* isa = qg_dispatch_table()->isa; /* "avx512": 8 lanes, "avx2": 4, else 2 */
+  lr_gemm_ctx c = {a, sx, sq, b, cp, depth, mask, isa[0] != 'a' ? 0 : isa[3] == '5' ? 2 : 1, out};
+  const int64_t quads = (rows + 3) / 4;
+  if (rows % 4 == 0) {
+    qg_parallel_for(lr_gemm_task, &c, quads, 1, threads);
+    return;
+  }
+  if (quads > 1) qg_parallel_for(lr_gemm_task, &c, quads - 1, 1, threads);
+#if defined(__x86_64__) && !defined(QG_SCALAR_ONLY)
+  if (c.wide) {
+    (c.wide == 2 ? lr_gemm8 : lr_gemm4)(a, sx, sq, b, cp, depth, mask, (quads - 1) * 4, rows, out);
+    return;
+  }
+#endif
+  lr_gemm2(a, sx, sq, b, cp, depth, mask, (quads - 1) * 4, rows, out);
+}
+
+static int64_t pad8(int64_t count) { return (count + 7) / 8 * 8; }
+
+/* ---------------- out[c][j] = sum_r e[r][c] v_j[r] (r ascending, zero v skipped) ---------------- */
+
+int64_t qg_lowrank_et_v_workspace_bytes(int64_t n, int64_t k, int64_t count) {
+  if (n < 0 || k < 1 || count < 0) return -1;
+  return (n * pad8(count) + k * pad8(count) + 1) * (int64_t)sizeof(double);
+}
+
+/* vt: [n][cp] scratch, tt: [k][cp] result (padding columns zero). */
+static void et_v_padded(const double* e, int64_t n, int64_t k, const double* v, int64_t count, double* vt, double* tt, int threads) {
+  const int64_t cp = pad8(count);
+  for (int64_t r = 0; r < n; r++)
+    for (int64_t j = 0; j < cp; j++) vt[r * cp + j] = j < count ? v[j * n + r] : 0.0;
+  lr_gemm(e, 1, k, vt, cp, n, 1, k, tt, threads);
+}
+
+int qg_lowrank_et_v(const double* e, int64_t n, int64_t k, const double* v, int64_t count, double* out, void* ws, int threads) {
+  if (!e || !v || !out || !ws || n < 0 || k < 1 || count < 0) return QG_EINVAL;
+  const int64_t cp = pad8(count);
+  double* vt = (double*)ws;
+  double* tt = vt + n * cp;
+  et_v_padded(e, n, k, v, count, vt, tt, threads);
+  for (int64_t c = 0; c < k; c++)
+    for (int64_t j = 0; j < count; j++) out[c * count + j] = tt[c * cp + j];
   return QG_OK;
 }
 
 /* ---------------- y_j = E H E^T v_j (applyG of lowrank.ts for every vector) ---------------- */
 
-typedef struct {
-  const double* e;
-  int64_t n, k;
-  const double* h;
-  int diag;
-  int64_t count;
-  const double* tt; /* [k][count] */
-  double* ut;       /* [k][count] */
-  double* y;        /* [count][n] */
-} ag_ctx;
-
-static void ag_h_task(void* p, int64_t i0, int64_t i1) {
-  const ag_ctx* c = (const ag_ctx*)p;
-  const int64_t k = c->k, count = c->count;
-  for (int64_t i = i0; i < i1; i++) {
-    if (c->diag) {
-      for (int64_t j = 0; j < count; j++) c->ut[i * count + j] = c->h[i] * c->tt[i * count + j];
-      continue;
-    }
-    const double* hr = c->h + i * k;
-    for (int64_t j0 = 0; j0 < count; j0 += LR_CHUNK) {
-      const int64_t jn = count - j0 < LR_CHUNK ? count - j0 : LR_CHUNK;
-      double acc[LR_CHUNK];
-      for (int64_t j = 0; j < jn; j++) acc[j] = 0.0;
-      for (int64_t q = 0; q < k; q++) {
-        const double hv = hr[q];
-        const double* t = c->tt + q * count + j0;
-        for (int64_t j = 0; j < jn; j++) acc[j] += hv * t[j];
-      }
-      for (int64_t j = 0; j < jn; j++) c->ut[i * count + j0 + j] = acc[j];
-    }
-  }
-}
-
-static void ag_e_task(void* p, int64_t r0, int64_t r1) {
-  const ag_ctx* c = (const ag_ctx*)p;
-  const int64_t n = c->n, k = c->k, count = c->count;
-  for (int64_t r = r0; r < r1; r++) {
-    const double* er = c->e + r * k;
-    for (int64_t j0 = 0; j0 < count; j0 += LR_CHUNK) {
-      const int64_t jn = count - j0 < LR_CHUNK ? count - j0 : LR_CHUNK;
-      double acc[LR_CHUNK];
-      for (int64_t j = 0; j < jn; j++) acc[j] = 0.0;
-      for (int64_t q = 0; q < k; q++) {
-        const double ev = er[q];
-        const double* u = c->ut + q * count + j0;
-        for (int64_t j = 0; j < jn; j++) acc[j] += ev * u[j];
-      }
-      for (int64_t j = 0; j < jn; j++) c->y[(j0 + j) * n + r] = acc[j];
-    }
-  }
-}
-
-int64_t qg_lowrank_apply_g_workspace_bytes(int64_t k, int64_t count) {
-  if (k < 1 || count < 0) return -1;
-  return 2 * k * count * (int64_t)sizeof(double);
+int64_t qg_lowrank_apply_g_workspace_bytes(int64_t n, int64_t k, int64_t count) {
+  if (n < 0 || k < 1 || count < 0) return -1;
+  const int64_t cp = pad8(count);
+  return (n * cp + 2 * k * cp + n * cp + 1) * (int64_t)sizeof(double);
 }
 
 int qg_lowrank_apply_g(const double* e, int64_t n, int64_t k, const double* h, int diag, const double* v, int64_t count,
                        double* y, void* ws, int threads) {
   if (!e || !h || !v || !y || !ws || n < 0 || k < 1 || count < 0) return QG_EINVAL;
-  double* tt = (double*)ws;
-  double* ut = tt + k * count;
-  int rc = qg_lowrank_et_v(e, n, k, v, count, tt, threads);
-  if (rc != QG_OK) return rc;
-  ag_ctx c = {e, n, k, h, diag, count, tt, ut, y};
-  qg_parallel_for(ag_h_task, &c, k, diag ? 4096 : 8, threads);
-  qg_parallel_for(ag_e_task, &c, n, 8, threads);
+  const int64_t cp = pad8(count);
+  double* vt = (double*)ws;
+  double* tt = vt + n * cp;
+  double* ut = tt + k * cp;
+  double* yt = ut + k * cp;
+  et_v_padded(e, n, k, v, count, vt, tt, threads); /* t = E^T v */
+  if (diag) {
+    for (int64_t i = 0; i < k; i++)
+      for (int64_t j = 0; j < cp; j++) ut[i * cp + j] = h[i] * tt[i * cp + j]; /* u = diag(h) t */
+  } else {
+    lr_gemm(h, k, 1, tt, cp, k, 0, k, ut, threads); /* u = H t */
+  }
+  lr_gemm(e, k, 1, ut, cp, k, 0, n, yt, threads); /* y = E u */
+  for (int64_t j = 0; j < count; j++)
+    for (int64_t r = 0; r < n; r++) y[j * n + r] = yt[r * cp + j];
   return QG_OK;
 }
 

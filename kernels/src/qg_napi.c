@@ -448,7 +448,15 @@ static napi_value js_lowrank_et_v(napi_env env, napi_callback_info info) {
   if (!need_len(env, "lowrankEtV", "e", &A[0], n * k) || !need_len(env, "lowrankEtV", "v", &A[3], count * n) ||
       !need_len(env, "lowrankEtV", "out", &A[5], k * count))
     return NULL;
-  return status_result(env, "lowrankEtV", qg_lowrank_et_v(A[0].p, n, k, A[3].p, count, A[5].p, threads_of(A[6].i)));
+  const int64_t bytes = qg_lowrank_et_v_workspace_bytes(n, k, count);
+  void* ws = bytes > 0 ? malloc((size_t)bytes) : NULL;
+  if (!ws) {
+    napi_throw_error(env, "ERR_MEMORY", "lowrankEtV: cannot allocate the workspace");
+    return NULL;
+  }
+  const int rc = qg_lowrank_et_v(A[0].p, n, k, A[3].p, count, A[5].p, ws, threads_of(A[6].i));
+  free(ws);
+  return status_result(env, "lowrankEtV", rc);
 }
 
 static napi_value js_lowrank_apply_g(napi_env env, napi_callback_info info) {
@@ -457,7 +465,7 @@ static napi_value js_lowrank_apply_g(napi_env env, napi_callback_info info) {
   if (!need_len(env, "lowrankApplyG", "e", &A[0], n * k) || !need_len(env, "lowrankApplyG", "h", &A[3], A[4].i ? k : k * k) ||
       !need_len(env, "lowrankApplyG", "v", &A[5], count * n) || !need_len(env, "lowrankApplyG", "y", &A[7], count * n))
     return NULL;
-  const int64_t bytes = qg_lowrank_apply_g_workspace_bytes(k, count);
+  const int64_t bytes = qg_lowrank_apply_g_workspace_bytes(n, k, count);
   if (bytes < 0) return status_result(env, "lowrankApplyG", QG_EINVAL);
   void* ws = malloc((size_t)(bytes > 0 ? bytes : 8));
   if (!ws) {

@@ -126,7 +126,8 @@ static void test_lowrank(void) {
     fill64(e, n * k, 0.1);
     fill64(h, k * k, 0.0);
     fill64(v, cnt * n, 0.2);
-    void* ws = malloc((size_t)qg_lowrank_apply_g_workspace_bytes(k, cnt) + 8);
+    void* ws = malloc((size_t)qg_lowrank_apply_g_workspace_bytes(n, k, cnt));
+    void* ws2 = malloc((size_t)qg_lowrank_et_v_workspace_bytes(n, k, cnt));
     for (int diag = 0; diag <= 1; diag++) {
       CHECK(qg_lowrank_apply_g(e, n, k, h, diag, v, cnt, y, ws, 3) == QG_OK, "apply_g");
       for (int64_t j = 0; j < cnt; j++) { /* applyG of lowrank.ts */
@@ -151,7 +152,7 @@ static void test_lowrank(void) {
       CHECK(!memcmp(y, yr, sizeof(double) * (size_t)(cnt * n)), "apply_g %lldx%lld count %lld diag %d not bit-identical", (long long)n,
             (long long)k, (long long)cnt, diag);
     }
-    CHECK(qg_lowrank_et_v(e, n, k, v, cnt, et, 2) == QG_OK, "et_v");
+    CHECK(qg_lowrank_et_v(e, n, k, v, cnt, et, ws2, 2) == QG_OK, "et_v");
     int ok = 1;
     for (int64_t j = 0; j < cnt && ok; j++)
       for (int64_t c = 0; c < k && ok; c++) {
@@ -172,7 +173,41 @@ static void test_lowrank(void) {
       }
     CHECK(!memcmp(eh, ehr, sizeof(double) * (size_t)(n * k)), "weighted_rows not bit-identical");
     free(eh); free(ehr);
-    free(e); free(h); free(v); free(y); free(yr); free(tv); free(uv); free(et); free(ws);
+    free(e); free(h); free(v); free(y); free(yr); free(tv); free(uv); free(et); free(ws); free(ws2);
+  }
+}
+
+/* sumQuadraticFormsRef of linalg.ts. */
+static double quadratic_forms_ref(const double* h, const double* d, int64_t rows, int64_t k) {
+  double total = 0.0;
+  for (int64_t r0 = 0; r0 < rows; r0 += 8) {
+    const int64_t r1 = r0 + 8 < rows ? r0 + 8 : rows;
+    for (int64_t i = 0; i < k; i++)
+      for (int64_t r = r0; r < r1; r++) {
+        const double di = d[r * k + i];
+        if (di == 0.0) continue;
+        double s = 0.0;
+        for (int64_t j = i + 1; j < k; j++) s += h[i * k + j] * d[r * k + j];
+        total += di * (h[i * k + i] * di + 2 * s);
+      }
+  }
+  return total;
+}
+
+static void test_quadratic_forms(void) {
+  static const int64_t SH[][2] = {{1, 1}, {3, 5}, {9, 130}, {20, 300}, {64, 260}};
+  for (size_t t = 0; t < sizeof SH / sizeof SH[0]; t++) {
+    const int64_t rows = SH[t][0], k = SH[t][1];
+    double* h = malloc(sizeof(double) * (size_t)(k * k));
+    double* d = malloc(sizeof(double) * (size_t)(rows * k));
+    fill64(h, k * k, 0.0);
+    fill64(d, rows * k, 0.1);
+    void* ws = malloc((size_t)qg_quadratic_forms_workspace_bytes(rows, k));
+    double got = 0.0;
+    CHECK(qg_sum_quadratic_forms(h, d, rows, k, ws, 3, &got) == QG_OK, "sum_quadratic_forms");
+    const double want = quadratic_forms_ref(h, d, rows, k);
+    CHECK(!memcmp(&got, &want, 8), "sum_quadratic_forms %lldx%lld: %.17g vs %.17g", (long long)rows, (long long)k, got, want);
+    free(h); free(d); free(ws);
   }
 }
 
@@ -243,9 +278,18 @@ int main(void) {
   test_tables();
   test_lowrank();
   test_elementwise();
+  test_quadratic_forms();
   qg_force_ref(1); /* the scalar paths the dispatch can also pick */
   test_tables();
   qg_force_ref(0);
+  for (int level = 1; level >= 0; level--) { /* the AVX2 and the two-lane bodies as other CPUs run them */
+    qg_limit_isa(level);
+    printf("isa: %s (capped)\n", qg_isa());
+    test_lowrank();
+    test_quadratic_forms();
+    test_tables();
+  }
+  qg_limit_isa(-1);
   if (failures) { printf("%d of %d checks failed\n", failures, checks); return 1; }
   printf("table and low-rank tests passed (%d checks)\n", checks);
   return 0;

@@ -121,8 +121,9 @@ export async function instantiateWasmKernels(bytes: Uint8Array): Promise<RawKern
       scoped(() => {
         const pe = put(e),
           pv = put(v),
-          po = put(out, false);
-        check("lowrankEtV", call("qg_lowrank_et_v", pe, I(n), I(k), pv, I(count), po, 1));
+          po = put(out, false),
+          pw = alloc(Math.max(8, Number(call("qg_lowrank_et_v_workspace_bytes", I(n), I(k), I(count)))));
+        check("lowrankEtV", call("qg_lowrank_et_v", pe, I(n), I(k), pv, I(count), po, pw, 1));
         take(po, out);
       });
     };
@@ -137,7 +138,7 @@ export async function instantiateWasmKernels(bytes: Uint8Array): Promise<RawKern
           ph = put(h),
           pv = put(v),
           py = put(y, false),
-          pw = alloc(Math.max(8, Number(call("qg_lowrank_apply_g_workspace_bytes", I(k), I(count)))));
+          pw = alloc(Math.max(8, Number(call("qg_lowrank_apply_g_workspace_bytes", I(n), I(k), I(count)))));
         check("lowrankApplyG", call("qg_lowrank_apply_g", pe, I(n), I(k), ph, bool(diagonal), pv, I(count), py, pw, 1));
         take(py, y);
       });
