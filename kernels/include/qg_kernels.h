@@ -149,6 +149,9 @@ QG_API(qg_dequantize_table)
 int qg_dequantize_table(const uint8_t* codes, const float* scales, const float* table, int table_len, int64_t n, int64_t k,
                         int bs, float* out);
 
+/* out [n][k] = w / its block's absmax (normalizeByBlock of codebook.ts; zero blocks stay 0). */
+QG_API(qg_normalize_blocks) int qg_normalize_blocks(const float* wT, int64_t n, int64_t k, int bs, float* out);
+
 /* ---- low-rank correction, calibration statistics, element-wise helpers (qg_lowrank.c), bit-identical ---- */
 QG_API(qg_sub_f32_to_f64) int qg_sub_f32_to_f64(const float* a, const float* b, int64_t count, double* out);
 /* out [k][count]: out[c][j] = sum_r e[r][c] * v[j][r] (e [n][k], v [count][n]), r ascending, v zeros skipped;
@@ -176,6 +179,10 @@ int qg_scale_columns_f32(const float* in, int64_t rows, int64_t cols, const floa
 QG_API(qg_activation_stats)
 int qg_activation_stats(const float* data, int64_t rows, int64_t c, double* sum_abs, double* sum_sq, double* g, int64_t gram_rows,
                         int threads);
+/* x: values sorted ascending as float64 (-0 before +0); w, wx, wxx: count + 1 prefix sums of 1, x, x^2
+ * (sortWeighted of codebook.ts with unit weights). QG_EINVAL if a value is not finite. */
+QG_API(qg_sort_prefix_f32)
+int qg_sort_prefix_f32(const float* values, int64_t count, double* x, double* w, double* wx, double* wxx);
 /* out[c][r] = in[r * in_stride + c] for c < cols. */
 QG_API(qg_transpose_u8)
 int qg_transpose_u8(const uint8_t* in, int64_t rows, int64_t cols, int64_t in_stride, uint8_t* out, int threads);

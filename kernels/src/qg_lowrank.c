@@ -359,3 +359,50 @@ int qg_transpose_u8(const uint8_t* in, int64_t rows, int64_t cols, int64_t in_st
   qg_parallel_for(tu8_task, &t, cols, 64, threads);
   return QG_OK;
 }
+
+/* ---------------- sorted values and prefix sums (sortWeighted of codebook.ts, unit weights) ---------------- */
+
+static inline uint32_t sort_key(float v) {
+  uint32_t b;
+  memcpy(&b, &v, 4);
+  return (b & 0x80000000u) ? ~b : (b | 0x80000000u); /* ascending, -0 before +0 as Float64Array.sort */
+}
+static inline double key_value(uint32_t k) {
+  const uint32_t b = (k & 0x80000000u) ? (k & 0x7FFFFFFFu) : ~k;
+  float v;
+  memcpy(&v, &b, 4);
+  return (double)v;
+}
+
+/* x: the values ascending (float64; its bytes serve as the radix sort's two key buffers first);
+ * w, wx, wxx: count + 1 prefix sums of 1, x, x^2. QG_EINVAL when a value is not finite. */
+int qg_sort_prefix_f32(const float* values, int64_t count, double* x, double* w, double* wx, double* wxx) {
+  if (!values || !x || !w || !wx || !wxx || count < 0) return QG_EINVAL;
+  for (int64_t i = 0; i < count; i++)
+    if (!(__builtin_fabsf(values[i]) <= 3.4028234663852886e38f)) return QG_EINVAL;
+  uint32_t* a = (uint32_t*)x;
+  uint32_t* b = a + count;
+  for (int64_t i = 0; i < count; i++) a[i] = sort_key(values[i]);
+  for (int shift = 0; shift < 32; shift += 8) { /* LSD radix, four stable passes: ends in a */
+    int64_t hist[256] = {0};
+    for (int64_t i = 0; i < count; i++) hist[(a[i] >> shift) & 255]++;
+    int64_t sum = 0;
+    for (int d = 0; d < 256; d++) {
+      const int64_t c = hist[d];
+      hist[d] = sum;
+      sum += c;
+    }
+    for (int64_t i = 0; i < count; i++) b[hist[(a[i] >> shift) & 255]++] = a[i];
+    uint32_t* t = a;
+    a = b;
+    b = t;
+  }
+  for (int64_t i = count - 1; i >= 0; i--) x[i] = key_value(a[i]); /* x[i] overwrites keys past i only */
+  w[0] = wx[0] = wxx[0] = 0.0;
+  for (int64_t i = 0; i < count; i++) {
+    w[i + 1] = w[i] + 1.0;
+    wx[i + 1] = wx[i] + 1.0 * x[i];
+    wxx[i + 1] = wxx[i] + 1.0 * x[i] * x[i];
+  }
+  return QG_OK;
+}

@@ -531,6 +531,25 @@ static napi_value js_transpose_u8(napi_env env, napi_callback_info info) {
   return status_result(env, "transposeU8", qg_transpose_u8(A[0].p, rows, cols, stride, A[4].p, threads_of(A[5].i)));
 }
 
+static napi_value js_normalize_blocks(napi_env env, napi_callback_info info) {
+  ARGS("normalizeBlocks", "FNNIF", "wT,n,k,blockSize,out");
+  const int64_t n = A[1].i, k = A[2].i;
+  if (!need_len(env, "normalizeBlocks", "wT", &A[0], n * k) || !need_len(env, "normalizeBlocks", "out", &A[4], n * k)) return NULL;
+  return status_result(env, "normalizeBlocks", qg_normalize_blocks(A[0].p, n, k, (int)A[3].i, A[4].p));
+}
+
+/* Returns false (no throw) when a value is not finite, so the caller can say so. */
+static napi_value js_sort_prefix(napi_env env, napi_callback_info info) {
+  ARGS("sortPrefix", "FDDDD", "values,x,w,wx,wxx");
+  const int64_t n = A[0].len;
+  if (!need_len(env, "sortPrefix", "x", &A[1], n) || !need_len(env, "sortPrefix", "w", &A[2], n + 1) ||
+      !need_len(env, "sortPrefix", "wx", &A[3], n + 1) || !need_len(env, "sortPrefix", "wxx", &A[4], n + 1))
+    return NULL;
+  napi_value r;
+  napi_get_boolean(env, qg_sort_prefix_f32(A[0].p, n, A[1].p, A[2].p, A[3].p, A[4].p) == QG_OK, &r);
+  return r;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   qg_threads_install();
   const struct { const char* name; napi_callback cb; } fns[] = {
@@ -547,7 +566,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"quantizeTable", js_quantize_table}, {"dequantizeTable", js_dequantize_table}, {"subF32ToF64", js_sub_f32_to_f64},
       {"lowrankEtV", js_lowrank_et_v}, {"lowrankApplyG", js_lowrank_apply_g}, {"lowrankWeightedRows", js_lowrank_weighted_rows},
       {"addLowRank", js_add_low_rank}, {"scaleColumns", js_scale_columns}, {"activationStats", js_activation_stats},
-      {"transposeU8", js_transpose_u8},
+      {"transposeU8", js_transpose_u8}, {"sortPrefix", js_sort_prefix}, {"normalizeBlocks", js_normalize_blocks},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value f;

@@ -229,3 +229,19 @@ int qg_dequantize_table(const uint8_t* codes, const float* scales, const float* 
     }
   return QG_OK;
 }
+
+/* out = w / block absmax as normalizeByBlock of codebook.ts: w * fl32(1 / absmax), zero blocks stay 0. */
+int qg_normalize_blocks(const float* wT, int64_t n, int64_t k, int bs, float* out) {
+  if (!wT || !out || n < 0 || k < 1 || bs < 1) return QG_EINVAL;
+  for (int64_t row = 0; row < n; row++)
+    for (int64_t c0 = 0; c0 < k; c0 += bs) {
+      const int64_t len = c0 + bs <= k ? bs : k - c0;
+      const float* w = wT + row * k + c0;
+      float absmax = 0.0f;
+      for (int64_t i = 0; i < len; i++) absmax = js_absmax(absmax, w[i]);
+      const float inv = absmax == 0.0f ? 0.0f : 1.0f / absmax;
+      float* o = out + row * k + c0;
+      for (int64_t i = 0; i < len; i++) o[i] = w[i] * inv;
+    }
+  return QG_OK;
+}

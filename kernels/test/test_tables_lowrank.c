@@ -267,6 +267,24 @@ static void test_elementwise(void) {
   const float fa[3] = {1.5f, -2.0f, 1e30f}, fb[3] = {0.25f, 3.0f, -1e-30f};
   CHECK(qg_sub_f32_to_f64(fa, fb, 3, d) == QG_OK && d[0] == 1.25 && d[1] == -5.0 && d[2] == (double)1e30f + (double)1e-30f, "sub_f32_to_f64");
   CHECK(qg_quantize_table(NULL, 1, 1, 8, NULL, 0, 0, NULL, NULL, 1) == QG_EINVAL, "null args");
+  { /* radix sort: ascending, -0 before +0, prefix sums in order; non-finite refused */
+    const int64_t m = 1001;
+    float* v = malloc(sizeof(float) * (size_t)m);
+    double *xs = malloc(8 * (size_t)m), *pw = malloc(8 * (size_t)(m + 1)), *px = malloc(8 * (size_t)(m + 1)), *pxx = malloc(8 * (size_t)(m + 1));
+    for (int64_t i = 0; i < m; i++) v[i] = i % 7 == 0 ? (i % 2 ? -0.0f : 0.0f) : (float)((urand() - 0.5) * pow(10, urand() * 6 - 3));
+    CHECK(qg_sort_prefix_f32(v, m, xs, pw, px, pxx) == QG_OK, "sort_prefix");
+    int sorted = 1;
+    double s1 = 0, s2 = 0;
+    for (int64_t i = 0; i < m; i++) {
+      if (i && (xs[i] < xs[i - 1] || (xs[i] == 0 && xs[i - 1] == 0 && signbit(xs[i]) && !signbit(xs[i - 1])))) sorted = 0;
+      s1 += 1.0 * xs[i];
+      s2 += 1.0 * xs[i] * xs[i];
+    }
+    CHECK(sorted && pw[m] == (double)m && px[m] == s1 && pxx[m] == s2, "sort_prefix order and sums");
+    v[5] = INFINITY;
+    CHECK(qg_sort_prefix_f32(v, m, xs, pw, px, pxx) == QG_EINVAL, "sort_prefix refuses infinity");
+    free(v); free(xs); free(pw); free(px); free(pxx);
+  }
   CHECK(qg_transpose_u8(in, 2, 5, 4, tr, 1) == QG_EINVAL, "stride < cols");
   free(out); free(ref); free(a); free(b); free(s); free(ws); free(x);
   free(sa); free(sq); free(g); free(sar); free(sqr); free(gr); free(in); free(tr);

@@ -231,4 +231,8 @@ export interface RawKernels {
   ): void;
   /** out[c][r] = input[r * stride + c] for c < cols. */
   transposeU8?(input: Uint8Array, rows: number, cols: number, stride: number, out: Uint8Array, threads: number): void;
+  /** values ascending as float64 into x, prefix sums of 1, x, x^2 into w, wx, wxx (length + 1); false if a value is not finite. */
+  sortPrefix?(values: Float32Array, x: Float64Array, w: Float64Array, wx: Float64Array, wxx: Float64Array): boolean;
+  /** out [n][k] = wT / its block's absmax (zero blocks stay 0). */
+  normalizeBlocks?(wT: Float32Array, n: number, k: number, blockSize: number, out: Float32Array): void;
 }

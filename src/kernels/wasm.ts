@@ -211,6 +211,38 @@ export async function instantiateWasmKernels(bytes: Uint8Array): Promise<RawKern
         take(po, out);
       });
     };
+  if (has("qg_normalize_blocks"))
+    optional.normalizeBlocks = (wT, n, k, bs, out) => {
+      need("normalizeBlocks", "wT", wT, n * k);
+      need("normalizeBlocks", "out", out, n * k);
+      scoped(() => {
+        const pw = put(wT),
+          po = put(out, false);
+        check("normalizeBlocks", call("qg_normalize_blocks", pw, I(n), I(k), bs, po));
+        take(po, out);
+      });
+    };
+  if (has("qg_sort_prefix_f32"))
+    optional.sortPrefix = (values, x, w, wx, wxx) => {
+      const n = values.length;
+      need("sortPrefix", "x", x, n);
+      need("sortPrefix", "w", w, n + 1);
+      need("sortPrefix", "wx", wx, n + 1);
+      need("sortPrefix", "wxx", wxx, n + 1);
+      return scoped(() => {
+        const pv = put(values),
+          px = put(x, false),
+          pw = put(w, false),
+          pa = put(wx, false),
+          pb = put(wxx, false);
+        if (call("qg_sort_prefix_f32", pv, I(n), px, pw, pa, pb) !== 0) return false;
+        take(px, x);
+        take(pw, w);
+        take(pa, wx);
+        take(pb, wxx);
+        return true;
+      });
+    };
 
   return {
     ...optional,

@@ -10,6 +10,8 @@ import { lowRankCorrection } from "../../src/quantize/algorithms/lowrank.js";
 import { effectiveWeightNK } from "../../src/quantize/index.js";
 import { layerGraph } from "../../src/emit/index.js";
 import { quantizeBlockwiseRef } from "../../src/quantize/blockwise.js";
+import { lloydMax, normalizeByBlock } from "../../src/quantize/algorithms/codebook.js";
+import { fitCodebook } from "../../src/quantize/codebook.js";
 import { makeWeights, realBackends, rng } from "./helpers.js";
 
 const backends = await realBackends();
@@ -159,6 +161,24 @@ describe.each(backends.map((b) => [b.backend, b] as const))("table formats and l
         return acc.result();
       });
     expect(run(raw)).toEqual(run(undefined));
+  });
+
+  it("codebook fit: block normalization, the sorted values and the Lloyd-Max levels identical; non-finite values refused", () => {
+    const n = 40,
+      k = 160;
+    const w = makeWeights(n * k, "heavy", 21);
+    w.fill(0, 0, 32); // a zero block
+    w[100] = -0;
+    for (const bs of [32, 64]) {
+      expect(withKernels(raw, () => normalizeByBlock(w, n, k, bs))).toEqual(withKernels(undefined, () => normalizeByBlock(w, n, k, bs)));
+      for (const method of ["lloyd-max", "student-t"] as const)
+        expect(withKernels(raw, () => fitCodebook(w, k, bs, 16, method))).toEqual(withKernels(undefined, () => fitCodebook(w, k, bs, 16, method)));
+    }
+    const signed = Float32Array.from([0.5, -0, 0, -0.25, 0, -0, 1, -1, 0.5, 3e-39, -3e-39]);
+    for (const levels of [3, 5, 16]) expect(withKernels(raw, () => lloydMax(signed, levels))).toEqual(withKernels(undefined, () => lloydMax(signed, levels)));
+    const bad = Float32Array.from([1, 2, NaN]);
+    expect(() => withKernels(raw, () => lloydMax(bad, 2))).toThrow(/must be finite/);
+    expect(() => withKernels(undefined, () => lloydMax(bad, 2))).toThrow(/must be finite/);
   });
 
   it("emit: table and blocked-DequantizeLinear layouts identical with and without the kernels", () => {
