@@ -111,7 +111,13 @@ for (const name of BACKENDS) {
 function runOnce(kernels, name) {
   setActiveKernels(kernels.raw);
   const c = ALL_CASES[name];
-  const recipe = recipeSchema.parse({ format: c.format, block_size: c.format === "mxfp4" ? 32 : 128, symmetric: false, algorithm: c.algorithm, lowrank: { rank: c.lowrank ?? 0 } });
+  const recipe = recipeSchema.parse({
+    format: c.format,
+    block_size: c.format === "mxfp4" ? 32 : 128,
+    symmetric: false,
+    algorithm: c.algorithm,
+    lowrank: { rank: c.lowrank ?? 0 },
+  });
   const [plan] = planWeights([site], recipe);
   // Single-thread rows (RTN in every format) are the wasm / native ratio; the search algorithms use THREADS natively.
   const single = c.algorithm === "rtn" && !c.lowrank;
@@ -173,7 +179,9 @@ for (const algorithm of ALGORITHMS) {
   }
   rows.push(row);
 }
-console.log(`\nmedian wall seconds of quantize + emit (quantize + emit), and CPU seconds; native ${THREADS} threads for mse/awq/gptq/lqer, 1 for RTN rows; wasm 1`);
+console.log(
+  `\nmedian wall seconds of quantize + emit (quantize + emit), and CPU seconds; native ${THREADS} threads for mse/awq/gptq/lqer, 1 for RTN rows; wasm 1`,
+);
 console.log(`case      | ${backends.map((b) => `${b.backend} wall s (q + e) | ${b.backend} cpu s`).join(" | ")} | wasm/native wall | wasm/native cpu | rounds`);
 for (const r of rows)
   console.log(
