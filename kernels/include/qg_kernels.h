@@ -152,6 +152,9 @@ int qg_dequantize_table(const uint8_t* codes, const float* scales, const float* 
 /* out [n][k] = w / its block's absmax (normalizeByBlock of codebook.ts; zero blocks stay 0). */
 QG_API(qg_normalize_blocks) int qg_normalize_blocks(const float* wT, int64_t n, int64_t k, int bs, float* out);
 
+/* out[i / 2] = codes[i] << 4 | codes[i + 1] (MatMulBnb4, high nibble first; odd tail padded with 0). */
+QG_API(qg_pack_nibbles_hi) int qg_pack_nibbles_hi(const uint8_t* codes, int64_t count, uint8_t* out);
+
 /* ---- low-rank correction, calibration statistics, element-wise helpers (qg_lowrank.c), bit-identical ---- */
 QG_API(qg_sub_f32_to_f64) int qg_sub_f32_to_f64(const float* a, const float* b, int64_t count, double* out);
 /* out [k][count]: out[c][j] = sum_r e[r][c] * v[j][r] (e [n][k], v [count][n]), r ascending, v zeros skipped;
@@ -183,6 +186,16 @@ int qg_activation_stats(const float* data, int64_t rows, int64_t c, double* sum_
  * (sortWeighted of codebook.ts with unit weights). QG_EINVAL if a value is not finite. */
 QG_API(qg_sort_prefix_f32)
 int qg_sort_prefix_f32(const float* values, int64_t count, double* x, double* w, double* wx, double* wxx);
+/* out = {sum v^2, sum v^4, count of |v| > threshold (threshold < 0: 0)}, float64 in element order. */
+QG_API(qg_weight_moments) int qg_weight_moments(const float* w, int64_t count, double threshold, double* out);
+/* *out = sum over [n][k] row-major of h[col] (1 when h is NULL) * (w - deq)^2, float64 in element order. */
+QG_API(qg_weighted_sq_error)
+int qg_weighted_sq_error(const float* w, const float* deq, int64_t n, int64_t k, const double* h, double* out);
+/* refineGroupScales of lowrank.ts on unpacked codes [n][bpr*bs] and scales [n][bpr], in place: the
+ * least-squares scale per block under E[x^2] (mean_square, k), then `rounds` re-encodings; bit-identical. */
+QG_API(qg_refine_scales)
+int qg_refine_scales(const float* wT, int64_t n, int64_t k, int bits, int bs, const uint8_t* zero_points, const double* mean_square,
+                     int rounds, uint8_t* codes, float* scales, int threads);
 /* out[c][r] = in[r * in_stride + c] for c < cols. */
 QG_API(qg_transpose_u8)
 int qg_transpose_u8(const uint8_t* in, int64_t rows, int64_t cols, int64_t in_stride, uint8_t* out, int threads);

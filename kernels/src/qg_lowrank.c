@@ -406,3 +406,119 @@ int qg_sort_prefix_f32(const float* values, int64_t count, double* x, double* w,
   }
   return QG_OK;
 }
+
+/* ---------------- weight statistics of the planners (quantx.ts, mixed-plan.ts), sequential float64 sums ---------------- */
+
+/* out[0] = sum v^2, out[1] = sum (v^2)^2, out[2] = count of |v| > threshold (threshold < 0: not counted). */
+int qg_weight_moments(const float* w, int64_t count, double threshold, double* out) {
+  if (!w || !out || count < 0) return QG_EINVAL;
+  double m2 = 0.0, m4 = 0.0;
+  for (int64_t i = 0; i < count; i++) {
+    const double s = (double)w[i] * (double)w[i];
+    m2 += s;
+    m4 += s * s;
+  }
+  int64_t above = 0;
+  if (threshold >= 0.0)
+    for (int64_t i = 0; i < count; i++) above += __builtin_fabs((double)w[i]) > threshold;
+  out[0] = m2;
+  out[1] = m4;
+  out[2] = (double)above;
+  return QG_OK;
+}
+
+/* sum over [n][k] in row-major order of h[col] * (w - deq)^2 (h NULL: 1), in float64. */
+int qg_weighted_sq_error(const float* w, const float* deq, int64_t n, int64_t k, const double* h, double* out) {
+  if (!w || !deq || !out || n < 0 || k < 0) return QG_EINVAL;
+  double err = 0.0;
+  for (int64_t r = 0; r < n; r++)
+    for (int64_t c = 0; c < k; c++) {
+      const double d = (double)w[r * k + c] - (double)deq[r * k + c];
+      err += (h ? h[c] : 1.0) * d * d;
+    }
+  *out = err;
+  return QG_OK;
+}
+
+/* ---------------- refineGroupScales of lowrank.ts: least-squares block scales on E[x^2] ---------------- */
+
+typedef struct {
+  const float* w;
+  int64_t k;
+  int bits, bs, rounds;
+  const uint8_t* zp;
+  const double* ms;
+  uint8_t* codes;
+  float* scales;
+} rs_ctx;
+
+static double rs_err(const float* w, const double* ms, int use_h, const uint8_t* cs, int64_t len, float zp, float s) {
+  double err = 0.0;
+  for (int64_t t = 0; t < len; t++) {
+    const double d = (double)w[t] - (double)(((float)cs[t] - zp) * s);
+    err += (use_h ? ms[t] : 1.0) * d * d;
+  }
+  return err;
+}
+
+/* The least-squares scale, or 0 with *ok = 0 when every code sits at the zero point. */
+static float rs_solve(const float* w, const double* ms, int use_h, const uint8_t* cs, int64_t len, int zp, int* ok) {
+  double num = 0.0, den = 0.0;
+  for (int64_t t = 0; t < len; t++) {
+    const double c = (double)((int)cs[t] - zp), h = use_h ? ms[t] : 1.0;
+    num += h * (double)w[t] * c;
+    den += h * c * c;
+  }
+  *ok = den > 0;
+  return den > 0 ? (float)(num / den) : 0.0f;
+}
+
+static void rs_task(void* p, int64_t r0, int64_t r1) {
+  const rs_ctx* c = (const rs_ctx*)p;
+  const int64_t k = c->k, bs = c->bs, bpr = (k + bs - 1) / bs;
+  const float qmax = (float)((1 << c->bits) - 1);
+  uint8_t trial[QG_MAX_BLOCK];
+  for (int64_t row = r0; row < r1; row++)
+    for (int64_t blk = 0; blk < bpr; blk++) {
+      const int64_t bi = row * bpr + blk, c0 = blk * bs, len = c0 + bs <= k ? bs : k - c0;
+      const float* w = c->w + row * k + c0;
+      const double* ms = c->ms + c0;
+      uint8_t* cs = c->codes + bi * bs;
+      const int zpi = c->zp[bi];
+      const float zp = (float)zpi;
+      double hsum = 0.0;
+      for (int64_t t = 0; t < len; t++) hsum += ms[t];
+      const int use_h = hsum > 0;
+      float best = c->scales[bi];
+      double best_err = rs_err(w, ms, use_h, cs, len, zp, best);
+      int ok;
+      const float s1 = rs_solve(w, ms, use_h, cs, len, zpi, &ok);
+      if (ok && rs_err(w, ms, use_h, cs, len, zp, s1) < best_err) {
+        best = s1;
+        best_err = rs_err(w, ms, use_h, cs, len, zp, s1);
+      }
+      for (int round = 0; round < c->rounds; round++) {
+        if (best == 0.0f) break;
+        const float inv = 1.0f / best;
+        for (int64_t t = 0; t < len; t++) trial[t] = qg_js_u8(qg_js_clamp(qg_round_away(w[t] * inv) + zp, 0.0f, qmax));
+        const float s = rs_solve(w, ms, use_h, trial, len, zpi, &ok);
+        if (!ok) break;
+        const double e = rs_err(w, ms, use_h, trial, len, zp, s);
+        if (!(e < best_err)) break;
+        best = s;
+        best_err = e;
+        memcpy(cs, trial, (size_t)len);
+      }
+      c->scales[bi] = best;
+    }
+}
+
+int qg_refine_scales(const float* wT, int64_t n, int64_t k, int bits, int bs, const uint8_t* zero_points, const double* mean_square,
+                     int rounds, uint8_t* codes, float* scales, int threads) {
+  if (!wT || !zero_points || !mean_square || !codes || !scales || n < 0 || k < 1 || bs < 1 || bs > QG_MAX_BLOCK || bits < 1 ||
+      bits > 8 || rounds < 0)
+    return QG_EINVAL;
+  rs_ctx c = {wT, k, bits, bs, rounds, zero_points, mean_square, codes, scales};
+  qg_parallel_for(rs_task, &c, n, 1 + 16384 / k, threads);
+  return QG_OK;
+}

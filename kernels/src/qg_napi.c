@@ -538,6 +538,39 @@ static napi_value js_normalize_blocks(napi_env env, napi_callback_info info) {
   return status_result(env, "normalizeBlocks", qg_normalize_blocks(A[0].p, n, k, (int)A[3].i, A[4].p));
 }
 
+static napi_value js_pack_nibbles_hi(napi_env env, napi_callback_info info) {
+  ARGS("packNibblesHigh", "UNU", "codes,count,out");
+  const int64_t count = A[1].i;
+  if (!need_len(env, "packNibblesHigh", "codes", &A[0], count) || !need_len(env, "packNibblesHigh", "out", &A[2], (count + 1) / 2)) return NULL;
+  return status_result(env, "packNibblesHigh", qg_pack_nibbles_hi(A[0].p, count, A[2].p));
+}
+
+static napi_value js_weight_moments(napi_env env, napi_callback_info info) {
+  ARGS("weightMoments", "FRD", "w,threshold,out");
+  if (!need_len(env, "weightMoments", "out", &A[2], 3)) return NULL;
+  return status_result(env, "weightMoments", qg_weight_moments(A[0].p, A[0].len, A[1].r, A[2].p));
+}
+
+static napi_value js_weighted_sq_error(napi_env env, napi_callback_info info) {
+  ARGS("weightedSquaredError", "FFNNDD", "w,deq,n,k,h,out");
+  const int64_t n = A[2].i, k = A[3].i;
+  if (!need_len(env, "weightedSquaredError", "w", &A[0], n * k) || !need_len(env, "weightedSquaredError", "deq", &A[1], n * k) ||
+      !need_len(env, "weightedSquaredError", "h", &A[4], A[4].len ? k : 0) || !need_len(env, "weightedSquaredError", "out", &A[5], 1))
+    return NULL;
+  return status_result(env, "weightedSquaredError", qg_weighted_sq_error(A[0].p, A[1].p, n, k, A[4].len ? A[4].p : NULL, A[5].p));
+}
+
+static napi_value js_refine_scales(napi_env env, napi_callback_info info) {
+  ARGS("refineScales", "FNNIIUDIUFI", "wT,n,k,bits,blockSize,zeroPoints,meanSquare,rounds,codes,scales,threads");
+  const int64_t n = A[1].i, k = A[2].i, bs = A[4].i, bpr = bs > 0 ? (k + bs - 1) / bs : 0;
+  if (!need_len(env, "refineScales", "wT", &A[0], n * k) || !need_len(env, "refineScales", "zeroPoints", &A[5], n * bpr) ||
+      !need_len(env, "refineScales", "meanSquare", &A[6], k) || !need_len(env, "refineScales", "codes", &A[8], n * bpr * bs) ||
+      !need_len(env, "refineScales", "scales", &A[9], n * bpr))
+    return NULL;
+  return status_result(env, "refineScales", qg_refine_scales(A[0].p, n, k, (int)A[3].i, (int)bs, A[5].p, A[6].p, (int)A[7].i, A[8].p,
+                                                             A[9].p, threads_of(A[10].i)));
+}
+
 /* Returns false (no throw) when a value is not finite, so the caller can say so. */
 static napi_value js_sort_prefix(napi_env env, napi_callback_info info) {
   ARGS("sortPrefix", "FDDDD", "values,x,w,wx,wxx");
@@ -567,6 +600,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"lowrankEtV", js_lowrank_et_v}, {"lowrankApplyG", js_lowrank_apply_g}, {"lowrankWeightedRows", js_lowrank_weighted_rows},
       {"addLowRank", js_add_low_rank}, {"scaleColumns", js_scale_columns}, {"activationStats", js_activation_stats},
       {"transposeU8", js_transpose_u8}, {"sortPrefix", js_sort_prefix}, {"normalizeBlocks", js_normalize_blocks},
+      {"packNibblesHigh", js_pack_nibbles_hi}, {"weightMoments", js_weight_moments}, {"weightedSquaredError", js_weighted_sq_error},
+      {"refineScales", js_refine_scales},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value f;

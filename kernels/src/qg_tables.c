@@ -245,3 +245,12 @@ int qg_normalize_blocks(const float* wT, int64_t n, int64_t k, int bs, float* ou
     }
   return QG_OK;
 }
+
+/* MatMulBnb4's packing: out[i / 2] = code[i] << 4 | code[i + 1] (high nibble first), an odd tail padded with 0. */
+int qg_pack_nibbles_hi(const uint8_t* codes, int64_t count, uint8_t* out) {
+  if (!codes || !out || count < 0) return QG_EINVAL;
+  int64_t i = 0;
+  for (; i + 1 < count; i += 2) out[i >> 1] = (uint8_t)((codes[i] << 4) | codes[i + 1]);
+  if (i < count) out[i >> 1] = (uint8_t)(codes[i] << 4);
+  return QG_OK;
+}

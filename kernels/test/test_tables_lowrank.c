@@ -286,6 +286,11 @@ static void test_elementwise(void) {
     free(v); free(xs); free(pw); free(px); free(pxx);
   }
   CHECK(qg_transpose_u8(in, 2, 5, 4, tr, 1) == QG_EINVAL, "stride < cols");
+  {
+    const uint8_t nib[5] = {1, 2, 15, 0, 9};
+    uint8_t packed[3] = {0xAA, 0xAA, 0xAA};
+    CHECK(qg_pack_nibbles_hi(nib, 5, packed) == QG_OK && packed[0] == 0x12 && packed[1] == 0xF0 && packed[2] == 0x90, "pack_nibbles_hi");
+  }
   free(out); free(ref); free(a); free(b); free(s); free(ws); free(x);
   free(sa); free(sq); free(g); free(sar); free(sqr); free(gr); free(in); free(tr);
 }

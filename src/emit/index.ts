@@ -203,6 +203,15 @@ function codesBlocksFirst(codes: Uint8Array, n: number, kPadded: number): Uint8A
 
 function perBlockBlocksFirst<T extends Float32Array | Uint8Array>(values: T, n: number, blocksPerRow: number, make: (len: number) => T): T {
   const out = make(values.length);
+  const raw = activeKernels();
+  if (raw?.transposeU8 && values instanceof Uint8Array && out instanceof Uint8Array && values.length === n * blocksPerRow) {
+    raw.transposeU8(values, n, blocksPerRow, blocksPerRow, out, 1);
+    return out;
+  }
+  if (raw && values instanceof Float32Array && out instanceof Float32Array && values.length === n * blocksPerRow) {
+    raw.transposeF32(values, n, blocksPerRow, out, 1);
+    return out;
+  }
   for (let row = 0; row < n; row++) {
     for (let b = 0; b < blocksPerRow; b++) out[b * n + row] = values[row * blocksPerRow + b]!;
   }
@@ -305,7 +314,9 @@ function bnb4LayerGraph(p: string, input: string, output: string, q: TableQuanti
   const { n, k, blockSize } = q;
   const total = n * k;
   const packed = new Uint8Array(Math.ceil(total / 2));
-  for (let i = 0; i < total; i += 2) packed[i >> 1] = (q.codes[i]! << 4) | (i + 1 < total ? q.codes[i + 1]! : 0);
+  const raw = activeKernels();
+  if (raw?.packNibblesHigh && q.codes.length >= total) raw.packNibblesHigh(q.codes, total, packed);
+  else for (let i = 0; i < total; i += 2) packed[i >> 1] = (q.codes[i]! << 4) | (i + 1 < total ? q.codes[i + 1]! : 0);
   const inits = [makeTensor(`${p}_bnb4`, DataType.UINT8, [packed.length], packed), makeTensor(`${p}_absmax`, DataType.FLOAT, [q.scales.length], q.scales)];
   const node = makeNode(
     "MatMulBnb4",

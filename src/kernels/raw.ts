@@ -235,4 +235,24 @@ export interface RawKernels {
   sortPrefix?(values: Float32Array, x: Float64Array, w: Float64Array, wx: Float64Array, wxx: Float64Array): boolean;
   /** out [n][k] = wT / its block's absmax (zero blocks stay 0). */
   normalizeBlocks?(wT: Float32Array, n: number, k: number, blockSize: number, out: Float32Array): void;
+  /** out[i / 2] = codes[i] << 4 | codes[i + 1] for the first `count` codes (MatMulBnb4 packing). */
+  packNibblesHigh?(codes: Uint8Array, count: number, out: Uint8Array): void;
+  /** out = [sum v^2, sum v^4, count of |v| > threshold (threshold < 0: 0)], float64 in element order. */
+  weightMoments?(w: Float32Array, threshold: number, out: Float64Array): void;
+  /** out[0] = sum over [n][k] row-major of h[col] (1 when h is empty) * (w - deq)^2, float64 in element order. */
+  weightedSquaredError?(w: Float32Array, deq: Float32Array, n: number, k: number, h: Float64Array, out: Float64Array): void;
+  /** refineGroupScales in place on unpacked codes and scales (rounds of re-encoding). */
+  refineScales?(
+    wT: Float32Array,
+    n: number,
+    k: number,
+    bits: number,
+    blockSize: number,
+    zeroPoints: Uint8Array,
+    meanSquare: Float64Array,
+    rounds: number,
+    codes: Uint8Array,
+    scales: Float32Array,
+    threads: number,
+  ): void;
 }

@@ -222,6 +222,61 @@ export async function instantiateWasmKernels(bytes: Uint8Array): Promise<RawKern
         take(po, out);
       });
     };
+  if (has("qg_pack_nibbles_hi"))
+    optional.packNibblesHigh = (codes, count, out) => {
+      need("packNibblesHigh", "codes", codes, count);
+      need("packNibblesHigh", "out", out, Math.ceil(count / 2));
+      scoped(() => {
+        const pc = put(codes),
+          po = put(out, false);
+        check("packNibblesHigh", call("qg_pack_nibbles_hi", pc, I(count), po));
+        take(po, out);
+      });
+    };
+  if (has("qg_weight_moments"))
+    optional.weightMoments = (w, threshold, out) => {
+      need("weightMoments", "out", out, 3);
+      scoped(() => {
+        const pw = put(w),
+          po = put(out, false);
+        check("weightMoments", call("qg_weight_moments", pw, I(w.length), threshold, po));
+        take(po, out);
+      });
+    };
+  if (has("qg_weighted_sq_error"))
+    optional.weightedSquaredError = (w, deq, n, k, h, out) => {
+      need("weightedSquaredError", "w", w, n * k);
+      need("weightedSquaredError", "deq", deq, n * k);
+      need("weightedSquaredError", "out", out, 1);
+      if (h.length > 0) need("weightedSquaredError", "h", h, k);
+      scoped(() => {
+        const pw = put(w),
+          pd = put(deq),
+          ph = h.length > 0 ? put(h) : 0,
+          po = put(out, false);
+        check("weightedSquaredError", call("qg_weighted_sq_error", pw, pd, I(n), I(k), ph, po));
+        take(po, out);
+      });
+    };
+  if (has("qg_refine_scales"))
+    optional.refineScales = (wT, n, k, bits, bs, zps, meanSquare, rounds, codes, scales, _threads) => {
+      const bpr = Math.ceil(k / bs);
+      need("refineScales", "wT", wT, n * k);
+      need("refineScales", "zeroPoints", zps, n * bpr);
+      need("refineScales", "meanSquare", meanSquare, k);
+      need("refineScales", "codes", codes, n * bpr * bs);
+      need("refineScales", "scales", scales, n * bpr);
+      scoped(() => {
+        const pw = put(wT),
+          pz = put(zps),
+          pm = put(meanSquare),
+          pc = put(codes),
+          ps = put(scales);
+        check("refineScales", call("qg_refine_scales", pw, I(n), I(k), bits, bs, pz, pm, rounds, pc, ps, 1));
+        take(pc, codes);
+        take(ps, scales);
+      });
+    };
   if (has("qg_sort_prefix_f32"))
     optional.sortPrefix = (values, x, w, wx, wxx) => {
       const n = values.length;

@@ -150,7 +150,13 @@ export function planWeights(sites: readonly WeightSite[], recipe: Recipe): Weigh
 export function weightRowsNK(site: WeightSite): Float32Array {
   const w = site.values;
   const wT = site.transposed ? w.slice() : transpose(w, site.k, site.n);
-  if (site.alpha !== 1) for (let i = 0; i < wT.length; i++) wT[i] = Math.fround(wT[i]! * site.alpha);
+  if (site.alpha !== 1) {
+    const raw = activeKernels();
+    // Math.fround(w * alpha) with alpha a float32 value is the float32 product (one column of scale alpha).
+    const alpha = Math.fround(site.alpha);
+    if (raw?.scaleColumns && alpha === site.alpha) raw.scaleColumns(wT, wT.length, 1, Float32Array.of(alpha), wT, 1);
+    else for (let i = 0; i < wT.length; i++) wT[i] = Math.fround(wT[i]! * site.alpha);
+  }
   return wT;
 }
 
@@ -225,7 +231,7 @@ export function quantizeWeight(plan: WeightPlan, ctx: QuantizeContext): Quantize
     q = ctx.quantize(wT, n, k, spec, ctx.threads);
   }
   if (!isTable(q) && ctx.recipe.lowrank.refine_scales && !inputScales && stats) {
-    q = refineGroupScales(wT, q, stats);
+    q = refineGroupScales(wT, q, stats, { threads: ctx.threads });
     notes.push("block scales refined on calibration data");
   }
   let lowRank: LowRankBranch | undefined;

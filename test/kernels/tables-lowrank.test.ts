@@ -6,8 +6,10 @@ import { afterAll, describe, expect, it } from "vitest";
 import { setActiveKernels } from "../../src/kernels/active.js";
 import { ChannelAccumulator } from "../../src/calibrate/index.js";
 import { dequantizeTable, dequantizeTableRef, E4M3_TABLE, quantizeTable, quantizeTableRef, type TableFormat } from "../../src/quantize/tables.js";
-import { lowRankCorrection } from "../../src/quantize/algorithms/lowrank.js";
-import { effectiveWeightNK } from "../../src/quantize/index.js";
+import { lowRankCorrection, refineGroupScales } from "../../src/quantize/algorithms/lowrank.js";
+import { effectiveWeightNK, weightRowsNK } from "../../src/quantize/index.js";
+import { weightStatistics } from "../../src/quantize/quantx.js";
+import type { WeightSite } from "../../src/onnx/weights.js";
 import { layerGraph } from "../../src/emit/index.js";
 import { quantizeBlockwiseRef } from "../../src/quantize/blockwise.js";
 import { lloydMax, normalizeByBlock } from "../../src/quantize/algorithms/codebook.js";
@@ -135,6 +137,26 @@ describe.each(backends.map((b) => [b.backend, b] as const))("table formats and l
     }
   });
 
+  it("block scales refined on E[x^2] (with and without re-encoding rounds): identical codes and scales", () => {
+    const n = 29,
+      k = 150;
+    const wT = makeWeights(n * k, "heavy", 12);
+    const r = rng(3);
+    const meanSquare = Float64Array.from({ length: k }, (_, i) => (i >= 32 && i < 64 ? 0 : r() * 3));
+    for (const [bits, symmetric, bs] of [
+      [4, false, 32],
+      [3, true, 64],
+      [2, false, 16],
+    ] as const) {
+      const q = quantizeBlockwiseRef(wT, n, k, { bits, blockSize: bs, symmetric, clipSearch: false });
+      for (const reencodeRounds of [0, 3]) {
+        const ref = withKernels(undefined, () => refineGroupScales(wT, q, { meanSquare }, { reencodeRounds }));
+        const got = withKernels(raw, () => refineGroupScales(wT, q, { meanSquare }, { reencodeRounds, threads: 3 }));
+        expect(got).toEqual(ref);
+      }
+    }
+  });
+
   it("effective weight with AWQ scales and a low-rank branch: bit-identical", () => {
     const n = 45,
       k = 300,
@@ -148,6 +170,38 @@ describe.each(backends.map((b) => [b.backend, b] as const))("table formats and l
     const lowRank = { a, b, aHalf: new Uint16Array(0), bHalf: new Uint16Array(0), rank };
     const ref = withKernels(undefined, () => effectiveWeightNK({ q, inputScales, lowRank }));
     expect(withKernels(raw, () => effectiveWeightNK({ q, inputScales, lowRank }, 3))).toEqual(ref);
+  });
+
+  it("Gemm alpha folded into the weight rows: identical", () => {
+    const w = makeWeights(33 * 70, "gaussian", 6);
+    for (const transposed of [false, true])
+      for (const alpha of [Math.fround(1.7), 0.5, 1.7]) {
+        const site = { values: w, k: 70, n: 33, transposed, alpha } as unknown as WeightSite;
+        expect(withKernels(raw, () => weightRowsNK(site))).toEqual(withKernels(undefined, () => weightRowsNK(site)));
+      }
+  });
+
+  it("planner statistics (kurtosis, outliers, weighted squared error): identical", () => {
+    for (const w of [makeWeights(5000, "heavy", 3), makeWeights(4096, "gaussian", 4), new Float32Array(64)])
+      expect(withKernels(raw, () => weightStatistics(w))).toEqual(withKernels(undefined, () => weightStatistics(w)));
+    const w = makeWeights(30 * 50, "heavy", 7);
+    const deq = Float32Array.from(w, (v) => Math.fround(Math.round(v * 64) / 64));
+    const h = Float64Array.from({ length: 50 }, (_, i) => 0.5 + i / 7);
+    const run = (kr: typeof raw | undefined, hh: Float64Array) =>
+      withKernels(kr, () => {
+        const out = new Float64Array(1);
+        if (kr) kr.weightedSquaredError!(w, deq, 30, 50, hh, out);
+        else {
+          for (let r = 0; r < 30; r++)
+            for (let c = 0; c < 50; c++) {
+              const d = w[r * 50 + c]! - deq[r * 50 + c]!;
+              out[0]! += (hh.length ? hh[c]! : 1) * d * d;
+            }
+        }
+        return out[0];
+      });
+    expect(run(raw, h)).toBe(run(undefined, h));
+    expect(run(raw, new Float64Array(0))).toBe(run(undefined, new Float64Array(0)));
   });
 
   it("calibration statistics: per-channel sums and the Gram matrix bit-identical, across batches and the row cap", () => {
@@ -190,6 +244,7 @@ describe.each(backends.map((b) => [b.backend, b] as const))("table formats and l
     const target = { opset: 21, elemType: 1 } as const;
     for (const [q, form] of [
       [t, "lookup-subgraph"],
+      [t, "matmulbnb4"],
       [i4, "dequant-subgraph"],
       [i4, "dequantizelinear"],
     ] as const) {

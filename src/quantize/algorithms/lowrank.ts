@@ -267,6 +267,10 @@ export interface RefineOptions {
    * and solve again, keeping a round only when the weighted error drops. Default 0: codes fixed.
    */
   readonly reencodeRounds?: number;
+  /** Threads for the kernels (native backend; the result does not depend on it). */
+  readonly threads?: number;
+  /** Run the TypeScript loop even when the kernels are loaded (tests: the oracle). */
+  readonly reference?: boolean;
 }
 
 const f = Math.fround;
@@ -291,6 +295,11 @@ export function refineGroupScales(
   const codes = Uint8Array.from(q.codes);
   const scales = Float32Array.from(q.scales);
   const rounds = Math.max(0, Math.floor(opts.reencodeRounds ?? 0));
+  const raw = opts.reference ? undefined : activeKernels();
+  if (raw?.refineScales && blockSize <= 256 && k >= 1) {
+    raw.refineScales(wT, n, k, bits, blockSize, q.zeroPoints, stats.meanSquare, rounds, codes, scales, opts.threads ?? 1);
+    return { ...q, codes, scales };
+  }
   const trial = new Uint8Array(blockSize);
   for (let row = 0; row < n; row++) {
     for (let blk = 0; blk < blocksPerRow; blk++) {
