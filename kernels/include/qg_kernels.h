@@ -124,6 +124,12 @@ QG_API(qg_quadratic_forms_workspace_bytes) int64_t qg_quadratic_forms_workspace_
 QG_API(qg_sum_quadratic_forms)
 int qg_sum_quadratic_forms(const double* h, const double* d, int64_t rows, int64_t k, void* ws, int threads, double* out);
 
+/* The sum per segment of seg_rows consecutive rows (a multiple of 8, or rows), each bit-identical to
+ * qg_sum_quadratic_forms on that segment alone: out[rows / seg_rows]; one pass over H for all. */
+QG_API(qg_sum_quadratic_forms_segments)
+int qg_sum_quadratic_forms_segments(const double* h, const double* d, int64_t rows, int64_t k, int64_t seg_rows, void* ws, int threads,
+                                    double* out);
+
 /* ---- GPTQ (qg_gptq.c): codes, scales and zero points bit-identical to src/quantize/algorithms/gptq.ts ---- */
 /* Bytes of workspace qg_gptq needs for an [n][k] weight. */
 QG_API(qg_gptq_workspace_bytes) int64_t qg_gptq_workspace_bytes(int64_t n, int64_t k);

@@ -571,6 +571,24 @@ static napi_value js_refine_scales(napi_env env, napi_callback_info info) {
                                                              A[9].p, threads_of(A[10].i)));
 }
 
+static napi_value js_sum_quadratic_forms_segments(napi_env env, napi_callback_info info) {
+  ARGS("sumQuadraticFormsSegments", "DDNNNDI", "h,d,rows,k,segmentRows,out,threads");
+  const int64_t rows = A[2].i, k = A[3].i, seg = A[4].i;
+  if (seg < 1) return status_result(env, "sumQuadraticFormsSegments", QG_EINVAL);
+  if (!need_len(env, "sumQuadraticFormsSegments", "h", &A[0], k * k) || !need_len(env, "sumQuadraticFormsSegments", "d", &A[1], rows * k) ||
+      !need_len(env, "sumQuadraticFormsSegments", "out", &A[5], rows / seg))
+    return NULL;
+  const int64_t bytes = qg_quadratic_forms_workspace_bytes(rows, k);
+  void* ws = bytes > 0 ? malloc((size_t)bytes) : NULL;
+  if (!ws) {
+    napi_throw_error(env, "ERR_MEMORY", "sumQuadraticFormsSegments: cannot allocate the workspace");
+    return NULL;
+  }
+  const int rc = qg_sum_quadratic_forms_segments(A[0].p, A[1].p, rows, k, seg, ws, threads_of(A[6].i), A[5].p);
+  free(ws);
+  return status_result(env, "sumQuadraticFormsSegments", rc);
+}
+
 /* Returns false (no throw) when a value is not finite, so the caller can say so. */
 static napi_value js_sort_prefix(napi_env env, napi_callback_info info) {
   ARGS("sortPrefix", "FDDDD", "values,x,w,wx,wxx");
@@ -601,7 +619,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"addLowRank", js_add_low_rank}, {"scaleColumns", js_scale_columns}, {"activationStats", js_activation_stats},
       {"transposeU8", js_transpose_u8}, {"sortPrefix", js_sort_prefix}, {"normalizeBlocks", js_normalize_blocks},
       {"packNibblesHigh", js_pack_nibbles_hi}, {"weightMoments", js_weight_moments}, {"weightedSquaredError", js_weighted_sq_error},
-      {"refineScales", js_refine_scales},
+      {"refineScales", js_refine_scales}, {"sumQuadraticFormsSegments", js_sum_quadratic_forms_segments},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value f;

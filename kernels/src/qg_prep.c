@@ -475,8 +475,13 @@ int64_t qg_quadratic_forms_workspace_bytes(int64_t rows, int64_t k) {
 /* sum over rows r of d_r^T H d_r, H symmetric k x k (upper triangle read), in the reference's order:
  * groups of 8 rows, then i, then r: total += d_ri * (h_ii d_ri + 2 sum_{j>i} h_ij d_rj), rows with
  * d_ri == 0 skipped. The inner sums run in parallel (eight rows per vector); the total is added in order. */
-int qg_sum_quadratic_forms(const double* h, const double* d, int64_t rows, int64_t k, void* ws, int threads, double* out) {
-  if (!h || !d || !ws || !out || rows < 0 || k < 1) return QG_EINVAL;
+/* The sum for each segment of seg_rows consecutive rows (seg_rows a multiple of 8, or rows), each exactly
+ * what qg_sum_quadratic_forms returns for those rows alone: out[rows / seg_rows]. One pass over H serves
+ * every segment (AWQ's grid points at once). */
+int qg_sum_quadratic_forms_segments(const double* h, const double* d, int64_t rows, int64_t k, int64_t seg_rows, void* ws, int threads,
+                                    double* out) {
+  if (!h || !d || !ws || !out || rows < 0 || k < 1 || seg_rows < 1 || (seg_rows % 8 && seg_rows != rows) || rows % seg_rows)
+    return QG_EINVAL;
   const int64_t rows8 = (rows + 7) / 8 * 8;
   double* dt = (double*)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
   double* s = dt + k * rows8;
@@ -485,18 +490,31 @@ int qg_sum_quadratic_forms(const double* h, const double* d, int64_t rows, int64
   const char* isa = qg_dispatch_table()->isa;
   qf_ctx c = {h, dt, rows, rows8, k, (k + QF_IB - 1) / QF_IB, s, isa[0] != 'a' ? 0 : isa[3] == '5' ? 2 : 1};
   qg_parallel_for(qf_task, &c, c.tiles, 1, threads);
-  double total = 0;
-  for (int64_t r0 = 0; r0 < rows; r0 += 8) {
-    const int64_t r1 = r0 + 8 < rows ? r0 + 8 : rows;
-    for (int64_t i = 0; i < k; i++) {
-      const double hii = h[i * k + i];
-      for (int64_t r = r0; r < r1; r++) {
-        const double di = d[r * k + i];
-        if (di == 0) continue;
-        total += di * (hii * di + 2 * s[i * rows8 + r]);
+  for (int64_t seg = 0; seg * seg_rows < rows || (rows == 0 && seg == 0); seg++) {
+    double total = 0;
+    const int64_t s0 = seg * seg_rows, s1 = s0 + seg_rows < rows ? s0 + seg_rows : rows;
+    for (int64_t r0 = s0; r0 < s1; r0 += 8) {
+      const int64_t r1 = r0 + 8 < s1 ? r0 + 8 : s1;
+      for (int64_t i = 0; i < k; i++) {
+        const double hii = h[i * k + i];
+        for (int64_t r = r0; r < r1; r++) {
+          const double di = d[r * k + i];
+          if (di == 0) continue;
+          total += di * (hii * di + 2 * s[i * rows8 + r]);
+        }
       }
     }
+    out[seg] = total;
+    if (rows == 0) break;
   }
-  *out = total;
   return QG_OK;
+}
+
+int qg_sum_quadratic_forms(const double* h, const double* d, int64_t rows, int64_t k, void* ws, int threads, double* out) {
+  if (rows == 0) {
+    if (!h || !d || !ws || !out || k < 1) return QG_EINVAL;
+    *out = 0;
+    return QG_OK;
+  }
+  return qg_sum_quadratic_forms_segments(h, d, rows, k, rows, ws, threads, out);
 }

@@ -207,6 +207,15 @@ static void test_quadratic_forms(void) {
     CHECK(qg_sum_quadratic_forms(h, d, rows, k, ws, 3, &got) == QG_OK, "sum_quadratic_forms");
     const double want = quadratic_forms_ref(h, d, rows, k);
     CHECK(!memcmp(&got, &want, 8), "sum_quadratic_forms %lldx%lld: %.17g vs %.17g", (long long)rows, (long long)k, got, want);
+    if (rows % 8 == 0 && rows >= 16) { /* segments of 8 rows: each as its own call */
+      double seg[16];
+      CHECK(qg_sum_quadratic_forms_segments(h, d, rows, k, 8, ws, 2, seg) == QG_OK, "segments");
+      for (int64_t q = 0; q < rows / 8; q++) {
+        const double one = quadratic_forms_ref(h, d + q * 8 * k, 8, k);
+        CHECK(!memcmp(&seg[q], &one, 8), "segment %lld of %lldx%lld", (long long)q, (long long)rows, (long long)k);
+      }
+      CHECK(qg_sum_quadratic_forms_segments(h, d, rows, k, 12, ws, 2, seg) == QG_EINVAL, "segments of 12 rows refused");
+    }
     free(h); free(d); free(ws);
   }
 }

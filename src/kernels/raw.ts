@@ -255,4 +255,6 @@ export interface RawKernels {
     scales: Float32Array,
     threads: number,
   ): void;
+  /** sumQuadraticForms of each segment of segmentRows consecutive rows (a multiple of 8, or rows) into out, one pass over H. */
+  sumQuadraticFormsSegments?(h: Float64Array, d: Float64Array, rows: number, k: number, segmentRows: number, out: Float64Array, threads: number): void;
 }

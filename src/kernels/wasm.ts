@@ -277,6 +277,20 @@ export async function instantiateWasmKernels(bytes: Uint8Array): Promise<RawKern
         take(ps, scales);
       });
     };
+  if (has("qg_sum_quadratic_forms_segments"))
+    optional.sumQuadraticFormsSegments = (h, d, rows, k, segmentRows, out, _threads) => {
+      need("sumQuadraticFormsSegments", "h", h, k * k);
+      need("sumQuadraticFormsSegments", "d", d, rows * k);
+      need("sumQuadraticFormsSegments", "out", out, Math.floor(rows / Math.max(1, segmentRows)));
+      scoped(() => {
+        const ph = put(h),
+          pd = put(d),
+          po = put(out, false),
+          pw = alloc(Math.max(8, Number(call("qg_quadratic_forms_workspace_bytes", I(rows), I(k)))));
+        check("sumQuadraticFormsSegments", call("qg_sum_quadratic_forms_segments", ph, pd, I(rows), I(k), I(segmentRows), pw, 1, po));
+        take(po, out);
+      });
+    };
   if (has("qg_sort_prefix_f32"))
     optional.sortPrefix = (values, x, w, wx, wxx) => {
       const n = values.length;
