@@ -8,6 +8,8 @@
         "src/qg_threads.c",
         "src/qg_prep.c",
         "src/qg_gptq.c",
+        "src/qg_tables.c",
+        "src/qg_lowrank.c",
         "src/qg_napi.c",
         "src/arch/x86/qg_avx2.c",
         "src/arch/x86/qg_avx512.c",

@@ -11,7 +11,7 @@ cd "$here"
 "$CLANG" --target=wasm32 -O3 -msimd128 -mbulk-memory -mnontrapping-fptoint -nostdlib -ffreestanding \
   -ffp-contract=off -fno-fast-math -std=c11 -Wall -Wextra \
   -isystem src/arch/wasm/libc -Iinclude \
-  src/qg_api.c src/qg_ref.c src/qg_prep.c src/qg_gptq.c src/arch/wasm/qg_simd128.c src/arch/wasm/qg_libc.c \
+  src/qg_api.c src/qg_ref.c src/qg_prep.c src/qg_gptq.c src/qg_tables.c src/qg_lowrank.c src/arch/wasm/qg_simd128.c src/arch/wasm/qg_libc.c \
   -Wl,--no-entry -Wl,--export=__heap_base -Wl,--export-table -Wl,-z,stack-size=1048576 \
   -Wl,--initial-memory=2097152 -Wl,--strip-all \
   -o "$out"

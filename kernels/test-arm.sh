@@ -54,14 +54,14 @@ run() {
 }
 
 echo "== NEON kernels, -O3 (as the addon), qemu-aarch64"
-for t in test_kernels test_exact_sizes; do
+for t in test_kernels test_exact_sizes test_tables_lowrank; do
   "$CC" "${warn[@]}" -O3 "${core[@]}" "$here/src/arch/arm/qg_neon.c" "$here/test/$t.c" -lm -pthread -o "$tmp/$t"
   run cortex-a53 neon "$tmp/$t"
   run max neon+dotprod "$tmp/$t"
 done
 
 echo "== NEON kernels under ASan + UBSan"
-for t in test_kernels test_exact_sizes; do
+for t in test_kernels test_exact_sizes test_tables_lowrank; do
   "$CC" "${warn[@]}" "${san[@]}" "${core[@]}" "$here/src/arch/arm/qg_neon.c" "$here/test/$t.c" -lm -pthread -o "$tmp/$t-asan"
   asan=(ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1)
   run cortex-a53 neon "$tmp/$t-asan" "${asan[@]}"

@@ -124,6 +124,12 @@ QG_API(qg_quadratic_forms_workspace_bytes) int64_t qg_quadratic_forms_workspace_
 QG_API(qg_sum_quadratic_forms)
 int qg_sum_quadratic_forms(const double* h, const double* d, int64_t rows, int64_t k, void* ws, int threads, double* out);
 
+/* The sum per segment of seg_rows consecutive rows (a multiple of 8, or rows), each bit-identical to
+ * qg_sum_quadratic_forms on that segment alone: out[rows / seg_rows]; one pass over H for all. */
+QG_API(qg_sum_quadratic_forms_segments)
+int qg_sum_quadratic_forms_segments(const double* h, const double* d, int64_t rows, int64_t k, int64_t seg_rows, void* ws, int threads,
+                                    double* out);
+
 /* ---- GPTQ (qg_gptq.c): codes, scales and zero points bit-identical to src/quantize/algorithms/gptq.ts ---- */
 /* Bytes of workspace qg_gptq needs for an [n][k] weight. */
 QG_API(qg_gptq_workspace_bytes) int64_t qg_gptq_workspace_bytes(int64_t n, int64_t k);
@@ -133,6 +139,72 @@ QG_API(qg_gptq)
 int qg_gptq(const float* wT, int64_t n, int64_t k, const double* hessian, int bits, int bs, int symmetric, int clip_search,
             double damp_ratio, int act_order, int static_groups, int zero_dead, uint8_t* codes, float* scales,
             uint8_t* zero_points, void* ws, int threads);
+
+/* ---- table formats as the quantize stage stores them (qg_tables.c), byte-identical to quantizeTableRef ---- */
+/* Block scale: absmax / max|table| (NF4, FP4, bnb-FP4, FP8), the MX power of two, or absmax (codebook). */
+enum { QG_TABLE_SCALE_DIV = 0, QG_TABLE_SCALE_MX = 1, QG_TABLE_SCALE_ABSMAX = 2 };
+/* codes: unpacked [n][ceil(k/bs)*bs] (padding: the code nearest 0); scales [n][ceil(k/bs)]; table_len 1..256,
+ * or 0 for E4M3 (FP8, encoded directly: the same codes as the scan over its 256 values). */
+QG_API(qg_quantize_table)
+int qg_quantize_table(const float* wT, int64_t n, int64_t k, int bs, const float* table, int table_len, int scale_mode,
+                      uint8_t* codes, float* scales, int threads);
+int qg_quantize_table_ref(const float* wT, int64_t n, int64_t k, int bs, const float* table, int table_len, int scale_mode,
+                          uint8_t* codes, float* scales);
+/* out[n][k] = table[code] * scale (dequantizeTable). */
+QG_API(qg_dequantize_table)
+int qg_dequantize_table(const uint8_t* codes, const float* scales, const float* table, int table_len, int64_t n, int64_t k,
+                        int bs, float* out);
+
+/* out [n][k] = w / its block's absmax (normalizeByBlock of codebook.ts; zero blocks stay 0). */
+QG_API(qg_normalize_blocks) int qg_normalize_blocks(const float* wT, int64_t n, int64_t k, int bs, float* out);
+
+/* out[i / 2] = codes[i] << 4 | codes[i + 1] (MatMulBnb4, high nibble first; odd tail padded with 0). */
+QG_API(qg_pack_nibbles_hi) int qg_pack_nibbles_hi(const uint8_t* codes, int64_t count, uint8_t* out);
+
+/* ---- low-rank correction, calibration statistics, element-wise helpers (qg_lowrank.c), bit-identical ---- */
+QG_API(qg_sub_f32_to_f64) int qg_sub_f32_to_f64(const float* a, const float* b, int64_t count, double* out);
+/* out [k][count]: out[c][j] = sum_r e[r][c] * v[j][r] (e [n][k], v [count][n]), r ascending, v zeros skipped;
+ * ws: qg_lowrank_et_v_workspace_bytes(n, k, count). */
+QG_API(qg_lowrank_et_v_workspace_bytes) int64_t qg_lowrank_et_v_workspace_bytes(int64_t n, int64_t k, int64_t count);
+QG_API(qg_lowrank_et_v)
+int qg_lowrank_et_v(const double* e, int64_t n, int64_t k, const double* v, int64_t count, double* out, void* ws, int threads);
+/* y [count][n]: y_j = E H E^T v_j, H full k x k or (diag) its diagonal; applyG of lowrank.ts. */
+QG_API(qg_lowrank_apply_g_workspace_bytes) int64_t qg_lowrank_apply_g_workspace_bytes(int64_t n, int64_t k, int64_t count);
+QG_API(qg_lowrank_apply_g)
+int qg_lowrank_apply_g(const double* e, int64_t n, int64_t k, const double* h, int diag, const double* v, int64_t count,
+                       double* y, void* ws, int threads);
+/* out [n][k] = E H (H full, symmetric), weightedRows of lowrank.ts. */
+QG_API(qg_lowrank_weighted_rows)
+int qg_lowrank_weighted_rows(const double* e, int64_t n, int64_t k, const double* h, double* out, int threads);
+/* out [n][k] += (a [k][rank] . b [rank][n])^T, sums in float64, rounded once (effectiveWeightNK). */
+QG_API(qg_add_low_rank_workspace_bytes) int64_t qg_add_low_rank_workspace_bytes(int64_t k, int64_t rank);
+QG_API(qg_add_low_rank)
+int qg_add_low_rank(float* out, const float* a, const float* b, int64_t n, int64_t k, int64_t rank, void* ws, int threads);
+/* out[r][c] = in[r][c] * s[c] in float32 (in may be out). */
+QG_API(qg_scale_columns_f32)
+int qg_scale_columns_f32(const float* in, int64_t rows, int64_t cols, const float* s, float* out, int threads);
+/* Adds |x| and x^2 of `rows` rows of c channels to sum_abs/sum_sq, and x x^T of the first gram_rows rows
+ * to the lower triangle of g (c x c), in float64 (ActivationAccumulator.add). */
+QG_API(qg_activation_stats)
+int qg_activation_stats(const float* data, int64_t rows, int64_t c, double* sum_abs, double* sum_sq, double* g, int64_t gram_rows,
+                        int threads);
+/* x: values sorted ascending as float64 (-0 before +0); w, wx, wxx: count + 1 prefix sums of 1, x, x^2
+ * (sortWeighted of codebook.ts with unit weights). QG_EINVAL if a value is not finite. */
+QG_API(qg_sort_prefix_f32)
+int qg_sort_prefix_f32(const float* values, int64_t count, double* x, double* w, double* wx, double* wxx);
+/* out = {sum v^2, sum v^4, count of |v| > threshold (threshold < 0: 0)}, float64 in element order. */
+QG_API(qg_weight_moments) int qg_weight_moments(const float* w, int64_t count, double threshold, double* out);
+/* *out = sum over [n][k] row-major of h[col] (1 when h is NULL) * (w - deq)^2, float64 in element order. */
+QG_API(qg_weighted_sq_error)
+int qg_weighted_sq_error(const float* w, const float* deq, int64_t n, int64_t k, const double* h, double* out);
+/* refineGroupScales of lowrank.ts on unpacked codes [n][bpr*bs] and scales [n][bpr], in place: the
+ * least-squares scale per block under E[x^2] (mean_square, k), then `rounds` re-encodings; bit-identical. */
+QG_API(qg_refine_scales)
+int qg_refine_scales(const float* wT, int64_t n, int64_t k, int bits, int bs, const uint8_t* zero_points, const double* mean_square,
+                     int rounds, uint8_t* codes, float* scales, int threads);
+/* out[c][r] = in[r * in_stride + c] for c < cols. */
+QG_API(qg_transpose_u8)
+int qg_transpose_u8(const uint8_t* in, int64_t rows, int64_t cols, int64_t in_stride, uint8_t* out, int threads);
 
 /* Host hook: run task(ctx, i0, i1) over [0, count) split into at most `threads` parts. The default
  * runs serially; the addon installs its thread pool. */

@@ -415,6 +415,192 @@ static napi_value js_sum_quadratic_forms(napi_env env, napi_callback_info info) 
   return r;
 }
 
+/* ---- table formats as stored by the quantize stage; low-rank, calibration and element-wise passes ---- */
+
+static napi_value js_quantize_table(napi_env env, napi_callback_info info) {
+  ARGS("quantizeTable", "FNNIfIIUFI", "wT,n,k,blockSize,table,tableLength,scaleMode,codes,scales,threads");
+  const int64_t n = A[1].i, k = A[2].i, bs = A[3].i, bpr = bs > 0 ? (k + bs - 1) / bs : 0;
+  if (!need_len(env, "quantizeTable", "wT", &A[0], n * k) || !need_len(env, "quantizeTable", "table", &A[4], A[5].i) ||
+      !need_len(env, "quantizeTable", "codes", &A[7], n * bpr * bs) || !need_len(env, "quantizeTable", "scales", &A[8], n * bpr))
+    return NULL;
+  return status_result(env, "quantizeTable",
+                       qg_quantize_table(A[0].p, n, k, (int)bs, A[4].p, (int)A[5].i, (int)A[6].i, A[7].p, A[8].p, threads_of(A[9].i)));
+}
+
+static napi_value js_dequantize_table(napi_env env, napi_callback_info info) {
+  ARGS("dequantizeTable", "UFFNNIF", "codes,scales,table,n,k,blockSize,out");
+  const int64_t n = A[3].i, k = A[4].i, bs = A[5].i, bpr = bs > 0 ? (k + bs - 1) / bs : 0;
+  if (!need_len(env, "dequantizeTable", "codes", &A[0], n * bpr * bs) || !need_len(env, "dequantizeTable", "scales", &A[1], n * bpr) ||
+      !need_len(env, "dequantizeTable", "out", &A[6], n * k))
+    return NULL;
+  return status_result(env, "dequantizeTable", qg_dequantize_table(A[0].p, A[1].p, A[2].p, (int)A[2].len, n, k, (int)bs, A[6].p));
+}
+
+static napi_value js_sub_f32_to_f64(napi_env env, napi_callback_info info) {
+  ARGS("subF32ToF64", "FFD", "a,b,out");
+  if (!need_len(env, "subF32ToF64", "b", &A[1], A[0].len) || !need_len(env, "subF32ToF64", "out", &A[2], A[0].len)) return NULL;
+  return status_result(env, "subF32ToF64", qg_sub_f32_to_f64(A[0].p, A[1].p, A[0].len, A[2].p));
+}
+
+static napi_value js_lowrank_et_v(napi_env env, napi_callback_info info) {
+  ARGS("lowrankEtV", "DNNDNDI", "e,n,k,v,count,out,threads");
+  const int64_t n = A[1].i, k = A[2].i, count = A[4].i;
+  if (!need_len(env, "lowrankEtV", "e", &A[0], n * k) || !need_len(env, "lowrankEtV", "v", &A[3], count * n) ||
+      !need_len(env, "lowrankEtV", "out", &A[5], k * count))
+    return NULL;
+  const int64_t bytes = qg_lowrank_et_v_workspace_bytes(n, k, count);
+  void* ws = bytes > 0 ? malloc((size_t)bytes) : NULL;
+  if (!ws) {
+    napi_throw_error(env, "ERR_MEMORY", "lowrankEtV: cannot allocate the workspace");
+    return NULL;
+  }
+  const int rc = qg_lowrank_et_v(A[0].p, n, k, A[3].p, count, A[5].p, ws, threads_of(A[6].i));
+  free(ws);
+  return status_result(env, "lowrankEtV", rc);
+}
+
+static napi_value js_lowrank_apply_g(napi_env env, napi_callback_info info) {
+  ARGS("lowrankApplyG", "DNNDBDNDI", "e,n,k,h,diagonal,v,count,y,threads");
+  const int64_t n = A[1].i, k = A[2].i, count = A[6].i;
+  if (!need_len(env, "lowrankApplyG", "e", &A[0], n * k) || !need_len(env, "lowrankApplyG", "h", &A[3], A[4].i ? k : k * k) ||
+      !need_len(env, "lowrankApplyG", "v", &A[5], count * n) || !need_len(env, "lowrankApplyG", "y", &A[7], count * n))
+    return NULL;
+  const int64_t bytes = qg_lowrank_apply_g_workspace_bytes(n, k, count);
+  if (bytes < 0) return status_result(env, "lowrankApplyG", QG_EINVAL);
+  void* ws = malloc((size_t)(bytes > 0 ? bytes : 8));
+  if (!ws) {
+    napi_throw_error(env, "ERR_MEMORY", "lowrankApplyG: cannot allocate the workspace");
+    return NULL;
+  }
+  const int rc = qg_lowrank_apply_g(A[0].p, n, k, A[3].p, (int)A[4].i, A[5].p, count, A[7].p, ws, threads_of(A[8].i));
+  free(ws);
+  return status_result(env, "lowrankApplyG", rc);
+}
+
+static napi_value js_lowrank_weighted_rows(napi_env env, napi_callback_info info) {
+  ARGS("lowrankWeightedRows", "DNNDDI", "e,n,k,h,out,threads");
+  const int64_t n = A[1].i, k = A[2].i;
+  if (!need_len(env, "lowrankWeightedRows", "e", &A[0], n * k) || !need_len(env, "lowrankWeightedRows", "h", &A[3], k * k) ||
+      !need_len(env, "lowrankWeightedRows", "out", &A[4], n * k))
+    return NULL;
+  return status_result(env, "lowrankWeightedRows", qg_lowrank_weighted_rows(A[0].p, n, k, A[3].p, A[4].p, threads_of(A[5].i)));
+}
+
+static napi_value js_add_low_rank(napi_env env, napi_callback_info info) {
+  ARGS("addLowRank", "FFFNNNI", "out,a,b,n,k,rank,threads");
+  const int64_t n = A[3].i, k = A[4].i, rank = A[5].i;
+  if (!need_len(env, "addLowRank", "out", &A[0], n * k) || !need_len(env, "addLowRank", "a", &A[1], k * rank) ||
+      !need_len(env, "addLowRank", "b", &A[2], rank * n))
+    return NULL;
+  const int64_t bytes = qg_add_low_rank_workspace_bytes(k, rank);
+  if (bytes <= 0) return status_result(env, "addLowRank", QG_EINVAL);
+  void* ws = malloc((size_t)bytes);
+  if (!ws) {
+    napi_throw_error(env, "ERR_MEMORY", "addLowRank: cannot allocate the workspace");
+    return NULL;
+  }
+  const int rc = qg_add_low_rank(A[0].p, A[1].p, A[2].p, n, k, rank, ws, threads_of(A[6].i));
+  free(ws);
+  return status_result(env, "addLowRank", rc);
+}
+
+static napi_value js_scale_columns(napi_env env, napi_callback_info info) {
+  ARGS("scaleColumns", "FNNFFI", "input,rows,cols,scales,out,threads");
+  const int64_t rows = A[1].i, cols = A[2].i;
+  if (!need_len(env, "scaleColumns", "input", &A[0], rows * cols) || !need_len(env, "scaleColumns", "scales", &A[3], cols) ||
+      !need_len(env, "scaleColumns", "out", &A[4], rows * cols))
+    return NULL;
+  return status_result(env, "scaleColumns", qg_scale_columns_f32(A[0].p, rows, cols, A[3].p, A[4].p, threads_of(A[5].i)));
+}
+
+static napi_value js_activation_stats(napi_env env, napi_callback_info info) {
+  ARGS("activationStats", "FNNDDDNI", "data,rows,channels,sumAbs,sumSq,gram,gramRows,threads");
+  const int64_t rows = A[1].i, c = A[2].i;
+  if (!need_len(env, "activationStats", "data", &A[0], rows * c) || !need_len(env, "activationStats", "sumAbs", &A[3], c) ||
+      !need_len(env, "activationStats", "sumSq", &A[4], c) || !need_len(env, "activationStats", "gram", &A[5], A[6].i > 0 ? c * c : 0))
+    return NULL;
+  return status_result(env, "activationStats", qg_activation_stats(A[0].p, rows, c, A[3].p, A[4].p, A[5].p, A[6].i, threads_of(A[7].i)));
+}
+
+static napi_value js_transpose_u8(napi_env env, napi_callback_info info) {
+  ARGS("transposeU8", "UNNNUI", "input,rows,cols,stride,out,threads");
+  const int64_t rows = A[1].i, cols = A[2].i, stride = A[3].i;
+  if (!need_len(env, "transposeU8", "input", &A[0], rows > 0 ? (rows - 1) * stride + cols : 0) ||
+      !need_len(env, "transposeU8", "out", &A[4], rows * cols))
+    return NULL;
+  return status_result(env, "transposeU8", qg_transpose_u8(A[0].p, rows, cols, stride, A[4].p, threads_of(A[5].i)));
+}
+
+static napi_value js_normalize_blocks(napi_env env, napi_callback_info info) {
+  ARGS("normalizeBlocks", "FNNIF", "wT,n,k,blockSize,out");
+  const int64_t n = A[1].i, k = A[2].i;
+  if (!need_len(env, "normalizeBlocks", "wT", &A[0], n * k) || !need_len(env, "normalizeBlocks", "out", &A[4], n * k)) return NULL;
+  return status_result(env, "normalizeBlocks", qg_normalize_blocks(A[0].p, n, k, (int)A[3].i, A[4].p));
+}
+
+static napi_value js_pack_nibbles_hi(napi_env env, napi_callback_info info) {
+  ARGS("packNibblesHigh", "UNU", "codes,count,out");
+  const int64_t count = A[1].i;
+  if (!need_len(env, "packNibblesHigh", "codes", &A[0], count) || !need_len(env, "packNibblesHigh", "out", &A[2], (count + 1) / 2)) return NULL;
+  return status_result(env, "packNibblesHigh", qg_pack_nibbles_hi(A[0].p, count, A[2].p));
+}
+
+static napi_value js_weight_moments(napi_env env, napi_callback_info info) {
+  ARGS("weightMoments", "FRD", "w,threshold,out");
+  if (!need_len(env, "weightMoments", "out", &A[2], 3)) return NULL;
+  return status_result(env, "weightMoments", qg_weight_moments(A[0].p, A[0].len, A[1].r, A[2].p));
+}
+
+static napi_value js_weighted_sq_error(napi_env env, napi_callback_info info) {
+  ARGS("weightedSquaredError", "FFNNDD", "w,deq,n,k,h,out");
+  const int64_t n = A[2].i, k = A[3].i;
+  if (!need_len(env, "weightedSquaredError", "w", &A[0], n * k) || !need_len(env, "weightedSquaredError", "deq", &A[1], n * k) ||
+      !need_len(env, "weightedSquaredError", "h", &A[4], A[4].len ? k : 0) || !need_len(env, "weightedSquaredError", "out", &A[5], 1))
+    return NULL;
+  return status_result(env, "weightedSquaredError", qg_weighted_sq_error(A[0].p, A[1].p, n, k, A[4].len ? A[4].p : NULL, A[5].p));
+}
+
+static napi_value js_refine_scales(napi_env env, napi_callback_info info) {
+  ARGS("refineScales", "FNNIIUDIUFI", "wT,n,k,bits,blockSize,zeroPoints,meanSquare,rounds,codes,scales,threads");
+  const int64_t n = A[1].i, k = A[2].i, bs = A[4].i, bpr = bs > 0 ? (k + bs - 1) / bs : 0;
+  if (!need_len(env, "refineScales", "wT", &A[0], n * k) || !need_len(env, "refineScales", "zeroPoints", &A[5], n * bpr) ||
+      !need_len(env, "refineScales", "meanSquare", &A[6], k) || !need_len(env, "refineScales", "codes", &A[8], n * bpr * bs) ||
+      !need_len(env, "refineScales", "scales", &A[9], n * bpr))
+    return NULL;
+  return status_result(env, "refineScales", qg_refine_scales(A[0].p, n, k, (int)A[3].i, (int)bs, A[5].p, A[6].p, (int)A[7].i, A[8].p,
+                                                             A[9].p, threads_of(A[10].i)));
+}
+
+static napi_value js_sum_quadratic_forms_segments(napi_env env, napi_callback_info info) {
+  ARGS("sumQuadraticFormsSegments", "DDNNNDI", "h,d,rows,k,segmentRows,out,threads");
+  const int64_t rows = A[2].i, k = A[3].i, seg = A[4].i;
+  if (seg < 1) return status_result(env, "sumQuadraticFormsSegments", QG_EINVAL);
+  if (!need_len(env, "sumQuadraticFormsSegments", "h", &A[0], k * k) || !need_len(env, "sumQuadraticFormsSegments", "d", &A[1], rows * k) ||
+      !need_len(env, "sumQuadraticFormsSegments", "out", &A[5], rows / seg))
+    return NULL;
+  const int64_t bytes = qg_quadratic_forms_workspace_bytes(rows, k);
+  void* ws = bytes > 0 ? malloc((size_t)bytes) : NULL;
+  if (!ws) {
+    napi_throw_error(env, "ERR_MEMORY", "sumQuadraticFormsSegments: cannot allocate the workspace");
+    return NULL;
+  }
+  const int rc = qg_sum_quadratic_forms_segments(A[0].p, A[1].p, rows, k, seg, ws, threads_of(A[6].i), A[5].p);
+  free(ws);
+  return status_result(env, "sumQuadraticFormsSegments", rc);
+}
+
+/* Returns false (no throw) when a value is not finite, so the caller can say so. */
+static napi_value js_sort_prefix(napi_env env, napi_callback_info info) {
+  ARGS("sortPrefix", "FDDDD", "values,x,w,wx,wxx");
+  const int64_t n = A[0].len;
+  if (!need_len(env, "sortPrefix", "x", &A[1], n) || !need_len(env, "sortPrefix", "w", &A[2], n + 1) ||
+      !need_len(env, "sortPrefix", "wx", &A[3], n + 1) || !need_len(env, "sortPrefix", "wxx", &A[4], n + 1))
+    return NULL;
+  napi_value r;
+  napi_get_boolean(env, qg_sort_prefix_f32(A[0].p, n, A[1].p, A[2].p, A[3].p, A[4].p) == QG_OK, &r);
+  return r;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   qg_threads_install();
   const struct { const char* name; napi_callback cb; } fns[] = {
@@ -428,6 +614,12 @@ static napi_value init(napi_env env, napi_value exports) {
       {"histogramU8", js_histogram_u8},   {"quantizeIntWeighted", js_quantize_int_weighted}, {"gptq", js_gptq}, {"gemmInt4Q8", js_gemm_int4_q8},
       {"weightErrorCodes", js_weight_error_codes},
       {"sumQuadraticForms", js_sum_quadratic_forms},
+      {"quantizeTable", js_quantize_table}, {"dequantizeTable", js_dequantize_table}, {"subF32ToF64", js_sub_f32_to_f64},
+      {"lowrankEtV", js_lowrank_et_v}, {"lowrankApplyG", js_lowrank_apply_g}, {"lowrankWeightedRows", js_lowrank_weighted_rows},
+      {"addLowRank", js_add_low_rank}, {"scaleColumns", js_scale_columns}, {"activationStats", js_activation_stats},
+      {"transposeU8", js_transpose_u8}, {"sortPrefix", js_sort_prefix}, {"normalizeBlocks", js_normalize_blocks},
+      {"packNibblesHigh", js_pack_nibbles_hi}, {"weightMoments", js_weight_moments}, {"weightedSquaredError", js_weighted_sq_error},
+      {"refineScales", js_refine_scales}, {"sumQuadraticFormsSegments", js_sum_quadratic_forms_segments},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value f;

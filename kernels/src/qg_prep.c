@@ -373,38 +373,95 @@ typedef struct {
   const double* dt; /* [rows8 / 8][k][8]: d transposed by groups of eight rows (zeros past rows) */
   int64_t rows, rows8, k, tiles;
   double* s; /* [k][rows8]: sum_{j>i} h[i][j] d[r][j] */
+  int wide;
 } qf_ctx;
+
+#define QF_IB 128 /* rows of H per task */
+#define QF_JB 128 /* columns of H per pass: the H slab and one group's D slab stay in cache */
+
+/* s[i][r] += h[i][j] d[r][j] for j in [j0, j1), j > i, i in [i, i + ni) (ni <= 4), eight rows r of one
+ * group. Every (i, r) sum takes its terms in ascending j, one multiply then one add, as the reference;
+ * the partial sums wait in s between passes, which changes no bit. */
+#define QF_QUAD_BODY(V, LANES)                                                                                        \
+  {                                                                                                                   \
+    enum { NV = 8 / LANES };                                                                                          \
+    V acc[4][NV];                                                                                                     \
+    for (int q = 0; q < ni; q++)                                                                                      \
+      for (int v = 0; v < NV; v++) memcpy(&acc[q][v], s + (i + q) * rows8 + v * LANES, sizeof(V));                    \
+    int64_t j = j0 > i + 1 ? j0 : i + 1;                                                                              \
+    for (; j < j1 && j < i + ni; j++) { /* the diagonal corner: row q takes j only past i + q */                     \
+      V dv[NV];                                                                                                       \
+      for (int v = 0; v < NV; v++) memcpy(&dv[v], dg + j * 8 + v * LANES, sizeof(V));                                 \
+      for (int q = 0; q < ni; q++)                                                                                    \
+        if (j > i + q) {                                                                                              \
+          const V hv = h[(i + q) * k + j] - (V){0};                                                                   \
+          for (int v = 0; v < NV; v++) acc[q][v] = acc[q][v] + hv * dv[v];                                            \
+        }                                                                                                             \
+    }                                                                                                                 \
+    if (ni == 4) {                                                                                                    \
+      const double *h0 = h + i * k, *h1 = h0 + k, *h2 = h1 + k, *h3 = h2 + k;                                         \
+      for (; j < j1; j++) {                                                                                           \
+        V dv[NV];                                                                                                     \
+        for (int v = 0; v < NV; v++) memcpy(&dv[v], dg + j * 8 + v * LANES, sizeof(V));                               \
+        const V a = h0[j] - (V){0}, b = h1[j] - (V){0}, c = h2[j] - (V){0}, e = h3[j] - (V){0};                        \
+        for (int v = 0; v < NV; v++) {                                                                                \
+          acc[0][v] = acc[0][v] + a * dv[v];                                                                          \
+          acc[1][v] = acc[1][v] + b * dv[v];                                                                          \
+          acc[2][v] = acc[2][v] + c * dv[v];                                                                          \
+          acc[3][v] = acc[3][v] + e * dv[v];                                                                          \
+        }                                                                                                             \
+      }                                                                                                               \
+    } else {                                                                                                          \
+      for (; j < j1; j++) {                                                                                           \
+        V dv[NV];                                                                                                     \
+        for (int v = 0; v < NV; v++) memcpy(&dv[v], dg + j * 8 + v * LANES, sizeof(V));                               \
+        for (int q = 0; q < ni; q++) {                                                                                \
+          const V hv = h[(i + q) * k + j] - (V){0};                                                                   \
+          for (int v = 0; v < NV; v++) acc[q][v] = acc[q][v] + hv * dv[v];                                            \
+        }                                                                                                             \
+      }                                                                                                               \
+    }                                                                                                                 \
+    for (int q = 0; q < ni; q++)                                                                                      \
+      for (int v = 0; v < NV; v++) memcpy(s + (i + q) * rows8 + v * LANES, &acc[q][v], sizeof(V));                   \
+  }
+
+static void qf_quad2(const double* h, const double* dg, double* s, int64_t k, int64_t rows8, int64_t i, int ni, int64_t j0,
+                     int64_t j1) QF_QUAD_BODY(qg_v2d, 2)
+
+#if defined(__x86_64__) && !defined(QG_SCALAR_ONLY)
+typedef double qg_v4d __attribute__((vector_size(32)));
+__attribute__((target("avx2"))) static void qf_quad4(const double* h, const double* dg, double* s, int64_t k, int64_t rows8,
+                                                     int64_t i, int ni, int64_t j0, int64_t j1) QF_QUAD_BODY(qg_v4d, 4)
+typedef double qg_v8d __attribute__((vector_size(64)));
+__attribute__((target("avx512f"))) static void qf_quad8(const double* h, const double* dg, double* s, int64_t k, int64_t rows8,
+                                                        int64_t i, int ni, int64_t j0, int64_t j1) QF_QUAD_BODY(qg_v8d, 8)
+#endif
 
 static void qf_task(void* p, int64_t t0, int64_t t1) {
   const qf_ctx* c = (const qf_ctx*)p;
-  const int64_t k = c->k;
+  const int64_t k = c->k, rows8 = c->rows8;
   for (int64_t t = t0; t < t1; t++) {
     const int64_t tile = (t & 1) ? c->tiles - 1 - t / 2 : t / 2; /* mix long and short rows of the triangle */
-    const int64_t i0 = tile * 16, i1 = i0 + 16 < k ? i0 + 16 : k;
-    for (int64_t i = i0; i < i1; i++) {
-      const double* hi = c->h + i * k;
-      for (int64_t r0 = 0; r0 < c->rows8; r0 += 8) {
-        /* Eight rows at once (four two-lane accumulators, the width every target has), each lane's sum
-         * in ascending j as the reference's loop. */
-        qg_v2d a0 = {0, 0}, a1 = {0, 0}, a2 = {0, 0}, a3 = {0, 0};
+    const int64_t i0 = tile * QF_IB, i1 = i0 + QF_IB < k ? i0 + QF_IB : k;
+    memset(c->s + i0 * rows8, 0, (size_t)((i1 - i0) * rows8) * sizeof(double));
+    for (int64_t j0 = (i0 + 1) / QF_JB * QF_JB; j0 < k; j0 += QF_JB) {
+      const int64_t j1 = j0 + QF_JB < k ? j0 + QF_JB : k;
+      for (int64_t r0 = 0; r0 < rows8; r0 += 8) {
         const double* dg = c->dt + r0 * k;
-        for (int64_t j = i + 1; j < k; j++) {
-          qg_v2d d0, d1, d2, d3;
-          memcpy(&d0, dg + j * 8, sizeof d0);
-          memcpy(&d1, dg + j * 8 + 2, sizeof d1);
-          memcpy(&d2, dg + j * 8 + 4, sizeof d2);
-          memcpy(&d3, dg + j * 8 + 6, sizeof d3);
-          const qg_v2d hv = {hi[j], hi[j]};
-          a0 = a0 + hv * d0;
-          a1 = a1 + hv * d1;
-          a2 = a2 + hv * d2;
-          a3 = a3 + hv * d3;
+        for (int64_t i = i0; i < i1 && i + 1 < j1; i += 4) {
+          const int ni = (int)(i1 - i < 4 ? i1 - i : 4);
+#if defined(__x86_64__) && !defined(QG_SCALAR_ONLY)
+          if (c->wide == 2) {
+            qf_quad8(c->h, dg, c->s + r0, k, rows8, i, ni, j0, j1);
+            continue;
+          }
+          if (c->wide) {
+            qf_quad4(c->h, dg, c->s + r0, k, rows8, i, ni, j0, j1);
+            continue;
+          }
+#endif
+          qf_quad2(c->h, dg, c->s + r0, k, rows8, i, ni, j0, j1);
         }
-        double* so = c->s + i * c->rows8 + r0;
-        memcpy(so, &a0, sizeof a0);
-        memcpy(so + 2, &a1, sizeof a1);
-        memcpy(so + 4, &a2, sizeof a2);
-        memcpy(so + 6, &a3, sizeof a3);
       }
     }
   }
@@ -418,27 +475,46 @@ int64_t qg_quadratic_forms_workspace_bytes(int64_t rows, int64_t k) {
 /* sum over rows r of d_r^T H d_r, H symmetric k x k (upper triangle read), in the reference's order:
  * groups of 8 rows, then i, then r: total += d_ri * (h_ii d_ri + 2 sum_{j>i} h_ij d_rj), rows with
  * d_ri == 0 skipped. The inner sums run in parallel (eight rows per vector); the total is added in order. */
-int qg_sum_quadratic_forms(const double* h, const double* d, int64_t rows, int64_t k, void* ws, int threads, double* out) {
-  if (!h || !d || !ws || !out || rows < 0 || k < 1) return QG_EINVAL;
+/* The sum for each segment of seg_rows consecutive rows (seg_rows a multiple of 8, or rows), each exactly
+ * what qg_sum_quadratic_forms returns for those rows alone: out[rows / seg_rows]. One pass over H serves
+ * every segment (AWQ's grid points at once). */
+int qg_sum_quadratic_forms_segments(const double* h, const double* d, int64_t rows, int64_t k, int64_t seg_rows, void* ws, int threads,
+                                    double* out) {
+  if (!h || !d || !ws || !out || rows < 0 || k < 1 || seg_rows < 1 || (seg_rows % 8 && seg_rows != rows) || rows % seg_rows)
+    return QG_EINVAL;
   const int64_t rows8 = (rows + 7) / 8 * 8;
   double* dt = (double*)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
   double* s = dt + k * rows8;
   for (int64_t r = 0; r < rows8; r++)
     for (int64_t j = 0; j < k; j++) dt[(r / 8) * k * 8 + j * 8 + r % 8] = r < rows ? d[r * k + j] : 0.0;
-  qf_ctx c = {h, dt, rows, rows8, k, (k + 15) / 16, s};
+  const char* isa = qg_dispatch_table()->isa;
+  qf_ctx c = {h, dt, rows, rows8, k, (k + QF_IB - 1) / QF_IB, s, isa[0] != 'a' ? 0 : isa[3] == '5' ? 2 : 1};
   qg_parallel_for(qf_task, &c, c.tiles, 1, threads);
-  double total = 0;
-  for (int64_t r0 = 0; r0 < rows; r0 += 8) {
-    const int64_t r1 = r0 + 8 < rows ? r0 + 8 : rows;
-    for (int64_t i = 0; i < k; i++) {
-      const double hii = h[i * k + i];
-      for (int64_t r = r0; r < r1; r++) {
-        const double di = d[r * k + i];
-        if (di == 0) continue;
-        total += di * (hii * di + 2 * s[i * rows8 + r]);
+  for (int64_t seg = 0; seg * seg_rows < rows || (rows == 0 && seg == 0); seg++) {
+    double total = 0;
+    const int64_t s0 = seg * seg_rows, s1 = s0 + seg_rows < rows ? s0 + seg_rows : rows;
+    for (int64_t r0 = s0; r0 < s1; r0 += 8) {
+      const int64_t r1 = r0 + 8 < s1 ? r0 + 8 : s1;
+      for (int64_t i = 0; i < k; i++) {
+        const double hii = h[i * k + i];
+        for (int64_t r = r0; r < r1; r++) {
+          const double di = d[r * k + i];
+          if (di == 0) continue;
+          total += di * (hii * di + 2 * s[i * rows8 + r]);
+        }
       }
     }
+    out[seg] = total;
+    if (rows == 0) break;
   }
-  *out = total;
   return QG_OK;
+}
+
+int qg_sum_quadratic_forms(const double* h, const double* d, int64_t rows, int64_t k, void* ws, int threads, double* out) {
+  if (rows == 0) {
+    if (!h || !d || !ws || !out || k < 1) return QG_EINVAL;
+    *out = 0;
+    return QG_OK;
+  }
+  return qg_sum_quadratic_forms_segments(h, d, rows, k, rows, ws, threads, out);
 }

@@ -18,6 +18,7 @@ import {
   type NodeProto,
 } from "../onnx/model.js";
 import { toOrtFeeds, type Feeds } from "../data/tensors.js";
+import { activeKernels } from "../kernels/active.js";
 import { createSession, type Ort } from "../runtime/ort.js";
 
 export interface ActivationStats {
@@ -62,6 +63,15 @@ export class ChannelAccumulator {
     const c = this.channels;
     const rows = data.length / c;
     const g = this.gram;
+    const raw = activeKernels();
+    if (raw?.activationStats && Number.isInteger(rows) && c > 0) {
+      // The same float64 sums in the same order, in the kernels (the Gram part is rows x channels^2 / 2).
+      const gramRows = g ? Math.max(0, Math.min(rows, this.maxGramRows - this.gramRows)) : 0;
+      raw.activationStats(data, rows, c, this.sumAbs, this.sumSq, g ?? new Float64Array(0), gramRows, 2);
+      this.gramRows += gramRows;
+      this.rows += rows;
+      return;
+    }
     for (let r = 0; r < rows; r++) {
       const base = r * c;
       for (let j = 0; j < c; j++) {

@@ -18,6 +18,7 @@ import {
   type NodeProto,
   type TensorProto,
 } from "../onnx/model.js";
+import { activeKernels } from "../kernels/active.js";
 import { containerBits, packBits, toMatMulNBits, type BlockwiseQuantized } from "../quantize/blockwise.js";
 import { tablePackedBytes, type TableQuantized } from "../quantize/tables.js";
 import { isTable, type AnyQuantized, type QuantizedWeight } from "../quantize/index.js";
@@ -152,7 +153,11 @@ function dequantizeLinearNode(
   const type = four ? DataType.UINT4 : DataType.UINT8;
   const pack = (values: Uint8Array): Uint8Array => {
     if (!four) return values;
-    const even = values.length % 2 ? Uint8Array.from([...values, 0]) : values;
+    let even = values;
+    if (values.length % 2) {
+      even = new Uint8Array(values.length + 1);
+      even.set(values);
+    }
     return packBits(even, 4, even.length);
   };
   const packedCodes = pack(codes);
@@ -186,6 +191,11 @@ export function packedBytes(q: BlockwiseQuantized): number {
 /** Codes [n][blocksPerRow*blockSize] -> [blocks, blockSize, n] so per-block values broadcast as [blocks, 1, n]. */
 function codesBlocksFirst(codes: Uint8Array, n: number, kPadded: number): Uint8Array {
   const out = new Uint8Array(kPadded * n);
+  const raw = activeKernels();
+  if (raw?.transposeU8 && codes.length >= n * kPadded) {
+    raw.transposeU8(codes, n, kPadded, kPadded, out, 1);
+    return out;
+  }
   for (let row = 0; row < n; row++) {
     for (let col = 0; col < kPadded; col++) out[col * n + row] = codes[row * kPadded + col]!;
   }
@@ -194,6 +204,15 @@ function codesBlocksFirst(codes: Uint8Array, n: number, kPadded: number): Uint8A
 
 function perBlockBlocksFirst<T extends Float32Array | Uint8Array>(values: T, n: number, blocksPerRow: number, make: (len: number) => T): T {
   const out = make(values.length);
+  const raw = activeKernels();
+  if (raw?.transposeU8 && values instanceof Uint8Array && out instanceof Uint8Array && values.length === n * blocksPerRow) {
+    raw.transposeU8(values, n, blocksPerRow, blocksPerRow, out, 1);
+    return out;
+  }
+  if (raw && values instanceof Float32Array && out instanceof Float32Array && values.length === n * blocksPerRow) {
+    raw.transposeF32(values, n, blocksPerRow, out, 1);
+    return out;
+  }
   for (let row = 0; row < n; row++) {
     for (let b = 0; b < blocksPerRow; b++) out[b * n + row] = values[row * blocksPerRow + b]!;
   }
@@ -296,7 +315,9 @@ function bnb4LayerGraph(p: string, input: string, output: string, q: TableQuanti
   const { n, k, blockSize } = q;
   const total = n * k;
   const packed = new Uint8Array(Math.ceil(total / 2));
-  for (let i = 0; i < total; i += 2) packed[i >> 1] = (q.codes[i]! << 4) | (i + 1 < total ? q.codes[i + 1]! : 0);
+  const raw = activeKernels();
+  if (raw?.packNibblesHigh && q.codes.length >= total) raw.packNibblesHigh(q.codes, total, packed);
+  else for (let i = 0; i < total; i += 2) packed[i >> 1] = (q.codes[i]! << 4) | (i + 1 < total ? q.codes[i + 1]! : 0);
   const inits = [makeTensor(`${p}_bnb4`, DataType.UINT8, [packed.length], packed), makeTensor(`${p}_absmax`, DataType.FLOAT, [q.scales.length], q.scales)];
   const node = makeNode(
     "MatMulBnb4",
@@ -397,7 +418,9 @@ export function layerGraph(
     const p = prefix;
     const kPadded = blocksPerRow * blockSize;
     const codesKN = new Uint8Array(k * n);
-    for (let row = 0; row < n; row++) for (let col = 0; col < k; col++) codesKN[col * n + row] = q.codes[row * kPadded + col]!;
+    const raw = activeKernels();
+    if (raw?.transposeU8) raw.transposeU8(q.codes, n, k, kPadded, codesKN, 1);
+    else for (let row = 0; row < n; row++) for (let col = 0; col < k; col++) codesKN[col * n + row] = q.codes[row * kPadded + col]!;
     const inits: TensorProto[] = [];
     const nodes: NodeProto[] = [];
     const scales = perBlockBlocksFirst(q.scales, n, blocksPerRow, (len) => new Float32Array(len));

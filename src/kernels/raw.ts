@@ -176,4 +176,85 @@ export interface RawKernels {
     y: Float32Array,
     threads: number,
   ): void;
+  // The methods below are optional: an addon or wasm module built before they existed lacks them, and
+  // their callers then run the TypeScript reference.
+  /**
+   * Table-format codes as quantizeTableRef stores them (unpacked [n][blocksPerRow * blockSize]) and block
+   * scales; tableLength 0 means FP8 E4M3 (table null). scaleMode: 0 absmax / max|table|, 1 MX, 2 absmax.
+   */
+  quantizeTable?(
+    wT: Float32Array,
+    n: number,
+    k: number,
+    blockSize: number,
+    table: Float32Array | null,
+    tableLength: number,
+    scaleMode: number,
+    codes: Uint8Array,
+    scales: Float32Array,
+    threads: number,
+  ): void;
+  /** out[n][k] = table[code] * scale from unpacked table codes. */
+  dequantizeTable?(codes: Uint8Array, scales: Float32Array, table: Float32Array, n: number, k: number, blockSize: number, out: Float32Array): void;
+  /** out[i] = a[i] - b[i] in float64. */
+  subF32ToF64?(a: Float32Array, b: Float32Array, out: Float64Array): void;
+  /** out [k][count]: out[c][j] = sum_r e[r][c] v[j][r]. */
+  lowrankEtV?(e: Float64Array, n: number, k: number, v: Float64Array, count: number, out: Float64Array, threads: number): void;
+  /** y [count][n]: y_j = E H E^T v_j (H k x k, or its diagonal). */
+  lowrankApplyG?(
+    e: Float64Array,
+    n: number,
+    k: number,
+    h: Float64Array,
+    diagonal: boolean,
+    v: Float64Array,
+    count: number,
+    y: Float64Array,
+    threads: number,
+  ): void;
+  /** out [n][k] = E H for a full H. */
+  lowrankWeightedRows?(e: Float64Array, n: number, k: number, h: Float64Array, out: Float64Array, threads: number): void;
+  /** out [n][k] += (a [k][rank] . b [rank][n])^T, float64 sums rounded once. */
+  addLowRank?(out: Float32Array, a: Float32Array, b: Float32Array, n: number, k: number, rank: number, threads: number): void;
+  /** out[r][c] = input[r][c] * scales[c] (float32; out may be input). */
+  scaleColumns?(input: Float32Array, rows: number, cols: number, scales: Float32Array, out: Float32Array, threads: number): void;
+  /** Adds |x|, x^2 per channel and x x^T (lower triangle, first gramRows rows) in float64. */
+  activationStats?(
+    data: Float32Array,
+    rows: number,
+    channels: number,
+    sumAbs: Float64Array,
+    sumSq: Float64Array,
+    gram: Float64Array,
+    gramRows: number,
+    threads: number,
+  ): void;
+  /** out[c][r] = input[r * stride + c] for c < cols. */
+  transposeU8?(input: Uint8Array, rows: number, cols: number, stride: number, out: Uint8Array, threads: number): void;
+  /** values ascending as float64 into x, prefix sums of 1, x, x^2 into w, wx, wxx (length + 1); false if a value is not finite. */
+  sortPrefix?(values: Float32Array, x: Float64Array, w: Float64Array, wx: Float64Array, wxx: Float64Array): boolean;
+  /** out [n][k] = wT / its block's absmax (zero blocks stay 0). */
+  normalizeBlocks?(wT: Float32Array, n: number, k: number, blockSize: number, out: Float32Array): void;
+  /** out[i / 2] = codes[i] << 4 | codes[i + 1] for the first `count` codes (MatMulBnb4 packing). */
+  packNibblesHigh?(codes: Uint8Array, count: number, out: Uint8Array): void;
+  /** out = [sum v^2, sum v^4, count of |v| > threshold (threshold < 0: 0)], float64 in element order. */
+  weightMoments?(w: Float32Array, threshold: number, out: Float64Array): void;
+  /** out[0] = sum over [n][k] row-major of h[col] (1 when h is empty) * (w - deq)^2, float64 in element order. */
+  weightedSquaredError?(w: Float32Array, deq: Float32Array, n: number, k: number, h: Float64Array, out: Float64Array): void;
+  /** refineGroupScales in place on unpacked codes and scales (rounds of re-encoding). */
+  refineScales?(
+    wT: Float32Array,
+    n: number,
+    k: number,
+    bits: number,
+    blockSize: number,
+    zeroPoints: Uint8Array,
+    meanSquare: Float64Array,
+    rounds: number,
+    codes: Uint8Array,
+    scales: Float32Array,
+    threads: number,
+  ): void;
+  /** sumQuadraticForms of each segment of segmentRows consecutive rows (a multiple of 8, or rows) into out, one pass over H. */
+  sumQuadraticFormsSegments?(h: Float64Array, d: Float64Array, rows: number, k: number, segmentRows: number, out: Float64Array, threads: number): void;
 }

@@ -69,7 +69,252 @@ export async function instantiateWasmKernels(bytes: Uint8Array): Promise<RawKern
     if (a && a.length < count) throw new RangeError(`${fn}: '${name}' has ${a.length} elements, needs ${count}`);
   };
 
+  const has = (name: string): boolean => typeof ex[name] === "function";
+  // Exports a module built before them lacks: the method is then absent and its caller runs the TypeScript reference.
+  const optional: Partial<RawKernels> = {};
+  if (has("qg_quantize_table"))
+    optional.quantizeTable = (wT, n, k, bs, table, tableLength, scaleMode, codes, scales, _threads) => {
+      const bpr = Math.ceil(k / bs);
+      need("quantizeTable", "wT", wT, n * k);
+      need("quantizeTable", "codes", codes, n * bpr * bs);
+      need("quantizeTable", "scales", scales, n * bpr);
+      scoped(() => {
+        const pw = put(wT),
+          pt = put(table),
+          pc = put(codes, false),
+          ps = put(scales, false);
+        check("quantizeTable", call("qg_quantize_table", pw, I(n), I(k), bs, pt, tableLength, scaleMode, pc, ps, 1));
+        take(pc, codes);
+        take(ps, scales);
+      });
+    };
+  if (has("qg_dequantize_table"))
+    optional.dequantizeTable = (codes, scales, table, n, k, bs, out) => {
+      need("dequantizeTable", "out", out, n * k);
+      need("dequantizeTable", "codes", codes, n * Math.ceil(k / bs) * bs);
+      scoped(() => {
+        const pc = put(codes),
+          ps = put(scales),
+          pt = put(table),
+          po = put(out, false);
+        check("dequantizeTable", call("qg_dequantize_table", pc, ps, pt, table.length, I(n), I(k), bs, po));
+        take(po, out);
+      });
+    };
+  if (has("qg_sub_f32_to_f64"))
+    optional.subF32ToF64 = (a, b, out) => {
+      need("subF32ToF64", "b", b, a.length);
+      need("subF32ToF64", "out", out, a.length);
+      scoped(() => {
+        const pa = put(a),
+          pb = put(b),
+          po = put(out, false);
+        check("subF32ToF64", call("qg_sub_f32_to_f64", pa, pb, I(a.length), po));
+        take(po, out);
+      });
+    };
+  if (has("qg_lowrank_et_v"))
+    optional.lowrankEtV = (e, n, k, v, count, out, _threads) => {
+      need("lowrankEtV", "e", e, n * k);
+      need("lowrankEtV", "v", v, count * n);
+      need("lowrankEtV", "out", out, k * count);
+      scoped(() => {
+        const pe = put(e),
+          pv = put(v),
+          po = put(out, false),
+          pw = alloc(Math.max(8, Number(call("qg_lowrank_et_v_workspace_bytes", I(n), I(k), I(count)))));
+        check("lowrankEtV", call("qg_lowrank_et_v", pe, I(n), I(k), pv, I(count), po, pw, 1));
+        take(po, out);
+      });
+    };
+  if (has("qg_lowrank_apply_g"))
+    optional.lowrankApplyG = (e, n, k, h, diagonal, v, count, y, _threads) => {
+      need("lowrankApplyG", "e", e, n * k);
+      need("lowrankApplyG", "h", h, diagonal ? k : k * k);
+      need("lowrankApplyG", "v", v, count * n);
+      need("lowrankApplyG", "y", y, count * n);
+      scoped(() => {
+        const pe = put(e),
+          ph = put(h),
+          pv = put(v),
+          py = put(y, false),
+          pw = alloc(Math.max(8, Number(call("qg_lowrank_apply_g_workspace_bytes", I(n), I(k), I(count)))));
+        check("lowrankApplyG", call("qg_lowrank_apply_g", pe, I(n), I(k), ph, bool(diagonal), pv, I(count), py, pw, 1));
+        take(py, y);
+      });
+    };
+  if (has("qg_lowrank_weighted_rows"))
+    optional.lowrankWeightedRows = (e, n, k, h, out, _threads) => {
+      need("lowrankWeightedRows", "e", e, n * k);
+      need("lowrankWeightedRows", "h", h, k * k);
+      need("lowrankWeightedRows", "out", out, n * k);
+      scoped(() => {
+        const pe = put(e),
+          ph = put(h),
+          po = put(out, false);
+        check("lowrankWeightedRows", call("qg_lowrank_weighted_rows", pe, I(n), I(k), ph, po, 1));
+        take(po, out);
+      });
+    };
+  if (has("qg_add_low_rank"))
+    optional.addLowRank = (out, a, b, n, k, rank, _threads) => {
+      need("addLowRank", "out", out, n * k);
+      need("addLowRank", "a", a, k * rank);
+      need("addLowRank", "b", b, rank * n);
+      scoped(() => {
+        const po = put(out),
+          pa = put(a),
+          pb = put(b),
+          pw = alloc(Math.max(8, Number(call("qg_add_low_rank_workspace_bytes", I(k), I(rank)))));
+        check("addLowRank", call("qg_add_low_rank", po, pa, pb, I(n), I(k), I(rank), pw, 1));
+        take(po, out);
+      });
+    };
+  if (has("qg_scale_columns_f32"))
+    optional.scaleColumns = (input, rows, cols, scales, out, _threads) => {
+      need("scaleColumns", "input", input, rows * cols);
+      need("scaleColumns", "scales", scales, cols);
+      need("scaleColumns", "out", out, rows * cols);
+      scoped(() => {
+        const pi = put(input),
+          ps = put(scales),
+          po = put(out, false);
+        check("scaleColumns", call("qg_scale_columns_f32", pi, I(rows), I(cols), ps, po, 1));
+        take(po, out);
+      });
+    };
+  if (has("qg_activation_stats"))
+    optional.activationStats = (data, rows, channels, sumAbs, sumSq, gram, gramRows, _threads) => {
+      need("activationStats", "data", data, rows * channels);
+      need("activationStats", "sumAbs", sumAbs, channels);
+      need("activationStats", "sumSq", sumSq, channels);
+      need("activationStats", "gram", gram, gramRows > 0 ? channels * channels : 0);
+      scoped(() => {
+        const pd = put(data),
+          pa = put(sumAbs),
+          pq = put(sumSq),
+          pg = gramRows > 0 ? put(gram) : 0;
+        check("activationStats", call("qg_activation_stats", pd, I(rows), I(channels), pa, pq, pg, I(gramRows), 1));
+        take(pa, sumAbs);
+        take(pq, sumSq);
+        if (gramRows > 0) take(pg, gram);
+      });
+    };
+  if (has("qg_transpose_u8"))
+    optional.transposeU8 = (input, rows, cols, stride, out, _threads) => {
+      need("transposeU8", "input", input, rows > 0 ? (rows - 1) * stride + cols : 0);
+      need("transposeU8", "out", out, rows * cols);
+      scoped(() => {
+        const pi = put(input),
+          po = put(out, false);
+        check("transposeU8", call("qg_transpose_u8", pi, I(rows), I(cols), I(stride), po, 1));
+        take(po, out);
+      });
+    };
+  if (has("qg_normalize_blocks"))
+    optional.normalizeBlocks = (wT, n, k, bs, out) => {
+      need("normalizeBlocks", "wT", wT, n * k);
+      need("normalizeBlocks", "out", out, n * k);
+      scoped(() => {
+        const pw = put(wT),
+          po = put(out, false);
+        check("normalizeBlocks", call("qg_normalize_blocks", pw, I(n), I(k), bs, po));
+        take(po, out);
+      });
+    };
+  if (has("qg_pack_nibbles_hi"))
+    optional.packNibblesHigh = (codes, count, out) => {
+      need("packNibblesHigh", "codes", codes, count);
+      need("packNibblesHigh", "out", out, Math.ceil(count / 2));
+      scoped(() => {
+        const pc = put(codes),
+          po = put(out, false);
+        check("packNibblesHigh", call("qg_pack_nibbles_hi", pc, I(count), po));
+        take(po, out);
+      });
+    };
+  if (has("qg_weight_moments"))
+    optional.weightMoments = (w, threshold, out) => {
+      need("weightMoments", "out", out, 3);
+      scoped(() => {
+        const pw = put(w),
+          po = put(out, false);
+        check("weightMoments", call("qg_weight_moments", pw, I(w.length), threshold, po));
+        take(po, out);
+      });
+    };
+  if (has("qg_weighted_sq_error"))
+    optional.weightedSquaredError = (w, deq, n, k, h, out) => {
+      need("weightedSquaredError", "w", w, n * k);
+      need("weightedSquaredError", "deq", deq, n * k);
+      need("weightedSquaredError", "out", out, 1);
+      if (h.length > 0) need("weightedSquaredError", "h", h, k);
+      scoped(() => {
+        const pw = put(w),
+          pd = put(deq),
+          ph = h.length > 0 ? put(h) : 0,
+          po = put(out, false);
+        check("weightedSquaredError", call("qg_weighted_sq_error", pw, pd, I(n), I(k), ph, po));
+        take(po, out);
+      });
+    };
+  if (has("qg_refine_scales"))
+    optional.refineScales = (wT, n, k, bits, bs, zps, meanSquare, rounds, codes, scales, _threads) => {
+      const bpr = Math.ceil(k / bs);
+      need("refineScales", "wT", wT, n * k);
+      need("refineScales", "zeroPoints", zps, n * bpr);
+      need("refineScales", "meanSquare", meanSquare, k);
+      need("refineScales", "codes", codes, n * bpr * bs);
+      need("refineScales", "scales", scales, n * bpr);
+      scoped(() => {
+        const pw = put(wT),
+          pz = put(zps),
+          pm = put(meanSquare),
+          pc = put(codes),
+          ps = put(scales);
+        check("refineScales", call("qg_refine_scales", pw, I(n), I(k), bits, bs, pz, pm, rounds, pc, ps, 1));
+        take(pc, codes);
+        take(ps, scales);
+      });
+    };
+  if (has("qg_sum_quadratic_forms_segments"))
+    optional.sumQuadraticFormsSegments = (h, d, rows, k, segmentRows, out, _threads) => {
+      need("sumQuadraticFormsSegments", "h", h, k * k);
+      need("sumQuadraticFormsSegments", "d", d, rows * k);
+      need("sumQuadraticFormsSegments", "out", out, Math.floor(rows / Math.max(1, segmentRows)));
+      scoped(() => {
+        const ph = put(h),
+          pd = put(d),
+          po = put(out, false),
+          pw = alloc(Math.max(8, Number(call("qg_quadratic_forms_workspace_bytes", I(rows), I(k)))));
+        check("sumQuadraticFormsSegments", call("qg_sum_quadratic_forms_segments", ph, pd, I(rows), I(k), I(segmentRows), pw, 1, po));
+        take(po, out);
+      });
+    };
+  if (has("qg_sort_prefix_f32"))
+    optional.sortPrefix = (values, x, w, wx, wxx) => {
+      const n = values.length;
+      need("sortPrefix", "x", x, n);
+      need("sortPrefix", "w", w, n + 1);
+      need("sortPrefix", "wx", wx, n + 1);
+      need("sortPrefix", "wxx", wxx, n + 1);
+      return scoped(() => {
+        const pv = put(values),
+          px = put(x, false),
+          pw = put(w, false),
+          pa = put(wx, false),
+          pb = put(wxx, false);
+        if (call("qg_sort_prefix_f32", pv, I(n), px, pw, pa, pb) !== 0) return false;
+        take(px, x);
+        take(pw, w);
+        take(pa, wx);
+        take(pb, wxx);
+        return true;
+      });
+    };
+
   return {
+    ...optional,
     isa() {
       const ptr = call("qg_isa");
       const bytesView = new Uint8Array(memory.buffer, ptr);

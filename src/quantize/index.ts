@@ -3,6 +3,7 @@
 import type { ActivationStats } from "../calibrate/index.js";
 import { FORMAT_BITS, isIntFormat, type Recipe, type WeightFormat } from "../config/schema.js";
 import { UserError } from "../errors.js";
+import { activeKernels } from "../kernels/active.js";
 import { roundToHalf } from "../onnx/model.js";
 import { matchesAny, type WeightSite } from "../onnx/weights.js";
 import { awqSearch } from "./algorithms/awq.js";
@@ -20,7 +21,7 @@ import {
   type IntBits,
 } from "./blockwise.js";
 import { fitCodebook } from "./codebook.js";
-import { dequantizeTable, quantizeTableRef, type TableQuantized } from "./tables.js";
+import { dequantizeTable, quantizeTable, type TableQuantized } from "./tables.js";
 
 /** Output rows AWQ's alpha search evaluates (exact for those rows; each costs k^2 per grid point with a Gram matrix). */
 const AWQ_SEARCH_ROWS = 64;
@@ -149,7 +150,13 @@ export function planWeights(sites: readonly WeightSite[], recipe: Recipe): Weigh
 export function weightRowsNK(site: WeightSite): Float32Array {
   const w = site.values;
   const wT = site.transposed ? w.slice() : transpose(w, site.k, site.n);
-  if (site.alpha !== 1) for (let i = 0; i < wT.length; i++) wT[i] = Math.fround(wT[i]! * site.alpha);
+  if (site.alpha !== 1) {
+    const raw = activeKernels();
+    // Math.fround(w * alpha) with alpha a float32 value is the float32 product (one column of scale alpha).
+    const alpha = Math.fround(site.alpha);
+    if (raw?.scaleColumns && alpha === site.alpha) raw.scaleColumns(wT, wT.length, 1, Float32Array.of(alpha), wT, 1);
+    else for (let i = 0; i < wT.length; i++) wT[i] = Math.fround(wT[i]! * site.alpha);
+  }
   return wT;
 }
 
@@ -188,7 +195,7 @@ export function quantizeWeight(plan: WeightPlan, ctx: QuantizeContext): Quantize
   let inputScales: Float32Array | undefined;
   if (!isIntFormat(format)) {
     const table = format === "codebook" ? fitCodebook(wT, k, spec.blockSize, ctx.recipe.codebook.levels, ctx.recipe.codebook.method) : undefined;
-    q = quantizeTableRef(wT, n, k, format, spec.blockSize, table);
+    q = quantizeTable(wT, n, k, format, spec.blockSize, table, ctx.threads);
     if (table) notes.push(`${ctx.recipe.codebook.method} codebook of ${table.length} levels`);
   } else if (algorithm === "gptq" && site.kind === "dequant") {
     q = gptqConv(plan, wT, ctx);
@@ -224,14 +231,14 @@ export function quantizeWeight(plan: WeightPlan, ctx: QuantizeContext): Quantize
     q = ctx.quantize(wT, n, k, spec, ctx.threads);
   }
   if (!isTable(q) && ctx.recipe.lowrank.refine_scales && !inputScales && stats) {
-    q = refineGroupScales(wT, q, stats);
+    q = refineGroupScales(wT, q, stats, { threads: ctx.threads });
     notes.push("block scales refined on calibration data");
   }
   let lowRank: LowRankBranch | undefined;
   const rank = site.kind === "product" ? Math.min(ctx.recipe.lowrank.rank, n, k) : 0;
   if (rank > 0) {
     const s = needStats(plan, stats, "low-rank error correction", false, ctx.stats !== undefined);
-    const c = lowRankCorrection(wT, effectiveWeightNK({ q, inputScales }), n, k, rank, s);
+    const c = lowRankCorrection(wT, effectiveWeightNK({ q, inputScales }, ctx.threads), n, k, rank, s, { threads: ctx.threads });
     // The branch is stored in float16: the error reported is that of the rounded factors.
     const a = roundToHalf(c.a);
     const b = roundToHalf(c.b);
@@ -239,19 +246,23 @@ export function quantizeWeight(plan: WeightPlan, ctx: QuantizeContext): Quantize
     notes.push(`rank-${c.rank} correction: output error ${(c.errorAfter / Math.max(c.errorBefore, 1e-30)).toFixed(3)}x, +${c.extraParams} float16 params`);
   }
   // A plain block-wise weight is compared code by code in the kernels (no dequantized copy).
-  const effective = !inputScales && !lowRank && !isTable(q) ? q : effectiveWeightNK({ q, inputScales, lowRank });
+  const effective = !inputScales && !lowRank && !isTable(q) ? q : effectiveWeightNK({ q, inputScales, lowRank }, ctx.threads);
   return { plan, q, inputScales, lowRank, error: weightError(wT, effective, n, k, stats), notes, entropy: codesEntropy(q) };
 }
 
 /** The [n][k] weight the emitted graph computes with: dequantized codes, AWQ scales folded back, low-rank branch added. */
-export function effectiveWeightNK(w: Pick<QuantizedWeight, "q" | "inputScales" | "lowRank">): Float32Array {
+export function effectiveWeightNK(w: Pick<QuantizedWeight, "q" | "inputScales" | "lowRank">, threads = 1): Float32Array {
   const { q, inputScales, lowRank } = w;
   const { n, k } = q;
   const out = dequantize(q);
-  if (inputScales) {
+  const raw = activeKernels();
+  if (inputScales && raw?.scaleColumns && inputScales.length === k) raw.scaleColumns(out, n, k, inputScales, out, threads);
+  else if (inputScales) {
     for (let row = 0; row < n; row++) for (let col = 0; col < k; col++) out[row * k + col] = Math.fround(out[row * k + col]! * inputScales[col]!);
   }
-  if (lowRank) {
+  if (lowRank && raw?.addLowRank && lowRank.rank > 0 && lowRank.a.length === k * lowRank.rank && lowRank.b.length === lowRank.rank * n) {
+    raw.addLowRank(out, lowRank.a, lowRank.b, n, k, lowRank.rank, threads);
+  } else if (lowRank) {
     const r = lowRank.rank;
     for (let row = 0; row < n; row++) {
       for (let col = 0; col < k; col++) {
@@ -283,6 +294,7 @@ function gptqConv(plan: WeightPlan, wT: Float32Array, ctx: QuantizeContext): Blo
       dampRatio: g.damp,
       actOrder: g.act_order,
       lazyBatch: g.lazy_batch,
+      threads: ctx.threads,
     }),
   );
   const concat = <T extends Uint8Array | Float32Array>(pick: (p: BlockwiseQuantized) => T, make: (len: number) => T): T => {

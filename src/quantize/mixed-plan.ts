@@ -3,6 +3,7 @@
 import type { ActivationStats } from "../calibrate/index.js";
 import { FORMAT_BITS, type IntFormat, type Recipe } from "../config/schema.js";
 import { UserError } from "../errors.js";
+import { activeKernels } from "../kernels/active.js";
 import {
   allocateBits,
   fisherProxy,
@@ -42,7 +43,12 @@ export function planMixedPrecision(
   const layers: LayerSensitivityInput[] = plans.map((p) => {
     const w = weightRowsNK(p.site);
     let sq = 0;
-    for (const v of w) sq += v * v;
+    const raw = activeKernels();
+    if (raw?.weightMoments) {
+      const m = new Float64Array(3);
+      raw.weightMoments(w, -1, m);
+      sq = m[0]!;
+    } else for (const v of w) sq += v * v;
     const rmsW = Math.sqrt(sq / w.length);
     if (mixed.method === "kl") {
       const kl = measuredKl?.get(p.site.name);

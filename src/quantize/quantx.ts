@@ -5,6 +5,7 @@
 // benchmark ran) removes formats slower than max_cost_ratio x int4 per weight byte on this runner.
 import type { ActivationStats } from "../calibrate/index.js";
 import { FORMAT_BITS, type Recipe, type WeightFormat } from "../config/schema.js";
+import { activeKernels } from "../kernels/active.js";
 import { dequantize, quantizeWeight, specFor, weightRowsNK, type QuantizeContext, type WeightPlan } from "./index.js";
 import { formatBpw } from "./mixed-plan.js";
 
@@ -18,6 +19,17 @@ export interface WeightStatistics {
 }
 
 export function weightStatistics(w: Float32Array): WeightStatistics {
+  const raw = activeKernels();
+  if (raw?.weightMoments && w.length > 0) {
+    // The same float64 sums in the same order, then the outliers past 4 standard deviations, in the kernels.
+    const out = new Float64Array(3);
+    raw.weightMoments(w, -1, out);
+    const m2 = out[0]! / w.length;
+    const m4 = out[1]! / w.length;
+    const threshold = 4 * Math.sqrt(m2);
+    raw.weightMoments(w, Number.isFinite(threshold) ? threshold : -1, out); // NaN / infinite: nothing is above it
+    return { kurtosis: m2 > 0 ? m4 / (m2 * m2) : 0, outlierShare: out[2]! / w.length };
+  }
   let m2 = 0;
   let m4 = 0;
   for (const v of w) {
@@ -84,6 +96,12 @@ export function planQuantx(
         const deq = dequantize(q.q);
         let err = 0;
         const { n, k } = plan.site;
+        const raw = activeKernels();
+        if (raw?.weightedSquaredError && (!act || act.meanSquare.length === k)) {
+          const out = new Float64Array(1);
+          raw.weightedSquaredError(w, deq, n, k, act ? act.meanSquare : new Float64Array(0), out);
+          return { ...c, error: out[0]! };
+        }
         for (let row = 0; row < n; row++) {
           for (let col = 0; col < k; col++) {
             const d = w[row * k + col]! - deq[row * k + col]!;

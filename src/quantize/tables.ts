@@ -1,6 +1,9 @@
 // Non-uniform (table) formats: a weight is table[code] * blockScale. NF4 and bitsandbytes FP4 (QLoRA),
 // FP4 E2M1 and MXFP4 (OCP MX: E2M1 codes + one E8M0 power-of-two scale per 32), FP8 E4M3 per block,
-// and learned per-tensor codebooks. This is the TypeScript reference; float32 arithmetic throughout.
+// and learned per-tensor codebooks. quantizeTable / dequantizeTable run in the kernels once loadKernels()
+// has loaded them; quantizeTableRef / dequantizeTableRef are the TypeScript references (the oracles the
+// kernels are tested against, byte for byte); float32 arithmetic throughout.
+import { activeKernels } from "../kernels/active.js";
 
 const f = Math.fround;
 
@@ -92,6 +95,34 @@ export function tableFor(format: Exclude<TableFormat, "codebook">): Float32Array
   }
 }
 
+/**
+ * quantizeTableRef in the kernels when loaded (byte-identical: same codes, scales and padding), with
+ * `threads` threads on the native backend.
+ */
+export function quantizeTable(
+  wT: Float32Array,
+  n: number,
+  k: number,
+  format: TableFormat,
+  blockSize: number,
+  codebook?: Float32Array,
+  threads = 1,
+): TableQuantized {
+  const raw = activeKernels();
+  const table = format === "codebook" ? codebook : tableFor(format);
+  if (!raw?.quantizeTable || !table || !(table instanceof Float32Array) || table.length < 1 || table.length > 256 || k < 1 || wT.length !== n * k)
+    return quantizeTableRef(wT, n, k, format, blockSize, codebook);
+  if (format === "mxfp4" && blockSize !== 32) throw new RangeError("MXFP4 uses blocks of 32");
+  const blocksPerRow = Math.ceil(k / blockSize);
+  const codes = new Uint8Array(n * blocksPerRow * blockSize);
+  const scales = new Float32Array(n * blocksPerRow);
+  const scaleMode = format === "mxfp4" ? 1 : format === "codebook" ? 2 : 0;
+  // FP8 goes to the kernels' direct E4M3 encoder (the same codes as the scan over its 256 values).
+  raw.quantizeTable(wT, n, k, blockSize, format === "fp8" ? null : table, format === "fp8" ? 0 : table.length, scaleMode, codes, scales, threads);
+  const codeBits = format === "fp8" ? 8 : Math.ceil(Math.log2(table.length));
+  return { format, n, k, blockSize, blocksPerRow, codeBits, scaleBits: format === "mxfp4" ? 8 : 32, table, codes, scales };
+}
+
 export function quantizeTableRef(wT: Float32Array, n: number, k: number, format: TableFormat, blockSize: number, codebook?: Float32Array): TableQuantized {
   if (format === "mxfp4" && blockSize !== 32) throw new RangeError("MXFP4 uses blocks of 32");
   const table = format === "codebook" ? codebook : tableFor(format);
@@ -119,7 +150,17 @@ export function quantizeTableRef(wT: Float32Array, n: number, k: number, format:
   return { format, n, k, blockSize, blocksPerRow, codeBits, scaleBits: format === "mxfp4" ? 8 : 32, table, codes, scales };
 }
 
+/** Back to [n][k] float32 (in the kernels when loaded). */
 export function dequantizeTable(q: TableQuantized): Float32Array {
+  const raw = activeKernels();
+  if (!raw?.dequantizeTable || q.k < 1 || q.table.length < 1 || q.table.length > 256) return dequantizeTableRef(q);
+  const out = new Float32Array(q.n * q.k);
+  raw.dequantizeTable(q.codes, q.scales, q.table, q.n, q.k, q.blockSize, out);
+  return out;
+}
+
+/** The TypeScript reference of dequantizeTable. */
+export function dequantizeTableRef(q: TableQuantized): Float32Array {
   const out = new Float32Array(q.n * q.k);
   for (let row = 0; row < q.n; row++) {
     for (let col = 0; col < q.k; col++) {

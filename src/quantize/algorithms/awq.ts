@@ -15,6 +15,7 @@
 // matrix is given, else diag(E[x^2]) (cross-channel terms ignored).
 
 import { dequantizeBlockwise, type BlockwiseQuantized, type BlockwiseSpec } from "../blockwise.js";
+import { activeKernels } from "../../kernels/active.js";
 import { sumQuadraticForms } from "./linalg.js";
 
 export interface AwqStats {
@@ -110,7 +111,8 @@ function pickRows(wT: Float32Array, n: number, k: number, rows: number): Float32
   return out;
 }
 
-function scaledError(
+/** The quantization of the scaled rows and the rows' error W - Q(W s) / s (float64 [rows][k]), written into `d`. */
+function scaledDifference(
   wT: Float32Array,
   rows: number,
   k: number,
@@ -118,16 +120,48 @@ function scaledError(
   quantize: BlockwiseQuantizeFn,
   scales: Float32Array,
   inverse: Float32Array,
-  h: Float64Array,
-  threads: number,
-) {
+  d: Float64Array,
+): BlockwiseQuantized {
   const ws = new Float32Array(rows * k);
   for (let r = 0; r < rows; r++) for (let j = 0; j < k; j++) ws[r * k + j] = f(wT[r * k + j]! * scales[j]!);
   const q = quantize(ws, rows, k, spec);
   const deq = dequantizeBlockwise(q);
-  const d = new Float64Array(rows * k);
   for (let r = 0; r < rows; r++) for (let j = 0; j < k; j++) d[r * k + j] = wT[r * k + j]! - deq[r * k + j]! * inverse[j]!;
-  return { q, error: sumQuadraticForms(h, d, rows, k, threads) };
+  return q;
+}
+
+/**
+ * The output error of every grid point: each is sumQuadraticForms(h, d_alpha); with a Gram matrix and the
+ * kernels loaded, grid points go to the kernels in batches (one pass over H per batch, the same sums).
+ */
+function gridErrors(
+  wT: Float32Array,
+  rows: number,
+  k: number,
+  spec: BlockwiseSpec,
+  quantize: BlockwiseQuantizeFn,
+  points: readonly { scales: Float32Array; inverse: Float32Array }[],
+  h: Float64Array,
+  threads: number,
+): { q: BlockwiseQuantized; error: number }[] {
+  const raw = activeKernels();
+  const batched = raw?.sumQuadraticFormsSegments && h.length === k * k && k > 1 && rows % 8 === 0;
+  // At most 2^24 float64 differences per batch (128 MiB), at least one grid point.
+  const batch = batched ? Math.max(1, Math.min(points.length, Math.floor(2 ** 24 / (rows * k)))) : 1;
+  const out: { q: BlockwiseQuantized; error: number }[] = [];
+  for (let p0 = 0; p0 < points.length; p0 += batch) {
+    const count = Math.min(batch, points.length - p0);
+    const d = new Float64Array(count * rows * k);
+    const qs = points
+      .slice(p0, p0 + count)
+      .map((p, i) => scaledDifference(wT, rows, k, spec, quantize, p.scales, p.inverse, d.subarray(i * rows * k, (i + 1) * rows * k)));
+    if (batched && raw?.sumQuadraticFormsSegments) {
+      const errors = new Float64Array(count);
+      raw.sumQuadraticFormsSegments(h, d, count * rows, k, rows, errors, threads);
+      qs.forEach((q, i) => out.push({ q, error: errors[i]! }));
+    } else qs.forEach((q, i) => out.push({ q, error: sumQuadraticForms(h, d.subarray(i * rows * k, (i + 1) * rows * k), rows, k, threads) }));
+  }
+  return out;
 }
 
 export function awqSearch(
@@ -152,10 +186,11 @@ export function awqSearch(
   const curve: { alpha: number; error: number }[] = [];
   let best = { alpha: 0, error: Infinity, q: undefined as BlockwiseQuantized | undefined };
   let rtn: { q: BlockwiseQuantized; error: number } | undefined;
+  const points = Array.from({ length: grid }, (_, i) => awqChannelScales(stats.meanAbs, i / grid, normalize));
+  const results = gridErrors(ws, searchRows, k, spec, quantize, points, h, Math.max(1, Math.floor(opts.threads ?? 1)));
   for (let i = 0; i < grid; i++) {
     const alpha = i / grid;
-    const { scales, inverse } = awqChannelScales(stats.meanAbs, alpha, normalize);
-    const r = scaledError(ws, searchRows, k, spec, quantize, scales, inverse, h, Math.max(1, Math.floor(opts.threads ?? 1)));
+    const r = results[i]!;
     curve.push({ alpha, error: r.error });
     if (i === 0) rtn = r;
     if (r.error < best.error) best = { alpha, error: r.error, q: r.q };
@@ -164,7 +199,9 @@ export function awqSearch(
   let q = best.q!;
   if (searchRows < n) {
     const ws = new Float32Array(n * k);
-    for (let r = 0; r < n; r++) for (let j = 0; j < k; j++) ws[r * k + j] = f(wT[r * k + j]! * scales[j]!);
+    const raw = activeKernels();
+    if (raw?.scaleColumns) raw.scaleColumns(wT, n, k, scales, ws, Math.max(1, Math.floor(opts.threads ?? 1)));
+    else for (let r = 0; r < n; r++) for (let j = 0; j < k; j++) ws[r * k + j] = f(wT[r * k + j]! * scales[j]!);
     q = quantize(ws, n, k, spec);
   }
   return { alpha: best.alpha, channelScales: scales, inverseScales: inverse, q, error: best.error, errorRtn: rtn!.error, errorRows: searchRows, curve };

@@ -13,6 +13,7 @@
 // Tables are sorted ascending. Values are expected block-normalized (block absmax = 1), as the format
 // stores them; `normalizeByBlock` produces them.
 
+import { activeKernels } from "../../kernels/active.js";
 import { dequantizeTable, quantizeTableRef } from "../tables.js";
 
 const f = Math.fround;
@@ -44,6 +45,13 @@ function sortWeighted(values: ArrayLike<number>, weights?: ArrayLike<number>): S
   const n = values.length;
   let x: Float64Array;
   let ws: Float64Array;
+  const raw = activeKernels();
+  if (!weights && raw?.sortPrefix && values instanceof Float32Array) {
+    // The same sorted values and prefix sums, in the kernels (a radix sort; the sums in the same order).
+    const out = { x: new Float64Array(n), w: new Float64Array(n + 1), wx: new Float64Array(n + 1), wxx: new Float64Array(n + 1) };
+    if (!raw.sortPrefix(values, out.x, out.w, out.wx, out.wxx)) throw new RangeError("lloydMax: values must be finite");
+    return out;
+  }
   if (!weights) {
     x = Float64Array.from(values).sort();
     ws = new Float64Array(n).fill(1);
@@ -338,6 +346,11 @@ export function studentTGrid(values: Float32Array, levels: number, opts: Student
 /** Weights divided by their block's absmax ([n][k], blocks of `blockSize` along k; zero blocks stay 0). */
 export function normalizeByBlock(wT: Float32Array, n: number, k: number, blockSize: number): Float32Array {
   const out = new Float32Array(n * k);
+  const raw = activeKernels();
+  if (raw?.normalizeBlocks && k >= 1 && blockSize >= 1 && wT.length === n * k) {
+    raw.normalizeBlocks(wT, n, k, blockSize, out);
+    return out;
+  }
   for (let row = 0; row < n; row++) {
     for (let start = 0; start < k; start += blockSize) {
       const end = Math.min(k, start + blockSize);

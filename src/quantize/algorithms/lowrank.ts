@@ -17,7 +17,8 @@
 // subspace iteration with a fixed-seed Gaussian sketch and Rayleigh-Ritz (large n), in float64.
 
 import { roundHalfAway, type BlockwiseQuantized } from "../blockwise.js";
-import { gaussianSource, orthonormalize, sumQuadraticForms, symmetricEigen } from "./linalg.js";
+import { activeKernels } from "../../kernels/active.js";
+import { gaussianSource, orthonormalize, sumQuadraticForms, sumQuadraticFormsRef, symmetricEigen } from "./linalg.js";
 
 export interface LowRankStats {
   /** Per input channel E[x^2], length k (the weighting when no Gram matrix is given). */
@@ -37,6 +38,10 @@ export interface LowRankOptions {
   readonly seed?: number;
   /** Ignore the Gram matrix and weight by diag(E[x^2]) only. */
   readonly diagonalOnly?: boolean;
+  /** Threads for the kernels' passes over E (native backend; the result does not depend on it). */
+  readonly threads?: number;
+  /** Run the TypeScript passes even when the kernels are loaded (tests: the oracle). */
+  readonly reference?: boolean;
 }
 
 export interface LowRankCorrection {
@@ -95,8 +100,13 @@ function applyG(e: Float64Array, n: number, k: number, w: Weighting, v: Float64A
 }
 
 /** E H as [n][k] (H symmetric). */
-function weightedRows(e: Float64Array, n: number, k: number, w: Weighting): Float64Array {
+function weightedRows(e: Float64Array, n: number, k: number, w: Weighting, opts: LowRankOptions): Float64Array {
   const out = new Float64Array(n * k);
+  const raw = opts.reference ? undefined : activeKernels();
+  if (w.kind === "full" && raw?.lowrankWeightedRows) {
+    raw.lowrankWeightedRows(e, n, k, w.h, out, opts.threads ?? 1);
+    return out;
+  }
   for (let r = 0; r < n; r++) {
     const base = r * k;
     if (w.kind === "diag") {
@@ -118,7 +128,7 @@ function topEigen(e: Float64Array, n: number, k: number, w: Weighting, rank: num
   const method = opts.method ?? "auto";
   const sketch = Math.min(n, rank + Math.max(0, Math.floor(opts.oversample ?? 8)));
   if (method === "exact" || (method === "auto" && (n <= 128 || sketch >= n))) {
-    const eh = weightedRows(e, n, k, w);
+    const eh = weightedRows(e, n, k, w, opts);
     const g = new Float64Array(n * n);
     for (let r = 0; r < n; r++) {
       for (let s = 0; s <= r; s++) {
@@ -138,8 +148,11 @@ function topEigen(e: Float64Array, n: number, k: number, w: Weighting, rank: num
   const y = new Float64Array(sketch * n);
   const t = new Float64Array(k);
   const u = new Float64Array(k);
+  const raw = opts.reference ? undefined : activeKernels();
   const applyBlock = (src: Float64Array, dst: Float64Array): void => {
-    for (let j = 0; j < sketch; j++) applyG(e, n, k, w, src.subarray(j * n, (j + 1) * n), dst.subarray(j * n, (j + 1) * n), t, u);
+    // The kernels run applyG for every vector at once (the same sums in the same order).
+    if (raw?.lowrankApplyG) raw.lowrankApplyG(e, n, k, w.h, w.kind === "diag", src, sketch, dst, opts.threads ?? 1);
+    else for (let j = 0; j < sketch; j++) applyG(e, n, k, w, src.subarray(j * n, (j + 1) * n), dst.subarray(j * n, (j + 1) * n), t, u);
   };
   const iterations = Math.max(1, Math.floor(opts.powerIterations ?? 4));
   for (let it = 0; it < iterations; it++) {
@@ -182,9 +195,12 @@ export function lowRankCorrection(
 ): LowRankCorrection {
   if (wT.length !== n * k || deqT.length !== n * k) throw new RangeError(`lowrank: weight and dequantized weight must have n*k = ${n * k} values`);
   const w = weighting(k, stats, opts.diagonalOnly ?? false);
+  const raw = opts.reference ? undefined : activeKernels();
+  const threads = opts.threads ?? 1;
   const e = new Float64Array(n * k);
-  for (let i = 0; i < n * k; i++) e[i] = wT[i]! - deqT[i]!;
-  const errorBefore = sumQuadraticForms(w.h, e, n, k);
+  if (raw?.subF32ToF64) raw.subF32ToF64(wT, deqT, e);
+  else for (let i = 0; i < n * k; i++) e[i] = wT[i]! - deqT[i]!;
+  const errorBefore = opts.reference ? sumQuadraticFormsRef(w.h, e, n, k) : sumQuadraticForms(w.h, e, n, k, threads);
   const r = Math.max(0, Math.min(Math.floor(rank), n, k));
   if (r === 0) {
     return {
@@ -203,16 +219,22 @@ export function lowRankCorrection(
   // a = E^T V (k x r), b = V^T (r x n).
   const a = new Float32Array(k * r);
   const acc = new Float64Array(k);
-  for (let j = 0; j < r; j++) {
-    acc.fill(0);
-    for (let row = 0; row < n; row++) {
-      const vj = v[j * n + row]!;
-      if (vj === 0) continue;
-      const base = row * k;
-      for (let c = 0; c < k; c++) acc[c]! += e[base + c]! * vj;
+  if (raw?.lowrankEtV) {
+    // [k][r] in float64, the same sums as below, rounded to float32 by the copy.
+    const at = new Float64Array(k * r);
+    raw.lowrankEtV(e, n, k, v, r, at, threads);
+    a.set(at);
+  } else
+    for (let j = 0; j < r; j++) {
+      acc.fill(0);
+      for (let row = 0; row < n; row++) {
+        const vj = v[j * n + row]!;
+        if (vj === 0) continue;
+        const base = row * k;
+        for (let c = 0; c < k; c++) acc[c]! += e[base + c]! * vj;
+      }
+      for (let c = 0; c < k; c++) a[c * r + j] = acc[c]!;
     }
-    for (let c = 0; c < k; c++) a[c * r + j] = acc[c]!;
-  }
   const b = Float32Array.from(v.subarray(0, r * n));
   return {
     a,
@@ -245,6 +267,10 @@ export interface RefineOptions {
    * and solve again, keeping a round only when the weighted error drops. Default 0: codes fixed.
    */
   readonly reencodeRounds?: number;
+  /** Threads for the kernels (native backend; the result does not depend on it). */
+  readonly threads?: number;
+  /** Run the TypeScript loop even when the kernels are loaded (tests: the oracle). */
+  readonly reference?: boolean;
 }
 
 const f = Math.fround;
@@ -269,6 +295,11 @@ export function refineGroupScales(
   const codes = Uint8Array.from(q.codes);
   const scales = Float32Array.from(q.scales);
   const rounds = Math.max(0, Math.floor(opts.reencodeRounds ?? 0));
+  const raw = opts.reference ? undefined : activeKernels();
+  if (raw?.refineScales && blockSize <= 256 && k >= 1) {
+    raw.refineScales(wT, n, k, bits, blockSize, q.zeroPoints, stats.meanSquare, rounds, codes, scales, opts.threads ?? 1);
+    return { ...q, codes, scales };
+  }
   const trial = new Uint8Array(blockSize);
   for (let row = 0; row < n; row++) {
     for (let blk = 0; blk < blocksPerRow; blk++) {

@@ -1,5 +1,6 @@
 /* Tiny freestanding libc subset for wasm32 (built with bulk memory, so most calls become
  * memory.fill / memory.copy instructions and these bodies are the fallback). */
+#define QG_LIBC_IMPL
 #include <string.h>
 
 void* memset(void* dst, int c, size_t n) {
