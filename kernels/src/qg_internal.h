@@ -33,6 +33,13 @@ typedef struct {
   const float* dx;
   const float* dsx;
   const int8_t* xqp; /* pairs of the first chunks / 8 * 8 chunks, 32-byte aligned */
+  /* Quads of chunks 4q..4q+3 (the first chunks / 4 * 4), for the register-tiled kernels: 128 bytes
+   * [low-nibble codes of the four chunks | high-nibble codes], 64-byte aligned; dxl: 16 floats per
+   * quad, lane l holding dx of chunk 4q + l / 4 (the lanes a 4-byte dot product of that chunk lands
+   * in); dsb: per block, the sum of dsx over the block's chunks (the zero-point term, once per block). */
+  const int8_t* xq4;
+  const float* dxl;
+  const float* dsb;
 } qg_q8_act;
 typedef void (*qg_gemv_q8_fn)(const qg_weight* w, const qg_q8_act* a, float* y, int64_t n0, int64_t n1);
 /* Rows [n0, n1) of y[m][n] for m activation rows quantized as qg_q8_act (acts[m]). */

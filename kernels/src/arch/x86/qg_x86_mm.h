@@ -521,70 +521,180 @@ QG_MM_FN static void QG_MM_NAME(gemv_int4_q8)(const qg_weight* w, const qg_q8_ac
   }
 }
 
-/* The pair dot of mm_pair_dot on nibbles already split (lo, hi). */
-QG_MM_IN __m256i mm_pair_dot_split(__m256i lo, __m256i hi, const int8_t* xq) {
-  const __m256i xlo = _mm256_load_si256((const __m256i*)xq), xhi = _mm256_load_si256((const __m256i*)(xq + 32));
-#if QG_MM_512
-  return _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), lo, xlo), hi, xhi);
-#else
-  return _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(lo, xlo), _mm256_maddubs_epi16(hi, xhi)),
-                           _mm256_set1_epi16(1));
-#endif
+#undef QG_MM_VARIANT
+
+/* ---------------- int4 x int8 activations, register-tiled (q8t) ----------------
+ * Four weight rows x up to four (AVX-512) or two (AVX2) activation rows per tile. Each step takes a
+ * quad of chunks (128 codes, 64 packed bytes per row): the nibbles are unpacked once per tile and used
+ * by every activation row of the tile; each 4-byte dot product stays in its lane (lanes 4c..4c+3 belong
+ * to chunk c of the quad) and is scaled in place by (weight scale x activation scale) of its chunk, so
+ * nothing is reduced across lanes until the end of the row. The zero-point term, s * z * sum(x) per
+ * block, is subtracted once per block (act->dsb) instead of once per chunk. Chunks past the last whole
+ * quad take the reference's scalar loop. Needs 1, 2, 4 or 8 chunks per block (bs = 32, 64, 128, 256). */
+
+/* Scalar tail: chunks [j0, chunks) of one row against one activation row, as the reference adds them
+ * (without the zero-point term, which the block pass subtracts). */
+static float QG_MM_NAME(q8t_tail)(const uint8_t* p, const float* s, const qg_q8_act* a, int64_t j0, int64_t chunks, int64_t cpb) {
+  float t = 0.0f;
+  for (int64_t j = j0; j < chunks; j++) {
+    const uint8_t* q = p + 16 * j;
+    const int8_t* xq = a->xq + 32 * j;
+    int32_t dot = 0;
+    for (int i = 0; i < 16; i++) dot += (q[i] & 15) * xq[i] + (q[i] >> 4) * xq[16 + i];
+    t += s[j / cpb] * (a->dx[j] * (float)dot);
+  }
+  return t;
 }
 
-/* int4 weights x int8 activations for M rows. Four weight rows at a time; for each group of 256 codes
- * of a row the nibbles, scales and zero points are unpacked once and used by every activation row
- * (partial sums per row and activation in acc[], on the stack). Every (row, activation) pair adds the
- * same group terms in the same order as the GEMV kernel, so the results are the GEMV's row by row.
- * Rows whose chunks do not fill whole groups of eight take the GEMV kernel per activation row. */
-QG_MM_FN static void QG_MM_NAME(gemm_int4_q8)(const qg_weight* w, const qg_q8_act* acts, int64_t m, float* y, int64_t n0, int64_t n1) {
-  const int64_t cpb = w->bs / 32, chunks = w->bpr * cpb, groups = 8 % cpb ? 0 : chunks / 8, nblk = 8 / cpb;
-  if (groups * 8 != chunks || groups == 0 || m > QG_Q8_MAX_M) {
-    for (int64_t mi = 0; mi < m; mi++) QG_MM_NAME(gemv_int4_q8)(w, &acts[mi], y + mi * w->n, n0, n1);
-    return;
+#if QG_MM_512
+#define QG_Q8T_MR 4
+/* Weight scales of quad q, each repeated over the lanes of its chunks. */
+QG_MM_IN __m512 q8t_scales(const float* s, int64_t q, int64_t cpb) {
+  if (cpb == 1)
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+                                 _mm512_castps128_ps512(_mm_loadu_ps(s + 4 * q)));
+  if (cpb == 2)
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
+                                 _mm512_castps128_ps512(_mm_castsi128_ps(_mm_loadl_epi64((const __m128i*)(s + 2 * q)))));
+  return _mm512_set1_ps(s[4 * q / cpb]);
+}
+
+QG_MM_IN void q8t_tile(const qg_weight* w, const qg_q8_act* acts, const int mr, int64_t r0, int64_t nr, int64_t cpb,
+                       float* y) {
+  const int64_t bpr = w->bpr, chunks = bpr * cpb, quads = chunks / 4;
+  const uint8_t* p[4];
+  const float* s[4];
+  const uint8_t* z[4];
+  for (int r = 0; r < 4; r++) { /* rows past the end repeat the last one; their sums are dropped */
+    const int64_t row = r0 + (r < nr ? r : nr - 1);
+    p[r] = w->packed + row * w->row_bytes;
+    s[r] = w->scales + row * bpr;
+    z[r] = w->zp ? w->zp + row * bpr : NULL;
   }
-  const __m256i bidx = _mm256_setr_epi32(0, 1 / cpb, 2 / cpb, 3 / cpb, 4 / cpb, 5 / cpb, 6 / cpb, 7 / cpb);
-  const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7), m15 = _mm256_set1_epi8(15);
-  __m256 acc[4 * QG_Q8_MAX_M];
-  for (int64_t r0 = n0; r0 < n1; r0 += 4) {
-    const int64_t rows = n1 - r0 < 4 ? n1 - r0 : 4;
-    for (int64_t i = 0; i < rows * m; i++) acc[i] = _mm256_setzero_ps();
-    for (int64_t gi = 0; gi < groups; gi++) {
-      for (int64_t r = 0; r < rows; r++) {
-        const int64_t row = r0 + r;
-        const uint8_t* pg = w->packed + row * w->row_bytes + gi * 128;
-        __m256i lo[4], hi[4];
-        for (int c = 0; c < 4; c++) {
-          const __m256i pk = _mm256_loadu_si256((const __m256i*)(pg + 32 * c));
-          lo[c] = _mm256_and_si256(pk, m15);
-          hi[c] = _mm256_and_si256(_mm256_srli_epi16(pk, 4), m15);
-        }
-        const float* s = w->scales + row * w->bpr + gi * nblk;
-        const uint8_t* zr = w->zp ? w->zp + row * w->bpr + gi * nblk : NULL;
-        __m256 sv, zv;
-        if (cpb == 1) {
-          sv = _mm256_loadu_ps(s);
-          zv = zr ? _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(mm_load8(zr))) : _mm256_set1_ps(8.0f);
-        } else {
-          sv = mm_group_scales(s, cpb, bidx);
-          zv = zr ? mm_group_zps(zr, cpb, bidx) : _mm256_set1_ps(8.0f);
-        }
-        __m256* ar = acc + r * m;
-        for (int64_t mi = 0; mi < m; mi++) {
-          const qg_q8_act* a = &acts[mi];
-          const int8_t* xg = a->xqp + gi * 256;
-          const __m256i d0 = mm_pair_dot_split(lo[0], hi[0], xg), d1 = mm_pair_dot_split(lo[1], hi[1], xg + 64);
-          const __m256i d2 = mm_pair_dot_split(lo[2], hi[2], xg + 128), d3 = mm_pair_dot_split(lo[3], hi[3], xg + 192);
-          const __m256i h = _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(_mm256_hadd_epi32(d0, d1), _mm256_hadd_epi32(d2, d3)), perm);
-          const __m256 t = _mm256_mul_ps(sv, _mm256_fmsub_ps(_mm256_cvtepi32_ps(h), _mm256_loadu_ps(a->dx + gi * 8),
-                                                             _mm256_mul_ps(zv, _mm256_loadu_ps(a->dsx + gi * 8))));
-          ar[mi] = _mm256_add_ps(ar[mi], t);
+  const __m512i m15 = _mm512_set1_epi8(15);
+  __m512 acc[4][QG_Q8T_MR];
+  for (int r = 0; r < 4; r++)
+    for (int a = 0; a < mr; a++) acc[r][a] = _mm512_setzero_ps();
+  for (int64_t q = 0; q < quads; q++) {
+    __m512i lo[4], hi[4];
+    __m512 sw[4];
+    for (int r = 0; r < 4; r++) {
+      const __m512i pk = _mm512_loadu_si512((const void*)(p[r] + 64 * q));
+      lo[r] = _mm512_and_si512(pk, m15);
+      hi[r] = _mm512_and_si512(_mm512_srli_epi16(pk, 4), m15);
+      sw[r] = q8t_scales(s[r], q, cpb);
+    }
+    for (int a = 0; a < mr; a++) {
+      const int8_t* xa = acts[a].xq4 + 128 * q;
+      const __m512i xl = _mm512_load_si512((const void*)xa), xh = _mm512_load_si512((const void*)(xa + 64));
+      const __m512 dl = _mm512_load_ps(acts[a].dxl + 16 * q);
+      for (int r = 0; r < 4; r++) {
+        const __m512i d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo[r], xl), hi[r], xh);
+        acc[r][a] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(sw[r], dl), acc[r][a]);
+      }
+    }
+  }
+  for (int64_t b0 = 0; b0 < bpr; b0 += 16) { /* zero points: - s * z * (sum of dsx over the block) */
+    const __mmask16 mk = bpr - b0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (bpr - b0)) - 1);
+    for (int r = 0; r < 4; r++) {
+      const __m512 zv = z[r] ? _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mk, z[r] + b0))) : _mm512_set1_ps(8.0f);
+      const __m512 sz = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, s[r] + b0), zv);
+      for (int a = 0; a < mr; a++) acc[r][a] = _mm512_fnmadd_ps(sz, _mm512_maskz_loadu_ps(mk, acts[a].dsb + b0), acc[r][a]);
+    }
+  }
+  for (int r = 0; r < nr; r++)
+    for (int a = 0; a < mr; a++) {
+      float t = _mm512_reduce_add_ps(acc[r][a]);
+      if (quads * 4 < chunks) t += QG_MM_NAME(q8t_tail)(p[r], s[r], &acts[a], quads * 4, chunks, cpb);
+      y[a * w->n + r0 + r] = t;
+    }
+}
+#else
+#define QG_Q8T_MR 2
+/* Weight scales of chunk pair h (0, 1) of quad q over the pair's eight lanes. */
+QG_MM_IN __m256 q8t_scales(const float* s, int64_t q, int h, int64_t cpb) {
+  if (cpb == 1)
+    return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_castsi128_ps(_mm_loadl_epi64((const __m128i*)(s + 4 * q + 2 * h)))),
+                                    _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
+  return _mm256_set1_ps(s[(4 * q + 2 * h) / cpb]);
+}
+
+QG_MM_IN void q8t_tile(const qg_weight* w, const qg_q8_act* acts, const int mr, int64_t r0, int64_t nr, int64_t cpb,
+                       float* y) {
+  const int64_t bpr = w->bpr, chunks = bpr * cpb, quads = chunks / 4;
+  const uint8_t* p[4];
+  const float* s[4];
+  const uint8_t* z[4];
+  for (int r = 0; r < 4; r++) {
+    const int64_t row = r0 + (r < nr ? r : nr - 1);
+    p[r] = w->packed + row * w->row_bytes;
+    s[r] = w->scales + row * bpr;
+    z[r] = w->zp ? w->zp + row * bpr : NULL;
+  }
+  const __m256i m15 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
+  __m256 acc[4][QG_Q8T_MR];
+  for (int r = 0; r < 4; r++)
+    for (int a = 0; a < mr; a++) acc[r][a] = _mm256_setzero_ps();
+  for (int64_t q = 0; q < quads; q++)
+    for (int h = 0; h < 2; h++) {
+      __m256i lo[4], hi[4];
+      for (int r = 0; r < 4; r++) {
+        const __m256i pk = _mm256_loadu_si256((const __m256i*)(p[r] + 64 * q + 32 * h));
+        lo[r] = _mm256_and_si256(pk, m15);
+        hi[r] = _mm256_and_si256(_mm256_srli_epi16(pk, 4), m15);
+      }
+      for (int a = 0; a < mr; a++) {
+        const int8_t* xa = acts[a].xq4 + 128 * q + 32 * h;
+        const __m256i xl = _mm256_load_si256((const __m256i*)xa), xh = _mm256_load_si256((const __m256i*)(xa + 64));
+        const __m256 dl = _mm256_load_ps(acts[a].dxl + 16 * q + 8 * h);
+        for (int r = 0; r < 4; r++) { /* |15 * 127 * 2| * 2 fits int16 */
+          const __m256i d = _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(lo[r], xl), _mm256_maddubs_epi16(hi[r], xh)), ones);
+          acc[r][a] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_mul_ps(q8t_scales(s[r], q, h, cpb), dl), acc[r][a]);
         }
       }
     }
-    for (int64_t r = 0; r < rows; r++)
-      for (int64_t mi = 0; mi < m; mi++) y[mi * w->n + r0 + r] = mm_hsum8(acc[r * m + mi]);
+  const int64_t bv = bpr & ~(int64_t)7;
+  for (int64_t b0 = 0; b0 < bv; b0 += 8) /* zero points: - s * z * (sum of dsx over the block) */
+    for (int r = 0; r < 4; r++) {
+      const __m256 zv = z[r] ? _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(mm_load8(z[r] + b0))) : _mm256_set1_ps(8.0f);
+      const __m256 sz = _mm256_mul_ps(_mm256_loadu_ps(s[r] + b0), zv);
+      for (int a = 0; a < mr; a++) acc[r][a] = _mm256_fnmadd_ps(sz, _mm256_loadu_ps(acts[a].dsb + b0), acc[r][a]);
+    }
+  for (int r = 0; r < nr; r++)
+    for (int a = 0; a < mr; a++) {
+      float t = mm_hsum8(acc[r][a]);
+      for (int64_t b = bv; b < bpr; b++) t -= s[r][b] * (z[r] ? (float)z[r][b] : 8.0f) * acts[a].dsb[b];
+      if (quads * 4 < chunks) t += QG_MM_NAME(q8t_tail)(p[r], s[r], &acts[a], quads * 4, chunks, cpb);
+      y[a * w->n + r0 + r] = t;
+    }
+}
+#endif
+
+QG_MM_FN static void QG_MM_NAME(gemm_int4_q8t)(const qg_weight* w, const qg_q8_act* acts, int64_t m, float* y, int64_t n0,
+                                                int64_t n1) {
+  const int64_t cpb = w->bs / 32;
+  if (w->bs % 32 || (cpb != 1 && cpb != 2 && cpb != 4 && cpb != 8)) {
+    for (int64_t mi = 0; mi < m; mi++) QG_MM_NAME(gemv_int4_q8)(w, &acts[mi], y + mi * w->n, n0, n1);
+    return;
+  }
+  for (int64_t r0 = n0; r0 < n1; r0 += 4) {
+    const int64_t nr = n1 - r0 < 4 ? n1 - r0 : 4;
+    for (int64_t mi = 0; mi < m; mi += QG_Q8T_MR) {
+      const int64_t mr = m - mi < QG_Q8T_MR ? m - mi : QG_Q8T_MR;
+      float* ym = y + mi * w->n;
+      switch (mr) { /* constant tile heights, so the accumulators stay in registers */
+#if QG_MM_512
+        case 4: q8t_tile(w, acts + mi, 4, r0, nr, cpb, ym); break;
+        case 3: q8t_tile(w, acts + mi, 3, r0, nr, cpb, ym); break;
+#endif
+        case 2: q8t_tile(w, acts + mi, 2, r0, nr, cpb, ym); break;
+        default: q8t_tile(w, acts + mi, 1, r0, nr, cpb, ym); break;
+      }
+    }
   }
 }
 
-#undef QG_MM_VARIANT
+QG_MM_FN static void QG_MM_NAME(gemv_int4_q8t)(const qg_weight* w, const qg_q8_act* a, float* y, int64_t n0, int64_t n1) {
+  QG_MM_NAME(gemm_int4_q8t)(w, a, 1, y, n0, n1);
+}
+#undef QG_Q8T_MR
