@@ -26,5 +26,6 @@ void qg_fill_avx512(qg_dispatch* d) {
   d->gemv_int4_q8 = gemv_int4_q8t_avx512;
   d->rank_update = rank_update_avx512;
   d->gemm_int4_q8 = gemm_int4_q8t_avx512;
+  d->quant_act_q8 = quant_act_q8_avx512;
 }
 #endif
