@@ -483,6 +483,10 @@ QG_MM_IN void q8t_tile(const qg_weight* w, const qg_q8_act* acts, const int mr, 
     __m512i lo[4], hi[4];
     __m512 sw[4];
     for (int r = 0; r < 4; r++) {
+      if (mr <= 2) { /* memory-bound: fetch the next tile's rows (one linear stream ahead) */
+        _mm_prefetch((const char*)(p[r] + 4 * w->row_bytes + 64 * q), _MM_HINT_T0);
+        if (cpb == 1) _mm_prefetch((const char*)(s[r] + 4 * bpr + 4 * q), _MM_HINT_T0);
+      }
       const __m512i pk = _mm512_loadu_si512((const void*)(p[r] + 64 * q));
       lo[r] = _mm512_and_si512(pk, m15);
       hi[r] = _mm512_and_si512(_mm512_srli_epi16(pk, 4), m15);
@@ -501,6 +505,7 @@ QG_MM_IN void q8t_tile(const qg_weight* w, const qg_q8_act* acts, const int mr, 
   for (int64_t b0 = 0; b0 < bpr; b0 += 16) { /* zero points: - s * z * (sum of dsx over the block) */
     const __mmask16 mk = bpr - b0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (bpr - b0)) - 1);
     for (int r = 0; r < 4; r++) {
+      if (mr <= 2 && z[r]) _mm_prefetch((const char*)(z[r] + 4 * bpr + b0), _MM_HINT_T0);
       const __m512 zv = z[r] ? _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mk, z[r] + b0))) : _mm512_set1_ps(8.0f);
       const __m512 sz = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, s[r] + b0), zv);
       for (int a = 0; a < mr; a++) acc[r][a] = _mm512_fnmadd_ps(sz, _mm512_maskz_loadu_ps(mk, acts[a].dsb + b0), acc[r][a]);
@@ -546,6 +551,10 @@ QG_MM_IN void q8t_tile(const qg_weight* w, const qg_q8_act* acts, const int mr, 
     for (int h = 0; h < 2; h++) {
       __m256i lo[4], hi[4];
       for (int r = 0; r < 4; r++) {
+        if (mr == 1 && h == 0) { /* memory-bound: fetch the next tile's rows (one linear stream ahead) */
+          _mm_prefetch((const char*)(p[r] + 4 * w->row_bytes + 64 * q), _MM_HINT_T0);
+          if (cpb == 1) _mm_prefetch((const char*)(s[r] + 4 * bpr + 4 * q), _MM_HINT_T0);
+        }
         const __m256i pk = _mm256_loadu_si256((const __m256i*)(p[r] + 64 * q + 32 * h));
         lo[r] = _mm256_and_si256(pk, m15);
         hi[r] = _mm256_and_si256(_mm256_srli_epi16(pk, 4), m15);
@@ -577,9 +586,8 @@ QG_MM_IN void q8t_tile(const qg_weight* w, const qg_q8_act* acts, const int mr, 
 }
 #endif
 
-QG_MM_FN static void QG_MM_NAME(gemm_int4_q8t)(const qg_weight* w, const qg_q8_act* acts, int64_t m, float* y, int64_t n0,
-                                                int64_t n1) {
-  const int64_t cpb = w->bs / 32;
+QG_MM_IN void q8t_rows(const qg_weight* w, const qg_q8_act* acts, int64_t m, float* y, int64_t n0, int64_t n1,
+                       const int64_t cpb) {
   for (int64_t r0 = n0; r0 < n1; r0 += 4) {
     const int64_t nr = n1 - r0 < 4 ? n1 - r0 : 4;
     for (int64_t mi = 0; mi < m; mi += QG_Q8T_MR) {
@@ -594,6 +602,16 @@ QG_MM_FN static void QG_MM_NAME(gemm_int4_q8t)(const qg_weight* w, const qg_q8_a
         default: q8t_tile(w, acts + mi, 1, r0, nr, cpb, ym); break;
       }
     }
+  }
+}
+
+QG_MM_FN static void QG_MM_NAME(gemm_int4_q8t)(const qg_weight* w, const qg_q8_act* acts, int64_t m, float* y, int64_t n0,
+                                                int64_t n1) {
+  switch (w->bs / 32) { /* constant chunks per block for the common block sizes */
+    case 1: q8t_rows(w, acts, m, y, n0, n1, 1); break;
+    case 2: q8t_rows(w, acts, m, y, n0, n1, 2); break;
+    case 4: q8t_rows(w, acts, m, y, n0, n1, 4); break;
+    default: q8t_rows(w, acts, m, y, n0, n1, w->bs / 32); break;
   }
 }
 
