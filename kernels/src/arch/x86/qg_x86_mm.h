@@ -433,6 +433,10 @@ QG_MM_VARIANT(fp8, MK_FP8)
  * block, is subtracted once per block (act->dsb) instead of once per chunk. Chunks past the last whole
  * quad take the reference's scalar loop. Any bs % 32 == 0 (one to eight chunks per block). */
 
+/* Software prefetch distance of the memory-bound tiles, in rows: two tiles of four ahead, into L2 (measured
+ * on Zen 4, cold 11008 x 4096 int4 bs 32, M = 1: 1.5-1.6 ms, against 2.3-2.5 ms one tile ahead into L1). */
+#define QG_Q8T_PF_ROWS 8
+
 /* Scalar tail: chunks [j0, chunks) of one row against one activation row, as the reference adds them
  * (without the zero-point term, which the block pass subtracts). */
 static float QG_MM_NAME(q8t_tail)(const uint8_t* p, const float* s, const qg_q8_act* a, int64_t j0, int64_t chunks, int64_t cpb) {
@@ -483,9 +487,9 @@ QG_MM_IN void q8t_tile(const qg_weight* w, const qg_q8_act* acts, const int mr, 
     __m512i lo[4], hi[4];
     __m512 sw[4];
     for (int r = 0; r < 4; r++) {
-      if (mr <= 2) { /* memory-bound: fetch the next tile's rows (one linear stream ahead) */
-        _mm_prefetch((const char*)(p[r] + 4 * w->row_bytes + 64 * q), _MM_HINT_T0);
-        if (cpb == 1) _mm_prefetch((const char*)(s[r] + 4 * bpr + 4 * q), _MM_HINT_T0);
+      if (mr <= 2) { /* memory-bound: fetch the rows two tiles ahead into L2 (one linear stream) */
+        _mm_prefetch((const char*)(p[r] + QG_Q8T_PF_ROWS * w->row_bytes + 64 * q), _MM_HINT_T1);
+        if (cpb == 1) _mm_prefetch((const char*)(s[r] + QG_Q8T_PF_ROWS * bpr + 4 * q), _MM_HINT_T1);
       }
       const __m512i pk = _mm512_loadu_si512((const void*)(p[r] + 64 * q));
       lo[r] = _mm512_and_si512(pk, m15);
@@ -505,7 +509,7 @@ QG_MM_IN void q8t_tile(const qg_weight* w, const qg_q8_act* acts, const int mr, 
   for (int64_t b0 = 0; b0 < bpr; b0 += 16) { /* zero points: - s * z * (sum of dsx over the block) */
     const __mmask16 mk = bpr - b0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (bpr - b0)) - 1);
     for (int r = 0; r < 4; r++) {
-      if (mr <= 2 && z[r]) _mm_prefetch((const char*)(z[r] + 4 * bpr + b0), _MM_HINT_T0);
+      if (mr <= 2 && z[r]) _mm_prefetch((const char*)(z[r] + QG_Q8T_PF_ROWS * bpr + b0), _MM_HINT_T1);
       const __m512 zv = z[r] ? _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mk, z[r] + b0))) : _mm512_set1_ps(8.0f);
       const __m512 sz = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, s[r] + b0), zv);
       for (int a = 0; a < mr; a++) acc[r][a] = _mm512_fnmadd_ps(sz, _mm512_maskz_loadu_ps(mk, acts[a].dsb + b0), acc[r][a]);
@@ -551,9 +555,9 @@ QG_MM_IN void q8t_tile(const qg_weight* w, const qg_q8_act* acts, const int mr, 
     for (int h = 0; h < 2; h++) {
       __m256i lo[4], hi[4];
       for (int r = 0; r < 4; r++) {
-        if (mr == 1 && h == 0) { /* memory-bound: fetch the next tile's rows (one linear stream ahead) */
-          _mm_prefetch((const char*)(p[r] + 4 * w->row_bytes + 64 * q), _MM_HINT_T0);
-          if (cpb == 1) _mm_prefetch((const char*)(s[r] + 4 * bpr + 4 * q), _MM_HINT_T0);
+        if (mr == 1 && h == 0) { /* memory-bound: fetch the rows two tiles ahead into L2 (one linear stream) */
+          _mm_prefetch((const char*)(p[r] + QG_Q8T_PF_ROWS * w->row_bytes + 64 * q), _MM_HINT_T1);
+          if (cpb == 1) _mm_prefetch((const char*)(s[r] + QG_Q8T_PF_ROWS * bpr + 4 * q), _MM_HINT_T1);
         }
         const __m256i pk = _mm256_loadu_si256((const __m256i*)(p[r] + 64 * q + 32 * h));
         lo[r] = _mm256_and_si256(pk, m15);
