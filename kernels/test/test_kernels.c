@@ -180,12 +180,12 @@ static void test_quant_act_q8(void) {
  * row by row against the GEMV kernel, on awkward M, N, K (K past whole groups of eight chunks too). */
 static void test_gemm_q8(void) {
   const int bsv[] = {32, 64, 96, 128, 160, 256}; /* 96, 160: quads straddle blocks */
-  const int64_t ms[] = {1, 2, 3, 5, 8, 33, 130};
+  const int64_t ms[] = {1, 2, 3, 5, 8, 17, 33, 130};
   for (int si = 0; si < NSIZES; si += 2)
     for (int bi = 0; bi < 6; bi++) {
       const int bs = bsv[bi];
       const int64_t k = si % 4 == 0 ? 512 * (1 + si % 3) : SIZES[si] * 7 + 1, n = SIZES[(si + bi) % NSIZES] + 2, bpr = (k + bs - 1) / bs;
-      const int64_t m = ms[(si + bi) % 7];
+      const int64_t m = ms[(si + bi) % 8];
       float *w = malloc(4 * n * k), *x = malloc(4 * m * k), *s = malloc(4 * n * bpr), *deq = malloc(4 * n * k);
       uint8_t *c = malloc(n * bpr * bs), *z = malloc(n * bpr), *p = malloc(n * bpr * bs / 2);
       float *y1 = malloc(4 * n * m), *y2 = malloc(4 * n * m), *y3 = malloc(4 * n), *mag = malloc(4 * n * m);

@@ -590,8 +590,110 @@ QG_MM_IN void q8t_tile(const qg_weight* w, const qg_q8_act* acts, const int mr, 
 }
 #endif
 
+#if QG_MM_512
+/* ---- AVX-512, M >= 4: sixteen weight rows in the lanes (q8x) ----
+ * The packed bytes of 16 rows are transposed once per quad (a 16 x 16 dword transpose) so that each
+ * vector holds one 4-code group of every row; every activation row then takes a chunk with eight
+ * vpdpbusd against broadcast 4-byte groups of its codes, int32 over the whole chunk, and one
+ * convert / scale / accumulate per chunk: 11 vector operations per 512 multiply-adds instead of 20.
+ * Used from M = 16 (measured faster than q8t there: 1.1x at M = 16, 1.2x at M = 32, 1.4x at M = 128; 0.8x at M = 8).
+ * Transposed weights are kept for QG_Q8X_QB quads (on the stack) and used by every activation row;
+ * sums live per activation row in acc (16 rows each) between K blocks. */
+#define QG_Q8X_QB 4
+#define QG_Q8X_MT 8
+
+/* The 16 x 16 dword transpose: in[r] holds 16 dwords of row r; out[j] holds dword j of rows 0..15. */
+QG_MM_IN void q8x_transpose(const __m512i in[16], __m512i out[16]) {
+  __m512i t[16], u[16];
+  for (int i = 0; i < 8; i++) {
+    t[2 * i] = _mm512_unpacklo_epi32(in[2 * i], in[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_epi32(in[2 * i], in[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; i++) {
+    u[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+    u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+    u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+    u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+  }
+  for (int k = 0; k < 4; k++) {
+    const __m512i v0 = _mm512_shuffle_i32x4(u[k], u[4 + k], 0x44), v1 = _mm512_shuffle_i32x4(u[k], u[4 + k], 0xEE);
+    const __m512i w0 = _mm512_shuffle_i32x4(u[8 + k], u[12 + k], 0x44), w1 = _mm512_shuffle_i32x4(u[8 + k], u[12 + k], 0xEE);
+    out[k] = _mm512_shuffle_i32x4(v0, w0, 0x88);
+    out[4 + k] = _mm512_shuffle_i32x4(v0, w0, 0xDD);
+    out[8 + k] = _mm512_shuffle_i32x4(v1, w1, 0x88);
+    out[12 + k] = _mm512_shuffle_i32x4(v1, w1, 0xDD);
+  }
+}
+
+/* Rows [r0, r0 + 16) of y for m activation rows. acc: m vectors of workspace on the caller's stack. */
+QG_MM_IN void q8x_rows16(const qg_weight* w, const qg_q8_act* acts, int64_t m, float* y, int64_t r0, const int64_t cpb,
+                         __m512* acc) {
+  const int64_t bpr = w->bpr, chunks = bpr * cpb, quads = chunks / 4;
+  const uint8_t* p0 = w->packed + r0 * w->row_bytes;
+  const float* s0 = w->scales + r0 * bpr;
+  const __m512i vrow = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                          _mm512_set1_epi32((int)bpr));
+  const __m512i m15 = _mm512_set1_epi8(15);
+  __m512i wt[QG_Q8X_QB][4][8];
+  __m512 sw[QG_Q8X_QB][4];
+  for (int64_t a = 0; a < m; a++) acc[a] = _mm512_setzero_ps();
+  for (int64_t q0 = 0; q0 < quads; q0 += QG_Q8X_QB) {
+    const int qb = quads - q0 < QG_Q8X_QB ? (int)(quads - q0) : QG_Q8X_QB;
+    for (int qq = 0; qq < qb; qq++) {
+      const int64_t q = q0 + qq;
+      __m512i in[16], tr[16];
+      for (int r = 0; r < 16; r++) in[r] = _mm512_loadu_si512((const void*)(p0 + r * w->row_bytes + 64 * q));
+      q8x_transpose(in, tr);
+      for (int c = 0; c < 4; c++) {
+        for (int d = 0; d < 4; d++) {
+          wt[qq][c][d] = _mm512_and_si512(tr[4 * c + d], m15);
+          wt[qq][c][4 + d] = _mm512_and_si512(_mm512_srli_epi16(tr[4 * c + d], 4), m15);
+        }
+        sw[qq][c] = _mm512_i32gather_ps(vrow, s0 + (4 * q + c) / cpb, 4);
+      }
+    }
+    for (int64_t a0 = 0; a0 < m; a0 += QG_Q8X_MT) {
+      const int64_t mt = m - a0 < QG_Q8X_MT ? m - a0 : QG_Q8X_MT;
+      for (int qq = 0; qq < qb; qq++)
+        for (int c = 0; c < 4; c++) {
+          const int64_t j = 4 * (q0 + qq) + c;
+          for (int64_t a = a0; a < a0 + mt; a++) {
+            const int32_t* xd = (const int32_t*)(const void*)(acts[a].xq + 32 * j);
+            __m512i d = _mm512_setzero_si512();
+            for (int t = 0; t < 8; t++) d = _mm512_dpbusd_epi32(d, wt[qq][c][t], _mm512_set1_epi32(xd[t]));
+            acc[a] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(sw[qq][c], _mm512_set1_ps(acts[a].dx[j])), acc[a]);
+          }
+        }
+    }
+  }
+  for (int64_t b = 0; b < bpr; b++) { /* zero points: - s * z * (sum of dsx over the block) */
+    const __m512 sv = _mm512_i32gather_ps(vrow, s0 + b, 4);
+    __m512 zv = _mm512_set1_ps(8.0f);
+    if (w->zp) { /* 4-byte gathers that end at the byte (or start at it near the row start): in bounds */
+      const uint8_t* z0 = w->zp + r0 * bpr;
+      zv = b >= 3 ? _mm512_cvtepi32_ps(_mm512_srli_epi32(_mm512_i32gather_epi32(vrow, z0 + b - 3, 1), 24))
+                  : _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_i32gather_epi32(vrow, z0 + b, 1), _mm512_set1_epi32(255)));
+    }
+    const __m512 sz = _mm512_mul_ps(sv, zv);
+    for (int64_t a = 0; a < m; a++) acc[a] = _mm512_fnmadd_ps(sz, _mm512_set1_ps(acts[a].dsb[b]), acc[a]);
+  }
+  for (int64_t a = 0; a < m; a++) {
+    float* ya = y + a * w->n + r0;
+    _mm512_storeu_ps(ya, acc[a]);
+    if (quads * 4 < chunks)
+      for (int r = 0; r < 16; r++) ya[r] += QG_MM_NAME(q8t_tail)(p0 + r * w->row_bytes, s0 + r * bpr, &acts[a], quads * 4, chunks, cpb);
+  }
+}
+#endif
+
 QG_MM_IN void q8t_rows(const qg_weight* w, const qg_q8_act* acts, int64_t m, float* y, int64_t n0, int64_t n1,
                        const int64_t cpb) {
+#if QG_MM_512
+  if (m >= 16 && n1 - n0 >= 16) { /* whole groups of 16 rows in the lanes (below M = 16 the transposes cost more than they save); the rest below */
+    __m512 acc[QG_Q8_MAX_M];
+    for (; n0 + 16 <= n1; n0 += 16) q8x_rows16(w, acts, m, y, n0, cpb, acc);
+  }
+#endif
   for (int64_t r0 = n0; r0 < n1; r0 += 4) {
     const int64_t nr = n1 - r0 < 4 ? n1 - r0 : 4;
     for (int64_t mi = 0; mi < m; mi += QG_Q8T_MR) {
