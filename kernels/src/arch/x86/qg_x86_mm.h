@@ -468,7 +468,7 @@ QG_MM_IN __m512 q8t_scales(const float* s, int64_t q, int64_t cpb) {
 }
 
 QG_MM_IN void q8t_tile(const qg_weight* w, const qg_q8_act* acts, const int mr, int64_t r0, int64_t nr, int64_t cpb,
-                       float* y) {
+                       float* y, int first) {
   const int64_t bpr = w->bpr, chunks = bpr * cpb, quads = chunks / 4;
   const uint8_t* p[4];
   const float* s[4];
@@ -487,7 +487,7 @@ QG_MM_IN void q8t_tile(const qg_weight* w, const qg_q8_act* acts, const int mr, 
     __m512i lo[4], hi[4];
     __m512 sw[4];
     for (int r = 0; r < 4; r++) {
-      if (mr <= 2) { /* memory-bound: fetch the rows two tiles ahead into L2 (one linear stream) */
+      if (first) { /* the first pass over these rows streams them: fetch two tiles ahead into L2 */
         _mm_prefetch((const char*)(p[r] + QG_Q8T_PF_ROWS * w->row_bytes + 64 * q), _MM_HINT_T1);
         if (cpb == 1) _mm_prefetch((const char*)(s[r] + QG_Q8T_PF_ROWS * bpr + 4 * q), _MM_HINT_T1);
       }
@@ -509,7 +509,7 @@ QG_MM_IN void q8t_tile(const qg_weight* w, const qg_q8_act* acts, const int mr, 
   for (int64_t b0 = 0; b0 < bpr; b0 += 16) { /* zero points: - s * z * (sum of dsx over the block) */
     const __mmask16 mk = bpr - b0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (bpr - b0)) - 1);
     for (int r = 0; r < 4; r++) {
-      if (mr <= 2 && z[r]) _mm_prefetch((const char*)(z[r] + QG_Q8T_PF_ROWS * bpr + b0), _MM_HINT_T1);
+      if (first && z[r]) _mm_prefetch((const char*)(z[r] + QG_Q8T_PF_ROWS * bpr + b0), _MM_HINT_T1);
       const __m512 zv = z[r] ? _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mk, z[r] + b0))) : _mm512_set1_ps(8.0f);
       const __m512 sz = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, s[r] + b0), zv);
       for (int a = 0; a < mr; a++) acc[r][a] = _mm512_fnmadd_ps(sz, _mm512_maskz_loadu_ps(mk, acts[a].dsb + b0), acc[r][a]);
@@ -536,7 +536,7 @@ QG_MM_IN __m256 q8t_scales(const float* s, int64_t q, int h, int64_t cpb) {
 }
 
 QG_MM_IN void q8t_tile(const qg_weight* w, const qg_q8_act* acts, const int mr, int64_t r0, int64_t nr, int64_t cpb,
-                       float* y) {
+                       float* y, int first) {
   const int64_t bpr = w->bpr, chunks = bpr * cpb, quads = chunks / 4;
   const uint8_t* p[4];
   const float* s[4];
@@ -555,7 +555,7 @@ QG_MM_IN void q8t_tile(const qg_weight* w, const qg_q8_act* acts, const int mr, 
     for (int h = 0; h < 2; h++) {
       __m256i lo[4], hi[4];
       for (int r = 0; r < 4; r++) {
-        if (mr == 1 && h == 0) { /* memory-bound: fetch the rows two tiles ahead into L2 (one linear stream) */
+        if (first && h == 0) { /* the first pass over these rows streams them: fetch two tiles ahead into L2 */
           _mm_prefetch((const char*)(p[r] + QG_Q8T_PF_ROWS * w->row_bytes + 64 * q), _MM_HINT_T1);
           if (cpb == 1) _mm_prefetch((const char*)(s[r] + QG_Q8T_PF_ROWS * bpr + 4 * q), _MM_HINT_T1);
         }
@@ -642,7 +642,11 @@ QG_MM_IN void q8x_rows16(const qg_weight* w, const qg_q8_act* acts, int64_t m, f
     for (int qq = 0; qq < qb; qq++) {
       const int64_t q = q0 + qq;
       __m512i in[16], tr[16];
-      for (int r = 0; r < 16; r++) in[r] = _mm512_loadu_si512((const void*)(p0 + r * w->row_bytes + 64 * q));
+      for (int r = 0; r < 16; r++) { /* and the next 16 rows at the same place into L2 */
+        _mm_prefetch((const char*)(p0 + (16 + r) * w->row_bytes + 64 * q), _MM_HINT_T1);
+        if (cpb == 1) _mm_prefetch((const char*)(s0 + (16 + r) * bpr + 4 * q), _MM_HINT_T1);
+        in[r] = _mm512_loadu_si512((const void*)(p0 + r * w->row_bytes + 64 * q));
+      }
       q8x_transpose(in, tr);
       for (int c = 0; c < 4; c++) {
         for (int d = 0; d < 4; d++) {
@@ -701,11 +705,11 @@ QG_MM_IN void q8t_rows(const qg_weight* w, const qg_q8_act* acts, int64_t m, flo
       float* ym = y + mi * w->n;
       switch (mr) { /* constant tile heights, so the accumulators stay in registers */
 #if QG_MM_512
-        case 4: q8t_tile(w, acts + mi, 4, r0, nr, cpb, ym); break;
-        case 3: q8t_tile(w, acts + mi, 3, r0, nr, cpb, ym); break;
+        case 4: q8t_tile(w, acts + mi, 4, r0, nr, cpb, ym, mi == 0); break;
+        case 3: q8t_tile(w, acts + mi, 3, r0, nr, cpb, ym, mi == 0); break;
 #endif
-        case 2: q8t_tile(w, acts + mi, 2, r0, nr, cpb, ym); break;
-        default: q8t_tile(w, acts + mi, 1, r0, nr, cpb, ym); break;
+        case 2: q8t_tile(w, acts + mi, 2, r0, nr, cpb, ym, mi == 0); break;
+        default: q8t_tile(w, acts + mi, 1, r0, nr, cpb, ym, mi == 0); break;
       }
     }
   }
