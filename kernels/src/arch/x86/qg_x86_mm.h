@@ -673,10 +673,15 @@ QG_MM_IN void q8x_rows16(const qg_weight* w, const qg_q8_act* acts, int64_t m, f
   for (int64_t b = 0; b < bpr; b++) { /* zero points: - s * z * (sum of dsx over the block) */
     const __m512 sv = _mm512_i32gather_ps(vrow, s0 + b, 4);
     __m512 zv = _mm512_set1_ps(8.0f);
-    if (w->zp) { /* 4-byte gathers that end at the byte (or start at it near the row start): in bounds */
+    if (w->zp) { /* 4-byte gathers that end at the byte (or start at it near the row start): inside the row */
       const uint8_t* z0 = w->zp + r0 * bpr;
-      zv = b >= 3 ? _mm512_cvtepi32_ps(_mm512_srli_epi32(_mm512_i32gather_epi32(vrow, z0 + b - 3, 1), 24))
-                  : _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_i32gather_epi32(vrow, z0 + b, 1), _mm512_set1_epi32(255)));
+      if (bpr < 4) { /* rows of fewer than 4 blocks: byte by byte */
+        float zf[16];
+        for (int r = 0; r < 16; r++) zf[r] = (float)z0[r * bpr + b];
+        zv = _mm512_loadu_ps(zf);
+      } else
+        zv = b >= 3 ? _mm512_cvtepi32_ps(_mm512_srli_epi32(_mm512_i32gather_epi32(vrow, z0 + b - 3, 1), 24))
+                    : _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_i32gather_epi32(vrow, z0 + b, 1), _mm512_set1_epi32(255)));
     }
     const __m512 sz = _mm512_mul_ps(sv, zv);
     for (int64_t a = 0; a < m; a++) acc[a] = _mm512_fnmadd_ps(sz, _mm512_set1_ps(acts[a].dsb[b]), acc[a]);
