@@ -26,14 +26,21 @@ typedef void (*qg_gemm_f32_fn)(const float* w, int64_t n, int64_t k, const float
 typedef float (*qg_read_sum_fn)(const float* buf, int64_t count);
 /* Activations quantized per 32: xq permuted so that each 32-chunk lists even then odd positions
  * (the order of low then high nibbles of 16 packed bytes); dx = scale; dsx = dx * sum(xq). */
-/* The SIMD kernels also get the same activations in chunk-pair order: for chunks 2q, 2q+1, 64 bytes
- * [even 2q | even 2q+1 | odd 2q | odd 2q+1] (low / high nibbles of 32 consecutive packed bytes). */
 typedef struct {
   const int8_t* xq;
   const float* dx;
   const float* dsx;
-  const int8_t* xqp; /* pairs of the first chunks / 8 * 8 chunks, 32-byte aligned */
+  /* Quads of chunks 4q..4q+3 (the first chunks / 4 * 4), for the register-tiled kernels: 128 bytes
+   * [low-nibble codes of the four chunks | high-nibble codes], 64-byte aligned; dxl: 16 floats per
+   * quad, lane l holding dx of chunk 4q + l / 4 (the lanes a 4-byte dot product of that chunk lands
+   * in); dsb: per block, the sum of dsx over the block's chunks (the zero-point term, once per block). */
+  const int8_t* xq4;
+  const float* dxl;
+  const float* dsb;
 } qg_q8_act;
+/* Quantize x[0..k) per 32 (zeros past k) into `chunks` chunks: xq as qg_q8_act (even positions first),
+ * dx = amax / 127, dsx = dx * sum(xq). Every variant is bit-identical to the reference. */
+typedef void (*qg_quant_act_q8_fn)(const float* x, int64_t k, int64_t chunks, int8_t* xq, float* dx, float* dsx);
 typedef void (*qg_gemv_q8_fn)(const qg_weight* w, const qg_q8_act* a, float* y, int64_t n0, int64_t n1);
 /* Rows [n0, n1) of y[m][n] for m activation rows quantized as qg_q8_act (acts[m]). */
 typedef void (*qg_gemm_q8_fn)(const qg_weight* w, const qg_q8_act* acts, int64_t m, float* y, int64_t n0, int64_t n1);
@@ -53,7 +60,9 @@ typedef struct {
   qg_gemv_q8_fn gemv_int4_q8;
   qg_rank_update_fn rank_update;
   qg_gemm_q8_fn gemm_int4_q8;
+  qg_quant_act_q8_fn quant_act_q8;
 } qg_dispatch;
+void qg_quant_act_q8_ref(const float* x, int64_t k, int64_t chunks, int8_t* xq, float* dx, float* dsx);
 void qg_gemm_int4_q8_ref(const qg_weight* w, const qg_q8_act* acts, int64_t m, float* y, int64_t n0, int64_t n1);
 /* The dispatch in use (SIMD or, under qg_force_ref, the references). */
 const qg_dispatch* qg_dispatch_table(void);

@@ -168,6 +168,24 @@ static napi_value js_gemm_int(napi_env env, napi_callback_info info) {
                        qg_gemm_int(A[0].p, A[1].p, A[2].p, n, k, (int)A[5].i, (int)A[6].i, A[7].p, m, A[9].p, threads_of(A[10].i)));
 }
 
+/* The int8-activation kernels' workspace, kept per thread between calls: a fresh malloc of a few hundred
+ * KiB per call is an mmap and page faults that cost as much as an M = 8 GEMM. */
+#if defined(_MSC_VER)
+#define QG_THREAD_LOCAL __declspec(thread)
+#else
+#define QG_THREAD_LOCAL _Thread_local
+#endif
+static QG_THREAD_LOCAL void* t_q8_ws;
+static QG_THREAD_LOCAL size_t t_q8_ws_bytes;
+static void* q8_workspace(int64_t bytes) {
+  if ((size_t)bytes > t_q8_ws_bytes) {
+    free(t_q8_ws);
+    t_q8_ws = malloc((size_t)bytes);
+    t_q8_ws_bytes = t_q8_ws ? (size_t)bytes : 0;
+  }
+  return t_q8_ws;
+}
+
 static napi_value js_gemv_int4_q8(napi_env env, napi_callback_info info) {
   ARGS("gemvInt4Q8", "UFuNNIFFI", "packed,scales,zeroPoints,n,k,blockSize,x,y,threads");
   const int64_t n = A[3].i, k = A[4].i, bs = A[5].i;
@@ -176,10 +194,9 @@ static napi_value js_gemv_int4_q8(napi_env env, napi_callback_info info) {
     return NULL;
   const int64_t bytes = qg_gemv_q8_workspace_bytes(k, (int)bs);
   if (bytes <= 0) return status_result(env, "gemvInt4Q8", QG_EINVAL);
-  void* ws = malloc((size_t)bytes); /* the glue owns the workspace; the kernel never allocates */
+  void* ws = q8_workspace(bytes); /* the glue owns the workspace; the kernel never allocates */
   if (!ws) return status_result(env, "gemvInt4Q8", QG_EINVAL);
   const int rc = qg_gemv_int4_q8(A[0].p, A[1].p, A[2].p, n, k, (int)bs, A[6].p, A[7].p, ws, threads_of(A[8].i));
-  free(ws);
   return status_result(env, "gemvInt4Q8", rc);
 }
 
@@ -191,10 +208,9 @@ static napi_value js_gemm_int4_q8(napi_env env, napi_callback_info info) {
     return NULL;
   const int64_t bytes = qg_gemm_q8_workspace_bytes(m, k, (int)bs);
   if (bytes <= 0) return status_result(env, "gemmInt4Q8", QG_EINVAL);
-  void* ws = malloc((size_t)bytes);
+  void* ws = q8_workspace(bytes);
   if (!ws) return status_result(env, "gemmInt4Q8", QG_EINVAL);
   const int rc = qg_gemm_int4_q8(A[0].p, A[1].p, A[2].p, n, k, (int)bs, A[6].p, m, A[8].p, ws, threads_of(A[9].i));
-  free(ws);
   return status_result(env, "gemmInt4Q8", rc);
 }
 

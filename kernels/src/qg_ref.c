@@ -268,7 +268,26 @@ void qg_gemm_int4_q8_ref(const qg_weight* w, const qg_q8_act* acts, int64_t m, f
   for (int64_t mi = 0; mi < m; mi++) qg_gemv_int4_q8_ref(w, &acts[mi], y + mi * w->n, n0, n1);
 }
 
+void qg_quant_act_q8_ref(const float* x, int64_t k, int64_t chunks, int8_t* xq, float* dx, float* dsx) {
+  for (int64_t j = 0; j < chunks; j++) {
+    float amax = 0.0f;
+    for (int64_t i = j * 32; i < j * 32 + 32 && i < k; i++) amax = __builtin_fabsf(x[i]) > amax ? __builtin_fabsf(x[i]) : amax;
+    const float d = amax / 127.0f, inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    int32_t sum = 0;
+    for (int i = 0; i < 32; i++) {
+      const int64_t src = j * 32 + i;
+      int q = src < k ? (int)qg_round_away(x[src] * inv) : 0;
+      q = q > 127 ? 127 : q < -127 ? -127 : q;
+      xq[j * 32 + (i & 1) * 16 + (i >> 1)] = (int8_t)q;
+      sum += q;
+    }
+    dx[j] = d;
+    dsx[j] = d * (float)sum;
+  }
+}
+
 void qg_fill_ref(qg_dispatch* d) {
+  d->quant_act_q8 = qg_quant_act_q8_ref;
   d->gemv_int4_q8 = qg_gemv_int4_q8_ref;
   d->gemm_int4_q8 = qg_gemm_int4_q8_ref;
   d->isa = "scalar";

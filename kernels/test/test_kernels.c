@@ -149,16 +149,43 @@ static void test_gemv_q8(void) {
     }
 }
 
+/* The dispatched activation quantizer of the int8-activation kernels: byte-identical to the reference on
+ * every K remainder, ties (x * 127 / amax exactly half-way), all-zero chunks, NaN and infinities. */
+static void test_quant_act_q8(void) {
+  const int64_t ks[] = {1, 5, 16, 17, 31, 32, 33, 95, 129, 200, 4096 + 7};
+  for (int ki = 0; ki < 11; ki++)
+    for (int kind = 0; kind < 4; kind++) {
+      const int64_t k = ks[ki], chunks = (k + 31) / 32 + (ki % 3); /* chunks past k are all zeros */
+      float* x = malloc(sizeof(float) * (size_t)k);
+      int8_t *q1 = malloc((size_t)chunks * 32), *q2 = malloc((size_t)chunks * 32);
+      float *d1 = malloc(sizeof(float) * (size_t)chunks), *d2 = malloc(sizeof(float) * (size_t)chunks);
+      float *s1 = malloc(sizeof(float) * (size_t)chunks), *s2 = malloc(sizeof(float) * (size_t)chunks);
+      fill(x, k, kind);
+      if (kind == 3 && k > 40) { /* 127 / amax * x lands on .5: amax = 2.54, x = 0.01 * (2j + 1) */
+        for (int64_t i = 0; i < 32; i++) x[i] = 0.01f * (float)(2 * (i % 16) + 1) * (i & 1 ? -1.0f : 1.0f);
+        x[5] = 2.54f;
+        x[33] = NAN;
+        x[34] = INFINITY;
+      }
+      qg_quant_act_q8_ref(x, k, chunks, q1, d1, s1);
+      qg_dispatch_table()->quant_act_q8(x, k, chunks, q2, d2, s2);
+      CHECK(!memcmp(q1, q2, (size_t)chunks * 32) && !memcmp(d1, d2, sizeof(float) * (size_t)chunks) &&
+                !memcmp(s1, s2, sizeof(float) * (size_t)chunks),
+            "quant_act_q8 %s k=%lld kind=%d differs from the reference", qg_isa(), (long long)k, kind);
+      free(x); free(q1); free(q2); free(d1); free(d2); free(s1); free(s2);
+    }
+}
+
 /* int8-activation GEMM: the dispatched kernel against the reference (the GEMV reference per row) and
  * row by row against the GEMV kernel, on awkward M, N, K (K past whole groups of eight chunks too). */
 static void test_gemm_q8(void) {
-  const int bsv[] = {32, 64, 128, 256};
-  const int64_t ms[] = {1, 2, 3, 5, 8, 33, 130};
+  const int bsv[] = {32, 64, 96, 128, 160, 256}; /* 96, 160: quads straddle blocks */
+  const int64_t ms[] = {1, 2, 3, 5, 8, 17, 33, 130};
   for (int si = 0; si < NSIZES; si += 2)
-    for (int bi = 0; bi < 4; bi++) {
+    for (int bi = 0; bi < 6; bi++) {
       const int bs = bsv[bi];
       const int64_t k = si % 4 == 0 ? 512 * (1 + si % 3) : SIZES[si] * 7 + 1, n = SIZES[(si + bi) % NSIZES] + 2, bpr = (k + bs - 1) / bs;
-      const int64_t m = ms[(si + bi) % 7];
+      const int64_t m = ms[(si + bi) % 8];
       float *w = malloc(4 * n * k), *x = malloc(4 * m * k), *s = malloc(4 * n * bpr), *deq = malloc(4 * n * k);
       uint8_t *c = malloc(n * bpr * bs), *z = malloc(n * bpr), *p = malloc(n * bpr * bs / 2);
       float *y1 = malloc(4 * n * m), *y2 = malloc(4 * n * m), *y3 = malloc(4 * n), *mag = malloc(4 * n * m);
@@ -396,6 +423,7 @@ int main(void) {
   test_pack();
   test_quantize_int();
   test_gemm_int();
+  test_quant_act_q8();
   test_gemv_q8();
   test_gemm_q8();
   test_lut();
@@ -408,6 +436,7 @@ int main(void) {
     qg_limit_isa(1);
     printf("isa: %s\n", qg_isa());
     test_gemm_int();
+    test_quant_act_q8();
     test_gemv_q8();
     test_gemm_q8();
     test_lut();

@@ -523,6 +523,94 @@ QG_NEON_Q8(gemv_int4_q8_neon, , chunk_dot_mull)
 QG_NEON_Q8(gemv_int4_q8_sdot, QG_NEON_DOT, chunk_dot_sdot)
 #undef QG_NEON_Q8
 
+/* ---------------- int4 x int8 activations, register-tiled (the shape of the x86 q8t kernels) ----------------
+ * Four weight rows x up to four activation rows per tile, a chunk (32 codes) per step: the nibbles are
+ * unpacked once per tile and used by every activation row; each int32x4 of a chunk's dot product stays
+ * in its lanes and is scaled in place by (weight scale x activation scale); lanes are summed once per
+ * row. The zero-point term is subtracted once per block (act->dsb). Any bs % 32 == 0. */
+
+/* An int32x4 whose lane sum is sum(lo * x[0..16)) + sum(hi * x[16..32)). */
+QG_NEON_IN int32x4_t q8t_dot_mull(int8x16_t lo, int8x16_t hi, const int8_t* xq) {
+  const int8x16_t x0 = vld1q_s8(xq), x1 = vld1q_s8(xq + 16);
+  int16x8_t a = vmull_s8(vget_low_s8(lo), vget_low_s8(x0)); /* two products of |15 * 127| per lane fit */
+  a = vmlal_s8(a, vget_low_s8(hi), vget_low_s8(x1));
+  int16x8_t b = vmull_high_s8(lo, x0);
+  b = vmlal_high_s8(b, hi, x1);
+  return vpadalq_s16(vpaddlq_s16(a), b);
+}
+QG_NEON_DOT QG_NEON_IN int32x4_t q8t_dot_sdot(int8x16_t lo, int8x16_t hi, const int8_t* xq) {
+  return qg_sdot(qg_sdot(vdupq_n_s32(0), lo, vld1q_s8(xq)), hi, vld1q_s8(xq + 16));
+}
+
+#define QG_NEON_Q8T(NAME, ATTR, DOT)                                                                            \
+  ATTR QG_NEON_IN void NAME##_tile(const qg_weight* w, const qg_q8_act* acts, const int mr, int64_t r0, int64_t nr, \
+                                   float* y) {                                                                  \
+    const int64_t bpr = w->bpr, cpb = w->bs / 32, chunks = bpr * cpb;                                          \
+    const uint8_t* p[4];                                                                                       \
+    const float* s[4];                                                                                         \
+    const uint8_t* z[4];                                                                                       \
+    for (int r = 0; r < 4; r++) { /* rows past the end repeat the last one; their sums are dropped */          \
+      const int64_t row = r0 + (r < nr ? r : nr - 1);                                                          \
+      p[r] = w->packed + row * w->row_bytes;                                                                   \
+      s[r] = w->scales + row * bpr;                                                                            \
+      z[r] = w->zp ? w->zp + row * bpr : NULL;                                                                 \
+    }                                                                                                          \
+    float32x4_t acc[4][4];                                                                                     \
+    for (int r = 0; r < 4; r++)                                                                                \
+      for (int a = 0; a < mr; a++) acc[r][a] = vdupq_n_f32(0.0f);                                              \
+    for (int64_t j = 0; j < chunks; j++) {                                                                     \
+      int8x16_t lo[4], hi[4];                                                                                  \
+      float sw[4];                                                                                             \
+      for (int r = 0; r < 4; r++) {                                                                            \
+        const uint8x16_t v = vld1q_u8(p[r] + 16 * j);                                                          \
+        lo[r] = vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(15)));                                              \
+        hi[r] = vreinterpretq_s8_u8(vshrq_n_u8(v, 4));                                                         \
+        sw[r] = s[r][j / cpb];                                                                                 \
+      }                                                                                                        \
+      for (int a = 0; a < mr; a++) {                                                                           \
+        const int8_t* xq = acts[a].xq + 32 * j;                                                                \
+        const float dx = acts[a].dx[j];                                                                        \
+        for (int r = 0; r < 4; r++)                                                                            \
+          acc[r][a] = vfmaq_n_f32(acc[r][a], vcvtq_f32_s32(DOT(lo[r], hi[r], xq)), sw[r] * dx);                \
+      }                                                                                                        \
+    }                                                                                                          \
+    const int64_t b4 = bpr & ~(int64_t)3;                                                                      \
+    for (int64_t b = 0; b < b4; b += 4) /* zero points: - s * z * (sum of dsx over the block) */               \
+      for (int r = 0; r < 4; r++) {                                                                            \
+        float32x4_t zv = vdupq_n_f32(8.0f);                                                                    \
+        if (z[r]) {                                                                                            \
+          uint32_t zb;                                                                                         \
+          memcpy(&zb, z[r] + b, 4);                                                                            \
+          zv = vcvtq_f32_u32(vmovl_u16(vget_low_u16(vmovl_u8(vreinterpret_u8_u32(vdup_n_u32(zb))))));        \
+        }                                                                                                      \
+        const float32x4_t sz = vmulq_f32(vld1q_f32(s[r] + b), zv);                                             \
+        for (int a = 0; a < mr; a++) acc[r][a] = vfmsq_f32(acc[r][a], sz, vld1q_f32(acts[a].dsb + b));         \
+      }                                                                                                        \
+    for (int r = 0; r < nr; r++)                                                                               \
+      for (int a = 0; a < mr; a++) {                                                                           \
+        float t = vaddvq_f32(acc[r][a]);                                                                       \
+        for (int64_t b = b4; b < bpr; b++) t -= s[r][b] * (z[r] ? (float)z[r][b] : 8.0f) * acts[a].dsb[b];     \
+        y[a * w->n + r0 + r] = t;                                                                              \
+      }                                                                                                        \
+  }                                                                                                            \
+  ATTR static void NAME(const qg_weight* w, const qg_q8_act* acts, int64_t m, float* y, int64_t n0, int64_t n1) { \
+    for (int64_t r0 = n0; r0 < n1; r0 += 4) {                                                                  \
+      const int64_t nr = n1 - r0 < 4 ? n1 - r0 : 4;                                                            \
+      for (int64_t mi = 0; mi < m; mi += 4) {                                                                  \
+        float* ym = y + mi * w->n;                                                                             \
+        switch (m - mi < 4 ? m - mi : 4) { /* constant tile heights, so the accumulators stay in registers */ \
+          case 4: NAME##_tile(w, acts + mi, 4, r0, nr, ym); break;                                             \
+          case 3: NAME##_tile(w, acts + mi, 3, r0, nr, ym); break;                                             \
+          case 2: NAME##_tile(w, acts + mi, 2, r0, nr, ym); break;                                             \
+          default: NAME##_tile(w, acts + mi, 1, r0, nr, ym); break;                                            \
+        }                                                                                                      \
+      }                                                                                                        \
+    }                                                                                                          \
+  }
+QG_NEON_Q8T(gemm_int4_q8t_neon, , q8t_dot_mull)
+QG_NEON_Q8T(gemm_int4_q8t_sdot, QG_NEON_DOT, q8t_dot_sdot)
+#undef QG_NEON_Q8T
+
 /* ---------------- float32 baseline ---------------- */
 
 static void gemm_f32_neon(const float* w, int64_t n, int64_t k, const float* x, int64_t m, float* y, int64_t n0,
@@ -584,9 +672,11 @@ void qg_fill_neon(qg_dispatch* d) {
   d->gemm_f32 = gemm_f32_neon;
   d->read_sum = read_sum_neon;
   d->gemv_int4_q8 = gemv_int4_q8_neon;
+  d->gemm_int4_q8 = gemm_int4_q8t_neon;
   if (cpu_has_dotprod()) {
     d->isa = "neon+dotprod";
     d->gemv_int4_q8 = gemv_int4_q8_sdot;
+    d->gemm_int4_q8 = gemm_int4_q8t_sdot;
   }
 }
 #endif

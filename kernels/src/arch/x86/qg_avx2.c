@@ -207,8 +207,9 @@ void qg_fill_avx2(qg_dispatch* d) {
   d->gemm_lut[QG_FMT_FP8] = gemm_fp8_avx2;
   d->gemm_f32 = gemm_f32_avx2;
   d->read_sum = read_sum_avx2;
-  d->gemv_int4_q8 = gemv_int4_q8_avx2;
+  d->gemv_int4_q8 = gemv_int4_q8t_avx2;
   d->rank_update = rank_update_avx2;
-  d->gemm_int4_q8 = gemm_int4_q8_avx2;
+  d->gemm_int4_q8 = gemm_int4_q8t_avx2;
+  d->quant_act_q8 = quant_act_q8_avx2;
 }
 #endif
