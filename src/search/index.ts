@@ -12,6 +12,7 @@
 import { copyFile, mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { canonical } from "../cache/index.js";
+import { WorkReuse, type ReuseCounts } from "../cache/reuse.js";
 import { resolvePath, type Config } from "../config/load.js";
 import { FORMAT_BITS, isIntFormat, recipeSchema, type IntFormat, type Recipe, type SearchSettings, type WeightFormat } from "../config/schema.js";
 import { searchSchema } from "../config/schema.js";
@@ -36,6 +37,8 @@ export type Objective = SearchSettings["objective"];
 
 export interface SearchOptions extends GateRunOptions {
   readonly log?: (message: string) => void;
+  /** Compute calibration and the float model's evaluation in every gate run (the uncached path, for comparison). */
+  readonly noReuse?: boolean;
 }
 
 export interface Candidate {
@@ -91,6 +94,8 @@ export interface SearchResult {
   readonly holdoutRuns: number;
   /** The current recipe's gate run on the holdout part (what the action reports beside the suggestion). */
   readonly currentRun: GateRun;
+  /** Calibrations and float-model evaluations computed and reused over the search's gate runs (absent with noReuse). */
+  readonly reuse?: ReuseCounts;
 }
 
 /**
@@ -240,6 +245,9 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
   const outputDir = path.join(resolvePath(config, config.output_dir), "search");
   await mkdir(outputDir, { recursive: true });
   const deadline = t0 + settings.max_minutes * 60_000;
+  // Calibration and the float model's evaluation do not depend on the recipe: computed once for all candidates.
+  const reuse = opts.noReuse ? undefined : (opts.reuse ?? new WorkReuse(opts.cache ? { cache: opts.cache } : {}));
+  const gateOpts: GateRunOptions = { ...opts, ...(reuse ? { reuse } : {}) };
 
   const split = await splitEvaluation(config, settings.holdout, path.join(outputDir, "data"));
   log(`holdout: ${split.note}`);
@@ -282,7 +290,7 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
 
   async function evaluate(c: Candidate, dir: string, dataset: string): Promise<{ evaluation: Evaluation; run: GateRun }> {
     const t = performance.now();
-    const run = await runGate(searchConfig(c.recipe, dir, dataset), opts);
+    const run = await runGate(searchConfig(c.recipe, dir, dataset), gateOpts);
     await writeReport(run);
     const r = run.report;
     const latency = r.metrics.find((m) => m.key === "latency_p50")?.quantized;
@@ -423,7 +431,15 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
       : accurate
         ? `no recipe of the search space passes every gate rule: the cheapest one that meets the accuracy rules (${accurate.candidate.label}) still breaks a cost rule: ${accurate.failures.join("; ")}`
         : `no recipe of the search space passes every gate rule; the most generous one tried fails: ${tried}`;
-    const final: SearchResult = { ...result, verdict: "fail", message, currentRun: current.run, holdoutRuns, wallMs: performance.now() - t0 };
+    const final: SearchResult = {
+      ...result,
+      verdict: "fail",
+      message,
+      currentRun: current.run,
+      holdoutRuns,
+      wallMs: performance.now() - t0,
+      ...(reuse ? { reuse: reuse.summary() } : {}),
+    };
     await writeFile(path.join(outputDir, "search.json"), JSON.stringify(summaryJson(final), null, 2));
     return final;
   }
@@ -437,7 +453,16 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
   const worth = passed.filter((e) => currentCost === undefined || e.cost! < currentCost || canonical(e.candidate.recipe) === canonical(config.recipe));
   if (worth.length === 0) {
     const message = `no recipe cheaper than the current one passes on the search part; the current recipe passes on the holdout part (${objectiveWords(current.evaluation.cost, objective)})`;
-    const final: SearchResult = { ...result, best: passed[0], verdict: "pass", message, currentRun: current.run, holdoutRuns, wallMs: performance.now() - t0 };
+    const final: SearchResult = {
+      ...result,
+      best: passed[0],
+      verdict: "pass",
+      message,
+      currentRun: current.run,
+      holdoutRuns,
+      wallMs: performance.now() - t0,
+      ...(reuse ? { reuse: reuse.summary() } : {}),
+    };
     await writeFile(path.join(outputDir, "search.json"), JSON.stringify(summaryJson(final), null, 2));
     return final;
   }
@@ -497,6 +522,7 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
     currentRun: current.run,
     holdoutRuns,
     wallMs: performance.now() - t0,
+    ...(reuse ? { reuse: reuse.summary() } : {}),
   };
   await writeFile(path.join(outputDir, "search.json"), JSON.stringify(summaryJson(final), null, 2));
   return final;
@@ -537,6 +563,14 @@ export function summaryJson(r: SearchResult): Record<string, unknown> {
     patch: r.patch ? { file: r.patch.patchPath, exact: r.patch.exact } : null,
     lockfile: r.lockfilePath ?? null,
     notes: r.notes,
+    reuse: r.reuse
+      ? {
+          calibrations_computed: r.reuse.calibrations,
+          calibrations_reused: r.reuse.calibrationReuses,
+          float_evaluations_computed: r.reuse.floatEvaluations,
+          float_evaluations_reused: r.reuse.floatEvaluationReuses,
+        }
+      : null,
     seconds: r.wallMs / 1000,
   };
 }
