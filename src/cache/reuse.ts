@@ -109,8 +109,7 @@ function projectGram(result: CalibrationResult, names: ReadonlySet<string>): Cal
   const stats = new Map(
     [...result.stats].map(([k, s]) => {
       if (names.has(k) || !s.gram) return [k, s];
-      const { gram: _gram, gramRows: _rows, ...rest } = s;
-      return [k, rest];
+      return [k, { rows: s.rows, meanAbs: s.meanAbs, meanSquare: s.meanSquare }];
     }),
   );
   return { ...result, stats };
