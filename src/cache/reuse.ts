@@ -73,6 +73,8 @@ export interface WorkReuseOptions {
   readonly cache?: WorkCache;
   /** Float outputs kept per evaluation data at most; past it the float model runs again each time. Default 128 MiB. */
   readonly maxRecordedBytes?: number;
+  /** Told what was not reused and why (float outputs over the byte budget). */
+  readonly onNote?: (message: string) => void;
 }
 
 function byteView(data: unknown): Uint8Array {
@@ -246,7 +248,9 @@ export class WorkReuse {
           if (e.bytes > max) {
             e.overflow = true;
             record.runs.clear();
-            this.notes.push(`float-model outputs over ${Math.round(max / 2 ** 20)} MiB: not kept, the float model runs in every evaluation`);
+            const note = `float-model outputs over ${max >= 2 ** 20 ? `${Math.round(max / 2 ** 20)} MiB` : `${max} bytes`}: not kept, the float model runs in every evaluation`;
+            this.notes.push(note);
+            this.opts.onNote?.(note);
           } else {
             record.runs.set(runKey, stored);
             e.unsaved++;

@@ -263,7 +263,8 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
   await mkdir(outputDir, { recursive: true });
   const deadline = t0 + settings.max_minutes * 60_000;
   // Calibration and the float model's evaluation do not depend on the recipe: computed once for all candidates.
-  const reuse = opts.noReuse ? undefined : (opts.reuse ?? new WorkReuse(opts.cache ? { cache: opts.cache } : {}));
+  const onNote = (note: string): void => void (notes.includes(note) || notes.push(note));
+  const reuse = opts.noReuse ? undefined : (opts.reuse ?? new WorkReuse({ ...(opts.cache ? { cache: opts.cache } : {}), onNote }));
   const gateOpts: GateRunOptions = { ...opts, ...(reuse ? { reuse } : {}) };
 
   const split = await splitEvaluation(config, settings.holdout, path.join(outputDir, "data"));

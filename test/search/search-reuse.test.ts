@@ -103,5 +103,14 @@ describe("search reuses recipe-independent work", () => {
     expect(warmReuse.summary()).toMatchObject({ calibrations: 0, floatEvaluations: 0 });
     expect(warm.report.cache?.hits).toEqual(expect.arrayContaining(["calibration", "float-eval"]));
     expect(accuracyFigures(warm)).toEqual(accuracyFigures(plain[1]!));
+
+    // Float outputs past the byte budget are not kept: the float model runs again, with the same results, and says so.
+    const notes: string[] = [];
+    const small = new WorkReuse({ maxRecordedBytes: 4096, onNote: (n) => notes.push(n) });
+    const over = [await runGate(at(1, "over-a"), { ort, reuse: small }), await runGate(at(2, "over-b"), { ort, reuse: small })];
+    expect(small.summary()).toMatchObject({ floatEvaluations: 2, floatEvaluationReuses: 0 });
+    expect(notes).toEqual(["float-model outputs over 4096 bytes: not kept, the float model runs in every evaluation"]);
+    expect(accuracyFigures(over[0]!)).toEqual(accuracyFigures(plain[1]!));
+    expect(accuracyFigures(over[1]!)).toEqual(accuracyFigures(plain[2]!));
   });
 });
