@@ -38,7 +38,7 @@ export type Objective = SearchSettings["objective"];
 
 export interface SearchOptions extends GateRunOptions {
   readonly log?: (message: string) => void;
-  /** Compute calibration and the float model's evaluation in every gate run (the uncached path, for comparison). */
+  /** Compute calibration and the float model's evaluation in every gate run (with no work cache: the uncached path, for comparison). */
   readonly noReuse?: boolean;
 }
 
