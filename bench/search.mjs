@@ -158,13 +158,14 @@ for (const name of examples) {
     evaluations_ratio_to_grid: search.evaluations.length / gridSize,
     at_most_a_fifth_of_grid: search.evaluations.length <= gridSize / 5,
   });
+  // Written after every example: a long run stopped part-way keeps what it measured.
+  await mkdir(path.join(root, "bench", "out"), { recursive: true });
+  await writeFile(
+    path.join(root, "bench", "out", "search.json"),
+    JSON.stringify({ createdAt: new Date().toISOString(), cpu: os.cpus()[0]?.model, loadavg: os.loadavg(), rows }, null, 2),
+  );
 }
 
-await mkdir(path.join(root, "bench", "out"), { recursive: true });
-await writeFile(
-  path.join(root, "bench", "out", "search.json"),
-  JSON.stringify({ createdAt: new Date().toISOString(), cpu: os.cpus()[0]?.model, rows }, null, 2),
-);
 const kib = (b) => (b === null || b === undefined ? "-" : `${(b / 1024).toFixed(1)} KiB`);
 console.log(
   "| Example | Search: cheapest passing (full evals) | Suggested after holdout | Cheapest passing preset (of 9) | Grid: cheapest passing (full evals) | Search s | Grid s |",
