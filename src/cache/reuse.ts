@@ -174,9 +174,11 @@ export class WorkReuse {
       return { gram, result };
     })();
     const gramNow = new Set([...(known?.gram ?? []), ...wanted]);
-    this.calibrations.set(key, { gram: gramNow, result: entry.then((e) => e.result) });
-    // A failed calibration is not kept: the next run tries again and reports its own error.
-    entry.catch(() => this.calibrations.delete(key));
+    const result = entry.then((e) => e.result);
+    this.calibrations.set(key, { gram: gramNow, result });
+    // A failed calibration is not kept: the next run tries again and reports its own error (thrown below; the
+    // kept promise's rejection is handled here, or it would end the process as an unhandled rejection).
+    result.catch(() => this.calibrations.get(key)?.result === result && this.calibrations.delete(key));
     return projectGram((await entry).result, work.gram.names);
   }
 

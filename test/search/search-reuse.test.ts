@@ -47,6 +47,26 @@ function accuracyFigures(run: GateRun): Record<string, number | undefined> {
 }
 
 describe("search reuses recipe-independent work", () => {
+  it("does not keep a failed calibration: the error reaches the caller (no unhandled rejection) and the next run retries", async () => {
+    const reuse = new WorkReuse();
+    const work = {
+      model: "m",
+      batches: [{ x: { type: "float32", dims: [1, 2], data: new Float32Array([1, 2]) } }],
+      activations: ["x"],
+      gram: { names: new Set<string>(), maxRows: 0 },
+      types: new Map<string, number>(),
+      convs: [],
+      threads: 1,
+      toolVersion: "t",
+      runtime: {},
+    };
+    await expect(reuse.calibration(work, () => Promise.reject(new Error("ONNX Runtime could not load the float model")))).rejects.toThrow(/could not load/);
+    const stats = new Map([["x", { rows: 1, meanAbs: new Float64Array([1.5]), meanSquare: new Float64Array([2.5]) }]]);
+    const ok = await reuse.calibration(work, () => Promise.resolve({ stats, batches: 1, ms: 1 }));
+    expect(ok.stats.get("x")?.meanSquare[0]).toBe(2.5);
+    expect(reuse.summary()).toMatchObject({ calibrations: 2, calibrationReuses: 0 });
+  });
+
   it("calibrates and evaluates the float model once per data part, and finds what the uncached search finds", async () => {
     const config = await loadConfig(await fixture());
     const reused = await runSearch(config, { ort });
