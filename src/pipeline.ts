@@ -49,6 +49,7 @@ import type { TableFormat } from "./kernels/index.js";
 import type { IntBits } from "./quantize/blockwise.js";
 import { isIntFormat } from "./config/schema.js";
 import { canonical, workCacheKey, type WorkCache } from "./cache/index.js";
+import { WorkReuse } from "./cache/reuse.js";
 import type { QuantizedLayerReport, Report, StageRecord } from "./report/types.js";
 import { buildLockfile, diffLockfiles, LOCKFILE_NAME, readLockfile, writeLockfile, type LayerChange, type Lockfile } from "./report/lockfile.js";
 import { createSession, type LoadedOrt } from "./runtime/ort.js";
@@ -76,6 +77,12 @@ export interface GateRunOptions {
   readonly progress?: Progress;
   /** Restores unchanged work (quantized model, evaluation) keyed by hashes of model, recipe, data, tool and runtime. */
   readonly cache?: WorkCache;
+  /**
+   * Calibration statistics and the float model's outputs on the evaluation data, kept apart from the recipe: a
+   * search shares one across its runs so that each is computed once (src/cache/reuse.ts). Default: one per run,
+   * over the work cache when there is one (kept for later runs with another recipe); none without a cache.
+   */
+  readonly reuse?: WorkReuse;
   /** Sharded runs (src/action/shards.ts): the quantize stages' outcome of an earlier job, its model already at the quantized path. */
   readonly restored?: QuantizedOutcome;
   /**
@@ -207,6 +214,7 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     : undefined;
 
   const quantizedModelPath = path.join(outputDir, `${path.basename(modelPath, ".onnx")}.quantized.onnx`);
+  const reuse = opts.reuse ?? (opts.cache ? new WorkReuse({ cache: opts.cache }) : undefined);
   const runtimeKey = { onnxruntime: opts.ort.version, platform: process.platform, arch: process.arch, kernels: quantizer.name, cpu: os.cpus()[0]?.model };
   const keyBase =
     loaded && data ? { model: loaded.modelHash, recipe: recipeHash, data: data.files, toolVersion: TOOL_VERSION, runtime: runtimeKey } : undefined;
@@ -279,13 +287,16 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
         types.set(h.name, h.dataType);
       }
     }
-    calibration = await stage("calibrate", `${data.calibrationBatches.length} batches`, () =>
-      calibrate(ort, model.proto, activations, data.calibrationBatches, config.measure.threads, gram, types, convs).catch((err: unknown) => {
+    const compute = (names: ReadonlySet<string> = gram.names): Promise<CalibrationResult> =>
+      calibrate(ort, model.proto, activations, data.calibrationBatches, config.measure.threads, { ...gram, names }, types, convs).catch((err: unknown) => {
         // Calibration runs a copy of the float model: a model ONNX Runtime refuses is named by its file.
         const message = (err as Error).message;
         if (!message.includes("could not load in-memory model")) throw err;
         throw new UserError(`${modelPath}: ${message.replace("in-memory model", "the float model (with activations exposed for calibration)")}`);
-      }),
+      });
+    const work = { model: loaded!.modelHash, batches: data.calibrationBatches, activations, gram, types, convs, threads: config.measure.threads };
+    calibration = await stage("calibrate", `${data.calibrationBatches.length} batches`, () =>
+      reuse ? reuse.calibration({ ...work, toolVersion: TOOL_VERSION, runtime: runtimeKey }, compute) : compute(),
     );
     calibrationFailed = calibration === undefined;
   } else {
@@ -381,7 +392,21 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
 
   /** Evaluates a quantized model file against the float (or reference) model on the configured task. */
   const evaluateQuantized = async (taskData: TaskData, quantPath: string): Promise<TaskEvaluation> => {
-    const floatSession = await createSession(ort, floatModelPath, config.measure.threads);
+    const openFloat = () => createSession(ort, floatModelPath, config.measure.threads);
+    const floatSession = reuse
+      ? await reuse.floatSession(
+          ort,
+          {
+            model: config.reference_model ? sha256(await readFile(floatModelPath)) : (loaded?.modelHash ?? ""),
+            data: taskData.files,
+            evaluation: config.evaluation,
+            threads: config.measure.threads,
+            toolVersion: TOOL_VERSION,
+            runtime: runtimeKey,
+          },
+          openFloat,
+        )
+      : await openFloat();
     const quantSession = await createSession(ort, quantPath, config.measure.threads);
     try {
       return await task.evaluate(config.evaluation, taskData, { ort, float: floatSession, quantized: quantSession, threads: config.measure.threads });

@@ -70,6 +70,8 @@ const TYPED: Record<string, { new (buf: ArrayBuffer): ArrayBufferView; BYTES_PER
   Uint8Array,
   Uint16Array,
   Int16Array,
+  BigInt64Array,
+  BigUint64Array,
 };
 
 export function encodeValue(value: unknown, blobs: Buffer[] = []): { json: string; blobs: Buffer[] } {

@@ -679,13 +679,18 @@ export const releaseSchema = z.strictObject({
 });
 
 /** `quantgate search`: find the cheapest recipe that passes every gate rule (src/search/). */
-export const SEARCH_OBJECTIVES = ["size", "bits_per_weight", "latency_p50"] as const;
+export const SEARCH_OBJECTIVES = ["size", "bits_per_weight", "latency_p50", "decode_ms_per_token"] as const;
 export const searchSchema = z.strictObject({
-  /** What "cheapest" means: stored bytes (model_size), bits_per_weight, or latency_p50 of the quantized model. */
+  /**
+   * What "cheapest" means: stored bytes (model_size), bits_per_weight, latency_p50 of the quantized model, or its
+   * decode ms per token (p50; language models with a KV cache, where measure.decode measures it).
+   */
   objective: z
     .enum(SEARCH_OBJECTIVES, { error: `expected one of ${SEARCH_OBJECTIVES.join(", ")}` })
     .default("size")
-    .describe('What "cheapest" means: stored bytes (size), bits_per_weight, or latency_p50 of the quantized model.'),
+    .describe(
+      'What "cheapest" means: stored bytes (size), bits_per_weight, latency_p50 of the quantized model, or decode_ms_per_token (p50; language models with a KV cache).',
+    ),
   space: z
     .strictObject({
       formats: z.array(format).min(1).default(["int8", "int4", "int3", "int2", "nf4", "mxfp4"]).describe("Formats the search may choose."),

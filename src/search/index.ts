@@ -12,7 +12,8 @@
 import { copyFile, mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { canonical } from "../cache/index.js";
-import { resolvePath, type Config } from "../config/load.js";
+import { WorkReuse, type ReuseCounts } from "../cache/reuse.js";
+import { ConfigError, resolvePath, type Config } from "../config/load.js";
 import { FORMAT_BITS, isIntFormat, recipeSchema, type IntFormat, type Recipe, type SearchSettings, type WeightFormat } from "../config/schema.js";
 import { searchSchema } from "../config/schema.js";
 import type { Feeds } from "../data/tensors.js";
@@ -29,6 +30,7 @@ import { LOCKFILE_NAME } from "../report/lockfile.js";
 import type { Report } from "../report/types.js";
 import { writeReport } from "../report/write.js";
 import { taskOf } from "../tasks/index.js";
+import { planLmInputs, type LmInputOverrides } from "../tasks/lm-inputs.js";
 import { patchRecipe, unifiedDiff } from "./patch.js";
 import { splitEvaluation, type DataSplit } from "./split.js";
 
@@ -36,6 +38,8 @@ export type Objective = SearchSettings["objective"];
 
 export interface SearchOptions extends GateRunOptions {
   readonly log?: (message: string) => void;
+  /** Compute calibration and the float model's evaluation in every gate run (with no work cache: the uncached path, for comparison). */
+  readonly noReuse?: boolean;
 }
 
 export interface Candidate {
@@ -91,6 +95,8 @@ export interface SearchResult {
   readonly holdoutRuns: number;
   /** The current recipe's gate run on the holdout part (what the action reports beside the suggestion). */
   readonly currentRun: GateRun;
+  /** Calibrations and float-model evaluations computed and reused over the search's gate runs (absent with noReuse). */
+  readonly reuse?: ReuseCounts;
 }
 
 /**
@@ -98,7 +104,20 @@ export interface SearchResult {
  * no calibration to overfit), then AWQ and GPTQ (which can overfit a small calibration set), then RTN.
  */
 /** Metrics that grow with the bits a recipe spends: rules on them bound the cost, not the accuracy. */
-const COST_METRICS = new Set(["model_size", "bits_per_weight", "bits_per_weight_huffman", "peak_memory", "latency_p50", "latency_p95", "kernel_gemv"]);
+const COST_METRICS = new Set([
+  "model_size",
+  "bits_per_weight",
+  "bits_per_weight_huffman",
+  "peak_memory",
+  "latency_p50",
+  "latency_p95",
+  "kernel_gemv",
+  "ttft_ms",
+  "decode_ms_per_token_p50",
+  "decode_ms_per_token_p95",
+  "decode_tokens_per_second",
+  "decode_peak_rss",
+]);
 /**
  * The first line of a multi-line error as one sentence for a note: an error that introduces a list ("...:" then
  * one item a line) names its first item as an example, so the note does not end on a bare colon.
@@ -116,7 +135,9 @@ export function firstReason(message: string): string {
 /** A cost in words for the search's messages: bytes as KiB/MiB, bits per weight, or milliseconds. */
 function objectiveWords(v: number | undefined, objective: Objective): string {
   if (v === undefined || !Number.isFinite(v)) return `${objective} not measured`;
-  return objective === "size" ? `${fmt(v, "bytes")} stored` : objective === "bits_per_weight" ? `${v.toFixed(3)} bits per weight` : `${v.toFixed(3)} ms p50`;
+  if (objective === "size") return `${fmt(v, "bytes")} stored`;
+  if (objective === "decode_ms_per_token") return `${v.toFixed(3)} ms per decoded token (p50)`;
+  return objective === "bits_per_weight" ? `${v.toFixed(3)} bits per weight` : `${v.toFixed(3)} ms p50`;
 }
 
 export function isCostRule(r: Pick<RuleResult, "rule" | "metric">): boolean {
@@ -166,6 +187,7 @@ export function estimateModelBpw(
 export function costOf(report: Report, objective: Objective): number | undefined {
   if (objective === "size") return report.quantized?.sizeBytes;
   if (objective === "bits_per_weight") return report.storage?.bitsPerWeight;
+  if (objective === "decode_ms_per_token") return report.metrics.find((m) => m.key === "decode_ms_per_token_p50")?.quantized;
   return report.metrics.find((m) => m.key === "latency_p50")?.quantized;
 }
 
@@ -240,6 +262,10 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
   const outputDir = path.join(resolvePath(config, config.output_dir), "search");
   await mkdir(outputDir, { recursive: true });
   const deadline = t0 + settings.max_minutes * 60_000;
+  // Calibration and the float model's evaluation do not depend on the recipe: computed once for all candidates.
+  const onNote = (note: string): void => void (notes.includes(note) || notes.push(note));
+  const reuse = opts.noReuse ? undefined : (opts.reuse ?? new WorkReuse({ ...(opts.cache ? { cache: opts.cache } : {}), onNote }));
+  const gateOpts: GateRunOptions = { ...opts, ...(reuse ? { reuse } : {}) };
 
   const split = await splitEvaluation(config, settings.holdout, path.join(outputDir, "data"));
   log(`holdout: ${split.note}`);
@@ -260,6 +286,9 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
 
   // Model, weights and search-part data, once.
   const { model, sites, calibrated, batches: sensitivityBatches } = await loadSearchInputs(config, split.search, split.searchLabels);
+
+  const unmeasured = objectiveUnmeasured(config, model);
+  if (unmeasured) throw new ConfigError(config.configPath, [{ path: "search.objective", line: config.lines["search.objective"], message: unmeasured }]);
 
   const candidates = uniformCandidates(config.recipe, settings.space, sites, calibrated, notes, objective);
   if (candidates.length === 0) throw new UserError("search.space: no recipe of the space can run on this model (see the notes)");
@@ -282,7 +311,7 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
 
   async function evaluate(c: Candidate, dir: string, dataset: string): Promise<{ evaluation: Evaluation; run: GateRun }> {
     const t = performance.now();
-    const run = await runGate(searchConfig(c.recipe, dir, dataset), opts);
+    const run = await runGate(searchConfig(c.recipe, dir, dataset), gateOpts);
     await writeReport(run);
     const r = run.report;
     const latency = r.metrics.find((m) => m.key === "latency_p50")?.quantized;
@@ -423,7 +452,15 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
       : accurate
         ? `no recipe of the search space passes every gate rule: the cheapest one that meets the accuracy rules (${accurate.candidate.label}) still breaks a cost rule: ${accurate.failures.join("; ")}`
         : `no recipe of the search space passes every gate rule; the most generous one tried fails: ${tried}`;
-    const final: SearchResult = { ...result, verdict: "fail", message, currentRun: current.run, holdoutRuns, wallMs: performance.now() - t0 };
+    const final: SearchResult = {
+      ...result,
+      verdict: "fail",
+      message,
+      currentRun: current.run,
+      holdoutRuns,
+      wallMs: performance.now() - t0,
+      ...(reuse ? { reuse: reuse.summary() } : {}),
+    };
     await writeFile(path.join(outputDir, "search.json"), JSON.stringify(summaryJson(final), null, 2));
     return final;
   }
@@ -437,7 +474,16 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
   const worth = passed.filter((e) => currentCost === undefined || e.cost! < currentCost || canonical(e.candidate.recipe) === canonical(config.recipe));
   if (worth.length === 0) {
     const message = `no recipe cheaper than the current one passes on the search part; the current recipe passes on the holdout part (${objectiveWords(current.evaluation.cost, objective)})`;
-    const final: SearchResult = { ...result, best: passed[0], verdict: "pass", message, currentRun: current.run, holdoutRuns, wallMs: performance.now() - t0 };
+    const final: SearchResult = {
+      ...result,
+      best: passed[0],
+      verdict: "pass",
+      message,
+      currentRun: current.run,
+      holdoutRuns,
+      wallMs: performance.now() - t0,
+      ...(reuse ? { reuse: reuse.summary() } : {}),
+    };
     await writeFile(path.join(outputDir, "search.json"), JSON.stringify(summaryJson(final), null, 2));
     return final;
   }
@@ -497,6 +543,7 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
     currentRun: current.run,
     holdoutRuns,
     wallMs: performance.now() - t0,
+    ...(reuse ? { reuse: reuse.summary() } : {}),
   };
   await writeFile(path.join(outputDir, "search.json"), JSON.stringify(summaryJson(final), null, 2));
   return final;
@@ -537,6 +584,14 @@ export function summaryJson(r: SearchResult): Record<string, unknown> {
     patch: r.patch ? { file: r.patch.patchPath, exact: r.patch.exact } : null,
     lockfile: r.lockfilePath ?? null,
     notes: r.notes,
+    reuse: r.reuse
+      ? {
+          calibrations_computed: r.reuse.calibrations,
+          calibrations_reused: r.reuse.calibrationReuses,
+          float_evaluations_computed: r.reuse.floatEvaluations,
+          float_evaluations_reused: r.reuse.floatEvaluationReuses,
+        }
+      : null,
     seconds: r.wallMs / 1000,
   };
 }
@@ -641,6 +696,35 @@ export async function mixedFactory(
     return { label: `mixed fisher ${target.toFixed(2)} bpw b${a.blockSize}`, kind: "mixed", recipe, estBpw: target };
   };
   return { candidate, ...(sensitivity ? { sensitivity } : {}) };
+}
+
+/**
+ * Why the configured objective is not measured for this task and model (undefined when it is): decode ms per token
+ * is measured by the language-modeling task for models whose past key/value inputs all have present outputs.
+ */
+export function objectiveUnmeasured(config: Config, model: LoadedModel): string | undefined {
+  if (config.search?.objective !== "decode_ms_per_token") return undefined;
+  const task: string = config.evaluation.task;
+  if (task !== "language-modeling") {
+    return `decode_ms_per_token is measured only by the language-modeling task (evaluation.task is ${task}): choose size, bits_per_weight or latency_p50`;
+  }
+  if (config.measure.decode.prompts === 0) {
+    return "decode_ms_per_token needs the decode measurement, which measure.decode.prompts: 0 turns off: set it above 0 or choose another objective";
+  }
+  const lm = config.evaluation as { inputs?: LmInputOverrides; input_name?: string };
+  const overrides: LmInputOverrides = { ...lm.inputs, ...(lm.input_name ? { input_ids: lm.input_name } : {}) };
+  const inputs = modelInputs(model).map((i) => ({ name: i.name, type: i.type, ...(i.dims ? { shape: i.dims } : {}) }));
+  const outputs = model.graph.output.map((o) => ({ name: o.name, type: "float32" }));
+  let canDecode: boolean;
+  try {
+    canDecode = planLmInputs(inputs, outputs, overrides).canDecode;
+  } catch (err) {
+    return `decode_ms_per_token is not measured for ${config.model}: ${firstReason((err as Error).message)}`;
+  }
+  if (!canDecode) {
+    return `decode_ms_per_token is not measured for ${config.model}: it has no KV cache (past key/value inputs each with a present output to feed back); choose size, bits_per_weight or latency_p50`;
+  }
+  return undefined;
 }
 
 /** What the search and the bench share: the model, its weights and the search part's data, loaded once. */

@@ -7,11 +7,17 @@ import type { Report } from "../report/types.js";
 import { escapeMarkdown, singleLine } from "../util/escape.js";
 import type { Evaluation, SearchResult } from "./index.js";
 
-const OBJECTIVE_LABEL = { size: "stored size", bits_per_weight: "bits per weight", latency_p50: "latency p50" } as const;
+const OBJECTIVE_LABEL = {
+  size: "stored size",
+  bits_per_weight: "bits per weight",
+  latency_p50: "latency p50",
+  decode_ms_per_token: "decode ms/token",
+} as const;
 
 function costText(v: number | undefined, objective: SearchResult["objective"]): string {
   if (v === undefined || !Number.isFinite(v)) return "–";
-  return objective === "size" ? fmt(v, "bytes") : objective === "bits_per_weight" ? `${v.toFixed(3)} bits` : `${v.toFixed(3)} ms`;
+  if (objective === "size") return fmt(v, "bytes");
+  return objective === "bits_per_weight" ? `${v.toFixed(3)} bits` : objective === "decode_ms_per_token" ? `${v.toFixed(3)} ms/token` : `${v.toFixed(3)} ms`;
 }
 
 function metricCell(report: Report, key: string): string {
@@ -76,6 +82,12 @@ export function renderSuggestion(r: SearchResult): string {
   out.push(
     `| Latency p50 | ${metricCell(v.currentReport, "latency_p50")} | ${metricCell(v.winnerReport, "latency_p50")} | ${sp(searchPart?.latencyP50Ms, "ms")} |`,
   );
+  if (r.objective === "decode_ms_per_token") {
+    const d = (x: number | undefined): string => (x === undefined ? "–" : escapeMarkdown(`${x.toFixed(3)} ms`));
+    out.push(
+      `| Decode ms/token p50 | ${metricCell(v.currentReport, "decode_ms_per_token_p50")} | ${metricCell(v.winnerReport, "decode_ms_per_token_p50")} | ${d(searchPart?.cost)} |`,
+    );
+  }
   out.push(...ruleRows(v.currentReport, v.winnerReport, searchPart));
   out.push(`| Verdict | ${v.current.verdict.toUpperCase()} | ${v.winner.verdict.toUpperCase()} | ${searchPart ? searchPart.verdict.toUpperCase() : "–"} |`);
   out.push("");
