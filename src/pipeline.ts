@@ -1,5 +1,7 @@
 // One gate run: config -> load model -> calibrate -> quantize -> emit -> evaluate -> measure -> gate -> report.
 // The action and the CLI only call runGate; every stage error is recorded and fails the gate.
+import { createHash } from "node:crypto";
+import { createReadStream, existsSync } from "node:fs";
 import { copyFile, readFile, rm, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -16,7 +18,7 @@ import { declaredDims } from "./data/records.js";
 import { evaluateGate } from "./gate/index.js";
 import { taskOf } from "./tasks/index.js";
 import { measurementRecords } from "./tasks/measurements.js";
-import type { MetricRecord, TaskData, TaskEvaluation } from "./tasks/types.js";
+import type { MetricRecord, PhasedEvalContext, TaskData, TaskEvaluation } from "./tasks/types.js";
 import { planLmInputs, type LmInputOverrides } from "./tasks/lm-inputs.js";
 import { compareGenerations, decodeMetricRecords, measureDecode } from "./measure/decode.js";
 import { latencyBasis } from "./measure/latency-rule.js";
@@ -30,7 +32,7 @@ import {
   type ModelRunMeasurement,
   type StorageSummary,
 } from "./measure/index.js";
-import { loadModel, saveModel, valueInfoTensorType, type LoadedModel } from "./onnx/model.js";
+import { externalDataFiles, loadModel, saveModelDetailed, valueInfoTensorType, type LoadedModel } from "./onnx/model.js";
 import { findWeights, type WeightDiscovery } from "./onnx/weights.js";
 import { checkFiniteWeights, validateModel } from "./onnx/validate.js";
 import { checkFeedShapes, declaredClasses, explainLmFailure } from "./data/checks.js";
@@ -168,7 +170,8 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     validateModel(model);
     const discovery = findWeights(model.graph, config.recipe);
     checkFiniteWeights(modelPath, discovery.weights);
-    return { model, discovery, modelHash: sha256(await readFile(modelPath)) };
+    // A model with external data is hashed with its data files (streamed, never held).
+    return { model, discovery, modelHash: await modelFileHash(modelPath, externalDataFiles(model.graph)) };
   });
   const model = loaded?.model;
   const discovery: WeightDiscovery = loaded?.discovery ?? { weights: [], skipped: [] };
@@ -218,6 +221,8 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
   if (opts.cache && quantKey && !outcome) {
     const hit = await opts.cache.restore(quantKey);
     if (hit && (await opts.cache.restoreFile(quantKey, "model.onnx", quantizedModelPath))) {
+      // A quantized model written with external data has its data file in the entry too.
+      await opts.cache.restoreFile(quantKey, "model.onnx.data", `${quantizedModelPath}.data`);
       outcome = hit.meta as QuantizedOutcome;
       for (const name of ["calibrate", "quantize", "emit"] as const) skip(name, "restored from the work cache");
     }
@@ -367,23 +372,37 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
 
   /** Evaluates a quantized model file against the float (or reference) model on the configured task. */
   const evaluateQuantized = async (taskData: TaskData, quantPath: string): Promise<TaskEvaluation> => {
-    const floatSession = await createSession(ort, floatModelPath, config.measure.threads);
-    const quantSession = await createSession(ort, quantPath, config.measure.threads);
+    const threads = config.measure.threads;
+    if (task.evaluatePhased) {
+      // One session at a time: the float model is scored and released before the quantized one is loaded.
+      const phased = task.evaluatePhased.bind(task);
+      return withLmExplanation(() =>
+        evaluateInPhases(ort, { float: floatModelPath, quantized: quantPath }, threads, (ctx) => phased(config.evaluation, taskData, ctx)),
+      );
+    }
+    const floatSession = await createSession(ort, floatModelPath, threads);
+    const quantSession = await createSession(ort, quantPath, threads);
     try {
-      return await task.evaluate(config.evaluation, taskData, { ort, float: floatSession, quantized: quantSession, threads: config.measure.threads });
-    } catch (err) {
-      // A raw broadcast error from a window longer than the model accepts is explained in terms of the config.
-      const ev = config.evaluation as { sequence_length?: number; batch_size?: number };
-      if (ev.sequence_length === undefined) throw err;
-      throw explainLmFailure(err, ev.sequence_length, ev.batch_size ?? 1, config.configPath, config.lines["evaluation.sequence_length"]);
+      return await withLmExplanation(() => task.evaluate(config.evaluation, taskData, { ort, float: floatSession, quantized: quantSession, threads }));
     } finally {
       await floatSession.release();
       await quantSession.release();
     }
   };
+  const withLmExplanation = async <T>(fn: () => Promise<T>): Promise<T> => {
+    try {
+      return await fn();
+    } catch (err) {
+      // A raw broadcast error from a window longer than the model accepts is explained in terms of the config.
+      const ev = config.evaluation as { sequence_length?: number; batch_size?: number };
+      if (ev.sequence_length === undefined) throw err;
+      throw explainLmFailure(err, ev.sequence_length, ev.batch_size ?? 1, config.configPath, config.lines["evaluation.sequence_length"]);
+    }
+  };
 
   // emit
   let evaluatedInEmit: TaskEvaluation | undefined;
+  let externalNote: string | undefined;
   if (model && quantized) {
     // A committed lockfile for this model and recipe pins the forms and the accuracy level (no re-timing).
     let committedLock: Lockfile | undefined;
@@ -400,12 +419,15 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
         // Loaded in ONNX Runtime before it is written: refused forms fall back, or the weight stays float (listed).
         const checked = await emitChecked(ort, model.proto, quantized, r.formMap, level, discovery);
         const e = await withTiedEmbeddings(checked, level, () => emitChecked(ort, model.proto, quantized, r.formMap, level, discovery));
-        return { ...r, e, size: await saveModel(e.proto, file), file, level };
+        const saved = await saveModelDetailed(e.proto, file);
+        if (saved.externalReason) externalNote = `quantized model written with external data (${path.basename(file)}.data): ${saved.externalReason}`;
+        return { ...r, e, size: saved.bytes, file, level };
       };
       const builds = new Map<number, Awaited<ReturnType<typeof emitAt>>>();
       const candidatePath = (level: number): string => quantizedModelPath.replace(/\.onnx$/, `.level${level}.tmp.onnx`);
       const levelFeeds: Feeds | undefined = data?.measureFeeds;
-      const dropCandidates = (): Promise<unknown> => Promise.all([0, 4].map((l) => rm(candidatePath(l), { force: true })));
+      const dropCandidates = (): Promise<unknown> =>
+        Promise.all([0, 4].flatMap((l) => [rm(candidatePath(l), { force: true }), rm(`${candidatePath(l)}.data`, { force: true })]));
       const levelResult = await chooseAccuracyLevel<TaskEvaluation>({
         forced: config.recipe.accuracy_level,
         pinned: pinInfo.pins?.accuracyLevel,
@@ -441,7 +463,7 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
       const level = levelResult.choice.level;
       const built = builds.get(level);
       const chosen = built
-        ? { ...built, size: await saveModel(built.e.proto, quantizedModelPath), file: quantizedModelPath }
+        ? { ...built, size: (await saveModelDetailed(built.e.proto, quantizedModelPath)).bytes, file: quantizedModelPath }
         : await emitAt(level, quantizedModelPath);
       evaluatedInEmit = levelResult.evaluation;
       const formsChosenBy = chosen.pinned.length > 0 && chosen.choices.length === 0 ? pinInfo.note : `${timedHere}; ${pinInfo.note}`;
@@ -466,6 +488,7 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
         }
       }
       emitWarnings.push(...result.e.notes);
+      if (externalNote) emitWarnings.push(externalNote);
       outcome = {
         skipped: result.e.skipped,
         layerReports: [...layerReportsOf(result.e.weights, result.e.layers), ...result.e.tied.map((t) => tiedLayerReport(t, config.recipe.algorithm))],
@@ -482,7 +505,9 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
         warnings: emitWarnings,
         calibration: calibration ? { batches: calibration.batches, layers: calibration.stats.size, ms: calibration.ms } : null,
       };
-      if (opts.cache && quantKey) await opts.cache.save(quantKey, { "model.onnx": quantizedModelPath }, outcome);
+      const dataFile = `${quantizedModelPath}.data`;
+      const files: Record<string, string> = { "model.onnx": quantizedModelPath, ...(existsSync(dataFile) ? { "model.onnx.data": dataFile } : {}) };
+      if (opts.cache && quantKey) await opts.cache.save(quantKey, files, outcome);
     }
   }
   warnings.push(...(outcome?.warnings ?? []));
@@ -677,6 +702,49 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     quantizedModelPath: quantizedSize !== undefined ? quantizedModelPath : undefined,
     outcome,
   };
+}
+
+/** sha256 of the model file, or for a model with external data of the file and its data files in order (streamed). */
+async function modelFileHash(modelPath: string, dataFiles: readonly string[]): Promise<string> {
+  const bytes = await readFile(modelPath);
+  if (dataFiles.length === 0) return sha256(bytes);
+  const h = createHash("sha256").update(bytes);
+  for (const f of dataFiles) {
+    for await (const chunk of createReadStream(f, { highWaterMark: 1 << 22 })) h.update(chunk as Buffer);
+  }
+  return h.digest("hex");
+}
+
+/**
+ * Runs a phased evaluation: `open` loads a model's session; opening the quantized model releases the float
+ * one first, so the two are never loaded together. Every session is released at the end.
+ */
+async function evaluateInPhases(
+  ort: LoadedOrt["ort"],
+  files: { readonly float: string; readonly quantized: string },
+  threads: number,
+  run: (ctx: PhasedEvalContext) => Promise<TaskEvaluation>,
+): Promise<TaskEvaluation> {
+  let current: { which: "float" | "quantized"; session: Awaited<ReturnType<typeof createSession>> } | undefined;
+  const close = async (): Promise<void> => {
+    const c = current;
+    current = undefined;
+    if (c) await c.session.release();
+  };
+  try {
+    return await run({
+      ort,
+      threads,
+      open: async (which) => {
+        if (current?.which === which) return current.session;
+        await close();
+        current = { which, session: await createSession(ort, files[which], threads) };
+        return current.session;
+      },
+    });
+  } finally {
+    await close();
+  }
 }
 
 /** The recipe's formats at the model's own layer shapes, on our kernels (GEMV, M = 1). */

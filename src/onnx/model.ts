@@ -146,6 +146,16 @@ const FIXED_WIDTH: Partial<Record<number, number>> = {
   [TensorProto_DataType.BOOL]: 1,
 };
 
+/** The data files (absolute, first use order) the model's external tensors are read from. */
+export function externalDataFiles(graph: GraphProto): string[] {
+  const files = new Set<string>();
+  for (const t of allInitializers(graph)) {
+    const ref = externalRefs.get(t);
+    if (ref) files.add(ref.file);
+  }
+  return [...files];
+}
+
 /** Is the tensor's data in an external file, read on demand? */
 export function isExternalTensor(t: TensorProto): boolean {
   return externalRefs.has(t);
@@ -413,7 +423,9 @@ export function tensorToFloat32(t: TensorProto): Float32Array {
   }
   const raw = ref ? tensorBytes(t) : t.rawData;
   if (t.dataType === TensorProto_DataType.FLOAT && LITTLE_ENDIAN && raw.length === n * 4) {
-    return raw.byteOffset % 4 === 0 ? new Float32Array(raw.buffer, raw.byteOffset, n).slice() : new Float32Array(raw.slice().buffer);
+    return raw.byteOffset % 4 === 0
+      ? new Float32Array(raw.buffer, raw.byteOffset, n).slice()
+      : new Float32Array((Uint8Array.prototype.slice.call(raw) as Uint8Array).buffer);
   }
   const view = raw.length ? new DataView(raw.buffer, raw.byteOffset, raw.byteLength) : undefined;
   const out = new Float32Array(n);
