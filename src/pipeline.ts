@@ -315,6 +315,10 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
         })
       : undefined;
 
+  // Activation statistics and Gram matrices are done with once the weights are quantized: released here.
+  const calibrationSummary = calibration ? { batches: calibration.batches, layers: calibration.stats.size, ms: calibration.ms } : null;
+  calibration = undefined;
+
   /**
    * Tied input/output embeddings (kept float by the weight discovery: a Gather and a Transposed LM head read them)
    * quantized once in the emitted model (src/emit/tied.ts), for int4/int8 recipes unless recipe.tied_embedding is
@@ -503,13 +507,15 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
         },
         quantizedSize: result.size,
         warnings: emitWarnings,
-        calibration: calibration ? { batches: calibration.batches, layers: calibration.stats.size, ms: calibration.ms } : null,
+        calibration: calibrationSummary,
       };
       const dataFile = `${quantizedModelPath}.data`;
       const files: Record<string, string> = { "model.onnx": quantizedModelPath, ...(existsSync(dataFile) ? { "model.onnx.data": dataFile } : {}) };
       if (opts.cache && quantKey) await opts.cache.save(quantKey, files, outcome);
     }
   }
+  // The quantized codes are in the written model now: released before the evaluation loads models.
+  quantized?.splice(0);
   warnings.push(...(outcome?.warnings ?? []));
   const forms = outcome?.forms ?? [];
   const quantizedSize = outcome?.quantizedSize;

@@ -10,6 +10,7 @@ import { clearField, create, fromBinary, isFieldSet, toBinary } from "@bufbuild/
 import {
   AttributeProto_AttributeType,
   AttributeProtoSchema,
+  GraphProtoSchema,
   ModelProtoSchema,
   NodeProtoSchema,
   StringStringEntryProtoSchema,
@@ -235,7 +236,8 @@ function withTensorFields<T>(
   }));
   try {
     for (const e of edits) {
-      e.t.rawData = e.rawData as Uint8Array<ArrayBuffer>;
+      if (e.rawData.length > 0) e.t.rawData = e.rawData as Uint8Array<ArrayBuffer>;
+      else clearField(e.t, TensorProtoSchema.field.rawData);
       if (e.location === TensorProto_DataLocation.DEFAULT) clearField(e.t, TensorProtoSchema.field.dataLocation);
       else e.t.dataLocation = e.location;
       e.t.externalData = e.entries;
@@ -253,17 +255,94 @@ function withTensorFields<T>(
   }
 }
 
+/** Tensor data above which serializeModel assembles the bytes itself (each tensor's data copied once). */
+const ASSEMBLE_MIN_BYTES = 1 << 26;
+
 /**
- * The model as one self-contained buffer (ONNX Runtime in-memory sessions): external tensors are read in
- * for the serialization only. Memory: the data of every external tensor plus the serialized bytes.
+ * The model as one self-contained buffer (ONNX Runtime in-memory sessions, inline files): external tensors
+ * are read in for the serialization only. A large model (or one with external tensors) is assembled field by
+ * field: each tensor's data is copied once, straight into the result (read from its file when external), not
+ * through protobuf's nested writers (which copy it once per nesting level). Same message, fields in another
+ * order (raw_data last in each tensor, initializers after the graph's other fields).
  */
 export function serializeModel(proto: ModelProto): Uint8Array {
-  const lazy = proto.graph ? [...allInitializers(proto.graph)].filter((t) => externalRefs.has(t)) : [];
-  if (lazy.length === 0) return toBinary(ModelProtoSchema, proto);
-  return withTensorFields(
-    lazy.map((t) => ({ t, rawData: tensorBytes(t), location: TensorProto_DataLocation.DEFAULT, entries: [] })),
-    () => toBinary(ModelProtoSchema, proto),
-  );
+  const graph = proto.graph;
+  const all = graph ? [...allInitializers(graph)] : [];
+  const lazy = all.filter((t) => externalRefs.has(t)).length;
+  if (!graph || (lazy === 0 && all.reduce((a, t) => a + t.rawData.length, 0) < ASSEMBLE_MIN_BYTES)) return toBinary(ModelProtoSchema, proto);
+  // Main-graph tensors of 1 KiB or more are appended by hand; other external tensors are read in.
+  const big = graph.initializer.filter((t) => rawDataLength(t) >= 1024);
+  const bigSet = new Set(big);
+  const edits = [
+    ...big.map((t) => ({ t, rawData: new Uint8Array(0), location: TensorProto_DataLocation.DEFAULT, entries: [] })),
+    ...all.filter((t) => !bigSet.has(t) && externalRefs.has(t)).map((t) => ({ t, rawData: tensorBytes(t), location: TensorProto_DataLocation.DEFAULT, entries: [] })),
+  ];
+  const sources = new Map(big.map((t) => [t, { ref: externalRefs.get(t), raw: t.rawData }]));
+  const { modelHead, graphHead, heads } = withTensorFields(edits, () => {
+    const heads = graph.initializer.map((t) => toBinary(TensorProtoSchema, t));
+    const inits = graph.initializer;
+    graph.initializer = [];
+    let graphHead: Uint8Array;
+    try {
+      graphHead = toBinary(GraphProtoSchema, graph);
+    } finally {
+      graph.initializer = inits;
+    }
+    proto.graph = undefined;
+    let modelHead: Uint8Array;
+    try {
+      modelHead = toBinary(ModelProtoSchema, proto);
+    } finally {
+      proto.graph = graph;
+    }
+    return { modelHead, graphHead, heads };
+  });
+  const varintLength = (n: number): number => {
+    let len = 1;
+    while (n >= 128) {
+      n = Math.floor(n / 128);
+      len++;
+    }
+    return len;
+  };
+  const tensorLengths = graph.initializer.map((t, i) => {
+    const data = bigSet.has(t) ? rawDataLength(t) : -1;
+    return heads[i]!.length + (data >= 0 ? 1 + varintLength(data) + data : 0);
+  });
+  const graphLength = graphHead.length + tensorLengths.reduce((a, n) => a + 1 + varintLength(n) + n, 0);
+  const out = new Uint8Array(modelHead.length + 1 + varintLength(graphLength) + graphLength);
+  let pos = 0;
+  const put = (bytes: Uint8Array): void => {
+    out.set(bytes, pos);
+    pos += bytes.length;
+  };
+  const putVarint = (n: number): void => {
+    while (n >= 128) {
+      out[pos++] = (n % 128) | 128;
+      n = Math.floor(n / 128);
+    }
+    out[pos++] = n;
+  };
+  const tag = (field: number): void => putVarint(field * 8 + 2);
+  put(modelHead);
+  tag(7); // ModelProto.graph
+  putVarint(graphLength);
+  put(graphHead);
+  graph.initializer.forEach((t, i) => {
+    tag(5); // GraphProto.initializer
+    putVarint(tensorLengths[i]!);
+    put(heads[i]!);
+    const src = sources.get(t);
+    if (!src) return;
+    const length = rawDataLength(t);
+    tag(9); // TensorProto.raw_data
+    putVarint(length);
+    if (src.ref) readExternal(src.ref, out.subarray(pos, pos + length), t.name);
+    else out.set(src.raw, pos);
+    pos += length;
+  });
+  if (pos !== out.length) throw new Error(`internal: assembled ${pos} of ${out.length} model bytes`);
+  return out;
 }
 
 /** Protobuf's limit on one message: a model whose file would pass it must keep its tensors in external data. */
