@@ -7,7 +7,7 @@
 // disk. Writes bench/out/scale.json.
 // Generation needs Debian's python3 with onnx and numpy (examples/llama-kjv/export.py --random); generated models
 // are kept in bench/out/scale/<size>/ and reused.
-// Run: npm run bench:scale [-- --sizes 25M,125M,500M,1.1B --threads 2 --gptq-max 125M]
+// Run: npm run bench:scale [-- --sizes 25M,125M,500M,1.1B --threads 2 --gptq-max 125M|none --keep-quantized --merge]
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -36,7 +36,8 @@ function params(c) {
 
 const sizes = opt("--sizes", "25M,125M,500M,1.1B").split(",");
 const threads = Number(opt("--threads", "2"));
-const gptqMax = params(SIZES[opt("--gptq-max", "125M")]);
+const gptqMaxName = opt("--gptq-max", "125M");
+const gptqMax = gptqMaxName === "none" ? 0 : params(SIZES[gptqMaxName]);
 const keepQuantized = args.includes("--keep-quantized");
 
 // The preload: at exit, the gate process writes its own peak RSS (VmHWM) and resource usage.
@@ -47,13 +48,18 @@ writeFileSync(
   `import { readFileSync, writeFileSync } from "node:fs";
 const kb = (k) => Number(new RegExp("^" + k + ":\\\\s+(\\\\d+) kB", "m").exec(readFileSync("/proc/self/status", "utf8"))?.[1] ?? NaN) * 1024;
 // Peak RSS so far (VmHWM) as each stage starts, read from the CLI's progress lines on stderr.
+// Also sampled every 100 ms while the event loop is free (the largest VmRSS seen during each stage).
 const marks = [];
 const write = process.stderr.write.bind(process.stderr);
 process.stderr.write = (chunk, ...rest) => {
   const m = /^\\[\\d+\\/\\d+\\] (\\w+)/.exec(String(chunk));
-  if (m) marks.push({ stageStarts: m[1], vmHwmBytes: kb("VmHWM"), vmRssBytes: kb("VmRSS") });
+  if (m) marks.push({ stageStarts: m[1], vmHwmBytes: kb("VmHWM"), vmRssBytes: kb("VmRSS"), sampledMaxRssBytes: 0 });
   return write(chunk, ...rest);
 };
+setInterval(() => {
+  const last = marks[marks.length - 1];
+  if (last) last.sampledMaxRssBytes = Math.max(last.sampledMaxRssBytes, kb("VmRSS"));
+}, 100).unref();
 process.on("exit", () => {
   writeFileSync(process.env.QUANTGATE_SCALE_RSS, JSON.stringify({ vmHwmBytes: kb("VmHWM"), maxRssBytes: process.resourceUsage().maxRSS * 1024, marks }));
 });
@@ -151,6 +157,7 @@ function runGate(size, dir, preset) {
     gatePeakRssBytes: rss.vmHwmBytes,
     // VmHWM when each stage started (the peak reached by the end of the stage before it).
     peakRssAtStageStart: Object.fromEntries(rss.marks.map((m) => [m.stageStarts, m.vmHwmBytes])),
+    sampledMaxRssDuringStage: Object.fromEntries(rss.marks.map((m) => [m.stageStarts, m.sampledMaxRssBytes])),
     quantizedBytes: report.quantized?.sizeBytes,
     quantizedExternalData: existsSync(`${qModel}.data`),
     externalNote: report.warnings.find((w) => w.includes("external data")),
@@ -173,7 +180,14 @@ for (const size of sizes) {
   const presets = ["int4-rtn", ...(params(shape) <= gptqMax ? ["int4-gptq"] : [])];
   for (const preset of presets) {
     const r = runGate(size, dir, preset);
-    const row = { ...r, parameters: params(shape), floatBytes, gatePeakRssOverFloatSize: +(r.gatePeakRssBytes / floatBytes).toFixed(3) };
+    const row = {
+      ...r,
+      parameters: params(shape),
+      floatBytes,
+      gatePeakRssOverFloatSize: +(r.gatePeakRssBytes / floatBytes).toFixed(3),
+      ranAt: new Date().toISOString(),
+      loadAverage: os.loadavg()[0],
+    };
     rows.push(row);
     const mib = (b) => (b / 2 ** 20).toFixed(0);
     process.stdout.write(
@@ -186,6 +200,16 @@ for (const size of sizes) {
         "\n",
     );
   }
+}
+
+// --merge: rows of the previous scale.json for sizes and presets not run now are kept (each row says when it ran).
+const previousFile = path.join(out, "scale.json");
+if (args.includes("--merge") && existsSync(previousFile)) {
+  const previous = JSON.parse(readFileSync(previousFile, "utf8"));
+  for (const r of previous.rows ?? []) {
+    if (!rows.some((x) => x.size === r.size && x.preset === r.preset)) rows.push({ ...r, ranAt: r.ranAt ?? previous.when });
+  }
+  rows.sort((a, b) => a.parameters - b.parameters || a.preset.localeCompare(b.preset));
 }
 
 // log-log least squares: seconds ~ a * params^b
@@ -207,7 +231,7 @@ for (const preset of ["int4-rtn", "int4-gptq"]) {
   const rs = rows.filter((r) => r.preset === preset);
   if (rs.length < 2) continue;
   const fit = {};
-  for (const stage of Object.keys(rs[0].stageSeconds)) {
+  for (const stage of Object.keys(rs[0].stageSeconds).filter((k) => k !== "gate")) {
     const ys = rs.map((r) => r.stageSeconds[stage]);
     if (ys.every((y) => y !== undefined))
       fit[stage] = exponent(
