@@ -34,7 +34,10 @@ function params(c) {
   return c.num_hidden_layers * (attn + mlp + 2 * c.hidden_size) + c.vocab_size * c.hidden_size + c.hidden_size;
 }
 
-const sizes = opt("--sizes", "25M,125M,500M,1.1B").split(",");
+// --sizes none --merge: no runs, the previous rows refitted.
+const sizes = opt("--sizes", "25M,125M,500M,1.1B")
+  .split(",")
+  .filter((x) => x && x !== "none");
 const threads = Number(opt("--threads", "2"));
 const gptqMaxName = opt("--gptq-max", "125M");
 const gptqMax = gptqMaxName === "none" ? 0 : params(SIZES[gptqMaxName]);
@@ -227,8 +230,13 @@ function exponent(xs, ys) {
   return den > 0 ? +(num / den).toFixed(3) : null;
 }
 const exponents = {};
-for (const preset of ["int4-rtn", "int4-gptq"]) {
-  const rs = rows.filter((r) => r.preset === preset);
+// Over every size, and over sizes of 100M parameters and up (where fixed costs no longer dominate).
+for (const [preset, minParams] of [
+  ["int4-rtn", 0],
+  ["int4-gptq", 0],
+  ["int4-rtn", 1e8],
+]) {
+  const rs = rows.filter((r) => r.preset === preset && r.parameters >= minParams);
   if (rs.length < 2) continue;
   const fit = {};
   for (const stage of Object.keys(rs[0].stageSeconds).filter((k) => k !== "gate")) {
@@ -243,9 +251,10 @@ for (const preset of ["int4-rtn", "int4-gptq"]) {
     rs.map((r) => r.parameters),
     rs.map((r) => r.gateWallSeconds),
   );
-  exponents[preset] = fit;
+  const key = minParams ? `${preset} (from 100M parameters)` : preset;
+  exponents[key] = fit;
   process.stdout.write(
-    `${preset}: seconds ~ params^b: ${Object.entries(fit)
+    `${key}: seconds ~ params^b: ${Object.entries(fit)
       .map(([k, v]) => `${k} b=${v}`)
       .join(", ")}\n`,
   );
