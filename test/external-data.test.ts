@@ -1,6 +1,6 @@
 // Models with external data: tensors stay in their files until a stage reads them (per weight), and the
 // quantized model is written with external data when the input had it or when it would pass protobuf's limit.
-import { copyFileSync, existsSync, mkdtempSync, openSync, closeSync, rmSync, statSync, writeSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, openSync, closeSync, rmSync, statSync, writeFileSync, writeSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
@@ -157,5 +157,51 @@ describe("external data", () => {
     // Written inline again: the stale data file is removed.
     await saveModelDetailed(model.proto, out);
     expect(existsSync(`${out}.data`)).toBe(false);
+  });
+});
+
+describe("the gate on a model with external data", () => {
+  it("runs end to end: the quantized model is written with external data and evaluates as the inline model does", { timeout: 180_000 }, async () => {
+    const { parseConfig } = await import("../src/config/load.js");
+    const { runGate } = await import("../src/pipeline.js");
+    const { loadOrt } = await import("../src/runtime/ort.js");
+    const ROOT = path.join(import.meta.dirname, "..");
+    const run = async (model: string) => {
+      const dir = mkdtempSync(path.join(tmp, "gate-"));
+      const text = `allow_outside_workspace: true
+model: ${model}
+output_dir: out
+recipe: { format: int4, block_size: 32, accuracy_level: 0 }
+evaluation:
+  task: language-modeling
+  dataset: ${path.join(ROOT, "examples/tiny-lm/eval.txt")}
+  tokenizer: ${path.join(ROOT, "examples/tiny-lm/tokenizer.json")}
+  sequence_length: 32
+  samples: 4
+  batch_size: 2
+measure: { threads: 1, warmup: 1, runs: 2, kernel_benchmark: false, memory: false, decode: { prompts: 0 } }
+`;
+      const file = path.join(dir, "quantgate.yml");
+      writeFileSync(file, text);
+      return runGate(parseConfig(text, file), { ort: await loadOrt() });
+    };
+    const ext = await run(fixtureCopy("gate"));
+    const inline = await run(path.join(FIXTURES, "model.onnx"));
+    for (const r of [ext, inline]) expect(r.report.stages.filter((s) => s.status === "error")).toEqual([]);
+    const q = ext.quantizedModelPath!;
+    expect(existsSync(`${q}.data`)).toBe(true);
+    expect(ext.report.quantized!.sizeBytes).toBe(statSync(q).size + statSync(`${q}.data`).size);
+    expect(ext.report.warnings.some((w) => /written with external data .* the input model keeps \d+ tensors in external data/.test(w))).toBe(true);
+    expect(existsSync(`${inline.quantizedModelPath!}.data`)).toBe(false);
+    // No candidate files left behind.
+    const { readdirSync } = await import("node:fs");
+    expect(readdirSync(path.dirname(q)).filter((f) => f.includes(".tmp."))).toEqual([]);
+    // Same weights, same quantized tensors: the same evaluation.
+    const metrics = (r: typeof ext) =>
+      Object.fromEntries(
+        r.report.metrics.filter((m) => ["perplexity", "kl_mean", "top1_agreement"].includes(m.key)).map((m) => [m.key, [m.float, m.quantized]]),
+      );
+    expect(metrics(ext)).toEqual(metrics(inline));
+    expect(Object.keys(metrics(ext))).toHaveLength(3);
   });
 });
