@@ -216,6 +216,7 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
   if (outcome) {
     if (!opts.restoredModel) throw new Error("a restored quantize outcome needs the quantized model file it describes (restoredModel)");
     await copyFile(opts.restoredModel, quantizedModelPath);
+    if (existsSync(`${opts.restoredModel}.data`)) await copyFile(`${opts.restoredModel}.data`, `${quantizedModelPath}.data`);
     for (const name of ["calibrate", "quantize", "emit"] as const) skip(name, "done by the quantize job");
   }
   if (opts.cache && quantKey && !outcome) {
@@ -230,7 +231,9 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
 
   if (asIs && !outcome) {
     // Nothing to quantize: the model as given is the quantized model, and reference_model the float one.
-    await copyFile(modelPath, quantizedModelPath);
+    // With external data, written again so that its data file sits beside it under the quantized name.
+    if (model!.externalTensors > 0) await saveModelDetailed(model!.proto, quantizedModelPath);
+    else await copyFile(modelPath, quantizedModelPath);
     for (const name of ["calibrate", "quantize", "emit"] as const)
       skip(name, `already quantized (${already.length} tensors); evaluated against reference_model`);
     outcome = {
