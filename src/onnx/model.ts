@@ -275,7 +275,9 @@ export function serializeModel(proto: ModelProto): Uint8Array {
   const bigSet = new Set(big);
   const edits = [
     ...big.map((t) => ({ t, rawData: new Uint8Array(0), location: TensorProto_DataLocation.DEFAULT, entries: [] })),
-    ...all.filter((t) => !bigSet.has(t) && externalRefs.has(t)).map((t) => ({ t, rawData: tensorBytes(t), location: TensorProto_DataLocation.DEFAULT, entries: [] })),
+    ...all
+      .filter((t) => !bigSet.has(t) && externalRefs.has(t))
+      .map((t) => ({ t, rawData: tensorBytes(t), location: TensorProto_DataLocation.DEFAULT, entries: [] })),
   ];
   const sources = new Map(big.map((t) => [t, { ref: externalRefs.get(t), raw: t.rawData }]));
   const { modelHead, graphHead, heads } = withTensorFields(edits, () => {
