@@ -1,5 +1,7 @@
 // One gate run: config -> load model -> calibrate -> quantize -> emit -> evaluate -> measure -> gate -> report.
 // The action and the CLI only call runGate; every stage error is recorded and fails the gate.
+import { createHash } from "node:crypto";
+import { createReadStream, existsSync } from "node:fs";
 import { copyFile, readFile, rm, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -16,7 +18,7 @@ import { declaredDims } from "./data/records.js";
 import { evaluateGate } from "./gate/index.js";
 import { taskOf } from "./tasks/index.js";
 import { measurementRecords } from "./tasks/measurements.js";
-import type { MetricRecord, TaskData, TaskEvaluation } from "./tasks/types.js";
+import type { MetricRecord, PhasedEvalContext, TaskData, TaskEvaluation } from "./tasks/types.js";
 import { planLmInputs, type LmInputOverrides } from "./tasks/lm-inputs.js";
 import { constantFeeds, dataInputs, type ConstantInputs } from "./tasks/common.js";
 import { compareGenerations, DECODE_ROUNDS, decodeMetricRecords, measureDecode, measureDecodeSlowdown } from "./measure/decode.js";
@@ -32,7 +34,7 @@ import {
   type ModelRunMeasurement,
   type StorageSummary,
 } from "./measure/index.js";
-import { loadModel, saveModel, valueInfoTensorType, type LoadedModel, type ModelProto } from "./onnx/model.js";
+import { externalDataFiles, loadModel, saveModelDetailed, valueInfoTensorType, type LoadedModel, type ModelProto } from "./onnx/model.js";
 import { findWeights, type WeightDiscovery } from "./onnx/weights.js";
 import { checkFiniteWeights, validateModel } from "./onnx/validate.js";
 import { checkFeedShapes, declaredClasses, explainLmFailure } from "./data/checks.js";
@@ -52,7 +54,7 @@ import { canonical, workCacheKey, type WorkCache } from "./cache/index.js";
 import { WorkReuse } from "./cache/reuse.js";
 import type { QuantizedLayerReport, Report, StageRecord } from "./report/types.js";
 import { buildLockfile, diffLockfiles, LOCKFILE_NAME, readLockfile, writeLockfile, type LayerChange, type Lockfile } from "./report/lockfile.js";
-import { createSession, type LoadedOrt } from "./runtime/ort.js";
+import { createSession, type LoadedOrt, type Session } from "./runtime/ort.js";
 import { clearOutputs } from "./util/atomic.js";
 import { REPORT_SCHEMA, TOOL_NAME, TOOL_VERSION } from "./version.js";
 import type { WeightFormat } from "./config/schema.js";
@@ -177,7 +179,8 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     validateModel(model);
     const discovery = findWeights(model.graph, config.recipe);
     checkFiniteWeights(modelPath, discovery.weights);
-    return { model, discovery, modelHash: sha256(await readFile(modelPath)) };
+    // A model with external data is hashed with its data files (streamed, never held).
+    return { model, discovery, modelHash: await modelFileHash(modelPath, externalDataFiles(model.graph)) };
   });
   const model = loaded?.model;
   const discovery: WeightDiscovery = loaded?.discovery ?? { weights: [], skipped: [] };
@@ -223,11 +226,14 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
   if (outcome) {
     if (!opts.restoredModel) throw new Error("a restored quantize outcome needs the quantized model file it describes (restoredModel)");
     await copyFile(opts.restoredModel, quantizedModelPath);
+    if (existsSync(`${opts.restoredModel}.data`)) await copyFile(`${opts.restoredModel}.data`, `${quantizedModelPath}.data`);
     for (const name of ["calibrate", "quantize", "emit"] as const) skip(name, "done by the quantize job");
   }
   if (opts.cache && quantKey && !outcome) {
     const hit = await opts.cache.restore(quantKey);
     if (hit && (await opts.cache.restoreFile(quantKey, "model.onnx", quantizedModelPath))) {
+      // A quantized model written with external data has its data file in the entry too.
+      await opts.cache.restoreFile(quantKey, "model.onnx.data", `${quantizedModelPath}.data`);
       outcome = hit.meta as QuantizedOutcome;
       for (const name of ["calibrate", "quantize", "emit"] as const) skip(name, "restored from the work cache");
     }
@@ -235,7 +241,9 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
 
   if (asIs && !outcome) {
     // Nothing to quantize: the model as given is the quantized model, and reference_model the float one.
-    await copyFile(modelPath, quantizedModelPath);
+    // With external data, written again so that its data file sits beside it under the quantized name.
+    if (model!.externalTensors > 0) await saveModelDetailed(model!.proto, quantizedModelPath);
+    else await copyFile(modelPath, quantizedModelPath);
     for (const name of ["calibrate", "quantize", "emit"] as const)
       skip(name, `already quantized (${already.length} tensors); evaluated against reference_model`);
     outcome = {
@@ -332,6 +340,18 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
         })
       : undefined;
 
+  // Activation statistics and Gram matrices are done with once the weights are quantized: released here.
+  const calibrationSummary = calibration ? { batches: calibration.batches, layers: calibration.stats.size, ms: calibration.ms } : null;
+  // Except those of a tied embedding's LM head input: the tied table is quantized at emit (GPTQ/MSE read them).
+  const tiedHeadStats = new Map<string, NonNullable<ReturnType<CalibrationResult["stats"]["get"]>>>();
+  if (calibration && config.recipe.tied_embedding === "quantize" && model?.proto.graph) {
+    for (const h of tiedHeadActivations(model.proto.graph)) {
+      const st = calibration.stats.get(h.name);
+      if (st) tiedHeadStats.set(h.name, st);
+    }
+  }
+  calibration = undefined;
+
   /**
    * Tied input/output embeddings (kept float by the weight discovery: a Gather and a Transposed LM head read them)
    * quantized once in the emitted model (src/emit/tied.ts), for int4/int8 recipes unless recipe.tied_embedding is
@@ -347,7 +367,7 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
       {
         quantize: quantizer.quantize,
         algorithm: r.algorithm,
-        stats: (a) => calibration?.stats.get(a),
+        stats: (a) => tiedHeadStats.get(a),
         gptq: r.gptq,
         mseImportance: r.mse_importance,
         threads: config.measure.threads,
@@ -392,37 +412,52 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
 
   /** Evaluates a quantized model file against the float (or reference) model on the configured task. */
   const evaluateQuantized = async (taskData: TaskData, quantPath: string): Promise<TaskEvaluation> => {
-    const openFloat = () => createSession(ort, floatModelPath, config.measure.threads);
-    const floatSession = reuse
-      ? await reuse.floatSession(
-          ort,
-          {
-            model: config.reference_model ? sha256(await readFile(floatModelPath)) : (loaded?.modelHash ?? ""),
-            data: taskData.files,
-            evaluation: config.evaluation,
-            threads: config.measure.threads,
-            toolVersion: TOOL_VERSION,
-            runtime: runtimeKey,
-          },
-          openFloat,
-        )
-      : await openFloat();
-    const quantSession = await createSession(ort, quantPath, config.measure.threads);
+    const threads = config.measure.threads;
+    const openFloat = async () => {
+      const open = () => createSession(ort, floatModelPath, threads);
+      if (!reuse) return open();
+      const work = {
+        model: config.reference_model ? sha256(await readFile(floatModelPath)) : (loaded?.modelHash ?? ""),
+        data: taskData.files,
+        evaluation: config.evaluation,
+        threads,
+        toolVersion: TOOL_VERSION,
+        runtime: runtimeKey,
+      };
+      return reuse.floatSession(ort, work, open);
+    };
+    if (task.evaluatePhased) {
+      // One session at a time: the float model is scored and released before the quantized one is loaded.
+      const phased = task.evaluatePhased.bind(task);
+      return withLmExplanation(() =>
+        evaluateInPhases(ort, { float: openFloat, quantized: () => createSession(ort, quantPath, threads) }, threads, (ctx) =>
+          phased(config.evaluation, taskData, ctx),
+        ),
+      );
+    }
+    const floatSession = await openFloat();
+    const quantSession = await createSession(ort, quantPath, threads);
     try {
-      return await task.evaluate(config.evaluation, taskData, { ort, float: floatSession, quantized: quantSession, threads: config.measure.threads });
-    } catch (err) {
-      // A raw broadcast error from a window longer than the model accepts is explained in terms of the config.
-      const ev = config.evaluation as { sequence_length?: number; batch_size?: number };
-      if (ev.sequence_length === undefined) throw err;
-      throw explainLmFailure(err, ev.sequence_length, ev.batch_size ?? 1, config.configPath, config.lines["evaluation.sequence_length"]);
+      return await withLmExplanation(() => task.evaluate(config.evaluation, taskData, { ort, float: floatSession, quantized: quantSession, threads }));
     } finally {
       await floatSession.release();
       await quantSession.release();
     }
   };
+  const withLmExplanation = async <T>(fn: () => Promise<T>): Promise<T> => {
+    try {
+      return await fn();
+    } catch (err) {
+      // A raw broadcast error from a window longer than the model accepts is explained in terms of the config.
+      const ev = config.evaluation as { sequence_length?: number; batch_size?: number };
+      if (ev.sequence_length === undefined) throw err;
+      throw explainLmFailure(err, ev.sequence_length, ev.batch_size ?? 1, config.configPath, config.lines["evaluation.sequence_length"]);
+    }
+  };
 
   // emit
   let evaluatedInEmit: TaskEvaluation | undefined;
+  let externalNote: string | undefined;
   if (model && quantized) {
     // A committed lockfile for this model and recipe pins the forms and the accuracy level (no re-timing).
     let committedLock: Lockfile | undefined;
@@ -439,12 +474,15 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
         // Loaded in ONNX Runtime before it is written: refused forms fall back, or the weight stays float (listed).
         const checked = await emitChecked(ort, model.proto, quantized, r.formMap, level, discovery);
         const e = await withTiedEmbeddings(checked, level, () => emitChecked(ort, model.proto, quantized, r.formMap, level, discovery));
-        return { ...r, e, size: await saveModel(e.proto, file), file, level };
+        const saved = await saveModelDetailed(e.proto, file);
+        if (saved.externalReason) externalNote = `quantized model written with external data (${path.basename(file)}.data): ${saved.externalReason}`;
+        return { ...r, e, size: saved.bytes, file, level };
       };
       const builds = new Map<number, Awaited<ReturnType<typeof emitAt>>>();
       const candidatePath = (level: number): string => quantizedModelPath.replace(/\.onnx$/, `.level${level}.tmp.onnx`);
       const levelFeeds: Feeds | undefined = data?.measureFeeds;
-      const dropCandidates = (): Promise<unknown> => Promise.all([0, 4].map((l) => rm(candidatePath(l), { force: true })));
+      const dropCandidates = (): Promise<unknown> =>
+        Promise.all([0, 4].flatMap((l) => [rm(candidatePath(l), { force: true }), rm(`${candidatePath(l)}.data`, { force: true })]));
       const levelResult = await chooseAccuracyLevel<TaskEvaluation>({
         forced: config.recipe.accuracy_level,
         pinned: pinInfo.pins?.accuracyLevel,
@@ -480,7 +518,7 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
       const level = levelResult.choice.level;
       const built = builds.get(level);
       const chosen = built
-        ? { ...built, size: await saveModel(built.e.proto, quantizedModelPath), file: quantizedModelPath }
+        ? { ...built, size: (await saveModelDetailed(built.e.proto, quantizedModelPath)).bytes, file: quantizedModelPath }
         : await emitAt(level, quantizedModelPath);
       evaluatedInEmit = levelResult.evaluation;
       const formsChosenBy = chosen.pinned.length > 0 && chosen.choices.length === 0 ? pinInfo.note : `${timedHere}; ${pinInfo.note}`;
@@ -505,6 +543,7 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
         }
       }
       emitWarnings.push(...result.e.notes);
+      if (externalNote) emitWarnings.push(externalNote);
       outcome = {
         skipped: result.e.skipped,
         layerReports: [
@@ -522,11 +561,15 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
         },
         quantizedSize: result.size,
         warnings: emitWarnings,
-        calibration: calibration ? { batches: calibration.batches, layers: calibration.stats.size, ms: calibration.ms } : null,
+        calibration: calibrationSummary,
       };
-      if (opts.cache && quantKey) await opts.cache.save(quantKey, { "model.onnx": quantizedModelPath }, outcome);
+      const dataFile = `${quantizedModelPath}.data`;
+      const files: Record<string, string> = { "model.onnx": quantizedModelPath, ...(existsSync(dataFile) ? { "model.onnx.data": dataFile } : {}) };
+      if (opts.cache && quantKey) await opts.cache.save(quantKey, files, outcome);
     }
   }
+  // The quantized codes are in the written model now: released before the evaluation loads models.
+  quantized?.splice(0);
   warnings.push(...(outcome?.warnings ?? []));
   const forms = outcome?.forms ?? [];
   const quantizedSize = outcome?.quantizedSize;
@@ -735,6 +778,50 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     quantizedModelPath: quantizedSize !== undefined ? quantizedModelPath : undefined,
     outcome,
   };
+}
+
+/** sha256 of the model file, or for a model with external data of the file and its data files in order (streamed). */
+async function modelFileHash(modelPath: string, dataFiles: readonly string[]): Promise<string> {
+  const bytes = await readFile(modelPath);
+  if (dataFiles.length === 0) return sha256(bytes);
+  const h = createHash("sha256").update(bytes);
+  for (const f of dataFiles) {
+    for await (const chunk of createReadStream(f, { highWaterMark: 1 << 22 })) h.update(chunk as Buffer);
+  }
+  return h.digest("hex");
+}
+
+/**
+ * Runs a phased evaluation: `open` loads a model's session; opening the quantized model releases the float
+ * one first, so the two are never loaded together. Every session is released at the end. The float session may
+ * be the work reuse's replaying one (src/cache/reuse.ts), which opens the real model only when a run is new.
+ */
+async function evaluateInPhases(
+  ort: LoadedOrt["ort"],
+  opens: { readonly float: () => Promise<Session>; readonly quantized: () => Promise<Session> },
+  threads: number,
+  run: (ctx: PhasedEvalContext) => Promise<TaskEvaluation>,
+): Promise<TaskEvaluation> {
+  let current: { which: "float" | "quantized"; session: Session } | undefined;
+  const close = async (): Promise<void> => {
+    const c = current;
+    current = undefined;
+    if (c) await c.session.release();
+  };
+  try {
+    return await run({
+      ort,
+      threads,
+      open: async (which) => {
+        if (current?.which === which) return current.session;
+        await close();
+        current = { which, session: await opens[which]() };
+        return current.session;
+      },
+    });
+  } finally {
+    await close();
+  }
 }
 
 /** The recipe's formats at the model's own layer shapes, on our kernels (GEMV, M = 1). */

@@ -186,7 +186,8 @@ export async function quantizeJob(job: ShardJob): Promise<{ run: GateRun; manife
   };
   const manifestPath = path.join(run.outputDir, MANIFEST_FILE);
   await writeFile(manifestPath, JSON.stringify(manifest) + "\n");
-  const files = [run.quantizedModelPath, manifestPath, path.join(run.outputDir, LOCKFILE_NAME)];
+  // A quantized model written with external data travels with its data file (absent otherwise: filtered below).
+  const files = [run.quantizedModelPath, `${run.quantizedModelPath}.data`, manifestPath, path.join(run.outputDir, LOCKFILE_NAME)];
   const present = (
     await Promise.all(
       files.map((f) =>

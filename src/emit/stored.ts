@@ -1,6 +1,6 @@
 // Stored bits per weight, read from the emitted model itself: the bytes of the tensors that hold each
 // quantized weight (codes, scales, zero points, tables, padding), not a formula of the format.
-import { allInitializers, elementCount, tensorShape, DataType, type ModelProto, type TensorProto } from "../onnx/model.js";
+import { allInitializers, elementCount, rawDataLength, tensorShape, DataType, type ModelProto, type TensorProto } from "../onnx/model.js";
 import type { EmittedLayer } from "./index.js";
 
 const WIDTH: Record<number, number> = {
@@ -18,7 +18,8 @@ const WIDTH: Record<number, number> = {
 
 /** Bytes a tensor's data takes in the file (raw data, or the typed field's elements at their width). */
 export function tensorDataBytes(t: TensorProto): number {
-  if (t.rawData.length) return t.rawData.length;
+  const raw = rawDataLength(t);
+  if (raw) return raw;
   if (t.dataType === DataType.UINT4 || t.dataType === DataType.INT4) return Math.ceil(elementCount(tensorShape(t)) / 2);
   return elementCount(tensorShape(t)) * (WIDTH[t.dataType] ?? 4);
 }

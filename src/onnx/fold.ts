@@ -4,6 +4,7 @@ import {
   dataTypeName,
   elementCount,
   getAttr,
+  isExternalTensor,
   tensorShape,
   tensorToFloat32,
   tensorToInts,
@@ -14,7 +15,13 @@ import {
 } from "./model.js";
 
 export interface FoldedConstant {
+  /**
+   * The folded float32 values. For a tensor kept in external data this is a getter that reads (and folds)
+   * the values from the file on every access: read it once per use and drop it.
+   */
   readonly values: Float32Array;
+  /** True when `values` is read from external data on access (not held). */
+  readonly lazy?: boolean;
   readonly dims: number[];
   /** Where it came from, e.g. `initializer "w" (FLOAT16) via Cast -> Transpose`. */
   readonly origin: string;
@@ -81,8 +88,7 @@ export function foldConstant(name: string, scope: FoldScope, depth = 0): FoldedC
   if (init) {
     if (!FLOAT_TYPES.has(init.dataType)) return undefined;
     const type = init.dataType === DataType.FLOAT ? "" : ` (${dataTypeName(init.dataType)})`;
-    return {
-      values: tensorToFloat32(init),
+    const base = {
       dims: tensorShape(init),
       origin: `initializer "${name}"${type}`,
       rootName: name,
@@ -90,18 +96,28 @@ export function foldConstant(name: string, scope: FoldScope, depth = 0): FoldedC
       sourceType: init.dataType,
       consumerType: init.dataType,
     };
+    return isExternalTensor(init) ? lazyValues(base, () => tensorToFloat32(init)) : { ...base, values: tensorToFloat32(init) };
   }
   const index = scope.producers.get(name);
   if (index === undefined) return undefined;
   const node: NodeProto = scope.graph.node[index]!;
   if (node.domain !== "" && node.domain !== "ai.onnx") return undefined;
-  const via = (inner: FoldedConstant, values: Float32Array, dims: number[]): FoldedConstant => ({
-    ...inner,
-    values,
-    dims,
-    origin: `${inner.origin} -> ${node.opType}`,
-    chainNodes: [...inner.chainNodes, index],
-  });
+  // `transform` maps the inner values to this node's (identity for the reshaping ops).
+  const via = (inner: FoldedConstant, dims: number[], transform?: (v: Float32Array) => Float32Array, consumerType?: number): FoldedConstant => {
+    const { values: _values, lazy: _lazy, ...rest } = Object.getOwnPropertyDescriptors(inner);
+    void _values;
+    void _lazy;
+    const base = Object.defineProperties({}, rest) as Omit<FoldedConstant, "values" | "lazy">;
+    const fields = {
+      ...base,
+      dims,
+      origin: `${inner.origin} -> ${node.opType}`,
+      chainNodes: [...inner.chainNodes, index],
+      consumerType: consumerType ?? inner.consumerType,
+    };
+    if (inner.lazy) return lazyValues(fields, () => (transform ? transform(inner.values) : inner.values));
+    return { ...fields, values: transform ? transform(inner.values) : inner.values };
+  };
   switch (node.opType) {
     case "Constant": {
       const t = getAttr(node, "value")?.t;
@@ -122,16 +138,15 @@ export function foldConstant(name: string, scope: FoldScope, depth = 0): FoldedC
       const inner = foldConstant(node.input[0]!, scope, depth + 1);
       if (!inner) return undefined;
       if (node.opType === "Cast" && Number(getAttr(node, "to")?.i ?? 0) !== DataType.FLOAT) return undefined;
-      const folded = via(inner, inner.values, inner.dims);
-      return node.opType === "Cast" ? { ...folded, consumerType: DataType.FLOAT } : folded;
+      return via(inner, inner.dims, undefined, node.opType === "Cast" ? DataType.FLOAT : undefined);
     }
     case "Transpose": {
       const inner = foldConstant(node.input[0]!, scope, depth + 1);
       if (!inner) return undefined;
       const permAttr = getAttr(node, "perm")?.ints.map(Number);
       const perm = permAttr && permAttr.length ? permAttr : inner.dims.map((_, i) => inner.dims.length - 1 - i);
-      const t = transposeND(inner.values, inner.dims, perm);
-      return via(inner, t.values, t.dims);
+      const outDims = perm.map((p) => inner.dims[p]!);
+      return via(inner, outDims, (v) => transposeND(v, inner.dims, perm).values);
     }
     case "Reshape":
     case "Squeeze":
@@ -143,7 +158,7 @@ export function foldConstant(name: string, scope: FoldScope, depth = 0): FoldedC
       if (node.opType === "Reshape") {
         const shape = constInts(node.input[1], scope);
         if (!shape) return undefined;
-        const total = inner.values.length;
+        const total = elementCount(inner.dims);
         const fixed = shape.map((d, i) => (d === 0 ? inner.dims[i]! : d));
         const known = fixed.filter((d) => d !== -1).reduce((a, b) => a * b, 1);
         dims = fixed.map((d) => (d === -1 ? total / known : d));
@@ -165,10 +180,15 @@ export function foldConstant(name: string, scope: FoldScope, depth = 0): FoldedC
           for (let i = 0; i < rank; i++) dims.push(add.has(i) ? 1 : inner.dims[j++]!);
         }
       }
-      if (!dims || elementCount(dims) !== inner.values.length) return undefined;
-      return via(inner, inner.values, dims);
+      if (!dims || elementCount(dims) !== elementCount(inner.dims)) return undefined;
+      return via(inner, dims);
     }
     default:
       return undefined;
   }
+}
+
+/** A folded constant whose values are read from external data on each access (never held). */
+function lazyValues(fields: Omit<FoldedConstant, "values" | "lazy">, read: () => Float32Array): FoldedConstant {
+  return Object.defineProperty({ ...fields, lazy: true }, "values", { get: read, enumerable: true }) as FoldedConstant;
 }

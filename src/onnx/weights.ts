@@ -4,7 +4,7 @@
 // min_elements: skipped with the reason, or already quantized (with its bit width).
 import { globMatch } from "../util/glob.js";
 import type { Recipe } from "../config/schema.js";
-import { foldConstant, foldScope, type FoldScope } from "./fold.js";
+import { foldConstant, foldScope, type FoldedConstant, type FoldScope } from "./fold.js";
 import {
   DataType,
   dataTypeName,
@@ -288,7 +288,6 @@ export function findWeights(main: GraphProto, recipe: RecipeView): WeightDiscove
         opType: node.opType as WeightSite["opType"],
         opKind: kind,
         inputIndex,
-        values: folded.values,
         dims,
         origin: folded.origin,
         chainNodes: folded.chainNodes,
@@ -298,16 +297,19 @@ export function findWeights(main: GraphProto, recipe: RecipeView): WeightDiscove
       };
       if (quantizeOnce) {
         const n = kind === "conv" || kind === "conv_transpose" ? dims[0]! : elementCount(dims.slice(0, -1));
-        const site: WeightSite = {
-          ...base,
-          kind: "dequant",
-          k: elementCount(dims) / n,
-          n,
-          transposed: true,
-          alpha: 1,
-          origin: `${folded.origin}, read by ${inputReads} nodes (quantized once)`,
-          chainNodes: [...new Set([...folded.chainNodes, ...aliases.nodes])],
-        };
+        const site: WeightSite = withValues(
+          {
+            ...base,
+            kind: "dequant",
+            k: elementCount(dims) / n,
+            n,
+            transposed: true,
+            alpha: 1,
+            origin: `${folded.origin}, read by ${inputReads} nodes (quantized once)`,
+            chainNodes: [...new Set([...folded.chainNodes, ...aliases.nodes])],
+          },
+          folded,
+        );
         sharedSites.set(key, site);
         weights.push(site);
         return;
@@ -323,7 +325,7 @@ export function findWeights(main: GraphProto, recipe: RecipeView): WeightDiscove
           alpha = getFloatAttr(node, "alpha", 1);
         }
         const [d0, d1] = dims as [number, number];
-        weights.push({ ...base, kind: "product", k: transposed ? d1 : d0, n: transposed ? d0 : d1, transposed, alpha });
+        weights.push(withValues({ ...base, kind: "product", k: transposed ? d1 : d0, n: transposed ? d0 : d1, transposed, alpha }, folded));
         return;
       }
       if (kind === "gemm") return skip(`unsupported shape [${dims.join(", ")}]: Gemm takes a 2-D weight`, dims);
@@ -332,7 +334,7 @@ export function findWeights(main: GraphProto, recipe: RecipeView): WeightDiscove
       // W [dirs, gates*hidden, input] and R): rows over the last axis.
       const perChannel = kind === "conv" || kind === "conv_transpose";
       const n = perChannel ? dims[0]! : elementCount(dims.slice(0, -1));
-      weights.push({ ...base, kind: "dequant", k: elementCount(dims) / n, n, transposed: true, alpha: 1 });
+      weights.push(withValues({ ...base, kind: "dequant", k: elementCount(dims) / n, n, transposed: true, alpha: 1 }, folded));
     }
     for (const t of graph.initializer) outerInits.set(t.name, t);
   }
@@ -408,4 +410,13 @@ function accountRemaining(main: GraphProto, weights: readonly WeightSite[], skip
     });
   }
   return [...merged.values()];
+}
+
+/**
+ * The site with its folded values: held for an inline tensor; for one kept in external data, a getter that
+ * reads them from the file on each access (quantize streams one weight at a time and drops it).
+ */
+function withValues(site: Omit<WeightSite, "values">, folded: FoldedConstant): WeightSite {
+  if (!folded.lazy) return { ...site, values: folded.values };
+  return Object.defineProperty(site, "values", { get: () => folded.values, enumerable: true }) as WeightSite;
 }

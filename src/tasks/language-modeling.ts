@@ -9,7 +9,11 @@ import { argmax, klDivergence, logSoftmax } from "../evaluate/metrics.js";
 import { float32Output } from "./outputs.js";
 import { buildLmFeeds, planLmInputs, slidingWindows, type LmInputPlan, type ScoringWindow } from "./lm-inputs.js";
 import { constantFeeds, dataInputs, klRecords, meanRecord, valueRecord } from "./common.js";
-import { sliceRange, type Task, type TaskData, type TaskEvalContext, type TaskEvaluation, type TaskPartial } from "./types.js";
+import { sliceRange, type PhasedEvalContext, type Task, type TaskData, type TaskEvalContext, type TaskEvaluation, type TaskPartial } from "./types.js";
+import { closeSync, openSync, readSync, writeSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
 
 export interface LmData extends TaskData {
   /** Evaluation batches, each [batch, seq] token ids with every other input the model declares filled. */
@@ -122,6 +126,10 @@ export const languageModelingTask: Task<LmEvaluation, LmData> = {
     return mergeLm(cfg, [await partialLm(cfg, data, ctx)]);
   },
 
+  async evaluatePhased(cfg, data, ctx) {
+    return mergeLm(cfg, [await phasedLm(cfg, data, ctx)]);
+  },
+
   slice(data, index, count) {
     const [start, end] = sliceRange(data.evalBatches.length, index, count);
     const evalBatches = data.evalBatches.slice(start, end);
@@ -187,6 +195,107 @@ async function partialLm(cfg: LmEvaluation, data: LmData, { ort, float, quantize
     inputPlan: data.inputPlan,
     ms: performance.now() - t0,
   };
+}
+
+/**
+ * partialLm with one model loaded at a time: the float model scores every batch first and its logits at the
+ * scored positions go to a temporary file (float32, as ONNX Runtime returned them: tokens x vocab x 4 bytes);
+ * then the quantized model runs and each batch's float rows are read back. Same sums in the same order as
+ * partialLm, so the figures are identical.
+ */
+async function phasedLm(cfg: LmEvaluation, data: LmData, { ort, open }: PhasedEvalContext): Promise<LmPartial> {
+  const t0 = performance.now();
+  const dir = await mkdtemp(path.join(os.tmpdir(), "quantgate-lm-"));
+  const file = path.join(dir, "float-logits.f32");
+  try {
+    let nllFloat = 0;
+    let nllQuant = 0;
+    const agree: number[] = [];
+    const kls: number[] = [];
+    /** Per batch: byte offset of its rows in the file, and [batch, seq, vocab]. */
+    const stored: { offset: number; dims: [number, number, number] }[] = [];
+    const scored = (scoreFrom: readonly number[], t: number): [number, number][] =>
+      scoreFrom.flatMap((from, i) => Array.from({ length: Math.max(0, t - from) }, (_, j) => [i, from - 1 + j] as [number, number]));
+    const float = await open("float");
+    const fd = openSync(file, "w");
+    try {
+      let offset = 0;
+      for (const [bi, batch] of data.evalBatches.entries()) {
+        const rf = float32Output(float, await float.run(toOrtFeeds(ort, batch)), cfg.output_name);
+        if (rf.dims.length !== 3) throw new Error(`language-model output must be [batch, seq, vocab] logits, got [${rf.dims.join(", ")}]`);
+        const [, t, v] = rf.dims as [number, number, number];
+        const ids = batch[cfg.input_name]!.data;
+        const rows = scored(data.scoreFrom[bi]!, t);
+        const lpF = new Float64Array(v);
+        const out = new Float32Array(rows.length * v);
+        rows.forEach(([i, pos], r) => {
+          const at = (i * t + pos) * v;
+          logSoftmax(rf.data, at, v, lpF);
+          const target = Number(ids[i * t + pos + 1]);
+          if (target < 0 || target >= v) throw new Error(`token id ${target} is outside the model's vocabulary of ${v}`);
+          nllFloat -= lpF[target]!;
+          out.set(rf.data.subarray(at, at + v), r * v);
+        });
+        writeAll(fd, new Uint8Array(out.buffer), offset);
+        stored.push({ offset, dims: rf.dims as [number, number, number] });
+        offset += out.byteLength;
+      }
+    } finally {
+      closeSync(fd);
+    }
+    const quantized = await open("quantized");
+    const rfd = openSync(file, "r");
+    try {
+      for (const [bi, batch] of data.evalBatches.entries()) {
+        const rq = float32Output(quantized, await quantized.run(toOrtFeeds(ort, batch)), cfg.output_name);
+        const { offset, dims } = stored[bi]!;
+        if (rq.dims.join(",") !== dims.join(","))
+          throw new Error(`quantized model's logits are [${rq.dims.join(", ")}], the float model's [${dims.join(", ")}]`);
+        const [, t, v] = dims;
+        const ids = batch[cfg.input_name]!.data;
+        const rows = scored(data.scoreFrom[bi]!, t);
+        const floatRows = new Float32Array(rows.length * v);
+        readAll(rfd, new Uint8Array(floatRows.buffer), offset);
+        const lpF = new Float64Array(v);
+        const lpQ = new Float64Array(v);
+        rows.forEach(([i, pos], r) => {
+          const at = (i * t + pos) * v;
+          logSoftmax(floatRows, r * v, v, lpF);
+          logSoftmax(rq.data, at, v, lpQ);
+          nllQuant -= lpQ[Number(ids[i * t + pos + 1])]!;
+          kls.push(klDivergence(lpF, lpQ));
+          agree.push(argmax(floatRows, r * v, v) === argmax(rq.data, at, v) ? 1 : 0);
+        });
+      }
+    } finally {
+      closeSync(rfd);
+    }
+    return {
+      task: "language-modeling",
+      nllFloat,
+      nllQuant,
+      kls,
+      agree,
+      windows: data.windows,
+      availableWindows: data.availableWindows,
+      inputPlan: data.inputPlan,
+      ms: performance.now() - t0,
+    };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+function writeAll(fd: number, bytes: Uint8Array, position: number): void {
+  for (let done = 0; done < bytes.length;) done += writeSync(fd, bytes, done, bytes.length - done, position + done);
+}
+
+function readAll(fd: number, into: Uint8Array, position: number): void {
+  for (let done = 0; done < into.length;) {
+    const n = readSync(fd, into, done, into.length - done, position + done);
+    if (n === 0) throw new Error("internal: the float model's stored logits ended early");
+    done += n;
+  }
 }
 
 function mergeLm(cfg: LmEvaluation, partials: readonly LmPartial[]): TaskEvaluation {

@@ -89,6 +89,17 @@ export interface TaskEvalContext {
 }
 
 /**
+ * One model at a time (tasks that can score the float model first): `open` returns the session of that model,
+ * releasing the other one first. A task opens "float", keeps what it needs of its outputs (on disk when
+ * large), then opens "quantized".
+ */
+export interface PhasedEvalContext {
+  readonly ort: Ort;
+  readonly threads: number;
+  open(which: "float" | "quantized"): Promise<Session>;
+}
+
+/**
  * Mergeable state of one slice's evaluation (sharded runs): sums, counts and per-sample lists in sample order,
  * never averages, so that merging the slices in order gives one unsharded run's figures to floating-point
  * rounding. Plain JSON: it travels between jobs as an artifact.
@@ -103,6 +114,11 @@ export interface Task<Config, Data extends TaskData = TaskData> {
   readonly name: string;
   load(config: Config, ctx: TaskLoadContext): Promise<Data>;
   evaluate(config: Config, data: Data, ctx: TaskEvalContext): Promise<TaskEvaluation>;
+  /**
+   * Optional: the same evaluation with one model loaded at a time (the float model scored first), so that a
+   * large model's two sessions never share memory. Must give what `evaluate` gives; runGate prefers it.
+   */
+  evaluatePhased?(config: Config, data: Data, ctx: PhasedEvalContext): Promise<TaskEvaluation>;
   /**
    * Sharded evaluation (optional; a task without these three cannot be sharded): `slice` keeps the `index`-th
    * (0-based) of `count` contiguous slices of the evaluation samples, `partial` evaluates to mergeable state,

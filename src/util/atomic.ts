@@ -65,7 +65,7 @@ export async function clearOutputs(dir: string, extra: readonly string[] = []): 
   const removed: string[] = [];
   const wanted = new Set<string>([...OUTPUT_FILES, ...extra]);
   for (const name of names) {
-    if (wanted.has(name) || name.endsWith(".quantized.onnx") || name.startsWith(TEMP_MARK)) {
+    if (wanted.has(name) || name.endsWith(".quantized.onnx") || name.endsWith(".quantized.onnx.data") || name.startsWith(TEMP_MARK)) {
       await rm(path.join(dir, name), { force: true });
       removed.push(name);
     }
@@ -78,7 +78,7 @@ export function clearOutputsSync(dir: string, extra: readonly string[] = []): vo
   if (!existsSync(dir)) return;
   const wanted = new Set<string>([...OUTPUT_FILES, ...extra]);
   for (const name of readdirSync(dir)) {
-    if (wanted.has(name) || name.endsWith(".quantized.onnx") || name.startsWith(TEMP_MARK)) {
+    if (wanted.has(name) || name.endsWith(".quantized.onnx") || name.endsWith(".quantized.onnx.data") || name.startsWith(TEMP_MARK)) {
       try {
         unlinkSync(path.join(dir, name));
       } catch {
