@@ -188,6 +188,54 @@ describe("float16 consumers", () => {
   });
 });
 
+describe("float16 MatMul with AWQ scales and a low-rank branch", () => {
+  it("runs MatMulNBits in float16 with a float16 Mul before it and a float16 low-rank branch beside it (no float fallback)", async () => {
+    const k = 64;
+    const n = 48;
+    const rank = 4;
+    const w = randomMatrix(k, n, 11, 0.2);
+    const m = model(
+      [makeNode("MatMul", ["x", "w"], ["y"], [], { name: "mm" })],
+      [makeTensor("w", DataType.FLOAT16, [k, n], Uint16Array.from(w, floatToHalf))],
+      [makeValueInfo("x", DataType.FLOAT16, [2, k])],
+      [makeValueInfo("y", DataType.FLOAT16, [2, n])],
+    );
+    const { q } = quantize(m, "  format: int4\n  block_size: 32\n  min_elements: 16");
+    const inv = Float32Array.from({ length: k }, (_, i) => 0.5 + (i % 7) / 4);
+    const halfOf = (v: Float32Array) => ({ bits: Uint16Array.from(v, floatToHalf), values: Float32Array.from(v, (x) => halfToFloat(floatToHalf(x))) });
+    const a = halfOf(randomMatrix(k, rank, 12, 0.05));
+    const b = halfOf(randomMatrix(rank, n, 13, 0.05));
+    const weight = { ...q[0]!, inputScales: inv, lowRank: { a: a.values, b: b.values, aHalf: a.bits, bHalf: b.bits, rank } };
+    const e = emitModel(m, [weight], new Map(), 0);
+    expect(e.refused).toEqual([]);
+    const g = e.proto.graph!;
+    const mnb = g.node.filter((x) => x.opType === "MatMulNBits");
+    expect(mnb).toHaveLength(1);
+    expect(g.initializer.find((t) => t.name === mnb[0]!.input[2])!.dataType).toBe(DataType.FLOAT16);
+    const mul = g.node.find((x) => x.opType === "Mul")!;
+    expect(g.initializer.find((t) => t.name === mul.input[1])!.dataType).toBe(DataType.FLOAT16);
+    expect(g.node.filter((x) => x.opType === "Cast")).toEqual([]);
+    expect(g.initializer.find((t) => t.name === "w")).toBeUndefined();
+    // y = (x * inv) @ dequant(W) + (x @ A) @ B, computed here in float64 from the codes
+    const xs = randomMatrix(2, k, 14, 1);
+    const x = new ort.Tensor("float16", Uint16Array.from(xs, floatToHalf), [2, k]);
+    const xv = Float32Array.from(xs, (v) => halfToFloat(floatToHalf(v)));
+    const deq = dequantizeBlockwise(weight.q as Parameters<typeof dequantizeBlockwise>[0]); // [n][k]
+    const want = new Float64Array(2 * n);
+    for (let r = 0; r < 2; r++) {
+      const mid = new Float64Array(rank);
+      for (let j = 0; j < rank; j++) for (let i = 0; i < k; i++) mid[j]! += xv[r * k + i]! * a.values[i * rank + j]!;
+      for (let c = 0; c < n; c++) {
+        let acc = 0;
+        for (let i = 0; i < k; i++) acc += xv[r * k + i]! * inv[i]! * deq[c * k + i]!;
+        for (let j = 0; j < rank; j++) acc += mid[j]! * b.values[j * n + c]!;
+        want[r * n + c] = acc;
+      }
+    }
+    expect(relErr(want, await runFloat(e.proto, { x }))).toBeLessThan(0.005);
+  });
+});
+
 /** An ONNX Runtime whose session creation refuses models containing a node whose name matches `refuse`. */
 function refusingOrt(refuse: RegExp): Ort {
   const create = async (model: Uint8Array, opts?: ort.InferenceSession.SessionOptions) => {

@@ -180,12 +180,12 @@ function blockedDequantize(p: string, q: BlockwiseQuantized, out: string, inits:
   return dequantizeLinearNode(p, q.codes, [n, blocksPerRow * blockSize], q.scales, q.zeroPoints, [n, blocksPerRow], 1, bits, blockSize, out, inits, nodes);
 }
 
-/** Dense storage of a block-wise quantized weight: codes at `bits` each, fp32 scales, zero points at `bits` each. */
-export function packedBytes(q: BlockwiseQuantized): number {
+/** Dense storage of a block-wise quantized weight: codes at `bits` each, scales (fp32, or fp16 where the form stores them so), zero points at `bits` each. */
+export function packedBytes(q: BlockwiseQuantized, scaleBytes: 2 | 4 = 4): number {
   const blocks = q.n * q.blocksPerRow;
   const codeBits = q.n * q.k * q.spec.bits;
   const zpBits = q.spec.symmetric ? 0 : blocks * q.spec.bits;
-  return Math.ceil(codeBits / 8) + blocks * 4 + Math.ceil(zpBits / 8);
+  return Math.ceil(codeBits / 8) + blocks * scaleBytes + Math.ceil(zpBits / 8);
 }
 
 /** Codes [n][blocksPerRow*blockSize] -> [blocks, blockSize, n] so per-block values broadcast as [blocks, 1, n]. */
@@ -409,7 +409,7 @@ export function layerGraph(
       { name: `${prefix}_MatMulNBits`, domain: "com.microsoft" },
     );
     const storedBytes = t.b.length + t.scales.length * (half ? 2 : 4) + (t.zeroPoints?.length ?? 0);
-    return { nodes: [node], initializers: inits, storage: { storedBytes, packedBytes: packedBytes(q) } };
+    return { nodes: [node], initializers: inits, storage: { storedBytes, packedBytes: packedBytes(q, half ? 2 : 4) } };
   }
   if (form === "dequantizelinear") {
     if (target.opset < BLOCKED_DQ_OPSET) throw new Error(`internal: dequantizelinear needs opset ${BLOCKED_DQ_OPSET}, the model has ${target.opset}`);
@@ -639,8 +639,6 @@ function buildWeight(
     site.kind === "product" &&
     target.elemType === DataType.FLOAT16 &&
     site.opType === "MatMul" &&
-    !w.inputScales &&
-    !w.lowRank &&
     !isTable(w.q) &&
     (pinned ?? formatForm ?? "matmulnbits") === "matmulnbits" &&
     formApplies("matmulnbits", w.q, target.opset);
@@ -663,12 +661,23 @@ function buildWeight(
   const inits: TensorProto[] = [];
   let input = node.input[0]!;
   let extraFloatBytes = 0;
+  // A float16 MatMul (MatMulNBits with T = float16) takes its AWQ scales and low-rank branch in float16 too.
+  const half = target.elemType === DataType.FLOAT16;
   if (w.inputScales) {
     // AWQ: W was quantized as W*diag(s); x*(1/s) keeps the product equal.
-    inits.push(makeTensor(`${prefix}_awq_inv_scales`, DataType.FLOAT, [site.k], w.inputScales));
+    inits.push(
+      half
+        ? makeTensor(
+            `${prefix}_awq_inv_scales`,
+            DataType.FLOAT16,
+            [site.k],
+            Uint16Array.from(w.inputScales, (v) => floatToHalf(v)),
+          )
+        : makeTensor(`${prefix}_awq_inv_scales`, DataType.FLOAT, [site.k], w.inputScales),
+    );
     nodes.push(makeNode("Mul", [input, `${prefix}_awq_inv_scales`], [`${prefix}_awq_input`], [], { name: `${prefix}_AwqScale` }));
     input = `${prefix}_awq_input`;
-    extraFloatBytes += site.k * 4;
+    extraFloatBytes += site.k * (half ? 2 : 4);
   }
   const isGemmWithBias = site.opType === "Gemm" && (node.input[2] ?? "") !== "";
   const needsSum = isGemmWithBias || w.lowRank !== undefined;
@@ -682,11 +691,17 @@ function buildWeight(
     const { aHalf, bHalf, rank } = w.lowRank;
     inits.push(makeTensor(`${prefix}_lr_a`, DataType.FLOAT16, [site.k, rank], aHalf));
     inits.push(makeTensor(`${prefix}_lr_b`, DataType.FLOAT16, [rank, site.n], bHalf));
-    const toFloat = [makeAttribute("to", DataType.FLOAT)];
-    nodes.push(makeNode("Cast", [`${prefix}_lr_a`], [`${prefix}_lr_a_f`], toFloat, { name: `${prefix}_LowRankCastA` }));
-    nodes.push(makeNode("Cast", [`${prefix}_lr_b`], [`${prefix}_lr_b_f`], toFloat, { name: `${prefix}_LowRankCastB` }));
-    nodes.push(makeNode("MatMul", [node.input[0]!, `${prefix}_lr_a_f`], [`${prefix}_lr_mid`], [], { name: `${prefix}_LowRankA` }));
-    nodes.push(makeNode("MatMul", [`${prefix}_lr_mid`, `${prefix}_lr_b_f`], [`${prefix}_lr_out`], [], { name: `${prefix}_LowRankB` }));
+    let a = `${prefix}_lr_a`;
+    let b = `${prefix}_lr_b`;
+    if (!half) {
+      const toFloat = [makeAttribute("to", DataType.FLOAT)];
+      nodes.push(makeNode("Cast", [a], [`${prefix}_lr_a_f`], toFloat, { name: `${prefix}_LowRankCastA` }));
+      nodes.push(makeNode("Cast", [b], [`${prefix}_lr_b_f`], toFloat, { name: `${prefix}_LowRankCastB` }));
+      a = `${prefix}_lr_a_f`;
+      b = `${prefix}_lr_b_f`;
+    }
+    nodes.push(makeNode("MatMul", [node.input[0]!, a], [`${prefix}_lr_mid`], [], { name: `${prefix}_LowRankA` }));
+    nodes.push(makeNode("MatMul", [`${prefix}_lr_mid`, b], [`${prefix}_lr_out`], [], { name: `${prefix}_LowRankB` }));
     const target2 = isGemmWithBias ? `${prefix}_corrected` : output;
     nodes.push(makeNode("Add", [product, `${prefix}_lr_out`], [target2], [], { name: `${prefix}_LowRankAdd` }));
     sum = target2;
