@@ -12,6 +12,7 @@
 // Options: --rounds 5 --only h2h (skip the sweep) --ms 1,8,32,128 --blocks 32,128 --threads 1,2
 //          --ns 4096,11008 --cache hot,cold (M = 1 only; larger M is always hot)
 // Quick subset for the int8-activation targets: --only h2h --ms 1,8,32 --ns 4096 --threads 1
+import { setTimeout as sleep } from "node:timers/promises";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { create } from "@bufbuild/protobuf";
@@ -116,6 +117,12 @@ function ortModel(nodes, inits, k, n) {
     }),
   });
 }
+// Every ONNX Runtime session of a round is alive at once (float, acc0 and acc4 at two block sizes), each with its
+// own intra-op pool. With spinning on (ORT's default), the idle pools of the sessions not being timed spin on the
+// machine's cores and steal them from whatever runs next, ours or another ORT session: on 2 cores every two-thread
+// median came out near the one-thread time while the best calls were twice as fast. Without spinning, a pool's
+// threads block when idle; ORT's own two-thread times improved too (acc4, 4096x4096 M = 1: 0.38 -> 0.20 ms).
+const ORT_OPTIONS = (threads) => ({ intraOpNumThreads: threads, interOpNumThreads: 1, extra: { session: { intra_op: { allow_spinning: "0" } } } });
 // Reading this evicts every weight from the caches before a cold call.
 const flushBuffer = new Float32Array(16 << 20).fill(1);
 const flush = () => kernels.readSum(flushBuffer, 1);
@@ -145,10 +152,7 @@ for (const { k, n } of SHAPES) {
     const sessions = [];
     const fSession = await ort.InferenceSession.create(
       serializeModel(ortModel([makeNode("MatMul", ["A", "W"], ["Y"])], [makeTensor("W", DataType.FLOAT, [k, n], W)], k, n)),
-      {
-        intraOpNumThreads: threads,
-        interOpNumThreads: 1,
-      },
+      ORT_OPTIONS(threads),
     );
     sessions.push(fSession);
     for (const m of H2H_MS) {
@@ -179,7 +183,7 @@ for (const { k, n } of SHAPES) {
           [makeAttribute("K", k), makeAttribute("N", n), makeAttribute("bits", 4), makeAttribute("block_size", block), makeAttribute("accuracy_level", level)],
           { domain: "com.microsoft" },
         );
-        acc[level] = await ort.InferenceSession.create(serializeModel(ortModel([node], inits, k, n)), { intraOpNumThreads: threads, interOpNumThreads: 1 });
+        acc[level] = await ort.InferenceSession.create(serializeModel(ortModel([node], inits, k, n)), ORT_OPTIONS(threads));
         sessions.push(acc[level]);
       }
       for (const m of H2H_MS) {
@@ -210,7 +214,14 @@ for (const { k, n } of SHAPES) {
       im.samples = [];
       im.best = Infinity;
     }
-    for (let round = 0; round < ROUNDS; round++) for (const im of timed) im.samples.push(await sample(im));
+    // A pause before each sample: ONNX Runtime's pool threads spin for a while after a run, and on a 2-core
+    // machine a spinning thread of the previous implementation would take the core the next one's worker needs.
+    const settle = () => sleep(20);
+    for (let round = 0; round < ROUNDS; round++)
+      for (const im of timed) {
+        await settle();
+        im.samples.push(await sample(im));
+      }
     for (const im of timed)
       h2h.push({
         impl: im.name,
@@ -380,7 +391,7 @@ for (const { k, n } of SHAPES) {
           output: [makeValueInfo("Y", DataType.FLOAT, ["M", n])],
         }),
       });
-      const session = await ort.InferenceSession.create(serializeModel(model), { intraOpNumThreads: threads, interOpNumThreads: 1 });
+      const session = await ort.InferenceSession.create(serializeModel(model), ORT_OPTIONS(threads));
       for (const m of MS) {
         const feeds = { A: new ort.Tensor("float32", weights(m * k, 5), [m, k]) };
         const ms = await timeItAsync(() => session.run(feeds));
