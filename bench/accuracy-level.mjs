@@ -17,6 +17,8 @@ try {
   let text = (await readFile(path.join(example, "quantgate.yml"), "utf8")).replace(/model: model\.onnx/, `model: ${path.join(example, "model.onnx")}`);
   for (const f of ["eval.txt", "calib.txt", "tokenizer.json"]) text = text.replace(new RegExp(`: ${f.replace(".", "\\.")}`), `: ${path.join(example, f)}`);
   text = text.replace(/measure:\n/, "measure:\n  kernel_benchmark: false\n");
+  // The example's files stay where they are (the CLI reads outside the temporary workspace only when told).
+  text = `allow_outside_workspace: true\n${text}`;
   const models = { float: path.join(example, "model.onnx") };
   const kl = {};
   for (const level of [0, 4]) {
@@ -24,15 +26,18 @@ try {
     await writeFile(config, text.replace(/recipe:\n/, `recipe:\n  accuracy_level: ${level}\n`));
     const out = path.join(dir, `out${level}`);
     try {
-      execFileSync(process.execPath, [path.join(root, "bin", "quantgate.js"), "run", "-c", config, "--output-dir", out], { stdio: "ignore" });
-    } catch {
-      // the report says why
+      execFileSync(process.execPath, [path.join(root, "bin", "quantgate.js"), "run", "-c", config, "--output-dir", out], { stdio: "pipe" });
+    } catch (err) {
+      // A failing gate still writes its report (it says why); a run that wrote none is shown here.
+      const text = `${err.stdout ?? ""}${err.stderr ?? ""}`;
+      if (!text.includes("Report:")) console.error(text.split("\n").slice(-15).join("\n"));
     }
     const report = JSON.parse(await readFile(path.join(out, "quantgate-report.json"), "utf8"));
+    const metric = (key) => report.metrics.find((m) => m.key === key);
     kl[`level${level}`] = {
-      klMean: report.evaluation.kl.mean,
-      perplexity: report.evaluation.perplexityQuantized,
-      perplexityFloat: report.evaluation.perplexityFloat,
+      klMean: metric("kl_mean")?.quantized,
+      perplexity: metric("perplexity")?.quantized,
+      perplexityFloat: metric("perplexity")?.float,
     };
     models[`level${level}`] = path.join(out, "model.quantized.onnx");
   }
