@@ -184,12 +184,14 @@ async function partialLm(cfg: LmEvaluation, data: LmData, { ort, float, quantize
       }
     }
   }
+  return lmPartial(data, { nllFloat, nllQuant, kls, agree }, t0);
+}
+
+/** A partial result of scored windows: the sums and per-token values, with the data's window counts. */
+function lmPartial(data: LmData, scores: Pick<LmPartial, "nllFloat" | "nllQuant" | "kls" | "agree">, t0: number): LmPartial {
   return {
     task: "language-modeling",
-    nllFloat,
-    nllQuant,
-    kls,
-    agree,
+    ...scores,
     windows: data.windows,
     availableWindows: data.availableWindows,
     inputPlan: data.inputPlan,
@@ -270,17 +272,7 @@ async function phasedLm(cfg: LmEvaluation, data: LmData, { ort, open }: PhasedEv
     } finally {
       closeSync(rfd);
     }
-    return {
-      task: "language-modeling",
-      nllFloat,
-      nllQuant,
-      kls,
-      agree,
-      windows: data.windows,
-      availableWindows: data.availableWindows,
-      inputPlan: data.inputPlan,
-      ms: performance.now() - t0,
-    };
+    return lmPartial(data, { nllFloat, nllQuant, kls, agree }, t0);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
