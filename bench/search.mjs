@@ -2,7 +2,7 @@
 // test). Every figure is a full gate run on the search part of the evaluation data (the holdout part is kept for
 // the search's own verification). Writes bench/out/search.json.
 // Run: npm run bench:search   (QG_BENCH_EXAMPLES=cnn-classifier,tiny-lm to pick examples; QG_BENCH_NO_GRID=1 skips
-// every grid, QG_BENCH_NO_GRID=tiny-lm,... the named ones; llama-kjv's grid is skipped by default: about 40 runs of
+// every grid, QG_BENCH_NO_GRID=tiny-lm,... the named ones; QG_BENCH_ALGORITHMS=rtn,mse,gptq widens the space's algorithms; llama-kjv's grid is skipped by default: about 40 runs of
 // 45-60 s each on a loaded 2-core machine)
 import { cp, mkdir, mkdtemp, writeFile } from "node:fs/promises";
 import os from "node:os";
@@ -26,7 +26,7 @@ const SPACE = `search:
   space:
     formats: [int8, int4, int3, nf4, mxfp4]
     block_sizes: [32, 64, 128]
-    algorithms: [rtn, mse]
+    algorithms: [${(process.env.QG_BENCH_ALGORITHMS ?? "rtn,mse").split(",").join(", ")}]
     mixed_formats: [int2, int4, int8]
   max_full_evaluations: 6 # replaced below by a fifth of the grid
   holdout: 0.3
