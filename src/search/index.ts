@@ -347,19 +347,33 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
     return evaluation;
   }
 
+  /**
+   * A level's probe: its first candidate (the algorithm ranked most accurate); when that one breaks an accuracy
+   * rule, the level's calibrated algorithm (GPTQ, else AWQ) once, since it can pass where MSE does not at the same
+   * cost (segmentation: int4 mse fails, int4 gptq passes). Undefined when the budget is spent.
+   */
+  async function probeLevel(level: readonly Candidate[]): Promise<Evaluation | undefined> {
+    const first = await probe(level[0]!);
+    if (!first || first.accurate) return first;
+    const rest = level.slice(1);
+    const alternative = rest.find((c) => c.recipe.algorithm === "gptq") ?? rest.find((c) => c.recipe.algorithm === "awq");
+    if (!alternative) return first;
+    return (await probe(alternative)) ?? first;
+  }
+
   // Bisection over the cost levels for the cheapest *accurate* one (no rule broken but cost rules: accuracy grows
   // with bits, cost rules break the other way). The dearest level first: if it is not accurate, nothing cheaper is
   // expected to be. The cheapest accurate level passes unless it breaks a cost rule, and then nothing passes.
   let lo = 0;
   let hi = levels.length - 1;
   let passing: number | undefined;
-  const top = await probe(levels[hi]![0]!);
+  const top = await probeLevel(levels[hi]!);
   if (top?.accurate) {
     passing = hi;
     hi--;
     while (lo <= hi) {
       const mid = (lo + hi) >> 1;
-      const e = await probe(levels[mid]![0]!);
+      const e = await probeLevel(levels[mid]!);
       if (!e) break;
       if (e.accurate) {
         passing = mid;
@@ -384,7 +398,7 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
           e.candidate.recipe.block_size <= c.recipe.block_size,
       );
       if (dominated) continue;
-      const e = await probe(c);
+      const e = await probeLevel(levels[i]!);
       if (!e) break;
       if (e.accurate) passing = i;
     }
@@ -394,7 +408,8 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
   let sensitivity: SearchResult["sensitivity"];
   const mixedFormats = mixedFormatsFor(settings.space.mixed_formats, objective);
   if (passing !== undefined && mixedFormats.length >= 2 && budgetLeft()) {
-    const pass = levels[passing]![0]!;
+    // The level's candidate that passed (its calibrated algorithm when the first one did not): the mix is made like it.
+    const pass = levels[passing]!.find((c) => memo.get(canonical(c.recipe))?.accurate) ?? levels[passing]![0]!;
     const floorBpw = Math.min(...mixedFormats.map((f) => estimateModelBpw(sites, f, pass.recipe.block_size, false, objective)));
     // From the floor of the mixed formats: the failing level below may be another family (nf4 under int4).
     const lowBpw = floorBpw;

@@ -101,12 +101,13 @@ describe("quantgate search", () => {
   }, 600_000);
 
   it("reports clearly, and fails, when no recipe of the space can pass", async () => {
-    // Accuracy out of reach: the most generous level already fails, nothing cheaper is tried.
+    // Accuracy out of reach: the most generous level already fails (its first algorithm, then its calibrated
+    // one, GPTQ), nothing cheaper is tried.
     const configPath = await fixture("  max_kl_mean: 0.0000001\n");
     const result = await runSearch(await loadConfig(configPath), { ort });
     expect(result.verdict).toBe("fail");
     expect(result.message).toMatch(/no recipe of the search space passes every gate rule; the most generous one tried fails: int8 b\d+ .*KL divergence/);
-    expect(result.evaluations).toHaveLength(1);
+    expect(result.evaluations.map((e) => e.candidate.label)).toEqual([expect.stringMatching(/^int8 b\d+ mse$/), expect.stringMatching(/^int8 b\d+ gptq$/)]);
     expect(result.patch).toBeUndefined();
     expect(renderSuggestion(result)).toContain("**No recipe suggested.**");
     // The CLI exits 1.
