@@ -67,7 +67,8 @@ describe("the bundled tiny-LM example", () => {
     expect(folded).toMatch(/\| Quantized \| [\d.]+ MiB \| [\d.]+ MiB \| [\d.]+ MiB \| [\d.]+ ms \| [\d.]+ ms \|/);
     expect(folded).toMatch(/- Latency basis: (on-CPU|wall) time/);
     expect(folded).toMatch(/- Accuracy level [04] \(measured\): level 4/);
-    expect(folded).toMatch(/\| 0 \| yes \| [\d.]+ \| one token/);
+    // Level 0's row: "(chosen)" when level 4 was not 5% faster on this runner (a loaded machine decides that).
+    expect(folded).toMatch(/\| 0( \(chosen\))? \| yes \| [\d.]+ \| one token/);
     expect(folded).toMatch(/- Forms chosen by timing on this runner/);
     const visible = (md: string): string => md.slice(0, md.indexOf("<details>"));
     const slower = { ...report, latencyComparison: { ...report.latencyComparison, ratioP50: 1.3 } };
