@@ -201,6 +201,360 @@ const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import
 const external_node_url_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:url");
 ;// CONCATENATED MODULE: external "node:util"
 const external_node_util_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:util");
+;// CONCATENATED MODULE: ./lib/data/tensors.js
+
+function toOrtFeeds(ort, feeds) {
+    const out = {};
+    for (const [name, t] of Object.entries(feeds))
+        out[name] = new ort.Tensor(t.type, t.data, t.dims);
+    return out;
+}
+const ELEM_TYPES = { 1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 9: "bool", 10: "float16" };
+function feedTypeOf(elemType) {
+    return ELEM_TYPES[elemType];
+}
+function makeFeedData(type, values) {
+    switch (type) {
+        case "float32":
+            return Float32Array.from(values);
+        case "int64":
+            return BigInt64Array.from(values.map((v) => BigInt(Math.trunc(v))));
+        case "int32":
+            return Int32Array.from(values);
+        case "int8":
+            return Int8Array.from(values);
+        case "float16":
+            return Uint16Array.from(values, (v) => floatToHalf(v));
+        default:
+            return Uint8Array.from(values);
+    }
+}
+/** Serialize feeds to JSON (for the measuring child process). */
+function tensors_feedsToJson(feeds) {
+    return JSON.stringify(Object.fromEntries(Object.entries(feeds).map(([k, t]) => [
+        k,
+        { type: t.type, dims: t.dims, data: Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).toString("base64") },
+    ])));
+}
+function feedsFromJson(json) {
+    const raw = JSON.parse(json);
+    const out = {};
+    for (const [k, v] of Object.entries(raw)) {
+        const buf = Buffer.from(v.data, "base64");
+        const ab = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength);
+        const data = v.type === "float32"
+            ? new Float32Array(ab)
+            : v.type === "int64"
+                ? new BigInt64Array(ab)
+                : v.type === "int32"
+                    ? new Int32Array(ab)
+                    : v.type === "int8"
+                        ? new Int8Array(ab)
+                        : v.type === "float16"
+                            ? new Uint16Array(ab)
+                            : new Uint8Array(ab);
+        out[k] = { type: v.type, dims: v.dims, data };
+    }
+    return out;
+}
+
+;// CONCATENATED MODULE: ./lib/evaluate/metrics.js
+// Numeric core of the evaluation: log-softmax, KL divergence, argmax, percentiles (pure functions).
+/** log-softmax of logits[offset .. offset+size) into out (float64). */
+function logSoftmax(logits, offset, size, out) {
+    let max = -Infinity;
+    for (let i = 0; i < size; i++)
+        max = Math.max(max, logits[offset + i]);
+    let sum = 0;
+    for (let i = 0; i < size; i++)
+        sum += Math.exp(logits[offset + i] - max);
+    const logZ = max + Math.log(sum);
+    for (let i = 0; i < size; i++)
+        out[i] = logits[offset + i] - logZ;
+}
+/** KL(P || Q) from log-probabilities. */
+function klDivergence(logP, logQ) {
+    let kl = 0;
+    for (let i = 0; i < logP.length; i++) {
+        const lp = logP[i];
+        if (lp === -Infinity)
+            continue;
+        kl += Math.exp(lp) * (lp - logQ[i]);
+    }
+    return Math.max(0, kl);
+}
+function argmax(values, offset = 0, size = values.length) {
+    let best = 0;
+    let bestValue = -Infinity;
+    for (let i = 0; i < size; i++) {
+        const v = values[offset + i];
+        if (v > bestValue) {
+            bestValue = v;
+            best = i;
+        }
+    }
+    return best;
+}
+/** Percentile by nearest rank on a copy (p in [0, 100]). */
+function percentile(values, p) {
+    if (values.length === 0)
+        return NaN;
+    const sorted = [...values].sort((a, b) => a - b);
+    const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+    return sorted[rank];
+}
+function mean(values) {
+    return values.length === 0 ? NaN : values.reduce((a, b) => a + b, 0) / values.length;
+}
+function macroF1(labels, predictions) {
+    const classes = new Set([...labels, ...predictions]);
+    let total = 0;
+    for (const c of classes) {
+        let tp = 0;
+        let fp = 0;
+        let fn = 0;
+        for (let i = 0; i < labels.length; i++) {
+            const isP = predictions[i] === c;
+            const isL = labels[i] === c;
+            if (isP && isL)
+                tp++;
+            else if (isP)
+                fp++;
+            else if (isL)
+                fn++;
+        }
+        total += tp === 0 ? 0 : (2 * tp) / (2 * tp + fp + fn);
+    }
+    return classes.size === 0 ? NaN : total / classes.size;
+}
+
+;// CONCATENATED MODULE: ./lib/measure/latency-stats.js
+function latency_stats_medianOf(values) {
+    const s = [...values].sort((a, b) => a - b);
+    const n = s.length;
+    if (n === 0)
+        return NaN;
+    return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+}
+/**
+ * Lower binomial tail P(B <= k) for B ~ Binomial(n, 1/2), computed in log space so that n in the
+ * thousands neither underflows nor loses the small tail.
+ */
+function binomialHalfCdf(n, k) {
+    if (k < 0)
+        return 0;
+    if (k >= n)
+        return 1;
+    const log2n = n * Math.LN2;
+    let logC = 0;
+    let sum = 0;
+    for (let i = 0; i <= k; i++) {
+        if (i > 0)
+            logC += Math.log(n - i + 1) - Math.log(i);
+        sum += Math.exp(logC - log2n);
+    }
+    return Math.min(1, sum);
+}
+/** Lower binomial tail P(B <= k) for B ~ Binomial(n, p), in log space. */
+function binomialCdf(n, k, p) {
+    if (k < 0)
+        return 0;
+    if (k >= n)
+        return 1;
+    if (p <= 0)
+        return 1;
+    if (p >= 1)
+        return 0;
+    const lp = Math.log(p);
+    const lq = Math.log1p(-p);
+    let logC = 0;
+    let sum = 0;
+    for (let i = 0; i <= k; i++) {
+        if (i > 0)
+            logC += Math.log(n - i + 1) - Math.log(i);
+        sum += Math.exp(logC + i * lp + (n - i) * lq);
+    }
+    return Math.min(1, sum);
+}
+/**
+ * Distribution-free confidence interval of the q-quantile from order statistics: the lower bound is the
+ * largest rank l with P(B <= l-1) <= (1-level)/2 for B ~ Binomial(n, q), the upper the smallest rank u with
+ * P(B >= u) <= (1-level)/2. Where the samples are too few for a bound on one side (p95 of 20 runs has no
+ * upper one), that side is the extreme sample and the stated coverage is what the ranks actually give.
+ */
+function quantileInterval(samples, q, level = 0.95) {
+    const n = samples.length;
+    if (n === 0)
+        throw new Error("internal: quantile interval of no samples");
+    if (q === 0.5)
+        return latency_stats_medianInterval(samples, level);
+    const s = [...samples].sort((a, b) => a - b);
+    const tail = (1 - level) / 2;
+    let l = 1;
+    while (l + 1 <= n && binomialCdf(n, l, q) <= tail)
+        l++;
+    let u = n;
+    while (u - 1 >= l && 1 - binomialCdf(n, u - 2, q) <= tail)
+        u--;
+    const coverage = binomialCdf(n, u - 1, q) - binomialCdf(n, l - 1, q);
+    return { lo: s[l - 1], hi: s[u - 1], level: coverage, method: `order statistics ${l} and ${u} of ${n} runs` };
+}
+/**
+ * Distribution-free confidence interval of the median from order statistics: [x(l), x(n+1-l)] with the
+ * largest l whose coverage 1 - 2 P(B <= l-1) still reaches `level`. Latency samples are skewed and
+ * have outliers (a preempted run); this interval assumes neither normality nor symmetry.
+ * Below 6 samples no pair of order statistics reaches 95%: the full range is returned with its coverage.
+ */
+function latency_stats_medianInterval(samples, level = 0.95) {
+    const n = samples.length;
+    if (n === 0)
+        throw new Error("internal: median interval of no samples");
+    const s = [...samples].sort((a, b) => a - b);
+    let l = 1;
+    while (l + 1 <= Math.floor((n + 1) / 2) && 1 - 2 * binomialHalfCdf(n, l) >= level)
+        l++;
+    const coverage = 1 - 2 * binomialHalfCdf(n, l - 1);
+    return { lo: s[l - 1], hi: s[n - l], level: coverage, method: `order statistics ${l} and ${n + 1 - l} of ${n} runs` };
+}
+/**
+ * Judges a "max" latency limit on the interval of the median (or another quantile), not on the point estimate:
+ * fail only when the whole interval is above the fail limit (the lower bound exceeds it); warn when the
+ * interval straddles the fail limit or the median is past the warning level; pass otherwise.
+ */
+function judgeLatencyLimit(samples, limit, level = 0.95, quantile = 0.5, unit = "ms") {
+    const value = quantileOf(samples, quantile);
+    const interval = quantileInterval(samples, quantile, level);
+    const what = quantile === 0.5 ? "the median" : `p${Math.round(quantile * 100)}`;
+    const u = unit === "ms" ? " ms" : unit === "x" ? "x" : ` ${unit}`;
+    const ci = `${Math.round(interval.level * 1000) / 10}% interval ${interval.lo.toFixed(3)}-${interval.hi.toFixed(3)}${u}`;
+    if (limit.fail !== undefined && interval.lo > limit.fail) {
+        return { status: "fail", p50: value, interval, reason: `the ${ci} of ${what} lies entirely above ${limit.fail}${u}` };
+    }
+    if (limit.fail !== undefined && interval.hi > limit.fail) {
+        return { status: "warn", p50: value, interval, reason: `the ${ci} of ${what} straddles ${limit.fail}${u}: not significant, not failed` };
+    }
+    if (limit.warn !== undefined && value > limit.warn) {
+        return { status: "warn", p50: value, interval, reason: `${what} is past the warning level ${limit.warn}${u} (${ci})` };
+    }
+    return { status: "pass", p50: value, interval, reason: `${ci}` };
+}
+/** The q-quantile by nearest rank, as the report's p50 and p95 are computed (so the rule shows the same figure). */
+function quantileOf(values, q) {
+    const s = [...values].sort((a, b) => a - b);
+    if (s.length === 0)
+        return NaN;
+    return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))];
+}
+/**
+ * Quantized latency relative to float, one value per interleaved round (quantized / float; below 1 is
+ * faster). Both runs of a round share the runner's state at that moment, so the ratio cancels most
+ * of the runner's speed and of slow drifts.
+ */
+function latency_stats_ratioPerRound(floatMs, quantizedMs) {
+    if (floatMs.length !== quantizedMs.length)
+        throw new Error("internal: interleaved rounds differ in length");
+    return quantizedMs.map((q, i) => q / floatMs[i]);
+}
+/** Inverse standard normal CDF (Acklam's rational approximation, |error| < 1.2e-9). */
+function normalQuantile(p) {
+    const a = [-39.69683028665376, 220.9460984245205, -275.9285104469687, 138.357751867269, -30.66479806614716, 2.506628277459239];
+    const b = [-54.47609879822406, 161.5858368580409, -155.6989798598866, 66.80131188771972, -13.28068155288572];
+    const c = [-0.007784894002430293, -0.3223964580411365, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
+    const d = [0.007784695709041462, 0.3224671290700398, 2.445134137142996, 3.754408661907416];
+    if (p <= 0 || p >= 1)
+        throw new Error(`internal: normal quantile of ${p}`);
+    if (p < 0.02425) {
+        const q = Math.sqrt(-2 * Math.log(p));
+        return (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) / ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1);
+    }
+    if (p > 1 - 0.02425)
+        return -normalQuantile(1 - p);
+    const q = p - 0.5;
+    const r = q * q;
+    return (((((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q) / (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1));
+}
+/** Fewest base entries whose spread is trusted as the run-to-run variance. */
+const MIN_BASE_RUNS_FOR_SPREAD = 3;
+/**
+ * Compares this run's per-round ratios with the median ratios of recent base-branch runs. The change is
+ * judged against the run-to-run variance the base branch itself shows (a robust SD of its log ratios,
+ * from MAD), never less than this run's own within-run noise, plus the uncertainty of the base level
+ * (sd^2 / m). One run's rounds alone understate the variance between runs: that is what made a
+ * same-commit pair fail.
+ */
+function compareRatioToBase(currentRatios, base, level = 0.95) {
+    const baseLogs = base
+        .map((b) => b.ratioP50)
+        .filter((r) => Number.isFinite(r) && r > 0)
+        .map(Math.log);
+    if (currentRatios.length === 0 || baseLogs.length === 0)
+        throw new Error("internal: ratio comparison needs current rounds and at least one base run");
+    const z = normalQuantile(1 - (1 - level) / 2);
+    const current = latency_stats_medianOf(currentRatios);
+    const within = latency_stats_medianInterval(currentRatios, level);
+    const withinRunSd = (Math.log(within.hi) - Math.log(within.lo)) / (2 * normalQuantile(1 - (1 - within.level) / 2));
+    const baseLevel = latency_stats_medianOf(baseLogs);
+    const m = baseLogs.length;
+    let betweenRunSd;
+    let sd;
+    let note;
+    if (m >= MIN_BASE_RUNS_FOR_SPREAD) {
+        betweenRunSd = 1.4826 * latency_stats_medianOf(baseLogs.map((x) => Math.abs(x - baseLevel)));
+        const perRun = Math.max(betweenRunSd, withinRunSd);
+        // The base level is a median of m runs: its own uncertainty (about 1.25 sd / sqrt(m)) adds on.
+        sd = Math.sqrt(perRun * perRun + (1.5708 * betweenRunSd * betweenRunSd) / m);
+    }
+    else {
+        // No spread to learn from: assume the base run was as noisy as this one.
+        sd = withinRunSd * Math.SQRT2;
+        note = `fewer than ${MIN_BASE_RUNS_FOR_SPREAD} base runs with ratios: run-to-run spread unknown, this run's own spread used for both sides`;
+    }
+    const d = Math.log(current) - baseLevel;
+    const interval = {
+        lo: (Math.exp(d - z * sd) - 1) * 100,
+        hi: (Math.exp(d + z * sd) - 1) * 100,
+        level,
+        method: `quantized/float ratio per interleaved round, median of ${currentRatios.length} vs median of ${m} base run(s)${betweenRunSd !== undefined ? ", run-to-run spread from the base runs" : ""}`,
+    };
+    return { point: (Math.exp(d) - 1) * 100, interval, betweenRunSd, withinRunSd, baseRuns: m, ...(note ? { note } : {}) };
+}
+
+;// CONCATENATED MODULE: ./lib/measure/memory.js
+// Peak memory of the current process alone. On Linux the exec'd child's /proc/self/status VmHWM belongs
+// to its own address space, while getrusage's maxrss keeps the high-water mark of the parent it was
+// forked from (the kernel carries it across fork and exec): a 1 GiB parent made every child read 1 GiB.
+
+/** VmHWM (peak resident set of this address space) from a /proc/<pid>/status text, in bytes. */
+function parseVmHwm(status) {
+    const m = /^VmHWM:\s+(\d+)\s+kB$/m.exec(status);
+    return m ? Number(m[1]) * 1024 : undefined;
+}
+/** This process's peak resident memory: VmHWM where /proc has it, else getrusage's maxrss (which on some platforms includes the parent's peak). */
+function readPeakRss() {
+    try {
+        const bytes = parseVmHwm((0,external_node_fs_namespaceObject.readFileSync)("/proc/self/status", "utf8"));
+        if (bytes !== undefined)
+            return { bytes, source: "VmHWM" };
+    }
+    catch {
+        // not Linux: fall through
+    }
+    return { bytes: process.resourceUsage().maxRSS * 1024, source: "maxrss" };
+}
+/**
+ * Resets the peak to the current resident set (Linux >= 4.0: writing 5 to /proc/self/clear_refs), so
+ * that the next reading is the peak of what follows alone. Returns false where the kernel refuses.
+ */
+function resetPeakRss() {
+    try {
+        writeFileSync("/proc/self/clear_refs", "5");
+        return true;
+    }
+    catch {
+        return false;
+    }
+}
+
 ;// CONCATENATED MODULE: ./node_modules/zod/v4/core/util.js
 
 // functions
@@ -9736,6 +10090,50 @@ function preprocess(fn, schema) {
     });
 }
 
+;// CONCATENATED MODULE: ./lib/util/half.js
+// IEEE half-precision conversions, shared by the ONNX tensor code and the feed builders (no dependencies).
+function halfToFloat(h) {
+    const sign = h & 0x8000 ? -1 : 1;
+    const exp = (h >> 10) & 0x1f;
+    const frac = h & 0x3ff;
+    if (exp === 0)
+        return sign * frac * 2 ** -24;
+    if (exp === 31)
+        return frac ? NaN : sign * Infinity;
+    return sign * (1 + frac / 1024) * 2 ** (exp - 15);
+}
+/** float32 -> IEEE half bits, round to nearest even (subnormals kept, overflow to infinity). */
+function half_floatToHalf(value) {
+    const f32 = new Float32Array([value]);
+    const x = new Uint32Array(f32.buffer)[0];
+    const sign = (x >>> 16) & 0x8000;
+    const exp = (x >>> 23) & 0xff;
+    let mant = x & 0x7fffff;
+    if (exp === 0xff)
+        return sign | 0x7c00 | (mant ? 0x200 : 0);
+    let e = exp - 127 + 15;
+    if (e >= 0x1f)
+        return sign | 0x7c00;
+    if (e <= 0) {
+        if (e < -10)
+            return sign;
+        mant |= 0x800000;
+        const shift = 14 - e;
+        let half = mant >>> shift;
+        const rem = mant & ((1 << shift) - 1);
+        const halfway = 1 << (shift - 1);
+        if (rem > halfway || (rem === halfway && half & 1))
+            half++;
+        return sign | half;
+    }
+    let half = (e << 10) | (mant >>> 13);
+    const rem = mant & 0x1fff;
+    if (rem > 0x1000 || (rem === 0x1000 && half & 1))
+        half++;
+    e = half >>> 10;
+    return sign | half;
+}
+
 ;// CONCATENATED MODULE: ./lib/tasks/lm-inputs.js
 // Recognises what a language-model export declares (input ids, attention mask, position ids, past/present
 // key-value pairs) and builds the feeds to score text or to decode with a KV cache. Pure: no ORT, no files.
@@ -9753,6 +10151,7 @@ function preprocess(fn, schema) {
 //                    float rank 4, usually [batch, kv_heads, past_length, head_dim]
 //   present          outputs named like the past with "present" (present.3.key, present_key_values.3.value, ...)
 // Empty past (length 0) keeps every declared fixed size and sets the batch axis and the past-length axis.
+
 
 
 /**
@@ -9983,36 +10382,10 @@ function filled(type, count, value, dims) {
         case "float32":
             return { type, dims, data: new Float32Array(count).fill(v) };
         case "float16":
-            return { type, dims, data: new Uint16Array(count).fill(lm_inputs_float32ToFloat16Bits(v)) };
+            return { type, dims, data: new Uint16Array(count).fill(half_floatToHalf(v)) };
         default:
             return { type, dims, data: new Uint8Array(count).fill(v ? 1 : 0) };
     }
-}
-/** IEEE half-precision bits of a number (round to nearest even); enough for constants like 0 and 1. */
-function lm_inputs_float32ToFloat16Bits(value) {
-    const f = new Float32Array([value]);
-    const x = new Uint32Array(f.buffer)[0];
-    const sign = (x >>> 16) & 0x8000;
-    const exp = (x >>> 23) & 0xff;
-    let mant = x & 0x7fffff;
-    if (exp === 0xff)
-        return sign | 0x7c00 | (mant ? 0x200 : 0);
-    const e = exp - 127 + 15;
-    if (e >= 0x1f)
-        return sign | 0x7c00;
-    if (e <= 0) {
-        if (e < -10)
-            return sign;
-        mant |= 0x800000;
-        const shift = 14 - e;
-        const half = mant >>> shift;
-        const rem = mant & ((1 << shift) - 1);
-        const mid = 1 << (shift - 1);
-        return sign | (half + (rem > mid || (rem === mid && half & 1) ? 1 : 0));
-    }
-    const half = (e << 10) | (mant >>> 13);
-    const rem = mant & 0x1fff;
-    return sign | (half + (rem > 0x1000 || (rem === 0x1000 && half & 1) ? 1 : 0));
 }
 /** An empty past (length 0) for one cache slot, at this batch size. */
 function emptyPast(slot, batch) {
@@ -10125,360 +10498,6 @@ function sessionDecls(metadata) {
             ...(v.shape ? { shape: v.shape.map((s) => (typeof s === "number" && s < 0 ? undefined : s)) } : {}),
         };
     });
-}
-
-;// CONCATENATED MODULE: ./lib/data/tensors.js
-
-function toOrtFeeds(ort, feeds) {
-    const out = {};
-    for (const [name, t] of Object.entries(feeds))
-        out[name] = new ort.Tensor(t.type, t.data, t.dims);
-    return out;
-}
-const ELEM_TYPES = { 1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 9: "bool", 10: "float16" };
-function feedTypeOf(elemType) {
-    return ELEM_TYPES[elemType];
-}
-function makeFeedData(type, values) {
-    switch (type) {
-        case "float32":
-            return Float32Array.from(values);
-        case "int64":
-            return BigInt64Array.from(values.map((v) => BigInt(Math.trunc(v))));
-        case "int32":
-            return Int32Array.from(values);
-        case "int8":
-            return Int8Array.from(values);
-        case "float16":
-            return Uint16Array.from(values, float32ToFloat16Bits);
-        default:
-            return Uint8Array.from(values);
-    }
-}
-/** Serialize feeds to JSON (for the measuring child process). */
-function tensors_feedsToJson(feeds) {
-    return JSON.stringify(Object.fromEntries(Object.entries(feeds).map(([k, t]) => [
-        k,
-        { type: t.type, dims: t.dims, data: Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).toString("base64") },
-    ])));
-}
-function feedsFromJson(json) {
-    const raw = JSON.parse(json);
-    const out = {};
-    for (const [k, v] of Object.entries(raw)) {
-        const buf = Buffer.from(v.data, "base64");
-        const ab = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength);
-        const data = v.type === "float32"
-            ? new Float32Array(ab)
-            : v.type === "int64"
-                ? new BigInt64Array(ab)
-                : v.type === "int32"
-                    ? new Int32Array(ab)
-                    : v.type === "int8"
-                        ? new Int8Array(ab)
-                        : v.type === "float16"
-                            ? new Uint16Array(ab)
-                            : new Uint8Array(ab);
-        out[k] = { type: v.type, dims: v.dims, data };
-    }
-    return out;
-}
-
-;// CONCATENATED MODULE: ./lib/evaluate/metrics.js
-// Numeric core of the evaluation: log-softmax, KL divergence, argmax, percentiles (pure functions).
-/** log-softmax of logits[offset .. offset+size) into out (float64). */
-function logSoftmax(logits, offset, size, out) {
-    let max = -Infinity;
-    for (let i = 0; i < size; i++)
-        max = Math.max(max, logits[offset + i]);
-    let sum = 0;
-    for (let i = 0; i < size; i++)
-        sum += Math.exp(logits[offset + i] - max);
-    const logZ = max + Math.log(sum);
-    for (let i = 0; i < size; i++)
-        out[i] = logits[offset + i] - logZ;
-}
-/** KL(P || Q) from log-probabilities. */
-function klDivergence(logP, logQ) {
-    let kl = 0;
-    for (let i = 0; i < logP.length; i++) {
-        const lp = logP[i];
-        if (lp === -Infinity)
-            continue;
-        kl += Math.exp(lp) * (lp - logQ[i]);
-    }
-    return Math.max(0, kl);
-}
-function argmax(values, offset = 0, size = values.length) {
-    let best = 0;
-    let bestValue = -Infinity;
-    for (let i = 0; i < size; i++) {
-        const v = values[offset + i];
-        if (v > bestValue) {
-            bestValue = v;
-            best = i;
-        }
-    }
-    return best;
-}
-/** Percentile by nearest rank on a copy (p in [0, 100]). */
-function percentile(values, p) {
-    if (values.length === 0)
-        return NaN;
-    const sorted = [...values].sort((a, b) => a - b);
-    const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-    return sorted[rank];
-}
-function mean(values) {
-    return values.length === 0 ? NaN : values.reduce((a, b) => a + b, 0) / values.length;
-}
-function macroF1(labels, predictions) {
-    const classes = new Set([...labels, ...predictions]);
-    let total = 0;
-    for (const c of classes) {
-        let tp = 0;
-        let fp = 0;
-        let fn = 0;
-        for (let i = 0; i < labels.length; i++) {
-            const isP = predictions[i] === c;
-            const isL = labels[i] === c;
-            if (isP && isL)
-                tp++;
-            else if (isP)
-                fp++;
-            else if (isL)
-                fn++;
-        }
-        total += tp === 0 ? 0 : (2 * tp) / (2 * tp + fp + fn);
-    }
-    return classes.size === 0 ? NaN : total / classes.size;
-}
-
-;// CONCATENATED MODULE: ./lib/measure/latency-stats.js
-function latency_stats_medianOf(values) {
-    const s = [...values].sort((a, b) => a - b);
-    const n = s.length;
-    if (n === 0)
-        return NaN;
-    return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
-}
-/**
- * Lower binomial tail P(B <= k) for B ~ Binomial(n, 1/2), computed in log space so that n in the
- * thousands neither underflows nor loses the small tail.
- */
-function binomialHalfCdf(n, k) {
-    if (k < 0)
-        return 0;
-    if (k >= n)
-        return 1;
-    const log2n = n * Math.LN2;
-    let logC = 0;
-    let sum = 0;
-    for (let i = 0; i <= k; i++) {
-        if (i > 0)
-            logC += Math.log(n - i + 1) - Math.log(i);
-        sum += Math.exp(logC - log2n);
-    }
-    return Math.min(1, sum);
-}
-/** Lower binomial tail P(B <= k) for B ~ Binomial(n, p), in log space. */
-function binomialCdf(n, k, p) {
-    if (k < 0)
-        return 0;
-    if (k >= n)
-        return 1;
-    if (p <= 0)
-        return 1;
-    if (p >= 1)
-        return 0;
-    const lp = Math.log(p);
-    const lq = Math.log1p(-p);
-    let logC = 0;
-    let sum = 0;
-    for (let i = 0; i <= k; i++) {
-        if (i > 0)
-            logC += Math.log(n - i + 1) - Math.log(i);
-        sum += Math.exp(logC + i * lp + (n - i) * lq);
-    }
-    return Math.min(1, sum);
-}
-/**
- * Distribution-free confidence interval of the q-quantile from order statistics: the lower bound is the
- * largest rank l with P(B <= l-1) <= (1-level)/2 for B ~ Binomial(n, q), the upper the smallest rank u with
- * P(B >= u) <= (1-level)/2. Where the samples are too few for a bound on one side (p95 of 20 runs has no
- * upper one), that side is the extreme sample and the stated coverage is what the ranks actually give.
- */
-function quantileInterval(samples, q, level = 0.95) {
-    const n = samples.length;
-    if (n === 0)
-        throw new Error("internal: quantile interval of no samples");
-    if (q === 0.5)
-        return latency_stats_medianInterval(samples, level);
-    const s = [...samples].sort((a, b) => a - b);
-    const tail = (1 - level) / 2;
-    let l = 1;
-    while (l + 1 <= n && binomialCdf(n, l, q) <= tail)
-        l++;
-    let u = n;
-    while (u - 1 >= l && 1 - binomialCdf(n, u - 2, q) <= tail)
-        u--;
-    const coverage = binomialCdf(n, u - 1, q) - binomialCdf(n, l - 1, q);
-    return { lo: s[l - 1], hi: s[u - 1], level: coverage, method: `order statistics ${l} and ${u} of ${n} runs` };
-}
-/**
- * Distribution-free confidence interval of the median from order statistics: [x(l), x(n+1-l)] with the
- * largest l whose coverage 1 - 2 P(B <= l-1) still reaches `level`. Latency samples are skewed and
- * have outliers (a preempted run); this interval assumes neither normality nor symmetry.
- * Below 6 samples no pair of order statistics reaches 95%: the full range is returned with its coverage.
- */
-function latency_stats_medianInterval(samples, level = 0.95) {
-    const n = samples.length;
-    if (n === 0)
-        throw new Error("internal: median interval of no samples");
-    const s = [...samples].sort((a, b) => a - b);
-    let l = 1;
-    while (l + 1 <= Math.floor((n + 1) / 2) && 1 - 2 * binomialHalfCdf(n, l) >= level)
-        l++;
-    const coverage = 1 - 2 * binomialHalfCdf(n, l - 1);
-    return { lo: s[l - 1], hi: s[n - l], level: coverage, method: `order statistics ${l} and ${n + 1 - l} of ${n} runs` };
-}
-/**
- * Judges a "max" latency limit on the interval of the median (or another quantile), not on the point estimate:
- * fail only when the whole interval is above the fail limit (the lower bound exceeds it); warn when the
- * interval straddles the fail limit or the median is past the warning level; pass otherwise.
- */
-function judgeLatencyLimit(samples, limit, level = 0.95, quantile = 0.5, unit = "ms") {
-    const value = quantileOf(samples, quantile);
-    const interval = quantileInterval(samples, quantile, level);
-    const what = quantile === 0.5 ? "the median" : `p${Math.round(quantile * 100)}`;
-    const u = unit === "ms" ? " ms" : unit === "x" ? "x" : ` ${unit}`;
-    const ci = `${Math.round(interval.level * 1000) / 10}% interval ${interval.lo.toFixed(3)}-${interval.hi.toFixed(3)}${u}`;
-    if (limit.fail !== undefined && interval.lo > limit.fail) {
-        return { status: "fail", p50: value, interval, reason: `the ${ci} of ${what} lies entirely above ${limit.fail}${u}` };
-    }
-    if (limit.fail !== undefined && interval.hi > limit.fail) {
-        return { status: "warn", p50: value, interval, reason: `the ${ci} of ${what} straddles ${limit.fail}${u}: not significant, not failed` };
-    }
-    if (limit.warn !== undefined && value > limit.warn) {
-        return { status: "warn", p50: value, interval, reason: `${what} is past the warning level ${limit.warn}${u} (${ci})` };
-    }
-    return { status: "pass", p50: value, interval, reason: `${ci}` };
-}
-/** The q-quantile by nearest rank, as the report's p50 and p95 are computed (so the rule shows the same figure). */
-function quantileOf(values, q) {
-    const s = [...values].sort((a, b) => a - b);
-    if (s.length === 0)
-        return NaN;
-    return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))];
-}
-/**
- * Quantized latency relative to float, one value per interleaved round (quantized / float; below 1 is
- * faster). Both runs of a round share the runner's state at that moment, so the ratio cancels most
- * of the runner's speed and of slow drifts.
- */
-function latency_stats_ratioPerRound(floatMs, quantizedMs) {
-    if (floatMs.length !== quantizedMs.length)
-        throw new Error("internal: interleaved rounds differ in length");
-    return quantizedMs.map((q, i) => q / floatMs[i]);
-}
-/** Inverse standard normal CDF (Acklam's rational approximation, |error| < 1.2e-9). */
-function normalQuantile(p) {
-    const a = [-39.69683028665376, 220.9460984245205, -275.9285104469687, 138.357751867269, -30.66479806614716, 2.506628277459239];
-    const b = [-54.47609879822406, 161.5858368580409, -155.6989798598866, 66.80131188771972, -13.28068155288572];
-    const c = [-0.007784894002430293, -0.3223964580411365, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
-    const d = [0.007784695709041462, 0.3224671290700398, 2.445134137142996, 3.754408661907416];
-    if (p <= 0 || p >= 1)
-        throw new Error(`internal: normal quantile of ${p}`);
-    if (p < 0.02425) {
-        const q = Math.sqrt(-2 * Math.log(p));
-        return (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) / ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1);
-    }
-    if (p > 1 - 0.02425)
-        return -normalQuantile(1 - p);
-    const q = p - 0.5;
-    const r = q * q;
-    return (((((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q) / (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1));
-}
-/** Fewest base entries whose spread is trusted as the run-to-run variance. */
-const MIN_BASE_RUNS_FOR_SPREAD = 3;
-/**
- * Compares this run's per-round ratios with the median ratios of recent base-branch runs. The change is
- * judged against the run-to-run variance the base branch itself shows (a robust SD of its log ratios,
- * from MAD), never less than this run's own within-run noise, plus the uncertainty of the base level
- * (sd^2 / m). One run's rounds alone understate the variance between runs: that is what made a
- * same-commit pair fail.
- */
-function compareRatioToBase(currentRatios, base, level = 0.95) {
-    const baseLogs = base
-        .map((b) => b.ratioP50)
-        .filter((r) => Number.isFinite(r) && r > 0)
-        .map(Math.log);
-    if (currentRatios.length === 0 || baseLogs.length === 0)
-        throw new Error("internal: ratio comparison needs current rounds and at least one base run");
-    const z = normalQuantile(1 - (1 - level) / 2);
-    const current = latency_stats_medianOf(currentRatios);
-    const within = latency_stats_medianInterval(currentRatios, level);
-    const withinRunSd = (Math.log(within.hi) - Math.log(within.lo)) / (2 * normalQuantile(1 - (1 - within.level) / 2));
-    const baseLevel = latency_stats_medianOf(baseLogs);
-    const m = baseLogs.length;
-    let betweenRunSd;
-    let sd;
-    let note;
-    if (m >= MIN_BASE_RUNS_FOR_SPREAD) {
-        betweenRunSd = 1.4826 * latency_stats_medianOf(baseLogs.map((x) => Math.abs(x - baseLevel)));
-        const perRun = Math.max(betweenRunSd, withinRunSd);
-        // The base level is a median of m runs: its own uncertainty (about 1.25 sd / sqrt(m)) adds on.
-        sd = Math.sqrt(perRun * perRun + (1.5708 * betweenRunSd * betweenRunSd) / m);
-    }
-    else {
-        // No spread to learn from: assume the base run was as noisy as this one.
-        sd = withinRunSd * Math.SQRT2;
-        note = `fewer than ${MIN_BASE_RUNS_FOR_SPREAD} base runs with ratios: run-to-run spread unknown, this run's own spread used for both sides`;
-    }
-    const d = Math.log(current) - baseLevel;
-    const interval = {
-        lo: (Math.exp(d - z * sd) - 1) * 100,
-        hi: (Math.exp(d + z * sd) - 1) * 100,
-        level,
-        method: `quantized/float ratio per interleaved round, median of ${currentRatios.length} vs median of ${m} base run(s)${betweenRunSd !== undefined ? ", run-to-run spread from the base runs" : ""}`,
-    };
-    return { point: (Math.exp(d) - 1) * 100, interval, betweenRunSd, withinRunSd, baseRuns: m, ...(note ? { note } : {}) };
-}
-
-;// CONCATENATED MODULE: ./lib/measure/memory.js
-// Peak memory of the current process alone. On Linux the exec'd child's /proc/self/status VmHWM belongs
-// to its own address space, while getrusage's maxrss keeps the high-water mark of the parent it was
-// forked from (the kernel carries it across fork and exec): a 1 GiB parent made every child read 1 GiB.
-
-/** VmHWM (peak resident set of this address space) from a /proc/<pid>/status text, in bytes. */
-function parseVmHwm(status) {
-    const m = /^VmHWM:\s+(\d+)\s+kB$/m.exec(status);
-    return m ? Number(m[1]) * 1024 : undefined;
-}
-/** This process's peak resident memory: VmHWM where /proc has it, else getrusage's maxrss (which on some platforms includes the parent's peak). */
-function readPeakRss() {
-    try {
-        const bytes = parseVmHwm((0,external_node_fs_namespaceObject.readFileSync)("/proc/self/status", "utf8"));
-        if (bytes !== undefined)
-            return { bytes, source: "VmHWM" };
-    }
-    catch {
-        // not Linux: fall through
-    }
-    return { bytes: process.resourceUsage().maxRSS * 1024, source: "maxrss" };
-}
-/**
- * Resets the peak to the current resident set (Linux >= 4.0: writing 5 to /proc/self/clear_refs), so
- * that the next reading is the peak of what follows alone. Returns false where the kernel refuses.
- */
-function resetPeakRss() {
-    try {
-        writeFileSync("/proc/self/clear_refs", "5");
-        return true;
-    }
-    catch {
-        return false;
-    }
 }
 
 ;// CONCATENATED MODULE: ./lib/measure/decode.js

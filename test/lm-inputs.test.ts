@@ -6,7 +6,6 @@ import { describe, expect, it } from "vitest";
 import ort from "onnxruntime-node";
 import {
   buildLmFeeds,
-  float32ToFloat16Bits,
   lmInputsConfigSchema,
   parseKvName,
   planLmInputs,
@@ -17,6 +16,7 @@ import {
   type LmValueDecl,
 } from "../src/tasks/lm-inputs.js";
 import type { Ort } from "../src/runtime/ort.js";
+import { floatToHalf } from "../src/util/half.js";
 
 const ORT = ort as unknown as Ort;
 
@@ -214,7 +214,7 @@ describe("planLmInputs", () => {
   });
 
   it("writes half-precision bits", () => {
-    expect([0, 1, -2, 65504, 1e-8].map(float32ToFloat16Bits)).toEqual([0, 0x3c00, 0xc000, 0x7bff, 0]);
+    expect([0, 1, -2, 65504, 1e-8].map((v) => floatToHalf(v))).toEqual([0, 0x3c00, 0xc000, 0x7bff, 0]);
   });
 });
 

@@ -1,6 +1,6 @@
 // Runtime-neutral input tensors, so data loaders need no ONNX Runtime and feeds can be cached or sent to a child.
 import type { Ort, OrtTensor } from "../runtime/ort.js";
-import { float32ToFloat16Bits } from "../tasks/lm-inputs.js";
+import { floatToHalf } from "../util/half.js";
 
 export type FeedType = "float32" | "int64" | "int32" | "bool" | "uint8" | "int8" | "float16";
 
@@ -36,7 +36,7 @@ export function makeFeedData(type: FeedType, values: readonly number[]): FeedTen
     case "int8":
       return Int8Array.from(values);
     case "float16":
-      return Uint16Array.from(values, float32ToFloat16Bits);
+      return Uint16Array.from(values, (v) => floatToHalf(v));
     default:
       return Uint8Array.from(values);
   }

@@ -17,6 +17,7 @@
 import { z } from "zod";
 import { UserError } from "../errors.js";
 import type { Ort, OrtTensor } from "../runtime/ort.js";
+import { floatToHalf } from "../util/half.js";
 
 export type LmElemType = "int64" | "int32" | "float32" | "float16" | "bool";
 
@@ -318,34 +319,10 @@ function filled(type: LmElemType, count: number, value: number | boolean, dims: 
     case "float32":
       return { type, dims, data: new Float32Array(count).fill(v) };
     case "float16":
-      return { type, dims, data: new Uint16Array(count).fill(float32ToFloat16Bits(v)) };
+      return { type, dims, data: new Uint16Array(count).fill(floatToHalf(v)) };
     default:
       return { type, dims, data: new Uint8Array(count).fill(v ? 1 : 0) };
   }
-}
-
-/** IEEE half-precision bits of a number (round to nearest even); enough for constants like 0 and 1. */
-export function float32ToFloat16Bits(value: number): number {
-  const f = new Float32Array([value]);
-  const x = new Uint32Array(f.buffer)[0]!;
-  const sign = (x >>> 16) & 0x8000;
-  const exp = (x >>> 23) & 0xff;
-  let mant = x & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  const e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - e;
-    const half = mant >>> shift;
-    const rem = mant & ((1 << shift) - 1);
-    const mid = 1 << (shift - 1);
-    return sign | (half + (rem > mid || (rem === mid && half & 1) ? 1 : 0));
-  }
-  const half = (e << 10) | (mant >>> 13);
-  const rem = mant & 0x1fff;
-  return sign | (half + (rem > 0x1000 || (rem === 0x1000 && half & 1) ? 1 : 0));
 }
 
 /** An empty past (length 0) for one cache slot, at this batch size. */
