@@ -469,8 +469,11 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
     const pinInfo = pinsFromLockfile(committedLock, loaded?.modelHash ?? "", recipeHash);
     const timedHere = `timing on this runner (${os.cpus()[0]?.model ?? "unknown CPU"}, ${config.measure.threads} thread(s))`;
     const result = await stage("emit", "choosing ONNX Runtime forms and accuracy level", async () => {
+      // Forms timed for the first level built; a packed form chosen there is kept at the other level.
+      let firstChoices: FormChoice[] | undefined;
       const emitAt = async (level: number, file: string) => {
-        const r = await resolveForms(ort, quantized, level, config.measure.threads, pinInfo.pins);
+        const r = await resolveForms(ort, quantized, level, config.measure.threads, pinInfo.pins, firstChoices);
+        firstChoices ??= r.choices;
         // Loaded in ONNX Runtime before it is written: refused forms fall back, or the weight stays float (listed).
         const checked = await emitChecked(ort, model.proto, quantized, r.formMap, level, discovery);
         const e = await withTiedEmbeddings(checked, level, () => emitChecked(ort, model.proto, quantized, r.formMap, level, discovery));

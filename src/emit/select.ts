@@ -59,6 +59,8 @@ export interface FormChoice {
   readonly chosen: ExecForm;
   /** The chosen form is slower than float at this layer. */
   readonly slowerThanFloat: boolean;
+  /** The accuracy level the candidates were timed at. */
+  readonly timedAtLevel?: number;
 }
 
 function singleLayerModel(
@@ -148,7 +150,17 @@ export async function chooseForms(ort: Ort, weights: readonly QuantizedWeight[],
     const fastest = timed.reduce((a, b) => (b.p50Ms < a.p50Ms ? b : a));
     const packedIsNaive = packed !== undefined && packed.p50Ms > fastest.p50Ms * PACKED_SLOWDOWN_LIMIT && packed.p50Ms - fastest.p50Ms > PACKED_SLOWDOWN_MIN_MS;
     const chosen = packed && !packedIsNaive ? packed : fastest;
-    choices.push({ format, layer: w.plan.site.name, k, n, floatP50Ms, candidates, chosen: chosen.form, slowerThanFloat: chosen.p50Ms > floatP50Ms * 1.2 });
+    choices.push({
+      format,
+      layer: w.plan.site.name,
+      k,
+      n,
+      floatP50Ms,
+      candidates,
+      chosen: chosen.form,
+      slowerThanFloat: chosen.p50Ms > floatP50Ms * 1.2,
+      timedAtLevel: accuracyLevel,
+    });
   }
   return choices;
 }
@@ -193,10 +205,18 @@ export interface ResolvedForms {
   readonly pinned: WeightFormat[];
 }
 
+const isPacked = (form: ExecForm): boolean => form === "matmulnbits" || form === "matmulbnb4";
+
 /**
  * Forms for every format among `weights`: pinned ones from the lockfile as they are (never re-timed, so a
  * second runner emits the same bytes), the rest by timing here. Where a pinned form cannot carry a weight
  * the emitter's own fallback applies, which depends on the weight alone, so the bytes stay the same.
+ *
+ * `earlier` are the choices timed for another accuracy level of the same weights. A format that chose the
+ * packed operator there keeps it without re-timing: the two levels' builds must differ by the level alone,
+ * or a noisy timing on a loaded runner could give level 4 a dequantizing subgraph, which computes like
+ * level 0, and the comparison of the levels would compare forms instead. Formats whose packed form was
+ * naive there are timed again at this level (int8 activations may make it the fastest).
  */
 export async function resolveForms(
   ort: Ort,
@@ -204,6 +224,7 @@ export async function resolveForms(
   accuracyLevel: number,
   threads: number,
   pins: ExecutionPins | undefined,
+  earlier: readonly FormChoice[] = [],
 ): Promise<ResolvedForms> {
   const formMap = new Map<WeightFormat, ExecForm>();
   const pinned: WeightFormat[] = [];
@@ -215,14 +236,16 @@ export async function resolveForms(
       pinned.push(format);
     }
   }
-  const choices = await chooseForms(
+  const kept = earlier.filter((c) => formats.has(c.format) && !formMap.has(c.format) && isPacked(c.chosen));
+  for (const c of kept) formMap.set(c.format, c.chosen);
+  const timed = await chooseForms(
     ort,
     weights.filter((w) => !formMap.has(w.plan.format)),
     accuracyLevel,
     threads,
   );
-  for (const c of choices) formMap.set(c.format, c.chosen);
-  return { formMap, choices, pinned };
+  for (const c of timed) formMap.set(c.format, c.chosen);
+  return { formMap, choices: [...kept, ...timed], pinned };
 }
 
 /** The execution block of the lockfile this run writes. */

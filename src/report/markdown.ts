@@ -293,7 +293,8 @@ function detailSections(report: Report, extra: readonly string[]): string[] {
           const cands = f.candidates
             .map((c) => `${c.form}: ${c.p50Ms === undefined ? `refused (${esc(c.refused ?? "")})` : `${c.p50Ms.toFixed(3)} ms`}`)
             .join("<br>");
-          return `| ${esc(f.format)} | ${codeSpan(f.layer)} (${f.k}×${f.n}) | ${f.floatP50Ms.toFixed(3)} ms | ${cands} | ${esc(f.chosen)} |`;
+          const level = f.timedAtLevel !== undefined && f.timedAtLevel !== report.execution.accuracyLevel ? ` (timed at level ${f.timedAtLevel}, kept)` : "";
+          return `| ${esc(f.format)} | ${codeSpan(f.layer)} (${f.k}×${f.n}) | ${f.floatP50Ms.toFixed(3)} ms | ${cands} | ${esc(f.chosen)}${level} |`;
         }),
       ]),
     );
