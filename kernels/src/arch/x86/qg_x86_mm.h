@@ -71,21 +71,6 @@ QG_MM_IN __m256 mm_fp8(__m256i c) {
 }
 
 QG_MM_IN __m128i mm_load8(const uint8_t* p) { return _mm_loadl_epi64((const __m128i*)p); }
-/* A load the compiler keeps in a register: without the empty asm GCC folds it into both the AND of the low
- * nibbles and the shift of the high ones, loading every packed vector twice (measured: the M = 1 int8-activation
- * GEMV at bs 128 was load-bound on Zen 4). */
-#if QG_MM_512
-QG_MM_IN __m512i mm_load512_once(const void* p) {
-  __m512i v = _mm512_loadu_si512(p);
-  __asm__("" : "+v"(v));
-  return v;
-}
-#endif
-QG_MM_IN __m256i mm_load256_once(const void* p) {
-  __m256i v = _mm256_loadu_si256((const __m256i*)p);
-  __asm__("" : "+x"(v));
-  return v;
-}
 
 /* The 32 codes of group g of a block as four float vectors in mm_perm order (unscaled; the integer
  * formats without their zero point). With AVX-512, int2 / int3 come out as 1 + c/4 and 1 + c/8
@@ -756,6 +741,9 @@ QG_MM_FN static void QG_MM_NAME(gemm_int4_q8t)(const qg_weight* w, const qg_q8_a
 #if QG_MM_512
 #define QG_Q8V_G 16
 #define QG_Q8V_R 4 /* rows per tile: measured best (Zen 4, bs 128 hot: 2 rows 1.2x and 8 rows 1.07x slower) */
+/* Measured and left out: loading each packed vector once into a register (an empty asm stops GCC from folding
+ * the load into both the AND and the shift) made bs 128 hot 1.12x faster but cold (weights from memory)
+ * 1.05-1.1x slower on Zen 4; cold is what decoding a model larger than the caches sees. */
 QG_MM_IN void q8v_tile(const qg_weight* w, const qg_q8_act* a, int64_t r0, int64_t nr, const int64_t cpb, float* y) {
   const int64_t bpr = w->bpr, chunks = bpr * cpb, quads = chunks / 4;
   const uint8_t* p[QG_Q8V_R];
@@ -773,7 +761,6 @@ QG_MM_IN void q8v_tile(const qg_weight* w, const qg_q8_act* a, int64_t r0, int64
   const __m512i lane_block = _mm512_srli_epi32(lane, cpb == 1 ? 2 : 3);
   __m512 acc[QG_Q8V_R];
   for (int r = 0; r < QG_Q8V_R; r++) acc[r] = _mm512_setzero_ps();
-  float sc[QG_Q8V_R][QG_Q8V_G] __attribute__((aligned(64)));
   for (int64_t b0 = 0; b0 < bpr; b0 += QG_Q8V_G) {
     const int64_t nb = bpr - b0 < QG_Q8V_G ? bpr - b0 : QG_Q8V_G;
     const __mmask16 mk = nb == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nb) - 1);
@@ -787,7 +774,6 @@ QG_MM_IN void q8v_tile(const qg_weight* w, const qg_q8_act* a, int64_t r0, int64
       const __m512 zv = z[r] ? _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mk, z[r] + b0))) : _mm512_set1_ps(8.0f);
       acc[r] = _mm512_fnmadd_ps(_mm512_mul_ps(sv, zv), dsv, acc[r]);
       scv[r] = _mm512_mul_ps(sv, dbv);
-      if (cpb >= 4) _mm512_store_ps(sc[r], scv[r]);
     }
     if (cpb >= 4) { /* whole blocks of cpb / 4 quads */
       for (int64_t bb = 0; bb < nb; bb++) {
@@ -798,13 +784,14 @@ QG_MM_IN void q8v_tile(const qg_weight* w, const qg_q8_act* a, int64_t r0, int64
           const __m512i xl = _mm512_load_si512((const void*)(a->xq4 + 128 * q)), xh = _mm512_load_si512((const void*)(a->xq4 + 128 * q + 64));
           for (int r = 0; r < QG_Q8V_R; r++) {
             _mm_prefetch((const char*)(p[r] + QG_Q8T_PF_ROWS * w->row_bytes + 64 * q), _MM_HINT_T1);
-            const __m512i pk = mm_load512_once(p[r] + 64 * q);
+            const __m512i pk = _mm512_loadu_si512((const void*)(p[r] + 64 * q));
             /* at most 256 products of |15 x 127| per block: each lane's int32 sum stays below 2^19 */
             d[r] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(d[r], _mm512_and_si512(pk, m15), xl),
                                        _mm512_and_si512(_mm512_srli_epi16(pk, 4), m15), xh);
           }
         }
-        for (int r = 0; r < QG_Q8V_R; r++) acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d[r]), _mm512_set1_ps(sc[r][bb]), acc[r]);
+        const __m512i bi = _mm512_set1_epi32((int)bb); /* s * db of the block: a permute, not another load */
+        for (int r = 0; r < QG_Q8V_R; r++) acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d[r]), _mm512_permutexvar_ps(bi, scv[r]), acc[r]);
       }
     } else { /* quads of 4 / cpb blocks, whole quads only */
       const int64_t qa = b0 * cpb / 4, qe = (b0 + nb) * cpb / 4 < quads ? (b0 + nb) * cpb / 4 : quads;
@@ -813,7 +800,7 @@ QG_MM_IN void q8v_tile(const qg_weight* w, const qg_q8_act* a, int64_t r0, int64
         const __m512i idx = _mm512_add_epi32(lane_block, _mm512_set1_epi32((int)((q - qa) * (4 / cpb))));
         for (int r = 0; r < QG_Q8V_R; r++) {
           _mm_prefetch((const char*)(p[r] + QG_Q8T_PF_ROWS * w->row_bytes + 64 * q), _MM_HINT_T1);
-          const __m512i pk = mm_load512_once(p[r] + 64 * q);
+          const __m512i pk = _mm512_loadu_si512((const void*)(p[r] + 64 * q));
           const __m512i d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(pk, m15), xl),
                                                 _mm512_and_si512(_mm512_srli_epi16(pk, 4), m15), xh);
           acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_permutexvar_ps(idx, scv[r]), acc[r]);
@@ -891,7 +878,7 @@ QG_MM_IN void q8v_tile(const qg_weight* w, const qg_q8_act* a, int64_t r0, int64
           const __m256i xl = _mm256_load_si256((const __m256i*)xa), xh = _mm256_load_si256((const __m256i*)(xa + 64));
           for (int r = 0; r < 4; r++) {
             if (h == 0) _mm_prefetch((const char*)(p[r] + QG_Q8T_PF_ROWS * w->row_bytes + 64 * q), _MM_HINT_T1);
-            const __m256i pk = mm_load256_once(p[r] + 64 * q + 32 * h);
+            const __m256i pk = _mm256_loadu_si256((const __m256i*)(p[r] + 64 * q + 32 * h));
             /* an int16 lane gains four products of |15 x 127| per half quad, at most four half quads per
              * block (bs 256): 16 x 1905 = 30480 < 2^15 */
             d[r] = _mm256_add_epi16(d[r], _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_and_si256(pk, m15), xl),
@@ -910,7 +897,7 @@ QG_MM_IN void q8v_tile(const qg_weight* w, const qg_q8_act* a, int64_t r0, int64
           const __m256i idx = _mm256_add_epi32(lane_block, _mm256_set1_epi32((int)(4 * (q - qa) + 2 * h)));
           for (int r = 0; r < 4; r++) {
             if (h == 0) _mm_prefetch((const char*)(p[r] + QG_Q8T_PF_ROWS * w->row_bytes + 64 * q), _MM_HINT_T1);
-            const __m256i pk = mm_load256_once(p[r] + 64 * q + 32 * h);
+            const __m256i pk = _mm256_loadu_si256((const __m256i*)(p[r] + 64 * q + 32 * h));
             const __m256i d = _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(_mm256_and_si256(pk, m15), xl),
                                                                  _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(pk, 4), m15), xh)),
                                                 ones);
