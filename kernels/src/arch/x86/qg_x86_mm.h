@@ -9,9 +9,10 @@
  * GEMM (M > 1): four weight rows are decoded once per K tile into scaled floats on the stack and
  * multiplied against several activation rows at a time from registers (register tiling: each weight
  * is decoded once per pass over M <= 64 rows).
- * int4 x int8 activations (q8t, GEMV and GEMM alike): register tiles of four weight rows by up to four
- * activation rows, quads of chunks against a pre-arranged copy of the activations, vpdpbusd (AVX-512
- * VNNI) or maddubs/madd (AVX2), each lane scaled in place and reduced once per row.
+ * int4 x int8 activations (q8t, GEMM, and GEMV at block sizes other than 32/64/128/256): register tiles of
+ * four weight rows by up to four activation rows, quads of chunks against a pre-arranged copy of the
+ * activations, vpdpbusd (AVX-512 VNNI) or maddubs/madd (AVX2), each lane scaled in place and reduced once
+ * per row. q8v (GEMV, M = 1): int32 sums per weight block, one conversion and multiply-add per block.
  * Every kernel ends with the same scalar tail as its reference (the partial last block). */
 #include <immintrin.h>
 #include <string.h>
