@@ -11,6 +11,8 @@
 //    the best single call; on a loaded machine the best is the steadier estimate of the kernel's speed.
 // Options: --rounds 5 --only h2h (skip the sweep) --ms 1,8,32,128 --blocks 32,128 --threads 1,2
 //          --ns 4096,11008 --cache hot,cold (M = 1 only; larger M is always hot)
+//          --impls ours-int8act,ort-acc4 (time only these of ours-int8act, ours-f32act, ort-acc0, ort-acc4,
+//          ort-f32, ours-f32; the others print as "-")
 // Quick subset for the int8-activation targets: --only h2h --ms 1,8,32 --ns 4096 --threads 1
 import { setTimeout as sleep } from "node:timers/promises";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -32,6 +34,7 @@ const SHAPES = listArg("ns", [4096, 11008]).map((n) => ({ k: 4096, n }));
 const CACHES = ARGS.cache ? ARGS.cache.split(",") : ["hot", "cold"];
 const MS = [1, 32];
 const THREADS = listArg("threads", [1, 2]);
+const IMPLS = ARGS.impls ? new Set(ARGS.impls.split(",")) : null;
 const FORMATS = [
   { bits: 4, blockSize: 32, symmetric: false, clipSearch: false },
   { bits: 4, blockSize: 32, symmetric: true, clipSearch: false },
@@ -203,7 +206,7 @@ for (const { k, n } of SHAPES) {
       }
     }
     // M = 1 is timed hot and cold (CACHES); larger M hot
-    const timed = impls.flatMap((im) => (im.m === 1 ? CACHES : ["hot"]).map((cache) => ({ ...im, cache })));
+    const timed = impls.filter((im) => !IMPLS || IMPLS.has(im.name)).flatMap((im) => (im.m === 1 ? CACHES : ["hot"]).map((cache) => ({ ...im, cache })));
     // warm-up, and repetitions per sample sized to ~30 ms
     for (const im of timed) {
       const t0 = performance.now();
@@ -259,7 +262,8 @@ for (const { k, n } of SHAPES)
             a4 = get("ort-acc4"),
             of = get("ort-f32", 0),
             uf = get("ours-f32", 0);
-          if (!q8 || !qf || !a0 || !a4 || !of || !uf) continue;
+          if (!q8 || !a4) continue;
+          const none = { ms: NaN, bestMs: NaN };
           const bw = q8.weightBytes / (q8.ms * 1e6) / bandwidth[threads];
           const row = {
             k,
@@ -269,22 +273,28 @@ for (const { k, n } of SHAPES)
             threads,
             cache,
             int8actMs: q8.ms,
-            f32actMs: qf.ms,
-            ortAcc0Ms: a0.ms,
+            f32actMs: (qf ?? none).ms,
+            ortAcc0Ms: (a0 ?? none).ms,
             ortAcc4Ms: a4.ms,
-            ortF32Ms: of.ms,
-            oursF32Ms: uf.ms,
+            ortF32Ms: (of ?? none).ms,
+            oursF32Ms: (uf ?? none).ms,
             acc4OverInt8act: a4.ms / q8.ms,
-            acc0OverInt8act: a0.ms / q8.ms,
-            ortF32OverInt8act: of.ms / q8.ms,
-            best: { int8actMs: q8.bestMs, ortAcc4Ms: a4.bestMs, ortAcc0Ms: a0.bestMs, ortF32Ms: of.bestMs, acc4OverInt8act: a4.bestMs / q8.bestMs },
+            acc0OverInt8act: (a0 ?? none).ms / q8.ms,
+            ortF32OverInt8act: (of ?? none).ms / q8.ms,
+            best: {
+              int8actMs: q8.bestMs,
+              ortAcc4Ms: a4.bestMs,
+              ortAcc0Ms: (a0 ?? none).bestMs,
+              ortF32Ms: (of ?? none).bestMs,
+              acc4OverInt8act: a4.bestMs / q8.bestMs,
+            },
             bandwidthFraction: bw,
           };
           h2hTable.push(row);
-          const f = (v) => v.toFixed(3).padStart(7);
-          const x = (v, w = 6) => `${v.toFixed(2).padStart(w)}x`;
+          const f = (v) => (Number.isNaN(v) ? "-" : v.toFixed(3)).padStart(7);
+          const x = (v, w = 6) => (Number.isNaN(v) ? "-" : `${v.toFixed(2)}x`).padStart(w + 1);
           console.log(
-            `  ${String(n).padEnd(6)} ${String(block).padStart(3)} ${String(m).padStart(3)} ${String(threads).padStart(3)} ${cache.padEnd(5)} |${f(q8.ms)} ${f(qf.ms)} ${f(a0.ms)} ${f(a4.ms)} ${f(of.ms)} ${f(uf.ms)} |${x(row.acc4OverInt8act)} ${x(row.acc0OverInt8act)} ${x(row.ortF32OverInt8act, 8)} |     ${f(q8.bestMs)} ${f(a4.bestMs)} ${x(row.best.acc4OverInt8act)} | ${m === 1 ? (100 * bw).toFixed(0) : "-"}`,
+            `  ${String(n).padEnd(6)} ${String(block).padStart(3)} ${String(m).padStart(3)} ${String(threads).padStart(3)} ${cache.padEnd(5)} |${f(q8.ms)} ${f(row.f32actMs)} ${f(row.ortAcc0Ms)} ${f(a4.ms)} ${f(row.ortF32Ms)} ${f(row.oursF32Ms)} |${x(row.acc4OverInt8act)} ${x(row.acc0OverInt8act)} ${x(row.ortF32OverInt8act, 8)} |     ${f(q8.bestMs)} ${f(a4.bestMs)} ${x(row.best.acc4OverInt8act)} | ${m === 1 ? (100 * bw).toFixed(0) : "-"}`,
           );
         }
 if (ARGS.only === "h2h") {

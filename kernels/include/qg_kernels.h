@@ -57,14 +57,14 @@ QG_API(qg_gemm_int)
 int qg_gemm_int(const uint8_t* packed, const float* scales, const uint8_t* zero_points, int64_t n, int64_t k, int bits,
                 int bs, const float* x, int64_t m, float* y, int threads);
 
-/* int4 GEMV (M = 1) with activations quantized to int8 per 32 (as ORT's accuracy_level 4 and
- * llama.cpp's q8 activations do): integer dot products, about 3x less work than the float path.
- * Needs bs % 32 == 0; ws: qg_gemv_q8_workspace_bytes(k, bs) bytes (any alignment). */
+/* int4 GEMV (M = 1) with activations quantized to int8 with one scale per weight block of bs values (as
+ * ORT's accuracy_level 4 does): integer dot products summed in int32 over a block, about 3x less work
+ * than the float path. Needs bs % 32 == 0; ws: qg_gemv_q8_workspace_bytes(k, bs) bytes (any alignment). */
 QG_API(qg_gemv_q8_workspace_bytes) int64_t qg_gemv_q8_workspace_bytes(int64_t k, int bs);
 QG_API(qg_gemv_int4_q8)
 int qg_gemv_int4_q8(const uint8_t* packed, const float* scales, const uint8_t* zero_points, int64_t n, int64_t k, int bs,
                     const float* x, float* y, void* ws, int threads);
-/* y[m][n] = x[m][k] . W^T with each activation row quantized to int8 per 32 as qg_gemv_int4_q8 does
+/* y[m][n] = x[m][k] . W^T with each activation row quantized to int8 per weight block as qg_gemv_int4_q8 does
  * (the same numbers row by row, up to float summation order), register-tiled: each weight nibble is
  * unpacked once per tile of activation rows (docs/kernels.md). Any bs % 32 == 0 up to 256. */
 QG_API(qg_gemm_q8_workspace_bytes) int64_t qg_gemm_q8_workspace_bytes(int64_t m, int64_t k, int bs);

@@ -240,7 +240,7 @@ int qg_gemm_int(const uint8_t* packed, const float* scales, const uint8_t* zero_
 int64_t qg_gemv_q8_workspace_bytes(int64_t k, int bs) {
   if (k < 1 || bs < 32 || bs % 32) return 0;
   const int64_t bpr = (k + bs - 1) / bs, chunks = bpr * (bs / 32), quads = chunks / 4;
-  return chunks * 32 + chunks * 8 + quads * (128 + 64) + bpr * 4 + 128;
+  return chunks * 32 + chunks * 4 + bpr * 12 + quads * (128 + 64) + 128;
 }
 
 typedef struct {
@@ -255,35 +255,36 @@ static void q8_task(void* p, int64_t n0, int64_t n1) {
   c->fn(c->w, c->a, c->y, n0, n1);
 }
 
-/* Quantize one activation row per 32 (dispatched: the SIMD quantizers are bit-identical to the
- * reference), then lay it out in quads for the register-tiled kernels, all in ws
+/* Quantize one activation row per weight block (dispatched: the SIMD quantizers are bit-identical to the
+ * reference), then lay it out per chunk and in quads for the register-tiled kernels, all in ws
  * (qg_gemv_q8_workspace_bytes(k, bs) bytes). */
-static void quantize_act_row(const float* x, int64_t k, int bs, int64_t chunks, void* ws, qg_q8_act* act) {
+static void quantize_act_row(const float* x, int64_t k, int bs, int64_t bpr, void* ws, qg_q8_act* act) {
+  const int64_t cpb = bs / 32, chunks = bpr * cpb, quads = chunks / 4;
   int8_t* xq = (int8_t*)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
-  const int64_t quads = chunks / 4, cpb = bs / 32;
   float* dx = (float*)(xq + chunks * 32);
-  float* dsx = dx + chunks;
-  int8_t* xq4 = (int8_t*)(((uintptr_t)(dsx + chunks) + 63) & ~(uintptr_t)63);
+  float* db = dx + chunks;
+  int32_t* sq = (int32_t*)(db + bpr);
+  float* dsb = (float*)(sq + bpr);
+  int8_t* xq4 = (int8_t*)(((uintptr_t)(dsb + bpr) + 63) & ~(uintptr_t)63);
   float* dxl = (float*)(xq4 + quads * 128);
-  float* dsb = dxl + quads * 16;
-  dispatch()->quant_act_q8(x, k, chunks, xq, dx, dsx);
+  dispatch()->quant_act_q8(x, k, bpr, bs, xq, db, sq);
+  for (int64_t b = 0; b < bpr; b++) {
+    dsb[b] = db[b] * (float)sq[b];
+    for (int64_t c = 0; c < cpb; c++) dx[b * cpb + c] = db[b];
+  }
   for (int64_t j = 0; j < quads * 4; j++) { /* the quad copy for the register-tiled kernels */
     const int64_t q = j >> 2, c = j & 3;
     memcpy(xq4 + q * 128 + c * 16, xq + j * 32, 16);
     memcpy(xq4 + q * 128 + 64 + c * 16, xq + j * 32 + 16, 16);
     for (int l = 0; l < 4; l++) dxl[q * 16 + c * 4 + l] = dx[j];
   }
-  for (int64_t b = 0; b * cpb < chunks; b++) {
-    float t = 0.0f;
-    for (int64_t c = 0; c < cpb; c++) t += dsx[b * cpb + c];
-    dsb[b] = t;
-  }
   act->xq4 = xq4;
   act->dxl = dxl;
   act->dsb = dsb;
   act->xq = xq;
   act->dx = dx;
-  act->dsx = dsx;
+  act->db = db;
+  act->sq = sq;
 }
 
 int qg_gemv_int4_q8(const uint8_t* packed, const float* scales, const uint8_t* zero_points, int64_t n, int64_t k, int bs,
@@ -292,7 +293,7 @@ int qg_gemv_int4_q8(const uint8_t* packed, const float* scales, const uint8_t* z
   qg_weight w;
   make_weight(&w, packed, scales, zero_points, NULL, n, k, 4, bs, 0);
   qg_q8_act a;
-  quantize_act_row(x, k, bs, w.bpr * (bs / 32), ws, &a);
+  quantize_act_row(x, k, bs, w.bpr, ws, &a);
   q8_ctx c = {dispatch()->gemv_int4_q8, &w, &a, y};
   g_parallel(q8_task, &c, n, 64, threads);
   return QG_OK;
@@ -324,12 +325,11 @@ int qg_gemm_int4_q8(const uint8_t* packed, const float* scales, const uint8_t* z
     return QG_EINVAL;
   qg_weight w;
   make_weight(&w, packed, scales, zero_points, NULL, n, k, 4, bs, 0);
-  const int64_t chunks = w.bpr * (bs / 32);
   const int64_t stride = (qg_gemv_q8_workspace_bytes(k, bs) + 63) & ~(int64_t)63;
   qg_q8_act acts[QG_Q8_MAX_M];
   for (int64_t m0 = 0; m0 < m; m0 += QG_Q8_MAX_M) {
     const int64_t mt = m - m0 < QG_Q8_MAX_M ? m - m0 : QG_Q8_MAX_M;
-    for (int64_t i = 0; i < mt; i++) quantize_act_row(x + (m0 + i) * k, k, bs, chunks, (uint8_t*)ws + i * stride, &acts[i]);
+    for (int64_t i = 0; i < mt; i++) quantize_act_row(x + (m0 + i) * k, k, bs, w.bpr, (uint8_t*)ws + i * stride, &acts[i]);
     gemm_q8_ctx c = {dispatch()->gemm_int4_q8, &w, acts, mt, y + m0 * n};
     /* Rows per task: multiples of 4 (the kernel's weight tile), enough work to amortize a wake-up. */
     int64_t grain = (1 << 17) / (k * mt) + 1;

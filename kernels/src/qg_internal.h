@@ -24,23 +24,28 @@ typedef void (*qg_quant_int_fn)(const float* wT, int64_t k, int bits, int bs, in
 typedef void (*qg_gemm_f32_fn)(const float* w, int64_t n, int64_t k, const float* x, int64_t m, float* y, int64_t n0,
                                int64_t n1);
 typedef float (*qg_read_sum_fn)(const float* buf, int64_t count);
-/* Activations quantized per 32: xq permuted so that each 32-chunk lists even then odd positions
- * (the order of low then high nibbles of 16 packed bytes); dx = scale; dsx = dx * sum(xq). */
+/* Activations quantized per weight block (bs values share one scale, as ONNX Runtime's accuracy_level 4
+ * does), so a block's products add up in int32 and are converted and scaled once. xq is permuted so that
+ * each 32-chunk lists even then odd positions (the order of low then high nibbles of 16 packed bytes).
+ * db: per block, the scale amax / 127; dx: per chunk, its block's scale (the kernels that scale chunk by
+ * chunk); sq: per block, the sum of its codes; dsb = db * sq, the zero-point term in float, subtracted once
+ * per block. */
 typedef struct {
   const int8_t* xq;
   const float* dx;
-  const float* dsx;
+  const float* db;
+  const int32_t* sq;
+  const float* dsb;
   /* Quads of chunks 4q..4q+3 (the first chunks / 4 * 4), for the register-tiled kernels: 128 bytes
    * [low-nibble codes of the four chunks | high-nibble codes], 64-byte aligned; dxl: 16 floats per
-   * quad, lane l holding dx of chunk 4q + l / 4 (the lanes a 4-byte dot product of that chunk lands
-   * in); dsb: per block, the sum of dsx over the block's chunks (the zero-point term, once per block). */
+   * quad, lane l holding dx of chunk 4q + l / 4 (the lanes a 4-byte dot product of that chunk lands in). */
   const int8_t* xq4;
   const float* dxl;
-  const float* dsb;
 } qg_q8_act;
-/* Quantize x[0..k) per 32 (zeros past k) into `chunks` chunks: xq as qg_q8_act (even positions first),
- * dx = amax / 127, dsx = dx * sum(xq). Every variant is bit-identical to the reference. */
-typedef void (*qg_quant_act_q8_fn)(const float* x, int64_t k, int64_t chunks, int8_t* xq, float* dx, float* dsx);
+/* Quantize x[0..k) (zeros past k) into `blocks` blocks of bs values (bs % 32 == 0): xq as qg_q8_act (even
+ * positions first in each chunk), db[b] = amax / 127 over the block, sq[b] = the sum of its codes. Every
+ * variant is bit-identical to the reference. */
+typedef void (*qg_quant_act_q8_fn)(const float* x, int64_t k, int64_t blocks, int bs, int8_t* xq, float* db, int32_t* sq);
 typedef void (*qg_gemv_q8_fn)(const qg_weight* w, const qg_q8_act* a, float* y, int64_t n0, int64_t n1);
 /* Rows [n0, n1) of y[m][n] for m activation rows quantized as qg_q8_act (acts[m]). */
 typedef void (*qg_gemm_q8_fn)(const qg_weight* w, const qg_q8_act* acts, int64_t m, float* y, int64_t n0, int64_t n1);
@@ -62,7 +67,7 @@ typedef struct {
   qg_gemm_q8_fn gemm_int4_q8;
   qg_quant_act_q8_fn quant_act_q8;
 } qg_dispatch;
-void qg_quant_act_q8_ref(const float* x, int64_t k, int64_t chunks, int8_t* xq, float* dx, float* dsx);
+void qg_quant_act_q8_ref(const float* x, int64_t k, int64_t blocks, int bs, int8_t* xq, float* db, int32_t* sq);
 void qg_gemm_int4_q8_ref(const qg_weight* w, const qg_q8_act* acts, int64_t m, float* y, int64_t n0, int64_t n1);
 /* The dispatch in use (SIMD or, under qg_force_ref, the references). */
 const qg_dispatch* qg_dispatch_table(void);

@@ -243,21 +243,23 @@ float qg_read_sum_ref(const float* buf, int64_t count) {
   return s;
 }
 
+/* y[row] = sum over blocks of s * db * (dot - z * sq): the block's products add up in int32, then one
+ * conversion and one scaling per block. Bounds: a block has at most 256 products of |15 x 127| (and
+ * z * sq at most 15 x 256 x 127), so |dot - z * sq| < 2^20: int32 is exact, and so is its conversion to
+ * float (< 2^24). */
 void qg_gemv_int4_q8_ref(const qg_weight* w, const qg_q8_act* a, float* y, int64_t n0, int64_t n1) {
   const int64_t chunks_per_block = w->bs / 32;
   for (int64_t row = n0; row < n1; row++) {
     float acc = 0.0f;
     for (int64_t b = 0; b < w->bpr; b++) {
       const int64_t bi = row * w->bpr + b;
-      const float s = w->scales[bi], z = w->zp ? (float)w->zp[bi] : 8.0f;
-      for (int64_t c = 0; c < chunks_per_block; c++) {
-        const int64_t j = b * chunks_per_block + c;
-        const uint8_t* q = w->packed + row * w->row_bytes + b * w->block_bytes + c * 16;
-        const int8_t* xq = a->xq + j * 32;
-        int32_t dot = 0;
+      const int32_t z = w->zp ? w->zp[bi] : 8;
+      const uint8_t* q = w->packed + row * w->row_bytes + b * w->block_bytes;
+      const int8_t* xq = a->xq + b * w->bs;
+      int32_t dot = 0;
+      for (int64_t c = 0; c < chunks_per_block; c++, q += 16, xq += 32)
         for (int i = 0; i < 16; i++) dot += (q[i] & 15) * xq[i] + (q[i] >> 4) * xq[16 + i];
-        acc += s * (a->dx[j] * (float)dot - z * a->dsx[j]);
-      }
+      acc += (w->scales[bi] * a->db[b]) * (float)(dot - z * a->sq[b]);
     }
     y[row] = acc;
   }
@@ -268,21 +270,22 @@ void qg_gemm_int4_q8_ref(const qg_weight* w, const qg_q8_act* acts, int64_t m, f
   for (int64_t mi = 0; mi < m; mi++) qg_gemv_int4_q8_ref(w, &acts[mi], y + mi * w->n, n0, n1);
 }
 
-void qg_quant_act_q8_ref(const float* x, int64_t k, int64_t chunks, int8_t* xq, float* dx, float* dsx) {
-  for (int64_t j = 0; j < chunks; j++) {
+void qg_quant_act_q8_ref(const float* x, int64_t k, int64_t blocks, int bs, int8_t* xq, float* db, int32_t* sq) {
+  for (int64_t b = 0; b < blocks; b++) {
+    const int64_t i0 = b * bs;
     float amax = 0.0f;
-    for (int64_t i = j * 32; i < j * 32 + 32 && i < k; i++) amax = __builtin_fabsf(x[i]) > amax ? __builtin_fabsf(x[i]) : amax;
+    for (int64_t i = i0; i < i0 + bs && i < k; i++) amax = __builtin_fabsf(x[i]) > amax ? __builtin_fabsf(x[i]) : amax;
     const float d = amax / 127.0f, inv = amax > 0.0f ? 127.0f / amax : 0.0f;
     int32_t sum = 0;
-    for (int i = 0; i < 32; i++) {
-      const int64_t src = j * 32 + i;
+    for (int i = 0; i < bs; i++) {
+      const int64_t src = i0 + i;
       int q = src < k ? (int)qg_round_away(x[src] * inv) : 0;
       q = q > 127 ? 127 : q < -127 ? -127 : q;
-      xq[j * 32 + (i & 1) * 16 + (i >> 1)] = (int8_t)q;
+      xq[i0 + (i & ~31) + (i & 1) * 16 + ((i & 31) >> 1)] = (int8_t)q;
       sum += q;
     }
-    dx[j] = d;
-    dsx[j] = d * (float)sum;
+    db[b] = d;
+    sq[b] = sum;
   }
 }
 

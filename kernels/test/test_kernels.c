@@ -115,16 +115,35 @@ static void test_gemm_int(void) {
       }
 }
 
-/* int8-activation int4 GEMV: SIMD vs reference (same math, tight), and vs the float product (loose:
- * the activations carry int8 rounding). */
+/* int8-activation int4 GEMV: SIMD vs reference (same math, tight), and vs the float product: the
+ * activations carry int8 rounding, at most half a step (amax / 127 of the block) per element, so
+ * |y - y_float| <= sum_i |w_i| * step(block of i) / 2 plus the float budget. */
 #define BUDGET_Q8_VS_REF 2e-6
-#define BUDGET_Q8_VS_F32 1e-2
+static void compare_q8_rounding(const char* what, const float* y, const float* yf, const float* deq, const float* x, int64_t n,
+                                int64_t k, int bs, const float* mag) {
+  for (int64_t r = 0; r < n; r++) {
+    double bound = 0.0;
+    for (int64_t b0 = 0; b0 < k; b0 += bs) {
+      float amax = 0.0f;
+      for (int64_t i = b0; i < b0 + bs && i < k; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
+      double wsum = 0.0;
+      for (int64_t i = b0; i < b0 + bs && i < k; i++) wsum += fabs((double)deq[r * k + i]);
+      bound += wsum * (amax / 127.0) * 0.5;
+    }
+    const double err = fabs((double)y[r] - yf[r]);
+    if (!(err <= bound * (1 + 1e-5) + BUDGET_INT * mag[r])) {
+      CHECK(0, "%s: y[%lld]=%g float=%g err=%g exceeds the int8 rounding bound %g", what, (long long)r, y[r], yf[r], err, bound);
+      return;
+    }
+  }
+}
 static void test_gemv_q8(void) {
-  const int bsv[] = {32, 64, 128};
-  for (int si = 0; si < NSIZES; si++)
-    for (int bi = 0; bi < 3; bi++) {
+  const int bsv[] = {32, 64, 96, 128, 256}; /* 96: the GEMM tiles; the others the GEMV's groups of blocks */
+  for (int si = 0; si <= NSIZES; si++)
+    for (int bi = 0; bi < 5; bi++) {
       const int bs = bsv[bi];
-      const int64_t k = SIZES[si] * 7 + 1, n = SIZES[(si + bi) % NSIZES], bpr = (k + bs - 1) / bs;
+      /* si == NSIZES: several groups of 16 blocks and a partial last group and block */
+      const int64_t k = si < NSIZES ? SIZES[si] * 7 + 1 : 2 * 4096 + 96 + 5, n = SIZES[(si + bi) % NSIZES], bpr = (k + bs - 1) / bs;
       float *w = malloc(4 * n * k), *x = malloc(4 * k), *s = malloc(4 * n * bpr), *deq = malloc(4 * n * k);
       uint8_t *c = malloc(n * bpr * bs), *z = malloc(n * bpr), *p = malloc(n * bpr * bs / 2);
       float *y1 = malloc(4 * n), *y2 = malloc(4 * n), *y3 = malloc(4 * n), *mag = malloc(4 * n);
@@ -144,36 +163,41 @@ static void test_gemv_q8(void) {
       char what[96];
       snprintf(what, sizeof what, "gemv_int4_q8 bs=%d n=%lld k=%lld", bs, (long long)n, (long long)k);
       compare(what, y2, y1, mag, n, BUDGET_Q8_VS_REF);
-      compare(what, y2, y3, mag, n, BUDGET_Q8_VS_F32);
+      compare_q8_rounding(what, y2, y3, deq, x, n, k, bs, mag);
       free(w); free(x); free(s); free(deq); free(c); free(z); free(p); free(y1); free(y2); free(y3); free(mag); free(ws);
     }
 }
 
 /* The dispatched activation quantizer of the int8-activation kernels: byte-identical to the reference on
- * every K remainder, ties (x * 127 / amax exactly half-way), all-zero chunks, NaN and infinities. */
+ * every block size and K remainder, ties (x * 127 / amax exactly half-way), all-zero chunks and blocks,
+ * NaN and infinities. */
 static void test_quant_act_q8(void) {
   const int64_t ks[] = {1, 5, 16, 17, 31, 32, 33, 95, 129, 200, 4096 + 7};
+  const int bsv[] = {32, 64, 96, 128, 256};
   for (int ki = 0; ki < 11; ki++)
-    for (int kind = 0; kind < 4; kind++) {
-      const int64_t k = ks[ki], chunks = (k + 31) / 32 + (ki % 3); /* chunks past k are all zeros */
-      float* x = malloc(sizeof(float) * (size_t)k);
-      int8_t *q1 = malloc((size_t)chunks * 32), *q2 = malloc((size_t)chunks * 32);
-      float *d1 = malloc(sizeof(float) * (size_t)chunks), *d2 = malloc(sizeof(float) * (size_t)chunks);
-      float *s1 = malloc(sizeof(float) * (size_t)chunks), *s2 = malloc(sizeof(float) * (size_t)chunks);
-      fill(x, k, kind);
-      if (kind == 3 && k > 40) { /* 127 / amax * x lands on .5: amax = 2.54, x = 0.01 * (2j + 1) */
-        for (int64_t i = 0; i < 32; i++) x[i] = 0.01f * (float)(2 * (i % 16) + 1) * (i & 1 ? -1.0f : 1.0f);
-        x[5] = 2.54f;
-        x[33] = NAN;
-        x[34] = INFINITY;
+    for (int bi = 0; bi < 5; bi++)
+      for (int kind = 0; kind < 4; kind++) {
+        const int bs = bsv[bi];
+        const int64_t k = ks[ki], blocks = (k + bs - 1) / bs + (ki % 3); /* blocks past k are all zeros */
+        float* x = malloc(sizeof(float) * (size_t)k);
+        int8_t *q1 = malloc((size_t)(blocks * bs)), *q2 = malloc((size_t)(blocks * bs));
+        float *d1 = malloc(sizeof(float) * (size_t)blocks), *d2 = malloc(sizeof(float) * (size_t)blocks);
+        int32_t *s1 = malloc(sizeof(int32_t) * (size_t)blocks), *s2 = malloc(sizeof(int32_t) * (size_t)blocks);
+        fill(x, k, kind);
+        if (kind == 3 && k > 40) { /* 127 / amax * x lands on .5: amax = 2.54, x = 0.01 * (2j + 1) */
+          for (int64_t i = 0; i < 32; i++) x[i] = 0.01f * (float)(2 * (i % 16) + 1) * (i & 1 ? -1.0f : 1.0f);
+          x[5] = 2.54f;
+          x[33] = NAN;
+          x[34] = INFINITY;
+        }
+        if (kind == 2 && k > 100) x[k - 1] = 3.0f; /* one nonzero in a block of zeros */
+        qg_quant_act_q8_ref(x, k, blocks, bs, q1, d1, s1);
+        qg_dispatch_table()->quant_act_q8(x, k, blocks, bs, q2, d2, s2);
+        CHECK(!memcmp(q1, q2, (size_t)(blocks * bs)) && !memcmp(d1, d2, sizeof(float) * (size_t)blocks) &&
+                  !memcmp(s1, s2, sizeof(int32_t) * (size_t)blocks),
+              "quant_act_q8 %s k=%lld bs=%d kind=%d differs from the reference", qg_isa(), (long long)k, bs, kind);
+        free(x); free(q1); free(q2); free(d1); free(d2); free(s1); free(s2);
       }
-      qg_quant_act_q8_ref(x, k, chunks, q1, d1, s1);
-      qg_dispatch_table()->quant_act_q8(x, k, chunks, q2, d2, s2);
-      CHECK(!memcmp(q1, q2, (size_t)chunks * 32) && !memcmp(d1, d2, sizeof(float) * (size_t)chunks) &&
-                !memcmp(s1, s2, sizeof(float) * (size_t)chunks),
-            "quant_act_q8 %s k=%lld kind=%d differs from the reference", qg_isa(), (long long)k, kind);
-      free(x); free(q1); free(q2); free(d1); free(d2); free(s1); free(s2);
-    }
 }
 
 /* int8-activation GEMM: the dispatched kernel against the reference (the GEMV reference per row) and

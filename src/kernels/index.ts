@@ -60,13 +60,13 @@ export interface Kernels {
   /** y[m][n] = x[m][k] . W^T, computed on the packed codes. */
   gemmBlockwise(p: PackedBlockwise, x: Float32Array, m: number, threads?: number, out?: Float32Array): Float32Array;
   /**
-   * int4 GEMV (M = 1) with the activations quantized to int8 per 32 values, the trade ONNX Runtime's
-   * MatMulNBits makes at accuracy_level 4: integer dot products, about 3x less work, and an error of
-   * a few 1e-3 of sum |w x|. Needs blockSize % 32 == 0; kernelImpl("gemv-int8-act", "int4") says whether SIMD.
+   * int4 GEMV (M = 1) with the activations quantized to int8 with one scale per weight block (blockSize
+   * values), the trade ONNX Runtime's MatMulNBits makes at accuracy_level 4, with the same numbers up to
+   * float summation order: integer dot products, about 3x less work, and an error of a few 1e-3 of sum |w x|. Needs blockSize % 32 == 0; kernelImpl("gemv-int8-act", "int4") says whether SIMD.
    */
   gemvBlockwiseInt8(p: PackedBlockwise, x: Float32Array, threads?: number, out?: Float32Array): Float32Array;
   /**
-   * int4 GEMM (y[m][n]) with every activation row quantized to int8 per 32 as gemvBlockwiseInt8 does (row
+   * int4 GEMM (y[m][n]) with every activation row quantized to int8 per weight block as gemvBlockwiseInt8 does (row
    * by row the same numbers), the product ONNX Runtime's MatMulNBits computes at accuracy_level 4 for
    * prefill and batches. Needs blockSize % 32 == 0; kernelImpl("gemm-int8-act", "int4") says whether SIMD.
    */

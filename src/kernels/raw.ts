@@ -45,7 +45,7 @@ export interface RawKernels {
     y: Float32Array,
     threads: number,
   ): void;
-  /** int4 GEMV with activations quantized to int8 per 32 (blockSize % 32 == 0). */
+  /** int4 GEMV with activations quantized to int8, one scale per weight block (blockSize % 32 == 0). */
   gemvInt4Q8(
     packed: Uint8Array,
     scales: Float32Array,
@@ -163,7 +163,7 @@ export interface RawKernels {
     colErr: Float64Array,
     colNorm: Float64Array,
   ): void;
-  /** int4 GEMM with each activation row quantized to int8 per 32 (blockSize % 32 == 0), y[m][n]. */
+  /** int4 GEMM with each activation row quantized to int8 per weight block (blockSize % 32 == 0), y[m][n]. */
   gemmInt4Q8(
     packed: Uint8Array,
     scales: Float32Array,

@@ -453,9 +453,9 @@ QG_NEON_VARIANT(fp8, NK_FP8)
 
 /* ---------------- int4 x int8 activations ---------------- */
 
-/* Chunk j: 16 packed bytes, low nibbles against xq[32j..32j+16) (even positions), high nibbles
- * against xq[32j+16..32j+32) (odd positions); an int32x4 whose lane sum is the dot product. */
-QG_NEON_IN int32x4_t chunk_dot_mull(const uint8_t* p, const int8_t* xq) {
+/* acc plus the dot product of one chunk: 16 packed bytes, low nibbles against xq[0..16) (even positions),
+ * high nibbles against xq[16..32) (odd positions); the int32x4's lane sum is what counts. */
+QG_NEON_IN int32x4_t chunk_dot_mull(int32x4_t acc, const uint8_t* p, const int8_t* xq) {
   const uint8x16_t v = vld1q_u8(p);
   const int8x16_t lo = vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(15))), hi = vreinterpretq_s8_u8(vshrq_n_u8(v, 4));
   const int8x16_t x0 = vld1q_s8(xq), x1 = vld1q_s8(xq + 16);
@@ -464,57 +464,53 @@ QG_NEON_IN int32x4_t chunk_dot_mull(const uint8_t* p, const int8_t* xq) {
   a = vmlal_s8(a, vget_low_s8(hi), vget_low_s8(x1));
   int16x8_t b = vmull_high_s8(lo, x0);
   b = vmlal_high_s8(b, hi, x1);
-  return vpadalq_s16(vpaddlq_s16(a), b);
+  return vpadalq_s16(vpadalq_s16(acc, a), b);
 }
 
-QG_NEON_DOT QG_NEON_IN int32x4_t chunk_dot_sdot(const uint8_t* p, const int8_t* xq) {
+QG_NEON_DOT QG_NEON_IN int32x4_t chunk_dot_sdot(int32x4_t acc, const uint8_t* p, const int8_t* xq) {
   const uint8x16_t v = vld1q_u8(p);
   const int8x16_t lo = vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(15))), hi = vreinterpretq_s8_u8(vshrq_n_u8(v, 4));
-  return qg_sdot(qg_sdot(vdupq_n_s32(0), lo, vld1q_s8(xq)), hi, vld1q_s8(xq + 16));
+  return qg_sdot(qg_sdot(acc, lo, vld1q_s8(xq)), hi, vld1q_s8(xq + 16));
 }
 
-/* Rows [n0, n1): four chunks at a time, their dots reduced to one int32x4 (pairwise adds) and
- * scaled in float as the reference does per chunk: s * (dx * dot - z * dsx). */
+/* Rows [n0, n1): a block's chunk dots add up in one int32x4 (at most 256 products of |15 x 127|: far
+ * inside int32); four blocks at a time are reduced (pairwise adds), converted and scaled together as the
+ * reference does per block: s * (db * dot - z * dsb). */
 #define QG_NEON_Q8(NAME, ATTR, DOT)                                                                            \
   ATTR static void NAME(const qg_weight* w, const qg_q8_act* a, float* y, int64_t n0, int64_t n1) {           \
-    const int64_t cpb = w->bs / 32, chunks = w->bpr * cpb, c4 = chunks & ~(int64_t)3;                         \
+    const int64_t cpb = w->bs / 32, bpr = w->bpr, b4 = bpr & ~(int64_t)3;                                     \
     for (int64_t row = n0; row < n1; row++) {                                                                  \
       const uint8_t* p = w->packed + row * w->row_bytes;                                                       \
-      const float* s = w->scales + row * w->bpr;                                                               \
-      const uint8_t* zr = w->zp ? w->zp + row * w->bpr : NULL;                                                 \
+      const float* s = w->scales + row * bpr;                                                                  \
+      const uint8_t* zr = w->zp ? w->zp + row * bpr : NULL;                                                    \
       float32x4_t acc = vdupq_n_f32(0.0f);                                                                     \
-      for (int64_t j = 0; j < c4; j += 4) {                                                                    \
-        const int32x4_t d0 = DOT(p + 16 * j, a->xq + 32 * j), d1 = DOT(p + 16 * j + 16, a->xq + 32 * j + 32); \
-        const int32x4_t d2 = DOT(p + 16 * j + 32, a->xq + 32 * j + 64);                                        \
-        const int32x4_t d3 = DOT(p + 16 * j + 48, a->xq + 32 * j + 96);                                        \
-        const float32x4_t dot = vcvtq_f32_s32(vpaddq_s32(vpaddq_s32(d0, d1), vpaddq_s32(d2, d3)));            \
-        float32x4_t sv, zv;                                                                                    \
-        if (cpb == 1) {                                                                                        \
-          sv = vld1q_f32(s + j);                                                                               \
-          if (zr) {                                                                                            \
-            uint32_t zb;                                                                                       \
-            memcpy(&zb, zr + j, 4);                                                                            \
-            zv = vcvtq_f32_u32(vmovl_u16(vget_low_u16(vmovl_u8(vreinterpret_u8_u32(vdup_n_u32(zb))))));      \
-          } else zv = vdupq_n_f32(8.0f);                                                                       \
-        } else {                                                                                               \
-          float sa[4], za[4];                                                                                  \
-          for (int q = 0; q < 4; q++) {                                                                        \
-            const int64_t b = (j + q) / cpb;                                                                   \
-            sa[q] = s[b];                                                                                      \
-            za[q] = zr ? (float)zr[b] : 8.0f;                                                                  \
-          }                                                                                                    \
-          sv = vld1q_f32(sa);                                                                                  \
-          zv = vld1q_f32(za);                                                                                  \
+      for (int64_t b = 0; b < b4; b += 4) {                                                                    \
+        int32x4_t d[4];                                                                                        \
+        for (int q = 0; q < 4; q++) {                                                                          \
+          const uint8_t* pb = p + (b + q) * w->block_bytes;                                                    \
+          const int8_t* xb = a->xq + (b + q) * w->bs;                                                          \
+          int32x4_t t = DOT(vdupq_n_s32(0), pb, xb);                                                           \
+          for (int64_t c = 1; c < cpb; c++) t = DOT(t, pb + 16 * c, xb + 32 * c);                              \
+          d[q] = t;                                                                                            \
         }                                                                                                      \
-        const float32x4_t t = vsubq_f32(vmulq_f32(vld1q_f32(a->dx + j), dot), vmulq_f32(zv, vld1q_f32(a->dsx + j))); \
-        acc = vfmaq_f32(acc, sv, t);                                                                           \
+        const float32x4_t dot = vcvtq_f32_s32(vpaddq_s32(vpaddq_s32(d[0], d[1]), vpaddq_s32(d[2], d[3])));    \
+        float32x4_t zv = vdupq_n_f32(8.0f);                                                                    \
+        if (zr) {                                                                                              \
+          uint32_t zb;                                                                                         \
+          memcpy(&zb, zr + b, 4);                                                                              \
+          zv = vcvtq_f32_u32(vmovl_u16(vget_low_u16(vmovl_u8(vreinterpret_u8_u32(vdup_n_u32(zb))))));        \
+        }                                                                                                      \
+        const float32x4_t t = vsubq_f32(vmulq_f32(vld1q_f32(a->db + b), dot), vmulq_f32(zv, vld1q_f32(a->dsb + b))); \
+        acc = vfmaq_f32(acc, vld1q_f32(s + b), t);                                                             \
       }                                                                                                        \
       float t = vaddvq_f32(acc);                                                                               \
-      for (int64_t j = c4; j < chunks; j++) { /* leftover chunks, one at a time */                            \
-        const int64_t b = j / cpb;                                                                             \
-        const float dot = (float)vaddvq_s32(DOT(p + 16 * j, a->xq + 32 * j));                                  \
+      for (int64_t b = b4; b < bpr; b++) { /* leftover blocks, one at a time */                               \
+        const uint8_t* pb = p + b * w->block_bytes;                                                            \
+        const int8_t* xb = a->xq + b * w->bs;                                                                  \
+        int32x4_t d = DOT(vdupq_n_s32(0), pb, xb);                                                             \
+        for (int64_t c = 1; c < cpb; c++) d = DOT(d, pb + 16 * c, xb + 32 * c);                                \
         const float z = zr ? (float)zr[b] : 8.0f;                                                              \
-        t += s[b] * (a->dx[j] * dot - z * a->dsx[j]);                                                          \
+        t += s[b] * (a->db[b] * (float)vaddvq_s32(d) - z * a->dsb[b]);                                         \
       }                                                                                                        \
       y[row] = t;                                                                                              \
     }                                                                                                          \
@@ -575,7 +571,7 @@ QG_NEON_DOT QG_NEON_IN int32x4_t q8t_dot_sdot(int8x16_t lo, int8x16_t hi, const 
       }                                                                                                        \
     }                                                                                                          \
     const int64_t b4 = bpr & ~(int64_t)3;                                                                      \
-    for (int64_t b = 0; b < b4; b += 4) /* zero points: - s * z * (sum of dsx over the block) */               \
+    for (int64_t b = 0; b < b4; b += 4) /* zero points: - s * z * dsb (db * the sum of the block's codes) */               \
       for (int r = 0; r < 4; r++) {                                                                            \
         float32x4_t zv = vdupq_n_f32(8.0f);                                                                    \
         if (z[r]) {                                                                                            \

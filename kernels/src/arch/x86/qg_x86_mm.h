@@ -9,9 +9,10 @@
  * GEMM (M > 1): four weight rows are decoded once per K tile into scaled floats on the stack and
  * multiplied against several activation rows at a time from registers (register tiling: each weight
  * is decoded once per pass over M <= 64 rows).
- * int4 x int8 activations (q8t, GEMV and GEMM alike): register tiles of four weight rows by up to four
- * activation rows, quads of chunks against a pre-arranged copy of the activations, vpdpbusd (AVX-512
- * VNNI) or maddubs/madd (AVX2), each lane scaled in place and reduced once per row.
+ * int4 x int8 activations (q8t, GEMM, and GEMV at block sizes other than 32/64/128/256): register tiles of
+ * four weight rows by up to four activation rows, quads of chunks against a pre-arranged copy of the
+ * activations, vpdpbusd (AVX-512 VNNI) or maddubs/madd (AVX2), each lane scaled in place and reduced once
+ * per row. q8v (GEMV, M = 1): int32 sums per weight block, one conversion and multiply-add per block.
  * Every kernel ends with the same scalar tail as its reference (the partial last block). */
 #include <immintrin.h>
 #include <string.h>
@@ -506,7 +507,7 @@ QG_MM_IN void q8t_tile(const qg_weight* w, const qg_q8_act* acts, const int mr, 
       }
     }
   }
-  for (int64_t b0 = 0; b0 < bpr; b0 += 16) { /* zero points: - s * z * (sum of dsx over the block) */
+  for (int64_t b0 = 0; b0 < bpr; b0 += 16) { /* zero points: - s * z * dsb (db * the sum of the block's codes) */
     const __mmask16 mk = bpr - b0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (bpr - b0)) - 1);
     for (int r = 0; r < 4; r++) {
       if (first && z[r]) _mm_prefetch((const char*)(z[r] + QG_Q8T_PF_ROWS * bpr + b0), _MM_HINT_T1);
@@ -574,7 +575,7 @@ QG_MM_IN void q8t_tile(const qg_weight* w, const qg_q8_act* acts, const int mr, 
       }
     }
   const int64_t bv = bpr & ~(int64_t)7;
-  for (int64_t b0 = 0; b0 < bv; b0 += 8) /* zero points: - s * z * (sum of dsx over the block) */
+  for (int64_t b0 = 0; b0 < bv; b0 += 8) /* zero points: - s * z * dsb (db * the sum of the block's codes) */
     for (int r = 0; r < 4; r++) {
       const __m256 zv = z[r] ? _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(mm_load8(z[r] + b0))) : _mm256_set1_ps(8.0f);
       const __m256 sz = _mm256_mul_ps(_mm256_loadu_ps(s[r] + b0), zv);
@@ -670,7 +671,7 @@ QG_MM_IN void q8x_rows16(const qg_weight* w, const qg_q8_act* acts, int64_t m, f
         }
     }
   }
-  for (int64_t b = 0; b < bpr; b++) { /* zero points: - s * z * (sum of dsx over the block) */
+  for (int64_t b = 0; b < bpr; b++) { /* zero points: - s * z * dsb (db * the sum of the block's codes) */
     const __m512 sv = _mm512_i32gather_ps(vrow, s0 + b, 4);
     __m512 zv = _mm512_set1_ps(8.0f);
     if (w->zp) { /* 4-byte gathers that end at the byte (or start at it near the row start): inside the row */
@@ -730,9 +731,205 @@ QG_MM_FN static void QG_MM_NAME(gemm_int4_q8t)(const qg_weight* w, const qg_q8_a
   }
 }
 
-QG_MM_FN static void QG_MM_NAME(gemv_int4_q8t)(const qg_weight* w, const qg_q8_act* a, float* y, int64_t n0, int64_t n1) {
-  QG_MM_NAME(gemm_int4_q8t)(w, a, 1, y, n0, n1);
+/* ---------------- M = 1 (q8v): one activation scale per weight block ----------------
+ * Four weight rows per tile, blocks in groups of QG_Q8V_G: at the start of a group each row forms the
+ * products s * db of the group's blocks in one vector multiply (kept on the stack) and subtracts the
+ * group's zero-point terms s * z * dsb in one multiply-add. The int32 dot products of a block's quads
+ * then add up before one conversion and one multiply-add by the broadcast s * db (bs 128: one each per
+ * quad instead of a multiply of weight by activation scales on top; bs 256: one per two quads); at bs
+ * 32 / 64 a quad spans four / two blocks and takes its lanes' scales with one permute. Chunks past the
+ * last whole quad take the scalar tail. CPB: chunks per block, 1, 2, 4 or 8. */
+#if QG_MM_512
+#define QG_Q8V_G 16
+#define QG_Q8V_R 4 /* rows per tile: measured best (Zen 4, bs 128 hot: 2 rows 1.2x and 8 rows 1.07x slower) */
+/* Measured and left out: loading each packed vector once into a register (an empty asm stops GCC from folding
+ * the load into both the AND and the shift) made bs 128 hot 1.12x faster but cold (weights from memory)
+ * 1.05-1.1x slower on Zen 4; cold is what decoding a model larger than the caches sees. */
+QG_MM_IN void q8v_tile(const qg_weight* w, const qg_q8_act* a, int64_t r0, int64_t nr, const int64_t cpb, float* y) {
+  const int64_t bpr = w->bpr, chunks = bpr * cpb, quads = chunks / 4;
+  const uint8_t* p[QG_Q8V_R];
+  const float* s[QG_Q8V_R];
+  const uint8_t* z[QG_Q8V_R];
+  for (int r = 0; r < QG_Q8V_R; r++) { /* rows past the end repeat the last one; their sums are dropped */
+    const int64_t row = r0 + (r < nr ? r : nr - 1);
+    p[r] = w->packed + row * w->row_bytes;
+    s[r] = w->scales + row * bpr;
+    z[r] = w->zp ? w->zp + row * bpr : NULL;
+  }
+  const __m512i m15 = _mm512_set1_epi8(15);
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  /* the block of each lane of a quad's dot products (bs 32: lane / 4, bs 64: lane / 8) */
+  const __m512i lane_block = _mm512_srli_epi32(lane, cpb == 1 ? 2 : 3);
+  __m512 acc[QG_Q8V_R];
+  for (int r = 0; r < QG_Q8V_R; r++) acc[r] = _mm512_setzero_ps();
+  for (int64_t b0 = 0; b0 < bpr; b0 += QG_Q8V_G) {
+    const int64_t nb = bpr - b0 < QG_Q8V_G ? bpr - b0 : QG_Q8V_G;
+    const __mmask16 mk = nb == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nb) - 1);
+    const __m512 dbv = _mm512_maskz_loadu_ps(mk, a->db + b0), dsv = _mm512_maskz_loadu_ps(mk, a->dsb + b0);
+    __m512 scv[QG_Q8V_R];
+    for (int r = 0; r < QG_Q8V_R; r++) {
+      _mm_prefetch((const char*)(s[r] + QG_Q8T_PF_ROWS * bpr + b0), _MM_HINT_T1);
+      _mm_prefetch((const char*)(s[r] + QG_Q8T_PF_ROWS * bpr + b0 + 15), _MM_HINT_T1);
+      if (z[r]) _mm_prefetch((const char*)(z[r] + QG_Q8T_PF_ROWS * bpr + b0), _MM_HINT_T1);
+      const __m512 sv = _mm512_maskz_loadu_ps(mk, s[r] + b0);
+      const __m512 zv = z[r] ? _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mk, z[r] + b0))) : _mm512_set1_ps(8.0f);
+      acc[r] = _mm512_fnmadd_ps(_mm512_mul_ps(sv, zv), dsv, acc[r]);
+      scv[r] = _mm512_mul_ps(sv, dbv);
+    }
+    if (cpb >= 4) { /* whole blocks of cpb / 4 quads */
+      for (int64_t bb = 0; bb < nb; bb++) {
+        const int64_t qa = (b0 + bb) * (cpb / 4);
+        __m512i d[QG_Q8V_R];
+        for (int r = 0; r < QG_Q8V_R; r++) d[r] = _mm512_setzero_si512();
+        for (int64_t q = qa; q < qa + cpb / 4; q++) {
+          const __m512i xl = _mm512_load_si512((const void*)(a->xq4 + 128 * q)), xh = _mm512_load_si512((const void*)(a->xq4 + 128 * q + 64));
+          for (int r = 0; r < QG_Q8V_R; r++) {
+            _mm_prefetch((const char*)(p[r] + QG_Q8T_PF_ROWS * w->row_bytes + 64 * q), _MM_HINT_T1);
+            const __m512i pk = _mm512_loadu_si512((const void*)(p[r] + 64 * q));
+            /* at most 256 products of |15 x 127| per block: each lane's int32 sum stays below 2^19 */
+            d[r] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(d[r], _mm512_and_si512(pk, m15), xl),
+                                       _mm512_and_si512(_mm512_srli_epi16(pk, 4), m15), xh);
+          }
+        }
+        const __m512i bi = _mm512_set1_epi32((int)bb); /* s * db of the block: a permute, not another load */
+        for (int r = 0; r < QG_Q8V_R; r++) acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d[r]), _mm512_permutexvar_ps(bi, scv[r]), acc[r]);
+      }
+    } else { /* quads of 4 / cpb blocks, whole quads only */
+      const int64_t qa = b0 * cpb / 4, qe = (b0 + nb) * cpb / 4 < quads ? (b0 + nb) * cpb / 4 : quads;
+      for (int64_t q = qa; q < qe; q++) {
+        const __m512i xl = _mm512_load_si512((const void*)(a->xq4 + 128 * q)), xh = _mm512_load_si512((const void*)(a->xq4 + 128 * q + 64));
+        const __m512i idx = _mm512_add_epi32(lane_block, _mm512_set1_epi32((int)((q - qa) * (4 / cpb))));
+        for (int r = 0; r < QG_Q8V_R; r++) {
+          _mm_prefetch((const char*)(p[r] + QG_Q8T_PF_ROWS * w->row_bytes + 64 * q), _MM_HINT_T1);
+          const __m512i pk = _mm512_loadu_si512((const void*)(p[r] + 64 * q));
+          const __m512i d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(pk, m15), xl),
+                                                _mm512_and_si512(_mm512_srli_epi16(pk, 4), m15), xh);
+          acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_permutexvar_ps(idx, scv[r]), acc[r]);
+        }
+      }
+    }
+  }
+  for (int r = 0; r < nr; r++) {
+    float t = _mm512_reduce_add_ps(acc[r]);
+    if (quads * 4 < chunks) t += QG_MM_NAME(q8t_tail)(p[r], s[r], a, quads * 4, chunks, cpb);
+    y[r0 + r] = t;
+  }
 }
+#else
+#define QG_Q8V_G 8
+#define QG_Q8V_R 4
+QG_MM_IN void q8v_tile(const qg_weight* w, const qg_q8_act* a, int64_t r0, int64_t nr, const int64_t cpb, float* y) {
+  const int64_t bpr = w->bpr, chunks = bpr * cpb, quads = chunks / 4;
+  const uint8_t* p[4];
+  const float* s[4];
+  const uint8_t* z[4];
+  for (int r = 0; r < 4; r++) {
+    const int64_t row = r0 + (r < nr ? r : nr - 1);
+    p[r] = w->packed + row * w->row_bytes;
+    s[r] = w->scales + row * bpr;
+    z[r] = w->zp ? w->zp + row * bpr : NULL;
+  }
+  const __m256i m15 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
+  /* the block of each lane of a half quad's dot products at bs 32 (lane / 4) */
+  const __m256i lane_block = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+  __m256 acc[4];
+  for (int r = 0; r < 4; r++) acc[r] = _mm256_setzero_ps();
+  float sc[4][QG_Q8V_G] __attribute__((aligned(32)));
+  for (int64_t b0 = 0; b0 < bpr; b0 += QG_Q8V_G) {
+    const int64_t nb = bpr - b0 < QG_Q8V_G ? bpr - b0 : QG_Q8V_G;
+    float dbb[QG_Q8V_G] = {0}, dsbb[QG_Q8V_G] = {0}, sb[QG_Q8V_G] = {0};
+    const float *dbp = a->db + b0, *dsp = a->dsb + b0;
+    if (nb < QG_Q8V_G) { /* the last, partial group: zero-padded copies */
+      memcpy(dbb, dbp, (size_t)nb * 4);
+      memcpy(dsbb, dsp, (size_t)nb * 4);
+      dbp = dbb;
+      dsp = dsbb;
+    }
+    const __m256 dbv = _mm256_loadu_ps(dbp), dsv = _mm256_loadu_ps(dsp);
+    __m256 scv[4];
+    for (int r = 0; r < 4; r++) {
+      _mm_prefetch((const char*)(s[r] + QG_Q8T_PF_ROWS * bpr + b0), _MM_HINT_T1);
+      if (z[r]) _mm_prefetch((const char*)(z[r] + QG_Q8T_PF_ROWS * bpr + b0), _MM_HINT_T1);
+      const float* sp = s[r] + b0;
+      __m256 zv = _mm256_set1_ps(8.0f);
+      if (nb < QG_Q8V_G) {
+        memcpy(sb, sp, (size_t)nb * 4);
+        sp = sb;
+        if (z[r]) {
+          float zb[QG_Q8V_G] = {0};
+          for (int64_t i = 0; i < nb; i++) zb[i] = (float)z[r][b0 + i];
+          zv = _mm256_loadu_ps(zb);
+        }
+      } else if (z[r])
+        zv = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(mm_load8(z[r] + b0)));
+      const __m256 sv = _mm256_loadu_ps(sp);
+      acc[r] = _mm256_fnmadd_ps(_mm256_mul_ps(sv, zv), dsv, acc[r]);
+      scv[r] = _mm256_mul_ps(sv, dbv);
+      if (cpb >= 2) _mm256_store_ps(sc[r], scv[r]);
+    }
+    if (cpb >= 2) { /* blocks of cpb / 2 half quads (inside whole quads): int16 sums over the block, one madd */
+      const int64_t nbq = quads * 4 / cpb - b0 < nb ? quads * 4 / cpb - b0 : nb;
+      for (int64_t bb = 0; bb < nbq; bb++) {
+        const int64_t ha = (b0 + bb) * (cpb / 2);
+        __m256i d[4];
+        for (int r = 0; r < 4; r++) d[r] = _mm256_setzero_si256();
+        for (int64_t hq = ha; hq < ha + cpb / 2; hq++) {
+          const int64_t q = hq >> 1, h = hq & 1;
+          const int8_t* xa = a->xq4 + 128 * q + 32 * h;
+          const __m256i xl = _mm256_load_si256((const __m256i*)xa), xh = _mm256_load_si256((const __m256i*)(xa + 64));
+          for (int r = 0; r < 4; r++) {
+            if (h == 0) _mm_prefetch((const char*)(p[r] + QG_Q8T_PF_ROWS * w->row_bytes + 64 * q), _MM_HINT_T1);
+            const __m256i pk = _mm256_loadu_si256((const __m256i*)(p[r] + 64 * q + 32 * h));
+            /* an int16 lane gains four products of |15 x 127| per half quad, at most four half quads per
+             * block (bs 256): 16 x 1905 = 30480 < 2^15 */
+            d[r] = _mm256_add_epi16(d[r], _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_and_si256(pk, m15), xl),
+                                                           _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(pk, 4), m15), xh)));
+          }
+        }
+        for (int r = 0; r < 4; r++)
+          acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(d[r], ones)), _mm256_broadcast_ss(&sc[r][bb]), acc[r]);
+      }
+    } else { /* bs 32: half quads of two blocks, whole quads only */
+      const int64_t qa = b0 / 4, qe = (b0 + nb) / 4 < quads ? (b0 + nb) / 4 : quads;
+      for (int64_t q = qa; q < qe; q++)
+        for (int h = 0; h < 2; h++) {
+          const int8_t* xa = a->xq4 + 128 * q + 32 * h;
+          const __m256i xl = _mm256_load_si256((const __m256i*)xa), xh = _mm256_load_si256((const __m256i*)(xa + 64));
+          const __m256i idx = _mm256_add_epi32(lane_block, _mm256_set1_epi32((int)(4 * (q - qa) + 2 * h)));
+          for (int r = 0; r < 4; r++) {
+            if (h == 0) _mm_prefetch((const char*)(p[r] + QG_Q8T_PF_ROWS * w->row_bytes + 64 * q), _MM_HINT_T1);
+            const __m256i pk = _mm256_loadu_si256((const __m256i*)(p[r] + 64 * q + 32 * h));
+            const __m256i d = _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(_mm256_and_si256(pk, m15), xl),
+                                                                 _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(pk, 4), m15), xh)),
+                                                ones);
+            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_permutevar8x32_ps(scv[r], idx), acc[r]);
+          }
+        }
+    }
+  }
+  for (int r = 0; r < nr; r++) {
+    float t = mm_hsum8(acc[r]);
+    if (quads * 4 < chunks) t += QG_MM_NAME(q8t_tail)(p[r], s[r], a, quads * 4, chunks, cpb);
+    y[r0 + r] = t;
+  }
+}
+#endif
+
+QG_MM_IN void q8v_rows(const qg_weight* w, const qg_q8_act* a, float* y, int64_t n0, int64_t n1, const int64_t cpb) {
+  for (int64_t r0 = n0; r0 < n1; r0 += QG_Q8V_R) q8v_tile(w, a, r0, n1 - r0 < QG_Q8V_R ? n1 - r0 : QG_Q8V_R, cpb, y);
+}
+
+QG_MM_FN static void QG_MM_NAME(gemv_int4_q8t)(const qg_weight* w, const qg_q8_act* a, float* y, int64_t n0, int64_t n1) {
+  switch (w->bs / 32) { /* constant chunks per block; other block sizes (quads across blocks) take the GEMM tiles */
+    case 1: q8v_rows(w, a, y, n0, n1, 1); break;
+    case 2: q8v_rows(w, a, y, n0, n1, 2); break;
+    case 4: q8v_rows(w, a, y, n0, n1, 4); break;
+    case 8: q8v_rows(w, a, y, n0, n1, 8); break;
+    default: QG_MM_NAME(gemm_int4_q8t)(w, a, 1, y, n0, n1); break;
+  }
+}
+#undef QG_Q8V_G
+#undef QG_Q8V_R
 #undef QG_Q8T_MR
 
 /* ---------------- activation quantizer of the int8-activation kernels ----------------
@@ -748,25 +945,37 @@ QG_MM_IN __m512i q8_round_clamp(__m512 v) {
   return _mm512_max_epi32(_mm512_min_epi32(_mm512_cvttps_epi32(r), _mm512_set1_epi32(127)), _mm512_set1_epi32(-127));
 }
 
-QG_MM_FN static void QG_MM_NAME(quant_act_q8)(const float* x, int64_t k, int64_t chunks, int8_t* xq, float* dx, float* dsx) {
+QG_MM_FN static void QG_MM_NAME(quant_act_q8)(const float* x, int64_t k, int64_t blocks, int bs, int8_t* xq, float* db, int32_t* sq) {
   const __m512 sign = _mm512_set1_ps(-0.0f);
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-  for (int64_t j = 0; j < chunks; j++) {
-    const int64_t i0 = j * 32, n = k - i0; /* zeros past k */
-    const __mmask16 m0 = n >= 16 ? (__mmask16)0xFFFF : n > 0 ? (__mmask16)((1u << n) - 1) : 0;
-    const __mmask16 m1 = n >= 32 ? (__mmask16)0xFFFF : n > 16 ? (__mmask16)((1u << (n - 16)) - 1) : 0;
-    const __m512 v0 = _mm512_maskz_loadu_ps(m0, m0 ? x + i0 : x), v1 = _mm512_maskz_loadu_ps(m1, m1 ? x + i0 + 16 : x);
-    /* max(|v|, acc) keeps acc where |v| is NaN, as the reference's comparison skips it */
-    const __m512 am = _mm512_max_ps(_mm512_andnot_ps(sign, v1), _mm512_max_ps(_mm512_andnot_ps(sign, v0), _mm512_setzero_ps()));
+  const int cpb = bs / 32;
+  for (int64_t b = 0; b < blocks; b++) {
+    __m512 am = _mm512_setzero_ps();
+    for (int c = 0; c < cpb; c++) { /* the block's amax; zeros past k */
+      const int64_t i0 = b * bs + c * 32, n = k - i0;
+      const __mmask16 m0 = n >= 16 ? (__mmask16)0xFFFF : n > 0 ? (__mmask16)((1u << n) - 1) : 0;
+      const __mmask16 m1 = n >= 32 ? (__mmask16)0xFFFF : n > 16 ? (__mmask16)((1u << (n - 16)) - 1) : 0;
+      const __m512 v0 = _mm512_maskz_loadu_ps(m0, m0 ? x + i0 : x), v1 = _mm512_maskz_loadu_ps(m1, m1 ? x + i0 + 16 : x);
+      /* max(|v|, acc) keeps acc where |v| is NaN, as the reference's comparison skips it */
+      am = _mm512_max_ps(_mm512_andnot_ps(sign, v1), _mm512_max_ps(_mm512_andnot_ps(sign, v0), am));
+    }
     const float amax = _mm512_reduce_max_ps(am);
     const float d = amax / 127.0f, inv = amax > 0.0f ? 127.0f / amax : 0.0f;
     const __m512 vi = _mm512_set1_ps(inv);
-    const __m512i q0 = q8_round_clamp(_mm512_mul_ps(v0, vi)), q1 = q8_round_clamp(_mm512_mul_ps(v1, vi));
-    _mm_storeu_si128((__m128i*)(xq + i0), _mm512_cvtepi32_epi8(_mm512_permutex2var_epi32(q0, even, q1)));
-    _mm_storeu_si128((__m128i*)(xq + i0 + 16), _mm512_cvtepi32_epi8(_mm512_permutex2var_epi32(q0, odd, q1)));
-    dx[j] = d;
-    dsx[j] = d * (float)_mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+    __m512i sum = _mm512_setzero_si512();
+    for (int c = 0; c < cpb; c++) {
+      const int64_t i0 = b * bs + c * 32, n = k - i0;
+      const __mmask16 m0 = n >= 16 ? (__mmask16)0xFFFF : n > 0 ? (__mmask16)((1u << n) - 1) : 0;
+      const __mmask16 m1 = n >= 32 ? (__mmask16)0xFFFF : n > 16 ? (__mmask16)((1u << (n - 16)) - 1) : 0;
+      const __m512 v0 = _mm512_maskz_loadu_ps(m0, m0 ? x + i0 : x), v1 = _mm512_maskz_loadu_ps(m1, m1 ? x + i0 + 16 : x);
+      const __m512i q0 = q8_round_clamp(_mm512_mul_ps(v0, vi)), q1 = q8_round_clamp(_mm512_mul_ps(v1, vi));
+      _mm_storeu_si128((__m128i*)(xq + i0), _mm512_cvtepi32_epi8(_mm512_permutex2var_epi32(q0, even, q1)));
+      _mm_storeu_si128((__m128i*)(xq + i0 + 16), _mm512_cvtepi32_epi8(_mm512_permutex2var_epi32(q0, odd, q1)));
+      sum = _mm512_add_epi32(sum, _mm512_add_epi32(q0, q1));
+    }
+    db[b] = d;
+    sq[b] = _mm512_reduce_add_epi32(sum);
   }
 }
 #else
@@ -778,39 +987,53 @@ QG_MM_IN __m256i q8_round_clamp(__m256 v) {
   return _mm256_max_epi32(_mm256_min_epi32(_mm256_cvttps_epi32(r), _mm256_set1_epi32(127)), _mm256_set1_epi32(-127));
 }
 
-QG_MM_FN static void QG_MM_NAME(quant_act_q8)(const float* x, int64_t k, int64_t chunks, int8_t* xq, float* dx, float* dsx) {
+QG_MM_FN static void QG_MM_NAME(quant_act_q8)(const float* x, int64_t k, int64_t blocks, int bs, int8_t* xq, float* db, int32_t* sq) {
   const __m256 sign = _mm256_set1_ps(-0.0f);
-  for (int64_t j = 0; j < chunks; j++) {
-    const int64_t i0 = j * 32, n = k - i0;
-    float buf[32];
-    const float* src = x + (n > 0 ? i0 : 0);
-    if (n < 32) { /* the partial last chunk, zero-filled */
-      memset(buf, 0, sizeof buf);
-      if (n > 0) memcpy(buf, src, (size_t)n * sizeof(float));
-      src = buf;
-    }
-    __m256 v[4], am = _mm256_setzero_ps();
-    for (int c = 0; c < 4; c++) {
-      v[c] = _mm256_loadu_ps(src + 8 * c);
-      am = _mm256_max_ps(_mm256_andnot_ps(sign, v[c]), am);
+  const int cpb = bs / 32;
+  for (int64_t b = 0; b < blocks; b++) {
+    __m256 am = _mm256_setzero_ps();
+    float buf[32]; /* the partial last chunk, zero-filled */
+    for (int c = 0; c < cpb; c++) {
+      const int64_t i0 = b * bs + c * 32, n = k - i0;
+      if (n <= 0) break; /* all zeros from here */
+      const float* src = x + i0;
+      if (n < 32) {
+        memset(buf, 0, sizeof buf);
+        memcpy(buf, src, (size_t)n * sizeof(float));
+        src = buf;
+      }
+      for (int v = 0; v < 4; v++) am = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(src + 8 * v)), am);
     }
     __m128 h = _mm_max_ps(_mm256_castps256_ps128(am), _mm256_extractf128_ps(am, 1));
     h = _mm_max_ps(h, _mm_movehl_ps(h, h));
     const float amax = _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)));
     const float d = amax / 127.0f, inv = amax > 0.0f ? 127.0f / amax : 0.0f;
     const __m256 vi = _mm256_set1_ps(inv);
-    int32_t qi[32];
     __m256i sum = _mm256_setzero_si256();
-    for (int c = 0; c < 4; c++) {
-      const __m256i q = q8_round_clamp(_mm256_mul_ps(v[c], vi));
-      sum = _mm256_add_epi32(sum, q);
-      _mm256_storeu_si256((__m256i*)(qi + 8 * c), q);
+    for (int c = 0; c < cpb; c++) {
+      const int64_t i0 = b * bs + c * 32, n = k - i0;
+      if (n <= 0) {
+        memset(xq + i0, 0, 32);
+        continue;
+      }
+      const float* src = x + i0;
+      if (n < 32) {
+        memset(buf, 0, sizeof buf);
+        memcpy(buf, src, (size_t)n * sizeof(float));
+        src = buf;
+      }
+      int32_t qi[32];
+      for (int v = 0; v < 4; v++) {
+        const __m256i q = q8_round_clamp(_mm256_mul_ps(_mm256_loadu_ps(src + 8 * v), vi));
+        sum = _mm256_add_epi32(sum, q);
+        _mm256_storeu_si256((__m256i*)(qi + 8 * v), q);
+      }
+      for (int i = 0; i < 32; i++) xq[i0 + (i & 1) * 16 + (i >> 1)] = (int8_t)qi[i];
     }
-    for (int i = 0; i < 32; i++) xq[i0 + (i & 1) * 16 + (i >> 1)] = (int8_t)qi[i];
     const __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
     const __m128i s2 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
-    dx[j] = d;
-    dsx[j] = d * (float)_mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_shuffle_epi32(s2, 0xB1)));
+    db[b] = d;
+    sq[b] = _mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_shuffle_epi32(s2, 0xB1)));
   }
 }
 #endif
