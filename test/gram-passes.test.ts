@@ -1,0 +1,141 @@
+// Calibration in passes under a Gram budget (src/calibrate/passes.ts): the grouping in graph order, and the gate on
+// the LLM fixture giving the same quantized model, byte for byte, whether its Grams come from one pass or from one
+// pass per Gram; the calibration graph written beside a model with external data is removed afterwards.
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { defaultGramBudget, gramBytes, graphPositions, planGramPasses, type GramItem } from "../src/calibrate/passes.js";
+import { parseConfig } from "../src/config/load.js";
+import { loadModel } from "../src/onnx/model.js";
+import { findWeights } from "../src/onnx/weights.js";
+import { runGate, type StageName } from "../src/pipeline.js";
+import { recipeSchema } from "../src/config/schema.js";
+import { loadOrt } from "../src/runtime/ort.js";
+
+const ROOT = path.join(import.meta.dirname, "..");
+const FIXTURES = path.join(ROOT, "test", "fixtures", "llm");
+const tmp = mkdtempSync(path.join(os.tmpdir(), "quantgate-gram-passes-"));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+/** The fixture with external data in a folder of its own (the calibration graph is written beside it). */
+function externalCopy(): string {
+  const dest = path.join(mkdtempSync(path.join(tmp, "ext-")), "model-ext.onnx");
+  copyFileSync(path.join(FIXTURES, "model-ext.onnx"), dest);
+  copyFileSync(path.join(FIXTURES, "model-ext.onnx.data"), `${dest}.data`);
+  return dest;
+}
+
+async function config(model: string, algorithm: string): Promise<ReturnType<typeof parseConfig>> {
+  const dir = mkdtempSync(path.join(tmp, "run-"));
+  const text = `allow_outside_workspace: true
+model: ${model}
+output_dir: out
+recipe: { format: int4, block_size: 32, algorithm: ${algorithm}, accuracy_level: 0 }
+evaluation:
+  task: language-modeling
+  dataset: ${path.join(ROOT, "examples/tiny-lm/eval.txt")}
+  tokenizer: ${path.join(ROOT, "examples/tiny-lm/tokenizer.json")}
+  calibration: ${path.join(ROOT, "examples/tiny-lm/calib.txt")}
+  calibration_samples: 2
+  sequence_length: 32
+  samples: 4
+  batch_size: 2
+measure:
+  threads: 1
+  warmup: 1
+  runs: 1
+  kernel_benchmark: false
+  decode: { prompts: 1, prompt_tokens: 4, decode_tokens: 2 }
+`;
+  const file = path.join(dir, "quantgate.yml");
+  await writeFile(file, text);
+  return parseConfig(text, file);
+}
+
+/** One gate run: the quantized model's bytes (and data file's), the report, and each stage's progress detail. */
+async function gate(model: string, algorithm: string, gramBudgetBytes?: number) {
+  const ort = await loadOrt();
+  const details = new Map<StageName, string>();
+  const progress = { stageStart: (s: StageName, d?: string) => details.set(s, d ?? ""), stageEnd: () => undefined };
+  const run = await runGate(await config(model, algorithm), { ort, progress, gramBudgetBytes });
+  expect(run.report.stages.filter((s) => s.status === "error")).toEqual([]);
+  const file = run.quantizedModelPath!;
+  return {
+    report: run.report,
+    details,
+    bytes: readFileSync(file),
+    data: existsSync(`${file}.data`) ? readFileSync(`${file}.data`) : undefined,
+  };
+}
+
+describe("Gram passes", () => {
+  it("groups the Gram matrices in graph order within the budget, one pass when all fit", async () => {
+    const model = await loadModel(path.join(FIXTURES, "model.onnx"));
+    const recipe = recipeSchema.parse({ format: "int4", block_size: 32 });
+    const products = findWeights(model.graph, recipe).weights.filter((w) => w.kind === "product");
+    const byActivation = new Map(products.map((w) => [w.node.input[0]!, w.k]));
+    expect(byActivation.size).toBeGreaterThan(4);
+    // listed in reverse: the plan orders them by where the graph computes them
+    const items: GramItem[] = [...byActivation].reverse().map(([a, k]) => ({ key: a, activation: a, bytes: gramBytes(k) }));
+    const total = items.reduce((a, i) => a + i.bytes, 0);
+    expect(planGramPasses(model.graph, items, total)).toEqual([[...items].reverse()]);
+    const pos = graphPositions(
+      model.graph,
+      items.map((i) => i.activation),
+    );
+    for (const budget of [1, Math.max(...items.map((i) => i.bytes)), Math.ceil(total / 3)]) {
+      const groups = planGramPasses(model.graph, items, budget);
+      expect(groups.flat().map((i) => i.key)).toEqual([...items].reverse().map((i) => i.key));
+      const flat = groups.flat();
+      for (let i = 1; i < flat.length; i++) expect(pos.get(flat[i]!.activation)!).toBeGreaterThanOrEqual(pos.get(flat[i - 1]!.activation)!);
+      // within the budget, or a single Gram over it alone; and no two neighbours could have been one group
+      for (const g of groups) expect(g.length === 1 || g.reduce((a, i) => a + i.bytes, 0) <= budget).toBe(true);
+      for (let i = 1; i < groups.length; i++) {
+        const sum = [...groups[i - 1]!, groups[i]![0]!].reduce((a, x) => a + x.bytes, 0);
+        expect(sum).toBeGreaterThan(budget);
+      }
+      if (budget === 1) expect(groups).toHaveLength(items.length);
+    }
+    // an item without a Gram joins the group being filled
+    const free: GramItem = { key: "free", activation: items[0]!.activation, bytes: 0 };
+    expect(planGramPasses(model.graph, [...items, free], 1)).toHaveLength(items.length);
+    expect(defaultGramBudget(10)).toBe(64 * 2 ** 20);
+    expect(defaultGramBudget(2 ** 32)).toBe(2 ** 30);
+  });
+
+  it("gives the same quantized model from one pass per Gram as from one pass (external data, GPTQ with the tied head)", { timeout: 180_000 }, async () => {
+    const model = externalCopy();
+    const folder = readdirSync(path.dirname(model)).sort();
+    const one = await gate(model, "gptq");
+    const many = await gate(model, "gptq", 1);
+    expect(one.details.get("calibrate")).not.toMatch(/passes/);
+    // 7 distinct inputs per layer pair (q/k/v and gate/up share theirs), the LM head's: one pass each
+    const passes = Number(/Gram matrices in (\d+) passes/.exec(many.details.get("calibrate") ?? "")?.[1]);
+    expect(passes).toBeGreaterThan(4);
+    expect(many.data).toBeDefined();
+    expect(many.bytes.equals(one.bytes)).toBe(true);
+    expect(many.data!.equals(one.data!)).toBe(true);
+    const tied = many.report.weights.quantized.find((l) => l.name === "model.embed_tokens.weight")!;
+    expect(tied.algorithm).toBe("gptq");
+    expect(tied.notes.join(" ")).toMatch(/gptq on the LM head input's Hessian/);
+    const metric = (r: typeof one.report, key: string) => r.metrics.find((m) => m.key === key)?.quantized;
+    for (const key of ["perplexity", "kl_mean"]) {
+      expect(metric(many.report, key), key).toBeDefined();
+      expect(metric(many.report, key), key).toBe(metric(one.report, key));
+    }
+    expect(many.report.calibration).toEqual({ ...one.report.calibration, ms: many.report.calibration!.ms });
+    // the calibration graph written beside the model is gone
+    expect(readdirSync(path.dirname(model)).sort()).toEqual(folder);
+  });
+
+  it("gives the same quantized model in passes for an inline model (AWQ)", { timeout: 180_000 }, async () => {
+    const model = path.join(FIXTURES, "model.onnx");
+    const one = await gate(model, "awq");
+    const many = await gate(model, "awq", 1);
+    expect(many.details.get("calibrate")).toMatch(/Gram matrices in \d+ passes/);
+    expect(many.bytes.equals(one.bytes)).toBe(true);
+    expect(readdirSync(FIXTURES).some((f) => f.includes("quantgate-calibration"))).toBe(false);
+  });
+});
