@@ -6,13 +6,17 @@ import { writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { calibrate, CalibrationRunner, prefixModel } from "../src/calibrate/index.js";
 import { defaultGramBudget, gramBytes, graphPositions, planGramPasses, type GramItem } from "../src/calibrate/passes.js";
 import { parseConfig } from "../src/config/load.js";
 import { loadModel } from "../src/onnx/model.js";
 import { findWeights } from "../src/onnx/weights.js";
+import { gaussian } from "./helpers/models.js";
+import type { Feeds } from "../src/data/tensors.js";
 import { runGate, type StageName } from "../src/pipeline.js";
 import { recipeSchema } from "../src/config/schema.js";
-import { loadOrt } from "../src/runtime/ort.js";
+import { loadOrt, type Ort } from "../src/runtime/ort.js";
+import ortNode from "onnxruntime-node";
 
 const ROOT = path.join(import.meta.dirname, "..");
 const FIXTURES = path.join(ROOT, "test", "fixtures", "llm");
@@ -103,6 +107,59 @@ describe("Gram passes", () => {
     expect(planGramPasses(model.graph, [...items, free], 1)).toHaveLength(items.length);
     expect(defaultGramBudget(10)).toBe(64 * 2 ** 20);
     expect(defaultGramBudget(2 ** 32)).toBe(2 ** 30);
+  });
+
+  it("runs a prefix of the graph for early activations, with the statistics of the whole graph", async () => {
+    const file = externalCopy();
+    const model = await loadModel(file);
+    const recipe = recipeSchema.parse({ format: "int4", block_size: 32 });
+    const acts = [
+      ...new Set(
+        findWeights(model.graph, recipe)
+          .weights.filter((w) => w.kind === "product")
+          .map((w) => w.node.input[0]!),
+      ),
+    ];
+    const pos = graphPositions(model.graph, acts);
+    const ordered = [...acts].sort((a, b) => pos.get(a)! - pos.get(b)!);
+    const early = ordered.slice(0, 2);
+    const cut = prefixModel(model.proto, early)!;
+    expect(cut.graph!.node.length).toBe(Math.max(...early.map((a) => pos.get(a)!)) + 1);
+    expect(cut.graph!.initializer.length).toBeLessThan(model.graph.initializer.length);
+    expect(prefixModel(model.proto, [model.graph.node.at(-1)!.output[0]!])).toBeUndefined();
+    const ort = ortNode as unknown as Ort;
+    // 2 x 8 tokens, no past: the feeds the LM task builds (past key/values [batch, kv heads, 0, head size])
+    const meta = await ortNode.InferenceSession.create(file);
+    const g = gaussian(5);
+    const feeds: Feeds = {};
+    for (const [i, name] of meta.inputNames.entries()) {
+      const shape = (meta.inputMetadata[i] as unknown as { shape: readonly (number | string)[] }).shape;
+      if (name === "input_ids")
+        feeds[name] = { type: "int64", dims: [2, 8], data: BigInt64Array.from({ length: 16 }, () => BigInt(Math.floor(Math.abs(g()) * 100) % 500)) };
+      else if (name === "attention_mask") feeds[name] = { type: "int64", dims: [2, 8], data: new BigInt64Array(16).fill(1n) };
+      else if (name === "position_ids") feeds[name] = { type: "int64", dims: [2, 8], data: BigInt64Array.from({ length: 16 }, (_, j) => BigInt(j % 8)) };
+      else feeds[name] = { type: "float32", dims: shape.map((d, j) => (j === 0 ? 2 : j === 2 ? 0 : Number(d))), data: new Float32Array(0) };
+    }
+    await meta.release();
+    const batches = [feeds];
+    const gram = { names: new Set(acts), maxRows: 1000 };
+    const whole = await calibrate(ort, model.proto, acts, batches, 1, gram, new Map(), [], { modelPath: file });
+    const runner = CalibrationRunner.open(ort, model.proto, acts, new Map(), { modelPath: file, prefix: true });
+    try {
+      for (const names of [early, ordered.slice(-1)]) {
+        const part = await runner.run(names, batches, 1, gram);
+        expect([...part.stats.keys()].sort()).toEqual([...names].sort());
+        for (const n of names) {
+          const [a, b] = [part.stats.get(n)!, whole.stats.get(n)!];
+          expect(a.gram).toBeDefined();
+          expect(Buffer.from(a.gram!.buffer).equals(Buffer.from(b.gram!.buffer))).toBe(true);
+          expect(Buffer.from(a.meanSquare.buffer).equals(Buffer.from(b.meanSquare.buffer))).toBe(true);
+        }
+      }
+    } finally {
+      runner.close();
+    }
+    expect(readdirSync(path.dirname(file)).filter((f) => f.includes("quantgate-calibration"))).toEqual([]);
   });
 
   it("gives the same quantized model from one pass per Gram as from one pass (external data, GPTQ with the tied head)", { timeout: 180_000 }, async () => {

@@ -134,6 +134,11 @@ export interface CalibrateOptions {
    * in memory between passes (CalibrationRunner).
    */
   readonly spill?: boolean;
+  /**
+   * With a model in external data: each run's session gets the graph up to the last node its activations need (the
+   * nodes before it all kept, the same exposed outputs among them), so early passes load and run a prefix only.
+   */
+  readonly prefix?: boolean;
   /** More activations exposed as outputs without statistics (to keep the graph that of a calibration that has them). */
   readonly expose?: readonly string[];
 }
@@ -152,7 +157,10 @@ export class CalibrationRunner {
     private readonly graphInputs: ReadonlySet<string>,
     private readonly temp: string | undefined,
     private readonly tempDir: string | undefined,
+    /** The calibration graph whose tensors refer to the model's external data, when runs take a prefix of it. */
+    private readonly prefixOf: ModelProto | undefined,
   ) {}
+  private runs = 0;
 
   static open(
     ort: Ort,
@@ -183,7 +191,7 @@ export class CalibrationRunner {
       );
       try {
         writeFileSync(file, toBinary(ModelProtoSchema, probe), { flag: "wx" });
-        return new CalibrationRunner(ort, file, outputOf, graphInputs, file, undefined);
+        return new CalibrationRunner(ort, file, outputOf, graphInputs, file, undefined, opts.prefix ? probe : undefined);
       } catch {
         rmSync(file, { force: true });
         // A read-only model folder: the in-memory copy below.
@@ -195,12 +203,12 @@ export class CalibrationRunner {
       try {
         const file = path.join(dir, "calibration.onnx");
         writeFileSync(file, bytes);
-        return new CalibrationRunner(ort, file, outputOf, graphInputs, undefined, dir);
+        return new CalibrationRunner(ort, file, outputOf, graphInputs, undefined, dir, undefined);
       } catch {
         rmSync(dir, { recursive: true, force: true });
       }
     }
-    return new CalibrationRunner(ort, bytes, outputOf, graphInputs, undefined, undefined);
+    return new CalibrationRunner(ort, bytes, outputOf, graphInputs, undefined, undefined, undefined);
   }
 
   /** Accumulates the statistics of `names` (a subset of the exposed activations) and `convs` over the batches. */
@@ -214,11 +222,21 @@ export class CalibrationRunner {
     const t0 = performance.now();
     const { ort, outputOf, graphInputs } = this;
     const unique = [...new Set(names)];
-    const session = await createSession(ort, this.source, threads);
-    // Only this run's activations are fetched (the graph, and so every value, is the same whatever is fetched).
-    const fetches = [...new Set([...unique, ...convs.map((c) => c.activation)])]
+    const wanted = [...new Set([...unique, ...convs.map((c) => c.activation)])]
       .map((n) => outputOf.get(n) ?? (graphInputs.has(n) ? undefined : n))
-      .filter((n): n is string => n !== undefined && session.outputNames.includes(n));
+      .filter((n): n is string => n !== undefined);
+    // The graph up to the last node these activations need, in a file beside the model's (its data file read).
+    const prefix = this.prefixOf && this.temp ? prefixModel(this.prefixOf, wanted) : undefined;
+    const prefixFile = prefix && this.temp ? this.temp.replace(/\.onnx$/, `-${(this.runs++).toString(16)}.onnx`) : undefined;
+    let session: Awaited<ReturnType<typeof createSession>>;
+    try {
+      if (prefix && prefixFile) writeFileSync(prefixFile, toBinary(ModelProtoSchema, prefix), { flag: "wx" });
+      session = await createSession(ort, prefixFile ?? this.source, threads);
+    } finally {
+      if (prefixFile) rmSync(prefixFile, { force: true });
+    }
+    // Only this run's activations are fetched (the graph, and so every value, is the same whatever is fetched).
+    const fetches = wanted.filter((n) => session.outputNames.includes(n));
     const acc = new Map<string, ChannelAccumulator>();
     const patches = new Map(convs.map((c) => [c.key, new ConvPatchAccumulator(c.spec, gram.maxRows)]));
     try {
@@ -282,6 +300,45 @@ export async function calibrate(
   } finally {
     runner.close();
   }
+}
+
+/**
+ * The model cut after the last main-graph node producing one of `outputs`: every node before it kept (so the nodes
+ * computing those outputs, and the graph outputs among them, are as in the whole graph), later nodes and the
+ * initializers only they read dropped. Undefined when nothing would be cut.
+ */
+export function prefixModel(model: ModelProto, outputs: readonly string[]): ModelProto | undefined {
+  const graph = model.graph;
+  if (!graph) return undefined;
+  const at = new Map<string, number>();
+  graph.node.forEach((n, i) => n.output.forEach((o) => at.set(o, i)));
+  const last = Math.max(-1, ...outputs.map((o) => at.get(o) ?? -1));
+  if (last < 0 || last >= graph.node.length - 1) return undefined;
+  const node = graph.node.slice(0, last + 1);
+  const read = new Set<string>();
+  const reads = (nodes: readonly NodeProto[]): void => {
+    for (const n of nodes) {
+      n.input.forEach((x) => read.add(x));
+      for (const a of n.attribute) {
+        if (a.g) reads(a.g.node);
+        for (const g of a.graphs) reads(g.node);
+      }
+    }
+  };
+  reads(node);
+  const dropped = new Set(graph.initializer.filter((t) => !read.has(t.name)).map((t) => t.name));
+  const produced = new Set([...graph.input.map((i) => i.name), ...graph.initializer.map((t) => t.name), ...node.flatMap((n) => n.output)]);
+  return {
+    ...model,
+    graph: {
+      ...graph,
+      node,
+      initializer: graph.initializer.filter((t) => !dropped.has(t.name)),
+      // Inputs that name dropped initializers go with them (old IRs list initializers as inputs); feeds stay.
+      input: graph.input.filter((i) => !dropped.has(i.name)),
+      output: graph.output.filter((o) => produced.has(o.name) && !dropped.has(o.name)),
+    },
+  };
 }
 
 /** Whether `name` is produced (by a node, or as an input) in this graph itself. */

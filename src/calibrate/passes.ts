@@ -138,6 +138,7 @@ export function planGramPassesFor(input: GramPassesInput): GramPasses | undefine
   const runner = CalibrationRunner.open(input.ort, input.model, [...input.activations, ...convs.map((c) => c.activation)], input.types, {
     modelPath: input.modelPath,
     spill: true,
+    prefix: true,
   });
   const convKeys = new Set(convs.map((c) => c.key));
   return {
