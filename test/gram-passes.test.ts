@@ -187,6 +187,41 @@ describe("Gram passes", () => {
     expect(readdirSync(path.dirname(model)).sort()).toEqual(folder);
   });
 
+  it("gives the same quantized model in passes for GPTQ on Convs (the segmentation example's U-Net)", { timeout: 180_000 }, async () => {
+    const dir = path.join(ROOT, "examples", "segmentation");
+    const conv = async (gramBudgetBytes?: number) => {
+      const cfgDir = mkdtempSync(path.join(tmp, "conv-"));
+      const text = `allow_outside_workspace: true
+model: ${path.join(dir, "model.onnx")}
+output_dir: out
+recipe: { format: int4, block_size: 16, algorithm: gptq, min_elements: 256, accuracy_level: 0 }
+evaluation:
+  task: segmentation
+  dataset: ${path.join(dir, "eval")}
+  labels: ${path.join(dir, "eval", "labels.csv")}
+  calibration: ${path.join(dir, "calib")}
+  preprocess: { scale: 0.00392156862745098, mean: [0.5], std: [0.25], layout: NCHW, channels: rgb }
+  output: logits
+  mask: { mode: argmax, class_axis: 1 }
+  samples: 8
+measure: { threads: 1, warmup: 1, runs: 1, kernel_benchmark: false }
+`;
+      const file = path.join(cfgDir, "quantgate.yml");
+      await writeFile(file, text);
+      const details = new Map<StageName, string>();
+      const progress = { stageStart: (st: StageName, d?: string) => details.set(st, d ?? ""), stageEnd: () => undefined };
+      const run = await runGate(parseConfig(text, file), { ort: await loadOrt(), progress, gramBudgetBytes });
+      expect(run.report.stages.filter((st) => st.status === "error")).toEqual([]);
+      expect(run.report.weights.quantized.filter((l) => l.algorithm === "gptq").length).toBeGreaterThan(5);
+      return { details, bytes: readFileSync(run.quantizedModelPath!) };
+    };
+    const one = await conv();
+    const many = await conv(1);
+    expect(one.details.get("calibrate")).not.toMatch(/passes/);
+    expect(Number(/Gram matrices in (\d+) passes/.exec(many.details.get("calibrate") ?? "")?.[1])).toBeGreaterThan(5);
+    expect(many.bytes.equals(one.bytes)).toBe(true);
+  });
+
   it("gives the same quantized model in passes for an inline model (AWQ)", { timeout: 180_000 }, async () => {
     const model = path.join(FIXTURES, "model.onnx");
     const one = await gate(model, "awq");
