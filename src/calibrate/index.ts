@@ -192,9 +192,9 @@ export class CalibrationRunner {
       try {
         writeFileSync(file, toBinary(ModelProtoSchema, probe), { flag: "wx" });
         return new CalibrationRunner(ort, file, outputOf, graphInputs, file, undefined, opts.prefix ? probe : undefined);
-      } catch {
-        rmSync(file, { force: true });
-        // A read-only model folder: the in-memory copy below.
+      } catch (err) {
+        // A read-only model folder: the in-memory copy below (a file of that name is not ours to remove).
+        if ((err as NodeJS.ErrnoException).code !== "EEXIST") rmSync(file, { force: true });
       }
     }
     const bytes = serializeModel(probe);
@@ -229,11 +229,20 @@ export class CalibrationRunner {
     const prefix = this.prefixOf && this.temp ? prefixModel(this.prefixOf, wanted) : undefined;
     const prefixFile = prefix && this.temp ? this.temp.replace(/\.onnx$/, `-${(this.runs++).toString(16)}.onnx`) : undefined;
     let session: Awaited<ReturnType<typeof createSession>>;
+    let written = false;
     try {
-      if (prefix && prefixFile) writeFileSync(prefixFile, toBinary(ModelProtoSchema, prefix), { flag: "wx" });
+      if (prefix && prefixFile) {
+        try {
+          writeFileSync(prefixFile, toBinary(ModelProtoSchema, prefix), { flag: "wx" });
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== "EEXIST") rmSync(prefixFile, { force: true });
+          throw err;
+        }
+        written = true;
+      }
       session = await createSession(ort, prefixFile ?? this.source, threads);
     } finally {
-      if (prefixFile) rmSync(prefixFile, { force: true });
+      if (written && prefixFile) rmSync(prefixFile, { force: true });
     }
     // Only this run's activations are fetched (the graph, and so every value, is the same whatever is fetched).
     const fetches = wanted.filter((n) => session.outputNames.includes(n));
