@@ -31,7 +31,7 @@ function externalCopy(): string {
   return dest;
 }
 
-async function config(model: string, algorithm: string): Promise<ReturnType<typeof parseConfig>> {
+async function config(model: string, algorithm: string, calibration = { samples: 2, sequence: 32 }): Promise<ReturnType<typeof parseConfig>> {
   const dir = mkdtempSync(path.join(tmp, "run-"));
   const text = `allow_outside_workspace: true
 model: ${model}
@@ -42,8 +42,8 @@ evaluation:
   dataset: ${path.join(ROOT, "examples/tiny-lm/eval.txt")}
   tokenizer: ${path.join(ROOT, "examples/tiny-lm/tokenizer.json")}
   calibration: ${path.join(ROOT, "examples/tiny-lm/calib.txt")}
-  calibration_samples: 2
-  sequence_length: 32
+  calibration_samples: ${calibration.samples}
+  sequence_length: ${calibration.sequence}
   samples: 4
   batch_size: 2
 measure:
@@ -59,11 +59,11 @@ measure:
 }
 
 /** One gate run: the quantized model's bytes (and data file's), the report, and each stage's progress detail. */
-async function gate(model: string, algorithm: string, gramBudgetBytes?: number) {
+async function gate(model: string, algorithm: string, gramBudgetBytes?: number, calibration?: { samples: number; sequence: number }) {
   const ort = await loadOrt();
   const details = new Map<StageName, string>();
   const progress = { stageStart: (s: StageName, d?: string) => details.set(s, d ?? ""), stageEnd: () => undefined };
-  const run = await runGate(await config(model, algorithm), { ort, progress, gramBudgetBytes });
+  const run = await runGate(await config(model, algorithm, calibration), { ort, progress, gramBudgetBytes });
   expect(run.report.stages.filter((s) => s.status === "error")).toEqual([]);
   const file = run.quantizedModelPath!;
   return {
@@ -156,6 +156,18 @@ describe("Gram passes", () => {
           expect(Buffer.from(a.meanSquare.buffer).equals(Buffer.from(b.meanSquare.buffer))).toBe(true);
         }
       }
+      // Grams of 12 rows from batches of 16: with gramsOnly the run stops after the first batch, with the same Grams
+      const capped = { names: gram.names, maxRows: 12 };
+      const three = [feeds, feeds, feeds];
+      const all = await calibrate(ort, model.proto, acts, three, 1, capped, new Map(), [], { modelPath: file });
+      const first = await runner.run(early, three, 1, capped, [], { gramsOnly: true });
+      expect(first.batches).toBe(1);
+      expect(all.batches).toBe(3);
+      for (const n of early) {
+        expect(first.stats.get(n)!.gramRows).toBe(12);
+        expect(Buffer.from(first.stats.get(n)!.gram!.buffer).equals(Buffer.from(all.stats.get(n)!.gram!.buffer))).toBe(true);
+        expect(first.stats.get(n)!.rows * 3).toBe(all.stats.get(n)!.rows);
+      }
     } finally {
       runner.close();
     }
@@ -165,8 +177,10 @@ describe("Gram passes", () => {
   it("gives the same quantized model from one pass per Gram as from one pass (external data, GPTQ with the tied head)", { timeout: 180_000 }, async () => {
     const model = externalCopy();
     const folder = readdirSync(path.dirname(model)).sort();
-    const one = await gate(model, "gptq");
-    const many = await gate(model, "gptq", 1);
+    // 20 windows of 128 tokens: more rows than a Gram takes (2048), so each pass stops once its Grams are full
+    const calibration = { samples: 20, sequence: 128 };
+    const one = await gate(model, "gptq", undefined, calibration);
+    const many = await gate(model, "gptq", 1, calibration);
     expect(one.details.get("calibrate")).not.toMatch(/passes/);
     // 7 distinct inputs per layer pair (q/k/v and gate/up share theirs), the LM head's: one pass each
     const passes = Number(/Gram matrices in (\d+) passes/.exec(many.details.get("calibrate") ?? "")?.[1]);
@@ -174,6 +188,9 @@ describe("Gram passes", () => {
     expect(many.data).toBeDefined();
     expect(many.bytes.equals(one.bytes)).toBe(true);
     expect(many.data!.equals(one.data!)).toBe(true);
+    // per-layer errors too (their output-error ratios weigh by the channel statistics of all 2560 rows)
+    expect(many.report.weights.quantized.map((l) => l.notes).flat()).toContain("gptq damp 0.01, Hessian from 2048 rows");
+    expect(many.report.weights.quantized).toEqual(one.report.weights.quantized);
     const tied = many.report.weights.quantized.find((l) => l.name === "model.embed_tokens.weight")!;
     expect(tied.algorithm).toBe("gptq");
     expect(tied.notes.join(" ")).toMatch(/gptq on the LM head input's Hessian/);

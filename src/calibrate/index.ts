@@ -98,6 +98,10 @@ export class ChannelAccumulator {
     }
     this.rows += rows;
   }
+  /** Whether the Gram matrix (if any) has all its rows: later rows only change the channel statistics. */
+  get gramFull(): boolean {
+    return this.gram === undefined || this.gramRows >= this.maxGramRows;
+  }
   private finished: ActivationStats | undefined;
   /**
    * The statistics so far. The Gram matrix is finished in place (the sums' buffer becomes E[x x^T], no second
@@ -211,13 +215,18 @@ export class CalibrationRunner {
     return new CalibrationRunner(ort, bytes, outputOf, graphInputs, undefined, undefined, undefined);
   }
 
-  /** Accumulates the statistics of `names` (a subset of the exposed activations) and `convs` over the batches. */
+  /**
+   * Accumulates the statistics of `names` (a subset of the exposed activations) and `convs` over the batches. With
+   * `gramsOnly`, stops at the first batch after which every Gram matrix has its rows (the channel statistics are then
+   * of those batches only: the caller has them from a full pass).
+   */
   async run(
     names: readonly string[],
     batches: readonly Feeds[],
     threads: number,
     gram: { readonly names: ReadonlySet<string>; readonly maxRows: number },
     convs: readonly { readonly key: string; readonly activation: string; readonly spec: ConvPatchSpec }[] = [],
+    opts: { readonly gramsOnly?: boolean } = {},
   ): Promise<CalibrationResult> {
     const t0 = performance.now();
     const { ort, outputOf, graphInputs } = this;
@@ -248,8 +257,12 @@ export class CalibrationRunner {
     const fetches = wanted.filter((n) => session.outputNames.includes(n));
     const acc = new Map<string, ChannelAccumulator>();
     const patches = new Map(convs.map((c) => [c.key, new ConvPatchAccumulator(c.spec, gram.maxRows)]));
+    let ran = 0;
     try {
       for (const batch of batches) {
+        const full = unique.every((n) => !gram.names.has(n) || acc.get(n)?.gramFull) && [...patches.values()].every((p) => p.gramFull);
+        if (opts.gramsOnly && ran > 0 && full) break;
+        ran++;
         const result = fetches.length > 0 ? await session.run(toOrtFeeds(ort, batch), fetches) : {};
         const valuesOf = (name: string): { values: Float32Array; dims: readonly number[] } | undefined => {
           const tensor =
@@ -279,7 +292,7 @@ export class CalibrationRunner {
     }
     const stats = new Map([...acc].map(([name, a]) => [name, a.result()]));
     const convStats = new Map([...patches].map(([key, p]) => [key, p.result()]));
-    return { stats, convStats, batches: batches.length, ms: performance.now() - t0 };
+    return { stats, convStats, batches: ran, ms: performance.now() - t0 };
   }
 
   /** Removes the graph file written beside the model, if any. */
@@ -455,6 +468,9 @@ export class ConvPatchAccumulator {
     const cg = spec.channels / spec.groups;
     this.k = cg * spec.kernel.reduce((a, b) => a * b, 1);
     this.groups = Array.from({ length: spec.groups }, () => new ChannelAccumulator(this.k, maxGramRows));
+  }
+  get gramFull(): boolean {
+    return this.groups.every((g) => g.gramFull);
   }
   /** x: [N, C, L] or [N, C, H, W], row-major. */
   add(x: Float32Array, dims: readonly number[]): void {

@@ -153,6 +153,8 @@ export function planGramPassesFor(input: GramPassesInput): GramPasses | undefine
         input.threads,
         { ...gram, names: new Set(names) },
         convs.filter((c) => keys.has(c.key)),
+        // Only as many batches as the Grams take: the channel statistics come from the calibrate stage's pass.
+        { gramsOnly: true },
       );
     },
     close: () => runner.close(),

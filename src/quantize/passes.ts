@@ -21,7 +21,8 @@ function itemKeyOf(plan: WeightPlan): string {
 
 /**
  * Runs `runPass` for each group in turn and quantizes the plans whose activation (or Conv weight) the group holds
- * with its statistics over `ctx`'s; plans in no group are quantized with `ctx` alone at the end.
+ * with its Gram matrices over `ctx`'s statistics (a pass may stop once its Grams are full, so its channel statistics
+ * are not used where `ctx` has them); plans in no group are quantized with `ctx` alone at the end.
  */
 export async function quantizeInPasses(
   plans: readonly WeightPlan[],
@@ -37,9 +38,13 @@ export async function quantizeInPasses(
     const keys = new Set(group.map((g) => g.key));
     let pass: CalibrationResult | undefined = await runPass(group, index);
     calibrationMs += pass.ms;
-    const stats = new Map([...(ctx.stats ?? []), ...pass.stats]);
+    const stats = new Map(ctx.stats ?? []);
+    for (const [name, s] of pass.stats) {
+      const base = stats.get(name);
+      stats.set(name, base && s.gram ? { ...base, gram: s.gram, gramRows: s.gramRows } : s);
+    }
     const convStats = new Map([...(ctx.convStats ?? []), ...(pass.convStats ?? [])]);
-    for (const [name, s] of pass.stats) if (keep.has(name)) kept.set(name, s);
+    for (const name of keep) if (pass.stats.has(name)) kept.set(name, stats.get(name)!);
     pass = undefined;
     const passCtx: QuantizeContext = { ...ctx, stats, convStats };
     plans.forEach((plan, i) => {
