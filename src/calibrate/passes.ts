@@ -1,6 +1,6 @@
 // Calibration in passes under a memory budget for the Gram matrices (GPTQ's Hessians, AWQ's and the low-rank
 // correction's output-error metric). A Gram is k x k float64: a transformer's down projection at k = 3072 takes
-// 75 MB, and all of a 125M-parameter model's take about 1.07 GB, twice the float model. Grouped in graph order, each
+// 75 MB, and all of a 125M-parameter model's take 1030 MiB, twice the float model. Grouped in graph order, each
 // group's Grams are collected by one calibration pass, used to quantize the group's weights, and released before
 // the next pass. The calibration graph is the same in every pass, so the statistics, and the quantized weights, are
 // those of a single pass whatever the grouping.
@@ -20,11 +20,11 @@ export interface GramItem {
 }
 
 /**
- * The default budget for the Gram matrices alive at once: a quarter of the float model's bytes, at least 64 MiB.
- * Grams grow with the square of the widths and the weights with the square times the depth, so a share of the model
- * keeps the number of passes near constant over sizes (about 10 passes for a 12-layer model whose down-projection
- * Gram is a sixth of a layer's weights, 1 for models under 256 MiB with small widths), while the calibration session
- * (the float weights) plus the Grams stay within 1.25x the model. A single Gram over the budget gets a pass of its own.
+ * The default budget for the Gram matrices alive at once: a quarter of the float model's bytes, at least 64 MiB. The
+ * calibration session holds about the float weights, so session plus Grams stay near 1.25x the model (the issue's
+ * target is 1.6x for the whole gate). Grams grow with the widths squared and the weights with the widths squared
+ * times the depth, so the number of passes stays near the depth: 12 at 125M (Grams 2.1x the model), 3 at 25M. A
+ * single Gram over the budget gets a pass of its own.
  */
 export function defaultGramBudget(floatModelBytes: number): number {
   return Math.max(64 * 2 ** 20, Math.floor(floatModelBytes / 4));
