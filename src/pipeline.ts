@@ -5,12 +5,20 @@ import { createReadStream, existsSync } from "node:fs";
 import { copyFile, readFile, rm, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { calibrate, convPatchSpecOf, type CalibrationResult } from "./calibrate/index.js";
+import { calibrate, convPatchSpecOf, type ActivationStats, type CalibrationResult } from "./calibrate/index.js";
+import { defaultGramBudget, planGramPassesFor, type GramPasses } from "./calibrate/passes.js";
 import { pathResolver, prepareOutputDir, resolvePath, type Config } from "./config/load.js";
 import { sha256, type ModelInputInfo } from "./data/index.js";
 import { feedTypeOf, type Feeds } from "./data/tensors.js";
 import { emitChecked, loadError } from "./emit/check.js";
-import { matMulNBitsActivationTypes, quantizeTiedEmbeddings, tiedHeadActivations, type TiedEmission, type TiedQuantization } from "./emit/tied.js";
+import {
+  findTiedEmbeddings,
+  matMulNBitsActivationTypes,
+  quantizeTiedEmbeddings,
+  tiedHeadActivations,
+  type TiedEmission,
+  type TiedQuantization,
+} from "./emit/tied.js";
 import type { EmittedLayer } from "./emit/index.js";
 import { lockExecution, pinsFromLockfile, resolveForms, type FormChoice } from "./emit/select.js";
 import { chooseAccuracyLevel, judgeAccuracy, type QuantizedExecution } from "./emit/accuracy-level.js";
@@ -43,6 +51,7 @@ import { isTable, planWeights, quantizeWeights, specFor, type BlockwiseQuantizer
 import type { BlockwiseQuantized } from "./quantize/blockwise.js";
 import { planMixedPrecision } from "./quantize/mixed-plan.js";
 import { planQuantx } from "./quantize/quantx.js";
+import { quantizeInPasses } from "./quantize/passes.js";
 import { measureLayerKl } from "./quantize/sensitivity.js";
 import { UserError } from "./errors.js";
 import type { Kernels } from "./kernels/index.js";
@@ -96,6 +105,8 @@ export interface GateRunOptions {
   readonly evaluate?: (data: TaskData, models: { readonly float: string; readonly quantized: string }) => Promise<TaskEvaluation>;
   /** Sharded runs: stop after emit (quantize job) or evaluate (shard job); later stages are skipped. */
   readonly until?: "emit" | "evaluate";
+  /** Bytes of Gram matrices alive at once; over it they are collected in passes (default: defaultGramBudget). */
+  readonly gramBudgetBytes?: number;
 }
 
 /** What the calibrate, quantize and emit stages produce, and what the work cache keeps of it. */
@@ -271,6 +282,8 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
   // calibrate
   let calibration: CalibrationResult | undefined;
   let calibrationFailed = false;
+  /** Gram matrices over the budget: collected in passes by the quantize stage, each group then released. */
+  let gramPasses: GramPasses | undefined;
   if (outcome) {
     // restored
   } else if (model && data && data.calibrationBatches.length > 0 && (discovery.weights.some((w) => w.kind === "product") || convGptqSites().length > 0)) {
@@ -295,16 +308,66 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
         types.set(h.name, h.dataType);
       }
     }
+    // Calibration runs the float model with its activations exposed: a model ONNX Runtime refuses is named by its file.
+    const named = (err: unknown): never => {
+      const message = (err as Error).message;
+      const where = /could not load (in-memory model|.*?quantgate-calibration-[0-9a-f-]+\.onnx):/;
+      if (!where.test(message)) throw err;
+      throw new UserError(`${modelPath}: ${message.replace(where, "could not load the float model (with activations exposed for calibration):")}`);
+    };
+    const calibrateOpts = { modelPath, expose: convs.map((c) => c.activation) };
+    // Grams over the budget (src/calibrate/passes.ts) are collected in passes by the quantize stage, which needs
+    // each weight's own statistics only (not mixed precision or quantx, which compare all layers first).
+    const channels = new Map([
+      ...products.map((w) => [w.node.input[0]!, w.k] as const),
+      ...findTiedEmbeddings(model.graph).flatMap((t) => t.heads.map((h) => [h.node.input[0]!, t.hidden] as const)),
+    ]);
+    const budgetBytes = opts.gramBudgetBytes ?? defaultGramBudget(model.sizeBytes);
+    const batches = data.calibrationBatches;
+    const planned =
+      r.mixed || r.quantx
+        ? undefined
+        : planGramPassesFor({
+            ort,
+            model: model.proto,
+            activations,
+            types,
+            channels,
+            gram,
+            convs,
+            batches,
+            threads: config.measure.threads,
+            modelPath,
+            budgetBytes,
+          });
+    gramPasses = planned && { ...planned, run: (group) => planned.run(group).catch(named) };
     const compute = (names: ReadonlySet<string> = gram.names): Promise<CalibrationResult> =>
-      calibrate(ort, model.proto, activations, data.calibrationBatches, config.measure.threads, { ...gram, names }, types, convs).catch((err: unknown) => {
-        // Calibration runs a copy of the float model: a model ONNX Runtime refuses is named by its file.
-        const message = (err as Error).message;
-        if (!message.includes("could not load in-memory model")) throw err;
-        throw new UserError(`${modelPath}: ${message.replace("in-memory model", "the float model (with activations exposed for calibration)")}`);
-      });
-    const work = { model: loaded!.modelHash, batches: data.calibrationBatches, activations, gram, types, convs, threads: config.measure.threads };
-    calibration = await stage("calibrate", `${data.calibrationBatches.length} batches`, () =>
-      reuse ? reuse.calibration({ ...work, toolVersion: TOOL_VERSION, runtime: runtimeKey }, compute) : compute(),
+      calibrate(
+        ort,
+        model.proto,
+        activations,
+        data.calibrationBatches,
+        config.measure.threads,
+        { ...gram, names },
+        types,
+        gramPasses ? [] : convs,
+        calibrateOpts,
+      ).catch(named);
+    // With passes, this stage collects the channel statistics only (no Grams; the conv inputs exposed, not collected).
+    const work = {
+      model: loaded!.modelHash,
+      batches: data.calibrationBatches,
+      activations,
+      gram: gramPasses ? { names: new Set<string>(), maxRows: gram.maxRows } : gram,
+      types,
+      convs: gramPasses ? convs.map((c) => ({ key: c.key, activation: c.activation, spec: "exposed" })) : convs,
+      threads: config.measure.threads,
+    };
+    const detail = gramPasses
+      ? `, Gram matrices in ${gramPasses.groups.length} passes of at most ${Math.round(budgetBytes / 2 ** 20)} MiB with the quantize stage`
+      : "";
+    calibration = await stage("calibrate", `${data.calibrationBatches.length} batches${detail}`, () =>
+      reuse ? reuse.calibration({ ...work, toolVersion: TOOL_VERSION, runtime: runtimeKey }, compute) : compute(work.gram.names),
     );
     calibrationFailed = calibration === undefined;
   } else {
@@ -312,6 +375,9 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
   }
 
   // quantize (not after a failed calibration: its error is the one to read, not "calibration is not configured")
+  /** With Gram passes, the statistics (Gram included) of a tied embedding's LM head input, kept for emit. */
+  let passedHeadStats: Map<string, ActivationStats> | undefined;
+  let passesMs = 0;
   if (calibrationFailed) skip("quantize", "calibration failed");
   const quantized: QuantizedWeight[] | undefined =
     model && discovery.weights.length > 0 && !outcome && !calibrationFailed
@@ -336,17 +402,25 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
             }
             planned = planMixedPrecision(plans, calibration?.stats, mixed, measured).plans;
           } else if (config.recipe.quantx) planned = planQuantx(plans, ctx, config.recipe.quantx).plans;
-          return quantizeWeights(planned, ctx);
+          if (!gramPasses) return quantizeWeights(planned, ctx);
+          const heads = new Set(
+            model.proto.graph && config.recipe.tied_embedding === "quantize" ? tiedHeadActivations(model.proto.graph).map((h) => h.name) : [],
+          );
+          const passed = await quantizeInPasses(planned, ctx, gramPasses.groups, gramPasses.run, heads);
+          passedHeadStats = passed.kept;
+          passesMs = passed.calibrationMs;
+          return passed.weights;
         })
       : undefined;
+  gramPasses?.close();
 
   // Activation statistics and Gram matrices are done with once the weights are quantized: released here.
-  const calibrationSummary = calibration ? { batches: calibration.batches, layers: calibration.stats.size, ms: calibration.ms } : null;
+  const calibrationSummary = calibration ? { batches: calibration.batches, layers: calibration.stats.size, ms: calibration.ms + passesMs } : null;
   // Except those of a tied embedding's LM head input: the tied table is quantized at emit (GPTQ/MSE read them).
   const tiedHeadStats = new Map<string, NonNullable<ReturnType<CalibrationResult["stats"]["get"]>>>();
   if (calibration && config.recipe.tied_embedding === "quantize" && model?.proto.graph) {
     for (const h of tiedHeadActivations(model.proto.graph)) {
-      const st = calibration.stats.get(h.name);
+      const st = passedHeadStats?.get(h.name) ?? calibration.stats.get(h.name);
       if (st) tiedHeadStats.set(h.name, st);
     }
   }

@@ -12,11 +12,18 @@ import {
   makeNode,
   makeTensor,
   makeValueInfo,
+  externalDataFiles,
   serializeModel,
   type GraphProto,
   type ModelProto,
   type NodeProto,
 } from "../onnx/model.js";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { toBinary } from "@bufbuild/protobuf";
+import { ModelProtoSchema } from "onnx-buf";
 import { toOrtFeeds, type Feeds } from "../data/tensors.js";
 import { activeKernels } from "../kernels/active.js";
 import { createSession, type Ort } from "../runtime/ort.js";
@@ -91,21 +98,207 @@ export class ChannelAccumulator {
     }
     this.rows += rows;
   }
+  /** Whether the Gram matrix (if any) has all its rows: later rows only change the channel statistics. */
+  get gramFull(): boolean {
+    return this.gram === undefined || this.gramRows >= this.maxGramRows;
+  }
+  private finished: ActivationStats | undefined;
+  /**
+   * The statistics so far. The Gram matrix is finished in place (the sums' buffer becomes E[x x^T], no second
+   * k x k copy): the accumulator is done after its first result(), which later calls return again.
+   */
   result(): ActivationStats {
+    if (this.finished) return this.finished;
     const n = Math.max(1, this.rows);
     const stats = { rows: this.rows, meanAbs: this.sumAbs.map((v) => v / n), meanSquare: this.sumSq.map((v) => v / n) };
     const g = this.gram;
-    if (!g || this.gramRows === 0) return stats;
+    if (!g || this.gramRows === 0) return (this.finished = stats);
     const c = this.channels;
-    const gram = new Float64Array(c * c);
+    // Only the lower triangle holds sums (the upper one is zero): divide it and mirror it.
     for (let i = 0; i < c; i++) {
       for (let j = 0; j <= i; j++) {
         const v = g[i * c + j]! / this.gramRows;
-        gram[i * c + j] = v;
-        gram[j * c + i] = v;
+        g[i * c + j] = v;
+        g[j * c + i] = v;
       }
     }
-    return { ...stats, gram, gramRows: this.gramRows };
+    return (this.finished = { ...stats, gram: g, gramRows: this.gramRows });
+  }
+}
+
+export interface CalibrateOptions {
+  /**
+   * The float model's file. A model whose weights lie in external data is then given to ONNX Runtime as a small
+   * graph file written beside it (the weights read from the original data file), not as one in-memory copy of the
+   * whole model; the file is removed when the calibration ends.
+   */
+  readonly modelPath?: string;
+  /**
+   * Write an inline model's calibration graph to a temporary file, read by each pass's session, rather than keep it
+   * in memory between passes (CalibrationRunner).
+   */
+  readonly spill?: boolean;
+  /**
+   * With a model in external data: each run's session gets the graph up to the last node its activations need (the
+   * nodes before it all kept, the same exposed outputs among them), so early passes load and run a prefix only.
+   */
+  readonly prefix?: boolean;
+  /** More activations exposed as outputs without statistics (to keep the graph that of a calibration that has them). */
+  readonly expose?: readonly string[];
+}
+
+/**
+ * One calibration graph (the float model with every requested activation exposed), run once per pass: each run
+ * opens a session, accumulates the statistics of the activations (and Conv im2col rows) it is asked for, and
+ * releases the session. The graph is the same for every pass, so an activation's statistics do not depend on
+ * which pass collects them (the Gram matrices of a pass are those of a single pass over all activations).
+ */
+export class CalibrationRunner {
+  private constructor(
+    private readonly ort: Ort,
+    private readonly source: Uint8Array | string,
+    private readonly outputOf: ReadonlyMap<string, string>,
+    private readonly graphInputs: ReadonlySet<string>,
+    private readonly temp: string | undefined,
+    private readonly tempDir: string | undefined,
+    /** The calibration graph whose tensors refer to the model's external data, when runs take a prefix of it. */
+    private readonly prefixOf: ModelProto | undefined,
+  ) {}
+  private runs = 0;
+
+  static open(
+    ort: Ort,
+    model: ModelProto,
+    exposed: readonly string[],
+    elemTypes: ReadonlyMap<string, number> = new Map(),
+    opts: CalibrateOptions = {},
+  ): CalibrationRunner {
+    const probe = cloneModel(model);
+    const graph = probe.graph!;
+    const existing = new Set(graph.output.map((o) => o.name));
+    const graphInputs = new Set(graph.input.map((i) => i.name));
+    // Main-graph output name of each activation (subgraph activations come out under a routed name).
+    const outputOf = new Map<string, string>();
+    for (const name of [...new Set(exposed)].filter((n) => !existing.has(n) && !graphInputs.has(n))) {
+      const type = elemTypes.get(name) ?? DataType.FLOAT;
+      const routed = exposeActivation(graph, name, 0, type);
+      if (routed === undefined) continue;
+      outputOf.set(name, routed);
+      if (!graph.output.some((o) => o.name === routed)) graph.output.push(makeValueInfo(routed, type));
+    }
+    if (opts.modelPath && externalDataFiles(graph).length > 0) {
+      // External tensors serialize as their references (location relative to the model's folder): the graph file
+      // goes into that folder, and ONNX Runtime reads the weights from the model's own data file.
+      const file = path.join(
+        path.dirname(opts.modelPath),
+        `.${path.basename(opts.modelPath, ".onnx")}.quantgate-calibration-${process.pid}-${randomBytes(4).toString("hex")}.onnx`,
+      );
+      try {
+        writeFileSync(file, toBinary(ModelProtoSchema, probe), { flag: "wx" });
+        return new CalibrationRunner(ort, file, outputOf, graphInputs, file, undefined, opts.prefix ? probe : undefined);
+      } catch (err) {
+        // A read-only model folder: the in-memory copy below (a file of that name is not ours to remove).
+        if ((err as NodeJS.ErrnoException).code !== "EEXIST") rmSync(file, { force: true });
+      }
+    }
+    const bytes = serializeModel(probe);
+    if (opts.spill) {
+      const dir = mkdtempSync(path.join(os.tmpdir(), "quantgate-calibration-"));
+      try {
+        const file = path.join(dir, "calibration.onnx");
+        writeFileSync(file, bytes);
+        return new CalibrationRunner(ort, file, outputOf, graphInputs, undefined, dir, undefined);
+      } catch {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }
+    return new CalibrationRunner(ort, bytes, outputOf, graphInputs, undefined, undefined, undefined);
+  }
+
+  /**
+   * Accumulates the statistics of `names` (a subset of the exposed activations) and `convs` over the batches. With
+   * `gramsOnly`, stops at the first batch after which every Gram matrix has its rows (the channel statistics are then
+   * of those batches only: the caller has them from a full pass).
+   */
+  async run(
+    names: readonly string[],
+    batches: readonly Feeds[],
+    threads: number,
+    gram: { readonly names: ReadonlySet<string>; readonly maxRows: number },
+    convs: readonly { readonly key: string; readonly activation: string; readonly spec: ConvPatchSpec }[] = [],
+    opts: { readonly gramsOnly?: boolean } = {},
+  ): Promise<CalibrationResult> {
+    const t0 = performance.now();
+    const { ort, outputOf, graphInputs } = this;
+    const unique = [...new Set(names)];
+    const wanted = [...new Set([...unique, ...convs.map((c) => c.activation)])]
+      .map((n) => outputOf.get(n) ?? (graphInputs.has(n) ? undefined : n))
+      .filter((n): n is string => n !== undefined);
+    // The graph up to the last node these activations need, in a file beside the model's (its data file read).
+    const prefix = this.prefixOf && this.temp ? prefixModel(this.prefixOf, wanted) : undefined;
+    const prefixFile = prefix && this.temp ? this.temp.replace(/\.onnx$/, `-${(this.runs++).toString(16)}.onnx`) : undefined;
+    let session: Awaited<ReturnType<typeof createSession>>;
+    let written = false;
+    try {
+      if (prefix && prefixFile) {
+        try {
+          writeFileSync(prefixFile, toBinary(ModelProtoSchema, prefix), { flag: "wx" });
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== "EEXIST") rmSync(prefixFile, { force: true });
+          throw err;
+        }
+        written = true;
+      }
+      session = await createSession(ort, prefixFile ?? this.source, threads);
+    } finally {
+      if (written && prefixFile) rmSync(prefixFile, { force: true });
+    }
+    // Only this run's activations are fetched (the graph, and so every value, is the same whatever is fetched).
+    const fetches = wanted.filter((n) => session.outputNames.includes(n));
+    const acc = new Map<string, ChannelAccumulator>();
+    const patches = new Map(convs.map((c) => [c.key, new ConvPatchAccumulator(c.spec, gram.maxRows)]));
+    let ran = 0;
+    try {
+      for (const batch of batches) {
+        const full = unique.every((n) => !gram.names.has(n) || acc.get(n)?.gramFull) && [...patches.values()].every((p) => p.gramFull);
+        if (opts.gramsOnly && ran > 0 && full) break;
+        ran++;
+        const result = fetches.length > 0 ? await session.run(toOrtFeeds(ort, batch), fetches) : {};
+        const valuesOf = (name: string): { values: Float32Array; dims: readonly number[] } | undefined => {
+          const tensor =
+            result[outputOf.get(name) ?? name] ??
+            (graphInputs.has(name) ? new ort.Tensor(batch[name]!.type, batch[name]!.data, batch[name]!.dims as number[]) : undefined);
+          // An empty tensor is the branch of an If that this batch did not take.
+          if (!tensor || (tensor.type !== "float32" && tensor.type !== "float16") || tensor.data.length === 0) return undefined;
+          const values = tensor.type === "float16" ? Float32Array.from(tensor.data as Uint16Array, halfToFloat) : (tensor.data as Float32Array);
+          return { values, dims: tensor.dims };
+        };
+        for (const c of convs) {
+          const v = valuesOf(c.activation);
+          if (v) patches.get(c.key)!.add(v.values, v.dims);
+        }
+        for (const name of unique) {
+          const v = valuesOf(name);
+          if (!v) continue;
+          const { values } = v;
+          const channels = v.dims[v.dims.length - 1]!;
+          let a = acc.get(name);
+          if (!a) acc.set(name, (a = new ChannelAccumulator(channels, gram.names.has(name) ? gram.maxRows : 0)));
+          a.add(values);
+        }
+      }
+    } finally {
+      await session.release();
+    }
+    const stats = new Map([...acc].map(([name, a]) => [name, a.result()]));
+    const convStats = new Map([...patches].map(([key, p]) => [key, p.result()]));
+    return { stats, convStats, batches: ran, ms: performance.now() - t0 };
+  }
+
+  /** Removes the graph file written beside the model, if any. */
+  close(): void {
+    if (this.temp) rmSync(this.temp, { force: true });
+    if (this.tempDir) rmSync(this.tempDir, { recursive: true, force: true });
   }
 }
 
@@ -121,58 +314,53 @@ export async function calibrate(
   elemTypes: ReadonlyMap<string, number> = new Map(),
   /** Conv weights whose im2col statistics are needed (GPTQ on Conv), each with its input and geometry. */
   convs: readonly { readonly key: string; readonly activation: string; readonly spec: ConvPatchSpec }[] = [],
+  opts: CalibrateOptions = {},
 ): Promise<CalibrationResult> {
-  const t0 = performance.now();
-  const unique = [...new Set(activationNames)];
-  const exposedNames = [...new Set([...activationNames, ...convs.map((c) => c.activation)])];
-  const probe = cloneModel(model);
-  const graph = probe.graph!;
-  const existing = new Set(graph.output.map((o) => o.name));
-  const graphInputs = new Set(graph.input.map((i) => i.name));
-  // Main-graph output name of each activation (subgraph activations come out under a routed name).
-  const outputOf = new Map<string, string>();
-  for (const name of exposedNames.filter((n) => !existing.has(n) && !graphInputs.has(n))) {
-    const type = elemTypes.get(name) ?? DataType.FLOAT;
-    const routed = exposeActivation(graph, name, 0, type);
-    if (routed === undefined) continue;
-    outputOf.set(name, routed);
-    if (!graph.output.some((o) => o.name === routed)) graph.output.push(makeValueInfo(routed, type));
-  }
-  const session = await createSession(ort, serializeModel(probe), threads);
-  const acc = new Map<string, ChannelAccumulator>();
-  const patches = new Map(convs.map((c) => [c.key, new ConvPatchAccumulator(c.spec, gram.maxRows)]));
+  const runner = CalibrationRunner.open(ort, model, [...activationNames, ...convs.map((c) => c.activation), ...(opts.expose ?? [])], elemTypes, opts);
   try {
-    for (const batch of batches) {
-      const result = await session.run(toOrtFeeds(ort, batch));
-      const valuesOf = (name: string): { values: Float32Array; dims: readonly number[] } | undefined => {
-        const tensor =
-          result[outputOf.get(name) ?? name] ??
-          (graphInputs.has(name) ? new ort.Tensor(batch[name]!.type, batch[name]!.data, batch[name]!.dims as number[]) : undefined);
-        // An empty tensor is the branch of an If that this batch did not take.
-        if (!tensor || (tensor.type !== "float32" && tensor.type !== "float16") || tensor.data.length === 0) return undefined;
-        const values = tensor.type === "float16" ? Float32Array.from(tensor.data as Uint16Array, halfToFloat) : (tensor.data as Float32Array);
-        return { values, dims: tensor.dims };
-      };
-      for (const c of convs) {
-        const v = valuesOf(c.activation);
-        if (v) patches.get(c.key)!.add(v.values, v.dims);
-      }
-      for (const name of unique) {
-        const v = valuesOf(name);
-        if (!v) continue;
-        const { values } = v;
-        const channels = v.dims[v.dims.length - 1]!;
-        let a = acc.get(name);
-        if (!a) acc.set(name, (a = new ChannelAccumulator(channels, gram.names.has(name) ? gram.maxRows : 0)));
-        a.add(values);
+    return await runner.run(activationNames, batches, threads, gram, convs);
+  } finally {
+    runner.close();
+  }
+}
+
+/**
+ * The model cut after the last main-graph node producing one of `outputs`: every node before it kept (so the nodes
+ * computing those outputs, and the graph outputs among them, are as in the whole graph), later nodes and the
+ * initializers only they read dropped. Undefined when nothing would be cut.
+ */
+export function prefixModel(model: ModelProto, outputs: readonly string[]): ModelProto | undefined {
+  const graph = model.graph;
+  if (!graph) return undefined;
+  const at = new Map<string, number>();
+  graph.node.forEach((n, i) => n.output.forEach((o) => at.set(o, i)));
+  const last = Math.max(-1, ...outputs.map((o) => at.get(o) ?? -1));
+  if (last < 0 || last >= graph.node.length - 1) return undefined;
+  const node = graph.node.slice(0, last + 1);
+  const read = new Set<string>();
+  const reads = (nodes: readonly NodeProto[]): void => {
+    for (const n of nodes) {
+      n.input.forEach((x) => read.add(x));
+      for (const a of n.attribute) {
+        if (a.g) reads(a.g.node);
+        for (const g of a.graphs) reads(g.node);
       }
     }
-  } finally {
-    await session.release();
-  }
-  const stats = new Map([...acc].map(([name, a]) => [name, a.result()]));
-  const convStats = new Map([...patches].map(([key, p]) => [key, p.result()]));
-  return { stats, convStats, batches: batches.length, ms: performance.now() - t0 };
+  };
+  reads(node);
+  const dropped = new Set(graph.initializer.filter((t) => !read.has(t.name)).map((t) => t.name));
+  const produced = new Set([...graph.input.map((i) => i.name), ...graph.initializer.map((t) => t.name), ...node.flatMap((n) => n.output)]);
+  return {
+    ...model,
+    graph: {
+      ...graph,
+      node,
+      initializer: graph.initializer.filter((t) => !dropped.has(t.name)),
+      // Inputs that name dropped initializers go with them (old IRs list initializers as inputs); feeds stay.
+      input: graph.input.filter((i) => !dropped.has(i.name)),
+      output: graph.output.filter((o) => produced.has(o.name) && !dropped.has(o.name)),
+    },
+  };
 }
 
 /** Whether `name` is produced (by a node, or as an input) in this graph itself. */
@@ -280,6 +468,9 @@ export class ConvPatchAccumulator {
     const cg = spec.channels / spec.groups;
     this.k = cg * spec.kernel.reduce((a, b) => a * b, 1);
     this.groups = Array.from({ length: spec.groups }, () => new ChannelAccumulator(this.k, maxGramRows));
+  }
+  get gramFull(): boolean {
+    return this.groups.every((g) => g.gramFull);
   }
   /** x: [N, C, L] or [N, C, H, W], row-major. */
   add(x: Float32Array, dims: readonly number[]): void {
