@@ -5,6 +5,7 @@ import { describe, expect, it } from "vitest";
 import { recipeSchema } from "../src/config/schema.js";
 import { resolveForms, type FormChoice } from "../src/emit/select.js";
 import { loadModel } from "../src/onnx/model.js";
+import type { Ort } from "../src/runtime/ort.js";
 import { findWeights } from "../src/onnx/weights.js";
 import { quantizeBlockwiseRef } from "../src/quantize/blockwise.js";
 import { planWeights, quantizeWeights } from "../src/quantize/index.js";
@@ -33,7 +34,7 @@ describe("forms across accuracy levels", () => {
         timedAtLevel: 0,
       },
     ];
-    const r = await resolveForms(ort, weights, 4, 1, undefined, earlier);
+    const r = await resolveForms(ort as unknown as Ort, weights, 4, 1, undefined, earlier);
     expect(r.formMap.get("int4")).toBe("matmulnbits");
     expect(r.choices).toEqual(earlier);
     expect(r.pinned).toEqual([]);
@@ -54,7 +55,7 @@ describe("forms across accuracy levels", () => {
         timedAtLevel: 0,
       },
     ];
-    const r = await resolveForms(ort, weights, 4, 1, undefined, earlier);
+    const r = await resolveForms(ort as unknown as Ort, weights, 4, 1, undefined, earlier);
     expect(r.choices).toHaveLength(1);
     expect(r.choices[0]!.timedAtLevel).toBe(4);
     expect(r.choices[0]!.candidates.map((c) => c.form).sort()).toEqual(["dequant-subgraph", "matmulnbits"]);
