@@ -146,42 +146,52 @@ export function isCostRule(r: Pick<RuleResult, "rule" | "metric">): boolean {
 
 /** Holdout runs spent on verifying: the cheapest passing candidates in turn until one passes there. */
 const MAX_VERIFICATIONS = 3;
+/** The smallest search.max_full_evaluations that keeps one evaluation back for after the holdout verification. */
+const FOLLOW_UP_MIN_BUDGET = 4;
+/** Bisection steps of the allocator's target that meets a mixed-precision candidate's estimated bits per weight. */
+const ALLOCATION_STEPS = 14;
+/** Relative gap of estimated cost within which a uniform winner's other block sizes are probed too. */
+const NEIGHBOUR_TOLERANCE = 0.03;
 
 const ALGORITHM_RANK: Record<string, number> = { mse: 3, awq: 2, gptq: 1, rtn: 0 };
 
 /**
  * Estimated bits per weight of a uniform recipe (codes, scales, zero points): the bisection's order. For the
- * stored size and latency the codes count at their container width (int3 is stored in 4 bits).
+ * stored size and latency the codes count at their container width (int3 is stored in 4 bits). `dequant`: the
+ * weight of a Conv, Gather or LSTM (a dequantized tensor in the graph, src/emit dequantTensorGraph), stored with
+ * an fp32 scale per block for every format and a uint8 zero point per block for the int formats.
  */
-export function estimateBpw(format: WeightFormat, blockSize: number, symmetric: boolean, objective: Objective = "bits_per_weight"): number {
+export function estimateBpw(format: WeightFormat, blockSize: number, symmetric: boolean, objective: Objective = "bits_per_weight", dequant = false): number {
   if (isIntFormat(format)) {
     const bits = objective === "bits_per_weight" ? FORMAT_BITS[format] : containerBits(FORMAT_BITS[format]);
-    return bits + 32 / blockSize + (symmetric ? 0 : bits / blockSize);
+    const zeroPointBits = symmetric ? 0 : dequant && objective !== "bits_per_weight" ? 8 : bits;
+    return bits + 32 / blockSize + zeroPointBits / blockSize;
   }
-  if (format === "mxfp4") return 4 + 8 / 32;
-  if (format === "fp8") return 8 + 16 / blockSize;
-  return FORMAT_BITS[format] + 16 / blockSize;
+  const scaleBits = dequant && objective !== "bits_per_weight" ? 32 : undefined;
+  if (format === "mxfp4") return 4 + (scaleBits ?? 8) / 32;
+  if (format === "fp8") return 8 + (scaleBits ?? 16) / blockSize;
+  return FORMAT_BITS[format] + (scaleBits ?? 16) / blockSize;
 }
 
 /**
  * Estimated bits per weight of a uniform recipe on this model's weights: each weight's rows padded to whole
- * blocks (a block wider than a row costs the whole block), at the container width for size and latency.
+ * blocks (a block wider than a row costs the whole block), at the container width for size and latency, and
+ * each weight as its kind is stored (see estimateBpw).
  */
 export function estimateModelBpw(
-  sites: readonly Pick<WeightSite, "k" | "n">[],
+  sites: readonly (Pick<WeightSite, "k" | "n"> & { readonly kind?: WeightSite["kind"] })[],
   format: WeightFormat,
   blockSize: number,
   symmetric: boolean,
   objective: Objective,
 ): number {
-  const perWeight = estimateBpw(format, blockSize, symmetric, objective);
   let params = 0;
   let bits = 0;
   for (const s of sites) {
     params += s.k * s.n;
-    bits += s.n * Math.ceil(s.k / blockSize) * blockSize * perWeight;
+    bits += s.n * Math.ceil(s.k / blockSize) * blockSize * estimateBpw(format, blockSize, symmetric, objective, s.kind === "dequant");
   }
-  return params > 0 ? bits / params : perWeight;
+  return params > 0 ? bits / params : estimateBpw(format, blockSize, symmetric, objective);
 }
 
 export function costOf(report: Report, objective: Objective): number | undefined {
@@ -297,9 +307,15 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
   const evaluations: Evaluation[] = [];
   const memo = new Map<string, Evaluation>();
   let stoppedEarly: string | undefined;
+  // Evaluations kept back for after the holdout verification (when the data was split and the budget allows):
+  // a winner the holdout rejects is followed by a more generous candidate between it and the next passing one,
+  // a verified winner by a cheaper neighbour or one more mixed-precision step.
+  const followUps = split.split && settings.max_full_evaluations >= FOLLOW_UP_MIN_BUDGET ? 1 : 0;
+  let limit = settings.max_full_evaluations - followUps;
   const budgetLeft = (): boolean => {
-    if (evaluations.length >= settings.max_full_evaluations) {
-      stoppedEarly ??= `stopped after search.max_full_evaluations (${settings.max_full_evaluations}) full evaluations`;
+    if (evaluations.length >= limit) {
+      const kept = limit < settings.max_full_evaluations ? `, ${settings.max_full_evaluations - limit} of them kept for after the holdout verification` : "";
+      stoppedEarly ??= `stopped after search.max_full_evaluations (${settings.max_full_evaluations}) full evaluations${kept}`;
       return false;
     }
     if (performance.now() > deadline) {
@@ -386,7 +402,7 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
   // untried levels cheaper than the passing one are probed, nearest first, keeping two runs for mixed precision.
   if (passing !== undefined) {
     const reserve = settings.space.mixed_formats.length >= 2 ? 2 : 0;
-    for (let i = passing - 1; i >= 0 && evaluations.length < settings.max_full_evaluations - reserve; i--) {
+    for (let i = passing - 1; i >= 0 && evaluations.length < limit - reserve; i--) {
       const c = levels[i]![0]!;
       if (memo.has(canonical(c.recipe))) continue;
       // Dominated: the same format at a block no larger (more scales, more accurate) already failed on accuracy.
@@ -407,12 +423,25 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
   // Mixed precision between the floor of the mixed formats and the cheapest accurate level.
   let sensitivity: SearchResult["sensitivity"];
   const mixedFormats = mixedFormatsFor(settings.space.mixed_formats, objective);
+  let mixedCandidate: ((target: number) => Candidate | undefined) | undefined;
+  // The bisection's lower bound: the floor of the mixed formats, raised by every mixed candidate that fails (on
+  // the search part, or on the holdout part after passing the search part).
+  let mixedLo = 0;
+  /** One mixed-precision probe at the middle of (mixedLo, hi), a recipe not evaluated yet; undefined when there is none or no budget. */
+  async function mixedBetween(hi: number): Promise<Evaluation | undefined> {
+    if (!mixedCandidate || hi - mixedLo <= 0.05) return undefined;
+    const target = (mixedLo + hi) / 2;
+    const c = mixedCandidate(target);
+    if (!c || c.estBpw >= hi - 1e-6 || memo.has(canonical(c.recipe))) return undefined;
+    const e = await probe(c);
+    if (e && !e.accurate) mixedLo = Math.max(mixedLo, c.estBpw);
+    return e;
+  }
   if (passing !== undefined && mixedFormats.length >= 2 && budgetLeft()) {
     // The level's candidate that passed (its calibrated algorithm when the first one did not): the mix is made like it.
     const pass = levels[passing]!.find((c) => memo.get(canonical(c.recipe))?.accurate) ?? levels[passing]![0]!;
-    const floorBpw = Math.min(...mixedFormats.map((f) => estimateModelBpw(sites, f, pass.recipe.block_size, false, objective)));
     // From the floor of the mixed formats: the failing level below may be another family (nf4 under int4).
-    const lowBpw = floorBpw;
+    mixedLo = Math.min(...mixedFormats.map((f) => estimateModelBpw(sites, f, pass.recipe.block_size, false, objective)));
     const factory = await mixedFactory({
       config,
       opts,
@@ -427,22 +456,46 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
       objective,
       notes,
     });
+    mixedCandidate = factory.candidate;
     sensitivity = factory.sensitivity;
     if (sensitivity) log(`sensitivity: KL of ${sensitivity.layers} layers at ${sensitivity.format} measured once (${(sensitivity.ms / 1000).toFixed(1)}s)`);
     // Bisection over the target: below the passing level's bits, above the failing level's.
-    let tLo = lowBpw;
-    let tHi = pass.estBpw;
-    for (let step = 0; step < 3 && tHi - tLo > 0.05; step++) {
-      const c = factory.candidate((tLo + tHi) / 2);
-      if (!c || c.estBpw >= pass.estBpw - 1e-6) break;
-      const e = await probe(c);
+    let hi = pass.estBpw;
+    for (let step = 0; step < 3; step++) {
+      const e = await mixedBetween(hi);
       if (!e) break;
-      if (e.accurate) tHi = c.estBpw;
-      else tLo = Math.max(tLo, (tLo + tHi) / 2);
+      if (e.accurate) hi = e.candidate.estBpw;
     }
   }
 
-  const passed = evaluations.filter((e) => e.verdict === "pass" && e.cost !== undefined).sort((a, b) => a.cost! - b.cost!);
+  /**
+   * Uniform recipes of the same format, algorithm and symmetry as `e` at another block size, not evaluated yet,
+   * whose estimated cost is within NEIGHBOUR_TOLERANCE of e's, nearest first: the estimate (padding, stored
+   * forms) can order two such recipes wrongly, so the one ranked dearer may be the cheaper one.
+   */
+  const neighbours = (e: Evaluation): Candidate[] => {
+    const r = e.candidate.recipe;
+    return candidates
+      .filter(
+        (c) =>
+          c.recipe.format === r.format &&
+          c.recipe.algorithm === r.algorithm &&
+          c.recipe.symmetric === r.symmetric &&
+          c.recipe.block_size !== r.block_size &&
+          !memo.has(canonical(c.recipe)) &&
+          Math.abs(c.estBpw - e.candidate.estBpw) <= NEIGHBOUR_TOLERANCE * e.candidate.estBpw,
+      )
+      .sort((a, b) => Math.abs(a.estBpw - e.candidate.estBpw) - Math.abs(b.estBpw - e.candidate.estBpw));
+  };
+  const byCost = (a: Evaluation, b: Evaluation): number => a.cost! - b.cost!;
+  const passedByCost = (): Evaluation[] => evaluations.filter((e) => e.verdict === "pass" && e.cost !== undefined).sort(byCost);
+  // A uniform winner's neighbours while the budget lasts.
+  const cheapest = passedByCost()[0];
+  if (cheapest?.candidate.kind === "uniform") {
+    for (const c of neighbours(cheapest)) if (!(await probe(c))) break;
+  }
+
+  const passed = passedByCost();
   const rejected: Evaluation[] = [];
   const result = {
     objective,
@@ -503,16 +556,62 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
     return final;
   }
   best = worth[0]!;
-  for (const [i, candidate] of worth.slice(0, MAX_VERIFICATIONS).entries()) {
-    log(`verifying ${candidate.candidate.label} on the holdout part (${split.holdout}) ...`);
-    const sameAsCurrent = canonical(candidate.candidate.recipe) === canonical(config.recipe);
+  // The follow-up evaluations kept back are spent from here on, on the search part like every other choice: the
+  // holdout part only says whether a candidate is suggested, and a rejection raises the mixed bisection's floor.
+  limit = settings.max_full_evaluations;
+  const isWorth = (e: Evaluation): boolean => currentCost === undefined || e.cost! < currentCost || canonical(e.candidate.recipe) === canonical(config.recipe);
+  const verified = new Set<string>();
+  let verifiedWinner: { best: Evaluation; run: { evaluation: Evaluation; run: GateRun } } | undefined;
+  /** The cheapest candidate that passed on the search part, is worth suggesting, is cheaper than the verified winner and was not run on the holdout part yet. */
+  const pending = (): Evaluation | undefined =>
+    passedByCost().find((e) => isWorth(e) && !verified.has(canonical(e.candidate.recipe)) && (!verifiedWinner || e.cost! < verifiedWinner.best.cost!));
+  /**
+   * One follow-up evaluation on the search part below the anchor (the verified winner, or after a rejection the
+   * next candidate in line): a uniform winner's unevaluated neighbour block size first, then a mixed-precision
+   * target between the bisection's floor and the anchor. Undefined when there is none or no budget.
+   */
+  async function followUp(): Promise<Evaluation | undefined> {
+    const anchor = verifiedWinner?.best ?? pending();
+    if (!anchor || !budgetLeft()) return undefined;
+    if (anchor.candidate.kind === "uniform" && verifiedWinner) {
+      const c = neighbours(anchor)[0];
+      if (c) return probe(c);
+    }
+    return mixedBetween(anchor.candidate.estBpw);
+  }
+  let verifications = 0;
+  let lastRejected = false;
+  while (verifications < MAX_VERIFICATIONS) {
+    let next = lastRejected ? undefined : pending();
+    if (!next) {
+      // Nothing cheaper left to verify, or the last candidate was rejected: one follow-up, then look again.
+      lastRejected = false;
+      if (await followUp()) continue;
+      next = pending();
+      if (!next) break;
+    }
+    log(`verifying ${next.candidate.label} on the holdout part (${split.holdout}) ...`);
+    const sameAsCurrent = canonical(next.candidate.recipe) === canonical(config.recipe);
     if (!sameAsCurrent) holdoutRuns++;
-    const v = sameAsCurrent ? current : await evaluate(candidate.candidate, `holdout-winner${i ? `-${i + 1}` : ""}`, split.holdout);
-    best = candidate;
-    winner = v;
-    if (v.evaluation.verdict === "pass") break;
+    const v = sameAsCurrent ? current : await evaluate(next.candidate, `holdout-winner${verifications ? `-${verifications + 1}` : ""}`, split.holdout);
+    verifications++;
+    verified.add(canonical(next.candidate.recipe));
+    if (v.evaluation.verdict === "pass") {
+      verifiedWinner = { best: next, run: v };
+      continue;
+    }
+    if (!verifiedWinner) {
+      best = next;
+      winner = v;
+    }
     rejected.push(v.evaluation);
-    notes.push(`${candidate.candidate.label} passed on the search part but failed on the holdout part (${v.evaluation.failures[0] ?? "?"}): rejected`);
+    notes.push(`${next.candidate.label} passed on the search part but failed on the holdout part (${v.evaluation.failures[0] ?? "?"}): rejected`);
+    if (next.candidate.kind === "mixed") mixedLo = Math.max(mixedLo, next.candidate.estBpw);
+    lastRejected = true;
+  }
+  if (verifiedWinner) {
+    best = verifiedWinner.best;
+    winner = verifiedWinner.run;
   }
   const verification = { winner: winner!.evaluation, winnerReport: winner!.run.report, current: current.evaluation, currentReport: current.run.report };
 
@@ -548,6 +647,7 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
   }
   const final: SearchResult = {
     ...result,
+    stoppedEarly,
     best,
     verification,
     rejected,
@@ -680,7 +780,7 @@ export async function mixedFactory(
   } else if (a.perLayer) {
     a.notes.push("per-layer sensitivity not measured: no calibration data or measurement input");
   }
-  const candidate = (target: number): Candidate | undefined => {
+  const allocate = (target: number): Candidate | undefined => {
     if (measured) {
       const mixed = { target_bpw: target, method: "kl" as const, formats: [...formats], low, high: "int8" as const };
       let decisions: ReturnType<typeof planMixedPrecision>["decisions"];
@@ -709,6 +809,25 @@ export async function mixedFactory(
     if (a.perLayer || !a.calibrated) return undefined;
     const recipe = recipeWith(base, { mixed: { target_bpw: target, method: "fisher", formats: [...formats] } });
     return { label: `mixed fisher ${target.toFixed(2)} bpw b${a.blockSize}`, kind: "mixed", recipe, estBpw: target };
+  };
+  // The allocator counts each format at its own bits per weight (no row padding, zero points at the code width,
+  // int3 at 3 bits), while the bisection compares estimates of the stored recipe (estimateModelBpw): a target is
+  // met as the allocation with the largest allocator target whose estimate does not exceed it.
+  const widest = Math.max(...formats.map((f) => estimateBpw(f, 16, false, "bits_per_weight")));
+  const candidate = (target: number): Candidate | undefined => {
+    if (!measured) return allocate(target);
+    let lo = 0;
+    let hi = widest;
+    let found: Candidate | undefined;
+    for (let i = 0; i < ALLOCATION_STEPS; i++) {
+      const mid = (lo + hi) / 2;
+      const c = allocate(mid);
+      if (c && c.estBpw <= target + 1e-9) {
+        found = c;
+        lo = mid;
+      } else hi = mid;
+    }
+    return found;
   };
   return { candidate, ...(sensitivity ? { sensitivity } : {}) };
 }
