@@ -565,19 +565,27 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
   /** The cheapest candidate that passed on the search part, is worth suggesting, is cheaper than the verified winner and was not run on the holdout part yet. */
   const pending = (): Evaluation | undefined =>
     passedByCost().find((e) => isWorth(e) && !verified.has(canonical(e.candidate.recipe)) && (!verifiedWinner || e.cost! < verifiedWinner.best.cost!));
+  // The current recipe's estimated cost when it passes on the holdout part and is a plain uniform one: the upper
+  // bound of a follow-up when no candidate that passed on the search part is left above a rejected one.
+  const r0 = config.recipe;
+  const currentEstimate =
+    current.evaluation.verdict === "pass" && !r0.mixed && !r0.quantx && r0.overrides.length === 0 && (r0.lowrank?.rank ?? 0) === 0
+      ? estimateModelBpw(sites, r0.format, r0.block_size, r0.symmetric, objective)
+      : undefined;
   /**
-   * One follow-up evaluation on the search part below the anchor (the verified winner, or after a rejection the
-   * next candidate in line): a uniform winner's unevaluated neighbour block size first, then a mixed-precision
-   * target between the bisection's floor and the anchor. Undefined when there is none or no budget.
+   * One follow-up evaluation on the search part: below a verified winner, its unevaluated neighbour block size
+   * first (uniform), then a mixed-precision target between the bisection's floor and the winner; with no winner
+   * yet (after a rejection), a mixed-precision target between the rejected candidate (the floor, raised) and the
+   * next candidate in line (or the current recipe). Undefined when there is none or no budget.
    */
   async function followUp(): Promise<Evaluation | undefined> {
-    const anchor = verifiedWinner?.best ?? pending();
-    if (!anchor || !budgetLeft()) return undefined;
-    if (anchor.candidate.kind === "uniform" && verifiedWinner) {
-      const c = neighbours(anchor)[0];
-      if (c) return probe(c);
+    if (!budgetLeft()) return undefined;
+    if (verifiedWinner) {
+      const c = verifiedWinner.best.candidate.kind === "uniform" ? neighbours(verifiedWinner.best)[0] : undefined;
+      return c ? probe(c) : mixedBetween(verifiedWinner.best.candidate.estBpw);
     }
-    return mixedBetween(anchor.candidate.estBpw);
+    const hi = pending()?.candidate.estBpw ?? currentEstimate;
+    return hi === undefined ? undefined : mixedBetween(hi);
   }
   let verifications = 0;
   let lastRejected = false;
@@ -606,7 +614,8 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
     }
     rejected.push(v.evaluation);
     notes.push(`${next.candidate.label} passed on the search part but failed on the holdout part (${v.evaluation.failures[0] ?? "?"}): rejected`);
-    if (next.candidate.kind === "mixed") mixedLo = Math.max(mixedLo, next.candidate.estBpw);
+    // The holdout part wants at least this many bits: a follow-up mixed candidate is looked for above them.
+    mixedLo = Math.max(mixedLo, next.candidate.estBpw);
     lastRejected = true;
   }
   if (verifiedWinner) {
