@@ -437,11 +437,22 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
     if (e && !e.accurate) mixedLo = Math.max(mixedLo, c.estBpw);
     return e;
   }
-  if (passing !== undefined && mixedFormats.length >= 2 && budgetLeft()) {
+  let mixedTried = false;
+  /**
+   * The mixed-precision candidates (per-layer KL measured once), made like the cheapest accurate level's passing
+   * candidate; built when the bisection first needs them, which may be in a follow-up after the holdout
+   * verification when the uniform levels took the search part's budget. Returns that candidate (the bisection's
+   * upper bound), or undefined when there is no mixed precision.
+   */
+  async function ensureMixed(): Promise<Candidate | undefined> {
+    if (passing === undefined || mixedFormats.length < 2) return undefined;
     // The level's candidate that passed (its calibrated algorithm when the first one did not): the mix is made like it.
     const pass = levels[passing]!.find((c) => memo.get(canonical(c.recipe))?.accurate) ?? levels[passing]![0]!;
+    if (mixedTried) return pass;
+    mixedTried = true;
     // From the floor of the mixed formats: the failing level below may be another family (nf4 under int4).
-    mixedLo = Math.min(...mixedFormats.map((f) => estimateModelBpw(sites, f, pass.recipe.block_size, false, objective)));
+    const floor = Math.min(...mixedFormats.map((f) => estimateModelBpw(sites, f, pass.recipe.block_size, false, objective)));
+    mixedLo = Math.max(mixedLo, floor);
     const factory = await mixedFactory({
       config,
       opts,
@@ -459,6 +470,10 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
     mixedCandidate = factory.candidate;
     sensitivity = factory.sensitivity;
     if (sensitivity) log(`sensitivity: KL of ${sensitivity.layers} layers at ${sensitivity.format} measured once (${(sensitivity.ms / 1000).toFixed(1)}s)`);
+    return pass;
+  }
+  const pass = budgetLeft() ? await ensureMixed() : undefined;
+  if (pass) {
     // Bisection over the target: below the passing level's bits, above the failing level's.
     let hi = pass.estBpw;
     for (let step = 0; step < 3; step++) {
@@ -582,8 +597,11 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
     if (!budgetLeft()) return undefined;
     if (verifiedWinner) {
       const c = verifiedWinner.best.candidate.kind === "uniform" ? neighbours(verifiedWinner.best)[0] : undefined;
-      return c ? probe(c) : mixedBetween(verifiedWinner.best.candidate.estBpw);
+      if (c) return probe(c);
+      await ensureMixed();
+      return mixedBetween(verifiedWinner.best.candidate.estBpw);
     }
+    await ensureMixed();
     const hi = pending()?.candidate.estBpw ?? currentEstimate;
     return hi === undefined ? undefined : mixedBetween(hi);
   }
