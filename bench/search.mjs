@@ -71,7 +71,8 @@ for (const name of examples) {
       notes: [],
     });
     for (const target of MIXED_TARGETS) {
-      const c = factory.candidate(target);
+      // At the allocator's own targets (each format at its own bits, no row padding), as the grid always took them.
+      const c = factory.allocated(target);
       if (c && !seen.has(canonical(c.recipe))) {
         seen.add(canonical(c.recipe));
         candidates.push(c);

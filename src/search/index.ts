@@ -632,8 +632,9 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
     }
     rejected.push(v.evaluation);
     notes.push(`${next.candidate.label} passed on the search part but failed on the holdout part (${v.evaluation.failures[0] ?? "?"}): rejected`);
-    // The holdout part wants at least this many bits: a follow-up mixed candidate is looked for above them.
-    mixedLo = Math.max(mixedLo, next.candidate.estBpw);
+    // The holdout part wants more bits than this mix: a follow-up mixed candidate is looked for above it (a
+    // rejected uniform recipe says less about mixes of other formats: the floor stays).
+    if (next.candidate.kind === "mixed") mixedLo = Math.max(mixedLo, next.candidate.estBpw);
     lastRejected = true;
   }
   if (verifiedWinner) {
@@ -771,9 +772,13 @@ export interface MixedFactoryArgs {
  * low format), formats allocated by the existing allocator (planMixedPrecision, method kl) and written as
  * per-layer overrides; without per-layer overrides, recipe.mixed with the Fisher proxy (needs calibration).
  */
-export async function mixedFactory(
-  a: MixedFactoryArgs,
-): Promise<{ candidate: (target: number) => Candidate | undefined; sensitivity?: SearchResult["sensitivity"] }> {
+export async function mixedFactory(a: MixedFactoryArgs): Promise<{
+  /** The candidate whose estimated bits per weight are the largest not above `target`. */
+  candidate: (target: number) => Candidate | undefined;
+  /** The allocation at the allocator's own target (each format at its own bits, no padding). */
+  allocated: (target: number) => Candidate | undefined;
+  sensitivity?: SearchResult["sensitivity"];
+}> {
   const { config, objective, formats } = a;
   const base = recipeWith(config.recipe, {
     format: isIntFormat(a.like.format) ? a.like.format : "int4",
@@ -786,7 +791,7 @@ export async function mixedFactory(
     plans = planWeights(a.sites, base);
   } catch (err) {
     a.notes.push(`mixed precision not tried: ${firstReason((err as Error).message)}`);
-    return { candidate: () => undefined };
+    return { candidate: () => undefined, allocated: () => undefined };
   }
   const low: IntFormat = formats.includes("int3") ? "int3" : [...formats].sort((x, y) => FORMAT_BITS[x] - FORMAT_BITS[y])[0]!;
   let measured: Map<string, number> | undefined;
@@ -856,7 +861,7 @@ export async function mixedFactory(
     }
     return found;
   };
-  return { candidate, ...(sensitivity ? { sensitivity } : {}) };
+  return { candidate, allocated: allocate, ...(sensitivity ? { sensitivity } : {}) };
 }
 
 /**

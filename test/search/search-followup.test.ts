@@ -124,7 +124,7 @@ describe("search cost order on a Conv model", () => {
 });
 
 describe("search follow-up after the holdout verification", () => {
-  it("keeps one evaluation back, and spends it above a winner the holdout rejects; only a verified recipe is suggested", async () => {
+  it("keeps one evaluation back, and spends it on a mixed candidate after the holdout rejects the winner; only a verified recipe is suggested", async () => {
     // The classifier fixture with its held-out rows scaled up (larger logits, larger quantization KL): recipes that
     // pass the KL rule on the search part by a small margin fail it on the holdout part.
     const dir = await mkdtemp(path.join(os.tmpdir(), "qg-search-followup-"));
@@ -159,13 +159,15 @@ describe("search follow-up after the holdout verification", () => {
     // The held-out rows are harder: the cheapest recipe of the search part is rejected there.
     expect(result.rejected?.length ?? 0, result.message).toBeGreaterThan(0);
     const first = result.evaluations.find((e) => e.candidate.label === result.rejected![0]!.candidate.label)!;
-    // The follow-up: a full evaluation on the search part after that rejection, dearer than the rejected recipe and
-    // cheaper than the next passing one the search had then (the budget allowed it: 6 > 5).
+    // The follow-up: a full evaluation on the search part after that rejection, a mixed-precision candidate cheaper
+    // than the next passing one the search had then (the budget allowed it: 6 > 5).
     const after = log.slice(firstVerify + 1);
     const followUpIndex = after.findIndex((m) => m.startsWith("[search "));
     expect(followUpIndex, log.join("\n")).toBeGreaterThanOrEqual(0);
     const followUp = result.evaluations[before]!;
-    expect(followUp.candidate.estBpw).toBeGreaterThan(first.candidate.estBpw);
+    expect(followUp.candidate.kind).toBe("mixed");
+    // Above a rejected mix (the bisection's floor rises to it), below the next candidate in line.
+    if (first.candidate.kind === "mixed") expect(followUp.candidate.estBpw).toBeGreaterThan(first.candidate.estBpw);
     const nextPassing = result.evaluations
       .slice(0, before)
       .filter((e) => e.verdict === "pass" && e.cost! > first.cost!)
