@@ -555,22 +555,7 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
   // A candidate no cheaper than the current recipe is not worth suggesting when the current one passes there too.
   const currentCost = current.evaluation.verdict === "pass" ? current.evaluation.cost : undefined;
   const worth = passed.filter((e) => currentCost === undefined || e.cost! < currentCost || canonical(e.candidate.recipe) === canonical(config.recipe));
-  if (worth.length === 0) {
-    const message = `no recipe cheaper than the current one passes on the search part; the current recipe passes on the holdout part (${objectiveWords(current.evaluation.cost, objective)})`;
-    const final: SearchResult = {
-      ...result,
-      best: passed[0],
-      verdict: "pass",
-      message,
-      currentRun: current.run,
-      holdoutRuns,
-      wallMs: performance.now() - t0,
-      ...(reuse ? { reuse: reuse.summary() } : {}),
-    };
-    await writeFile(path.join(outputDir, "search.json"), JSON.stringify(summaryJson(final), null, 2));
-    return final;
-  }
-  best = worth[0]!;
+  best = worth[0] ?? passed[0]!;
   // The follow-up evaluations kept back are spent from here on, on the search part like every other choice: the
   // holdout part only says whether a candidate is suggested, and a rejection raises the mixed bisection's floor.
   limit = settings.max_full_evaluations;
@@ -636,6 +621,23 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
     // rejected uniform recipe says less about mixes of other formats: the floor stays).
     if (next.candidate.kind === "mixed") mixedLo = Math.max(mixedLo, next.candidate.estBpw);
     lastRejected = true;
+  }
+  if (verifications === 0) {
+    // Nothing cheaper than the current recipe passed on the search part, follow-ups included.
+    const message = `no recipe cheaper than the current one passes on the search part; the current recipe passes on the holdout part (${objectiveWords(current.evaluation.cost, objective)})`;
+    const final: SearchResult = {
+      ...result,
+      stoppedEarly,
+      best: passed[0],
+      verdict: "pass",
+      message,
+      currentRun: current.run,
+      holdoutRuns,
+      wallMs: performance.now() - t0,
+      ...(reuse ? { reuse: reuse.summary() } : {}),
+    };
+    await writeFile(path.join(outputDir, "search.json"), JSON.stringify(summaryJson(final), null, 2));
+    return final;
   }
   if (verifiedWinner) {
     best = verifiedWinner.best;
