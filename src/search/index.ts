@@ -557,7 +557,7 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
   const worth = passed.filter((e) => currentCost === undefined || e.cost! < currentCost || canonical(e.candidate.recipe) === canonical(config.recipe));
   best = worth[0] ?? passed[0]!;
   // The follow-up evaluations kept back are spent from here on, on the search part like every other choice: the
-  // holdout part only says whether a candidate is suggested, and a rejection raises the mixed bisection's floor.
+  // holdout part only says whether a candidate is suggested, and a rejected mix raises the mixed bisection's floor.
   limit = settings.max_full_evaluations;
   const isWorth = (e: Evaluation): boolean => currentCost === undefined || e.cost! < currentCost || canonical(e.candidate.recipe) === canonical(config.recipe);
   const verified = new Set<string>();
@@ -575,8 +575,8 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
   /**
    * One follow-up evaluation on the search part: below a verified winner, its unevaluated neighbour block size
    * first (uniform), then a mixed-precision target between the bisection's floor and the winner; with no winner
-   * yet (after a rejection), a mixed-precision target between the rejected candidate (the floor, raised) and the
-   * next candidate in line (or the current recipe). Undefined when there is none or no budget.
+   * yet (after a rejection), a mixed-precision target between the bisection's floor (raised to a rejected mix) and
+   * the next candidate in line (or the current recipe). Undefined when there is none or no budget.
    */
   async function followUp(): Promise<Evaluation | undefined> {
     if (!budgetLeft()) return undefined;
