@@ -71,7 +71,8 @@ for (const name of examples) {
       notes: [],
     });
     for (const target of MIXED_TARGETS) {
-      const c = factory.candidate(target);
+      // At the allocator's own targets (each format at its own bits, no row padding), as the grid always took them.
+      const c = factory.allocated(target);
       if (c && !seen.has(canonical(c.recipe))) {
         seen.add(canonical(c.recipe));
         candidates.push(c);
@@ -133,10 +134,12 @@ for (const name of examples) {
     objective,
     search: {
       cheapest_passing_on_search_part: found,
+      // Only a recipe that passed on the holdout part is suggested (the verdict can be "pass" with none: the current recipe passes).
       suggested:
-        search.verification && search.verdict === "pass"
+        search.verification && search.verification.winner.verdict === "pass" && search.patch
           ? { label: search.verification.winner.candidate.label, cost: search.verification.winner.cost, holdout_verdict: search.verification.winner.verdict }
           : null,
+      rejected_on_holdout: (search.rejected ?? []).map((e) => ({ label: e.candidate.label, failure: e.failures[0] ?? null })),
       current_on_holdout: search.verification ? { cost: search.verification.current.cost, verdict: search.verification.current.verdict } : null,
       verdict: search.verdict,
       message: search.message,
@@ -176,6 +179,6 @@ for (const r of rows) {
     ? `not run (${r.grid.size})`
     : `${r.grid.cheapest_passing ? `${r.grid.cheapest_passing.label}, ${kib(r.grid.cheapest_passing.cost)}` : "none"} (${r.grid.full_evaluations})`;
   console.log(
-    `| ${r.example} | ${r.search.cheapest_passing_on_search_part ? `${r.search.cheapest_passing_on_search_part.label}, ${kib(r.search.cheapest_passing_on_search_part.cost)}` : "none"} (${r.search.full_evaluations}) | ${r.search.suggested ? `${r.search.suggested.label}, ${kib(r.search.suggested.cost)}` : "none"} | ${r.best_preset ? `${r.best_preset.preset}, ${kib(r.best_preset.cost)}` : "none"} | ${grid} | ${r.search.seconds.toFixed(0)} | ${r.grid.seconds?.toFixed(0) ?? "-"} |`,
+    `| ${r.example} | ${r.search.cheapest_passing_on_search_part ? `${r.search.cheapest_passing_on_search_part.label}, ${kib(r.search.cheapest_passing_on_search_part.cost)}` : "none"} (${r.search.full_evaluations}) | ${r.search.suggested ? `${r.search.suggested.label}, ${kib(r.search.suggested.cost)}` : `none${r.search.rejected_on_holdout.length ? ` (rejected on holdout: ${r.search.rejected_on_holdout.map((x) => x.label).join(", ")})` : ""}`} | ${r.best_preset ? `${r.best_preset.preset}, ${kib(r.best_preset.cost)}` : "none"} | ${grid} | ${r.search.seconds.toFixed(0)} | ${r.grid.seconds?.toFixed(0) ?? "-"} |`,
   );
 }

@@ -146,42 +146,52 @@ export function isCostRule(r: Pick<RuleResult, "rule" | "metric">): boolean {
 
 /** Holdout runs spent on verifying: the cheapest passing candidates in turn until one passes there. */
 const MAX_VERIFICATIONS = 3;
+/** The smallest search.max_full_evaluations that keeps one evaluation back for after the holdout verification. */
+const FOLLOW_UP_MIN_BUDGET = 4;
+/** Bisection steps of the allocator's target that meets a mixed-precision candidate's estimated bits per weight. */
+const ALLOCATION_STEPS = 14;
+/** Relative gap of estimated cost within which a uniform winner's other block sizes are probed too. */
+const NEIGHBOUR_TOLERANCE = 0.03;
 
 const ALGORITHM_RANK: Record<string, number> = { mse: 3, awq: 2, gptq: 1, rtn: 0 };
 
 /**
  * Estimated bits per weight of a uniform recipe (codes, scales, zero points): the bisection's order. For the
- * stored size and latency the codes count at their container width (int3 is stored in 4 bits).
+ * stored size and latency the codes count at their container width (int3 is stored in 4 bits). `dequant`: the
+ * weight of a Conv, Gather or LSTM (a dequantized tensor in the graph, src/emit dequantTensorGraph), stored with
+ * an fp32 scale per block for every format and a uint8 zero point per block for the int formats.
  */
-export function estimateBpw(format: WeightFormat, blockSize: number, symmetric: boolean, objective: Objective = "bits_per_weight"): number {
+export function estimateBpw(format: WeightFormat, blockSize: number, symmetric: boolean, objective: Objective = "bits_per_weight", dequant = false): number {
   if (isIntFormat(format)) {
     const bits = objective === "bits_per_weight" ? FORMAT_BITS[format] : containerBits(FORMAT_BITS[format]);
-    return bits + 32 / blockSize + (symmetric ? 0 : bits / blockSize);
+    const zeroPointBits = symmetric ? 0 : dequant && objective !== "bits_per_weight" ? 8 : bits;
+    return bits + 32 / blockSize + zeroPointBits / blockSize;
   }
-  if (format === "mxfp4") return 4 + 8 / 32;
-  if (format === "fp8") return 8 + 16 / blockSize;
-  return FORMAT_BITS[format] + 16 / blockSize;
+  const scaleBits = dequant && objective !== "bits_per_weight" ? 32 : undefined;
+  if (format === "mxfp4") return 4 + (scaleBits ?? 8) / 32;
+  if (format === "fp8") return 8 + (scaleBits ?? 16) / blockSize;
+  return FORMAT_BITS[format] + (scaleBits ?? 16) / blockSize;
 }
 
 /**
  * Estimated bits per weight of a uniform recipe on this model's weights: each weight's rows padded to whole
- * blocks (a block wider than a row costs the whole block), at the container width for size and latency.
+ * blocks (a block wider than a row costs the whole block), at the container width for size and latency, and
+ * each weight as its kind is stored (see estimateBpw).
  */
 export function estimateModelBpw(
-  sites: readonly Pick<WeightSite, "k" | "n">[],
+  sites: readonly (Pick<WeightSite, "k" | "n"> & { readonly kind?: WeightSite["kind"] })[],
   format: WeightFormat,
   blockSize: number,
   symmetric: boolean,
   objective: Objective,
 ): number {
-  const perWeight = estimateBpw(format, blockSize, symmetric, objective);
   let params = 0;
   let bits = 0;
   for (const s of sites) {
     params += s.k * s.n;
-    bits += s.n * Math.ceil(s.k / blockSize) * blockSize * perWeight;
+    bits += s.n * Math.ceil(s.k / blockSize) * blockSize * estimateBpw(format, blockSize, symmetric, objective, s.kind === "dequant");
   }
-  return params > 0 ? bits / params : perWeight;
+  return params > 0 ? bits / params : estimateBpw(format, blockSize, symmetric, objective);
 }
 
 export function costOf(report: Report, objective: Objective): number | undefined {
@@ -297,9 +307,15 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
   const evaluations: Evaluation[] = [];
   const memo = new Map<string, Evaluation>();
   let stoppedEarly: string | undefined;
+  // Evaluations kept back for after the holdout verification (when the data was split and the budget allows):
+  // a winner the holdout rejects is followed by a more generous candidate between it and the next passing one,
+  // a verified winner by a cheaper neighbour or one more mixed-precision step.
+  const followUps = split.split && settings.max_full_evaluations >= FOLLOW_UP_MIN_BUDGET ? 1 : 0;
+  let limit = settings.max_full_evaluations - followUps;
   const budgetLeft = (): boolean => {
-    if (evaluations.length >= settings.max_full_evaluations) {
-      stoppedEarly ??= `stopped after search.max_full_evaluations (${settings.max_full_evaluations}) full evaluations`;
+    if (evaluations.length >= limit) {
+      const kept = limit < settings.max_full_evaluations ? `, ${settings.max_full_evaluations - limit} of them kept for after the holdout verification` : "";
+      stoppedEarly ??= `stopped after search.max_full_evaluations (${settings.max_full_evaluations}) full evaluations${kept}`;
       return false;
     }
     if (performance.now() > deadline) {
@@ -386,7 +402,7 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
   // untried levels cheaper than the passing one are probed, nearest first, keeping two runs for mixed precision.
   if (passing !== undefined) {
     const reserve = settings.space.mixed_formats.length >= 2 ? 2 : 0;
-    for (let i = passing - 1; i >= 0 && evaluations.length < settings.max_full_evaluations - reserve; i--) {
+    for (let i = passing - 1; i >= 0 && evaluations.length < limit - reserve; i--) {
       const c = levels[i]![0]!;
       if (memo.has(canonical(c.recipe))) continue;
       // Dominated: the same format at a block no larger (more scales, more accurate) already failed on accuracy.
@@ -407,12 +423,36 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
   // Mixed precision between the floor of the mixed formats and the cheapest accurate level.
   let sensitivity: SearchResult["sensitivity"];
   const mixedFormats = mixedFormatsFor(settings.space.mixed_formats, objective);
-  if (passing !== undefined && mixedFormats.length >= 2 && budgetLeft()) {
+  let mixedCandidate: ((target: number) => Candidate | undefined) | undefined;
+  // The bisection's lower bound: the floor of the mixed formats, raised by every mixed candidate that fails (on
+  // the search part, or on the holdout part after passing the search part).
+  let mixedLo = 0;
+  /** One mixed-precision probe at the middle of (mixedLo, hi), a recipe not evaluated yet; undefined when there is none or no budget. */
+  async function mixedBetween(hi: number): Promise<Evaluation | undefined> {
+    if (!mixedCandidate || hi - mixedLo <= 0.05) return undefined;
+    const target = (mixedLo + hi) / 2;
+    const c = mixedCandidate(target);
+    if (!c || c.estBpw >= hi - 1e-6 || memo.has(canonical(c.recipe))) return undefined;
+    const e = await probe(c);
+    if (e && !e.accurate) mixedLo = Math.max(mixedLo, c.estBpw);
+    return e;
+  }
+  let mixedTried = false;
+  /**
+   * The mixed-precision candidates (per-layer KL measured once), made like the cheapest accurate level's passing
+   * candidate; built when the bisection first needs them, which may be in a follow-up after the holdout
+   * verification when the uniform levels took the search part's budget. Returns that candidate (the bisection's
+   * upper bound), or undefined when there is no mixed precision.
+   */
+  async function ensureMixed(): Promise<Candidate | undefined> {
+    if (passing === undefined || mixedFormats.length < 2) return undefined;
     // The level's candidate that passed (its calibrated algorithm when the first one did not): the mix is made like it.
     const pass = levels[passing]!.find((c) => memo.get(canonical(c.recipe))?.accurate) ?? levels[passing]![0]!;
-    const floorBpw = Math.min(...mixedFormats.map((f) => estimateModelBpw(sites, f, pass.recipe.block_size, false, objective)));
+    if (mixedTried) return pass;
+    mixedTried = true;
     // From the floor of the mixed formats: the failing level below may be another family (nf4 under int4).
-    const lowBpw = floorBpw;
+    const floor = Math.min(...mixedFormats.map((f) => estimateModelBpw(sites, f, pass.recipe.block_size, false, objective)));
+    mixedLo = Math.max(mixedLo, floor);
     const factory = await mixedFactory({
       config,
       opts,
@@ -427,22 +467,50 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
       objective,
       notes,
     });
+    mixedCandidate = factory.candidate;
     sensitivity = factory.sensitivity;
     if (sensitivity) log(`sensitivity: KL of ${sensitivity.layers} layers at ${sensitivity.format} measured once (${(sensitivity.ms / 1000).toFixed(1)}s)`);
+    return pass;
+  }
+  const pass = budgetLeft() ? await ensureMixed() : undefined;
+  if (pass) {
     // Bisection over the target: below the passing level's bits, above the failing level's.
-    let tLo = lowBpw;
-    let tHi = pass.estBpw;
-    for (let step = 0; step < 3 && tHi - tLo > 0.05; step++) {
-      const c = factory.candidate((tLo + tHi) / 2);
-      if (!c || c.estBpw >= pass.estBpw - 1e-6) break;
-      const e = await probe(c);
+    let hi = pass.estBpw;
+    for (let step = 0; step < 3; step++) {
+      const e = await mixedBetween(hi);
       if (!e) break;
-      if (e.accurate) tHi = c.estBpw;
-      else tLo = Math.max(tLo, (tLo + tHi) / 2);
+      if (e.accurate) hi = e.candidate.estBpw;
     }
   }
 
-  const passed = evaluations.filter((e) => e.verdict === "pass" && e.cost !== undefined).sort((a, b) => a.cost! - b.cost!);
+  /**
+   * Uniform recipes of the same format, algorithm and symmetry as `e` at another block size, not evaluated yet,
+   * whose estimated cost is within NEIGHBOUR_TOLERANCE of e's, nearest first: the estimate (padding, stored
+   * forms) can order two such recipes wrongly, so the one ranked dearer may be the cheaper one.
+   */
+  const neighbours = (e: Evaluation): Candidate[] => {
+    const r = e.candidate.recipe;
+    return candidates
+      .filter(
+        (c) =>
+          c.recipe.format === r.format &&
+          c.recipe.algorithm === r.algorithm &&
+          c.recipe.symmetric === r.symmetric &&
+          c.recipe.block_size !== r.block_size &&
+          !memo.has(canonical(c.recipe)) &&
+          Math.abs(c.estBpw - e.candidate.estBpw) <= NEIGHBOUR_TOLERANCE * e.candidate.estBpw,
+      )
+      .sort((a, b) => Math.abs(a.estBpw - e.candidate.estBpw) - Math.abs(b.estBpw - e.candidate.estBpw));
+  };
+  const byCost = (a: Evaluation, b: Evaluation): number => a.cost! - b.cost!;
+  const passedByCost = (): Evaluation[] => evaluations.filter((e) => e.verdict === "pass" && e.cost !== undefined).sort(byCost);
+  // A uniform winner's neighbours while the budget lasts.
+  const cheapest = passedByCost()[0];
+  if (cheapest?.candidate.kind === "uniform") {
+    for (const c of neighbours(cheapest)) if (!(await probe(c))) break;
+  }
+
+  const passed = passedByCost();
   const rejected: Evaluation[] = [];
   const result = {
     objective,
@@ -487,10 +555,79 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
   // A candidate no cheaper than the current recipe is not worth suggesting when the current one passes there too.
   const currentCost = current.evaluation.verdict === "pass" ? current.evaluation.cost : undefined;
   const worth = passed.filter((e) => currentCost === undefined || e.cost! < currentCost || canonical(e.candidate.recipe) === canonical(config.recipe));
-  if (worth.length === 0) {
+  best = worth[0] ?? passed[0]!;
+  // The follow-up evaluations kept back are spent from here on, on the search part like every other choice: the
+  // holdout part only says whether a candidate is suggested, and a rejected mix raises the mixed bisection's floor.
+  limit = settings.max_full_evaluations;
+  const isWorth = (e: Evaluation): boolean => currentCost === undefined || e.cost! < currentCost || canonical(e.candidate.recipe) === canonical(config.recipe);
+  const verified = new Set<string>();
+  let verifiedWinner: { best: Evaluation; run: { evaluation: Evaluation; run: GateRun } } | undefined;
+  /** The cheapest candidate that passed on the search part, is worth suggesting, is cheaper than the verified winner and was not run on the holdout part yet. */
+  const pending = (): Evaluation | undefined =>
+    passedByCost().find((e) => isWorth(e) && !verified.has(canonical(e.candidate.recipe)) && (!verifiedWinner || e.cost! < verifiedWinner.best.cost!));
+  // The current recipe's estimated cost when it passes on the holdout part and is a plain uniform one: the upper
+  // bound of a follow-up when no candidate that passed on the search part is left above a rejected one.
+  const r0 = config.recipe;
+  const currentEstimate =
+    current.evaluation.verdict === "pass" && !r0.mixed && !r0.quantx && r0.overrides.length === 0 && (r0.lowrank?.rank ?? 0) === 0
+      ? estimateModelBpw(sites, r0.format, r0.block_size, r0.symmetric, objective)
+      : undefined;
+  /**
+   * One follow-up evaluation on the search part: below a verified winner, its unevaluated neighbour block size
+   * first (uniform), then a mixed-precision target between the bisection's floor and the winner; with no winner
+   * yet (after a rejection), a mixed-precision target between the bisection's floor (raised to a rejected mix) and
+   * the next candidate in line (or the current recipe). Undefined when there is none or no budget.
+   */
+  async function followUp(): Promise<Evaluation | undefined> {
+    if (!budgetLeft()) return undefined;
+    if (verifiedWinner) {
+      const c = verifiedWinner.best.candidate.kind === "uniform" ? neighbours(verifiedWinner.best)[0] : undefined;
+      if (c) return probe(c);
+      await ensureMixed();
+      return mixedBetween(verifiedWinner.best.candidate.estBpw);
+    }
+    await ensureMixed();
+    const hi = pending()?.candidate.estBpw ?? currentEstimate;
+    return hi === undefined ? undefined : mixedBetween(hi);
+  }
+  let verifications = 0;
+  let lastRejected = false;
+  while (verifications < MAX_VERIFICATIONS) {
+    let next = lastRejected ? undefined : pending();
+    if (!next) {
+      // Nothing cheaper left to verify, or the last candidate was rejected: one follow-up, then look again.
+      lastRejected = false;
+      if (await followUp()) continue;
+      next = pending();
+      if (!next) break;
+    }
+    log(`verifying ${next.candidate.label} on the holdout part (${split.holdout}) ...`);
+    const sameAsCurrent = canonical(next.candidate.recipe) === canonical(config.recipe);
+    if (!sameAsCurrent) holdoutRuns++;
+    const v = sameAsCurrent ? current : await evaluate(next.candidate, `holdout-winner${verifications ? `-${verifications + 1}` : ""}`, split.holdout);
+    verifications++;
+    verified.add(canonical(next.candidate.recipe));
+    if (v.evaluation.verdict === "pass") {
+      verifiedWinner = { best: next, run: v };
+      continue;
+    }
+    if (!verifiedWinner) {
+      best = next;
+      winner = v;
+    }
+    rejected.push(v.evaluation);
+    notes.push(`${next.candidate.label} passed on the search part but failed on the holdout part (${v.evaluation.failures[0] ?? "?"}): rejected`);
+    // The holdout part wants more bits than this mix: a follow-up mixed candidate is looked for above it (a
+    // rejected uniform recipe says less about mixes of other formats: the floor stays).
+    if (next.candidate.kind === "mixed") mixedLo = Math.max(mixedLo, next.candidate.estBpw);
+    lastRejected = true;
+  }
+  if (verifications === 0) {
+    // Nothing cheaper than the current recipe passed on the search part, follow-ups included.
     const message = `no recipe cheaper than the current one passes on the search part; the current recipe passes on the holdout part (${objectiveWords(current.evaluation.cost, objective)})`;
     const final: SearchResult = {
       ...result,
+      stoppedEarly,
       best: passed[0],
       verdict: "pass",
       message,
@@ -502,17 +639,9 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
     await writeFile(path.join(outputDir, "search.json"), JSON.stringify(summaryJson(final), null, 2));
     return final;
   }
-  best = worth[0]!;
-  for (const [i, candidate] of worth.slice(0, MAX_VERIFICATIONS).entries()) {
-    log(`verifying ${candidate.candidate.label} on the holdout part (${split.holdout}) ...`);
-    const sameAsCurrent = canonical(candidate.candidate.recipe) === canonical(config.recipe);
-    if (!sameAsCurrent) holdoutRuns++;
-    const v = sameAsCurrent ? current : await evaluate(candidate.candidate, `holdout-winner${i ? `-${i + 1}` : ""}`, split.holdout);
-    best = candidate;
-    winner = v;
-    if (v.evaluation.verdict === "pass") break;
-    rejected.push(v.evaluation);
-    notes.push(`${candidate.candidate.label} passed on the search part but failed on the holdout part (${v.evaluation.failures[0] ?? "?"}): rejected`);
+  if (verifiedWinner) {
+    best = verifiedWinner.best;
+    winner = verifiedWinner.run;
   }
   const verification = { winner: winner!.evaluation, winnerReport: winner!.run.report, current: current.evaluation, currentReport: current.run.report };
 
@@ -548,6 +677,7 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
   }
   const final: SearchResult = {
     ...result,
+    stoppedEarly,
     best,
     verification,
     rejected,
@@ -644,9 +774,13 @@ export interface MixedFactoryArgs {
  * low format), formats allocated by the existing allocator (planMixedPrecision, method kl) and written as
  * per-layer overrides; without per-layer overrides, recipe.mixed with the Fisher proxy (needs calibration).
  */
-export async function mixedFactory(
-  a: MixedFactoryArgs,
-): Promise<{ candidate: (target: number) => Candidate | undefined; sensitivity?: SearchResult["sensitivity"] }> {
+export async function mixedFactory(a: MixedFactoryArgs): Promise<{
+  /** The candidate whose estimated bits per weight are the largest not above `target`. */
+  candidate: (target: number) => Candidate | undefined;
+  /** The allocation at the allocator's own target (each format at its own bits, no padding). */
+  allocated: (target: number) => Candidate | undefined;
+  sensitivity?: SearchResult["sensitivity"];
+}> {
   const { config, objective, formats } = a;
   const base = recipeWith(config.recipe, {
     format: isIntFormat(a.like.format) ? a.like.format : "int4",
@@ -659,7 +793,7 @@ export async function mixedFactory(
     plans = planWeights(a.sites, base);
   } catch (err) {
     a.notes.push(`mixed precision not tried: ${firstReason((err as Error).message)}`);
-    return { candidate: () => undefined };
+    return { candidate: () => undefined, allocated: () => undefined };
   }
   const low: IntFormat = formats.includes("int3") ? "int3" : [...formats].sort((x, y) => FORMAT_BITS[x] - FORMAT_BITS[y])[0]!;
   let measured: Map<string, number> | undefined;
@@ -680,7 +814,7 @@ export async function mixedFactory(
   } else if (a.perLayer) {
     a.notes.push("per-layer sensitivity not measured: no calibration data or measurement input");
   }
-  const candidate = (target: number): Candidate | undefined => {
+  const allocate = (target: number): Candidate | undefined => {
     if (measured) {
       const mixed = { target_bpw: target, method: "kl" as const, formats: [...formats], low, high: "int8" as const };
       let decisions: ReturnType<typeof planMixedPrecision>["decisions"];
@@ -710,7 +844,26 @@ export async function mixedFactory(
     const recipe = recipeWith(base, { mixed: { target_bpw: target, method: "fisher", formats: [...formats] } });
     return { label: `mixed fisher ${target.toFixed(2)} bpw b${a.blockSize}`, kind: "mixed", recipe, estBpw: target };
   };
-  return { candidate, ...(sensitivity ? { sensitivity } : {}) };
+  // The allocator counts each format at its own bits per weight (no row padding, zero points at the code width,
+  // int3 at 3 bits), while the bisection compares estimates of the stored recipe (estimateModelBpw): a target is
+  // met as the allocation with the largest allocator target whose estimate does not exceed it.
+  const widest = Math.max(...formats.map((f) => estimateBpw(f, 16, false, "bits_per_weight")));
+  const candidate = (target: number): Candidate | undefined => {
+    if (!measured) return allocate(target);
+    let lo = 0;
+    let hi = widest;
+    let found: Candidate | undefined;
+    for (let i = 0; i < ALLOCATION_STEPS; i++) {
+      const mid = (lo + hi) / 2;
+      const c = allocate(mid);
+      if (c && c.estBpw <= target + 1e-9) {
+        found = c;
+        lo = mid;
+      } else hi = mid;
+    }
+    return found;
+  };
+  return { candidate, allocated: allocate, ...(sensitivity ? { sensitivity } : {}) };
 }
 
 /**
