@@ -423,36 +423,24 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
   // Mixed precision between the floor of the mixed formats and the cheapest accurate level.
   let sensitivity: SearchResult["sensitivity"];
   const mixedFormats = mixedFormatsFor(settings.space.mixed_formats, objective);
-  let mixedCandidate: ((target: number) => Candidate | undefined) | undefined;
-  // The bisection's lower bound: the floor of the mixed formats, raised by every mixed candidate that fails (on
-  // the search part, or on the holdout part after passing the search part).
-  let mixedLo = 0;
-  /** One mixed-precision probe at the middle of (mixedLo, hi), a recipe not evaluated yet; undefined when there is none or no budget. */
-  async function mixedBetween(hi: number): Promise<Evaluation | undefined> {
-    if (!mixedCandidate || hi - mixedLo <= 0.05) return undefined;
-    const target = (mixedLo + hi) / 2;
-    const c = mixedCandidate(target);
-    if (!c || c.estBpw >= hi - 1e-6 || memo.has(canonical(c.recipe))) return undefined;
-    const e = await probe(c);
-    if (e && !e.accurate) mixedLo = Math.max(mixedLo, c.estBpw);
-    return e;
-  }
-  let mixedTried = false;
+  /** Mixed-precision candidates per block size: per-layer KL measured once per block size, when first needed. */
+  const mixedAt = new Map<number, (target: number) => Candidate | undefined>();
   /**
-   * The mixed-precision candidates (per-layer KL measured once), made like the cheapest accurate level's passing
-   * candidate; built when the bisection first needs them, which may be in a follow-up after the holdout
-   * verification when the uniform levels took the search part's budget. Returns that candidate (the bisection's
-   * upper bound), or undefined when there is no mixed precision.
+   * The bisection's lower bound per block size: the floor of the mixed formats at that block size, raised by every
+   * mixed candidate of that block size that fails (on the search part, or on the holdout part after passing it).
    */
-  async function ensureMixed(): Promise<Candidate | undefined> {
-    if (passing === undefined || mixedFormats.length < 2) return undefined;
-    // The level's candidate that passed (its calibrated algorithm when the first one did not): the mix is made like it.
-    const pass = levels[passing]!.find((c) => memo.get(canonical(c.recipe))?.accurate) ?? levels[passing]![0]!;
-    if (mixedTried) return pass;
-    mixedTried = true;
+  const mixedLo = new Map<number, number>();
+  const floorAt = (blockSize: number): number => mixedLo.get(blockSize) ?? 0;
+  const raiseFloor = (c: Candidate): void => void mixedLo.set(c.recipe.block_size, Math.max(floorAt(c.recipe.block_size), c.estBpw));
+  /** The block size the mixed candidates are built at now (undefined until they are first needed). */
+  let mixedBlock: number | undefined;
+  /** The mixed candidates at `blockSize`, made like the level's candidate that passed; measured once per block size. */
+  async function mixedFor(blockSize: number, pass: Candidate): Promise<((target: number) => Candidate | undefined) | undefined> {
+    const seen = mixedAt.get(blockSize);
+    if (seen) return seen;
     // From the floor of the mixed formats: the failing level below may be another family (nf4 under int4).
-    const floor = Math.min(...mixedFormats.map((f) => estimateModelBpw(sites, f, pass.recipe.block_size, false, objective)));
-    mixedLo = Math.max(mixedLo, floor);
+    const floor = Math.min(...mixedFormats.map((f) => estimateModelBpw(sites, f, blockSize, false, objective)));
+    mixedLo.set(blockSize, Math.max(floorAt(blockSize), floor));
     const factory = await mixedFactory({
       config,
       opts,
@@ -462,17 +450,67 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
       calibrated,
       formats: mixedFormats,
       perLayer: settings.space.per_layer_overrides,
-      blockSize: pass.recipe.block_size,
+      blockSize,
       like: pass.recipe,
       objective,
       notes,
     });
-    mixedCandidate = factory.candidate;
-    sensitivity = factory.sensitivity;
-    if (sensitivity) log(`sensitivity: KL of ${sensitivity.layers} layers at ${sensitivity.format} measured once (${(sensitivity.ms / 1000).toFixed(1)}s)`);
+    mixedAt.set(blockSize, factory.candidate);
+    if (factory.sensitivity) {
+      const s = factory.sensitivity;
+      sensitivity = sensitivity ? { ...s, ms: sensitivity.ms + s.ms } : s;
+      log(`sensitivity: KL of ${s.layers} layers at ${s.format} b${blockSize} measured once (${(s.ms / 1000).toFixed(1)}s)`);
+    }
+    return factory.candidate;
+  }
+  /**
+   * After a mix fails on accuracy at the current block size and no mix there was accurate yet, the next ones are
+   * built at the next smaller block size of the space: the failure may be the low format's coarse blocks rather than
+   * too few bits (text-recognition: every mix at b128 up to 3.80 bpw breaks the CER rule, 3.59 bpw at b64 passes).
+   * Once a mix is accurate at a block size, failures there are taken as too few bits.
+   */
+  function afterMixedFailure(c: Candidate): void {
+    const b = c.recipe.block_size;
+    if (b !== mixedBlock) return;
+    const accurateHere = evaluations.some((e) => e.candidate.kind === "mixed" && e.accurate && e.candidate.recipe.block_size === b);
+    if (accurateHere) return;
+    const finer = settings.space.block_sizes.filter((x) => x < b).sort((x, y) => y - x)[0];
+    if (finer === undefined) return;
+    notes.push(`${c.label} broke an accuracy rule before any mix at b${b} passed: the next mixes are built at b${finer}`);
+    mixedBlock = finer;
+  }
+  /** One mixed-precision probe at the middle of (the current block size's floor, hi), a recipe not evaluated yet; undefined when there is none or no budget. */
+  async function mixedBetween(hi: number): Promise<Evaluation | undefined> {
+    const pass = passing === undefined ? undefined : levelPass(passing);
+    // No KL measured for a probe the budget would refuse (probe() says why the search stopped).
+    if (!pass || mixedBlock === undefined || evaluations.length >= limit || performance.now() > deadline) return undefined;
+    const make = await mixedFor(mixedBlock, pass);
+    const lo = floorAt(mixedBlock);
+    if (!make || hi - lo <= 0.05) return undefined;
+    const c = make((lo + hi) / 2);
+    if (!c || c.estBpw >= hi - 1e-6 || memo.has(canonical(c.recipe))) return undefined;
+    const e = await probe(c);
+    if (e && !e.accurate) {
+      raiseFloor(c);
+      afterMixedFailure(c);
+    }
+    return e;
+  }
+  /** The level's candidate that passed (its calibrated algorithm when the first one did not): the mixes are made like it. */
+  const levelPass = (i: number): Candidate => levels[i]!.find((c) => memo.get(canonical(c.recipe))?.accurate) ?? levels[i]![0]!;
+  /**
+   * Starts the mixed-precision candidates at the cheapest accurate level's block size (when the bisection first
+   * needs them, which may be in a follow-up after the holdout verification when the uniform levels took the search
+   * part's budget). Returns that level's candidate (the bisection's upper bound), or undefined when there is no
+   * mixed precision.
+   */
+  function ensureMixed(): Candidate | undefined {
+    if (passing === undefined || mixedFormats.length < 2) return undefined;
+    const pass = levelPass(passing);
+    mixedBlock ??= pass.recipe.block_size;
     return pass;
   }
-  const pass = budgetLeft() ? await ensureMixed() : undefined;
+  const pass = budgetLeft() ? ensureMixed() : undefined;
   if (pass) {
     // Bisection over the target: below the passing level's bits, above the failing level's.
     let hi = pass.estBpw;
@@ -583,10 +621,10 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
     if (verifiedWinner) {
       const c = verifiedWinner.best.candidate.kind === "uniform" ? neighbours(verifiedWinner.best)[0] : undefined;
       if (c) return probe(c);
-      await ensureMixed();
+      ensureMixed();
       return mixedBetween(verifiedWinner.best.candidate.estBpw);
     }
-    await ensureMixed();
+    ensureMixed();
     const hi = pending()?.candidate.estBpw ?? currentEstimate;
     return hi === undefined ? undefined : mixedBetween(hi);
   }
@@ -619,7 +657,7 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
     notes.push(`${next.candidate.label} passed on the search part but failed on the holdout part (${v.evaluation.failures[0] ?? "?"}): rejected`);
     // The holdout part wants more bits than this mix: a follow-up mixed candidate is looked for above it (a
     // rejected uniform recipe says less about mixes of other formats: the floor stays).
-    if (next.candidate.kind === "mixed") mixedLo = Math.max(mixedLo, next.candidate.estBpw);
+    if (next.candidate.kind === "mixed") raiseFloor(next.candidate);
     lastRejected = true;
   }
   if (verifications === 0) {
