@@ -7,6 +7,8 @@
 //    passing level is found by bisection, each probe one full gate run on the search part.
 // 4. Between the dearest failing and the cheapest passing level, mixed-precision recipes allocated from the
 //    measured sensitivity (per-layer overrides, or recipe.mixed) are bisected over their bits-per-weight target.
+//    They are built at the passing level's block size, and at the next finer one after a mix fails before any
+//    mix at that block size was accurate.
 // 5. The winner, and the current recipe for comparison, are run once more on the holdout part: only a
 //    winner that passes there is suggested, as a quantgate.yml patch and its lockfile.
 import { copyFile, mkdir, readFile, writeFile } from "node:fs/promises";
@@ -88,6 +90,7 @@ export interface SearchResult {
   readonly notes: string[];
   readonly patch?: { readonly diff: string; readonly file: string; readonly exact: boolean; readonly patchPath: string; readonly configPath: string };
   readonly lockfilePath?: string;
+  /** The per-layer KL measurement of the mixes (ms: over every block size it was measured at). */
   readonly sensitivity?: { readonly format: IntFormat; readonly layers: number; readonly ms: number };
   readonly wallMs: number;
   readonly outputDir: string;
@@ -666,6 +669,7 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
     const final: SearchResult = {
       ...result,
       stoppedEarly,
+      sensitivity,
       best: passed[0],
       verdict: "pass",
       message,
@@ -716,6 +720,7 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
   const final: SearchResult = {
     ...result,
     stoppedEarly,
+    sensitivity,
     best,
     verification,
     rejected,
