@@ -54,6 +54,7 @@ import { planQuantx } from "./quantize/quantx.js";
 import { quantizeInPasses } from "./quantize/passes.js";
 import { measureLayerKl } from "./quantize/sensitivity.js";
 import { UserError } from "./errors.js";
+import { collectGarbage } from "./util/gc.js";
 import type { Kernels } from "./kernels/index.js";
 import { benchmarkKernels, type BenchFormat, type KernelBenchResult } from "./kernels/bench.js";
 import type { TableFormat } from "./kernels/index.js";
@@ -159,6 +160,8 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
   await clearOutputs(outputDir, config.release ? [config.release.record] : []);
 
   async function stage<T>(name: StageName, detail: string, fn: () => Promise<T>): Promise<T | undefined> {
+    // The previous stage's buffers go before this one allocates (src/util/gc.ts).
+    collectGarbage();
     opts.progress?.stageStart(name, detail);
     const t0 = performance.now();
     try {
@@ -532,7 +535,10 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
   // emit
   let evaluatedInEmit: TaskEvaluation | undefined;
   let externalNote: string | undefined;
-  if (model && quantized) {
+  // The emit stage runs in a function of its own: its locals (the emitted proto, packed codes, the tied table's
+  // float copy: 2.0 GB at 1.1B parameters) go with its frame. Left in runGate's frame, V8 kept them reachable
+  // from its registers through evaluate and measure, even with the variables cleared.
+  const emitStage = async (model: NonNullable<typeof loaded>["model"], quantized: QuantizedWeight[]): Promise<void> => {
     // A committed lockfile for this model and recipe pins the forms and the accuracy level (no re-timing).
     let committedLock: Lockfile | undefined;
     try {
@@ -644,7 +650,8 @@ export async function runGate(config: Config, opts: GateRunOptions): Promise<Gat
       const files: Record<string, string> = { "model.onnx": quantizedModelPath, ...(existsSync(dataFile) ? { "model.onnx.data": dataFile } : {}) };
       if (opts.cache && quantKey) await opts.cache.save(quantKey, files, outcome);
     }
-  }
+  };
+  if (model && quantized) await emitStage(model, quantized);
   // The quantized codes are in the written model now: released before the evaluation loads models.
   quantized?.splice(0);
   warnings.push(...(outcome?.warnings ?? []));

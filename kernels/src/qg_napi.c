@@ -1,6 +1,9 @@
 /* Node-API glue: checks every argument at the boundary (TypeError / RangeError naming it), then
  * calls the C API. Buffers are caller-owned typed arrays; nothing here keeps a reference. */
 #include <node_api.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -619,6 +622,14 @@ static napi_value js_sort_prefix(napi_env env, napi_callback_info info) {
 
 static napi_value init(napi_env env, napi_value exports) {
   qg_threads_install();
+#if defined(__GLIBC__)
+  /* The gate frees large buffers (weights read from external data, packed codes, ONNX Runtime sessions of a
+     model's size) and then loads the next model. glibc raises its mmap threshold to the size of each freed
+     mmapped block (up to 32 MiB), after which such buffers come from heaps it keeps once freed: a 1.1B-parameter
+     gate then held 1.5-2 GB of freed memory beside the float session. A fixed threshold keeps every block of
+     256 KiB and more in its own mapping, returned to the system when freed. */
+  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+#endif
   const struct { const char* name; napi_callback cb; } fns[] = {
       {"quantizeInt", js_quantize_int},   {"packBits", js_pack_bits},       {"unpackBits", js_unpack_bits},
       {"dequantizeInt", js_dequantize_int}, {"gemmInt", js_gemm_int}, {"gemvInt4Q8", js_gemv_int4_q8},       {"quantizeLut", js_quantize_lut},

@@ -4,6 +4,7 @@ import { createRequire } from "node:module";
 import path from "node:path";
 import type * as OrtModule from "onnxruntime-node";
 import { UserError } from "../errors.js";
+import { collectIfPiling } from "../util/gc.js";
 
 export type Ort = typeof OrtModule;
 export type Session = OrtModule.InferenceSession;
@@ -84,10 +85,18 @@ export async function createSession(ort: Ort, model: Uint8Array | string, thread
     graphOptimizationLevel: "all",
     executionProviders: ["cpu"],
   };
+  let session: Session;
   try {
-    return typeof model === "string" ? await ort.InferenceSession.create(model, opts) : await ort.InferenceSession.create(model, opts);
+    session = typeof model === "string" ? await ort.InferenceSession.create(model, opts) : await ort.InferenceSession.create(model, opts);
   } catch (err) {
     const where = typeof model === "string" ? model : "in-memory model";
     throw new UserError(`ONNX Runtime could not load ${where}: ${(err as Error).message}`);
   }
+  // Earlier runs' outputs are collected once they pile up (src/util/gc.ts), before this run allocates more.
+  const run = session.run.bind(session) as (...args: unknown[]) => ReturnType<Session["run"]>;
+  session.run = ((...args: unknown[]) => {
+    collectIfPiling();
+    return run(...args);
+  }) as Session["run"];
+  return session;
 }
