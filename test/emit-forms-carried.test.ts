@@ -3,6 +3,7 @@
 import ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
 import { recipeSchema } from "../src/config/schema.js";
+import type { ExecForm } from "../src/emit/index.js";
 import { resolveForms, type FormChoice } from "../src/emit/select.js";
 import { loadModel } from "../src/onnx/model.js";
 import type { Ort } from "../src/runtime/ort.js";
@@ -17,23 +18,23 @@ async function int4Weights() {
   return quantizeWeights(plans, { quantize: (wT, n, k, spec) => quantizeBlockwiseRef(wT, n, k, spec), stats: undefined, recipe: r, threads: 1 });
 }
 
+/** Evidence as a loaded runner could give it: int4 timed at level 0, `chosen` there. */
+const level0Choice = (chosen: ExecForm): FormChoice => ({
+  format: "int4",
+  layer: "x",
+  k: 64,
+  n: 64,
+  floatP50Ms: 0.01,
+  candidates: [{ form: chosen, p50Ms: 0.01 }],
+  chosen,
+  slowerThanFloat: false,
+  timedAtLevel: 0,
+});
+
 describe("forms across accuracy levels", () => {
   it("keeps a packed form chosen at the first level without re-timing it, and says at which level it was timed", async () => {
     const weights = await int4Weights();
-    // Evidence as a loaded runner could give it: the packed form chosen at level 0.
-    const earlier: FormChoice[] = [
-      {
-        format: "int4",
-        layer: "x",
-        k: 64,
-        n: 64,
-        floatP50Ms: 0.01,
-        candidates: [{ form: "matmulnbits", p50Ms: 0.01 }],
-        chosen: "matmulnbits",
-        slowerThanFloat: false,
-        timedAtLevel: 0,
-      },
-    ];
+    const earlier = [level0Choice("matmulnbits")];
     const r = await resolveForms(ort as unknown as Ort, weights, 4, 1, undefined, earlier);
     expect(r.formMap.get("int4")).toBe("matmulnbits");
     expect(r.choices).toEqual(earlier);
@@ -42,19 +43,7 @@ describe("forms across accuracy levels", () => {
 
   it("times a format again when the earlier level left the packed form", async () => {
     const weights = await int4Weights();
-    const earlier: FormChoice[] = [
-      {
-        format: "int4",
-        layer: "x",
-        k: 64,
-        n: 64,
-        floatP50Ms: 0.01,
-        candidates: [{ form: "dequant-subgraph", p50Ms: 0.01 }],
-        chosen: "dequant-subgraph",
-        slowerThanFloat: false,
-        timedAtLevel: 0,
-      },
-    ];
+    const earlier = [level0Choice("dequant-subgraph")];
     const r = await resolveForms(ort as unknown as Ort, weights, 4, 1, undefined, earlier);
     expect(r.choices).toHaveLength(1);
     expect(r.choices[0]!.timedAtLevel).toBe(4);
