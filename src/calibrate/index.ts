@@ -126,6 +126,16 @@ export class ChannelAccumulator {
   }
 }
 
+/** Writes a file that must not exist yet; when the write fails, what it left is removed (a file already there is not ours). */
+function writeNewFile(file: string, bytes: Uint8Array): void {
+  try {
+    writeFileSync(file, bytes, { flag: "wx" });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST") rmSync(file, { force: true });
+    throw err;
+  }
+}
+
 export interface CalibrateOptions {
   /**
    * The float model's file. A model whose weights lie in external data is then given to ONNX Runtime as a small
@@ -194,11 +204,10 @@ export class CalibrationRunner {
         `.${path.basename(opts.modelPath, ".onnx")}.quantgate-calibration-${process.pid}-${randomBytes(4).toString("hex")}.onnx`,
       );
       try {
-        writeFileSync(file, toBinary(ModelProtoSchema, probe), { flag: "wx" });
+        writeNewFile(file, toBinary(ModelProtoSchema, probe));
         return new CalibrationRunner(ort, file, outputOf, graphInputs, file, undefined, opts.prefix ? probe : undefined);
-      } catch (err) {
-        // A read-only model folder: the in-memory copy below (a file of that name is not ours to remove).
-        if ((err as NodeJS.ErrnoException).code !== "EEXIST") rmSync(file, { force: true });
+      } catch {
+        // A read-only model folder: the in-memory copy below.
       }
     }
     const bytes = serializeModel(probe);
@@ -241,12 +250,7 @@ export class CalibrationRunner {
     let written = false;
     try {
       if (prefix && prefixFile) {
-        try {
-          writeFileSync(prefixFile, toBinary(ModelProtoSchema, prefix), { flag: "wx" });
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== "EEXIST") rmSync(prefixFile, { force: true });
-          throw err;
-        }
+        writeNewFile(prefixFile, toBinary(ModelProtoSchema, prefix));
         written = true;
       }
       session = await createSession(ort, prefixFile ?? this.source, threads);

@@ -6,6 +6,7 @@
 // those of a single pass whatever the grouping.
 import type { Feeds } from "../data/tensors.js";
 import type { GraphProto, ModelProto } from "../onnx/model.js";
+import { graphsOf } from "../onnx/weights.js";
 import type { Ort } from "../runtime/ort.js";
 import { CalibrationRunner, type CalibrationResult, type ConvPatchSpec } from "./index.js";
 
@@ -43,22 +44,12 @@ export function graphPositions(graph: GraphProto, names: Iterable<string>): Map<
   const at = new Map<string, number>();
   for (const i of graph.input) at.set(i.name, -1);
   for (const t of graph.initializer) at.set(t.name, -1);
-  const inner = (g: GraphProto, index: number): void => {
-    for (const n of g.node) {
-      for (const o of n.output) if (!at.has(o)) at.set(o, index);
-      for (const a of n.attribute) {
-        if (a.g) inner(a.g, index);
-        for (const sub of a.graphs) inner(sub, index);
-      }
-    }
-  };
-  graph.node.forEach((node, index) => {
-    for (const o of node.output) at.set(o, index);
-    for (const a of node.attribute) {
-      if (a.g) inner(a.g, index);
-      for (const sub of a.graphs) inner(sub, index);
-    }
-  });
+  // The main graph comes first: its own outputs win over a subgraph's name.
+  for (const { graph: g, path } of graphsOf(graph)) {
+    g.node.forEach((n, i) => {
+      for (const o of n.output) if (path.length === 0 || !at.has(o)) at.set(o, path[0]?.nodeIndex ?? i);
+    });
+  }
   return new Map([...names].map((n) => [n, at.get(n) ?? Infinity]));
 }
 

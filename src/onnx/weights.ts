@@ -137,8 +137,8 @@ const FLOAT_TYPES = new Set<number>([DataType.FLOAT, DataType.FLOAT16, DataType.
 type RecipeView = Pick<Recipe, "exclude" | "min_elements" | "overrides"> &
   Partial<Pick<Recipe, "exclude_shapes" | "exclude_subgraphs" | "shared_weights">> & { readonly op_types?: readonly string[] };
 
-/** Every graph reachable from `graph`, with its path and label. */
-function* graphsOf(graph: GraphProto, path: GraphStep[] = [], label = "main graph"): Generator<{ graph: GraphProto; path: GraphStep[]; label: string }> {
+/** Every graph reachable from `graph`, with its path and label: the main graph first, then subgraphs in node order. */
+export function* graphsOf(graph: GraphProto, path: GraphStep[] = [], label = "main graph"): Generator<{ graph: GraphProto; path: GraphStep[]; label: string }> {
   yield { graph, path, label };
   for (const [nodeIndex, node] of graph.node.entries()) {
     for (const a of node.attribute) {
