@@ -286,6 +286,18 @@ static napi_value js_read_sum(napi_env env, napi_callback_info info) {
   return r;
 }
 
+/* Bytes to skip from the start of a Uint8Array's data to the next multiple of `alignment` (a power of two up to
+ * 4096): the kernels' 64-byte loads of packed weights run at their speed only on cache-line-aligned rows, and
+ * large ArrayBuffers come from mmap-backed malloc chunks, 16 bytes past a page boundary. */
+static napi_value js_align_offset(napi_env env, napi_callback_info info) {
+  ARGS("alignOffset", "UN", "buffer,alignment");
+  const int64_t al = A[1].i;
+  if (al < 1 || al > 4096 || (al & (al - 1))) return throw_type(env, "alignOffset", "alignment", "a power of two up to 4096");
+  napi_value r;
+  napi_create_int64(env, (int64_t)((uint64_t)(-(intptr_t)A[0].p) & (uint64_t)(al - 1)), &r);
+  return r;
+}
+
 static napi_value js_isa(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value r;
@@ -635,7 +647,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"dequantizeInt", js_dequantize_int}, {"gemmInt", js_gemm_int}, {"gemvInt4Q8", js_gemv_int4_q8},       {"quantizeLut", js_quantize_lut},
       {"dequantizeLut", js_dequantize_lut}, {"gemmLut", js_gemm_lut},       {"codebookFit", js_codebook_fit},
       {"gemmF32", js_gemm_f32},           {"f32ToF16", js_f32_to_f16},      {"f16ToF32", js_f16_to_f32},
-      {"readSum", js_read_sum},           {"isa", js_isa},                  {"kernelImpl", js_kernel_impl},
+      {"readSum", js_read_sum},           {"alignOffset", js_align_offset},           {"isa", js_isa},                  {"kernelImpl", js_kernel_impl},
       {"forceRef", js_force_ref},         {"structSizes", js_struct_sizes}, {"formatField", js_format_field},
       {"transposeF32", js_transpose_f32}, {"dequantizeCodes", js_dequantize_codes}, {"weightError", js_weight_error},
       {"histogramU8", js_histogram_u8},   {"quantizeIntWeighted", js_quantize_int_weighted}, {"gptq", js_gptq}, {"gemmInt4Q8", js_gemm_int4_q8},

@@ -97,6 +97,8 @@ export interface RawKernels {
   f32ToF16(input: Float32Array, out: Uint16Array): void;
   f16ToF32(input: Uint16Array, out: Float32Array): void;
   readSum(buffer: Float32Array, threads: number): number;
+  /** Native addon only: bytes from the start of `buffer`'s data to the next multiple of `alignment` (a power of two). */
+  alignOffset?(buffer: Uint8Array, alignment: number): number;
   /** out[cols][rows] = input[rows][cols]. */
   transposeF32(input: Float32Array, rows: number, cols: number, out: Float32Array, threads: number): void;
   /** [n][k] floats from unpacked codes [n][blocksPerRow * blockSize]: (code - zeroPoint) * scale. */

@@ -110,6 +110,37 @@ describe.each(backends.map((b) => [b.backend, b] as const))("%s GEMV/GEMM on pac
     }
   });
 
+  it("puts what the GEMV streams on 64-byte boundaries where the backend can, with the same numbers as unaligned copies", () => {
+    const n = 40,
+      k = 4096, // scales of 4 KiB and more are aligned too
+      blockSize = 128;
+    const q = kernels.quantizeBlockwise(makeWeights(n * k, "heavy", 3), n, k, { bits: 4, blockSize, symmetric: false, clipSearch: false });
+    const p = kernels.packBlockwise(q);
+    const x = makeWeights(k, "gaussian", 4);
+    const y = kernels.gemvBlockwiseInt8(p, x, 1);
+    const alignOffset = kernels.raw.alignOffset?.bind(kernels.raw);
+    if (alignOffset) {
+      expect(alignOffset(p.packed, 64)).toBe(0);
+      expect(alignOffset(new Uint8Array(p.scales.buffer, p.scales.byteOffset, p.scales.byteLength), 64)).toBe(0);
+    } else expect(kernels.backend).not.toBe("native");
+    // copies 16 bytes past a line boundary (where a plain large allocation lands) give the same bytes out
+    const shifted = <T extends Uint8Array | Float32Array>(a: T, make: (b: ArrayBuffer, o: number, len: number) => T): T => {
+      const room = new Uint8Array(a.byteLength + 128);
+      const o = (alignOffset ? alignOffset(room, 64) : 0) + 16;
+      const c = make(room.buffer, o, a.length);
+      c.set(a as never);
+      return c;
+    };
+    const moved = {
+      ...p,
+      packed: shifted(p.packed, (b, o, len) => new Uint8Array(b, o, len)),
+      scales: shifted(p.scales, (b, o, len) => new Float32Array(b, o, len)),
+    };
+    if (alignOffset) expect(alignOffset(moved.packed, 64)).toBe(48);
+    expect(Array.from(kernels.gemvBlockwiseInt8(moved, x, 1))).toEqual(Array.from(y));
+    expect(Array.from(kernels.gemmBlockwiseInt8(moved, x, 1, 1))).toEqual(Array.from(kernels.gemmBlockwiseInt8(p, x, 1, 1)));
+  });
+
   it("int4 GEMM with int8 activations: row by row the GEMV's numbers, within its budget of the float product", () => {
     const BUDGET_INT8_ACT = 1e-2;
     for (const [n, k, blockSize, m] of [
