@@ -204,9 +204,17 @@ for (const { k, n } of SHAPES) {
         });
         impls.push({ name: "ours-f32act", block, m, run: () => kernels.gemmBlockwise(p, x, m, threads, y), weightBytes });
       }
+      // The read-bandwidth peer of the cold cells: a plain read of as many bytes as the weights, cold, in the same
+      // rounds (the probe above runs once, before everything, and this machine's bandwidth drifts by 20-30%).
+      if (H2H_MS.includes(1) && CACHES.includes("cold")) {
+        const bytes = new Float32Array(Math.ceil(weightBytes / 4)).fill(1);
+        impls.push({ name: "read", block, m: 1, run: () => kernels.readSum(bytes, threads), weightBytes });
+      }
     }
     // M = 1 is timed hot and cold (CACHES); larger M hot
-    const timed = impls.filter((im) => !IMPLS || IMPLS.has(im.name)).flatMap((im) => (im.m === 1 ? CACHES : ["hot"]).map((cache) => ({ ...im, cache })));
+    const timed = impls
+      .filter((im) => !IMPLS || IMPLS.has(im.name) || im.name === "read")
+      .flatMap((im) => (im.name === "read" ? ["cold"] : im.m === 1 ? CACHES : ["hot"]).map((cache) => ({ ...im, cache })));
     // warm-up, and repetitions per sample sized to ~30 ms
     for (const im of timed) {
       const t0 = performance.now();
@@ -247,7 +255,7 @@ const h2hFind = (impl, block, m, n, threads, cache) =>
   h2h.find((r) => r.impl === impl && r.block === block && r.m === m && r.n === n && r.threads === threads && r.cache === cache);
 const h2hTable = [];
 console.log(
-  `\nhead to head, int4 asymmetric, K = 4096 (median ms over ${ROUNDS} interleaved rounds, then the best single call; ratio = other / ours, > 1 means ours is faster;\n%bw = weight bytes / median time / measured read bandwidth of the same thread count)`,
+  `\nhead to head, int4 asymmetric, K = 4096 (median ms over ${ROUNDS} interleaved rounds, then the best single call; ratio = other / ours, > 1 means ours is faster;\n%bw: cold, the time to read as many bytes cold in the same rounds / ours; hot, weight bytes / median time / the probe's read bandwidth)`,
 );
 console.log("  N      blk M   thr cache | int8act  f32act    acc0    acc4  ORTf32 oursf32 | acc4/i8 acc0/i8 ORTf32/i8 | best: int8act  acc4  acc4/i8 | %bw");
 for (const { k, n } of SHAPES)
@@ -264,7 +272,9 @@ for (const { k, n } of SHAPES)
             uf = get("ours-f32", 0);
           if (!q8 || !a4) continue;
           const none = { ms: NaN, bestMs: NaN };
-          const bw = q8.weightBytes / (q8.ms * 1e6) / bandwidth[threads];
+          // cold: the same bytes read cold in the same rounds / ours; hot: the probe (the weights come from cache)
+          const rd = cache === "cold" ? get("read") : undefined;
+          const bw = rd ? rd.ms / q8.ms : q8.weightBytes / (q8.ms * 1e6) / bandwidth[threads];
           const row = {
             k,
             n,
@@ -289,6 +299,8 @@ for (const { k, n } of SHAPES)
               acc4OverInt8act: a4.bestMs / q8.bestMs,
             },
             bandwidthFraction: bw,
+            bandwidthFrom: rd ? "cold read of the weight bytes, same rounds" : "probe",
+            readMs: rd ? rd.ms : undefined,
           };
           h2hTable.push(row);
           const f = (v) => (Number.isNaN(v) ? "-" : v.toFixed(3)).padStart(7);
