@@ -75,6 +75,21 @@ describe("the bundled tiny-LM example", () => {
     expect(visible(renderMarkdown(slower))).toMatch(
       /The quantized model is slower than float\*\*: 1\.30x .* ms vs [\d.]+ ms\)\. Execution chosen: accuracy level [04]/,
     );
+    // ... and why, with numbers: where the quantized weights execute, each packed format timed alone against float
+    // MatMul, and whether the ratio's interval includes 1
+    const why = (md: string): string => visible(md).slice(visible(md).indexOf("> Why: "));
+    expect(why(renderMarkdown(slower))).toMatch(/^> Why: \d+ of \d+ quantized weights \(\d+% of the quantized float bytes\) run on a packed low-bit operator/);
+    expect(why(renderMarkdown(slower))).toMatch(/Timed alone at M=1: int4 on \S+ \(\d+x\d+\) [\d.]+ ms vs float MatMul [\d.]+ ms\./);
+    const noisy = {
+      ...slower,
+      latencyComparison: { ...slower.latencyComparison, ratioInterval: { ...slower.latencyComparison.ratioInterval, lo: 0.9, hi: 1.4 } },
+    };
+    expect(why(renderMarkdown(noisy))).toMatch(/The ratio's interval \(0\.90-1\.40x\) includes 1: the difference is within this runner's noise\./);
+    const clear = {
+      ...slower,
+      latencyComparison: { ...slower.latencyComparison, ratioInterval: { ...slower.latencyComparison.ratioInterval, lo: 1.2, hi: 1.4 } },
+    };
+    expect(why(renderMarkdown(clear))).not.toMatch(/includes 1/);
     const faster = { ...report, latencyComparison: { ...report.latencyComparison, ratioP50: 0.8 } };
     expect(renderMarkdown(faster)).not.toMatch(/slower than float\*\*/);
   });

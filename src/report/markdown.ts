@@ -182,11 +182,54 @@ export function slowerThanFloatLine(report: Report): string | undefined {
     acc ? `accuracy level ${acc.level} (${esc(acc.how)}): ${esc(acc.reason)}` : `accuracy level ${report.execution.accuracyLevel}`,
     report.execution.formsChosenBy ? `forms chosen by ${esc(report.execution.formsChosenBy)}` : "",
   ].filter(Boolean);
+  const because = slowerWhy(report);
   return (
     `> 🐢 **The quantized model is slower than float**: ${c.ratioP50.toFixed(2)}x the float latency per ${c.interleaved === false ? "paired" : "interleaved"} round ` +
     `(${Math.round(c.ratioInterval.level * 100)}% interval ${c.ratioInterval.lo.toFixed(2)}-${c.ratioInterval.hi.toFixed(2)}x over ${c.rounds} rounds; ` +
-    `p50 ${fl.basis} ${ql.p50.toFixed(3)} ms vs ${fl.p50.toFixed(3)} ms). Execution chosen: ${why.join("; ")}.`
+    `p50 ${fl.basis} ${ql.p50.toFixed(3)} ms vs ${fl.p50.toFixed(3)} ms). Execution chosen: ${why.join("; ")}.` +
+    (because.length ? `\n>\n> Why: ${because.join(" ")}` : "")
   );
+}
+
+const PACKED_FORMS: ReadonlySet<string> = new Set(["matmulnbits", "matmulbnb4"]);
+
+/**
+ * The numbers behind a quantized model that is no faster than float: where its quantized weights execute (a
+ * packed low-bit operator, or dequantized to float in the graph, which computes like float), each format's
+ * packed operator against float MatMul on the layer it was timed on, and whether the ratio is within noise.
+ */
+export function slowerWhy(report: Report): string[] {
+  const out: string[] = [];
+  const layers = report.weights.quantized;
+  const total = layers.reduce((a, l) => a + l.floatBytes, 0);
+  if (layers.length && total > 0) {
+    const packed = layers.filter((l) => PACKED_FORMS.has(l.form));
+    const rest = layers.filter((l) => !PACKED_FORMS.has(l.form));
+    const share = (ls: typeof layers): string => `${Math.round((100 * ls.reduce((a, l) => a + l.floatBytes, 0)) / total)}% of the quantized float bytes`;
+    const ops = (ls: typeof layers): string => [...new Set(ls.map((l) => l.op))].map((o) => esc(o)).join(", ");
+    const parts: string[] = [];
+    if (packed.length) parts.push(`${packed.length} of ${layers.length} quantized weights (${share(packed)}) run on a packed low-bit operator`);
+    if (rest.length)
+      parts.push(
+        `${packed.length ? rest.length : `${rest.length} of ${layers.length} quantized weights`} (${ops(rest)}; ${share(rest)}) are dequantized to float inside the graph, so those layers compute as float and save memory, not time`,
+      );
+    out.push(`${parts.join("; ")}.`);
+  }
+  const timed = report.execution.forms
+    .map((f) => ({ f, t: f.candidates.find((c) => c.form === f.chosen)?.p50Ms }))
+    .filter((x): x is { f: (typeof report.execution.forms)[number]; t: number } => PACKED_FORMS.has(x.f.chosen) && x.t !== undefined);
+  if (timed.length)
+    out.push(
+      `Timed alone at M=1: ${timed
+        .map(({ f, t }) => `${esc(f.format)} on ${esc(f.layer)} (${f.k}x${f.n}) ${t.toFixed(3)} ms vs float MatMul ${f.floatP50Ms.toFixed(3)} ms`)
+        .join("; ")}.`,
+    );
+  const c = report.latencyComparison;
+  if (c && c.ratioInterval.lo <= 1)
+    out.push(
+      `The ratio's interval (${c.ratioInterval.lo.toFixed(2)}-${c.ratioInterval.hi.toFixed(2)}x) includes 1: the difference is within this runner's noise.`,
+    );
+  return out;
 }
 
 function memoryText(run: ModelRunMeasurement | undefined): string {
