@@ -3,7 +3,9 @@
 //    ratios): our int4 kernels with int8 activations (GEMV at M = 1, GEMM above) and with float32
 //    activations, ONNX Runtime's MatMulNBits at accuracy_level 0 and 4, ONNX Runtime's float MatMul and
 //    our float32 GEMM, at K = 4096, N = 4096 and 11008, M = 1, 8, 32, 128, blocks 32 and 128, 1 and 2 threads;
-// 2. our GEMV/GEMM per format at M = 1 and 32 (one sequential sweep), and quantization throughput.
+// 2. our GEMV/GEMM per format at M = 1 and 32 (one sequential sweep), and quantization throughput;
+// 3. the bundled examples' float vs quantized latency at M = 1 and prefill with the chosen accuracy level
+//    (bench/examples.mjs; --examples no skips it).
 // Writes bench/out/kernels.json (CPU model and load included) and prints the tables.
 //    At M = 1 every implementation is also timed cold: a 64 MiB read before each call evicts the weights
 //    from the caches (the L3 is 32 MiB), so the time includes streaming them from memory.
@@ -14,7 +16,9 @@
 //          --impls ours-int8act,ort-acc4 (time only these of ours-int8act, ours-f32act, ort-acc0, ort-acc4,
 //          ort-f32, ours-f32; the others print as "-")
 // Quick subset for the int8-activation targets: --only h2h --ms 1,8,32 --ns 4096 --threads 1
+import { spawnSync } from "node:child_process";
 import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { create } from "@bufbuild/protobuf";
@@ -528,3 +532,11 @@ console.log("\nquantization throughput (4096 x 4096):");
 for (const q of quantization)
   console.log(`  ${q.method.padEnd(22)} threads=${q.threads} ${(q.weightsPerSecond / 1e6).toFixed(0)} M weights/s (${q.ms.toFixed(1)} ms)`);
 console.log("\nwrote bench/out/kernels.json");
+
+// ---- 3. the bundled examples: float vs quantized at M=1 and at their prefill / evaluation batch, with the accuracy
+// level and forms the gate chose (bench/examples.mjs, its own process: every gate runs through the CLI)
+if (ARGS.examples !== "no") {
+  console.log("\nbundled examples, float -> quantized (bench/examples.mjs):");
+  const r = spawnSync(process.execPath, [fileURLToPath(new URL("./examples.mjs", import.meta.url))], { stdio: "inherit" });
+  if (r.status !== 0) process.exitCode = 1;
+}
