@@ -19,3 +19,25 @@ export function activeKernels(): RawKernels | undefined {
 export function setActiveKernels(raw: RawKernels | undefined): void {
   active = raw ? { raw, rank: 99 } : undefined;
 }
+
+/** Bytes from which a fresh buffer that the kernels fill asks for transparent huge pages. */
+export const HUGE_PAGE_MIN_BYTES = 4 << 20;
+
+/**
+ * A zeroed Float32Array for the kernels to fill. Large ones ask the native addon for transparent huge pages
+ * first: a fresh large ArrayBuffer is untouched memory whose 4 KiB pages fault in one by one on first write
+ * (a 64 MiB transpose output: 16,384 faults, 30 of the transpose's 50 ms on a 2-core runner).
+ */
+export function freshFloat32(len: number, raw: RawKernels | undefined = active?.raw): Float32Array {
+  if (!raw?.adviseHugePages || len * 4 < HUGE_PAGE_MIN_BYTES) return new Float32Array(len);
+  const bytes = new Uint8Array(len * 4);
+  raw.adviseHugePages(bytes);
+  return new Float32Array(bytes.buffer, 0, len);
+}
+
+/** freshFloat32's Uint8Array. */
+export function freshBytes(len: number, raw: RawKernels | undefined = active?.raw): Uint8Array<ArrayBuffer> {
+  const bytes = new Uint8Array(len);
+  if (raw?.adviseHugePages && len >= HUGE_PAGE_MIN_BYTES) raw.adviseHugePages(bytes);
+  return bytes;
+}

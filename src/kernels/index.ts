@@ -8,7 +8,7 @@ import { FORMAT_IDS, KERNEL_OPS, type FormatName, type KernelOp, type TableForma
 import type { RawKernels } from "./raw.js";
 import { instantiateWasmKernels } from "./wasm.js";
 import { jsRawKernels } from "./js.js";
-import { installActiveKernels } from "./active.js";
+import { freshBytes, installActiveKernels } from "./active.js";
 
 export type KernelBackendName = "native" | "wasm" | "js";
 export type { FormatName, KernelOp, TableFormat } from "./formats.js";
@@ -128,7 +128,7 @@ export function kernelsFromRaw(raw: RawKernels, backend: KernelBackendName, fall
   // boundary, and a 64-byte load then straddles two lines (int4 GEMV at block 128, hot: 1.11x slower).
   const alignedBytes = (bytes: number): { buffer: ArrayBuffer; offset: number } | null => {
     if (!raw.alignOffset || bytes < 4096) return null;
-    const u8 = new Uint8Array(bytes + 63);
+    const u8 = freshBytes(bytes + 63, raw);
     const offset = raw.alignOffset(u8, 64);
     return offset % 4 === 0 ? { buffer: u8.buffer, offset } : null;
   };
@@ -150,7 +150,7 @@ export function kernelsFromRaw(raw: RawKernels, backend: KernelBackendName, fall
     quantizeBlockwise(wT, n, k, spec, threads) {
       checkSpec("quantizeBlockwise", spec, n, k, wT.length);
       const blocksPerRow = Math.ceil(k / spec.blockSize);
-      const codes = new Uint8Array(n * blocksPerRow * spec.blockSize);
+      const codes = freshBytes(n * blocksPerRow * spec.blockSize, raw);
       const scales = alignedF32(n * blocksPerRow);
       const zeroPoints = alignedU8(n * blocksPerRow);
       raw.quantizeInt(wT, n, k, spec.bits, spec.blockSize, spec.symmetric, spec.clipSearch, codes, scales, zeroPoints, threadsOf(threads));

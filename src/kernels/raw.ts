@@ -99,6 +99,8 @@ export interface RawKernels {
   readSum(buffer: Float32Array, threads: number): number;
   /** Native addon only: bytes from the start of `buffer`'s data to the next multiple of `alignment` (a power of two). */
   alignOffset?(buffer: Uint8Array, alignment: number): number;
+  /** Native addon on Linux only: transparent huge pages for the whole 2 MiB pages inside `buffer` (bytes advised). */
+  adviseHugePages?(buffer: Uint8Array): number;
   /** out[cols][rows] = input[rows][cols]. */
   transposeF32(input: Float32Array, rows: number, cols: number, out: Float32Array, threads: number): void;
   /** [n][k] floats from unpacked codes [n][blocksPerRow * blockSize]: (code - zeroPoint) * scale. */

@@ -4,7 +4,7 @@
 // The per-element helpers (transpose, packBits, unpackBits, dequantizeBlockwise, weight error sums)
 // run in the compiled kernels once loadKernels() has loaded them (src/kernels/active.ts); their
 // TypeScript bodies stay here as the *Ref oracles the tests compare the kernels with.
-import { activeKernels } from "../kernels/active.js";
+import { activeKernels, freshBytes, freshFloat32 } from "../kernels/active.js";
 
 export type IntBits = 2 | 3 | 4 | 8;
 
@@ -252,7 +252,7 @@ export function quantizeBlockwiseWeighted(
   const raw = activeKernels();
   if (!raw || importance.length !== k || wT.length !== n * k || k < 1) return quantizeBlockwiseRef(wT, n, k, spec, importance);
   const blocksPerRow = Math.ceil(k / spec.blockSize);
-  const codes = new Uint8Array(n * blocksPerRow * spec.blockSize);
+  const codes = freshBytes(n * blocksPerRow * spec.blockSize, raw);
   const scales = new Float32Array(n * blocksPerRow);
   const zeroPoints = new Uint8Array(n * blocksPerRow);
   raw.quantizeIntWeighted(wT, n, k, spec.bits, spec.blockSize, spec.symmetric, spec.clipSearch, importance, codes, scales, zeroPoints, threads);
@@ -263,7 +263,7 @@ export function quantizeBlockwiseWeighted(
 export function transpose(w: Float32Array, rows: number, cols: number): Float32Array {
   const raw = activeKernels();
   if (!raw || w.length !== rows * cols) return transposeRef(w, rows, cols);
-  const out = new Float32Array(rows * cols);
+  const out = freshFloat32(rows * cols, raw);
   raw.transposeF32(w, rows, cols, out, 1);
   return out;
 }

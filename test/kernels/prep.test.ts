@@ -2,7 +2,7 @@
 // importance-weighted clip search) against their TypeScript references, on every real backend, on
 // awkward sizes; and the blockwise helpers, once the kernels are installed, give the references' bytes.
 import { afterAll, describe, expect, it } from "vitest";
-import { setActiveKernels } from "../../src/kernels/active.js";
+import { freshBytes, freshFloat32, setActiveKernels } from "../../src/kernels/active.js";
 import {
   dequantizeBlockwise,
   dequantizeBlockwiseRef,
@@ -50,6 +50,29 @@ describe.each(backends.map((b) => [b.backend, b] as const))("%s per-element pass
       raw.transposeF32(w, rows, cols, out, 2);
       expect(bytes(out).equals(bytes(transposeRef(w, rows, cols))), `${rows}x${cols}`).toBe(true);
     }
+  });
+
+  it("fresh buffers the kernels fill: zeroed, whole, and on huge pages where the native addon can ask (Linux)", () => {
+    const big = freshFloat32(3 << 20, raw); // 12 MiB
+    expect(big.length).toBe(3 << 20);
+    expect(big.byteOffset).toBe(0);
+    expect(big.every((v) => v === 0)).toBe(true);
+    const small = freshBytes(1000, raw);
+    expect(small.length).toBe(1000);
+    if (raw.adviseHugePages && process.platform === "linux") {
+      const b = new Uint8Array(8 << 20);
+      const advised = raw.adviseHugePages(b);
+      // the whole 2 MiB pages inside the buffer: three or four of them, never more than the buffer holds
+      expect(advised % (2 << 20)).toBe(0);
+      expect(advised).toBeGreaterThanOrEqual(3 * (2 << 20));
+      expect(advised).toBeLessThanOrEqual(b.byteLength);
+      expect(raw.adviseHugePages(new Uint8Array(4096))).toBe(0);
+    } else expect(kernels.backend).not.toBe("native");
+    // the transposes write into them exactly
+    const w = makeWeights(1024 * 1100, "heavy", 5);
+    const out = freshFloat32(w.length, raw);
+    raw.transposeF32(w, 1024, 1100, out, 2);
+    expect(bytes(out).equals(bytes(transposeRef(w, 1024, 1100)))).toBe(true);
   });
 
   it("decodes unpacked codes, packs and unpacks bits like the references", () => {
