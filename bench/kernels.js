@@ -211,7 +211,11 @@ for (const { k, n } of SHAPES) {
       // The read-bandwidth peer of the cold cells: a plain read of as many bytes as the weights, cold, in the same
       // rounds (the probe above runs once, before everything, and this machine's bandwidth drifts by 20-30%).
       if (H2H_MS.includes(1) && CACHES.includes("cold")) {
-        const bytes = new Float32Array(Math.ceil(weightBytes / 4)).fill(1);
+        // allocated as the kernels' own weights are (transparent huge pages where the addon can ask), so the
+        // peer reads from the same kind of memory
+        const raw = new Uint8Array(4 * Math.ceil(weightBytes / 4));
+        kernels.raw.adviseHugePages?.(raw);
+        const bytes = new Float32Array(raw.buffer).fill(1);
         impls.push({ name: "read", block, m: 1, run: () => kernels.readSum(bytes, threads), weightBytes });
       }
     }
