@@ -172,7 +172,8 @@ for (const { k, n } of SHAPES) {
     for (const block of H2H_BLOCKS) {
       const spec = { bits: 4, blockSize: block, symmetric: false, clipSearch: false };
       const q = kernels.quantizeBlockwise(wT, n, k, spec, 2);
-      const p = kernels.packBlockwise(q);
+      // the GEMV's own weight layout, prepared once as ONNX Runtime prepacks its weights at session creation
+      const p = kernels.prepareGemvInt8(kernels.packBlockwise(q));
       const t4 = toMatMulNBits(q);
       const nb = q.blocksPerRow;
       const weightBytes = t4.b.byteLength + t4.scales.byteLength + t4.zeroPoints.byteLength;

@@ -64,6 +64,16 @@ QG_API(qg_gemv_q8_workspace_bytes) int64_t qg_gemv_q8_workspace_bytes(int64_t k,
 QG_API(qg_gemv_int4_q8)
 int qg_gemv_int4_q8(const uint8_t* packed, const float* scales, const uint8_t* zero_points, int64_t n, int64_t k, int bs,
                     const float* x, float* y, void* ws, int threads);
+/* The int4 GEMV's own weight layout (as ONNX Runtime prepacks MatMulNBits weights at session creation): rows in
+ * tiles of four, a tile's 64-byte quads interleaved row by row, so a tile is one sequential stream from memory
+ * (the hardware prefetchers follow it; four separate row streams they do not, and software prefetch falls
+ * short). qg_prepack_int4_q8_bytes: the size, 0 where no kernel reads the layout (then use qg_gemv_int4_q8) or the
+ * rows end in a partial quad; qg_gemv_int4_q8_prepacked: qg_gemv_int4_q8's numbers, bit for bit. */
+QG_API(qg_prepack_int4_q8_bytes) int64_t qg_prepack_int4_q8_bytes(int64_t n, int64_t k, int bs);
+QG_API(qg_prepack_int4_q8) int qg_prepack_int4_q8(const uint8_t* packed, int64_t n, int64_t k, int bs, uint8_t* out);
+QG_API(qg_gemv_int4_q8_prepacked)
+int qg_gemv_int4_q8_prepacked(const uint8_t* prepacked, const float* scales, const uint8_t* zero_points, int64_t n, int64_t k,
+                              int bs, const float* x, float* y, void* ws, int threads);
 /* y[m][n] = x[m][k] . W^T with each activation row quantized to int8 per weight block as qg_gemv_int4_q8 does
  * (the same numbers row by row, up to float summation order), register-tiled: each weight nibble is
  * unpacked once per tile of activation rows (docs/kernels.md). Any bs % 32 == 0 up to 256. */

@@ -299,6 +299,56 @@ int qg_gemv_int4_q8(const uint8_t* packed, const float* scales, const uint8_t* z
   return QG_OK;
 }
 
+/* ---- the row-interleaved layout (qg_prepack_int4_q8) ---- */
+
+static int64_t il_row_bytes(int64_t k, int bs) { return (k + bs - 1) / bs * (bs / 2); }
+
+int64_t qg_prepack_int4_q8_bytes(int64_t n, int64_t k, int bs) {
+  if (g_force_ref || n < 1 || k < 1 || (bs != 32 && bs != 64 && bs != 128 && bs != 256) || !dispatch()->gemv_int4_q8_il) return 0;
+  const int64_t rb = il_row_bytes(k, bs);
+  if (rb % 64) return 0; /* a partial quad at the row's end: the plain layout's scalar tail */
+  return (n + 3) / 4 * 4 * rb;
+}
+
+int qg_prepack_int4_q8(const uint8_t* packed, int64_t n, int64_t k, int bs, uint8_t* out) {
+  const int64_t bytes = qg_prepack_int4_q8_bytes(n, k, bs);
+  if (!packed || !out || bytes <= 0) return bytes == 0 && packed && out ? QG_ENOKERNEL : QG_EINVAL;
+  const int64_t rb = il_row_bytes(k, bs), quads = rb / 64;
+  for (int64_t t = 0; t < (n + 3) / 4; t++)
+    for (int64_t q = 0; q < quads; q++)
+      for (int r = 0; r < 4; r++) { /* rows past n repeat the last one (their sums are dropped) */
+        const int64_t row = 4 * t + r < n ? 4 * t + r : n - 1;
+        memcpy(out + 4 * t * rb + 256 * q + 64 * r, packed + row * rb + 64 * q, 64);
+      }
+  return QG_OK;
+}
+
+typedef struct {
+  qg_gemv_q8_fn fn;
+  const qg_weight* w;
+  const qg_q8_act* a;
+  float* y;
+  int64_t n;
+} q8_il_ctx;
+
+static void q8_il_task(void* p, int64_t t0, int64_t t1) { /* tiles of 4 rows */
+  const q8_il_ctx* c = (const q8_il_ctx*)p;
+  c->fn(c->w, c->a, c->y, 4 * t0, 4 * t1 < c->n ? 4 * t1 : c->n);
+}
+
+int qg_gemv_int4_q8_prepacked(const uint8_t* prepacked, const float* scales, const uint8_t* zero_points, int64_t n, int64_t k,
+                              int bs, const float* x, float* y, void* ws, int threads) {
+  if (!prepacked || !scales || !x || !y || !ws || n < 1 || k < 1) return QG_EINVAL;
+  if (qg_prepack_int4_q8_bytes(n, k, bs) <= 0) return QG_ENOKERNEL;
+  qg_weight w;
+  make_weight(&w, prepacked, scales, zero_points, NULL, n, k, 4, bs, 0);
+  qg_q8_act a;
+  quantize_act_row(x, k, bs, w.bpr, ws, &a);
+  q8_il_ctx c = {dispatch()->gemv_int4_q8_il, &w, &a, y, n};
+  g_parallel(q8_il_task, &c, (n + 3) / 4, 16, threads);
+  return QG_OK;
+}
+
 int64_t qg_gemm_q8_workspace_bytes(int64_t m, int64_t k, int bs) {
   const int64_t one = qg_gemv_q8_workspace_bytes(k, bs);
   if (one <= 0 || m < 1) return 0;

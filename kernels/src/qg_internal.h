@@ -63,6 +63,8 @@ typedef struct {
   qg_gemm_f32_fn gemm_f32;
   qg_read_sum_fn read_sum;
   qg_gemv_q8_fn gemv_int4_q8;
+  /* gemv_int4_q8 on the row-interleaved layout of qg_prepack_int4_q8 (w->packed); NULL where no kernel reads it */
+  qg_gemv_q8_fn gemv_int4_q8_il;
   qg_rank_update_fn rank_update;
   qg_gemm_q8_fn gemm_int4_q8;
   qg_quant_act_q8_fn quant_act_q8;

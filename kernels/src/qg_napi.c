@@ -209,6 +209,35 @@ static napi_value js_gemv_int4_q8(napi_env env, napi_callback_info info) {
   return status_result(env, "gemvInt4Q8", rc);
 }
 
+static napi_value js_prepack_int4_q8_bytes(napi_env env, napi_callback_info info) {
+  ARGS("prepackInt4Q8Bytes", "NNI", "n,k,blockSize");
+  napi_value r;
+  napi_create_int64(env, qg_prepack_int4_q8_bytes(A[0].i, A[1].i, (int)A[2].i), &r);
+  return r;
+}
+
+static napi_value js_prepack_int4_q8(napi_env env, napi_callback_info info) {
+  ARGS("prepackInt4Q8", "UNNIU", "packed,n,k,blockSize,out");
+  const int64_t n = A[1].i, k = A[2].i, bs = A[3].i, bytes = qg_prepack_int4_q8_bytes(n, k, (int)bs);
+  if (bytes <= 0) return status_result(env, "prepackInt4Q8", QG_ENOKERNEL);
+  if (!need_len(env, "prepackInt4Q8", "packed", &A[0], n * ((k + bs - 1) / bs) * (bs / 2)) || !need_len(env, "prepackInt4Q8", "out", &A[4], bytes))
+    return NULL;
+  return status_result(env, "prepackInt4Q8", qg_prepack_int4_q8(A[0].p, n, k, (int)bs, A[4].p));
+}
+
+static napi_value js_gemv_int4_q8_prepacked(napi_env env, napi_callback_info info) {
+  ARGS("gemvInt4Q8Prepacked", "UFuNNIFFI", "prepacked,scales,zeroPoints,n,k,blockSize,x,y,threads");
+  const int64_t n = A[3].i, k = A[4].i, bs = A[5].i, il = qg_prepack_int4_q8_bytes(n, k, (int)bs);
+  if (il <= 0) return status_result(env, "gemvInt4Q8Prepacked", QG_ENOKERNEL);
+  if (!need_len(env, "gemvInt4Q8Prepacked", "prepacked", &A[0], il) || !int_weight_lens(env, "gemvInt4Q8Prepacked", &A[0], &A[1], &A[2], n, k, 4, bs) ||
+      !need_len(env, "gemvInt4Q8Prepacked", "x", &A[6], k) || !need_len(env, "gemvInt4Q8Prepacked", "y", &A[7], n))
+    return NULL;
+  void* ws = q8_workspace(qg_gemv_q8_workspace_bytes(k, (int)bs));
+  if (!ws) return status_result(env, "gemvInt4Q8Prepacked", QG_EINVAL);
+  const int rc = qg_gemv_int4_q8_prepacked(A[0].p, A[1].p, A[2].p, n, k, (int)bs, A[6].p, A[7].p, ws, threads_of(A[8].i));
+  return status_result(env, "gemvInt4Q8Prepacked", rc);
+}
+
 static napi_value js_gemm_int4_q8(napi_env env, napi_callback_info info) {
   ARGS("gemmInt4Q8", "UFuNNIFNFI", "packed,scales,zeroPoints,n,k,blockSize,x,m,y,threads");
   const int64_t n = A[3].i, k = A[4].i, bs = A[5].i, m = A[7].i;
@@ -667,7 +696,7 @@ static napi_value init(napi_env env, napi_value exports) {
 #endif
   const struct { const char* name; napi_callback cb; } fns[] = {
       {"quantizeInt", js_quantize_int},   {"packBits", js_pack_bits},       {"unpackBits", js_unpack_bits},
-      {"dequantizeInt", js_dequantize_int}, {"gemmInt", js_gemm_int}, {"gemvInt4Q8", js_gemv_int4_q8},       {"quantizeLut", js_quantize_lut},
+      {"dequantizeInt", js_dequantize_int}, {"gemmInt", js_gemm_int}, {"gemvInt4Q8", js_gemv_int4_q8}, {"prepackInt4Q8Bytes", js_prepack_int4_q8_bytes}, {"prepackInt4Q8", js_prepack_int4_q8}, {"gemvInt4Q8Prepacked", js_gemv_int4_q8_prepacked},       {"quantizeLut", js_quantize_lut},
       {"dequantizeLut", js_dequantize_lut}, {"gemmLut", js_gemm_lut},       {"codebookFit", js_codebook_fit},
       {"gemmF32", js_gemm_f32},           {"f32ToF16", js_f32_to_f16},      {"f16ToF32", js_f16_to_f32},
       {"readSum", js_read_sum},           {"alignOffset", js_align_offset}, {"adviseHugePages", js_advise_huge_pages},           {"isa", js_isa},                  {"kernelImpl", js_kernel_impl},

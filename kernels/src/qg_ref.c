@@ -292,6 +292,7 @@ void qg_quant_act_q8_ref(const float* x, int64_t k, int64_t blocks, int bs, int8
 void qg_fill_ref(qg_dispatch* d) {
   d->quant_act_q8 = qg_quant_act_q8_ref;
   d->gemv_int4_q8 = qg_gemv_int4_q8_ref;
+  d->gemv_int4_q8_il = NULL; /* the interleaved layout has SIMD readers only (an ISA cap must clear it too) */
   d->gemm_int4_q8 = qg_gemm_int4_q8_ref;
   d->isa = "scalar";
   for (int b = 0; b < 9; b++) d->gemm_int[b] = d->gemv_int[b] = (b == 2 || b == 3 || b == 4 || b == 8) ? qg_gemm_int_ref : NULL;

@@ -164,6 +164,22 @@ static void test_gemv_q8(void) {
       snprintf(what, sizeof what, "gemv_int4_q8 bs=%d n=%lld k=%lld", bs, (long long)n, (long long)k);
       compare(what, y2, y1, mag, n, BUDGET_Q8_VS_REF);
       compare_q8_rounding(what, y2, y3, deq, x, n, k, bs, mag);
+      /* the row-interleaved layout: the same numbers bit for bit, one and two threads; or no kernel for it */
+      const int64_t ib = qg_prepack_int4_q8_bytes(n, k, bs);
+      if (ib > 0) {
+        uint8_t* pp = malloc((size_t)ib);
+        CHECK(qg_prepack_int4_q8(p, n, k, bs, pp) == QG_OK, "prepack %s", what);
+        for (int threads = 1; threads <= 2; threads++) {
+          CHECK(qg_gemv_int4_q8_prepacked(pp, s, sym ? NULL : z, n, k, bs, x, y3, ws, threads) == QG_OK, "prepacked %s", what);
+          CHECK(memcmp(y3, y2, 4 * (size_t)n) == 0, "%s: prepacked layout differs from the plain one (%d threads)", what, threads);
+        }
+        free(pp);
+      } else {
+        uint8_t one[64];
+        CHECK(qg_gemv_int4_q8_prepacked(p, s, sym ? NULL : z, n, k, bs, x, y3, ws, 1) == QG_ENOKERNEL, "%s: prepacked without a kernel", what);
+        CHECK(qg_prepack_int4_q8(p, n, k, bs, one) == QG_ENOKERNEL, "%s: prepack without a kernel", what);
+        CHECK(strcmp(qg_isa(), "avx512") != 0 || bs == 96 || (k + bs - 1) / bs * (bs / 2) % 64, "%s: avx512 reads the layout", what);
+      }
       free(w); free(x); free(s); free(deq); free(c); free(z); free(p); free(y1); free(y2); free(y3); free(mag); free(ws);
     }
 }

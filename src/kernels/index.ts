@@ -26,6 +26,8 @@ export interface PackedBlockwise {
   readonly scales: Float32Array;
   /** [n][blocksPerRow] unpacked, undefined when symmetric (2^(bits-1)). */
   readonly zeroPoints: Uint8Array | undefined;
+  /** The int4 GEMV's own row-interleaved copy of `packed` (prepareGemvInt8), where the backend has a kernel for it. */
+  readonly gemvLayout?: Uint8Array;
 }
 
 /** NF4 / FP4 / MXFP4 / FP8 / codebook weight: packed codes + per-block scale (+ table). */
@@ -65,6 +67,13 @@ export interface Kernels {
    * float summation order: integer dot products, about 3x less work, and an error of a few 1e-3 of sum |w x|. Needs blockSize % 32 == 0; kernelImpl("gemv-int8-act", "int4") says whether SIMD.
    */
   gemvBlockwiseInt8(p: PackedBlockwise, x: Float32Array, threads?: number, out?: Float32Array): Float32Array;
+  /**
+   * `p` with the int4 GEMV's own weight layout added (as ONNX Runtime prepacks MatMulNBits weights when a session
+   * is created): rows in tiles of four, interleaved per 64 bytes, so that the GEMV reads one sequential stream from
+   * memory. gemvBlockwiseInt8 then reads it, with the same numbers bit for bit. `p` itself where no kernel reads
+   * the layout (wasm, AVX2, arm64, a row ending in a partial 128-code group).
+   */
+  prepareGemvInt8(p: PackedBlockwise): PackedBlockwise;
   /**
    * int4 GEMM (y[m][n]) with every activation row quantized to int8 per weight block as gemvBlockwiseInt8 does (row
    * by row the same numbers), the product ONNX Runtime's MatMulNBits computes at accuracy_level 4 for
@@ -175,8 +184,17 @@ export function kernelsFromRaw(raw: RawKernels, backend: KernelBackendName, fall
     gemvBlockwiseInt8(p, x, threads, out) {
       if (p.spec.bits !== 4) throw new RangeError(`gemvBlockwiseInt8: int4 only, not int${p.spec.bits}`);
       const y = out ?? new Float32Array(p.n);
-      raw.gemvInt4Q8(p.packed, p.scales, p.zeroPoints ?? null, p.n, p.k, p.spec.blockSize, x, y, threadsOf(threads));
+      if (p.gemvLayout && raw.gemvInt4Q8Prepacked)
+        raw.gemvInt4Q8Prepacked(p.gemvLayout, p.scales, p.zeroPoints ?? null, p.n, p.k, p.spec.blockSize, x, y, threadsOf(threads));
+      else raw.gemvInt4Q8(p.packed, p.scales, p.zeroPoints ?? null, p.n, p.k, p.spec.blockSize, x, y, threadsOf(threads));
       return y;
+    },
+    prepareGemvInt8(p) {
+      const bytes = p.spec.bits === 4 && raw.prepackInt4Q8 ? (raw.prepackInt4Q8Bytes?.(p.n, p.k, p.spec.blockSize) ?? 0) : 0;
+      if (bytes <= 0 || !raw.prepackInt4Q8) return p;
+      const gemvLayout = alignedU8(bytes);
+      raw.prepackInt4Q8(p.packed, p.n, p.k, p.spec.blockSize, gemvLayout);
+      return { ...p, gemvLayout };
     },
     gemmBlockwiseInt8(p, x, m, threads, out) {
       if (p.spec.bits !== 4) throw new RangeError(`gemmBlockwiseInt8: int4 only, not int${p.spec.bits}`);

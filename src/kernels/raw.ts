@@ -97,6 +97,23 @@ export interface RawKernels {
   f32ToF16(input: Float32Array, out: Uint16Array): void;
   f16ToF32(input: Uint16Array, out: Float32Array): void;
   readSum(buffer: Float32Array, threads: number): number;
+  /**
+   * Native addon only: the int4 GEMV's own row-interleaved weight layout (kernels/include/qg_kernels.h). Bytes it
+   * takes (0: no kernel reads it here, keep the plain layout), the repack, and the GEMV on it (gemvInt4Q8's numbers).
+   */
+  prepackInt4Q8Bytes?(n: number, k: number, blockSize: number): number;
+  prepackInt4Q8?(packed: Uint8Array, n: number, k: number, blockSize: number, out: Uint8Array): void;
+  gemvInt4Q8Prepacked?(
+    prepacked: Uint8Array,
+    scales: Float32Array,
+    zeroPoints: Uint8Array | null,
+    n: number,
+    k: number,
+    blockSize: number,
+    x: Float32Array,
+    y: Float32Array,
+    threads: number,
+  ): void;
   /** Native addon only: bytes from the start of `buffer`'s data to the next multiple of `alignment` (a power of two). */
   alignOffset?(buffer: Uint8Array, alignment: number): number;
   /** Native addon on Linux only: transparent huge pages for the whole 2 MiB pages inside `buffer` (bytes advised). */

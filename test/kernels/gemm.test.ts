@@ -141,6 +141,34 @@ describe.each(backends.map((b) => [b.backend, b] as const))("%s GEMV/GEMM on pac
     expect(Array.from(kernels.gemmBlockwiseInt8(moved, x, 1, 1))).toEqual(Array.from(kernels.gemmBlockwiseInt8(p, x, 1, 1)));
   });
 
+  it("the GEMV's own row-interleaved layout gives the plain layout's numbers bit for bit", () => {
+    let prepared = 0;
+    for (const [n, k, blockSize] of [
+      [1, 128, 32],
+      [7, 256, 64],
+      [13, 4096, 128],
+      [6, 512, 256],
+      [5, 96, 32], // a row of 1.5 quads: no kernel for the layout, the plain one is used
+    ] as const) {
+      const q = kernels.quantizeBlockwise(makeWeights(n * k, "heavy", n + k), n, k, { bits: 4, blockSize, symmetric: n % 2 === 0, clipSearch: false });
+      const p = kernels.packBlockwise(q);
+      const pg = kernels.prepareGemvInt8(p);
+      const x = makeWeights(k, "gaussian", k);
+      if (pg.gemvLayout) {
+        prepared++;
+        expect(pg.gemvLayout.length).toBe(Math.ceil(n / 4) * 4 * p.blocksPerRow * (blockSize / 2));
+        expect(pg.gemvLayout.subarray(0, 64)).toEqual(p.packed.subarray(0, 64)); // row 0's first quad leads
+      } else expect(pg).toBe(p);
+      for (const threads of [1, 2])
+        expect(Array.from(kernels.gemvBlockwiseInt8(pg, x, threads)), `n=${n} k=${k} bs=${blockSize}`).toEqual(
+          Array.from(kernels.gemvBlockwiseInt8(p, x, threads)),
+        );
+    }
+    // AVX-512 reads the layout; wasm and the scalar build keep the plain one
+    if (kernels.isa === "avx512") expect(prepared).toBe(4);
+    if (kernels.backend !== "native") expect(prepared).toBe(0);
+  });
+
   it("int4 GEMM with int8 activations: row by row the GEMV's numbers, within its budget of the float product", () => {
     const BUDGET_INT8_ACT = 1e-2;
     for (const [n, k, blockSize, m] of [

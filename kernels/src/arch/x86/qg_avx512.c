@@ -24,6 +24,7 @@ void qg_fill_avx512(qg_dispatch* d) {
   d->gemm_lut[QG_FMT_NF4] = d->gemm_lut[QG_FMT_FP4] = d->gemm_lut[QG_FMT_MXFP4] = d->gemm_lut[QG_FMT_CODEBOOK] = gemm_lut4_avx512;
   d->gemm_lut[QG_FMT_FP8] = gemm_fp8_avx512;
   d->gemv_int4_q8 = gemv_int4_q8t_avx512;
+  d->gemv_int4_q8_il = gemv_int4_q8il_avx512;
   d->rank_update = rank_update_avx512;
   d->gemm_int4_q8 = gemm_int4_q8t_avx512;
   d->quant_act_q8 = quant_act_q8_avx512;

@@ -834,14 +834,17 @@ QG_MM_FN static void QG_MM_NAME(gemm_int4_q8t)(const qg_weight* w, const qg_q8_a
  * empty asm stops GCC from folding the load into both the AND and the shift) made bs 128 hot a further 1.04x
  * faster but cold (weights from memory) 1.04-1.2x slower; cold is what decoding a model larger than the caches
  * sees. GFNI's affine byte shift for the high nibble (one op for the shift and mask) was 1.03x slower. */
-QG_MM_IN void q8v_tile(const qg_weight* w, const qg_q8_act* a, int64_t r0, int64_t nr, const int64_t cpb, float* y) {
+QG_MM_IN void q8v_tile(const qg_weight* w, const qg_q8_act* a, int64_t r0, int64_t nr, const int64_t cpb, float* y, const int il) {
   const int64_t bpr = w->bpr, chunks = bpr * cpb, quads = chunks / 4;
+  /* il: the row-interleaved layout (qg_prepack_int4_q8): the tile's quads are 256 contiguous bytes, row by row,
+   * and its last rows already repeat the last real one */
+  const int64_t qs = il ? 256 : 64;
   const uint8_t* p[QG_Q8V_R];
   const float* s[QG_Q8V_R];
   const uint8_t* z[QG_Q8V_R];
   for (int r = 0; r < QG_Q8V_R; r++) { /* rows past the end repeat the last one; their sums are dropped */
     const int64_t row = r0 + (r < nr ? r : nr - 1);
-    p[r] = w->packed + row * w->row_bytes;
+    p[r] = il ? w->packed + r0 * w->row_bytes + 64 * r : w->packed + row * w->row_bytes;
     s[r] = w->scales + row * bpr;
     z[r] = w->zp ? w->zp + row * bpr : NULL;
   }
@@ -875,8 +878,9 @@ QG_MM_IN void q8v_tile(const qg_weight* w, const qg_q8_act* a, int64_t r0, int64
         for (int64_t q = qa; q < qa + cpb / 4; q++) {
           const __m512i xl = _mm512_load_si512((const void*)(a->xq4 + 128 * q)), xh = _mm512_load_si512((const void*)(a->xq4 + 128 * q + 64));
           for (int r = 0; r < QG_Q8V_R; r++) {
-            _mm_prefetch((const char*)(p[r] + QG_Q8T_PF_ROWS * w->row_bytes + 64 * q), _MM_HINT_T1);
-            const __m512i pk = _mm512_loadu_si512((const void*)(p[r] + 64 * q));
+            /* the interleaved layout is one sequential stream, which the hardware prefetchers follow */
+            if (!il) _mm_prefetch((const char*)(p[r] + QG_Q8T_PF_ROWS * w->row_bytes + 64 * q), _MM_HINT_T1);
+            const __m512i pk = _mm512_loadu_si512((const void*)(p[r] + qs * q));
             /* at most 256 products of |15 x 127| per block: each lane's int32 sum stays below 2^19 */
             d[r] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(d[r], _mm512_and_si512(pk, m15), xl),
                                        _mm512_and_si512(_mm512_srli_epi16(pk, 4), m15), xh);
@@ -892,8 +896,8 @@ QG_MM_IN void q8v_tile(const qg_weight* w, const qg_q8_act* a, int64_t r0, int64
         const __m512i xl = _mm512_load_si512((const void*)(a->xq4 + 128 * q)), xh = _mm512_load_si512((const void*)(a->xq4 + 128 * q + 64));
         const __m512i idx = _mm512_add_epi32(lane_block, _mm512_set1_epi32((int)((q - qa) * (4 / cpb))));
         for (int r = 0; r < QG_Q8V_R; r++) {
-          _mm_prefetch((const char*)(p[r] + QG_Q8T_PF_ROWS * w->row_bytes + 64 * q), _MM_HINT_T1);
-          const __m512i pk = _mm512_loadu_si512((const void*)(p[r] + 64 * q));
+          if (!il) _mm_prefetch((const char*)(p[r] + QG_Q8T_PF_ROWS * w->row_bytes + 64 * q), _MM_HINT_T1);
+          const __m512i pk = _mm512_loadu_si512((const void*)(p[r] + qs * q));
           const __m512i d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(pk, m15), xl),
                                                 _mm512_and_si512(_mm512_srli_epi16(pk, 4), m15), xh);
           acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_permutexvar_ps(idx, scv[r]), acc[r]);
@@ -910,7 +914,8 @@ QG_MM_IN void q8v_tile(const qg_weight* w, const qg_q8_act* a, int64_t r0, int64
 #else
 #define QG_Q8V_G 8
 #define QG_Q8V_R 4
-QG_MM_IN void q8v_tile(const qg_weight* w, const qg_q8_act* a, int64_t r0, int64_t nr, const int64_t cpb, float* y) {
+QG_MM_IN void q8v_tile(const qg_weight* w, const qg_q8_act* a, int64_t r0, int64_t nr, const int64_t cpb, float* y, const int il) {
+  (void)il; /* the interleaved layout is read by the AVX-512 tile only (gemv_int4_q8_il) */
   const int64_t bpr = w->bpr, chunks = bpr * cpb, quads = chunks / 4;
   const uint8_t* p[4];
   const float* s[4];
@@ -1007,19 +1012,33 @@ QG_MM_IN void q8v_tile(const qg_weight* w, const qg_q8_act* a, int64_t r0, int64
 }
 #endif
 
-QG_MM_IN void q8v_rows(const qg_weight* w, const qg_q8_act* a, float* y, int64_t n0, int64_t n1, const int64_t cpb) {
-  for (int64_t r0 = n0; r0 < n1; r0 += QG_Q8V_R) q8v_tile(w, a, r0, n1 - r0 < QG_Q8V_R ? n1 - r0 : QG_Q8V_R, cpb, y);
+QG_MM_IN void q8v_rows(const qg_weight* w, const qg_q8_act* a, float* y, int64_t n0, int64_t n1, const int64_t cpb, const int il) {
+  for (int64_t r0 = n0; r0 < n1; r0 += QG_Q8V_R) q8v_tile(w, a, r0, n1 - r0 < QG_Q8V_R ? n1 - r0 : QG_Q8V_R, cpb, y, il);
 }
 
 QG_MM_FN static void QG_MM_NAME(gemv_int4_q8t)(const qg_weight* w, const qg_q8_act* a, float* y, int64_t n0, int64_t n1) {
   switch (w->bs / 32) { /* constant chunks per block; other block sizes (quads across blocks) take the GEMM tiles */
-    case 1: q8v_rows(w, a, y, n0, n1, 1); break;
-    case 2: q8v_rows(w, a, y, n0, n1, 2); break;
-    case 4: q8v_rows(w, a, y, n0, n1, 4); break;
-    case 8: q8v_rows(w, a, y, n0, n1, 8); break;
+    case 1: q8v_rows(w, a, y, n0, n1, 1, 0); break;
+    case 2: q8v_rows(w, a, y, n0, n1, 2, 0); break;
+    case 4: q8v_rows(w, a, y, n0, n1, 4, 0); break;
+    case 8: q8v_rows(w, a, y, n0, n1, 8, 0); break;
     default: QG_MM_NAME(gemm_int4_q8t)(w, a, 1, y, n0, n1); break;
   }
 }
+
+#if QG_MM_512
+/* q8v on the row-interleaved layout of qg_prepack_int4_q8: rows in tiles of 4 (n0 a multiple of 4), every row a
+ * whole number of quads (bs 32, 64, 128, 256). The caller checks both. */
+QG_MM_FN static void QG_MM_NAME(gemv_int4_q8il)(const qg_weight* w, const qg_q8_act* a, float* y, int64_t n0, int64_t n1) {
+  switch (w->bs / 32) {
+    case 1: q8v_rows(w, a, y, n0, n1, 1, 1); break;
+    case 2: q8v_rows(w, a, y, n0, n1, 2, 1); break;
+    case 4: q8v_rows(w, a, y, n0, n1, 4, 1); break;
+    case 8: q8v_rows(w, a, y, n0, n1, 8, 1); break;
+    default: break;
+  }
+}
+#endif
 #undef QG_Q8V_G
 #undef QG_Q8V_R
 #undef QG_Q8W_R
