@@ -46,11 +46,13 @@ const rows = [];
 for (const name of names) {
   const dir = path.join(root, "examples", name);
   const config = path.join(dir, "quantgate.yml");
+  let text;
   try {
-    await readFile(config);
+    text = await readFile(config, "utf8");
   } catch {
     continue;
   }
+  if (!/^model:/m.test(text)) continue; // examples/workflows holds GitHub workflow files, not a gate config
   await mkdir(path.join(dir, "quantgate-out"), { recursive: true });
   const out = await mkdtemp(path.join(dir, "quantgate-out", "bench-"));
   try {
