@@ -103,17 +103,7 @@ export interface RawKernels {
    */
   prepackInt4Q8Bytes?(n: number, k: number, blockSize: number): number;
   prepackInt4Q8?(packed: Uint8Array, n: number, k: number, blockSize: number, out: Uint8Array): void;
-  gemvInt4Q8Prepacked?(
-    prepacked: Uint8Array,
-    scales: Float32Array,
-    zeroPoints: Uint8Array | null,
-    n: number,
-    k: number,
-    blockSize: number,
-    x: Float32Array,
-    y: Float32Array,
-    threads: number,
-  ): void;
+  gemvInt4Q8Prepacked?: RawKernels["gemvInt4Q8"];
   /** Native addon only: bytes from the start of `buffer`'s data to the next multiple of `alignment` (a power of two). */
   alignOffset?(buffer: Uint8Array, alignment: number): number;
   /** Native addon on Linux only: transparent huge pages for the whole 2 MiB pages inside `buffer` (bytes advised). */
