@@ -184,7 +184,8 @@ export function kernelsFromRaw(raw: RawKernels, backend: KernelBackendName, fall
     gemvBlockwiseInt8(p, x, threads, out) {
       if (p.spec.bits !== 4) throw new RangeError(`gemvBlockwiseInt8: int4 only, not int${p.spec.bits}`);
       const y = out ?? new Float32Array(p.n);
-      if (p.gemvLayout && raw.gemvInt4Q8Prepacked)
+      // the layout's kernel can be gone since p was prepared (forceRef, an ISA cap): then the plain copy serves
+      if (p.gemvLayout && raw.gemvInt4Q8Prepacked && (raw.prepackInt4Q8Bytes?.(p.n, p.k, p.spec.blockSize) ?? 0) > 0)
         raw.gemvInt4Q8Prepacked(p.gemvLayout, p.scales, p.zeroPoints ?? null, p.n, p.k, p.spec.blockSize, x, y, threadsOf(threads));
       else raw.gemvInt4Q8(p.packed, p.scales, p.zeroPoints ?? null, p.n, p.k, p.spec.blockSize, x, y, threadsOf(threads));
       return y;

@@ -166,6 +166,16 @@ describe.each(backends.map((b) => [b.backend, b] as const))("%s GEMV/GEMM on pac
     }
     // AVX-512 reads the layout; wasm and the scalar build keep the plain one
     if (kernels.isa === "avx512") expect(prepared).toBe(4);
+    // a layout prepared before the scalar references were forced: the plain copy serves, same numbers as the reference
+    const q = kernels.quantizeBlockwise(makeWeights(8 * 256, "heavy", 9), 8, 256, { bits: 4, blockSize: 64, symmetric: false, clipSearch: false });
+    const pg = kernels.prepareGemvInt8(kernels.packBlockwise(q));
+    const x = makeWeights(256, "gaussian", 10);
+    kernels.raw.forceRef(true);
+    try {
+      expect(Array.from(kernels.gemvBlockwiseInt8(pg, x, 1))).toEqual(Array.from(kernels.gemvBlockwiseInt8(kernels.packBlockwise(q), x, 1)));
+    } finally {
+      kernels.raw.forceRef(false);
+    }
     if (kernels.backend !== "native") expect(prepared).toBe(0);
   });
 
