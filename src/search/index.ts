@@ -595,12 +595,12 @@ export async function runSearch(config: Config, opts: SearchOptions): Promise<Se
   let best = passed[0]!;
   // A candidate no cheaper than the current recipe is not worth suggesting when the current one passes there too.
   const currentCost = current.evaluation.verdict === "pass" ? current.evaluation.cost : undefined;
-  const worth = passed.filter((e) => currentCost === undefined || e.cost! < currentCost || canonical(e.candidate.recipe) === canonical(config.recipe));
+  const isWorth = (e: Evaluation): boolean => currentCost === undefined || e.cost! < currentCost || canonical(e.candidate.recipe) === canonical(config.recipe);
+  const worth = passed.filter(isWorth);
   best = worth[0] ?? passed[0]!;
   // The follow-up evaluations kept back are spent from here on, on the search part like every other choice: the
   // holdout part only says whether a candidate is suggested, and a rejected mix raises the mixed bisection's floor.
   limit = settings.max_full_evaluations;
-  const isWorth = (e: Evaluation): boolean => currentCost === undefined || e.cost! < currentCost || canonical(e.candidate.recipe) === canonical(config.recipe);
   const verified = new Set<string>();
   let verifiedWinner: { best: Evaluation; run: { evaluation: Evaluation; run: GateRun } } | undefined;
   /** The cheapest candidate that passed on the search part, is worth suggesting, is cheaper than the verified winner and was not run on the holdout part yet. */
