@@ -92,7 +92,8 @@ export function mlpForward(m: Mlp, x: Float32Array, bias: Float32Array): Float64
  * Writes an MLP classifier, a labelled JSONL eval set (labels from the float model, with some
  * label noise so accuracy is not trivially 1), a calibration set and a quantgate.yml into dir.
  */
-export async function writeClassifierFixture(dir: string, gate: string, opts: { recipe?: string; samples?: number } = {}): Promise<string> {
+/** `opts.extra`: YAML appended after the gate block (a search section, say). */
+export async function writeClassifierFixture(dir: string, gate: string, opts: { recipe?: string; samples?: number; extra?: string } = {}): Promise<string> {
   await mkdir(dir, { recursive: true });
   const [d0, d1, d2] = [64, 128, 10];
   const mlp = buildMlp(d0, d1, d2, 7);
@@ -126,7 +127,7 @@ measure:
   runs: 10
 gate:
 ${gate}
-`;
+${opts.extra ?? ""}`;
   const configPath = path.join(dir, "quantgate.yml");
   await writeFile(configPath, config);
   return configPath;

@@ -60,12 +60,8 @@ describe("mode: search (action, pull request)", () => {
     const configPath = await writeClassifierFixture(dir, "  max_kl_mean: 0.02\n", {
       samples: 160,
       recipe: "  # reviewed recipe: int8\n  format: int8\n  block_size: 32\n  symmetric: true",
+      extra: "search:\n  space:\n    formats: [int8, int4, nf4]\n    block_sizes: [32, 64]\n    algorithms: [rtn, mse]\n  max_full_evaluations: 5\n",
     });
-    await writeFile(
-      configPath,
-      (await readFile(configPath, "utf8")) +
-        "search:\n  space:\n    formats: [int8, int4, nf4]\n    block_sizes: [32, 64]\n    algorithms: [rtn, mse]\n  max_full_evaluations: 5\n",
-    );
     execFileSync("git", ["init", "-q"], { cwd: dir });
     const before = await readFile(configPath, "utf8");
     const env = {

@@ -131,12 +131,9 @@ describe("search follow-up after the holdout verification", () => {
     const configPath = await writeClassifierFixture(dir, "  max_kl_mean: 0.02\n", {
       samples: 160,
       recipe: "  format: int8\n  block_size: 32\n  symmetric: true",
-    });
-    await writeFile(
-      configPath,
-      (await readFile(configPath, "utf8")) +
+      extra:
         "search:\n  space:\n    formats: [int8, int4, int3, int2]\n    block_sizes: [32, 64, 128]\n    algorithms: [rtn, mse]\n  max_full_evaluations: 6\n  holdout: 0.3\n",
-    );
+    });
     const config = await loadConfig(configPath);
     const split = await splitEvaluation(config, 0.3, path.join(dir, "probe-split"));
     const held = new Set((await readFile(path.join(dir, split.holdout), "utf8")).trim().split("\n"));

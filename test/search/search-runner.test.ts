@@ -4,7 +4,7 @@
 // with the quantgate.yml diff, and the patch is written to the output folder.
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -26,12 +26,8 @@ describe("mode: search (runner-style, node on the action entry)", () => {
     const configPath = await writeClassifierFixture(dir, "  max_kl_mean: 0.02\n", {
       samples: 120,
       recipe: "  format: int8\n  block_size: 32\n  symmetric: true",
+      extra: "search:\n  space:\n    formats: [int8, int4]\n    block_sizes: [32]\n    algorithms: [rtn]\n  max_full_evaluations: 3\n",
     });
-    await writeFile(
-      configPath,
-      (await readFile(configPath, "utf8")) +
-        "search:\n  space:\n    formats: [int8, int4]\n    block_sizes: [32]\n    algorithms: [rtn]\n  max_full_evaluations: 3\n",
-    );
     execFileSync("git", ["init", "-q"], { cwd: dir });
     const before = await readFile(configPath, "utf8");
     const r = await runActionAsync(

@@ -36,8 +36,8 @@ async function fixture(gate: string, extra = SPACE): Promise<string> {
   const configPath = await writeClassifierFixture(dir, gate, {
     samples: 160,
     recipe: "  # the recipe under review\n  format: int8\n  block_size: 32\n  symmetric: true",
+    extra,
   });
-  await writeFile(configPath, (await readFile(configPath, "utf8")) + extra);
   return configPath;
 }
 
